@@ -3,15 +3,22 @@
 // metadata's business. On disk:
 //
 //	<root>/blobs/sha256/<hex>   committed blobs, mode 0444, never modified
-//	<root>/ingest/<random>      ingests in progress (cleaned up by gc)
+//	<root>/ingest/<hex>-<rand>  ingests in progress (cleaned up by gc)
 //
 // A blob becomes visible only by an atomic rename after its bytes were
 // verified against the expected digest and fsynced, so readers never see a
-// partial blob.
+// partial blob. The directory is fsynced after the rename, so a blob whose
+// Commit returned survives a power cut before the metadata naming it commits.
 package blobs
 
 import (
+	// go-digest hashes through crypto.Hash, which needs the implementation
+	// linked in; without it digest.SHA256 is "not available" and panics.
+	_ "crypto/sha256"
+	"io"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -37,27 +44,132 @@ type Info struct {
 
 // Store is the shared blob directory.
 type Store struct {
-	root string
+	root      string
+	blobDir   string // <root>/blobs/sha256
+	ingestDir string // <root>/ingest
 }
 
-// Open creates (if needed) and opens the blob directory below root.
-func Open(root string) (*Store, error) { panic("not implemented") }
+// dirMode is the mode of the directories the store creates.
+const dirMode = 0o755
 
-// Path is where the committed blob d lives (whether or not it exists).
-func (s *Store) Path(d digest.Digest) string { panic("not implemented") }
+// blobMode is the mode of a committed blob: its bytes never change.
+const blobMode = 0o444
+
+// walkBatch bounds how many directory entries Walk and WalkIngests hold at
+// once, so that walking a store of millions of blobs stays small in memory.
+const walkBatch = 1024
+
+// invalidDigestName is the file name Path gives for an invalid digest. It
+// is not 64 hex digits, so it can never be a committed blob, and it has no
+// '/', so the path stays inside the blob directory.
+const invalidDigestName = "invalid-digest"
+
+// Open creates (if needed) and opens the blob directory below root.
+func Open(root string) (*Store, error) {
+	s := &Store{
+		root:      root,
+		blobDir:   filepath.Join(root, "blobs", string(digest.SHA256)),
+		ingestDir: filepath.Join(root, "ingest"),
+	}
+	for _, dir := range []string{s.blobDir, s.ingestDir} {
+		if err := os.MkdirAll(dir, dirMode); err != nil {
+			return nil, errors.Wrapf(err, "blob store %s", root)
+		}
+	}
+	// The directories we may just have created must survive a power cut
+	// as much as the blobs renamed into them.
+	for _, dir := range []string{filepath.Join(root, "blobs"), root} {
+		if err := syncDir(dir); err != nil {
+			return nil, errors.Wrapf(err, "blob store %s", root)
+		}
+	}
+	return s, nil
+}
+
+// Root is the directory the store was opened at.
+func (s *Store) Root() string { return s.root }
+
+// ValidateDigest reports whether d can name a blob of this store: nil for a
+// well-formed sha256 digest, ErrUnsupportedDigest (wrapped) for another
+// algorithm, and a wrapped go-digest error for a malformed one.
+func ValidateDigest(d digest.Digest) error {
+	if err := d.Validate(); err != nil {
+		if errors.Is(err, digest.ErrDigestUnsupported) {
+			return errors.Wrapf(ErrUnsupportedDigest, "digest %q: only sha256 is stored", string(d))
+		}
+		return errors.Wrapf(err, "digest %q", string(d))
+	}
+	// Validate accepts sha384 and sha512 too, whenever some package links
+	// those hashes in.
+	if d.Algorithm() != digest.SHA256 {
+		return errors.Wrapf(ErrUnsupportedDigest, "digest %q: only sha256 is stored", string(d))
+	}
+	return nil
+}
+
+// Path is where the committed blob d lives (whether or not it exists). For
+// an invalid digest it is a name inside the blob directory that no blob
+// ever has, so the path never escapes the directory.
+func (s *Store) Path(d digest.Digest) string {
+	if ValidateDigest(d) != nil {
+		return filepath.Join(s.blobDir, invalidDigestName)
+	}
+	return filepath.Join(s.blobDir, d.Encoded())
+}
 
 // Stat returns the committed blob's info, or an error satisfying
 // errors.Is(err, os.ErrNotExist).
-func (s *Store) Stat(d digest.Digest) (Info, error) { panic("not implemented") }
+func (s *Store) Stat(d digest.Digest) (Info, error) {
+	if err := ValidateDigest(d); err != nil {
+		return Info{}, err
+	}
+	fi, err := os.Stat(s.Path(d))
+	if err != nil {
+		return Info{}, errors.Wrapf(err, "blob %s", d)
+	}
+	return Info{Digest: d, Size: fi.Size(), ModTime: fi.ModTime()}, nil
+}
 
 // Open opens the committed blob for reading.
-func (s *Store) Open(d digest.Digest) (*os.File, error) { panic("not implemented") }
+func (s *Store) Open(d digest.Digest) (*os.File, error) {
+	if err := ValidateDigest(d); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(s.Path(d))
+	if err != nil {
+		return nil, errors.Wrapf(err, "blob %s", d)
+	}
+	return f, nil
+}
 
 // Delete removes the committed blob file; a missing file is not an error.
-func (s *Store) Delete(d digest.Digest) error { panic("not implemented") }
+// The directory is not fsynced: a delete lost to a crash leaves a blob no
+// namespace holds, which gc removes again.
+func (s *Store) Delete(d digest.Digest) error {
+	if err := ValidateDigest(d); err != nil {
+		return err
+	}
+	if err := os.Remove(s.Path(d)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return errors.Wrapf(err, "blob %s", d)
+	}
+	return nil
+}
 
-// Walk calls fn for every committed blob (order unspecified).
-func (s *Store) Walk(fn func(Info) error) error { panic("not implemented") }
+// Walk calls fn for every committed blob (order unspecified). Files whose
+// name is not a sha256 hex digest are skipped, as are blobs deleted while
+// the walk runs. An error from fn stops the walk and is returned.
+func (s *Store) Walk(fn func(Info) error) error {
+	return walkDir(s.blobDir, func(fi os.FileInfo) error {
+		if !isHexDigest(fi.Name()) {
+			return nil
+		}
+		return fn(Info{
+			Digest:  digest.NewDigestFromEncoded(digest.SHA256, fi.Name()),
+			Size:    fi.Size(),
+			ModTime: fi.ModTime(),
+		})
+	})
+}
 
 // IngestInfo describes an unfinished ingest file.
 type IngestInfo struct {
@@ -66,48 +178,87 @@ type IngestInfo struct {
 	ModTime time.Time
 }
 
-// WalkIngests calls fn for every file in the ingest directory.
-func (s *Store) WalkIngests(fn func(IngestInfo) error) error { panic("not implemented") }
+// WalkIngests calls fn for every file in the ingest directory. ModTime is
+// the time of the last write, which is what a grace period is measured
+// against.
+func (s *Store) WalkIngests(fn func(IngestInfo) error) error {
+	return walkDir(s.ingestDir, func(fi os.FileInfo) error {
+		return fn(IngestInfo{Name: fi.Name(), Size: fi.Size(), ModTime: fi.ModTime()})
+	})
+}
 
-// RemoveIngest removes one unfinished ingest by name.
-func (s *Store) RemoveIngest(name string) error { panic("not implemented") }
+// RemoveIngest removes one unfinished ingest by name (as WalkIngests
+// reported it). A name that is not a plain file name is refused; an ingest
+// that is already gone (committed or removed meanwhile) is not an error.
+func (s *Store) RemoveIngest(name string) error {
+	if name == "" || name == "." || strings.ContainsAny(name, "/\x00") || strings.Contains(name, "..") {
+		return errors.Wrapf(os.ErrInvalid, "ingest name %q: must be a plain file name", name)
+	}
+	if err := os.Remove(filepath.Join(s.ingestDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return errors.Wrapf(err, "ingest %q", name)
+	}
+	return nil
+}
 
-// Writer streams one blob into a temporary ingest file, hashing as it goes.
-type Writer struct{}
+// walkDir calls fn for every regular file in dir, reading the directory in
+// batches. Entries that vanish between readdir and lstat are skipped.
+func walkDir(dir string, fn func(os.FileInfo) error) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return errors.Wrapf(err, "walk %s", dir)
+	}
+	defer d.Close()
+	for {
+		entries, err := d.ReadDir(walkBatch)
+		for _, entry := range entries {
+			if !entry.Type().IsRegular() {
+				continue
+			}
+			fi, err := entry.Info()
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return errors.Wrapf(err, "walk %s", dir)
+			}
+			if err := fn(fi); err != nil {
+				return err
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return errors.Wrapf(err, "walk %s", dir)
+		}
+	}
+}
 
-// NewWriter starts an ingest of a blob that must hash to expected
-// (sha256 only: anything else is ErrUnsupportedDigest).
-func (s *Store) NewWriter(expected digest.Digest) (*Writer, error) { panic("not implemented") }
+// isHexDigest reports whether name is 64 lowercase hex digits, the only
+// file names a committed sha256 blob has.
+func isHexDigest(name string) bool {
+	if len(name) != 64 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
 
-// Write appends p.
-func (w *Writer) Write(p []byte) (int, error) { panic("not implemented") }
-
-// WriteAt accepts only off == w.Size() (ErrNonSequentialWrite otherwise).
-func (w *Writer) WriteAt(p []byte, off int64) (int, error) { panic("not implemented") }
-
-// Size is the number of bytes written so far.
-func (w *Writer) Size() int64 { panic("not implemented") }
-
-// Digest is the digest of the bytes written so far.
-func (w *Writer) Digest() digest.Digest { panic("not implemented") }
-
-// Expected is the digest the blob must have.
-func (w *Writer) Expected() digest.Digest { panic("not implemented") }
-
-// Verify reports ErrDigestMismatch (wrapped, naming both digests) unless the
-// bytes written so far hash to the expected digest. It does not publish.
-func (w *Writer) Verify() error { panic("not implemented") }
-
-// Commit verifies, fsyncs the data, and renames it into place (then fsyncs
-// the directory). If the blob already exists the temporary file is removed
-// and existed is true. On any error the temporary file is removed.
-// The caller serialises Commit against Delete of the same digest.
-func (w *Writer) Commit() (existed bool, err error) { panic("not implemented") }
-
-// Abort removes the temporary file. Safe to call after Commit or twice.
-func (w *Writer) Abort() error { panic("not implemented") }
-
-// WriteBytes ingests a whole blob held in memory (Commit semantics).
-func (s *Store) WriteBytes(expected digest.Digest, data []byte) (existed bool, err error) {
-	panic("not implemented")
+// syncDir fsyncs a directory, making the entries created, renamed or
+// removed in it durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	if err := d.Sync(); err != nil {
+		d.Close()
+		return err
+	}
+	return d.Close()
 }

@@ -6,7 +6,13 @@
 // ErrNoData → ENODATA; ErrNameTooLong → ERANGE as Linux does).
 package xattr
 
-import "github.com/pkg/errors"
+import (
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/pkg/errors"
+)
 
 // UserPrefix is the only xattr namespace that maps to labels.
 const UserPrefix = "user."
@@ -31,10 +37,28 @@ var (
 )
 
 // Key returns the label key for an xattr name ("user.team" → "team").
-func Key(name string) (string, error) { panic("not implemented") }
+// The length is checked first, for any namespace, as Linux does; a name
+// outside "user." is ErrNotSupported, and "user." alone (or a name with a
+// NUL, which no C caller can send and List could not encode) is
+// ErrInvalidName.
+func Key(name string) (string, error) {
+	switch {
+	case name == "":
+		return "", errors.Wrap(ErrInvalidName, "empty name")
+	case len(name) > MaxNameLen:
+		return "", errors.Wrapf(ErrNameTooLong, "%.32q... is %d bytes, the limit is %d", name, len(name), MaxNameLen)
+	case !strings.HasPrefix(name, UserPrefix):
+		return "", errors.Wrapf(ErrNotSupported, "%q", name)
+	case name == UserPrefix:
+		return "", errors.Wrapf(ErrInvalidName, "%q has no key after the prefix", name)
+	case strings.IndexByte(name, 0) >= 0:
+		return "", errors.Wrapf(ErrInvalidName, "%q contains a NUL byte", name)
+	}
+	return name[len(UserPrefix):], nil
+}
 
 // Name returns the xattr name for a label key.
-func Name(key string) string { panic("not implemented") }
+func Name(key string) string { return UserPrefix + key }
 
 // Condition is what setxattr's flags demand of the current value.
 type Condition int
@@ -45,17 +69,75 @@ const (
 	IfPresent                  // XATTR_REPLACE
 )
 
+// String names the setxattr flag the condition comes from.
+func (c Condition) String() string {
+	switch c {
+	case Always:
+		return "no flag"
+	case IfAbsent:
+		return "XATTR_CREATE"
+	case IfPresent:
+		return "XATTR_REPLACE"
+	}
+	return "Condition(" + strconv.Itoa(int(c)) + ")"
+}
+
 // ParseFlags turns setxattr flags into a Condition (ErrInvalidFlags for
 // both or unknown bits).
-func ParseFlags(flags uint32) (Condition, error) { panic("not implemented") }
+func ParseFlags(flags uint32) (Condition, error) {
+	switch flags {
+	case 0:
+		return Always, nil
+	case FlagCreate:
+		return IfAbsent, nil
+	case FlagReplace:
+		return IfPresent, nil
+	}
+	return Always, errors.Wrapf(ErrInvalidFlags, "flags %#x (only XATTR_CREATE=%#x or XATTR_REPLACE=%#x, not both)",
+		flags, FlagCreate, FlagReplace)
+}
 
-// Check applies a Condition to whether the label exists now.
-func (c Condition) Check(exists bool) error { panic("not implemented") }
+// Check applies a Condition to whether the label exists now. Its signature
+// fits metadata.DB.SetLabel's check, which calls it inside the transaction.
+func (c Condition) Check(exists bool) error {
+	switch {
+	case c == IfAbsent && exists:
+		return errors.Wrap(ErrExists, "XATTR_CREATE")
+	case c == IfPresent && !exists:
+		return errors.Wrap(ErrNoData, "XATTR_REPLACE")
+	}
+	return nil
+}
 
 // Get copies value into dest. With a dest shorter than the value it returns
 // (len(value), ErrRange) — go-fuse turns that into the size-probe answer.
-func Get(dest []byte, value string) (uint32, error) { panic("not implemented") }
+func Get(dest []byte, value string) (uint32, error) {
+	if len(dest) < len(value) {
+		return uint32(len(value)), errors.Wrapf(ErrRange, "value of %d bytes, buffer of %d", len(value), len(dest))
+	}
+	return uint32(copy(dest, value)), nil
+}
 
 // List encodes keys as "user.<key>\x00..." into dest, sorted, with the same
-// size-probe rule as Get.
-func List(dest []byte, keys []string) (uint32, error) { panic("not implemented") }
+// size-probe rule as Get. keys may come in any order and are not modified.
+func List(dest []byte, keys []string) (uint32, error) {
+	size := 0
+	for _, key := range keys {
+		size += len(UserPrefix) + len(key) + 1
+	}
+	if len(dest) < size {
+		return uint32(size), errors.Wrapf(ErrRange, "list of %d bytes, buffer of %d", size, len(dest))
+	}
+	// Sorted so that listings are stable; copy so the caller's slice
+	// (perhaps shared) stays as it was.
+	sorted := append([]string(nil), keys...)
+	sort.Strings(sorted)
+	n := 0
+	for _, key := range sorted {
+		n += copy(dest[n:], UserPrefix)
+		n += copy(dest[n:], key)
+		dest[n] = 0
+		n++
+	}
+	return uint32(n), nil
+}
