@@ -3,9 +3,14 @@ package metadata
 import (
 	"io"
 	"os"
+	"regexp"
+	"sync"
 	"time"
 
+	"github.com/nsfs/nsfs/blobs"
 	"github.com/opencontainers/go-digest"
+	"github.com/pkg/errors"
+	bolt "go.etcd.io/bbolt"
 )
 
 // Blob is a blob as one namespace sees it.
@@ -18,46 +23,447 @@ type Blob struct {
 	CreatedAt time.Time
 }
 
+var sha256Re = regexp.MustCompile(`^sha256:[a-f0-9]{64}$`)
+
 // ValidateDigest checks "sha256:<64 lowercase hex>" (ErrInvalidArgument).
-func ValidateDigest(d digest.Digest) error { panic("not implemented") }
+func ValidateDigest(d digest.Digest) error {
+	if !sha256Re.MatchString(string(d)) {
+		return errors.Wrapf(ErrInvalidArgument, "digest %q: must be sha256: and 64 lowercase hex digits", shorten(string(d)))
+	}
+	return nil
+}
+
+// visible reports whether ns can see blob d under the sharing policy, and
+// its size. Shared: every blob some namespace holds. Isolated: what ns
+// holds, and what a namespace labelled ShareableLabel=true holds.
+func (db *DB) visible(tx *bolt.Tx, ns string, d digest.Digest) (int64, bool) {
+	cb := contentBucket(tx).Bucket([]byte(d))
+	if cb == nil {
+		return 0, false
+	}
+	size := getInt64(cb, keySize)
+	if db.opts.Sharing == SharingShared {
+		return size, true
+	}
+	holders := cb.Bucket(bucketHolders)
+	if holders == nil {
+		return 0, false
+	}
+	if hasKey(holders, []byte(ns)) {
+		return size, true
+	}
+	all := namespacesBucket(tx)
+	c := holders.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		if hb := all.Bucket(k); hb != nil && isShareable(hb) {
+			return size, true
+		}
+	}
+	return 0, false
+}
+
+func isShareable(nsb *bolt.Bucket) bool {
+	lb := nsb.Bucket(bucketLabels)
+	return lb != nil && string(lb.Get([]byte(ShareableLabel))) == "true"
+}
+
+// heldBlob returns namespaces/<ns>/blobs/<d>/ or nil.
+func heldBlob(nsb *bolt.Bucket, d digest.Digest) *bolt.Bucket {
+	bb := nsb.Bucket(bucketBlobs)
+	if bb == nil {
+		return nil
+	}
+	return bb.Bucket([]byte(d))
+}
+
+// releases collects, during one write transaction, the blobs a namespace
+// stopped holding and the digests no namespace holds any more; they are
+// acted on after the commit (files deleted, OnBlobReleased called).
+type releases struct {
+	ns       string
+	released []digest.Digest // ns stopped holding these
+	orphaned []digest.Digest // no holder left: the file goes
+}
+
+// hold makes ns hold d (size bytes), creating the namespace's record and
+// adding ns to the global holders. It does not touch the images count.
+func hold(tx *bolt.Tx, nsb *bolt.Bucket, ns string, d digest.Digest, size int64, t time.Time) (*bolt.Bucket, error) {
+	bb, err := nsb.CreateBucketIfNotExists(bucketBlobs)
+	if err != nil {
+		return nil, err
+	}
+	if rec := bb.Bucket([]byte(d)); rec != nil {
+		return rec, nil
+	}
+	rec, err := bb.CreateBucket([]byte(d))
+	if err != nil {
+		return nil, err
+	}
+	if err := putInt64(rec, keySize, size); err != nil {
+		return nil, err
+	}
+	if err := putTime(rec, keyCreatedAt, t); err != nil {
+		return nil, err
+	}
+	if err := putUint64(rec, keyImages, 0); err != nil {
+		return nil, err
+	}
+	if _, err := rec.CreateBucket(bucketLabels); err != nil {
+		return nil, err
+	}
+
+	cb := contentBucket(tx).Bucket([]byte(d))
+	if cb == nil {
+		if cb, err = contentBucket(tx).CreateBucket([]byte(d)); err != nil {
+			return nil, err
+		}
+		if err := putInt64(cb, keySize, size); err != nil {
+			return nil, err
+		}
+		if err := putTime(cb, keyCreatedAt, t); err != nil {
+			return nil, err
+		}
+	}
+	holders, err := cb.CreateBucketIfNotExists(bucketHolders)
+	if err != nil {
+		return nil, err
+	}
+	return rec, holders.Put([]byte(ns), member)
+}
+
+// drop makes ns stop holding d; when ns was its last holder the global
+// record goes too and d is recorded as orphaned.
+func drop(tx *bolt.Tx, nsb *bolt.Bucket, d digest.Digest, rel *releases) error {
+	if err := nsb.Bucket(bucketBlobs).DeleteBucket([]byte(d)); err != nil {
+		return err
+	}
+	rel.released = append(rel.released, d)
+	content := contentBucket(tx)
+	cb := content.Bucket([]byte(d))
+	if cb == nil {
+		return errors.Wrapf(errCorrupt, "blob %s is held by namespace %q but has no content record", d, rel.ns)
+	}
+	holders := cb.Bucket(bucketHolders)
+	if holders != nil {
+		if err := holders.Delete([]byte(rel.ns)); err != nil {
+			return err
+		}
+	}
+	if isEmptyBucket(holders) {
+		if err := content.DeleteBucket([]byte(d)); err != nil {
+			return err
+		}
+		rel.orphaned = append(rel.orphaned, d)
+	}
+	return nil
+}
+
+// claim adds one image's reference to a blob ns holds (or now holds).
+func claim(tx *bolt.Tx, nsb *bolt.Bucket, ns string, d digest.Digest, size int64, t time.Time) error {
+	rec, err := hold(tx, nsb, ns, d, size, t)
+	if err != nil {
+		return err
+	}
+	return putUint64(rec, keyImages, getUint64(rec, keyImages)+1)
+}
+
+// unclaim removes one image's reference; the namespace drops the blob when
+// no image of it references the blob any more, even if the namespace wrote
+// it itself (DESIGN: rm of an image drops the blobs only it held).
+func unclaim(tx *bolt.Tx, nsb *bolt.Bucket, d digest.Digest, rel *releases) error {
+	rec := heldBlob(nsb, d)
+	if rec == nil {
+		return errors.Wrapf(errCorrupt, "an image of namespace %q claims blob %s, which it does not hold", rel.ns, d)
+	}
+	n := getUint64(rec, keyImages)
+	if n <= 1 {
+		return drop(tx, nsb, d, rel)
+	}
+	return putUint64(rec, keyImages, n-1)
+}
+
+// deleteOrphans deletes the files of the blobs a committed transaction
+// left without holders. The caller holds contentMu.
+func (db *DB) deleteOrphans(rel *releases) {
+	for _, d := range rel.orphaned {
+		// A failure leaves a file no record names; CollectGarbage removes it.
+		_ = db.blobs.Delete(d)
+	}
+}
+
+// notify tells the OnBlobReleased hook, outside every lock and transaction.
+func (db *DB) notify(rel *releases) {
+	if db.opts.OnBlobReleased == nil || rel == nil {
+		return
+	}
+	for _, d := range rel.released {
+		db.opts.OnBlobReleased(rel.ns, d)
+	}
+}
+
+// updateReleasing runs fn in one write transaction under contentMu, deletes
+// the files its commit orphaned, and then notifies outside the lock.
+func (db *DB) updateReleasing(ns string, fn func(tx *bolt.Tx, rel *releases) error) error {
+	rel := &releases{ns: ns}
+	db.contentMu.Lock()
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		*rel = releases{ns: ns}
+		return fn(tx, rel)
+	})
+	if err != nil {
+		db.contentMu.Unlock()
+		return err
+	}
+	db.deleteOrphans(rel)
+	db.contentMu.Unlock()
+	db.notify(rel)
+	return nil
+}
 
 // GetBlob returns a blob ns can see (ErrNotFound otherwise).
-func (db *DB) GetBlob(ns string, d digest.Digest) (Blob, error) { panic("not implemented") }
+func (db *DB) GetBlob(ns string, d digest.Digest) (Blob, error) {
+	if err := ValidateDigest(d); err != nil {
+		return Blob{}, err
+	}
+	var b Blob
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		nsb, err := namespaceBucket(tx, ns)
+		if err != nil {
+			return err
+		}
+		size, ok := db.visible(tx, ns, d)
+		if !ok {
+			return errors.Wrapf(ErrNotFound, "blob %s not found in namespace %q", d, ns)
+		}
+		b = Blob{Digest: d, Size: size, Labels: map[string]string{}}
+		if rec := heldBlob(nsb, d); rec != nil {
+			readHold(&b, rec)
+		} else {
+			b.CreatedAt = getTime(contentBucket(tx).Bucket([]byte(d)), keyCreatedAt)
+		}
+		return nil
+	})
+	return b, err
+}
+
+func readHold(b *Blob, rec *bolt.Bucket) {
+	b.Held = true
+	b.InUse = getUint64(rec, keyImages) > 0
+	b.Labels = readLabels(rec.Bucket(bucketLabels))
+	b.CreatedAt = getTime(rec, keyCreatedAt)
+}
 
 // ListBlobs returns the blobs ns holds, sorted by digest.
-func (db *DB) ListBlobs(ns string) ([]Blob, error) { panic("not implemented") }
+func (db *DB) ListBlobs(ns string) ([]Blob, error) {
+	var list []Blob
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		nsb, err := namespaceBucket(tx, ns)
+		if err != nil {
+			return err
+		}
+		bb, err := subBucket(nsb, bucketBlobs)
+		if err != nil {
+			return err
+		}
+		return bb.ForEachBucket(func(k []byte) error {
+			rec := bb.Bucket(k)
+			b := Blob{Digest: digest.Digest(k), Size: getInt64(rec, keySize)}
+			readHold(&b, rec)
+			list = append(list, b)
+			return nil
+		})
+	})
+	return list, err
+}
 
 // OpenBlob opens a blob ns can see for reading (ErrNotFound).
-func (db *DB) OpenBlob(ns string, d digest.Digest) (*os.File, error) { panic("not implemented") }
+func (db *DB) OpenBlob(ns string, d digest.Digest) (*os.File, error) {
+	if _, err := db.GetBlob(ns, d); err != nil {
+		return nil, err
+	}
+	f, err := db.blobs.Open(d)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			// Its last holder dropped it since GetBlob looked.
+			return nil, errors.Wrapf(ErrNotFound, "blob %s not found in namespace %q", d, ns)
+		}
+		return nil, errors.Wrapf(err, "open blob %s", d)
+	}
+	return f, nil
+}
 
 // DeleteBlob makes ns drop blob d: ErrInUse while an image of ns
 // references it, ErrNotFound unless ns holds it. The file leaves the disk
 // when no namespace holds it.
-func (db *DB) DeleteBlob(ns string, d digest.Digest) error { panic("not implemented") }
+func (db *DB) DeleteBlob(ns string, d digest.Digest) error {
+	if err := ValidateDigest(d); err != nil {
+		return err
+	}
+	return db.updateReleasing(ns, func(tx *bolt.Tx, rel *releases) error {
+		nsb, err := namespaceBucket(tx, ns)
+		if err != nil {
+			return err
+		}
+		rec := heldBlob(nsb, d)
+		if rec == nil {
+			return errors.Wrapf(ErrNotFound, "blob %s not found in namespace %q", d, ns)
+		}
+		if n := getUint64(rec, keyImages); n > 0 {
+			return errors.Wrapf(ErrInUse, "blob %s is in use by %d image(s) of namespace %q", d, n, ns)
+		}
+		return drop(tx, nsb, d, rel)
+	})
+}
 
-// BlobWriter is an ingest of one blob into a namespace.
-type BlobWriter struct{}
+// BlobWriter is an ingest of one blob into a namespace. Its methods may be
+// called from several goroutines (FUSE requests on one handle).
+type BlobWriter struct {
+	db *DB
+	ns string
+
+	mu        sync.Mutex
+	w         *blobs.Writer
+	committed bool
+}
 
 // WriteBlob starts an ingest of d into ns: ErrExists when ns can already see
 // d (nothing to send), ErrInvalidArgument for a bad digest, ErrNotFound for
 // a missing namespace. The bytes go to a temporary file.
-func (db *DB) WriteBlob(ns string, d digest.Digest) (*BlobWriter, error) { panic("not implemented") }
+func (db *DB) WriteBlob(ns string, d digest.Digest) (*BlobWriter, error) {
+	if err := ValidateDigest(d); err != nil {
+		return nil, err
+	}
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		if _, err := namespaceBucket(tx, ns); err != nil {
+			return err
+		}
+		if _, ok := db.visible(tx, ns, d); ok {
+			return errors.Wrapf(ErrExists, "blob %s already exists in namespace %q", d, ns)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	w, err := db.blobs.NewWriter(d)
+	if err != nil {
+		return nil, errors.Wrapf(err, "ingest blob %s into namespace %q", d, ns)
+	}
+	return &BlobWriter{db: db, ns: ns, w: w}, nil
+}
 
 var _ io.Writer = (*BlobWriter)(nil)
 
 // Write appends p.
-func (w *BlobWriter) Write(p []byte) (int, error) { panic("not implemented") }
+func (w *BlobWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.committed {
+		return 0, w.errCommitted()
+	}
+	n, err := w.w.Write(p)
+	return n, w.wrapWriteErr(err)
+}
 
 // WriteAt accepts only sequential writes (off == Size()).
-func (w *BlobWriter) WriteAt(p []byte, off int64) (int, error) { panic("not implemented") }
+func (w *BlobWriter) WriteAt(p []byte, off int64) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.committed {
+		return 0, w.errCommitted()
+	}
+	n, err := w.w.WriteAt(p, off)
+	return n, w.wrapWriteErr(err)
+}
+
+func (w *BlobWriter) errCommitted() error {
+	return errors.Wrapf(ErrReadOnly, "blob %s in namespace %q is committed and read-only", w.w.Expected(), w.ns)
+}
+
+func (w *BlobWriter) wrapWriteErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, blobs.ErrNonSequentialWrite):
+		return errors.Wrapf(ErrInvalidArgument, "blob %s in namespace %q: %v", w.w.Expected(), w.ns, err)
+	default:
+		return errors.Wrapf(err, "write blob %s in namespace %q", w.w.Expected(), w.ns)
+	}
+}
 
 // Size is the number of bytes written so far.
-func (w *BlobWriter) Size() int64 { panic("not implemented") }
+func (w *BlobWriter) Size() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Size()
+}
 
 // Commit verifies the digest (ErrDigestMismatch: nothing is kept), fsyncs,
 // publishes the file and records that ns holds it, in that order. A second
 // Commit after success is a no-op returning nil.
-func (w *BlobWriter) Commit() error { panic("not implemented") }
+func (w *BlobWriter) Commit() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.committed {
+		return nil
+	}
+	d := w.w.Expected()
+	if err := w.w.Verify(); err != nil {
+		_ = w.w.Abort()
+		if errors.Is(err, blobs.ErrDigestMismatch) {
+			return errors.Wrapf(ErrDigestMismatch, "blob %s in namespace %q: the %d bytes written hash to %s", d, w.ns, w.w.Size(), w.w.Digest())
+		}
+		return errors.Wrapf(err, "verify blob %s in namespace %q", d, w.ns)
+	}
+	size := w.w.Size()
+	db := w.db
+
+	db.contentMu.Lock()
+	defer db.contentMu.Unlock()
+	existed, err := w.w.Commit()
+	if err != nil {
+		if errors.Is(err, blobs.ErrDigestMismatch) {
+			return errors.Wrapf(ErrDigestMismatch, "blob %s in namespace %q: %v", d, w.ns, err)
+		}
+		return errors.Wrapf(err, "publish blob %s in namespace %q", d, w.ns)
+	}
+	err = db.bolt.Update(func(tx *bolt.Tx) error {
+		nsb, err := namespaceBucket(tx, w.ns)
+		if err != nil {
+			return errors.WithMessagef(err, "blob %s was written, but", d)
+		}
+		_, err = hold(tx, nsb, w.ns, d, size, now())
+		return err
+	})
+	if err != nil {
+		if !existed {
+			db.deleteUnlessHeld(d)
+		}
+		return err
+	}
+	w.committed = true
+	return nil
+}
+
+// deleteUnlessHeld removes a file this process just published when the
+// record that was to hold it did not commit. The caller holds contentMu.
+func (db *DB) deleteUnlessHeld(d digest.Digest) {
+	held := true
+	_ = db.bolt.View(func(tx *bolt.Tx) error {
+		held = contentBucket(tx).Bucket([]byte(d)) != nil
+		return nil
+	})
+	if !held {
+		_ = db.blobs.Delete(d)
+	}
+}
 
 // Abort discards the ingest. Safe after Commit.
-func (w *BlobWriter) Abort() error { panic("not implemented") }
+func (w *BlobWriter) Abort() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.committed {
+		return nil
+	}
+	return w.w.Abort()
+}

@@ -1,10 +1,14 @@
 package metadata
 
 import (
+	"os"
+	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/nsfs/nsfs/blobs"
 	"github.com/opencontainers/go-digest"
+	"github.com/pkg/errors"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -46,13 +50,88 @@ type DB struct {
 	opts  Options
 	bolt  *bolt.DB
 	blobs *blobs.Store
+
+	// contentMu is held across [publish a blob file + commit the record
+	// that holds it] and across [commit the drop of its last holder +
+	// delete the file], so neither pair interleaves with the other for the
+	// same digest (doc.go, "Files and records").
+	contentMu sync.Mutex
 }
 
-// Open opens (creating if needed) the store at root.
-func Open(root string, opts Options) (*DB, error) { panic("not implemented") }
+// DefaultNamespace is created with a new store, so a fresh mount shows
+// ns/default as containerd and ctr users expect.
+const DefaultNamespace = "default"
 
-// Close closes the bbolt file.
-func (db *DB) Close() error { panic("not implemented") }
+// defaultLockTimeout bounds the wait for another process's lock on meta.db.
+const defaultLockTimeout = 500 * time.Millisecond
+
+// Open opens (creating if needed) the store at root: <root>/meta.db and the
+// blob directory. A new store gets the namespace "default". A store open in
+// another process (or another DB of this one) gives ErrLocked after
+// Options.LockTimeout.
+func Open(root string, opts Options) (*DB, error) {
+	switch opts.Sharing {
+	case "":
+		opts.Sharing = SharingShared
+	case SharingShared, SharingIsolated:
+	default:
+		return nil, errors.Wrapf(ErrInvalidArgument, "content sharing %q: must be %q or %q", opts.Sharing, SharingShared, SharingIsolated)
+	}
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = defaultLockTimeout
+	}
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, errors.Wrapf(err, "create store %s", root)
+	}
+	dbpath := filepath.Join(root, "meta.db")
+	bdb, err := bolt.Open(dbpath, 0o600, &bolt.Options{Timeout: opts.LockTimeout})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, errors.Wrapf(ErrLocked, "store %s is already in use by another nsfs (%s is locked)", root, dbpath)
+		}
+		return nil, errors.Wrapf(err, "open %s", dbpath)
+	}
+	bs, err := blobs.Open(root)
+	if err != nil {
+		bdb.Close()
+		return nil, errors.Wrapf(err, "open blob directory of store %s", root)
+	}
+	db := &DB{root: root, opts: opts, bolt: bdb, blobs: bs}
+	if err := bdb.Update(db.initSchema); err != nil {
+		bdb.Close()
+		return nil, errors.Wrapf(err, "store %s", root)
+	}
+	return db, nil
+}
+
+// initSchema creates the schema of a new store, with the default namespace,
+// and checks the version of an existing one.
+func (db *DB) initSchema(tx *bolt.Tx) error {
+	if v1 := tx.Bucket(bucketV1); v1 != nil {
+		if v := getUint64(v1, keyVersion); v != schemaVersion {
+			return errors.Wrapf(errCorrupt, "schema version %d, this nsfs reads version %d", v, schemaVersion)
+		}
+		return nil
+	}
+	v1, err := tx.CreateBucket(bucketV1)
+	if err != nil {
+		return err
+	}
+	if err := putUint64(v1, keyVersion, schemaVersion); err != nil {
+		return err
+	}
+	if _, err := v1.CreateBucket(bucketNamespaces); err != nil {
+		return err
+	}
+	if _, err := v1.CreateBucket(bucketContent); err != nil {
+		return err
+	}
+	_, err = createNamespace(tx, DefaultNamespace, nil)
+	return err
+}
+
+// Close closes the bbolt file, releasing its lock.
+func (db *DB) Close() error { return db.bolt.Close() }
 
 // Root is the store's directory.
 func (db *DB) Root() string { return db.root }

@@ -1,33 +1,275 @@
 package metadata
 
+import (
+	"bytes"
+	"slices"
+	"strings"
+
+	"github.com/pkg/errors"
+	bolt "go.etcd.io/bbolt"
+)
+
 // An image ref "docker.io/library/redis:latest" shows as the file
 // redis:latest in directory docker.io/library of images/. A directory
 // exists while a ref lies below it (implicit) or from mkdir until rmdir
 // (explicit); both kinds look the same.
+//
+// Refs are keys of one bucket, sorted bytewise, so everything below
+// directory "a/b" is the key range starting at "a/b/": listing a directory
+// seeks there and, for a key that lies deeper ("a/b/sub/x"), emits "sub"
+// once and seeks past the whole range "a/b/sub/" (to "a/b/sub0", '0' being
+// '/'+1). A listing costs what the directory holds, not what the namespace
+// holds.
 
 // Entry is one name in an images/ directory.
 type Entry struct {
 	Name  string // the last component
 	Path  string // the whole path below images/, "" for images/ itself
 	IsDir bool
-	Image *Image // set for files
+	// Image is set for files. From ReadImageDir its Labels are nil (a
+	// listing does not read them; GetImage or Labels does); from
+	// LookupImagePath it is complete.
+	Image *Image
+}
+
+// isDir reports whether path is a directory of images/: "" (images/
+// itself), an explicit directory, or a proper prefix of a ref or of an
+// explicit directory.
+func isDir(nsb *bolt.Bucket, path string) bool {
+	if path == "" {
+		return true
+	}
+	dirs := nsb.Bucket(bucketDirs)
+	if hasKey(dirs, []byte(path)) {
+		return true
+	}
+	prefix := []byte(path + "/")
+	return hasPrefixKey(nsb.Bucket(bucketImages), prefix) || hasPrefixKey(dirs, prefix)
+}
+
+// baseName is the last component of a path below images/.
+func baseName(path string) string { return path[strings.LastIndexByte(path, '/')+1:] }
+
+// parentDir is the directory holding path ("" for a top-level name).
+func parentDir(path string) string {
+	if i := strings.LastIndexByte(path, '/'); i >= 0 {
+		return path[:i]
+	}
+	return ""
 }
 
 // LookupImagePath resolves path below images/ ("" is images/ itself) to an
 // image or a directory (ErrNotFound).
-func (db *DB) LookupImagePath(ns, path string) (Entry, error) { panic("not implemented") }
+func (db *DB) LookupImagePath(ns, path string) (Entry, error) {
+	if path != "" {
+		if err := ValidateRef(path); err != nil {
+			return Entry{}, err
+		}
+	}
+	var e Entry
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		nsb, err := namespaceBucket(tx, ns)
+		if err != nil {
+			return err
+		}
+		if path == "" {
+			e = Entry{IsDir: true}
+			return nil
+		}
+		if isImage(nsb, path) {
+			rec, err := getImageRecord(nsb, ns, path)
+			if err != nil {
+				return err
+			}
+			img := toImage(nsb, ns, path, rec, true)
+			e = Entry{Name: baseName(path), Path: path, Image: &img}
+			return nil
+		}
+		if isDir(nsb, path) {
+			e = Entry{Name: baseName(path), Path: path, IsDir: true}
+			return nil
+		}
+		return pathError(nsb, ns, path)
+	})
+	return e, err
+}
+
+// pathError explains why path is neither an image nor a directory.
+func pathError(nsb *bolt.Bucket, ns, path string) error {
+	if parent, ok := imageAbove(nsb, path); ok {
+		return errors.Wrapf(ErrNotDirectory, "images/%s: %q is an image, not a directory, in namespace %q", shorten(path), shorten(parent), ns)
+	}
+	return errors.Wrapf(ErrNotFound, "images/%s not found in namespace %q", shorten(path), ns)
+}
 
 // ReadImageDir lists directory dir ("" for images/) from one snapshot,
 // sorted by name (ErrNotFound, ErrNotDirectory).
-func (db *DB) ReadImageDir(ns, dir string) ([]Entry, error) { panic("not implemented") }
+func (db *DB) ReadImageDir(ns, dir string) ([]Entry, error) {
+	if dir != "" {
+		if err := ValidateRef(dir); err != nil {
+			return nil, err
+		}
+	}
+	var entries []Entry
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		nsb, err := namespaceBucket(tx, ns)
+		if err != nil {
+			return err
+		}
+		images, err := subBucket(nsb, bucketImages)
+		if err != nil {
+			return err
+		}
+		dirs, err := subBucket(nsb, bucketDirs)
+		if err != nil {
+			return err
+		}
+		var prefix []byte
+		if dir != "" {
+			if isImage(nsb, dir) {
+				return errors.Wrapf(ErrNotDirectory, "images/%s is an image, not a directory, in namespace %q", shorten(dir), ns)
+			}
+			if !isDir(nsb, dir) {
+				return pathError(nsb, ns, dir)
+			}
+			prefix = []byte(dir + "/")
+		}
+
+		seenDir := map[string]bool{}
+		addDir := func(name string) {
+			if !seenDir[name] {
+				seenDir[name] = true
+				entries = append(entries, Entry{Name: name, Path: string(prefix) + name, IsDir: true})
+			}
+		}
+		// walk visits the names directly below prefix in bucket b: leaf keys
+		// go to leaf, deeper keys become one directory each.
+		walk := func(b *bolt.Bucket, leaf func(key, value []byte) error) error {
+			c := b.Cursor()
+			k, v := c.Seek(prefix)
+			for k != nil && bytes.HasPrefix(k, prefix) {
+				rest := k[len(prefix):]
+				i := bytes.IndexByte(rest, '/')
+				if i < 0 {
+					if err := leaf(k, v); err != nil {
+						return err
+					}
+					k, v = c.Next()
+					continue
+				}
+				addDir(string(rest[:i]))
+				past := make([]byte, 0, len(prefix)+i+1)
+				past = append(append(append(past, prefix...), rest[:i]...), '/'+1)
+				k, v = c.Seek(past)
+			}
+			return nil
+		}
+		// Images are allocated in chunks: one allocation per entry is
+		// what a listing of 10,000 refs would otherwise spend its time on.
+		var chunk []Image
+		err = walk(images, func(key, value []byte) error {
+			rec, err := decodeImageRecord(value)
+			if err != nil {
+				return errors.WithMessagef(err, "image %q in namespace %q", key, ns)
+			}
+			if len(chunk) == cap(chunk) {
+				chunk = make([]Image, 0, 256)
+			}
+			path := string(key)
+			chunk = append(chunk, toImage(nsb, ns, path, rec, false))
+			entries = append(entries, Entry{Name: path[len(prefix):], Path: path, Image: &chunk[len(chunk)-1]})
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return walk(dirs, func(key, _ []byte) error {
+			addDir(string(key[len(prefix):]))
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Key order is name order except around a directory ("a/x" sorts after
+	// "a-b", "a" before it) and for explicit directories, added last.
+	byName := func(a, b Entry) int { return strings.Compare(a.Name, b.Name) }
+	if !slices.IsSortedFunc(entries, byName) {
+		slices.SortFunc(entries, byName)
+	}
+	return entries, nil
+}
 
 // MakeImageDir records directory dir (ErrExists when dir is an image or a
 // directory already; ErrNotFound when its parent is not a directory;
 // ErrNotDirectory when a component is an image).
-func (db *DB) MakeImageDir(ns, dir string) error { panic("not implemented") }
+func (db *DB) MakeImageDir(ns, dir string) error {
+	if dir != "" {
+		if err := ValidateRef(dir); err != nil {
+			return err
+		}
+	}
+	return db.bolt.Update(func(tx *bolt.Tx) error {
+		nsb, err := namespaceBucket(tx, ns)
+		if err != nil {
+			return err
+		}
+		if dir == "" {
+			return errors.Wrapf(ErrExists, "images/ of namespace %q exists", ns)
+		}
+		if parent, ok := imageAbove(nsb, dir); ok {
+			return errors.Wrapf(ErrNotDirectory, "images/%s: %q is an image, not a directory, in namespace %q", shorten(dir), shorten(parent), ns)
+		}
+		if isImage(nsb, dir) {
+			return errors.Wrapf(ErrExists, "images/%s is an image in namespace %q", shorten(dir), ns)
+		}
+		if isDir(nsb, dir) {
+			return errors.Wrapf(ErrExists, "directory images/%s already exists in namespace %q", shorten(dir), ns)
+		}
+		if parent := parentDir(dir); !isDir(nsb, parent) {
+			return errors.Wrapf(ErrNotFound, "images/%s: parent directory %q not found in namespace %q", shorten(dir), shorten(parent), ns)
+		}
+		dirs, err := nsb.CreateBucketIfNotExists(bucketDirs)
+		if err != nil {
+			return err
+		}
+		return dirs.Put([]byte(dir), member)
+	})
+}
 
 // RemoveImageDir removes directory dir: ErrNotEmpty while anything lies
 // below it, ErrNotDirectory for an image, ErrNotFound. dir "" (images/
 // itself) succeeds when the namespace has no images and no directories,
 // and images/ stays.
-func (db *DB) RemoveImageDir(ns, dir string) error { panic("not implemented") }
+func (db *DB) RemoveImageDir(ns, dir string) error {
+	if dir != "" {
+		if err := ValidateRef(dir); err != nil {
+			return err
+		}
+	}
+	return db.bolt.Update(func(tx *bolt.Tx) error {
+		nsb, err := namespaceBucket(tx, ns)
+		if err != nil {
+			return err
+		}
+		images := nsb.Bucket(bucketImages)
+		dirs := nsb.Bucket(bucketDirs)
+		if dir == "" {
+			if !isEmptyBucket(images) || !isEmptyBucket(dirs) {
+				return errors.Wrapf(ErrNotEmpty, "images/ of namespace %q is not empty", ns)
+			}
+			return nil
+		}
+		if isImage(nsb, dir) {
+			return errors.Wrapf(ErrNotDirectory, "images/%s is an image, not a directory, in namespace %q", shorten(dir), ns)
+		}
+		prefix := []byte(dir + "/")
+		if hasPrefixKey(images, prefix) || hasPrefixKey(dirs, prefix) {
+			return errors.Wrapf(ErrNotEmpty, "directory images/%s in namespace %q is not empty", shorten(dir), ns)
+		}
+		if !hasKey(dirs, []byte(dir)) {
+			return pathError(nsb, ns, dir)
+		}
+		return dirs.Delete([]byte(dir))
+	})
+}

@@ -1,13 +1,29 @@
 package metadata
 
 import (
+	"encoding/binary"
+	"io"
+	"strings"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/pkg/errors"
+	bolt "go.etcd.io/bbolt"
 )
 
 // MaxManifestSize bounds an image's manifest or index (ErrTooLarge).
 const MaxManifestSize = 4 << 20
+
+// Limits of a ref (DESIGN: a ref is a path).
+const (
+	maxRefLen       = 4096 // PATH_MAX
+	maxRefComponent = 255  // NAME_MAX
+)
+
+// maxIndexDepth bounds how deep PutImage follows indexes of indexes when
+// claiming their children.
+const maxIndexDepth = 8
 
 // Image is a named reference to a manifest or index in a namespace.
 type Image struct {
@@ -24,7 +40,169 @@ type Image struct {
 // separated by single '/', none empty, "." or "..", none over 255 bytes
 // (ErrNameTooLong), no NUL, whole ref at most 4096 bytes (ErrNameTooLong).
 // Anything else is ErrInvalidArgument.
-func ValidateRef(ref string) error { panic("not implemented") }
+func ValidateRef(ref string) error {
+	switch {
+	case ref == "":
+		return errors.Wrap(ErrInvalidArgument, "image ref is empty")
+	case strings.IndexByte(ref, 0) >= 0:
+		return errors.Wrapf(ErrInvalidArgument, "image ref %q: contains a NUL byte", shorten(ref))
+	case len(ref) > maxRefLen:
+		return errors.Wrapf(ErrNameTooLong, "image ref %q: %d bytes, over the %d-byte limit", shorten(ref), len(ref), maxRefLen)
+	}
+	for rest := ref; ; {
+		comp, tail, more := strings.Cut(rest, "/")
+		switch {
+		case comp == "":
+			return errors.Wrapf(ErrInvalidArgument, "image ref %q: empty path component (a leading, trailing or doubled '/')", shorten(ref))
+		case comp == "." || comp == "..":
+			return errors.Wrapf(ErrInvalidArgument, "image ref %q: path component %q is not allowed", shorten(ref), comp)
+		case len(comp) > maxRefComponent:
+			return errors.Wrapf(ErrNameTooLong, "image ref %q: path component of %d bytes, over the %d-byte limit", shorten(ref), len(comp), maxRefComponent)
+		}
+		if !more {
+			return nil
+		}
+		rest = tail
+	}
+}
+
+// imageRecord is the value of namespaces/<ns>/images/<ref>: everything a
+// listing shows, so that listing a directory reads one value per entry.
+type imageRecord struct {
+	id        uint64
+	createdAt time.Time
+	updatedAt time.Time
+	target    ocispec.Descriptor
+}
+
+// imageRecordVersion is the first byte of an encoded imageRecord.
+const imageRecordVersion = 1
+
+// encode lays a record out as: version byte, id, createdat and updatedat
+// (Unix nanoseconds), target size (8 bytes big-endian each), then the
+// target media type and digest, each as a uvarint length and bytes.
+func (r imageRecord) encode() []byte {
+	b := make([]byte, 0, 1+4*8+2*binary.MaxVarintLen16+len(r.target.MediaType)+len(r.target.Digest))
+	b = append(b, imageRecordVersion)
+	b = binary.BigEndian.AppendUint64(b, r.id)
+	b = binary.BigEndian.AppendUint64(b, uint64(r.createdAt.UnixNano()))
+	b = binary.BigEndian.AppendUint64(b, uint64(r.updatedAt.UnixNano()))
+	b = binary.BigEndian.AppendUint64(b, uint64(r.target.Size))
+	for _, s := range []string{r.target.MediaType, string(r.target.Digest)} {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	return b
+}
+
+func decodeImageRecord(b []byte) (imageRecord, error) {
+	bad := func() error { return errors.Wrapf(errCorrupt, "image record of %d bytes is malformed", len(b)) }
+	if len(b) < 1+4*8 || b[0] != imageRecordVersion {
+		return imageRecord{}, bad()
+	}
+	u := func(i int) uint64 { return binary.BigEndian.Uint64(b[1+8*i:]) }
+	r := imageRecord{
+		id:        u(0),
+		createdAt: time.Unix(0, int64(u(1))).UTC(),
+		updatedAt: time.Unix(0, int64(u(2))).UTC(),
+	}
+	r.target.Size = int64(u(3))
+	rest := b[1+4*8:]
+	var strs [2][]byte
+	for i := range strs {
+		n, k := binary.Uvarint(rest)
+		if k <= 0 || uint64(len(rest)-k) < n {
+			return imageRecord{}, bad()
+		}
+		strs[i] = rest[k : k+int(n)]
+		rest = rest[k+int(n):]
+	}
+	r.target.MediaType, r.target.Digest = internMediaType(strs[0]), digest.Digest(string(strs[1]))
+	return r, nil
+}
+
+// internMediaType returns the constant for one of the four target media
+// types, so that records decoded in a listing share their strings.
+func internMediaType(b []byte) string {
+	for _, mt := range []string{ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageIndex, MediaTypeDockerManifest, MediaTypeDockerManifestList} {
+		if string(b) == mt {
+			return mt
+		}
+	}
+	return string(b)
+}
+
+// getImageRecord reads image ref's record or returns ErrNotFound.
+func getImageRecord(nsb *bolt.Bucket, ns, ref string) (imageRecord, error) {
+	images, err := subBucket(nsb, bucketImages)
+	if err != nil {
+		return imageRecord{}, err
+	}
+	v := images.Get([]byte(ref))
+	if v == nil {
+		return imageRecord{}, errors.Wrapf(ErrNotFound, "image %q not found in namespace %q", shorten(ref), ns)
+	}
+	return decodeImageRecord(v)
+}
+
+// isImage reports whether ref is an image of the namespace.
+func isImage(nsb *bolt.Bucket, ref string) bool {
+	return nsb.Bucket(bucketImages).Get([]byte(ref)) != nil
+}
+
+// imageData returns namespaces/<ns>/imagedata/<id>/ (labels/, blobs/).
+func imageData(nsb *bolt.Bucket, id uint64) (*bolt.Bucket, error) {
+	all, err := subBucket(nsb, bucketImageData)
+	if err != nil {
+		return nil, err
+	}
+	return subBucket(all, encodeUint64(id))
+}
+
+// toImage makes the public Image of a record; labels only when withLabels
+// (listings skip them for speed).
+func toImage(nsb *bolt.Bucket, ns, ref string, r imageRecord, withLabels bool) Image {
+	img := Image{
+		Namespace: ns,
+		Name:      ref,
+		ID:        r.id,
+		Target:    r.target,
+		CreatedAt: r.createdAt,
+		UpdatedAt: r.updatedAt,
+	}
+	if withLabels {
+		var lb *bolt.Bucket
+		if data, err := imageData(nsb, r.id); err == nil {
+			lb = data.Bucket(bucketLabels)
+		}
+		img.Labels = readLabels(lb)
+	}
+	return img
+}
+
+// checkRefPlacement applies the path rules to a ref about to become an
+// image: no component of it may be an image (ErrNotDirectory) and it may
+// not be a directory (ErrIsDirectory).
+func checkRefPlacement(nsb *bolt.Bucket, ns, ref string) error {
+	if parent, ok := imageAbove(nsb, ref); ok {
+		return errors.Wrapf(ErrNotDirectory, "image ref %q: %q is an image, not a directory, in namespace %q", shorten(ref), shorten(parent), ns)
+	}
+	if isDir(nsb, ref) {
+		return errors.Wrapf(ErrIsDirectory, "image ref %q is a directory in namespace %q", shorten(ref), ns)
+	}
+	return nil
+}
+
+// imageAbove returns the first proper prefix of path that is an image.
+func imageAbove(nsb *bolt.Bucket, path string) (string, bool) {
+	images := nsb.Bucket(bucketImages)
+	for i := 0; i < len(path); i++ {
+		if path[i] == '/' && images.Get([]byte(path[:i])) != nil {
+			return path[:i], true
+		}
+	}
+	return "", false
+}
 
 // PutImage creates or replaces image ref in ns with manifest as its target.
 // The bytes must be an OCI or Docker manifest or index (ErrInvalidArgument,
@@ -37,23 +215,392 @@ func ValidateRef(ref string) error { panic("not implemented") }
 // On replace the old target's blobs that no other image references are
 // released. A component of ref that is an image gives ErrNotDirectory; ref
 // naming a directory gives ErrIsDirectory. Nothing changes on error.
-func (db *DB) PutImage(ns, ref string, manifest []byte) (Image, error) { panic("not implemented") }
+//
+// Below an index's present children, blobs are claimed when visible and
+// skipped otherwise (a pull of some platforms of an index), and a child
+// that is not a parsable manifest is claimed by itself.
+func (db *DB) PutImage(ns, ref string, manifest []byte) (Image, error) {
+	if err := ValidateRef(ref); err != nil {
+		return Image{}, err
+	}
+	if len(manifest) > MaxManifestSize {
+		return Image{}, errors.Wrapf(ErrTooLarge, "image %q: manifest is %d bytes, over the 4 MiB limit", shorten(ref), len(manifest))
+	}
+	pm, err := parseManifest(manifest)
+	if err != nil {
+		return Image{}, errors.Wrapf(ErrInvalidArgument, "image %q: %v", shorten(ref), err)
+	}
+	target := ocispec.Descriptor{
+		MediaType: pm.mediaType,
+		Digest:    digest.FromBytes(manifest),
+		Size:      int64(len(manifest)),
+	}
+
+	// The file is published before the transaction that records it, both
+	// under contentMu (doc.go). An existing blob costs no bytes.
+	db.contentMu.Lock()
+	existed, err := db.blobs.WriteBytes(target.Digest, manifest)
+	if err != nil {
+		db.contentMu.Unlock()
+		return Image{}, errors.Wrapf(err, "image %q: store manifest blob %s", shorten(ref), target.Digest)
+	}
+	var img Image
+	rel := &releases{ns: ns}
+	err = db.bolt.Update(func(tx *bolt.Tx) error {
+		*rel = releases{ns: ns}
+		var err error
+		img, err = db.putImage(tx, ns, ref, target, pm, rel)
+		return err
+	})
+	if err != nil {
+		if !existed {
+			db.deleteUnlessHeld(target.Digest)
+		}
+		db.contentMu.Unlock()
+		return Image{}, err
+	}
+	db.deleteOrphans(rel)
+	db.contentMu.Unlock()
+	db.notify(rel)
+	return img, nil
+}
+
+// putImage is PutImage's transaction: every check, then the claims, then
+// the release of a replaced image's claims.
+func (db *DB) putImage(tx *bolt.Tx, ns, ref string, target ocispec.Descriptor, pm parsedManifest, rel *releases) (Image, error) {
+	nsb, err := namespaceBucket(tx, ns)
+	if err != nil {
+		return Image{}, errors.WithMessagef(err, "image %q", shorten(ref))
+	}
+	if err := checkRefPlacement(nsb, ns, ref); err != nil {
+		return Image{}, err
+	}
+
+	claims := map[digest.Digest]int64{target.Digest: target.Size}
+	for _, r := range pm.refs {
+		size, ok := db.visible(tx, ns, r.digest)
+		if !ok {
+			if pm.isIndex || r.foreign {
+				continue // an absent child (platform not pulled), a foreign layer
+			}
+			return Image{}, errors.Wrapf(ErrNotFound, "image %q: blob %s (%s) not found in namespace %q", shorten(ref), r.digest, r.role, ns)
+		}
+		if size != r.size {
+			return Image{}, errors.Wrapf(ErrInvalidArgument, "image %q: blob %s (%s) is %d bytes, but the %s says %d (lying size)", shorten(ref), r.digest, r.role, size, kindOf(pm), r.size)
+		}
+		claims[r.digest] = size
+		if pm.isIndex {
+			db.claimBelow(tx, ns, r, claims, 1)
+		}
+	}
+
+	images, err := subBucket(nsb, bucketImages)
+	if err != nil {
+		return Image{}, err
+	}
+	allData, err := subBucket(nsb, bucketImageData)
+	if err != nil {
+		return Image{}, err
+	}
+	t := now()
+	rec := imageRecord{createdAt: t, updatedAt: t, target: target}
+	var oldClaims []digest.Digest
+	var data *bolt.Bucket
+	if v := images.Get([]byte(ref)); v != nil {
+		// Replace: the image keeps its ID, creation time and labels.
+		old, err := decodeImageRecord(v)
+		if err != nil {
+			return Image{}, err
+		}
+		rec.id, rec.createdAt = old.id, old.createdAt
+		if data, err = subBucket(allData, encodeUint64(old.id)); err != nil {
+			return Image{}, err
+		}
+		oldClaims = claimSet(data)
+		if err := data.DeleteBucket(bucketBlobs); err != nil {
+			return Image{}, err
+		}
+	} else {
+		if rec.id, err = nextID(tx); err != nil {
+			return Image{}, err
+		}
+		if data, err = allData.CreateBucket(encodeUint64(rec.id)); err != nil {
+			return Image{}, err
+		}
+		if _, err := data.CreateBucket(bucketLabels); err != nil {
+			return Image{}, err
+		}
+	}
+	if err := images.Put([]byte(ref), rec.encode()); err != nil {
+		return Image{}, err
+	}
+	cb, err := data.CreateBucket(bucketBlobs)
+	if err != nil {
+		return Image{}, err
+	}
+	for d, size := range claims {
+		if err := cb.Put([]byte(d), member); err != nil {
+			return Image{}, err
+		}
+		if err := claim(tx, nsb, ns, d, size, t); err != nil {
+			return Image{}, err
+		}
+	}
+	// Released after the new claims are counted, so a blob both targets
+	// share is never dropped (and its labels kept).
+	for _, d := range oldClaims {
+		if err := unclaim(tx, nsb, d, rel); err != nil {
+			return Image{}, err
+		}
+	}
+	return toImage(nsb, ns, ref, rec, true), nil
+}
+
+func kindOf(pm parsedManifest) string {
+	if pm.isIndex {
+		return "index"
+	}
+	return "manifest"
+}
+
+// claimBelow adds to claims what the visible index child r references and
+// ns can see, recursively. It is lenient: the child's bytes were never
+// checked as a manifest, and an index may be pulled partially.
+func (db *DB) claimBelow(tx *bolt.Tx, ns string, r reference, claims map[digest.Digest]int64, depth int) {
+	if depth > maxIndexDepth || (!isManifestType(r.mediaType) && !isIndexType(r.mediaType)) {
+		return
+	}
+	data, err := db.readSmallBlob(r.digest)
+	if err != nil {
+		return
+	}
+	pm, err := parseManifest(data)
+	if err != nil {
+		return
+	}
+	for _, child := range pm.refs {
+		if _, seen := claims[child.digest]; seen {
+			continue
+		}
+		size, ok := db.visible(tx, ns, child.digest)
+		if !ok {
+			continue
+		}
+		claims[child.digest] = size
+		if pm.isIndex {
+			db.claimBelow(tx, ns, child, claims, depth+1)
+		}
+	}
+}
+
+// readSmallBlob reads a blob of at most MaxManifestSize bytes.
+func (db *DB) readSmallBlob(d digest.Digest) ([]byte, error) {
+	f, err := db.blobs.Open(d)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxManifestSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxManifestSize {
+		return nil, errors.Wrapf(ErrTooLarge, "blob %s is over the manifest size limit", d)
+	}
+	return data, nil
+}
+
+// claimSet lists the digests an image claims, from its imagedata bucket.
+func claimSet(data *bolt.Bucket) []digest.Digest {
+	var set []digest.Digest
+	if cb := data.Bucket(bucketBlobs); cb != nil {
+		_ = cb.ForEach(func(k, _ []byte) error {
+			set = append(set, digest.Digest(k))
+			return nil
+		})
+	}
+	return set
+}
+
+// releaseImage deletes image ref's record and data and releases its
+// claims.
+func releaseImage(tx *bolt.Tx, nsb *bolt.Bucket, ns, ref string, rel *releases) error {
+	rec, err := getImageRecord(nsb, ns, ref)
+	if err != nil {
+		return err
+	}
+	data, err := imageData(nsb, rec.id)
+	if err != nil {
+		return err
+	}
+	claims := claimSet(data)
+	if err := nsb.Bucket(bucketImageData).DeleteBucket(encodeUint64(rec.id)); err != nil {
+		return err
+	}
+	if err := nsb.Bucket(bucketImages).Delete([]byte(ref)); err != nil {
+		return err
+	}
+	for _, d := range claims {
+		if err := unclaim(tx, nsb, d, rel); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // GetImage returns one image (ErrNotFound).
-func (db *DB) GetImage(ns, ref string) (Image, error) { panic("not implemented") }
+func (db *DB) GetImage(ns, ref string) (Image, error) {
+	var img Image
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		nsb, err := namespaceBucket(tx, ns)
+		if err != nil {
+			return err
+		}
+		rec, err := getImageRecord(nsb, ns, ref)
+		if err != nil {
+			return err
+		}
+		img = toImage(nsb, ns, ref, rec, true)
+		return nil
+	})
+	return img, err
+}
 
 // ListImages returns every image of ns sorted by name.
-func (db *DB) ListImages(ns string) ([]Image, error) { panic("not implemented") }
+func (db *DB) ListImages(ns string) ([]Image, error) {
+	var list []Image
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		nsb, err := namespaceBucket(tx, ns)
+		if err != nil {
+			return err
+		}
+		images, err := subBucket(nsb, bucketImages)
+		if err != nil {
+			return err
+		}
+		return images.ForEach(func(k, v []byte) error {
+			rec, err := decodeImageRecord(v)
+			if err != nil {
+				return err
+			}
+			list = append(list, toImage(nsb, ns, string(k), rec, true))
+			return nil
+		})
+	})
+	return list, err
+}
 
 // DeleteImage deletes an image, then releases the blobs that no other image
 // of ns references (they leave the disk when no namespace holds them).
-func (db *DB) DeleteImage(ns, ref string) error { panic("not implemented") }
+func (db *DB) DeleteImage(ns, ref string) error {
+	return db.updateReleasing(ns, func(tx *bolt.Tx, rel *releases) error {
+		nsb, err := namespaceBucket(tx, ns)
+		if err != nil {
+			return err
+		}
+		if !isImage(nsb, ref) && isDir(nsb, ref) {
+			return errors.Wrapf(ErrIsDirectory, "image ref %q is a directory in namespace %q", shorten(ref), ns)
+		}
+		return releaseImage(tx, nsb, ns, ref, rel)
+	})
+}
 
 // RenameImage renames from to to within ns, replacing to atomically (the
 // replaced image's blobs are released as by DeleteImage). The image keeps
 // its ID. Renaming onto a directory is ErrIsDirectory.
-func (db *DB) RenameImage(ns, from, to string) error { panic("not implemented") }
+//
+// The image also keeps its labels, creation and update times (a rename
+// changes neither the manifest nor its labels). from == to is a no-op.
+func (db *DB) RenameImage(ns, from, to string) error {
+	for _, ref := range []string{from, to} {
+		if err := ValidateRef(ref); err != nil {
+			return err
+		}
+	}
+	return db.updateReleasing(ns, func(tx *bolt.Tx, rel *releases) error {
+		nsb, err := namespaceBucket(tx, ns)
+		if err != nil {
+			return err
+		}
+		rec, err := getImageRecord(nsb, ns, from)
+		if err != nil {
+			return err
+		}
+		if from == to {
+			return nil
+		}
+		if err := checkRefPlacement(nsb, ns, to); err != nil {
+			return err
+		}
+		if isImage(nsb, to) {
+			if err := releaseImage(tx, nsb, ns, to, rel); err != nil {
+				return err
+			}
+		}
+		// Labels and claims live under the ID, which moves with the record.
+		images := nsb.Bucket(bucketImages)
+		if err := images.Put([]byte(to), rec.encode()); err != nil {
+			return err
+		}
+		return images.Delete([]byte(from))
+	})
+}
 
 // LinkImage creates image to with from's target and labels (`ctr images
 // tag`), with a new ID. ErrExists when to exists.
-func (db *DB) LinkImage(ns, from, to string) (Image, error) { panic("not implemented") }
+func (db *DB) LinkImage(ns, from, to string) (Image, error) {
+	for _, ref := range []string{from, to} {
+		if err := ValidateRef(ref); err != nil {
+			return Image{}, err
+		}
+	}
+	var img Image
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		nsb, err := namespaceBucket(tx, ns)
+		if err != nil {
+			return err
+		}
+		src, err := getImageRecord(nsb, ns, from)
+		if err != nil {
+			return err
+		}
+		if isImage(nsb, to) {
+			return errors.Wrapf(ErrExists, "image %q already exists in namespace %q", shorten(to), ns)
+		}
+		if parent, ok := imageAbove(nsb, to); ok {
+			return errors.Wrapf(ErrNotDirectory, "image ref %q: %q is an image, not a directory, in namespace %q", shorten(to), shorten(parent), ns)
+		}
+		if isDir(nsb, to) {
+			return errors.Wrapf(ErrExists, "image ref %q is a directory in namespace %q", shorten(to), ns)
+		}
+		t := now()
+		rec := imageRecord{createdAt: t, updatedAt: t, target: src.target}
+		if rec.id, err = nextID(tx); err != nil {
+			return err
+		}
+		data, err := nsb.Bucket(bucketImageData).CreateBucket(encodeUint64(rec.id))
+		if err != nil {
+			return err
+		}
+		// Looked up after its sibling was created, never held across that.
+		srcData, err := imageData(nsb, src.id)
+		if err != nil {
+			return err
+		}
+		if err := copyBucket(data, srcData); err != nil {
+			return err
+		}
+		if err := nsb.Bucket(bucketImages).Put([]byte(to), rec.encode()); err != nil {
+			return err
+		}
+		// The new image claims what from claims; ns holds all of it already.
+		for _, d := range claimSet(data) {
+			if err := claim(tx, nsb, ns, d, 0, t); err != nil {
+				return err
+			}
+		}
+		img = toImage(nsb, ns, to, rec, true)
+		return nil
+	})
+	return img, err
+}

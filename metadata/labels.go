@@ -1,6 +1,12 @@
 package metadata
 
-import "github.com/opencontainers/go-digest"
+import (
+	"fmt"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/pkg/errors"
+	bolt "go.etcd.io/bbolt"
+)
 
 // MaxLabelSize bounds len(key)+len(value) of one label (containerd's rule).
 const MaxLabelSize = 4096
@@ -8,26 +14,161 @@ const MaxLabelSize = 4096
 // Object names what a label belongs to: a namespace (Image and Blob empty),
 // an image of it (Image set), or a blob it can see (Blob set). Content
 // labels are per namespace, as in containerd.
+//
+// A blob's labels live on the namespace's hold of it: Labels of a blob the
+// namespace can see but does not hold is empty, removing one is ErrNoLabel,
+// and setting one is ErrNotFound (as in containerd, where content labels
+// are updated only in a namespace that has the blob) — write the blob or
+// reference it from an image first.
 type Object struct {
 	Namespace string
 	Image     string
 	Blob      digest.Digest
 }
 
+func (o Object) String() string {
+	switch {
+	case o.Image != "":
+		return fmt.Sprintf("image %q in namespace %q", shorten(o.Image), o.Namespace)
+	case o.Blob != "":
+		return fmt.Sprintf("blob %s in namespace %q", o.Blob, o.Namespace)
+	default:
+		return fmt.Sprintf("namespace %q", o.Namespace)
+	}
+}
+
 // ValidateLabel checks one label: key non-empty (ErrInvalidArgument),
 // len(key)+len(value) <= MaxLabelSize (ErrLabelTooLarge).
-func ValidateLabel(key, value string) error { panic("not implemented") }
+func ValidateLabel(key, value string) error {
+	if key == "" {
+		return errors.Wrap(ErrInvalidArgument, "label key is empty")
+	}
+	if n := len(key) + len(value); n > MaxLabelSize {
+		return errors.Wrapf(ErrLabelTooLarge, "label key and value length (%d bytes) greater than maximum size (%d bytes)", n, MaxLabelSize)
+	}
+	return nil
+}
 
 // Labels returns the object's labels (ErrNotFound when the object is gone).
-func (db *DB) Labels(o Object) (map[string]string, error) { panic("not implemented") }
+func (db *DB) Labels(o Object) (map[string]string, error) {
+	var labels map[string]string
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		owner, _, err := db.labelOwner(tx, o, false)
+		if err != nil {
+			return err
+		}
+		if owner == nil { // a visible blob the namespace does not hold
+			labels = map[string]string{}
+			return nil
+		}
+		labels = readLabels(owner.Bucket(bucketLabels))
+		return nil
+	})
+	return labels, err
+}
 
 // SetLabel sets key=value on o. An empty value removes the label
 // (containerd has no empty labels). check, if not nil, is called inside the
 // transaction with whether the label exists now, and its error aborts the
 // update (setxattr's XATTR_CREATE / XATTR_REPLACE).
 func (db *DB) SetLabel(o Object, key, value string, check func(exists bool) error) error {
-	panic("not implemented")
+	if err := ValidateLabel(key, value); err != nil {
+		return errors.WithMessage(err, o.String())
+	}
+	return db.bolt.Update(func(tx *bolt.Tx) error {
+		owner, touch, err := db.labelOwner(tx, o, true)
+		if err != nil {
+			return err
+		}
+		lb, err := owner.CreateBucketIfNotExists(bucketLabels)
+		if err != nil {
+			return err
+		}
+		exists := lb.Get([]byte(key)) != nil
+		if check != nil {
+			if err := check(exists); err != nil {
+				return err
+			}
+		}
+		if value == "" {
+			if !exists {
+				return nil
+			}
+			err = lb.Delete([]byte(key))
+		} else {
+			err = lb.Put([]byte(key), []byte(value))
+		}
+		if err != nil {
+			return err
+		}
+		return touch()
+	})
 }
 
 // RemoveLabel removes key from o (ErrNoLabel when absent).
-func (db *DB) RemoveLabel(o Object, key string) error { panic("not implemented") }
+func (db *DB) RemoveLabel(o Object, key string) error {
+	return db.bolt.Update(func(tx *bolt.Tx) error {
+		owner, touch, err := db.labelOwner(tx, o, false)
+		if err != nil {
+			return err
+		}
+		var lb *bolt.Bucket
+		if owner != nil {
+			lb = owner.Bucket(bucketLabels)
+		}
+		if lb == nil || lb.Get([]byte(key)) == nil {
+			return errors.Wrapf(ErrNoLabel, "%s has no label %q", o, key)
+		}
+		if err := lb.Delete([]byte(key)); err != nil {
+			return err
+		}
+		return touch()
+	})
+}
+
+// labelOwner finds the bucket whose labels/ belongs to o, and a function
+// that bumps o's updatedat (a blob's hold has none). For a blob the
+// namespace can see without holding it, the bucket is nil (mustHold false)
+// or the error ErrNotFound (mustHold true).
+func (db *DB) labelOwner(tx *bolt.Tx, o Object, mustHold bool) (*bolt.Bucket, func() error, error) {
+	noTouch := func() error { return nil }
+	if o.Image != "" && o.Blob != "" {
+		return nil, nil, errors.Wrapf(ErrInvalidArgument, "label object names both image %q and blob %s", shorten(o.Image), o.Blob)
+	}
+	nsb, err := namespaceBucket(tx, o.Namespace)
+	if err != nil {
+		return nil, nil, err
+	}
+	switch {
+	case o.Image != "":
+		rec, err := getImageRecord(nsb, o.Namespace, o.Image)
+		if err != nil {
+			return nil, nil, err
+		}
+		data, err := imageData(nsb, rec.id)
+		if err != nil {
+			return nil, nil, err
+		}
+		touch := func() error {
+			rec.updatedAt = now()
+			return nsb.Bucket(bucketImages).Put([]byte(o.Image), rec.encode())
+		}
+		return data, touch, nil
+	case o.Blob != "":
+		if err := ValidateDigest(o.Blob); err != nil {
+			return nil, nil, err
+		}
+		if hold := heldBlob(nsb, o.Blob); hold != nil {
+			return hold, noTouch, nil
+		}
+		if _, visible := db.visible(tx, o.Namespace, o.Blob); !visible {
+			return nil, nil, errors.Wrapf(ErrNotFound, "blob %s not found in namespace %q", o.Blob, o.Namespace)
+		}
+		if mustHold {
+			return nil, nil, errors.Wrapf(ErrNotFound, "blob %s: namespace %q does not hold it, so it has no labels to set (write it or reference it from an image first)", o.Blob, o.Namespace)
+		}
+		return nil, noTouch, nil
+	default:
+		return nsb, func() error { return putTime(nsb, keyUpdatedAt, now()) }, nil
+	}
+}

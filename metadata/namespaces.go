@@ -1,6 +1,13 @@
 package metadata
 
-import "time"
+import (
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/pkg/errors"
+	bolt "go.etcd.io/bbolt"
+)
 
 // Namespace is a tenant: a set of images, held blobs and labels.
 type Namespace struct {
@@ -11,23 +18,167 @@ type Namespace struct {
 	UpdatedAt time.Time
 }
 
+// containerd's namespace name rule (identifiers.Validate).
+var namespaceRe = regexp.MustCompile(`^[A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*$`)
+
+const (
+	maxNamespaceLen = 76  // containerd's limit
+	maxNameLen      = 255 // NAME_MAX: longer cannot be a directory entry
+)
+
 // ValidateNamespace checks a namespace name against containerd's rule:
 // ^[A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*$, at most 76 bytes
 // (ErrInvalidArgument; over 255 bytes ErrNameTooLong).
-func ValidateNamespace(name string) error { panic("not implemented") }
+func ValidateNamespace(name string) error {
+	switch {
+	case len(name) > maxNameLen:
+		return errors.Wrapf(ErrNameTooLong, "namespace name %q: %d bytes, over the %d-byte limit", shorten(name), len(name), maxNamespaceLen)
+	case name == "":
+		return errors.Wrap(ErrInvalidArgument, "namespace name is empty")
+	case len(name) > maxNamespaceLen:
+		return errors.Wrapf(ErrInvalidArgument, "namespace name %q: %d bytes, over the %d-byte limit", name, len(name), maxNamespaceLen)
+	case !namespaceRe.MatchString(name):
+		return errors.Wrapf(ErrInvalidArgument, "namespace name %q: must match %s", name, namespaceRe)
+	}
+	return nil
+}
+
+// shorten keeps error messages readable when a name is absurdly long.
+func shorten(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "..."
+}
 
 // CreateNamespace creates a namespace (ErrExists, ErrInvalidArgument).
 func (db *DB) CreateNamespace(name string, labels map[string]string) (Namespace, error) {
-	panic("not implemented")
+	if err := ValidateNamespace(name); err != nil {
+		return Namespace{}, err
+	}
+	for k, v := range labels {
+		if err := ValidateLabel(k, v); err != nil {
+			return Namespace{}, errors.WithMessagef(err, "namespace %q", name)
+		}
+	}
+	var ns Namespace
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		var err error
+		ns, err = createNamespace(tx, name, labels)
+		return err
+	})
+	if err != nil {
+		return Namespace{}, err
+	}
+	return ns, nil
+}
+
+// createNamespace writes a new namespace with all its sub-buckets.
+func createNamespace(tx *bolt.Tx, name string, labels map[string]string) (Namespace, error) {
+	nsb, err := namespacesBucket(tx).CreateBucket([]byte(name))
+	if err != nil {
+		if errors.Is(err, bolt.ErrBucketExists) {
+			return Namespace{}, errors.Wrapf(ErrExists, "namespace %q already exists", name)
+		}
+		return Namespace{}, err
+	}
+	id, err := nextID(tx)
+	if err != nil {
+		return Namespace{}, err
+	}
+	t := now()
+	if err := putUint64(nsb, keyID, id); err != nil {
+		return Namespace{}, err
+	}
+	if err := putTime(nsb, keyCreatedAt, t); err != nil {
+		return Namespace{}, err
+	}
+	if err := putTime(nsb, keyUpdatedAt, t); err != nil {
+		return Namespace{}, err
+	}
+	for _, sub := range [][]byte{bucketImages, bucketImageData, bucketDirs, bucketBlobs} {
+		if _, err := nsb.CreateBucket(sub); err != nil {
+			return Namespace{}, err
+		}
+	}
+	// Labels with empty values are dropped: containerd has no empty labels.
+	kept := map[string]string{}
+	for k, v := range labels {
+		if v != "" {
+			kept[k] = v
+		}
+	}
+	if err := writeLabels(nsb, kept); err != nil {
+		return Namespace{}, err
+	}
+	return Namespace{Name: name, ID: id, Labels: kept, CreatedAt: t, UpdatedAt: t}, nil
 }
 
 // GetNamespace returns one namespace (ErrNotFound).
-func (db *DB) GetNamespace(name string) (Namespace, error) { panic("not implemented") }
+func (db *DB) GetNamespace(name string) (Namespace, error) {
+	var ns Namespace
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		nsb, err := namespaceBucket(tx, name)
+		if err != nil {
+			return err
+		}
+		ns = readNamespace(name, nsb)
+		return nil
+	})
+	return ns, err
+}
+
+func readNamespace(name string, nsb *bolt.Bucket) Namespace {
+	return Namespace{
+		Name:      name,
+		ID:        getUint64(nsb, keyID),
+		Labels:    readLabels(nsb.Bucket(bucketLabels)),
+		CreatedAt: getTime(nsb, keyCreatedAt),
+		UpdatedAt: getTime(nsb, keyUpdatedAt),
+	}
+}
 
 // ListNamespaces returns all namespaces sorted by name.
-func (db *DB) ListNamespaces() ([]Namespace, error) { panic("not implemented") }
+func (db *DB) ListNamespaces() ([]Namespace, error) {
+	var list []Namespace
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		all := namespacesBucket(tx)
+		return all.ForEachBucket(func(k []byte) error {
+			list = append(list, readNamespace(string(k), all.Bucket(k)))
+			return nil
+		})
+	})
+	return list, err
+}
 
 // DeleteNamespace deletes an empty namespace. While it has images or blobs
 // it fails with ErrNotEmpty: `namespace "default" must be empty, but it
 // still has images, blobs`. Empty ref-prefix directories go with it.
-func (db *DB) DeleteNamespace(name string) error { panic("not implemented") }
+func (db *DB) DeleteNamespace(name string) error {
+	return db.bolt.Update(func(tx *bolt.Tx) error {
+		nsb, err := namespaceBucket(tx, name)
+		if err != nil {
+			return err
+		}
+		var still []string
+		if !isEmptyBucket(nsb.Bucket(bucketImages)) {
+			still = append(still, "images")
+		}
+		if !isEmptyBucket(nsb.Bucket(bucketBlobs)) {
+			still = append(still, "blobs")
+		}
+		if len(still) > 0 {
+			return errors.Wrapf(ErrNotEmpty, "namespace %q must be empty, but it still has %s", name, strings.Join(still, ", "))
+		}
+		return namespacesBucket(tx).DeleteBucket([]byte(name))
+	})
+}
+
+func isEmptyBucket(b *bolt.Bucket) bool {
+	if b == nil {
+		return true
+	}
+	k, _ := b.Cursor().First()
+	return k == nil
+}

@@ -1,0 +1,77 @@
+package metadata
+
+import (
+	"fmt"
+	"testing"
+)
+
+func BenchmarkCreateDeleteNamespace(b *testing.B) {
+	db := openTestDB(b, Options{})
+	for i := 0; b.Loop(); i++ {
+		name := fmt.Sprintf("ns%d", i)
+		if _, err := db.CreateNamespace(name, nil); err != nil {
+			b.Fatal(err)
+		}
+		if err := db.DeleteNamespace(name); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkSetLabel(b *testing.B) {
+	db := openTestDB(b, Options{})
+	o := Object{Namespace: "default"}
+	for i := 0; b.Loop(); i++ {
+		if err := db.SetLabel(o, "key", fmt.Sprint(i), nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// setup10k puts 10,000 refs in directory many/ and, elsewhere, 10,000
+// more in other directories.
+func setup10k(b *testing.B) *DB {
+	db := openTestDB(b, Options{})
+	img := seedImage(b, db, "default", "x")
+	var refs []string
+	for i := 0; i < 10000; i++ {
+		refs = append(refs, fmt.Sprintf("many/img-%05d", i), fmt.Sprintf("other/d%02d/img-%05d", i%100, i))
+	}
+	putImages(b, db, "default", img.manifest, refs)
+	return db
+}
+
+func BenchmarkReadImageDir10k(b *testing.B) {
+	db := setup10k(b)
+	for b.Loop() {
+		entries, err := db.ReadImageDir("default", "many")
+		if err != nil || len(entries) != 10000 {
+			b.Fatal(len(entries), err)
+		}
+	}
+}
+
+// BenchmarkReadImageDirOf100Subdirs lists other/: 10,000 refs below, in
+// 100 subdirectories, so it costs about 100 seeks.
+func BenchmarkReadImageDirOf100Subdirs(b *testing.B) {
+	db := setup10k(b)
+	for b.Loop() {
+		entries, err := db.ReadImageDir("default", "other")
+		if err != nil || len(entries) != 100 {
+			b.Fatal(len(entries), err)
+		}
+	}
+}
+
+func BenchmarkLookupImagePath(b *testing.B) {
+	db := setup10k(b)
+	for i := 0; b.Loop(); i++ {
+		path := fmt.Sprintf("many/img-%05d", i%10000)
+		if i%2 == 1 {
+			path = fmt.Sprintf("other/d%02d", i%100)
+		}
+		if _, err := db.LookupImagePath("default", path); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

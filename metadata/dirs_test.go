@@ -1,0 +1,285 @@
+package metadata
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// putImages puts manifest under every ref in one transaction through the
+// same code as PutImage (which would take one fsynced commit per ref).
+func putImages(t testing.TB, db *DB, ns string, manifest []byte, refs []string) {
+	t.Helper()
+	first, err := db.PutImage(ns, refs[0], manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pm, err := parseManifest(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.bolt.Update(func(tx *bolt.Tx) error {
+		for _, ref := range refs[1:] {
+			if _, err := db.putImage(tx, ns, ref, first.Target, pm, &releases{ns: ns}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func names(entries []Entry) string {
+	var out []string
+	for _, e := range entries {
+		n := e.Name
+		if e.IsDir {
+			n += "/"
+		}
+		out = append(out, n)
+	}
+	return strings.Join(out, " ")
+}
+
+func TestImageDirs(t *testing.T) {
+	db := openTestDB(t, Options{})
+	img := seedImage(t, db, "default", "x")
+	putImages(t, db, "default", img.manifest, []string{
+		"docker.io/library/redis:latest",
+		"docker.io/library/redis:7",
+		"docker.io/library-x",
+		"docker.io/library.y/z",
+		"docker.io-mirror",
+		"alpine",
+	})
+
+	root, err := db.ReadImageDir("default", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := names(root); got != "alpine docker.io/ docker.io-mirror" {
+		t.Fatalf("images/ lists %q", got)
+	}
+	lib, err := db.ReadImageDir("default", "docker.io")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := names(lib); got != "library/ library-x library.y/" {
+		t.Fatalf("images/docker.io lists %q", got)
+	}
+	redis, err := db.ReadImageDir("default", "docker.io/library")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := names(redis); got != "redis:7 redis:latest" {
+		t.Fatalf("images/docker.io/library lists %q", got)
+	}
+	e := redis[1]
+	if e.Path != "docker.io/library/redis:latest" || e.Image == nil || e.Image.ID == 0 || e.Image.Target.Digest != img.digest || e.Image.UpdatedAt.IsZero() {
+		t.Fatalf("listed file %+v %+v", e, e.Image)
+	}
+	if lib[0].Path != "docker.io/library" || !lib[0].IsDir || lib[0].Image != nil {
+		t.Fatalf("listed directory %+v", lib[0])
+	}
+
+	for path, want := range map[string]string{
+		"":                               "dir",
+		"docker.io":                      "dir",
+		"docker.io/library":              "dir",
+		"docker.io/library/redis:latest": "image",
+		"docker.io/lib":                  "ErrNotFound",
+		"docker":                         "ErrNotFound",
+		"alpine/x":                       "ErrNotDirectory",
+		"docker.io/library/redis:7/a/b":  "ErrNotDirectory",
+		"a//b":                           "ErrInvalidArgument",
+	} {
+		e, err := db.LookupImagePath("default", path)
+		got := "dir"
+		switch {
+		case IsNotFound(err):
+			got = "ErrNotFound"
+		case IsNotDirectory(err):
+			got = "ErrNotDirectory"
+		case IsInvalidArgument(err):
+			got = "ErrInvalidArgument"
+		case err != nil:
+			got = err.Error()
+		case !e.IsDir:
+			got = "image"
+			if e.Image == nil || e.Image.Labels == nil || e.Name != "redis:latest" {
+				t.Errorf("lookup %q: incomplete %+v", path, e)
+			}
+		}
+		if got != want {
+			t.Errorf("LookupImagePath(%q) = %s, want %s", path, got, want)
+		}
+	}
+	_, err = db.ReadImageDir("default", "alpine")
+	wantKind(t, "list an image", err, IsNotDirectory, "ErrNotDirectory")
+	_, err = db.ReadImageDir("default", "nope")
+	wantKind(t, "list a missing directory", err, IsNotFound, "ErrNotFound")
+	_, err = db.ReadImageDir("nope", "")
+	wantKind(t, "list in a missing namespace", err, IsNotFound, "ErrNotFound")
+
+	// Explicit directories.
+	if err := db.MakeImageDir("default", "quay.io"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.MakeImageDir("default", "quay.io/a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.MakeImageDir("default", "docker.io/library/empty"); err != nil {
+		t.Fatal(err)
+	}
+	for dir, is := range map[string]func(error) bool{
+		"":                               IsExists,
+		"quay.io":                        IsExists,
+		"docker.io":                      IsExists,
+		"docker.io/library/redis:latest": IsExists,
+		"x/y":                            IsNotFound,
+		"alpine/y":                       IsNotDirectory,
+		"a/../b":                         IsInvalidArgument,
+	} {
+		if err := db.MakeImageDir("default", dir); err == nil || !is(err) {
+			t.Errorf("MakeImageDir(%q) = %v", dir, err)
+		}
+	}
+	if got, _ := db.ReadImageDir("default", ""); names(got) != "alpine docker.io/ docker.io-mirror quay.io/" {
+		t.Fatalf("images/ lists %q", names(got))
+	}
+	if got, _ := db.ReadImageDir("default", "docker.io/library"); names(got) != "empty/ redis:7 redis:latest" {
+		t.Fatalf("images/docker.io/library lists %q", names(got))
+	}
+	for ref, is := range map[string]func(error) bool{
+		"quay.io":                          IsIsDirectory,
+		"quay.io/a":                        IsIsDirectory,
+		"docker.io":                        IsIsDirectory,
+		"docker.io/library/redis:latest/x": IsNotDirectory,
+	} {
+		if _, err := db.PutImage("default", ref, img.manifest); err == nil || !is(err) {
+			t.Errorf("PutImage(%q) = %v", ref, err)
+		}
+	}
+	wantKind(t, "rm of a directory", db.DeleteImage("default", "docker.io"), IsIsDirectory, "ErrIsDirectory")
+
+	for dir, is := range map[string]func(error) bool{
+		"":                               IsNotEmpty,
+		"quay.io":                        IsNotEmpty,
+		"docker.io":                      IsNotEmpty,
+		"docker.io/library/redis:latest": IsNotDirectory,
+		"nope":                           IsNotFound,
+		"alpine/x":                       IsNotDirectory,
+	} {
+		if err := db.RemoveImageDir("default", dir); err == nil || !is(err) {
+			t.Errorf("RemoveImageDir(%q) = %v", dir, err)
+		}
+	}
+	if err := db.RemoveImageDir("default", "quay.io/a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.RemoveImageDir("default", "quay.io"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.LookupImagePath("default", "quay.io"); !IsNotFound(err) {
+		t.Fatalf("removed directory: %v", err)
+	}
+
+	// An implicit directory goes with its last ref; one holding an
+	// explicit directory stays.
+	for _, ref := range []string{"docker.io/library/redis:latest", "docker.io/library/redis:7"} {
+		if err := db.DeleteImage("default", ref); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, _ := db.ReadImageDir("default", "docker.io/library"); names(got) != "empty/" {
+		t.Fatalf("images/docker.io/library lists %q", names(got))
+	}
+	if err := db.RemoveImageDir("default", "docker.io/library"); !IsNotEmpty(err) {
+		t.Fatalf("rmdir of a directory holding an explicit one: %v", err)
+	}
+	if err := db.RemoveImageDir("default", "docker.io/library/empty"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.LookupImagePath("default", "docker.io/library"); !IsNotFound(err) {
+		t.Fatalf("implicit directory with nothing below: %v", err)
+	}
+	for _, ref := range []string{"docker.io/library-x", "docker.io/library.y/z", "docker.io-mirror", "alpine"} {
+		if err := db.DeleteImage("default", ref); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.RemoveImageDir("default", ""); err != nil {
+		t.Fatalf("rmdir of an empty images/: %v", err)
+	}
+	if e, err := db.LookupImagePath("default", ""); err != nil || !e.IsDir {
+		t.Fatalf("images/ after its rmdir: %+v %v", e, err)
+	}
+	checkInvariants(t, db)
+}
+
+func TestReadImageDir10k(t *testing.T) {
+	db := openTestDB(t, Options{})
+	img := seedImage(t, db, "default", "x")
+	var refs []string
+	want := map[string]bool{}
+	for i := 0; i < 10000; i++ {
+		ref := fmt.Sprintf("many/img-%05d", i)
+		refs = append(refs, ref)
+		want[fmt.Sprintf("img-%05d", i)] = false
+	}
+	// Deeper refs show as one directory each; siblings of "many" with a
+	// common prefix must not leak in.
+	for i := 0; i < 100; i++ {
+		refs = append(refs, fmt.Sprintf("many/sub%d/a/b", i%7), fmt.Sprintf("many-%d", i), fmt.Sprintf("many.x/%d", i), fmt.Sprintf("man/%d", i))
+	}
+	for i := 0; i < 7; i++ {
+		want[fmt.Sprintf("sub%d", i)] = true
+	}
+	refs = dedupe(refs)
+	putImages(t, db, "default", img.manifest, refs)
+	if err := db.MakeImageDir("default", "many/explicit"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.MakeImageDir("default", "many/sub3/b"); err != nil {
+		t.Fatal(err)
+	}
+	want["explicit"] = true
+
+	entries, err := db.ReadImageDir("default", "many")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != len(want) {
+		t.Fatalf("%d entries, want %d", len(entries), len(want))
+	}
+	if !sort.SliceIsSorted(entries, func(i, j int) bool { return entries[i].Name < entries[j].Name }) {
+		t.Fatal("entries are not sorted by name")
+	}
+	for _, e := range entries {
+		isDir, ok := want[e.Name]
+		if !ok || isDir != e.IsDir || e.Path != "many/"+e.Name || (e.Image == nil) != isDir {
+			t.Fatalf("unexpected entry %+v", e)
+		}
+	}
+	sub, err := db.ReadImageDir("default", "many/sub3")
+	if err != nil || names(sub) != "a/ b/" {
+		t.Fatalf("many/sub3 lists %q, %v", names(sub), err)
+	}
+}
+
+func dedupe(refs []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, r := range refs {
+		if !seen[r] {
+			seen[r] = true
+			out = append(out, r)
+		}
+	}
+	return out
+}

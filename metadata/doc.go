@@ -1,0 +1,78 @@
+// Package metadata is the bbolt half of an nsfs store: namespaces, labels,
+// images, the images/ directory tree, and which namespace holds which blob
+// of the shared blob directory (package blobs). Every rule is checked inside
+// the one bbolt transaction that mutates, so two concurrent callers can never
+// both pass a check that only one of them may pass.
+//
+// The schema, in <root>/meta.db (keys are bytes; "->" is a key with a value,
+// "/" a bucket):
+//
+//	v1/                                 schema version 1
+//	  version -> uint64 (1)             written when the store is created
+//	  (sequence)                        the one ID counter: namespaces and
+//	                                    images take IDs from it, never reused
+//	  namespaces/
+//	    <name>/                         a namespace (containerd's name rule)
+//	      id -> uint64                  fs/ inode of ns/<name>
+//	      createdat -> time
+//	      updatedat -> time             bumped by label changes
+//	      labels/
+//	        <key> -> <value>
+//	      images/
+//	        <ref> -> image record       a ref is a clean relative path; keys
+//	                                    sort bytewise, so everything below the
+//	                                    directory "a/b" is the key range "a/b/..."
+//	                                    record: id, createdat, updatedat, target
+//	                                    {mediatype, digest, size}; one value, so
+//	                                    a listing reads one value per entry
+//	      imagedata/
+//	        <id>/                       what an image has beyond its record,
+//	                                    keyed by its ID: rename moves only the
+//	                                    record, replace keeps both
+//	          labels/
+//	            <key> -> <value>
+//	          blobs/
+//	            <digest> -> ""          the claim set: the manifest itself and
+//	                                    every visible blob it references
+//	      dirs/
+//	        <path> -> ""                explicit directories (mkdir in images/);
+//	                                    implicit ones are the prefixes of refs
+//	      blobs/
+//	        <digest>/                   the namespace holds this blob
+//	          size -> int64
+//	          createdat -> time
+//	          images -> uint64          how many images of this namespace
+//	                                    claim it; 0 → only the write holds it
+//	          labels/
+//	            <key> -> <value>        content labels are per namespace
+//	  content/
+//	    <digest>/                       some namespace holds this blob; the
+//	                                    record goes when the last holder does,
+//	                                    and then the file leaves the disk
+//	      size -> int64
+//	      createdat -> time
+//	      namespaces/
+//	        <name> -> ""                the holders
+//
+// uint64 and int64 are 8 bytes big-endian; times are time.MarshalBinary,
+// except inside an image record (imageRecord.encode: a version byte, id,
+// createdat and updatedat in Unix nanoseconds, target size, then the media
+// type and the digest as uvarint-length-prefixed strings).
+//
+// Invariants (checked by the tests after concurrent random operations):
+// content/<d>/namespaces/<ns> exists exactly when namespaces/<ns>/blobs/<d>
+// does; a content record has at least one holder; every digest in an
+// image's claim set is held by its namespace, and a held blob's images count
+// is the number of images of the namespace whose claim set names it; image
+// records and imagedata buckets pair one to one by ID; every content record
+// has its file in the blob directory, and every blob file a content record
+// (but for a crash, see below).
+//
+// Files and records: a blob file is published (fsynced, renamed into place
+// by package blobs) before the transaction that records a hold commits, and
+// deleted only after the transaction that dropped its last holder commits.
+// DB.contentMu is held across each such pair, so an ingest of a digest can
+// never lose its file to a concurrent delete of the same digest. A crash
+// between the two steps leaves at worst a file no record names, which
+// CollectGarbage removes.
+package metadata

@@ -1,0 +1,321 @@
+package metadata
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/nsfs/nsfs/blobs"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	bolt "go.etcd.io/bbolt"
+)
+
+// openTestDB opens a fresh store in a temporary directory, closed at the
+// end of the test.
+func openTestDB(t testing.TB, opts Options) *DB {
+	t.Helper()
+	db, err := Open(t.TempDir(), opts)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// mustWriteBlob ingests data into ns through WriteBlob and Commit.
+func mustWriteBlob(t testing.TB, db *DB, ns string, data []byte) ocispec.Descriptor {
+	t.Helper()
+	d := digest.FromBytes(data)
+	w, err := db.WriteBlob(ns, d)
+	if err != nil {
+		t.Fatalf("WriteBlob(%s, %s): %v", ns, d, err)
+	}
+	if _, err := w.Write(data); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatalf("Commit(%s, %s): %v", ns, d, err)
+	}
+	return ocispec.Descriptor{MediaType: "application/octet-stream", Digest: d, Size: int64(len(data))}
+}
+
+func descriptor(mediaType string, data []byte) ocispec.Descriptor {
+	return ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(data), Size: int64(len(data))}
+}
+
+// manifestJSON is an OCI image manifest naming config and layers.
+func manifestJSON(config ocispec.Descriptor, layers ...ocispec.Descriptor) []byte {
+	config.MediaType = ocispec.MediaTypeImageConfig
+	for i := range layers {
+		if layers[i].MediaType == "" || layers[i].MediaType == "application/octet-stream" {
+			layers[i].MediaType = ocispec.MediaTypeImageLayerGzip
+		}
+	}
+	if layers == nil {
+		layers = []ocispec.Descriptor{}
+	}
+	m := map[string]any{
+		"schemaVersion": 2,
+		"mediaType":     ocispec.MediaTypeImageManifest,
+		"config":        config,
+		"layers":        layers,
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// indexJSON is an OCI index of manifests.
+func indexJSON(manifests ...ocispec.Descriptor) []byte {
+	for i := range manifests {
+		manifests[i].MediaType = ocispec.MediaTypeImageManifest
+	}
+	b, err := json.Marshal(map[string]any{
+		"schemaVersion": 2,
+		"mediaType":     ocispec.MediaTypeImageIndex,
+		"manifests":     manifests,
+	})
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// seededImage is an image whose config and layer blobs were written into
+// a namespace.
+type seededImage struct {
+	config, layer ocispec.Descriptor
+	manifest      []byte
+	digest        digest.Digest
+}
+
+// seedImage writes a config and a layer (distinct per name) into ns and
+// returns a manifest naming them (not yet put).
+func seedImage(t testing.TB, db *DB, ns, name string) seededImage {
+	t.Helper()
+	config := mustWriteBlob(t, db, ns, []byte(`{"architecture":"amd64","os":"linux","name":"`+name+`"}`))
+	layer := mustWriteBlob(t, db, ns, []byte("layer bytes of "+name))
+	m := manifestJSON(config, layer)
+	return seededImage{config: config, layer: layer, manifest: m, digest: digest.FromBytes(m)}
+}
+
+// dump renders the whole bbolt tree (keys, values, bucket sequences) plus
+// the blob and ingest files, so a test can tell that nothing changed.
+func dump(t testing.TB, db *DB) string {
+	t.Helper()
+	var sb strings.Builder
+	var walk func(b *bolt.Bucket, indent string)
+	walk = func(b *bolt.Bucket, indent string) {
+		fmt.Fprintf(&sb, "%s(seq %d)\n", indent, b.Sequence())
+		_ = b.ForEach(func(k, v []byte) error {
+			if v == nil {
+				fmt.Fprintf(&sb, "%s%q/\n", indent, k)
+				walk(b.Bucket(k), indent+"  ")
+			} else {
+				fmt.Fprintf(&sb, "%s%q -> %x\n", indent, k, v)
+			}
+			return nil
+		})
+	}
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			fmt.Fprintf(&sb, "%q/\n", name)
+			walk(b, "  ")
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatalf("dump: %v", err)
+	}
+	for _, f := range blobFiles(t, db) {
+		fmt.Fprintf(&sb, "file %s\n", f)
+	}
+	_ = db.blobs.WalkIngests(func(info blobs.IngestInfo) error {
+		fmt.Fprintf(&sb, "ingest %s\n", info.Name)
+		return nil
+	})
+	return sb.String()
+}
+
+// blobFiles lists the committed blob files, sorted.
+func blobFiles(t testing.TB, db *DB) []digest.Digest {
+	t.Helper()
+	var files []digest.Digest
+	if err := db.blobs.Walk(func(info blobs.Info) error {
+		files = append(files, info.Digest)
+		return nil
+	}); err != nil {
+		t.Fatalf("walk blobs: %v", err)
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i] < files[j] })
+	return files
+}
+
+func fileExists(db *DB, d digest.Digest) bool {
+	_, err := os.Stat(db.blobs.Path(d))
+	return err == nil
+}
+
+// heldDigests lists what ns holds.
+func heldDigests(t testing.TB, db *DB, ns string) []digest.Digest {
+	t.Helper()
+	list, err := db.ListBlobs(ns)
+	if err != nil {
+		t.Fatalf("ListBlobs(%s): %v", ns, err)
+	}
+	var ds []digest.Digest
+	for _, b := range list {
+		ds = append(ds, b.Digest)
+	}
+	return ds
+}
+
+func sortedDigests(ds ...digest.Digest) []digest.Digest {
+	out := append([]digest.Digest(nil), ds...)
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+func equalDigests(a, b []digest.Digest) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// wantKind fails unless err is of the kind is reports.
+func wantKind(t testing.TB, what string, err error, is func(error) bool, kind string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("%s: succeeded, want %s", what, kind)
+	}
+	if !is(err) {
+		t.Fatalf("%s: error %q, want kind %s", what, err, kind)
+	}
+}
+
+// checkInvariants verifies the invariants doc.go lists, records against
+// records and records against files.
+func checkInvariants(t testing.TB, db *DB) {
+	t.Helper()
+	type key struct {
+		ns string
+		d  string
+	}
+	held := map[key]uint64{}    // the images count each hold records
+	claimed := map[key]uint64{} // how many images claim it
+	holders := map[key]bool{}   // global holder entries
+	content := map[string]bool{}
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		all := namespacesBucket(tx)
+		if err := all.ForEachBucket(func(name []byte) error {
+			ns := string(name)
+			nsb := all.Bucket(name)
+			for _, sub := range [][]byte{bucketImages, bucketImageData, bucketDirs, bucketBlobs, bucketLabels} {
+				if nsb.Bucket(sub) == nil {
+					t.Errorf("namespace %s has no %s bucket", ns, sub)
+				}
+			}
+			bb := nsb.Bucket(bucketBlobs)
+			_ = bb.ForEachBucket(func(d []byte) error {
+				held[key{ns, string(d)}] = getUint64(bb.Bucket(d), keyImages)
+				return nil
+			})
+			// Every image record names its own imagedata bucket, and every
+			// imagedata bucket belongs to one image.
+			data := nsb.Bucket(bucketImageData)
+			owners := map[uint64]string{}
+			if err := nsb.Bucket(bucketImages).ForEach(func(ref, v []byte) error {
+				rec, err := decodeImageRecord(v)
+				if err != nil {
+					return fmt.Errorf("image %s/%s: %w", ns, ref, err)
+				}
+				if other, ok := owners[rec.id]; ok {
+					t.Errorf("images %s/%s and %s/%s share ID %d", ns, ref, ns, other, rec.id)
+				}
+				owners[rec.id] = string(ref)
+				idb := data.Bucket(encodeUint64(rec.id))
+				if idb == nil {
+					t.Errorf("image %s/%s has no imagedata bucket", ns, ref)
+					return nil
+				}
+				for _, d := range claimSet(idb) {
+					claimed[key{ns, string(d)}]++
+				}
+				if !hasKey(idb.Bucket(bucketBlobs), []byte(rec.target.Digest)) {
+					t.Errorf("image %s/%s does not claim its own manifest %s", ns, ref, rec.target.Digest)
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			return data.ForEachBucket(func(id []byte) error {
+				if _, ok := owners[decodeUint64(id)]; !ok {
+					t.Errorf("namespace %s: imagedata %d belongs to no image", ns, decodeUint64(id))
+				}
+				return nil
+			})
+		}); err != nil {
+			return err
+		}
+		cb := contentBucket(tx)
+		return cb.ForEachBucket(func(d []byte) error {
+			content[string(d)] = true
+			hb := cb.Bucket(d).Bucket(bucketHolders)
+			n := 0
+			_ = hb.ForEach(func(ns, _ []byte) error {
+				holders[key{string(ns), string(d)}] = true
+				n++
+				return nil
+			})
+			if n == 0 {
+				t.Errorf("content record %s has no holder", d)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatalf("check invariants: %v", err)
+	}
+	for k := range holders {
+		if _, ok := held[k]; !ok {
+			t.Errorf("content %s names holder %s, which has no record of it", k.d, k.ns)
+		}
+	}
+	for k, count := range held {
+		if !holders[k] {
+			t.Errorf("namespace %s holds %s, but the content record does not name it", k.ns, k.d)
+		}
+		if count != claimed[k] {
+			t.Errorf("namespace %s blob %s: images count %d, but %d images claim it", k.ns, k.d, count, claimed[k])
+		}
+	}
+	for k := range claimed {
+		if _, ok := held[k]; !ok {
+			t.Errorf("an image of namespace %s claims %s, which the namespace does not hold", k.ns, k.d)
+		}
+	}
+	files := map[string]bool{}
+	for _, d := range blobFiles(t, db) {
+		files[string(d)] = true
+		if !content[string(d)] {
+			t.Errorf("blob file %s has no content record", d)
+		}
+	}
+	for d := range content {
+		if !files[d] {
+			t.Errorf("content record %s has no file", d)
+		}
+	}
+}

@@ -1,0 +1,173 @@
+package metadata
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/pkg/errors"
+)
+
+func TestValidateLabel(t *testing.T) {
+	if err := ValidateLabel("k", strings.Repeat("v", 4095)); err != nil {
+		t.Fatalf("4096 bytes: %v", err)
+	}
+	err := ValidateLabel("k", strings.Repeat("v", 4096))
+	wantKind(t, "4097 bytes", err, IsLabelTooLarge, "ErrLabelTooLarge")
+	if want := "label key and value length (4097 bytes) greater than maximum size (4096 bytes)"; !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("message %q, want it to start with %q", err, want)
+	}
+	wantKind(t, "empty key", ValidateLabel("", "v"), IsInvalidArgument, "ErrInvalidArgument")
+}
+
+func TestNamespaceLabels(t *testing.T) {
+	db := openTestDB(t, Options{})
+	ns := Object{Namespace: "default"}
+	before, _ := db.GetNamespace("default")
+
+	if err := db.SetLabel(ns, "team", "a", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.SetLabel(ns, "big", strings.Repeat("v", 4096-3), nil); err != nil {
+		t.Fatalf("a label of exactly 4096 bytes: %v", err)
+	}
+	err := db.SetLabel(ns, "big", strings.Repeat("v", 4096-2), nil)
+	wantKind(t, "a label of 4097 bytes", err, IsLabelTooLarge, "ErrLabelTooLarge")
+	wantKind(t, "empty key", db.SetLabel(ns, "", "v", nil), IsInvalidArgument, "ErrInvalidArgument")
+
+	labels, err := db.Labels(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if labels["team"] != "a" || len(labels["big"]) != 4093 || len(labels) != 2 {
+		t.Fatalf("labels %v", labels)
+	}
+	after, _ := db.GetNamespace("default")
+	if !after.UpdatedAt.After(before.UpdatedAt) {
+		t.Fatalf("setting a label did not bump updatedat: %v then %v", before.UpdatedAt, after.UpdatedAt)
+	}
+
+	// setxattr's flags: the callback sees whether the label exists, inside
+	// the transaction, and its error comes back as is.
+	errCreate := errors.New("exists (XATTR_CREATE)")
+	errReplace := errors.New("absent (XATTR_REPLACE)")
+	create := func(exists bool) error {
+		if exists {
+			return errCreate
+		}
+		return nil
+	}
+	replace := func(exists bool) error {
+		if !exists {
+			return errReplace
+		}
+		return nil
+	}
+	if err := db.SetLabel(ns, "team", "b", create); err != errCreate {
+		t.Fatalf("XATTR_CREATE on an existing label: %v", err)
+	}
+	if err := db.SetLabel(ns, "new", "x", replace); err != errReplace {
+		t.Fatalf("XATTR_REPLACE on an absent label: %v", err)
+	}
+	if err := db.SetLabel(ns, "team", "b", replace); err != nil {
+		t.Fatal(err)
+	}
+	// An empty value removes; the check applies first.
+	if err := db.SetLabel(ns, "team", "", create); err != errCreate {
+		t.Fatalf("empty value with XATTR_CREATE on an existing label: %v", err)
+	}
+	if err := db.SetLabel(ns, "team", "", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.SetLabel(ns, "never", "", nil); err != nil {
+		t.Fatalf("empty value of an absent label: %v", err)
+	}
+	labels, _ = db.Labels(ns)
+	if _, ok := labels["team"]; ok || len(labels) != 1 {
+		t.Fatalf("after removing team by an empty value: %v", labels)
+	}
+	if _, ok := labels["new"]; ok {
+		t.Fatal("a refused XATTR_REPLACE set the label anyway")
+	}
+
+	if err := db.RemoveLabel(ns, "big"); err != nil {
+		t.Fatal(err)
+	}
+	err = db.RemoveLabel(ns, "big")
+	wantKind(t, "remove an absent label", err, IsNoLabel, "ErrNoLabel")
+	if !strings.Contains(err.Error(), `"big"`) || !strings.Contains(err.Error(), `"default"`) {
+		t.Fatalf("message %q does not name the label and the namespace", err)
+	}
+	_, err = db.Labels(Object{Namespace: "nope"})
+	wantKind(t, "labels of a missing namespace", err, IsNotFound, "ErrNotFound")
+	wantKind(t, "set on a missing namespace", db.SetLabel(Object{Namespace: "nope"}, "k", "v", nil), IsNotFound, "ErrNotFound")
+}
+
+func TestImageAndBlobLabels(t *testing.T) {
+	db := openTestDB(t, Options{})
+	img := seedImage(t, db, "default", "x")
+	put, err := db.PutImage("default", "x", img.manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io := Object{Namespace: "default", Image: "x"}
+	if err := db.SetLabel(io, "containerd.io/gc.ref", "y", nil); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := db.GetImage("default", "x")
+	if got.Labels["containerd.io/gc.ref"] != "y" || !got.UpdatedAt.After(put.UpdatedAt) {
+		t.Fatalf("image after SetLabel: %+v", got)
+	}
+	// Replacing the image's target keeps its labels, as a file keeps its
+	// xattrs across truncate and write.
+	if _, err := db.PutImage("default", "x", img.manifest); err != nil {
+		t.Fatal(err)
+	}
+	if labels, _ := db.Labels(io); labels["containerd.io/gc.ref"] != "y" {
+		t.Fatalf("labels after replace: %v", labels)
+	}
+	wantKind(t, "label of a missing image", db.SetLabel(Object{Namespace: "default", Image: "nope"}, "k", "v", nil), IsNotFound, "ErrNotFound")
+
+	bo := Object{Namespace: "default", Blob: img.layer.Digest}
+	if err := db.SetLabel(bo, "containerd.io/uncompressed", "sha256:abc", nil); err != nil {
+		t.Fatal(err)
+	}
+	b, err := db.GetBlob("default", img.layer.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Labels["containerd.io/uncompressed"] != "sha256:abc" {
+		t.Fatalf("blob labels %v", b.Labels)
+	}
+
+	// Content labels are per namespace: foo sees the blob (shared) but does
+	// not hold it, so it has no labels and cannot set any.
+	if _, err := db.CreateNamespace("foo", nil); err != nil {
+		t.Fatal(err)
+	}
+	fo := Object{Namespace: "foo", Blob: img.layer.Digest}
+	labels, err := db.Labels(fo)
+	if err != nil || len(labels) != 0 {
+		t.Fatalf("labels of a visible blob foo does not hold: %v, %v", labels, err)
+	}
+	wantKind(t, "set a label on a blob foo does not hold", db.SetLabel(fo, "k", "v", nil), IsNotFound, "ErrNotFound")
+	wantKind(t, "remove a label of a blob foo does not hold", db.RemoveLabel(fo, "k"), IsNoLabel, "ErrNoLabel")
+	// Once foo claims it through an image, the labels are foo's own.
+	if _, err := db.PutImage("foo", "x", img.manifest); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.SetLabel(fo, "k", "foo's", nil); err != nil {
+		t.Fatal(err)
+	}
+	fl, _ := db.Labels(fo)
+	dl, _ := db.Labels(bo)
+	if fl["k"] != "foo's" || len(fl) != 1 || dl["k"] != "" {
+		t.Fatalf("per-namespace content labels leaked: foo %v, default %v", fl, dl)
+	}
+
+	absent := Object{Namespace: "default", Blob: digest.FromString("nobody has this")}
+	_, err = db.Labels(absent)
+	wantKind(t, "labels of an absent blob", err, IsNotFound, "ErrNotFound")
+	_, err = db.Labels(Object{Namespace: "default", Blob: "sha256:XYZ"})
+	wantKind(t, "labels of a bad digest", err, IsInvalidArgument, "ErrInvalidArgument")
+}

@@ -1,0 +1,182 @@
+package metadata
+
+import (
+	"bytes"
+	"encoding/binary"
+	"time"
+
+	"github.com/pkg/errors"
+	bolt "go.etcd.io/bbolt"
+)
+
+// schemaVersion is stored in v1/version; a store written by a newer nsfs is
+// refused rather than misread.
+const schemaVersion = 1
+
+// Bucket and key names; the tree is drawn in doc.go.
+var (
+	bucketV1         = []byte("v1")
+	bucketNamespaces = []byte("namespaces")
+	bucketContent    = []byte("content")
+	bucketLabels     = []byte("labels")
+	bucketImages     = []byte("images")
+	bucketImageData  = []byte("imagedata")
+	bucketDirs       = []byte("dirs")
+	bucketBlobs      = []byte("blobs")
+	bucketTarget     = []byte("target")
+	bucketHolders    = []byte("namespaces")
+
+	keyVersion   = []byte("version")
+	keyID        = []byte("id")
+	keyCreatedAt = []byte("createdat")
+	keyUpdatedAt = []byte("updatedat")
+	keySize      = []byte("size")
+	keyImages    = []byte("images")
+	keyMediaType = []byte("mediatype")
+	keyDigest    = []byte("digest")
+)
+
+// member is the value of a key in a set-like bucket (holders, dirs, an
+// image's claim set): the key is the datum. Test membership with hasKey,
+// never with Get != nil, which is nil for an empty value in a write
+// transaction.
+var member = []byte{}
+
+// hasKey reports whether a set-like bucket (one without nested buckets)
+// has key k.
+func hasKey(b *bolt.Bucket, k []byte) bool {
+	if b == nil {
+		return false
+	}
+	got, _ := b.Cursor().Seek(k)
+	return got != nil && bytes.Equal(got, k)
+}
+
+// hasPrefixKey reports whether bucket b has a key (or nested bucket)
+// starting with prefix.
+func hasPrefixKey(b *bolt.Bucket, prefix []byte) bool {
+	if b == nil {
+		return false
+	}
+	got, _ := b.Cursor().Seek(prefix)
+	return got != nil && bytes.HasPrefix(got, prefix)
+}
+
+// errCorrupt reports a record that does not have the shape doc.go draws.
+var errCorrupt = errors.New("metadata store is corrupt")
+
+func encodeUint64(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return b
+}
+
+func decodeUint64(b []byte) uint64 {
+	if len(b) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(b)
+}
+
+func putUint64(b *bolt.Bucket, key []byte, v uint64) error {
+	return b.Put(key, encodeUint64(v))
+}
+
+func getUint64(b *bolt.Bucket, key []byte) uint64 { return decodeUint64(b.Get(key)) }
+
+func putInt64(b *bolt.Bucket, key []byte, v int64) error { return putUint64(b, key, uint64(v)) }
+
+func getInt64(b *bolt.Bucket, key []byte) int64 { return int64(getUint64(b, key)) }
+
+func putTime(b *bolt.Bucket, key []byte, t time.Time) error {
+	v, err := t.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	return b.Put(key, v)
+}
+
+func getTime(b *bolt.Bucket, key []byte) time.Time {
+	var t time.Time
+	if v := b.Get(key); v != nil {
+		_ = t.UnmarshalBinary(v) // a zero time is the honest answer for a bad value
+	}
+	return t
+}
+
+// now is the timestamp of a mutation; UTC so that stored times compare and
+// print the same wherever the store is opened.
+func now() time.Time { return time.Now().UTC() }
+
+// readLabels copies a labels bucket (nil → empty map).
+func readLabels(b *bolt.Bucket) map[string]string {
+	labels := map[string]string{}
+	if b == nil {
+		return labels
+	}
+	_ = b.ForEach(func(k, v []byte) error {
+		labels[string(k)] = string(v)
+		return nil
+	})
+	return labels
+}
+
+// writeLabels stores labels into a fresh labels bucket below parent.
+func writeLabels(parent *bolt.Bucket, labels map[string]string) error {
+	lb, err := parent.CreateBucketIfNotExists(bucketLabels)
+	if err != nil {
+		return err
+	}
+	for k, v := range labels {
+		if err := lb.Put([]byte(k), []byte(v)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// copyBucket copies every key and nested bucket of src into dst (bbolt has
+// no rename of a bucket key; RenameImage needs one).
+func copyBucket(dst, src *bolt.Bucket) error {
+	if err := dst.SetSequence(src.Sequence()); err != nil {
+		return err
+	}
+	return src.ForEach(func(k, v []byte) error {
+		if v != nil {
+			return dst.Put(k, v)
+		}
+		child, err := dst.CreateBucket(k)
+		if err != nil {
+			return err
+		}
+		return copyBucket(child, src.Bucket(k))
+	})
+}
+
+// root returns v1/ of a transaction, which Open guarantees exists.
+func root(tx *bolt.Tx) *bolt.Bucket { return tx.Bucket(bucketV1) }
+
+// namespacesBucket is v1/namespaces/.
+func namespacesBucket(tx *bolt.Tx) *bolt.Bucket { return root(tx).Bucket(bucketNamespaces) }
+
+// contentBucket is v1/content/.
+func contentBucket(tx *bolt.Tx) *bolt.Bucket { return root(tx).Bucket(bucketContent) }
+
+// namespaceBucket returns v1/namespaces/<name>/ or ErrNotFound.
+func namespaceBucket(tx *bolt.Tx, name string) (*bolt.Bucket, error) {
+	if b := namespacesBucket(tx).Bucket([]byte(name)); b != nil {
+		return b, nil
+	}
+	return nil, errors.Wrapf(ErrNotFound, "namespace %q not found", name)
+}
+
+// nextID takes the next number of the store's one ID sequence.
+func nextID(tx *bolt.Tx) (uint64, error) { return root(tx).NextSequence() }
+
+// subBucket returns a nested bucket that must exist in a well-formed store.
+func subBucket(b *bolt.Bucket, name []byte) (*bolt.Bucket, error) {
+	if sb := b.Bucket(name); sb != nil {
+		return sb, nil
+	}
+	return nil, errors.Wrapf(errCorrupt, "bucket %q is missing", name)
+}
