@@ -1,0 +1,169 @@
+package main
+
+import (
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/nsfs/nsfs/fs"
+	"github.com/nsfs/nsfs/metadata"
+	"github.com/pkg/errors"
+	"github.com/urfave/cli/v2"
+)
+
+// mountCommand serves a store in the foreground:
+//
+//	$ nsfs mount /mnt
+//	nsfs: serving /var/lib/nsfs at /mnt (content sharing: shared)
+//	^C
+//	$ nsfs mount /mnt & nsfs mount /mnt2
+//	nsfs: store /var/lib/nsfs is already in use by another nsfs (/var/lib/nsfs/meta.db is locked)
+var mountCommand = &cli.Command{
+	Name:      "mount",
+	Usage:     "serve a store at MOUNTPOINT until unmounted or interrupted",
+	ArgsUsage: "MOUNTPOINT",
+	Flags: []cli.Flag{
+		&cli.StringFlag{
+			Name:        "root",
+			Usage:       "the store `DIR` (meta.db, blobs/, ingest/)",
+			DefaultText: "/var/lib/nsfs for root, else $XDG_DATA_HOME/nsfs or ~/.local/share/nsfs",
+		},
+		&cli.StringFlag{
+			Name:  "content-sharing",
+			Usage: "which blobs a namespace can see: shared (all the store holds) or isolated (its own, and those of namespaces labelled containerd.io/namespace.shareable=true)",
+			Value: string(metadata.SharingShared),
+		},
+		&cli.BoolFlag{
+			Name:  "allow-other",
+			Usage: "let other users use the mount (the kernel checks mode bits)",
+		},
+		&cli.BoolFlag{
+			Name:  "debug",
+			Usage: "log every FUSE request",
+		},
+	},
+	Action: runMount,
+}
+
+func runMount(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return errors.Errorf("mount: expected one MOUNTPOINT argument, got %d", c.NArg())
+	}
+	mountpoint, err := filepath.Abs(c.Args().First())
+	if err != nil {
+		return errors.Wrap(err, "mount")
+	}
+	root := c.String("root")
+	if root == "" {
+		if root, err = defaultRoot(); err != nil {
+			return err
+		}
+	}
+	if root, err = filepath.Abs(root); err != nil {
+		return errors.Wrap(err, "mount")
+	}
+	sharing := metadata.Sharing(c.String("content-sharing"))
+	if sharing != metadata.SharingShared && sharing != metadata.SharingIsolated {
+		return errors.Errorf("mount: --content-sharing %q: must be %q or %q", sharing, metadata.SharingShared, metadata.SharingIsolated)
+	}
+
+	// The store is opened first, so that a locked one never mounts and
+	// leaves the mountpoint alone.
+	inval := fs.NewInvalidator()
+	db, err := metadata.Open(root, metadata.Options{Sharing: sharing, OnBlobReleased: inval.BlobReleased})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := prepareMountpoint(mountpoint); err != nil {
+		return err
+	}
+	server, err := fs.Mount(mountpoint, db, inval, fs.Config{
+		AllowOther: c.Bool("allow-other"),
+		Debug:      c.Bool("debug"),
+	})
+	if err != nil {
+		return errors.Wrapf(err, "mount %s at %s", root, mountpoint)
+	}
+	fmt.Fprintf(os.Stderr, "nsfs: serving %s at %s (content sharing: %s)\n", root, mountpoint, sharing)
+
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		for sig := range signals {
+			log.Printf("%v: unmounting %s", sig, mountpoint)
+			if err := server.Unmount(); err != nil {
+				// Exiting now would leave a dead mount ("Transport
+				// endpoint is not connected"): keep serving.
+				log.Printf("unmount %s: %s; still serving (close what uses it, then interrupt again or run umount %s)",
+					mountpoint, oneLine(err), mountpoint)
+			}
+		}
+	}()
+	// Wait returns once the mount is gone: after Unmount, or an umount
+	// from outside.
+	server.Wait()
+	signal.Stop(signals)
+	if err := db.Close(); err != nil {
+		return errors.Wrapf(err, "close store %s", root)
+	}
+	return nil
+}
+
+// oneLine flattens an error that spans lines (fusermount's output).
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
+}
+
+// defaultRoot is /var/lib/nsfs for root, else $XDG_DATA_HOME/nsfs, else
+// ~/.local/share/nsfs.
+func defaultRoot() (string, error) {
+	if os.Geteuid() == 0 {
+		return "/var/lib/nsfs", nil
+	}
+	if dir := os.Getenv("XDG_DATA_HOME"); dir != "" {
+		return filepath.Join(dir, "nsfs"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", errors.Wrap(err, "mount: no --root given and no home directory for the default store")
+	}
+	return filepath.Join(home, ".local", "share", "nsfs"), nil
+}
+
+// prepareMountpoint recovers the dead mount a killed daemon left behind
+// (ENOTCONN) and creates the mountpoint if it is missing.
+func prepareMountpoint(mountpoint string) error {
+	// statfs first: the kernel answers stat of a mount's root from its
+	// attribute cache for a while after the daemon died, but always asks
+	// the daemon for statfs.
+	var st syscall.Statfs_t
+	err := syscall.Statfs(mountpoint, &st)
+	if err == nil {
+		_, err = os.Stat(mountpoint)
+	}
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, syscall.ENOTCONN):
+		uerr := syscall.Unmount(mountpoint, 0)
+		if errors.Is(uerr, syscall.EBUSY) {
+			uerr = syscall.Unmount(mountpoint, syscall.MNT_DETACH)
+		}
+		if uerr != nil {
+			return errors.Wrapf(uerr, "mount: %s is a dead mount (its daemon died) and unmounting it failed", mountpoint)
+		}
+		log.Printf("recovered %s: a dead mount (its daemon died) was unmounted", mountpoint)
+		return nil
+	case errors.Is(err, os.ErrNotExist):
+		if err := os.MkdirAll(mountpoint, 0o755); err != nil {
+			return errors.Wrap(err, "mount")
+		}
+		return nil
+	}
+	return errors.Wrap(err, "mount")
+}

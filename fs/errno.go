@@ -1,0 +1,86 @@
+package fs
+
+import (
+	"log"
+	"strings"
+	"syscall"
+
+	"github.com/nsfs/nsfs/metadata"
+	"github.com/nsfs/nsfs/xattr"
+	"github.com/pkg/errors"
+)
+
+// errnoKinds maps every kind of error the layers below return to the errno
+// a Linux user expects. Order matters only where one error could wrap two
+// kinds: the xattr kinds come first because SetLabel returns the error of
+// its condition check as it is.
+var errnoKinds = []struct {
+	kind  error
+	errno syscall.Errno
+}{
+	{xattr.ErrNotSupported, syscall.ENOTSUP},
+	{xattr.ErrInvalidName, syscall.EINVAL},
+	{xattr.ErrNameTooLong, syscall.ERANGE}, // as Linux does for names over 255 bytes
+	{xattr.ErrRange, syscall.ERANGE},
+	{xattr.ErrExists, syscall.EEXIST},
+	{xattr.ErrNoData, syscall.ENODATA},
+	{xattr.ErrInvalidFlags, syscall.EINVAL},
+
+	{metadata.ErrNotFound, syscall.ENOENT},
+	{metadata.ErrExists, syscall.EEXIST},
+	{metadata.ErrNotEmpty, syscall.ENOTEMPTY},
+	{metadata.ErrInvalidArgument, syscall.EINVAL},
+	{metadata.ErrNameTooLong, syscall.ENAMETOOLONG},
+	{metadata.ErrInUse, syscall.EBUSY},
+	{metadata.ErrTooLarge, syscall.EFBIG},
+	{metadata.ErrLabelTooLarge, syscall.E2BIG},
+	{metadata.ErrNoLabel, syscall.ENODATA},
+	{metadata.ErrDigestMismatch, syscall.EBADMSG},
+	{metadata.ErrNotDirectory, syscall.ENOTDIR},
+	{metadata.ErrIsDirectory, syscall.EISDIR},
+	{metadata.ErrCrossNamespace, syscall.EXDEV},
+	{metadata.ErrReadOnly, syscall.EPERM},
+}
+
+// toErrno is the one place where an error becomes an errno. op names the
+// operation and the object ("rmdir ns/default") for the log line.
+//
+// Every refusal is logged with its reason, except the routine answers that
+// tools provoke all the time (ENOENT from a lookup or `test -e`, ENODATA and
+// ERANGE from getfattr's probing, EEXIST from `mkdir -p`). Ops starting with
+// "commit " (the write-back of an image or blob at fsync and close) are
+// always logged: there the errno alone cannot say which blob was missing.
+//
+// Errors of no known kind are EIO — never EINTR (a short store operation is
+// not interruptible) and never ENOSYS (it would turn the operation off for
+// the whole mount) — except a full disk or quota, which are passed on.
+func toErrno(op string, err error) syscall.Errno {
+	if err == nil {
+		return 0
+	}
+	errno := errnoOf(err)
+	switch errno {
+	case syscall.ENOENT, syscall.ENODATA, syscall.ERANGE, syscall.EEXIST:
+		if !strings.HasPrefix(op, "commit ") {
+			return errno
+		}
+	}
+	log.Printf("%s: %v", op, err)
+	return errno
+}
+
+func errnoOf(err error) syscall.Errno {
+	for _, k := range errnoKinds {
+		if errors.Is(err, k.kind) {
+			return k.errno
+		}
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		switch errno {
+		case syscall.ENOSPC, syscall.EDQUOT:
+			return errno
+		}
+	}
+	return syscall.EIO
+}

@@ -1,0 +1,267 @@
+// Package fs shows an nsfs store as a FUSE filesystem (go-fuse v2 nodes).
+//
+//	<mountpoint>/
+//	  ns/                          root.go, namespaces.go
+//	    <name>/                    namespaces.go (xattrs = namespace labels)
+//	      images/<ref path…>       images.go, image_file.go
+//	      blobs/sha256/<hex>       blobs.go
+//
+// The nodes translate system calls into metadata calls and errors into
+// errno (errno.go); every rule lives in package metadata. A shell session
+// shows what the code produces:
+//
+//	$ mkdir /mnt/ns/dev
+//	$ setfattr -n user.team -v infra /mnt/ns/dev
+//	$ cp manifest.json /mnt/ns/dev/images/redis
+//	cp: failed to close '/mnt/ns/dev/images/redis': No such file or directory
+//	$ rmdir /mnt/ns/default
+//	rmdir: failed to remove '/mnt/ns/default': Directory not empty
+//
+// and the daemon logs why: `commit ns/dev/images/redis (close): ...` names
+// the blob dev cannot see, and `rmdir ns/default: namespace "default" must
+// be empty, but it still has images, blobs`.
+//
+// Every directory node implements every mutating method, if only to refuse
+// (go-fuse answers success for some missing ones), and every node answers
+// the four xattr methods (ENOSYS would turn xattrs off for the whole
+// mount).
+package fs
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/nsfs/nsfs/metadata"
+)
+
+// maxNameLen is NAME_MAX: the kernel passes FUSE names up to 1024 bytes.
+const maxNameLen = 255
+
+// Permission bits. Nothing stores modes: they follow from the kind of node.
+const (
+	dirPerm   = 0o755
+	imagePerm = 0o644
+	blobPerm  = 0o444 // committed blobs are read-only, like chattr +i
+)
+
+// filesystem is what every node shares.
+type filesystem struct {
+	db      *metadata.DB
+	inodes  *inodeTable
+	inval   *Invalidator
+	uid     uint32
+	gid     uint32
+	started time.Time // the times of directories that are not records
+}
+
+// nsRef names the namespace a node belongs to. A namespace cannot be
+// renamed and a new one with the same name gets a new ID, so both fields
+// are fixed for the life of a node.
+type nsRef struct {
+	name string
+	id   uint64
+}
+
+// joinPath joins a directory path below images/ and a name.
+func joinPath(dir, name string) string {
+	if dir == "" {
+		return name
+	}
+	return dir + "/" + name
+}
+
+// fillDir fills the attributes of a directory.
+func (f *filesystem) fillDir(a *fuse.Attr, mtime, ctime time.Time) {
+	a.Mode = syscall.S_IFDIR | dirPerm
+	// 1 means "not counted" to find and fts, which would otherwise
+	// skip subdirectories they think cannot exist.
+	a.Nlink = 1
+	a.Size = 4096
+	a.Blksize = 4096
+	a.Uid, a.Gid = f.uid, f.gid
+	a.SetTimes(&mtime, &mtime, &ctime)
+}
+
+// fillFile fills the attributes of a regular file.
+func (f *filesystem) fillFile(a *fuse.Attr, perm uint32, size int64, mtime, ctime time.Time) {
+	a.Mode = syscall.S_IFREG | perm
+	a.Nlink = 1
+	a.Size = uint64(size)
+	a.Blksize = 4096
+	a.Blocks = (uint64(size) + 511) / 512
+	a.Uid, a.Gid = f.uid, f.gid
+	a.SetTimes(&mtime, &mtime, &ctime)
+}
+
+// checkSetattr refuses the parts of a setattr that nsfs cannot store: a
+// mode other than the node's, an owner other than the daemon's (EPERM, as
+// on a filesystem without such bits). Times are accepted and not stored,
+// so that touch and cp -p work. Size is the caller's business.
+func (f *filesystem) checkSetattr(in *fuse.SetAttrIn, perm uint32) syscall.Errno {
+	if mode, ok := in.GetMode(); ok && mode != perm {
+		return syscall.EPERM
+	}
+	if uid, ok := in.GetUID(); ok && uid != f.uid {
+		return syscall.EPERM
+	}
+	if gid, ok := in.GetGID(); ok && gid != f.gid {
+		return syscall.EPERM
+	}
+	return 0
+}
+
+// nodeBase is embedded in every node.
+type nodeBase struct {
+	fsys *filesystem
+}
+
+var _ = (gofs.NodeStatfser)((*nodeBase)(nil))
+
+// Statfs reports the filesystem the store lives on (go-fuse answers zeros,
+// namelen 0, for a node without it).
+func (b *nodeBase) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(b.fsys.db.Root(), &st); err != nil {
+		return toErrno("statfs "+b.fsys.db.Root(), err)
+	}
+	const bsize = 4096
+	scale := func(blocks uint64) uint64 { return blocks * uint64(st.Bsize) / bsize }
+	out.Blocks = scale(st.Blocks)
+	out.Bfree = scale(st.Bfree)
+	out.Bavail = scale(st.Bavail)
+	out.Files = st.Files
+	out.Ffree = st.Ffree
+	out.Bsize = bsize
+	out.Frsize = bsize
+	out.NameLen = maxNameLen
+	return 0
+}
+
+// dirBase is embedded in every directory node: it refuses every mutation
+// (EPERM, as for a directory the user may not change; ENAMETOOLONG first,
+// as path resolution would), and the nodes override what they allow.
+type dirBase struct {
+	nodeBase
+}
+
+var (
+	_ = (gofs.NodeMkdirer)((*dirBase)(nil))
+	_ = (gofs.NodeRmdirer)((*dirBase)(nil))
+	_ = (gofs.NodeUnlinker)((*dirBase)(nil))
+	_ = (gofs.NodeRenamer)((*dirBase)(nil))
+	_ = (gofs.NodeLinker)((*dirBase)(nil))
+	_ = (gofs.NodeSymlinker)((*dirBase)(nil))
+	_ = (gofs.NodeCreater)((*dirBase)(nil))
+	_ = (gofs.NodeMknoder)((*dirBase)(nil))
+	_ = (gofs.NodeFsyncer)((*dirBase)(nil))
+)
+
+func refuseName(name string) syscall.Errno {
+	if len(name) > maxNameLen {
+		return syscall.ENAMETOOLONG
+	}
+	return syscall.EPERM
+}
+
+func (*dirBase) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, refuseName(name)
+}
+
+func (*dirBase) Rmdir(ctx context.Context, name string) syscall.Errno { return refuseName(name) }
+
+func (*dirBase) Unlink(ctx context.Context, name string) syscall.Errno { return refuseName(name) }
+
+func (*dirBase) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	if len(name) > maxNameLen {
+		return syscall.ENAMETOOLONG
+	}
+	return refuseName(newName)
+}
+
+func (*dirBase) Link(ctx context.Context, target gofs.InodeEmbedder, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, refuseName(name)
+}
+
+// Symlink is refused everywhere: nothing in the store is a symlink.
+func (*dirBase) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, refuseName(name)
+}
+
+func (*dirBase) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	return nil, nil, 0, refuseName(name)
+}
+
+// Mknod is refused everywhere: images and blobs are made by writing them.
+func (*dirBase) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, refuseName(name)
+}
+
+// Fsync of a directory succeeds: every change was durable when it returned.
+func (*dirBase) Fsync(ctx context.Context, f gofs.FileHandle, flags uint32) syscall.Errno {
+	return 0
+}
+
+// dirEntries starts a listing with "." and "..", as ls -a expects.
+func dirEntries(n *gofs.Inode, capacity int) []fuse.DirEntry {
+	parent := n
+	if _, p := n.Parent(); p != nil {
+		parent = p
+	}
+	entries := make([]fuse.DirEntry, 0, capacity+2)
+	return append(entries,
+		fuse.DirEntry{Name: ".", Mode: syscall.S_IFDIR, Ino: n.StableAttr().Ino},
+		fuse.DirEntry{Name: "..", Mode: syscall.S_IFDIR, Ino: parent.StableAttr().Ino},
+	)
+}
+
+// processOf is the process that made a request, 0 when unknown: the
+// kernel names the calling thread, /proc knows its thread group.
+//
+// Write handles use it at close: a program that forks and execs while it
+// writes a file gives the child a copy of the descriptor, which exec
+// closes (CLOEXEC) — a close of a half-written file that must not commit.
+// Only closes by the process that opened the file commit (and the release
+// of the last descriptor, if none did).
+func processOf(ctx context.Context) int {
+	caller, ok := fuse.FromContext(ctx)
+	if !ok || caller.Pid == 0 {
+		return 0
+	}
+	status, err := os.ReadFile("/proc/" + strconv.FormatUint(uint64(caller.Pid), 10) + "/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Tgid:"); ok {
+			tgid, _ := strconv.Atoi(strings.TrimSpace(rest))
+			return tgid
+		}
+	}
+	return 0
+}
+
+// closedByOther says whether a close (FLUSH) comes from a process other
+// than owner, the one that opened the handle.
+func closedByOther(ctx context.Context, owner int) bool {
+	if owner == 0 {
+		return false
+	}
+	p := processOf(ctx)
+	return p != 0 && p != owner
+}
+
+// dirAttr is the StableAttr of a directory.
+func dirAttr(ino uint64) gofs.StableAttr {
+	return gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: ino, Gen: generation}
+}
+
+// fileAttr is the StableAttr of a regular file.
+func fileAttr(ino uint64) gofs.StableAttr {
+	return gofs.StableAttr{Mode: syscall.S_IFREG, Ino: ino, Gen: generation}
+}

@@ -1,0 +1,632 @@
+package fs
+
+import (
+	"context"
+	"io"
+	"sync"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/nsfs/nsfs/metadata"
+	"github.com/pkg/errors"
+)
+
+// imageFile is an image: its bytes are the manifest or index its target
+// names, so sha256sum prints the image digest; its labels are user.*
+// xattrs.
+//
+//	$ cp manifest.json images/redis          # create, write, close = PutImage
+//	$ sha256sum images/redis
+//	4b7a…  images/redis
+//	$ cp notes.txt images/redis
+//	cp: failed to close 'images/redis': Invalid argument   # redis is unchanged
+//	$ rm images/redis                         # DeleteImage, then its blobs go
+//
+// A write handle buffers the bytes in memory (at most
+// metadata.MaxManifestSize) and commits them with PutImage at fsync and at
+// close when they changed since the last commit (created, truncated or
+// written): `touch images/x` and `: > images/redis` fail at close with
+// EINVAL (an empty file is not a manifest) and change nothing. A new image
+// exists only for its writer until the first commit; when that fails, or
+// the last handle goes without one, nothing is created and the kernel is
+// told to forget the name. A failed commit keeps the buffer, so that a
+// later close can still succeed: a shell running `cat m.json >
+// images/redis` closes its copy of the descriptor (EINVAL, ignored) before
+// cat writes, and cat's close creates the image. Its inode number until
+// the commit is a fresh one: the image's ID exists only from then on.
+//
+// The node keeps its ref as a field, updated by Rename and cleared by
+// Unlink (go-fuse hands back the same node for the same inode number, so
+// the name it was found under is not the truth).
+type imageFile struct {
+	gofs.Inode
+	nodeBase
+	labelXattrs
+	ns nsRef
+
+	mu      sync.Mutex
+	ref     string            // "" once unlinked or replaced: writes then go nowhere
+	pending bool              // created, not committed yet
+	gone    bool              // pending, and its creation failed or was abandoned
+	created time.Time         // when pending
+	labels  map[string]string // labels set while pending, applied at commit
+	writers map[*imageWriter]bool
+	latest  *imageWriter // the writer that wrote last: Getattr shows its size
+}
+
+var (
+	_ = (gofs.InodeEmbedder)((*imageFile)(nil))
+	_ = (gofs.NodeGetattrer)((*imageFile)(nil))
+	_ = (gofs.NodeSetattrer)((*imageFile)(nil))
+	_ = (gofs.NodeOpener)((*imageFile)(nil))
+	_ = (gofs.NodeGetxattrer)((*imageFile)(nil))
+	_ = (gofs.NodeSetxattrer)((*imageFile)(nil))
+	_ = (gofs.NodeRemovexattrer)((*imageFile)(nil))
+	_ = (gofs.NodeListxattrer)((*imageFile)(nil))
+)
+
+func newImageFile(fsys *filesystem, ns nsRef, ref string, pending bool) *imageFile {
+	f := &imageFile{nodeBase: nodeBase{fsys}, ns: ns, ref: ref, pending: pending, writers: map[*imageWriter]bool{}}
+	if pending {
+		f.created = time.Now()
+	}
+	f.labelXattrs = labelXattrs{db: fsys.db, subject: f}
+	return f
+}
+
+func (f *imageFile) currentRef() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.ref
+}
+
+func (f *imageFile) setRef(ref string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ref = ref
+}
+
+// detach records that the image the node named is gone (unlinked, or
+// replaced by a rename): what its open handles write goes nowhere.
+func (f *imageFile) detach() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ref = ""
+	f.labels = nil
+}
+
+func (f *imageFile) isPending() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.pending && !f.gone && f.ref != ""
+}
+
+func (f *imageFile) display() string {
+	return imagePath(f.ns, f.currentRef())
+}
+
+func (f *imageFile) labelObject() (metadata.Object, string, syscall.Errno) {
+	ref := f.currentRef()
+	if ref == "" {
+		return metadata.Object{}, "", syscall.ENOENT
+	}
+	return metadata.Object{Namespace: f.ns.name, Image: ref}, imagePath(f.ns, ref), 0
+}
+
+// state is what Getattr and Open need to know, read under one lock.
+type imageState struct {
+	ref     string
+	pending bool
+	gone    bool
+	created time.Time
+	latest  *imageWriter
+}
+
+func (f *imageFile) state() imageState {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return imageState{f.ref, f.pending, f.gone, f.created, f.latest}
+}
+
+// Getattr shows the buffered bytes while a handle holds uncommitted ones
+// (a new image, or one being rewritten), else the image's target.
+func (f *imageFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	s := f.state()
+	if s.gone || s.ref == "" {
+		return syscall.ENOENT
+	}
+	w, _ := fh.(*imageWriter)
+	if w == nil || !w.isDirty() {
+		w = s.latest
+	}
+	if w != nil && (s.pending || w.isDirty()) {
+		size, mtime := w.sizeAndTime()
+		f.fsys.fillFile(&out.Attr, imagePerm, size, mtime, mtime)
+		return 0
+	}
+	if s.pending {
+		f.fsys.fillFile(&out.Attr, imagePerm, 0, s.created, s.created)
+		return 0
+	}
+	img, err := f.fsys.db.GetImage(f.ns.name, s.ref)
+	if err != nil {
+		return lookupErrno("getattr "+imagePath(f.ns, s.ref), err)
+	}
+	fillImage(f.fsys, &out.Attr, &img)
+	return 0
+}
+
+// Setattr: truncate applies to the open write handle (or, with none, is a
+// rewrite of the image); times are accepted; mode and owner only as they
+// are.
+func (f *imageFile) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if errno := f.fsys.checkSetattr(in, imagePerm); errno != 0 {
+		return errno
+	}
+	if size, ok := in.GetSize(); ok {
+		w, _ := fh.(*imageWriter)
+		if w == nil {
+			w = f.anyWriter()
+		}
+		var errno syscall.Errno
+		if w != nil {
+			errno = w.truncate(int64(size))
+		} else {
+			errno = f.truncateCommitted(int64(size))
+		}
+		if errno != 0 {
+			return errno
+		}
+	}
+	return f.Getattr(ctx, fh, out)
+}
+
+func (f *imageFile) anyWriter() *imageWriter {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.latest != nil {
+		return f.latest
+	}
+	for w := range f.writers {
+		return w
+	}
+	return nil
+}
+
+// truncateCommitted is truncate(2) with no handle open: the truncated
+// bytes become the image, if they still are a manifest.
+func (f *imageFile) truncateCommitted(size int64) syscall.Errno {
+	s := f.state()
+	if s.gone || s.pending || s.ref == "" {
+		return syscall.ENOENT
+	}
+	data, errno := f.committedBytes(s.ref)
+	if errno != 0 {
+		return errno
+	}
+	if int64(len(data)) == size {
+		return 0
+	}
+	if size > metadata.MaxManifestSize {
+		return f.tooLarge("truncate", size)
+	}
+	data = resize(data, size)
+	if _, err := f.fsys.db.PutImage(f.ns.name, s.ref, data); err != nil {
+		return toErrno("commit "+imagePath(f.ns, s.ref)+" (truncate)", err)
+	}
+	return 0
+}
+
+func (f *imageFile) tooLarge(op string, size int64) syscall.Errno {
+	return toErrno(op+" "+f.display(), errors.Wrapf(metadata.ErrTooLarge,
+		"a manifest is at most %d bytes, not %d", metadata.MaxManifestSize, size))
+}
+
+func resize(data []byte, size int64) []byte {
+	if int64(len(data)) >= size {
+		return data[:size]
+	}
+	return append(data, make([]byte, size-int64(len(data)))...)
+}
+
+// committedBytes reads the manifest of image ref.
+func (f *imageFile) committedBytes(ref string) ([]byte, syscall.Errno) {
+	img, err := f.fsys.db.GetImage(f.ns.name, ref)
+	if err != nil {
+		return nil, lookupErrno("open "+imagePath(f.ns, ref), err)
+	}
+	r, err := f.fsys.db.OpenBlob(f.ns.name, img.Target.Digest)
+	if err != nil {
+		return nil, toErrno("open "+imagePath(f.ns, ref), err)
+	}
+	defer r.Close()
+	data, err := io.ReadAll(io.LimitReader(r, metadata.MaxManifestSize+1))
+	if err != nil {
+		return nil, toErrno("read "+imagePath(f.ns, ref), err)
+	}
+	return data, 0
+}
+
+// Open reads the manifest into memory (at most 4 MiB) for reading; for
+// writing it starts a buffer, with the current bytes unless O_TRUNC.
+func (f *imageFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if flags&syscall.O_ACCMODE == syscall.O_RDONLY {
+		data, errno := f.contents()
+		if errno != 0 {
+			return nil, 0, errno
+		}
+		return &imageReader{data: data}, 0, 0
+	}
+	f.mu.Lock()
+	recreated := f.gone
+	if recreated {
+		// The kernel may still hold the name of a creation that failed:
+		// opening it for writing begins the creation again.
+		f.gone, f.created = false, time.Now()
+	}
+	ref, pending, latest := f.ref, f.pending, f.latest
+	f.mu.Unlock()
+	if ref == "" {
+		return nil, 0, syscall.ENOENT
+	}
+	truncated := flags&syscall.O_TRUNC != 0
+	var initial []byte
+	switch {
+	case truncated || recreated:
+	case pending && latest != nil:
+		initial, _ = latest.snapshot()
+	case !pending:
+		var errno syscall.Errno
+		if initial, errno = f.committedBytes(ref); errno != 0 {
+			return nil, 0, errno
+		}
+	}
+	return f.newWriter(ctx, initial, truncated || recreated), 0, 0
+}
+
+// contents is what a reader sees: the committed manifest, or while the
+// image is being created, what its writer has buffered.
+func (f *imageFile) contents() ([]byte, syscall.Errno) {
+	s := f.state()
+	switch {
+	case s.gone || s.ref == "":
+		return nil, syscall.ENOENT
+	case s.pending && s.latest != nil:
+		data, _ := s.latest.snapshot()
+		return data, 0
+	case s.pending:
+		return nil, 0
+	}
+	return f.committedBytes(s.ref)
+}
+
+// newWriter starts a write handle with initial bytes; changed says they
+// are not the committed image's (a new or truncated file), so that close
+// commits them even if nothing is written.
+func (f *imageFile) newWriter(ctx context.Context, initial []byte, changed bool) *imageWriter {
+	w := &imageWriter{file: f, owner: processOf(ctx), buf: initial, dirty: changed, written: changed, mtime: time.Now()}
+	f.mu.Lock()
+	f.writers[w] = true
+	if changed {
+		f.latest = w
+	}
+	f.mu.Unlock()
+	return w
+}
+
+func (f *imageFile) wrote(w *imageWriter) {
+	f.mu.Lock()
+	f.latest = w
+	f.mu.Unlock()
+}
+
+// committed records a successful commit of img by a handle.
+func (f *imageFile) committed(img metadata.Image) {
+	f.mu.Lock()
+	wasPending := f.pending
+	f.pending, f.gone = false, false
+	labels := f.labels
+	f.labels = nil
+	f.mu.Unlock()
+	obj := metadata.Object{Namespace: f.ns.name, Image: img.Name}
+	for k, v := range labels {
+		if err := f.fsys.db.SetLabel(obj, k, v, nil); err != nil {
+			toErrno("setxattr "+imagePath(f.ns, img.Name)+" user."+k, err)
+		}
+	}
+	if wasPending && f.StableAttr().Ino != recordIno(img.ID) {
+		// The kernel knows the image under the number it had while being
+		// created; make it look the name up again, to learn the image's.
+		f.fsys.inval.post(func() { notifyEntry(f.EmbeddedInode()) })
+	}
+}
+
+// commitFailed records a failed commit: a creation that fails creates
+// nothing, and the kernel forgets the name (before close returns: see
+// filesystem.notify).
+func (f *imageFile) commitFailed(now bool) {
+	f.mu.Lock()
+	forget := f.pending && !f.gone
+	if forget {
+		f.gone = true
+	}
+	f.mu.Unlock()
+	if forget {
+		f.fsys.notify(now, func() { forgetName(f.EmbeddedInode()) })
+	} else {
+		// The kernel believes the size it wrote; the image is unchanged.
+		f.fsys.notify(now, func() { f.NotifyContent(0, 0) })
+	}
+}
+
+// released records that handle w is gone.
+func (f *imageFile) released(w *imageWriter, dirty bool) {
+	f.mu.Lock()
+	delete(f.writers, w)
+	if f.latest == w {
+		f.latest = nil
+	}
+	abandoned := f.pending && !f.gone && len(f.writers) == 0
+	if abandoned {
+		f.gone = true
+	}
+	f.mu.Unlock()
+	switch {
+	case abandoned:
+		f.fsys.inval.post(func() { forgetName(f.EmbeddedInode()) })
+	case dirty:
+		f.fsys.inval.post(func() { f.NotifyContent(0, 0) })
+	}
+}
+
+// The xattr methods of an image still being created keep its labels in
+// memory, so that cp -a and mv across namespaces (which set xattrs before
+// they close) keep them; they are written at the commit.
+
+// withPendingLabels runs fn on the labels of an image still being created,
+// under the node's lock (a commit may end the creation at any moment);
+// false when the image is not being created.
+func (f *imageFile) withPendingLabels(fn func(labels map[string]string)) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.pending || f.gone {
+		return false
+	}
+	if f.labels == nil {
+		f.labels = map[string]string{}
+	}
+	fn(f.labels)
+	return true
+}
+
+func (f *imageFile) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	key, errno := labelKey("getxattr", attr, syscall.ENODATA)
+	if errno != 0 {
+		return 0, errno
+	}
+	var n uint32
+	if f.withPendingLabels(func(labels map[string]string) { n, errno = getLabel(labels, key, dest) }) {
+		return n, errno
+	}
+	return f.labelXattrs.Getxattr(ctx, attr, dest)
+}
+
+func (f *imageFile) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	key, cond, errno := parseSetxattr(attr, flags)
+	if errno != 0 {
+		return errno
+	}
+	value := string(data)
+	var err error
+	pending := f.withPendingLabels(func(labels map[string]string) {
+		_, exists := labels[key]
+		if err = cond.Check(exists); err != nil {
+			return
+		}
+		if err = metadata.ValidateLabel(key, value); err != nil {
+			return
+		}
+		if value == "" {
+			delete(labels, key)
+		} else {
+			labels[key] = value
+		}
+	})
+	if !pending {
+		return f.labelXattrs.Setxattr(ctx, attr, data, flags)
+	}
+	if err != nil {
+		return toErrno("setxattr "+f.display()+" "+attr, err)
+	}
+	return 0
+}
+
+func (f *imageFile) Removexattr(ctx context.Context, attr string) syscall.Errno {
+	key, errno := labelKey("removexattr", attr, syscall.ENOTSUP)
+	if errno != 0 {
+		return errno
+	}
+	if f.withPendingLabels(func(labels map[string]string) {
+		if _, ok := labels[key]; !ok {
+			errno = syscall.ENODATA
+			return
+		}
+		delete(labels, key)
+	}) {
+		return errno
+	}
+	return f.labelXattrs.Removexattr(ctx, attr)
+}
+
+func (f *imageFile) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	var n uint32
+	var errno syscall.Errno
+	if f.withPendingLabels(func(labels map[string]string) { n, errno = listLabels(labels, dest) }) {
+		return n, errno
+	}
+	return f.labelXattrs.Listxattr(ctx, dest)
+}
+
+// imageReader serves reads from the manifest read at open: one snapshot.
+type imageReader struct {
+	data []byte
+}
+
+var _ = (gofs.FileReader)((*imageReader)(nil))
+
+func (r *imageReader) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	return readAt(r.data, dest, off), 0
+}
+
+func readAt(data, dest []byte, off int64) fuse.ReadResult {
+	if off >= int64(len(data)) {
+		return fuse.ReadResultData(nil)
+	}
+	end := min(off+int64(len(dest)), int64(len(data)))
+	return fuse.ReadResultData(data[off:end])
+}
+
+// imageWriter is a write handle: the bytes in memory, committed with
+// PutImage at fsync and close.
+type imageWriter struct {
+	file  *imageFile
+	owner int // the process that opened it (see closedByOther)
+
+	mu      sync.Mutex
+	buf     []byte
+	dirty   bool // buf differs from the committed image: Getattr shows buf
+	written bool // changed since the last commit: commit at close
+	failed  bool // the last commit failed, and nothing changed since
+	mtime   time.Time
+}
+
+var (
+	_ = (gofs.FileReader)((*imageWriter)(nil))
+	_ = (gofs.FileWriter)((*imageWriter)(nil))
+	_ = (gofs.FileFlusher)((*imageWriter)(nil))
+	_ = (gofs.FileFsyncer)((*imageWriter)(nil))
+	_ = (gofs.FileReleaser)((*imageWriter)(nil))
+)
+
+func (w *imageWriter) isDirty() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.dirty
+}
+
+func (w *imageWriter) sizeAndTime() (int64, time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return int64(len(w.buf)), w.mtime
+}
+
+func (w *imageWriter) snapshot() ([]byte, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]byte(nil), w.buf...), w.dirty
+}
+
+// Read serves O_RDWR handles from the buffer.
+func (w *imageWriter) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if off >= int64(len(w.buf)) {
+		return fuse.ReadResultData(nil), 0
+	}
+	end := min(off+int64(len(dest)), int64(len(w.buf)))
+	return fuse.ReadResultData(append([]byte(nil), w.buf[off:end]...)), 0
+}
+
+// Write puts data at off in the buffer; past metadata.MaxManifestSize it
+// is EFBIG, at write time.
+func (w *imageWriter) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	end := off + int64(len(data))
+	if off < 0 || end > metadata.MaxManifestSize {
+		return 0, w.file.tooLarge("write", end)
+	}
+	w.mu.Lock()
+	if end > int64(len(w.buf)) {
+		w.buf = resize(w.buf, end)
+	}
+	copy(w.buf[off:], data)
+	w.dirty, w.written, w.failed, w.mtime = true, true, false, time.Now()
+	w.mu.Unlock()
+	w.file.wrote(w)
+	return uint32(len(data)), 0
+}
+
+func (w *imageWriter) truncate(size int64) syscall.Errno {
+	if size > metadata.MaxManifestSize {
+		return w.file.tooLarge("truncate", size)
+	}
+	w.mu.Lock()
+	w.buf = resize(w.buf, size)
+	w.dirty, w.written, w.failed, w.mtime = true, true, false, time.Now()
+	w.mu.Unlock()
+	w.file.wrote(w)
+	return 0
+}
+
+// Flush commits at a close by the process that opened the handle.
+func (w *imageWriter) Flush(ctx context.Context) syscall.Errno {
+	if closedByOther(ctx, w.owner) {
+		return 0
+	}
+	return w.commit(opClose)
+}
+
+func (w *imageWriter) Fsync(ctx context.Context, flags uint32) syscall.Errno {
+	return w.commit(opFsync)
+}
+
+// commit stores the buffer as the image when bytes were written since the
+// last commit. On failure the buffer stays, so that a later close (of
+// another descriptor of this handle) can still commit.
+func (w *imageWriter) commit(op string) syscall.Errno {
+	w.mu.Lock()
+	if !w.written {
+		w.mu.Unlock()
+		return 0
+	}
+	ref := w.file.currentRef()
+	if ref == "" {
+		// Unlinked or replaced while open: the bytes go with it.
+		w.dirty, w.written = false, false
+		w.mu.Unlock()
+		return 0
+	}
+	img, err := w.file.fsys.db.PutImage(w.file.ns.name, ref, w.buf)
+	if err == nil {
+		w.dirty, w.written = false, false
+	} else {
+		w.failed = true
+	}
+	w.mu.Unlock()
+	if err != nil {
+		errno := toErrno("commit "+imagePath(w.file.ns, ref)+" ("+op+")", err)
+		w.file.commitFailed(op == opClose)
+		return errno
+	}
+	w.file.committed(img)
+	return 0
+}
+
+// Release ends the handle. Bytes no close committed (the last close was
+// another process's) are committed now, where no error can be returned:
+// a failure is only logged.
+func (w *imageWriter) Release(ctx context.Context) syscall.Errno {
+	w.mu.Lock()
+	retry := w.written && !w.failed
+	w.mu.Unlock()
+	if retry {
+		w.commit(opRelease)
+	}
+	w.mu.Lock()
+	dirty := w.dirty
+	w.buf = nil
+	w.mu.Unlock()
+	w.file.released(w, dirty)
+	return 0
+}

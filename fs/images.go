@@ -1,0 +1,316 @@
+package fs
+
+import (
+	"context"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/nsfs/nsfs/metadata"
+	"golang.org/x/sys/unix"
+)
+
+// imageDir is images/ of a namespace (path "") or a directory below it: a
+// '/' in a ref is a directory, implicit while a ref lies below it, explicit
+// from mkdir until rmdir.
+//
+//	$ mkdir -p images/docker.io/library
+//	$ cp redis.json images/docker.io/library/redis:latest
+//	$ ls images/docker.io/library
+//	redis:latest
+//	$ mv images/docker.io/library/redis:latest images/redis
+//	$ ln images/redis images/redis:7
+//	$ mv images/redis ../../other/images/redis       # EXDEV: mv copies, then removes
+//	$ rmdir images/docker.io
+//	rmdir: failed to remove 'images/docker.io': Directory not empty
+//
+// Renaming a directory is EXDEV too (metadata has no directory rename), so
+// mv falls back to copying the tree and removing the source.
+type imageDir struct {
+	gofs.Inode
+	dirBase
+	noXattrs
+	ns   nsRef
+	path string // below images/; fixed, since directories are never renamed
+}
+
+var (
+	_ = (gofs.InodeEmbedder)((*imageDir)(nil))
+	_ = (gofs.NodeLookuper)((*imageDir)(nil))
+	_ = (gofs.NodeReaddirer)((*imageDir)(nil))
+	_ = (gofs.NodeGetattrer)((*imageDir)(nil))
+	_ = (gofs.NodeSetattrer)((*imageDir)(nil))
+	_ = (gofs.NodeMkdirer)((*imageDir)(nil))
+	_ = (gofs.NodeRmdirer)((*imageDir)(nil))
+	_ = (gofs.NodeUnlinker)((*imageDir)(nil))
+	_ = (gofs.NodeRenamer)((*imageDir)(nil))
+	_ = (gofs.NodeLinker)((*imageDir)(nil))
+	_ = (gofs.NodeCreater)((*imageDir)(nil))
+)
+
+func newImageDir(fsys *filesystem, ns nsRef, path string) *imageDir {
+	return &imageDir{dirBase: dirBase{nodeBase{fsys}}, ns: ns, path: path}
+}
+
+// imageDirKey is the inode-table key of directory path below images/.
+func imageDirKey(path string) string {
+	if path == "" {
+		return imagesKey
+	}
+	return imagesKey + "/" + path
+}
+
+// display names path below images/ for log lines.
+func (d *imageDir) display(path string) string {
+	return imagePath(d.ns, path)
+}
+
+func imagePath(ns nsRef, path string) string {
+	return "ns/" + ns.name + "/images/" + path
+}
+
+func (d *imageDir) dirNode(ctx context.Context, path string, out *fuse.EntryOut) *gofs.Inode {
+	d.fsys.fillDir(&out.Attr, d.fsys.started, d.fsys.started)
+	ino := d.fsys.inodes.dir(d.ns.id, imageDirKey(path))
+	return d.NewInode(ctx, newImageDir(d.fsys, d.ns, path), dirAttr(ino))
+}
+
+// imageNode returns the node of img, named name in d: the one the tree
+// already holds if it is that image, so that its ref stays in step.
+func (d *imageDir) imageNode(ctx context.Context, name string, img *metadata.Image, out *fuse.EntryOut) *gofs.Inode {
+	fillImage(d.fsys, &out.Attr, img)
+	if ch := d.GetChild(name); ch != nil && ch.StableAttr().Ino == recordIno(img.ID) {
+		if f, ok := ch.Operations().(*imageFile); ok {
+			f.setRef(img.Name)
+			return ch
+		}
+	}
+	return d.NewInode(ctx, newImageFile(d.fsys, d.ns, img.Name, false), fileAttr(recordIno(img.ID)))
+}
+
+func (d *imageDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if len(name) > maxNameLen {
+		return nil, syscall.ENAMETOOLONG
+	}
+	path := joinPath(d.path, name)
+	e, err := d.fsys.db.LookupImagePath(d.ns.name, path)
+	if err != nil {
+		return nil, lookupErrno("lookup "+d.display(path), err)
+	}
+	if e.IsDir {
+		return d.dirNode(ctx, path, out), 0
+	}
+	return d.imageNode(ctx, name, e.Image, out), 0
+}
+
+// Readdir lists from one snapshot, without a store call per entry.
+func (d *imageDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	list, err := d.fsys.db.ReadImageDir(d.ns.name, d.path)
+	if err != nil {
+		return nil, toErrno("readdir "+d.display(d.path), err)
+	}
+	entries := dirEntries(d.EmbeddedInode(), len(list))
+	for _, e := range list {
+		if e.IsDir {
+			ino := d.fsys.inodes.dir(d.ns.id, imageDirKey(e.Path))
+			entries = append(entries, fuse.DirEntry{Name: e.Name, Mode: syscall.S_IFDIR, Ino: ino})
+		} else {
+			entries = append(entries, fuse.DirEntry{Name: e.Name, Mode: syscall.S_IFREG, Ino: recordIno(e.Image.ID)})
+		}
+	}
+	return gofs.NewListDirStream(entries), 0
+}
+
+func (d *imageDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	// An implicit directory goes when its last image does.
+	if d.path != "" {
+		if _, err := d.fsys.db.LookupImagePath(d.ns.name, d.path); err != nil {
+			return lookupErrno("getattr "+d.display(d.path), err)
+		}
+	}
+	d.fsys.fillDir(&out.Attr, d.fsys.started, d.fsys.started)
+	return 0
+}
+
+func (d *imageDir) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	return setattrDir(d.fsys, in, out, d)
+}
+
+func (d *imageDir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if len(name) > maxNameLen {
+		return nil, syscall.ENAMETOOLONG
+	}
+	path := joinPath(d.path, name)
+	if err := d.fsys.db.MakeImageDir(d.ns.name, path); err != nil {
+		return nil, toErrno("mkdir "+d.display(path), err)
+	}
+	return d.dirNode(ctx, path, out), 0
+}
+
+func (d *imageDir) Rmdir(ctx context.Context, name string) syscall.Errno {
+	if len(name) > maxNameLen {
+		return syscall.ENAMETOOLONG
+	}
+	path := joinPath(d.path, name)
+	if err := d.fsys.db.RemoveImageDir(d.ns.name, path); err != nil {
+		return toErrno("rmdir "+d.display(path), err)
+	}
+	d.fsys.inodes.forget(d.ns.id, imageDirKey(path))
+	return 0
+}
+
+// childImage is the image node the tree holds under name, if any.
+func (d *imageDir) childImage(name string) *imageFile {
+	if ch := d.GetChild(name); ch != nil {
+		f, _ := ch.Operations().(*imageFile)
+		return f
+	}
+	return nil
+}
+
+// Unlink deletes an image; metadata then releases the blobs only it held.
+// Unlinking an image still being created discards it.
+func (d *imageDir) Unlink(ctx context.Context, name string) syscall.Errno {
+	if len(name) > maxNameLen {
+		return syscall.ENAMETOOLONG
+	}
+	path := joinPath(d.path, name)
+	child := d.childImage(name)
+	if err := d.fsys.db.DeleteImage(d.ns.name, path); err != nil {
+		if metadata.IsNotFound(err) && child != nil && child.isPending() {
+			child.detach()
+			return 0
+		}
+		return toErrno("rm "+d.display(path), err)
+	}
+	if child != nil {
+		child.detach()
+	}
+	return 0
+}
+
+// Rename renames an image within its namespace, replacing the target
+// atomically. Across namespaces, and for directories, it is EXDEV, so that
+// mv copies and then removes. RENAME_NOREPLACE is honoured (checked just
+// before the rename); RENAME_EXCHANGE is EINVAL.
+func (d *imageDir) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	if len(name) > maxNameLen || len(newName) > maxNameLen {
+		return syscall.ENAMETOOLONG
+	}
+	if flags&^unix.RENAME_NOREPLACE != 0 {
+		return syscall.EINVAL
+	}
+	dst, ok := newParent.(*imageDir)
+	if !ok {
+		return syscall.EPERM
+	}
+	if dst.ns.id != d.ns.id {
+		return syscall.EXDEV
+	}
+	from, to := joinPath(d.path, name), joinPath(dst.path, newName)
+	op := "mv " + d.display(from) + " " + d.display(to)
+	src := d.childImage(name)
+	e, err := d.fsys.db.LookupImagePath(d.ns.name, from)
+	if err != nil {
+		if metadata.IsNotFound(err) && src != nil && src.isPending() {
+			return d.renamePending(src, dst, newName, to, flags, op)
+		}
+		return toErrno(op, err)
+	}
+	if e.IsDir {
+		return syscall.EXDEV
+	}
+	if flags&unix.RENAME_NOREPLACE != 0 {
+		if _, err := d.fsys.db.LookupImagePath(d.ns.name, to); err == nil {
+			return syscall.EEXIST
+		}
+	}
+	if err := d.fsys.db.RenameImage(d.ns.name, from, to); err != nil {
+		return toErrno(op, err)
+	}
+	if replaced := dst.childImage(newName); replaced != nil && replaced != src {
+		replaced.detach()
+	}
+	if src != nil && src.currentRef() == from {
+		src.setRef(to)
+	}
+	return 0
+}
+
+// renamePending renames an image that is still being written (write,
+// rename, close): it is committed under its new name.
+func (d *imageDir) renamePending(src *imageFile, dst *imageDir, newName, to string, flags uint32, op string) syscall.Errno {
+	e, err := d.fsys.db.LookupImagePath(d.ns.name, to)
+	switch {
+	case err == nil && e.IsDir:
+		return syscall.EISDIR
+	case err == nil && flags&unix.RENAME_NOREPLACE != 0:
+		return syscall.EEXIST
+	case err != nil && !metadata.IsNotFound(err):
+		return toErrno(op, err)
+	}
+	if replaced := dst.childImage(newName); replaced != nil && replaced != src {
+		replaced.detach()
+	}
+	src.setRef(to)
+	return 0
+}
+
+// Link gives the image a second ref with the same target and labels
+// (`ctr images tag`), as a new image with its own inode.
+func (d *imageDir) Link(ctx context.Context, target gofs.InodeEmbedder, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if len(name) > maxNameLen {
+		return nil, syscall.ENAMETOOLONG
+	}
+	src, ok := target.(*imageFile)
+	if !ok {
+		return nil, syscall.EPERM
+	}
+	if src.ns.id != d.ns.id {
+		return nil, syscall.EXDEV
+	}
+	from, to := src.currentRef(), joinPath(d.path, name)
+	if from == "" {
+		return nil, syscall.ENOENT
+	}
+	img, err := d.fsys.db.LinkImage(d.ns.name, from, to)
+	if err != nil {
+		return nil, toErrno("ln "+d.display(from)+" "+d.display(to), err)
+	}
+	fillImage(d.fsys, &out.Attr, &img)
+	return d.NewInode(ctx, newImageFile(d.fsys, d.ns, to, false), fileAttr(recordIno(img.ID))), 0
+}
+
+// Create opens an image for writing: an existing one (unless O_EXCL), or a
+// new one, which exists only for its writer until the first commit.
+func (d *imageDir) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	if len(name) > maxNameLen {
+		return nil, nil, 0, syscall.ENAMETOOLONG
+	}
+	path := joinPath(d.path, name)
+	e, err := d.fsys.db.LookupImagePath(d.ns.name, path)
+	switch {
+	case err == nil && e.IsDir:
+		return nil, nil, 0, syscall.EISDIR
+	case err == nil && flags&syscall.O_EXCL != 0:
+		return nil, nil, 0, syscall.EEXIST
+	case err == nil:
+		node := d.imageNode(ctx, name, e.Image, out)
+		fh, fuseFlags, errno := node.Operations().(*imageFile).Open(ctx, flags)
+		if errno != 0 {
+			return nil, nil, 0, errno
+		}
+		return node, fh, fuseFlags, 0
+	case !metadata.IsNotFound(err):
+		return nil, nil, 0, toErrno("create "+d.display(path), err)
+	}
+	f := newImageFile(d.fsys, d.ns, path, true)
+	w := f.newWriter(ctx, nil, true)
+	d.fsys.fillFile(&out.Attr, imagePerm, 0, f.created, f.created)
+	return d.NewInode(ctx, f, fileAttr(d.fsys.inodes.fresh())), w, 0, 0
+}
+
+// fillImage fills the attributes of an image file.
+func fillImage(fsys *filesystem, a *fuse.Attr, img *metadata.Image) {
+	fsys.fillFile(a, imagePerm, img.Target.Size, img.UpdatedAt, img.UpdatedAt)
+}

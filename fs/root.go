@@ -1,0 +1,73 @@
+package fs
+
+import (
+	"context"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// rootDir is the mountpoint. It holds only ns/:
+//
+//	$ ls -a /mnt
+//	.  ..  ns
+//	$ mkdir /mnt/x
+//	mkdir: cannot create directory '/mnt/x': Operation not permitted
+//
+// Every mutation is refused (dirBase), rmdir of ns/ too: it is the mount's
+// one fixed entry, and its number (2) must stay valid, which a successful
+// rmdir would end.
+type rootDir struct {
+	gofs.Inode
+	dirBase
+	noXattrs
+}
+
+var (
+	_ = (gofs.InodeEmbedder)((*rootDir)(nil))
+	_ = (gofs.NodeLookuper)((*rootDir)(nil))
+	_ = (gofs.NodeReaddirer)((*rootDir)(nil))
+	_ = (gofs.NodeGetattrer)((*rootDir)(nil))
+	_ = (gofs.NodeSetattrer)((*rootDir)(nil))
+)
+
+const namespacesName = "ns"
+
+func (r *rootDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if len(name) > maxNameLen {
+		return nil, syscall.ENAMETOOLONG
+	}
+	if name != namespacesName {
+		return nil, syscall.ENOENT
+	}
+	r.fsys.fillDir(&out.Attr, r.fsys.started, r.fsys.started)
+	return r.NewInode(ctx, &namespacesDir{dirBase: r.dirBase}, dirAttr(namespacesIno)), 0
+}
+
+func (r *rootDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	entries := dirEntries(r.EmbeddedInode(), 1)
+	entries = append(entries, fuse.DirEntry{Name: namespacesName, Mode: syscall.S_IFDIR, Ino: namespacesIno})
+	return gofs.NewListDirStream(entries), 0
+}
+
+func (r *rootDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	r.fsys.fillDir(&out.Attr, r.fsys.started, r.fsys.started)
+	return 0
+}
+
+func (r *rootDir) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	return setattrDir(r.fsys, in, out, r)
+}
+
+// setattrDir answers setattr on a directory: times are accepted, size is
+// EISDIR, mode and owner only as they are.
+func setattrDir(fsys *filesystem, in *fuse.SetAttrIn, out *fuse.AttrOut, n gofs.NodeGetattrer) syscall.Errno {
+	if _, ok := in.GetSize(); ok {
+		return syscall.EISDIR
+	}
+	if errno := fsys.checkSetattr(in, dirPerm); errno != 0 {
+		return errno
+	}
+	return n.Getattr(context.Background(), nil, out)
+}
