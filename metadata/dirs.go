@@ -12,7 +12,10 @@ import (
 // An image ref "docker.io/library/redis:latest" shows as the file
 // redis:latest in directory docker.io/library of images/. A directory
 // exists while a ref lies below it (implicit) or from mkdir until rmdir
-// (explicit); both kinds look the same.
+// (explicit); both kinds look the same. Removing or renaming away the last
+// ref of a directory makes the directory explicit, as removing a file
+// leaves its directory on any filesystem: `rm -r images/docker.io` removes
+// the files and then rmdirs each directory, which must still be there.
 //
 // Refs are keys of one bucket, sorted bytewise, so everything below
 // directory "a/b" is the key range starting at "a/b/": listing a directory
@@ -56,6 +59,21 @@ func parentDir(path string) string {
 		return path[:i]
 	}
 	return ""
+}
+
+// keepParentDir records the directory holding path (a ref or a directory)
+// as explicit, so that it outlives its last entry; its own parents are
+// prefixes of it, so they stay too.
+func keepParentDir(nsb *bolt.Bucket, path string) error {
+	parent := parentDir(path)
+	if parent == "" {
+		return nil
+	}
+	dirs, err := nsb.CreateBucketIfNotExists(bucketDirs)
+	if err != nil {
+		return err
+	}
+	return dirs.Put([]byte(parent), member)
 }
 
 // LookupImagePath resolves path below images/ ("" is images/ itself) to an
@@ -270,6 +288,9 @@ func (db *DB) RemoveImageDir(ns, dir string) error {
 		if !hasKey(dirs, []byte(dir)) {
 			return pathError(nsb, ns, dir)
 		}
-		return dirs.Delete([]byte(dir))
+		if err := dirs.Delete([]byte(dir)); err != nil {
+			return err
+		}
+		return keepParentDir(nsb, dir)
 	})
 }

@@ -189,8 +189,8 @@ func TestImageDirs(t *testing.T) {
 		t.Fatalf("removed directory: %v", err)
 	}
 
-	// An implicit directory goes with its last ref; one holding an
-	// explicit directory stays.
+	// A directory stays after its last ref and its last subdirectory are
+	// gone, until rmdir.
 	for _, ref := range []string{"docker.io/library/redis:latest", "docker.io/library/redis:7"} {
 		if err := db.DeleteImage("default", ref); err != nil {
 			t.Fatal(err)
@@ -205,11 +205,23 @@ func TestImageDirs(t *testing.T) {
 	if err := db.RemoveImageDir("default", "docker.io/library/empty"); err != nil {
 		t.Fatal(err)
 	}
+	if e, err := db.LookupImagePath("default", "docker.io/library"); err != nil || !e.IsDir {
+		t.Fatalf("directory whose contents were removed: %+v %v", e, err)
+	}
+	if err := db.RemoveImageDir("default", "docker.io/library"); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := db.LookupImagePath("default", "docker.io/library"); !IsNotFound(err) {
-		t.Fatalf("implicit directory with nothing below: %v", err)
+		t.Fatalf("removed directory: %v", err)
 	}
 	for _, ref := range []string{"docker.io/library-x", "docker.io/library.y/z", "docker.io-mirror", "alpine"} {
 		if err := db.DeleteImage("default", ref); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantKind(t, "rmdir of images/ holding directories", db.RemoveImageDir("default", ""), IsNotEmpty, "ErrNotEmpty")
+	for _, dir := range []string{"docker.io/library.y", "docker.io"} {
+		if err := db.RemoveImageDir("default", dir); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -282,4 +294,34 @@ func dedupe(refs []string) []string {
 		}
 	}
 	return out
+}
+
+// Removing the last ref of a directory leaves the directory, so that
+// `rm -r images/docker.io` can rmdir each directory after its files.
+func TestDirectoryOutlivesItsLastRef(t *testing.T) {
+	db := openTestDB(t, Options{})
+	img := seedImage(t, db, "default", "x")
+	putImages(t, db, "default", img.manifest, []string{"docker.io/library/redis:latest", "quay.io/app:v1"})
+
+	if err := db.DeleteImage("default", "docker.io/library/redis:latest"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.RenameImage("default", "quay.io/app:v1", "app:v1"); err != nil {
+		t.Fatal(err)
+	}
+	root, err := db.ReadImageDir("default", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := names(root); got != "app:v1 docker.io/ quay.io/" {
+		t.Fatalf("images/ lists %q after removing the refs below docker.io and quay.io", got)
+	}
+	for _, dir := range []string{"docker.io/library", "docker.io", "quay.io"} {
+		if err := db.RemoveImageDir("default", dir); err != nil {
+			t.Fatalf("rmdir images/%s: %v", dir, err)
+		}
+	}
+	if root, _ := db.ReadImageDir("default", ""); names(root) != "app:v1" {
+		t.Fatalf("images/ lists %q after the rmdirs", names(root))
+	}
 }

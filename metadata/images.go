@@ -501,7 +501,10 @@ func (db *DB) DeleteImage(ns, ref string) error {
 		if !isImage(nsb, ref) && isDir(nsb, ref) {
 			return errors.Wrapf(ErrIsDirectory, "image ref %q is a directory in namespace %q", shorten(ref), ns)
 		}
-		return releaseImage(tx, nsb, ns, ref, rel)
+		if err := releaseImage(tx, nsb, ns, ref, rel); err != nil {
+			return err
+		}
+		return keepParentDir(nsb, ref)
 	})
 }
 
@@ -542,7 +545,10 @@ func (db *DB) RenameImage(ns, from, to string) error {
 		if err := images.Put([]byte(to), rec.encode()); err != nil {
 			return err
 		}
-		return images.Delete([]byte(from))
+		if err := images.Delete([]byte(from)); err != nil {
+			return err
+		}
+		return keepParentDir(nsb, from)
 	})
 }
 

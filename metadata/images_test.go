@@ -506,8 +506,8 @@ func TestReplaceRenameLink(t *testing.T) {
 	if want := sortedDigests(a.digest, a.config.Digest, a.layer.Digest); !equalDigests(sortedDigests(released...), want) {
 		t.Fatalf("released %v, want %v", released, want)
 	}
-	if _, err := db.LookupImagePath("default", "dir"); !IsNotFound(err) {
-		t.Fatalf("the implicit directory of the renamed ref: %v", err)
+	if e, err := db.LookupImagePath("default", "dir"); err != nil || !e.IsDir {
+		t.Fatalf("the directory of the renamed ref must stay until rmdir: %+v %v", e, err)
 	}
 	images, _ := db.ListImages("default")
 	if len(images) != 1 || images[0].Name != "c" {
