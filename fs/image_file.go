@@ -605,7 +605,14 @@ func (w *imageWriter) commit(op string) syscall.Errno {
 	}
 	w.mu.Unlock()
 	if err != nil {
-		errno := toErrno("commit "+imagePath(w.file.ns, ref)+" ("+op+")", err)
+		var errno syscall.Errno
+		if len(w.buf) == 0 {
+			// What a shell closes after `> images/x` opened it and before
+			// the command writes: EINVAL, but not worth a log line.
+			errno = errnoOf(err)
+		} else {
+			errno = toErrno("commit "+imagePath(w.file.ns, ref)+" ("+op+")", err)
+		}
 		w.file.commitFailed(op == opClose)
 		return errno
 	}
