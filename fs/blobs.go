@@ -11,6 +11,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/nsfs/nsfs/metadata"
 	"github.com/opencontainers/go-digest"
+	"github.com/pkg/errors"
 )
 
 // blobsDir is blobs/ of a namespace: it holds sha256/ only.
@@ -37,6 +38,9 @@ var (
 )
 
 func (d *blobsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if d.fsys.nsGone(d.ns) {
+		return nil, syscall.ENOENT
+	}
 	if name != sha256Name {
 		if len(name) > maxNameLen {
 			return nil, syscall.ENAMETOOLONG
@@ -49,18 +53,24 @@ func (d *blobsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 }
 
 func (d *blobsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	if d.fsys.nsGone(d.ns) {
+		return nil, syscall.ENOENT
+	}
 	entries := dirEntries(d.EmbeddedInode(), 1)
 	entries = append(entries, fuse.DirEntry{Name: sha256Name, Mode: syscall.S_IFDIR, Ino: d.fsys.inodes.dir(d.ns.id, sha256Key)})
 	return gofs.NewListDirStream(entries), 0
 }
 
 func (d *blobsDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	if d.fsys.nsGone(d.ns) {
+		return syscall.ENOENT
+	}
 	d.fsys.fillDir(&out.Attr, d.fsys.started, d.fsys.started)
 	return 0
 }
 
 func (d *blobsDir) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	return setattrDir(d.fsys, in, out, d)
+	return setattrDir(in, out, d)
 }
 
 // Mkdir: sha256/ always exists; no other algorithm is stored.
@@ -73,6 +83,9 @@ func (d *blobsDir) Mkdir(ctx context.Context, name string, mode uint32, out *fus
 
 // Rmdir of sha256/ succeeds once the namespace holds no blob; it stays.
 func (d *blobsDir) Rmdir(ctx context.Context, name string) syscall.Errno {
+	if d.fsys.nsGone(d.ns) {
+		return syscall.ENOENT
+	}
 	if name == sha256Name {
 		return d.fsys.rmdirBlobs(d.ns, "ns/"+d.ns.name+"/blobs/sha256", sha256Key)
 	}
@@ -129,16 +142,40 @@ func (d *sha256Dir) blobNode(ctx context.Context, name string, dg digest.Digest)
 }
 
 func (d *sha256Dir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if d.fsys.nsGone(d.ns) {
+		return nil, syscall.ENOENT
+	}
 	if len(name) > maxNameLen {
 		return nil, syscall.ENAMETOOLONG
 	}
 	dg := blobDigest(name)
 	b, err := d.fsys.db.GetBlob(d.ns.name, dg)
 	if err != nil {
+		if child := d.ingestingChild(name); metadata.IsNotFound(err) && child != nil {
+			// Being ingested: it is there for as long as its writer has it
+			// open, also once the kernel's entry expired.
+			var attr fuse.AttrOut
+			if errno := child.Getattr(ctx, nil, &attr); errno != 0 {
+				return nil, errno
+			}
+			out.Attr = attr.Attr
+			return child.EmbeddedInode(), 0
+		}
 		return nil, lookupErrno("lookup "+d.display(name), err)
 	}
 	fillBlob(d.fsys, &out.Attr, &b)
 	return d.blobNode(ctx, name, dg), 0
+}
+
+// ingestingChild is the node the tree holds under name if an ingest
+// through it is under way.
+func (d *sha256Dir) ingestingChild(name string) *blobFile {
+	if ch := d.GetChild(name); ch != nil {
+		if f, ok := ch.Operations().(*blobFile); ok && f.activeIngest() != nil {
+			return f
+		}
+	}
+	return nil
 }
 
 func fillBlob(fsys *filesystem, a *fuse.Attr, b *metadata.Blob) {
@@ -147,6 +184,9 @@ func fillBlob(fsys *filesystem, a *fuse.Attr, b *metadata.Blob) {
 
 // Readdir lists the blobs the namespace holds (what rmdir counts).
 func (d *sha256Dir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	if d.fsys.nsGone(d.ns) {
+		return nil, syscall.ENOENT
+	}
 	list, err := d.fsys.db.ListBlobs(d.ns.name)
 	if err != nil {
 		return nil, toErrno("readdir ns/"+d.ns.name+"/blobs/sha256", err)
@@ -159,12 +199,15 @@ func (d *sha256Dir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno)
 }
 
 func (d *sha256Dir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	if d.fsys.nsGone(d.ns) {
+		return syscall.ENOENT
+	}
 	d.fsys.fillDir(&out.Attr, d.fsys.started, d.fsys.started)
 	return 0
 }
 
 func (d *sha256Dir) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	return setattrDir(d.fsys, in, out, d)
+	return setattrDir(in, out, d)
 }
 
 // Create starts an ingest of the blob the name is the digest of: EEXIST
@@ -172,6 +215,9 @@ func (d *sha256Dir) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.Set
 // name that is no sha256 digest. Without O_EXCL an existing blob is opened
 // instead (for writing: EPERM, blobs are read-only).
 func (d *sha256Dir) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	if d.fsys.nsGone(d.ns) {
+		return nil, nil, 0, syscall.ENOENT
+	}
 	if len(name) > maxNameLen {
 		return nil, nil, 0, syscall.ENAMETOOLONG
 	}
@@ -200,6 +246,9 @@ func (d *sha256Dir) Create(ctx context.Context, name string, flags uint32, mode 
 // Unlink makes the namespace drop the blob (EBUSY while one of its images
 // uses it). Unlinking a blob still being written ends its ingest.
 func (d *sha256Dir) Unlink(ctx context.Context, name string) syscall.Errno {
+	if d.fsys.nsGone(d.ns) {
+		return syscall.ENOENT
+	}
 	if len(name) > maxNameLen {
 		return syscall.ENAMETOOLONG
 	}
@@ -225,6 +274,9 @@ func (d *sha256Dir) Unlink(ctx context.Context, name string) syscall.Errno {
 
 // Rmdir: everything in blobs/sha256 is a file.
 func (d *sha256Dir) Rmdir(ctx context.Context, name string) syscall.Errno {
+	if d.fsys.nsGone(d.ns) {
+		return syscall.ENOENT
+	}
 	if len(name) > maxNameLen {
 		return syscall.ENAMETOOLONG
 	}
@@ -269,6 +321,9 @@ func newBlobFile(fsys *filesystem, ns nsRef, dg digest.Digest) *blobFile {
 func (f *blobFile) display() string { return blobPath(f.ns, f.digest.Encoded()) }
 
 func (f *blobFile) labelObject() (metadata.Object, string, syscall.Errno) {
+	if f.fsys.nsGone(f.ns) {
+		return metadata.Object{}, "", syscall.ENOENT
+	}
 	return metadata.Object{Namespace: f.ns.name, Blob: f.digest}, f.display(), 0
 }
 
@@ -280,6 +335,9 @@ func (f *blobFile) activeIngest() *blobIngest {
 }
 
 func (f *blobFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	if f.fsys.nsGone(f.ns) {
+		return syscall.ENOENT
+	}
 	if ing := f.activeIngest(); ing != nil {
 		f.fsys.fillFile(&out.Attr, blobPerm, ing.w.Size(), ing.started, ing.started)
 		return 0
@@ -294,10 +352,10 @@ func (f *blobFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.At
 
 // Setattr: an ingest can only be "truncated" to what it has (it is
 // written sequentially, EINVAL otherwise); a committed blob not at all
-// (EPERM). Times are accepted; mode and owner only as they are.
+// (EPERM). Times, mode and owner are accepted and not stored.
 func (f *blobFile) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	if errno := f.fsys.checkSetattr(in, blobPerm); errno != 0 {
-		return errno
+	if f.fsys.nsGone(f.ns) {
+		return syscall.ENOENT
 	}
 	if size, ok := in.GetSize(); ok {
 		ing, _ := fh.(*blobIngest)
@@ -322,6 +380,9 @@ func (f *blobFile) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.Set
 // writing one the namespace cannot see starts an ingest (the kernel may
 // still hold the name of an ingest that failed).
 func (f *blobFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if f.fsys.nsGone(f.ns) {
+		return nil, 0, syscall.ENOENT
+	}
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY {
 		if f.activeIngest() != nil {
 			return nil, 0, syscall.EBUSY
@@ -469,7 +530,13 @@ func (ing *blobIngest) finish(op string) syscall.Errno {
 		ing.mu.Unlock()
 		return 0
 	}
-	err := ing.w.Commit()
+	var err error
+	if ing.file.fsys.nsGone(ing.file.ns) {
+		ing.w.Abort()
+		err = errors.Wrapf(metadata.ErrNotFound, "namespace %q was deleted", ing.file.ns.name)
+	} else {
+		err = ing.w.Commit()
+	}
 	if err == nil {
 		ing.committed = true
 	} else {

@@ -32,6 +32,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -58,6 +59,20 @@ type filesystem struct {
 	uid     uint32
 	gid     uint32
 	started time.Time // the times of directories that are not records
+
+	// deleted holds the IDs of the namespaces deleted while mounted (IDs
+	// are never reused): see nsGone.
+	deleted sync.Map
+}
+
+// nsGone says whether namespace ns was deleted. Its nodes can outlive it
+// (a shell's working directory, an open descriptor), and they name the
+// namespace for metadata by its name, which a new namespace may take: so
+// they answer ENOENT, as a removed directory does, and never reach into
+// the new one.
+func (f *filesystem) nsGone(ns nsRef) bool {
+	_, gone := f.deleted.Load(ns.id)
+	return gone
 }
 
 // nsRef names the namespace a node belongs to. A namespace cannot be
@@ -99,22 +114,11 @@ func (f *filesystem) fillFile(a *fuse.Attr, perm uint32, size int64, mtime, ctim
 	a.SetTimes(&mtime, &mtime, &ctime)
 }
 
-// checkSetattr refuses the parts of a setattr that nsfs cannot store: a
-// mode other than the node's, an owner other than the daemon's (EPERM, as
-// on a filesystem without such bits). Times are accepted and not stored,
-// so that touch and cp -p work. Size is the caller's business.
-func (f *filesystem) checkSetattr(in *fuse.SetAttrIn, perm uint32) syscall.Errno {
-	if mode, ok := in.GetMode(); ok && mode != perm {
-		return syscall.EPERM
-	}
-	if uid, ok := in.GetUID(); ok && uid != f.uid {
-		return syscall.EPERM
-	}
-	if gid, ok := in.GetGID(); ok && gid != f.gid {
-		return syscall.EPERM
-	}
-	return 0
-}
+// Modes and owners follow from the kind of node and are not stored: a
+// setattr may name others (install creates 0600 and then chmods, tar -x
+// and cp -p restore the source's mode and owner), and is accepted as it
+// is for times, so that those tools work; the node keeps showing its own.
+// Only a size is acted on, by the node.
 
 // nodeBase is embedded in every node.
 type nodeBase struct {

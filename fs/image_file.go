@@ -103,11 +103,24 @@ func (f *imageFile) isPending() bool {
 	return f.pending && !f.gone && f.ref != ""
 }
 
+// pendingNode answers a lookup of an image still being created.
+func (f *imageFile) pendingNode(ctx context.Context, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	var attr fuse.AttrOut
+	if errno := f.Getattr(ctx, nil, &attr); errno != 0 {
+		return nil, errno
+	}
+	out.Attr = attr.Attr
+	return f.EmbeddedInode(), 0
+}
+
 func (f *imageFile) display() string {
 	return imagePath(f.ns, f.currentRef())
 }
 
 func (f *imageFile) labelObject() (metadata.Object, string, syscall.Errno) {
+	if f.fsys.nsGone(f.ns) {
+		return metadata.Object{}, "", syscall.ENOENT
+	}
 	ref := f.currentRef()
 	if ref == "" {
 		return metadata.Object{}, "", syscall.ENOENT
@@ -133,6 +146,9 @@ func (f *imageFile) state() imageState {
 // Getattr shows the buffered bytes while a handle holds uncommitted ones
 // (a new image, or one being rewritten), else the image's target.
 func (f *imageFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	if f.fsys.nsGone(f.ns) {
+		return syscall.ENOENT
+	}
 	s := f.state()
 	if s.gone || s.ref == "" {
 		return syscall.ENOENT
@@ -159,11 +175,11 @@ func (f *imageFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.A
 }
 
 // Setattr: truncate applies to the open write handle (or, with none, is a
-// rewrite of the image); times are accepted; mode and owner only as they
-// are.
+// rewrite of the image); times, mode and owner are accepted and not stored
+// (see the comment above nodeBase).
 func (f *imageFile) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	if errno := f.fsys.checkSetattr(in, imagePerm); errno != 0 {
-		return errno
+	if f.fsys.nsGone(f.ns) {
+		return syscall.ENOENT
 	}
 	if size, ok := in.GetSize(); ok {
 		w, _ := fh.(*imageWriter)
@@ -251,13 +267,21 @@ func (f *imageFile) committedBytes(ref string) ([]byte, syscall.Errno) {
 
 // Open reads the manifest into memory (at most 4 MiB) for reading; for
 // writing it starts a buffer, with the current bytes unless O_TRUNC.
+//
+// Reads bypass the kernel's page cache (direct I/O): the kernel would cut
+// them at the size it last heard of, which a writer of the same image
+// changes at will (O_TRUNC makes it 0), and the reader would get an empty
+// or truncated manifest. Direct, a reader gets all of what it opened.
 func (f *imageFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if f.fsys.nsGone(f.ns) {
+		return nil, 0, syscall.ENOENT
+	}
 	if flags&syscall.O_ACCMODE == syscall.O_RDONLY {
 		data, errno := f.contents()
 		if errno != 0 {
 			return nil, 0, errno
 		}
-		return &imageReader{data: data}, 0, 0
+		return &imageReader{data: data}, fuse.FOPEN_DIRECT_IO, 0
 	}
 	f.mu.Lock()
 	recreated := f.gone
@@ -597,7 +621,13 @@ func (w *imageWriter) commit(op string) syscall.Errno {
 		w.mu.Unlock()
 		return 0
 	}
-	img, err := w.file.fsys.db.PutImage(w.file.ns.name, ref, w.buf)
+	var img metadata.Image
+	var err error
+	if w.file.fsys.nsGone(w.file.ns) {
+		err = errors.Wrapf(metadata.ErrNotFound, "namespace %q was deleted", w.file.ns.name)
+	} else {
+		img, err = w.file.fsys.db.PutImage(w.file.ns.name, ref, w.buf)
+	}
 	if err == nil {
 		w.dirty, w.written = false, false
 	} else {

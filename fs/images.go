@@ -89,12 +89,20 @@ func (d *imageDir) imageNode(ctx context.Context, name string, img *metadata.Ima
 }
 
 func (d *imageDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if d.fsys.nsGone(d.ns) {
+		return nil, syscall.ENOENT
+	}
 	if len(name) > maxNameLen {
 		return nil, syscall.ENAMETOOLONG
 	}
 	path := joinPath(d.path, name)
 	e, err := d.fsys.db.LookupImagePath(d.ns.name, path)
 	if err != nil {
+		if child := d.childImage(name); metadata.IsNotFound(err) && child != nil && child.isPending() {
+			// Being created: it is there for as long as its writer has it
+			// open, also once the kernel's entry expired.
+			return child.pendingNode(ctx, out)
+		}
 		return nil, lookupErrno("lookup "+d.display(path), err)
 	}
 	if e.IsDir {
@@ -105,6 +113,9 @@ func (d *imageDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 
 // Readdir lists from one snapshot, without a store call per entry.
 func (d *imageDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	if d.fsys.nsGone(d.ns) {
+		return nil, syscall.ENOENT
+	}
 	list, err := d.fsys.db.ReadImageDir(d.ns.name, d.path)
 	if err != nil {
 		return nil, toErrno("readdir "+d.display(d.path), err)
@@ -122,6 +133,9 @@ func (d *imageDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) 
 }
 
 func (d *imageDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	if d.fsys.nsGone(d.ns) {
+		return syscall.ENOENT
+	}
 	// An implicit directory goes when its last image does.
 	if d.path != "" {
 		if _, err := d.fsys.db.LookupImagePath(d.ns.name, d.path); err != nil {
@@ -133,10 +147,13 @@ func (d *imageDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.Att
 }
 
 func (d *imageDir) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	return setattrDir(d.fsys, in, out, d)
+	return setattrDir(in, out, d)
 }
 
 func (d *imageDir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if d.fsys.nsGone(d.ns) {
+		return nil, syscall.ENOENT
+	}
 	if len(name) > maxNameLen {
 		return nil, syscall.ENAMETOOLONG
 	}
@@ -148,6 +165,9 @@ func (d *imageDir) Mkdir(ctx context.Context, name string, mode uint32, out *fus
 }
 
 func (d *imageDir) Rmdir(ctx context.Context, name string) syscall.Errno {
+	if d.fsys.nsGone(d.ns) {
+		return syscall.ENOENT
+	}
 	if len(name) > maxNameLen {
 		return syscall.ENAMETOOLONG
 	}
@@ -171,6 +191,9 @@ func (d *imageDir) childImage(name string) *imageFile {
 // Unlink deletes an image; metadata then releases the blobs only it held.
 // Unlinking an image still being created discards it.
 func (d *imageDir) Unlink(ctx context.Context, name string) syscall.Errno {
+	if d.fsys.nsGone(d.ns) {
+		return syscall.ENOENT
+	}
 	if len(name) > maxNameLen {
 		return syscall.ENAMETOOLONG
 	}
@@ -194,6 +217,9 @@ func (d *imageDir) Unlink(ctx context.Context, name string) syscall.Errno {
 // mv copies and then removes. RENAME_NOREPLACE is honoured (checked just
 // before the rename); RENAME_EXCHANGE is EINVAL.
 func (d *imageDir) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	if d.fsys.nsGone(d.ns) {
+		return syscall.ENOENT
+	}
 	if len(name) > maxNameLen || len(newName) > maxNameLen {
 		return syscall.ENAMETOOLONG
 	}
@@ -259,6 +285,9 @@ func (d *imageDir) renamePending(src *imageFile, dst *imageDir, newName, to stri
 // Link gives the image a second ref with the same target and labels
 // (`ctr images tag`), as a new image with its own inode.
 func (d *imageDir) Link(ctx context.Context, target gofs.InodeEmbedder, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if d.fsys.nsGone(d.ns) {
+		return nil, syscall.ENOENT
+	}
 	if len(name) > maxNameLen {
 		return nil, syscall.ENAMETOOLONG
 	}
@@ -284,6 +313,9 @@ func (d *imageDir) Link(ctx context.Context, target gofs.InodeEmbedder, name str
 // Create opens an image for writing: an existing one (unless O_EXCL), or a
 // new one, which exists only for its writer until the first commit.
 func (d *imageDir) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	if d.fsys.nsGone(d.ns) {
+		return nil, nil, 0, syscall.ENOENT
+	}
 	if len(name) > maxNameLen {
 		return nil, nil, 0, syscall.ENAMETOOLONG
 	}

@@ -238,8 +238,10 @@ func options(db *metadata.DB, cfg Config) *gofs.Options {
 		AllowOther:         cfg.AllowOther,
 		MaxWrite:           1 << 20,
 		// O_TRUNC arrives with OPEN instead of as a separate SETATTR with
-		// no handle, so that a handle knows it starts empty.
-		ExtraCapabilities: fuse.CAP_ATOMIC_O_TRUNC,
+		// no handle, so that a handle knows it starts empty. Image readers
+		// use direct I/O (imageFile.Open), which refuses shared mmap
+		// without DIRECT_IO_ALLOW_MMAP.
+		ExtraCapabilities: fuse.CAP_ATOMIC_O_TRUNC | fuse.CAP_DIRECT_IO_ALLOW_MMAP,
 		// security.* xattrs (the kernel asks for security.capability on
 		// every write) are answered ENODATA without reaching the nodes.
 		IgnoreSecurityLabels: true,

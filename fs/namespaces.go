@@ -80,7 +80,7 @@ func (d *namespacesDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fus
 }
 
 func (d *namespacesDir) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	return setattrDir(d.fsys, in, out, d)
+	return setattrDir(in, out, d)
 }
 
 // Mkdir creates a namespace.
@@ -108,6 +108,9 @@ func (d *namespacesDir) Rmdir(ctx context.Context, name string) syscall.Errno {
 	if err != nil {
 		return toErrno("rmdir ns/"+name, err)
 	}
+	// Before the kernel can let anyone make the name again (it holds ns/
+	// until we return).
+	d.fsys.deleted.Store(ns.ID, struct{}{})
 	d.fsys.inodes.forgetNamespace(ns.ID)
 	return 0
 }
@@ -159,10 +162,16 @@ func newNamespaceDir(fsys *filesystem, ns nsRef) *namespaceDir {
 }
 
 func (d *namespaceDir) labelObject() (metadata.Object, string, syscall.Errno) {
+	if d.fsys.nsGone(d.ns) {
+		return metadata.Object{}, "", syscall.ENOENT
+	}
 	return metadata.Object{Namespace: d.ns.name}, "ns/" + d.ns.name, 0
 }
 
 func (d *namespaceDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if d.fsys.nsGone(d.ns) {
+		return nil, syscall.ENOENT
+	}
 	switch name {
 	case imagesName:
 		d.fsys.fillDir(&out.Attr, d.fsys.started, d.fsys.started)
@@ -178,6 +187,9 @@ func (d *namespaceDir) Lookup(ctx context.Context, name string, out *fuse.EntryO
 }
 
 func (d *namespaceDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	if d.fsys.nsGone(d.ns) {
+		return nil, syscall.ENOENT
+	}
 	entries := dirEntries(d.EmbeddedInode(), 2)
 	entries = append(entries,
 		fuse.DirEntry{Name: imagesName, Mode: syscall.S_IFDIR, Ino: d.fsys.inodes.dir(d.ns.id, imagesKey)},
@@ -187,6 +199,9 @@ func (d *namespaceDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Err
 }
 
 func (d *namespaceDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	if d.fsys.nsGone(d.ns) {
+		return syscall.ENOENT
+	}
 	ns, err := d.fsys.db.GetNamespace(d.ns.name)
 	if err != nil {
 		return toErrno("getattr ns/"+d.ns.name, err)
@@ -196,11 +211,14 @@ func (d *namespaceDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse
 }
 
 func (d *namespaceDir) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	return setattrDir(d.fsys, in, out, d)
+	return setattrDir(in, out, d)
 }
 
 // Mkdir: images/ and blobs/ always exist; nothing else can.
 func (d *namespaceDir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if d.fsys.nsGone(d.ns) {
+		return nil, syscall.ENOENT
+	}
 	if name == imagesName || name == blobsName {
 		return nil, syscall.EEXIST
 	}
@@ -210,6 +228,9 @@ func (d *namespaceDir) Mkdir(ctx context.Context, name string, mode uint32, out 
 // Rmdir of images/ or blobs/ succeeds once they are empty, so that rm -rf
 // of a namespace exits 0; they stay while the namespace does.
 func (d *namespaceDir) Rmdir(ctx context.Context, name string) syscall.Errno {
+	if d.fsys.nsGone(d.ns) {
+		return syscall.ENOENT
+	}
 	switch name {
 	case imagesName:
 		if err := d.fsys.db.RemoveImageDir(d.ns.name, ""); err != nil {
