@@ -809,3 +809,75 @@ func TestIsHexDigest(t *testing.T) {
 		}
 	}
 }
+
+// Prepare does the slow half of Commit (verify, fsync) so that a caller
+// can run it outside its lock; Commit then only publishes. A blob that
+// existed at Prepare but is gone at Commit is still published read-only.
+func TestPrepareThenCommit(t *testing.T) {
+	s, root := newStore(t)
+	data := []byte("prepared layer")
+	d := digest.FromBytes(data)
+
+	w, err := s.NewWriter(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Prepare(); err != nil {
+		t.Fatalf("Prepare: %v", err)
+	}
+	if _, err := w.Write([]byte("more")); err == nil {
+		t.Fatal("Write after Prepare succeeded")
+	}
+	if _, err := os.Stat(s.Path(d)); !os.IsNotExist(err) {
+		t.Fatalf("blob visible before Commit: %v", err)
+	}
+	if existed, err := w.Commit(); err != nil || existed {
+		t.Fatalf("Commit = %v, %v; want false, nil", existed, err)
+	}
+	if got, _ := os.ReadFile(s.Path(d)); string(got) != string(data) {
+		t.Fatalf("published %q, want %q", got, data)
+	}
+
+	// Prepared while another copy existed, committed after it was deleted.
+	w, err = s.NewWriter(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Prepare(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(d); err != nil {
+		t.Fatal(err)
+	}
+	if existed, err := w.Commit(); err != nil || existed {
+		t.Fatalf("Commit after the other copy went = %v, %v; want false, nil", existed, err)
+	}
+	fi, err := os.Stat(s.Path(d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o444 {
+		t.Fatalf("published with mode %v, want 0444", fi.Mode().Perm())
+	}
+
+	// A mismatch found by Prepare keeps nothing.
+	w, err = s.NewWriter(digest.FromBytes([]byte("other")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Prepare(); !errors.Is(err, ErrDigestMismatch) {
+		t.Fatalf("Prepare of wrong bytes = %v, want ErrDigestMismatch", err)
+	}
+	if left := names(t, ingestDir(root)); len(left) != 0 {
+		t.Fatalf("ingest after a failed Prepare: %q", left)
+	}
+}

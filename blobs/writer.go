@@ -22,6 +22,8 @@ type Writer struct {
 	tempPath string
 	digester digest.Digester
 	size     int64
+	prepared bool // verified: no more writes
+	synced   bool // 0444 and fsynced
 }
 
 // NewWriter starts an ingest of a blob that must hash to expected
@@ -65,7 +67,7 @@ func (w *Writer) WriteAt(p []byte, off int64) (int, error) {
 }
 
 func (w *Writer) writeLocked(p []byte) (int, error) {
-	if w.file == nil {
+	if w.file == nil || w.prepared {
 		return 0, errors.Wrapf(os.ErrClosed, "blob %s: ingest already committed or aborted", w.expected)
 	}
 	n, err := w.file.Write(p)
@@ -111,15 +113,22 @@ func (w *Writer) verifyLocked() error {
 	return nil
 }
 
-// Commit verifies, fsyncs the data, and renames it into place (then fsyncs
-// the directory). If the blob already exists the temporary file is removed
-// and existed is true. On any error the temporary file is removed.
-// The caller serialises Commit against Delete of the same digest.
-func (w *Writer) Commit() (existed bool, err error) {
+// Prepare verifies the bytes and makes them durable (mode 0444, fsync)
+// without publishing them: the slow half of Commit, which a caller that
+// serialises Commit can run before taking its lock. Further writes are
+// refused. On error the temporary file is removed.
+func (w *Writer) Prepare() (err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	return w.prepareLocked()
+}
+
+func (w *Writer) prepareLocked() (err error) {
 	if w.file == nil {
-		return false, errors.Wrapf(os.ErrClosed, "blob %s: ingest already committed or aborted", w.expected)
+		return errors.Wrapf(os.ErrClosed, "blob %s: ingest already committed or aborted", w.expected)
+	}
+	if w.prepared {
+		return nil
 	}
 	defer func() {
 		if err != nil {
@@ -127,20 +136,55 @@ func (w *Writer) Commit() (existed bool, err error) {
 		}
 	}()
 	if err := w.verifyLocked(); err != nil {
+		return err
+	}
+	// A duplicate needs no fsync of its bytes (Commit syncs them should
+	// the other copy be gone by then).
+	if _, err := os.Lstat(w.store.Path(w.expected)); err != nil {
+		if err := w.syncLocked(); err != nil {
+			return err
+		}
+	}
+	w.prepared = true
+	return nil
+}
+
+func (w *Writer) syncLocked() error {
+	if w.synced {
+		return nil
+	}
+	// Mode before fsync, so the fsync makes the mode durable too.
+	if err := w.file.Chmod(blobMode); err != nil {
+		return errors.Wrapf(err, "ingest blob %s", w.expected)
+	}
+	if err := w.file.Sync(); err != nil {
+		return errors.Wrapf(err, "ingest blob %s", w.expected)
+	}
+	w.synced = true
+	return nil
+}
+
+// Commit prepares (unless Prepare did) and renames the blob into place
+// (then fsyncs the directory). If the blob already exists the temporary
+// file is removed and existed is true. On any error the temporary file is
+// removed. The caller serialises Commit against Delete of the same digest.
+func (w *Writer) Commit() (existed bool, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.prepareLocked(); err != nil {
 		return false, err
 	}
+	defer func() {
+		if err != nil {
+			w.abortLocked()
+		}
+	}()
 	target := w.store.Path(w.expected)
-	// A duplicate needs no fsync of its bytes; publish below still settles
-	// the race with a writer that publishes meanwhile.
 	_, statErr := os.Lstat(target)
 	duplicate := statErr == nil
 	if !duplicate {
-		// Mode before fsync, so the fsync makes the mode durable too.
-		if err := w.file.Chmod(blobMode); err != nil {
-			return false, errors.Wrapf(err, "ingest blob %s", w.expected)
-		}
-		if err := w.file.Sync(); err != nil {
-			return false, errors.Wrapf(err, "ingest blob %s", w.expected)
+		if err := w.syncLocked(); err != nil {
+			return false, err
 		}
 	}
 	file := w.file

@@ -408,7 +408,9 @@ func (w *BlobWriter) Commit() error {
 		return nil
 	}
 	d := w.w.Expected()
-	if err := w.w.Verify(); err != nil {
+	// Verify and fsync before taking contentMu: a large blob's fsync must
+	// not hold up every other namespace's commits.
+	if err := w.w.Prepare(); err != nil {
 		_ = w.w.Abort()
 		if errors.Is(err, blobs.ErrDigestMismatch) {
 			return errors.Wrapf(ErrDigestMismatch, "blob %s in namespace %q: the %d bytes written hash to %s", d, w.ns, w.w.Size(), w.w.Digest())
