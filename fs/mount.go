@@ -35,6 +35,7 @@ type Config struct {
 //	server, err := fs.Mount(mountpoint, db, inval, fs.Config{})
 type Invalidator struct {
 	queue chan func()
+	stop  chan struct{} // closed once the server has stopped
 	root  atomic.Pointer[gofs.Inode]
 
 	mu       sync.Mutex
@@ -44,12 +45,18 @@ type Invalidator struct {
 // releaseWait bounds how long BlobReleased waits for the kernel.
 const releaseWait = 100 * time.Millisecond
 
-// NewInvalidator starts the goroutine that sends notifications.
+// NewInvalidator starts the goroutine that sends notifications; it ends
+// when the server that Mount made stops.
 func NewInvalidator() *Invalidator {
-	v := &Invalidator{queue: make(chan func(), 4096), unlinked: map[string]int{}}
+	v := &Invalidator{queue: make(chan func(), 4096), stop: make(chan struct{}), unlinked: map[string]int{}}
 	go func() {
-		for fn := range v.queue {
-			fn()
+		for {
+			select {
+			case fn := <-v.queue:
+				fn()
+			case <-v.stop:
+				return
+			}
 		}
 	}()
 	return v
@@ -60,6 +67,7 @@ func NewInvalidator() *Invalidator {
 // goroutine.
 func (v *Invalidator) post(fn func()) {
 	select {
+	case <-v.stop: // no kernel to tell any more
 	case v.queue <- fn:
 	default:
 		go fn()
@@ -91,8 +99,7 @@ func (v *Invalidator) BlobReleased(ns string, d digest.Digest) {
 		return
 	}
 	hex := d.Encoded()
-	done := make(chan struct{}, 8)
-	n := 0
+	var dirs []*gofs.Inode
 	for name, dir := range namespaces.Children() {
 		for _, step := range []string{blobsName, sha256Name} {
 			if dir != nil {
@@ -102,12 +109,18 @@ func (v *Invalidator) BlobReleased(ns string, d digest.Digest) {
 		if dir == nil || dir.GetChild(hex) == nil || name == ns && v.isUnlinking(ns, d) {
 			continue
 		}
-		n++
+		dirs = append(dirs, dir)
+	}
+	// Room for every answer, so that a notifier still running after the
+	// timeout can finish and end.
+	done := make(chan struct{}, len(dirs))
+	for _, dir := range dirs {
 		go func() {
 			dir.NotifyEntry(hex)
 			done <- struct{}{}
 		}()
 	}
+	n := len(dirs)
 	timeout := time.NewTimer(releaseWait)
 	defer timeout.Stop()
 	for ; n > 0; n-- {
@@ -196,9 +209,14 @@ func Mount(mountpoint string, db *metadata.DB, inval *Invalidator, cfg Config) (
 	root := newRoot(db, inval)
 	server, err := gofs.Mount(mountpoint, root, options(db, cfg))
 	if err != nil {
+		close(inval.stop)
 		return nil, err
 	}
 	inval.root.Store(root.EmbeddedInode())
+	go func() {
+		server.Wait()
+		close(inval.stop)
+	}()
 	return server, nil
 }
 

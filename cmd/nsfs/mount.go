@@ -78,7 +78,19 @@ func runMount(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	closed := false
+	defer func() {
+		if !closed {
+			db.Close()
+		}
+	}()
+	// Holding the store's lock proves that no writer is left: a crash's
+	// unfinished ingests and unrecorded blob files can all go now.
+	if stats, err := db.CollectGarbage(0); err != nil {
+		return err
+	} else if stats.Blobs+stats.Ingests > 0 {
+		log.Printf("removed what a crash left in %s: %d unrecorded blob files, %d unfinished ingests", root, stats.Blobs, stats.Ingests)
+	}
 	if err := prepareMountpoint(mountpoint); err != nil {
 		return err
 	}
@@ -108,6 +120,7 @@ func runMount(c *cli.Context) error {
 	// from outside.
 	server.Wait()
 	signal.Stop(signals)
+	closed = true
 	if err := db.Close(); err != nil {
 		return errors.Wrapf(err, "close store %s", root)
 	}
