@@ -123,3 +123,30 @@ func TestUnfinishedWritesLeaveNothingAfterKill9(t *testing.T) {
 	assertOutput(t, "sha256sum of the image written again", mustRun(t, m, "sha256sum", imagePath("default", "app:v1")),
 		img.manifest.hex()+"  "+imagePath("default", "app:v1")+"\n")
 }
+
+// TestMountRemovesBlobFilesNoRecordNames: a crash between publishing a blob
+// file and committing its record leaves a file nothing names. The next
+// mount removes it before serving, and says so.
+func TestMountRemovesBlobFilesNoRecordNames(t *testing.T) {
+	t.Parallel()
+	d := startNsfs(t)
+	kept := blob{data: randomBytes(97, 300)}
+	d.putBlob(t, "default", kept)
+	d.stop(t)
+
+	orphan := blob{data: randomBytes(98, 400)}
+	orphanPath := d.root + "/blobs/sha256/" + orphan.hex()
+	if err := os.WriteFile(orphanPath, orphan.data, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	d2 := startNsfs(t, withStore(d.root, d.mnt))
+	d2.waitForLog(t, "1 unrecorded blob files")
+	if _, err := os.Stat(orphanPath); !os.IsNotExist(err) {
+		t.Errorf("the unrecorded blob file is still in ROOT/blobs/sha256: %v", err)
+	}
+	files := rootBlobFiles(t, d2.root)
+	if _, ok := files[kept.hex()]; !ok || len(files) != 1 {
+		t.Errorf("ROOT/blobs/sha256 holds %v, want only the recorded %s", files, kept.hex())
+	}
+	assertOutput(t, "ls ns/default/blobs/sha256", mustRun(t, d2.mnt, "ls", "ns/default/blobs/sha256"), lines(kept.hex()))
+}
