@@ -89,10 +89,33 @@ func Open(root string) (*Store, error) {
 // Root is the directory the store was opened at.
 func (s *Store) Root() string { return s.root }
 
-// ValidateDigest reports whether d can name a blob of this store: nil for a
-// well-formed sha256 digest, ErrUnsupportedDigest (wrapped) for another
-// algorithm, and a wrapped go-digest error for a malformed one.
+// ValidateDigest reports whether d can name a blob of this store: nil for
+// "sha256:" and 64 lowercase hex digits, ErrUnsupportedDigest (wrapped) for
+// another algorithm, and a wrapped go-digest error for a malformed one.
+//
+// It is the one definition of the format (metadata wraps it), and it runs
+// on every blob lookup: the check is a loop over the bytes; only a refusal
+// asks go-digest for its reason.
 func ValidateDigest(d digest.Digest) error {
+	const prefix = string(digest.SHA256) + ":"
+	if s := string(d); len(s) == len(prefix)+64 && s[:len(prefix)] == prefix && isLowerHex(s[len(prefix):]) {
+		return nil
+	}
+	return invalidDigest(d)
+}
+
+// isLowerHex reports whether s is made of lowercase hex digits only.
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// invalidDigest explains why ValidateDigest refused d.
+func invalidDigest(d digest.Digest) error {
 	if err := d.Validate(); err != nil {
 		if errors.Is(err, digest.ErrDigestUnsupported) {
 			return errors.Wrapf(ErrUnsupportedDigest, "digest %q: only sha256 is stored", string(d))
@@ -104,7 +127,8 @@ func ValidateDigest(d digest.Digest) error {
 	if d.Algorithm() != digest.SHA256 {
 		return errors.Wrapf(ErrUnsupportedDigest, "digest %q: only sha256 is stored", string(d))
 	}
-	return nil
+	// go-digest accepts what the loop refused: its rule is not ours.
+	return errors.Wrapf(digest.ErrDigestInvalidFormat, "digest %q", string(d))
 }
 
 // Path is where the committed blob d lives (whether or not it exists). For
@@ -160,11 +184,12 @@ func (s *Store) Delete(d digest.Digest) error {
 // the walk runs. An error from fn stops the walk and is returned.
 func (s *Store) Walk(fn func(Info) error) error {
 	return walkDir(s.blobDir, func(fi os.FileInfo) error {
-		if !isHexDigest(fi.Name()) {
+		d := digest.NewDigestFromEncoded(digest.SHA256, fi.Name())
+		if ValidateDigest(d) != nil {
 			return nil
 		}
 		return fn(Info{
-			Digest:  digest.NewDigestFromEncoded(digest.SHA256, fi.Name()),
+			Digest:  d,
 			Size:    fi.Size(),
 			ModTime: fi.ModTime(),
 		})
@@ -232,21 +257,6 @@ func walkDir(dir string, fn func(os.FileInfo) error) error {
 			return errors.Wrapf(err, "walk %s", dir)
 		}
 	}
-}
-
-// isHexDigest reports whether name is 64 lowercase hex digits, the only
-// file names a committed sha256 blob has.
-func isHexDigest(name string) bool {
-	if len(name) != 64 {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 // syncDir fsyncs a directory, making the entries created, renamed or

@@ -117,7 +117,7 @@ func TestPath(t *testing.T) {
 		if filepath.Dir(p) != blobDir(root) {
 			t.Errorf("Path(%q) = %s escapes %s", bad, p, blobDir(root))
 		}
-		if isHexDigest(filepath.Base(p)) {
+		if ValidateDigest(digest.NewDigestFromEncoded(digest.SHA256, filepath.Base(p))) == nil {
 			t.Errorf("Path(%q) = %s looks like a blob", bad, p)
 		}
 	}
@@ -144,8 +144,8 @@ func TestRoundTrip(t *testing.T) {
 	if w.Size() != int64(len(data)) || w.Digest() != d {
 		t.Fatalf("Size/Digest = %d %s, want %d %s", w.Size(), w.Digest(), len(data), d)
 	}
-	if err := w.Verify(); err != nil {
-		t.Fatalf("Verify: %v", err)
+	if err := w.Prepare(); err != nil {
+		t.Fatalf("Prepare: %v", err)
 	}
 	if _, err := os.Stat(s.Path(d)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("blob visible before Commit: %v", err)
@@ -203,9 +203,6 @@ func TestMismatchKeepsNothing(t *testing.T) {
 	}
 	if _, err := w.Write([]byte("what was sent")); err != nil {
 		t.Fatal(err)
-	}
-	if err := w.Verify(); !errors.Is(err, ErrDigestMismatch) {
-		t.Fatalf("Verify = %v, want ErrDigestMismatch", err)
 	}
 	_, err = w.Commit()
 	if !errors.Is(err, ErrDigestMismatch) {
@@ -787,7 +784,9 @@ func TestWriterConcurrentUse(t *testing.T) {
 	}
 }
 
-func TestIsHexDigest(t *testing.T) {
+// The blob file names Walk accepts are the encoded parts of the digests
+// ValidateDigest accepts.
+func TestValidateDigestEncodedPart(t *testing.T) {
 	tests := map[string]bool{
 		strings.Repeat("0", 64):                      true,
 		"0123456789abcdef" + strings.Repeat("f", 48): true,
@@ -804,8 +803,8 @@ func TestIsHexDigest(t *testing.T) {
 	}
 	sort.Strings(keys)
 	for _, name := range keys {
-		if got := isHexDigest(name); got != tests[name] {
-			t.Errorf("isHexDigest(%q) = %v, want %v", name, got, tests[name])
+		if got := ValidateDigest(digest.NewDigestFromEncoded(digest.SHA256, name)) == nil; got != tests[name] {
+			t.Errorf("ValidateDigest(sha256:%s) accepted = %v, want %v", name, got, tests[name])
 		}
 	}
 }

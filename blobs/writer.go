@@ -98,14 +98,8 @@ func (w *Writer) Digest() digest.Digest {
 // Expected is the digest the blob must have.
 func (w *Writer) Expected() digest.Digest { return w.expected }
 
-// Verify reports ErrDigestMismatch (wrapped, naming both digests) unless the
-// bytes written so far hash to the expected digest. It does not publish.
-func (w *Writer) Verify() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.verifyLocked()
-}
-
+// verifyLocked reports ErrDigestMismatch (wrapped, naming both digests)
+// unless the bytes written so far hash to the expected digest.
 func (w *Writer) verifyLocked() error {
 	if got := w.digester.Digest(); got != w.expected {
 		return errors.Wrapf(ErrDigestMismatch, "blob %s: got %s from %d bytes", w.expected, got, w.size)

@@ -11,7 +11,6 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/nsfs/nsfs/metadata"
 	"github.com/opencontainers/go-digest"
-	"github.com/pkg/errors"
 )
 
 // blobsDir is blobs/ of a namespace: it holds sha256/ only.
@@ -149,7 +148,7 @@ func (d *sha256Dir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 		return nil, syscall.ENAMETOOLONG
 	}
 	dg := blobDigest(name)
-	b, err := d.fsys.db.GetBlob(d.ns.name, dg)
+	b, err := d.fsys.db.StatBlob(d.ns.name, dg)
 	if err != nil {
 		if child := d.ingestingChild(name); metadata.IsNotFound(err) && child != nil {
 			// Being ingested: it is there for as long as its writer has it
@@ -222,7 +221,7 @@ func (d *sha256Dir) Create(ctx context.Context, name string, flags uint32, mode 
 		return nil, nil, 0, syscall.ENAMETOOLONG
 	}
 	dg := blobDigest(name)
-	w, err := d.fsys.db.WriteBlob(d.ns.name, dg)
+	w, err := d.fsys.db.WriteBlob(d.ns.name, d.ns.id, dg)
 	if err != nil {
 		if metadata.IsExists(err) && flags&syscall.O_EXCL == 0 {
 			node, errno := d.Lookup(ctx, name, out)
@@ -264,10 +263,7 @@ func (d *sha256Dir) Unlink(ctx context.Context, name string) syscall.Errno {
 		if metadata.IsNotFound(err) && child != nil && child.abortIngest() {
 			return 0
 		}
-		if metadata.IsInvalidArgument(err) {
-			return syscall.ENOENT
-		}
-		return toErrno("rm "+d.display(name), err)
+		return lookupErrno("rm "+d.display(name), err)
 	}
 	return 0
 }
@@ -280,7 +276,7 @@ func (d *sha256Dir) Rmdir(ctx context.Context, name string) syscall.Errno {
 	if len(name) > maxNameLen {
 		return syscall.ENAMETOOLONG
 	}
-	if _, err := d.fsys.db.GetBlob(d.ns.name, blobDigest(name)); err == nil {
+	if _, err := d.fsys.db.StatBlob(d.ns.name, blobDigest(name)); err == nil {
 		return syscall.ENOTDIR
 	}
 	return syscall.ENOENT
@@ -342,7 +338,7 @@ func (f *blobFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.At
 		f.fsys.fillFile(&out.Attr, blobPerm, ing.w.Size(), ing.started, ing.started)
 		return 0
 	}
-	b, err := f.fsys.db.GetBlob(f.ns.name, f.digest)
+	b, err := f.fsys.db.StatBlob(f.ns.name, f.digest)
 	if err != nil {
 		return lookupErrno("getattr "+f.display(), err)
 	}
@@ -366,7 +362,7 @@ func (f *blobFile) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.Set
 			if int64(size) != ing.w.Size() {
 				return syscall.EINVAL
 			}
-		} else if b, err := f.fsys.db.GetBlob(f.ns.name, f.digest); err != nil {
+		} else if b, err := f.fsys.db.StatBlob(f.ns.name, f.digest); err != nil {
 			return lookupErrno("truncate "+f.display(), err)
 		} else if int64(size) != b.Size {
 			return syscall.EPERM
@@ -387,7 +383,7 @@ func (f *blobFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 		if f.activeIngest() != nil {
 			return nil, 0, syscall.EBUSY
 		}
-		w, err := f.fsys.db.WriteBlob(f.ns.name, f.digest)
+		w, err := f.fsys.db.WriteBlob(f.ns.name, f.ns.id, f.digest)
 		if err != nil {
 			if metadata.IsExists(err) {
 				return nil, 0, syscall.EPERM
@@ -473,7 +469,7 @@ func (r *blobReader) Release(ctx context.Context) syscall.Errno {
 type blobIngest struct {
 	file    *blobFile
 	w       *metadata.BlobWriter
-	owner   int // the process that opened it (see closedByOther)
+	owner   process // the process that opened it (see closedByOther)
 	started time.Time
 
 	mu        sync.Mutex
@@ -530,13 +526,9 @@ func (ing *blobIngest) finish(op string) syscall.Errno {
 		ing.mu.Unlock()
 		return 0
 	}
-	var err error
-	if ing.file.fsys.nsGone(ing.file.ns) {
-		ing.w.Abort()
-		err = errors.Wrapf(metadata.ErrNotFound, "namespace %q was deleted", ing.file.ns.name)
-	} else {
-		err = ing.w.Commit()
-	}
+	// Commit checks in its transaction that the namespace is still the one
+	// the ingest began in (WriteBlob's nsID).
+	err := ing.w.Commit()
 	if err == nil {
 		ing.committed = true
 	} else {

@@ -47,7 +47,8 @@ var errnoKinds = []struct {
 //
 // Every refusal is logged with its reason, except the routine answers that
 // tools provoke all the time (ENOENT from a lookup or `test -e`, ENODATA and
-// ERANGE from getfattr's probing, EEXIST from `mkdir -p`). Ops starting with
+// ERANGE from getfattr's probing, EEXIST from `mkdir -p`, EXDEV from `mv`
+// across namespaces, which then copies). Ops starting with
 // "commit " (the write-back of an image or blob at fsync and close) are
 // always logged: there the errno alone cannot say which blob was missing.
 //
@@ -60,7 +61,7 @@ func toErrno(op string, err error) syscall.Errno {
 	}
 	errno := errnoOf(err)
 	switch errno {
-	case syscall.ENOENT, syscall.ENODATA, syscall.ERANGE, syscall.EEXIST:
+	case syscall.ENOENT, syscall.ENODATA, syscall.ERANGE, syscall.EEXIST, syscall.EXDEV:
 		if !strings.HasPrefix(op, "commit ") {
 			return errno
 		}

@@ -60,19 +60,34 @@ type filesystem struct {
 	gid     uint32
 	started time.Time // the times of directories that are not records
 
-	// deleted holds the IDs of the namespaces deleted while mounted (IDs
-	// are never reused): see nsGone.
-	deleted sync.Map
+	// deleted maps a namespace name to the highest ID of a namespace of
+	// that name deleted while mounted (uint64): see nsGone. One entry per
+	// name, however often it is deleted and made again.
+	deleted   sync.Map
+	deletedMu sync.Mutex // serialises updates of one entry
 }
 
 // nsGone says whether namespace ns was deleted. Its nodes can outlive it
 // (a shell's working directory, an open descriptor), and they name the
 // namespace for metadata by its name, which a new namespace may take: so
 // they answer ENOENT, as a removed directory does, and never reach into
-// the new one.
+// the new one. IDs only grow and a name names one namespace at a time, so
+// every namespace of that name with an ID up to the highest deleted one
+// is gone. (Writes do not rely on this: metadata checks the namespace's
+// ID in the transaction that commits them.)
 func (f *filesystem) nsGone(ns nsRef) bool {
-	_, gone := f.deleted.Load(ns.id)
-	return gone
+	last, ok := f.deleted.Load(ns.name)
+	return ok && ns.id <= last.(uint64)
+}
+
+// namespaceDeleted records that namespace ns (as DeleteNamespace returned
+// it) is gone.
+func (f *filesystem) namespaceDeleted(ns metadata.Namespace) {
+	f.deletedMu.Lock()
+	defer f.deletedMu.Unlock()
+	if last, ok := f.deleted.Load(ns.Name); !ok || last.(uint64) < ns.ID {
+		f.deleted.Store(ns.Name, ns.ID)
+	}
 }
 
 // nsRef names the namespace a node belongs to. A namespace cannot be
@@ -224,20 +239,33 @@ func dirEntries(n *gofs.Inode, capacity int) []fuse.DirEntry {
 	)
 }
 
-// processOf is the process that made a request, 0 when unknown: the
-// kernel names the calling thread, /proc knows its thread group.
+// process names the process that made a request: the kernel names the
+// calling thread (tid), /proc knows its thread group (tgid). Zero fields
+// are unknown.
 //
 // Write handles use it at close: a program that forks and execs while it
 // writes a file gives the child a copy of the descriptor, which exec
 // closes (CLOEXEC) — a close of a half-written file that must not commit.
 // Only closes by the process that opened the file commit (and the release
 // of the last descriptor, if none did).
-func processOf(ctx context.Context) int {
+type process struct {
+	tid  uint32 // the thread that made the request
+	tgid int    // its process
+}
+
+// processOf is the process that made a request (/proc is read once, here,
+// at the open).
+func processOf(ctx context.Context) process {
 	caller, ok := fuse.FromContext(ctx)
 	if !ok || caller.Pid == 0 {
-		return 0
+		return process{}
 	}
-	status, err := os.ReadFile("/proc/" + strconv.FormatUint(uint64(caller.Pid), 10) + "/status")
+	return process{tid: caller.Pid, tgid: threadGroup(caller.Pid)}
+}
+
+// threadGroup is the process of thread tid, 0 when unknown.
+func threadGroup(tid uint32) int {
+	status, err := os.ReadFile("/proc/" + strconv.FormatUint(uint64(tid), 10) + "/status")
 	if err != nil {
 		return 0
 	}
@@ -251,13 +279,18 @@ func processOf(ctx context.Context) int {
 }
 
 // closedByOther says whether a close (FLUSH) comes from a process other
-// than owner, the one that opened the handle.
-func closedByOther(ctx context.Context, owner int) bool {
-	if owner == 0 {
+// than owner, the one that opened the handle. A close from the thread that
+// opened is owner's without asking /proc: the usual open, write, close.
+func closedByOther(ctx context.Context, owner process) bool {
+	if owner.tgid == 0 {
 		return false
 	}
-	p := processOf(ctx)
-	return p != 0 && p != owner
+	caller, ok := fuse.FromContext(ctx)
+	if !ok || caller.Pid == 0 || caller.Pid == owner.tid {
+		return false
+	}
+	p := threadGroup(caller.Pid)
+	return p != 0 && p != owner.tgid
 }
 
 // dirAttr is the StableAttr of a directory.

@@ -3,6 +3,7 @@ package fs
 import (
 	"context"
 	"io"
+	"maps"
 	"sync"
 	"syscall"
 	"time"
@@ -34,20 +35,35 @@ import (
 // told to forget the name. A failed commit keeps the buffer, so that a
 // later close can still succeed: a shell running `cat m.json >
 // images/redis` closes its copy of the descriptor (EINVAL, ignored) before
-// cat writes, and cat's close creates the image. Its inode number until
-// the commit is a fresh one: the image's ID exists only from then on.
+// cat writes, and cat's close creates the image. A new image's ID is
+// reserved at create (metadata.ReserveID), so its inode number is its
+// final one from the start, and the node stays the image's across its
+// commits, renames and lookups.
 //
 // The node keeps its ref as a field, updated by Rename and cleared by
 // Unlink (go-fuse hands back the same node for the same inode number, so
-// the name it was found under is not the truth).
+// the name it was found under is not the truth). Every commit names the
+// image by ref and ID (metadata.ImageWrite), and metadata checks both in
+// its transaction: a commit of an image that was removed, renamed away or
+// replaced meanwhile is refused with ErrImageGone, and its bytes go
+// nowhere, as they would on any filesystem.
 type imageFile struct {
 	gofs.Inode
 	nodeBase
 	labelXattrs
 	ns nsRef
+	id uint64 // the image's ID (reserved at create for a new one); the inode is recordIno(id)
+
+	// nameMu is held across a change of the image's name in the store and
+	// of ref (Rename), and across a commit (from reading ref to PutImage's
+	// return), so that a commit never names the image by a ref the store
+	// has just changed; and by the pending-label methods, so that labels
+	// set while a commit creates the image are not lost. Taken before mu.
+	nameMu sync.Mutex
 
 	mu      sync.Mutex
-	ref     string            // "" once unlinked or replaced: writes then go nowhere
+	ref     string            // "" once unlinked or replaced
+	lastRef string            // ref before it was cleared: what a later commit names
 	pending bool              // created, not committed yet
 	gone    bool              // pending, and its creation failed or was abandoned
 	created time.Time         // when pending
@@ -67,8 +83,8 @@ var (
 	_ = (gofs.NodeListxattrer)((*imageFile)(nil))
 )
 
-func newImageFile(fsys *filesystem, ns nsRef, ref string, pending bool) *imageFile {
-	f := &imageFile{nodeBase: nodeBase{fsys}, ns: ns, ref: ref, pending: pending, writers: map[*imageWriter]bool{}}
+func newImageFile(fsys *filesystem, ns nsRef, ref string, id uint64, pending bool) *imageFile {
+	f := &imageFile{nodeBase: nodeBase{fsys}, ns: ns, id: id, ref: ref, pending: pending, writers: map[*imageWriter]bool{}}
 	if pending {
 		f.created = time.Now()
 	}
@@ -93,6 +109,9 @@ func (f *imageFile) setRef(ref string) {
 func (f *imageFile) detach() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.ref != "" {
+		f.lastRef = f.ref
+	}
 	f.ref = ""
 	f.labels = nil
 }
@@ -166,7 +185,7 @@ func (f *imageFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.A
 		f.fsys.fillFile(&out.Attr, imagePerm, 0, s.created, s.created)
 		return 0
 	}
-	img, err := f.fsys.db.GetImage(f.ns.name, s.ref)
+	img, err := f.fsys.db.StatImage(f.ns.name, s.ref)
 	if err != nil {
 		return lookupErrno("getattr "+imagePath(f.ns, s.ref), err)
 	}
@@ -229,7 +248,10 @@ func (f *imageFile) truncateCommitted(size int64) syscall.Errno {
 		return f.tooLarge("truncate", size)
 	}
 	data = resize(data, size)
-	if _, err := f.fsys.db.PutImage(f.ns.name, s.ref, data); err != nil {
+	f.nameMu.Lock()
+	_, err := f.fsys.db.PutImage(metadata.ImageWrite{Namespace: f.ns.name, NamespaceID: f.ns.id, Ref: s.ref, Manifest: data, ID: f.id})
+	f.nameMu.Unlock()
+	if err != nil {
 		return toErrno("commit "+imagePath(f.ns, s.ref)+" (truncate)", err)
 	}
 	return 0
@@ -249,7 +271,7 @@ func resize(data []byte, size int64) []byte {
 
 // committedBytes reads the manifest of image ref.
 func (f *imageFile) committedBytes(ref string) ([]byte, syscall.Errno) {
-	img, err := f.fsys.db.GetImage(f.ns.name, ref)
+	img, err := f.fsys.db.StatImage(f.ns.name, ref)
 	if err != nil {
 		return nil, lookupErrno("open "+imagePath(f.ns, ref), err)
 	}
@@ -346,25 +368,13 @@ func (f *imageFile) wrote(w *imageWriter) {
 	f.mu.Unlock()
 }
 
-// committed records a successful commit of img by a handle.
-func (f *imageFile) committed(img metadata.Image) {
+// committed records a successful commit by a handle: the image exists
+// now (its labels went into the commit's transaction).
+func (f *imageFile) committed() {
 	f.mu.Lock()
-	wasPending := f.pending
 	f.pending, f.gone = false, false
-	labels := f.labels
 	f.labels = nil
 	f.mu.Unlock()
-	obj := metadata.Object{Namespace: f.ns.name, Image: img.Name}
-	for k, v := range labels {
-		if err := f.fsys.db.SetLabel(obj, k, v, nil); err != nil {
-			toErrno("setxattr "+imagePath(f.ns, img.Name)+" user."+k, err)
-		}
-	}
-	if wasPending && f.StableAttr().Ino != recordIno(img.ID) {
-		// The kernel knows the image under the number it had while being
-		// created; make it look the name up again, to learn the image's.
-		f.fsys.inval.post(func() { notifyEntry(f.EmbeddedInode()) })
-	}
 }
 
 // commitFailed records a failed commit: a creation that fails creates
@@ -413,6 +423,8 @@ func (f *imageFile) released(w *imageWriter, dirty bool) {
 // under the node's lock (a commit may end the creation at any moment);
 // false when the image is not being created.
 func (f *imageFile) withPendingLabels(fn func(labels map[string]string)) bool {
+	f.nameMu.Lock()
+	defer f.nameMu.Unlock()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !f.pending || f.gone {
@@ -516,7 +528,7 @@ func readAt(data, dest []byte, off int64) fuse.ReadResult {
 // PutImage at fsync and close.
 type imageWriter struct {
 	file  *imageFile
-	owner int // the process that opened it (see closedByOther)
+	owner process // the process that opened it (see closedByOther)
 
 	mu      sync.Mutex
 	buf     []byte
@@ -608,45 +620,76 @@ func (w *imageWriter) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 // commit stores the buffer as the image when bytes were written since the
 // last commit. On failure the buffer stays, so that a later close (of
 // another descriptor of this handle) can still commit.
+//
+// The write names the image by ref, ID and namespace ID; metadata decides
+// in its transaction whether that is still the image (a new one is
+// created with its reserved ID and the labels set while it was pending).
+// An image that is gone (ErrImageGone: removed, renamed away or replaced
+// meanwhile) takes the bytes with it and the close succeeds; a namespace
+// deleted meanwhile is ENOENT.
 func (w *imageWriter) commit(op string) syscall.Errno {
 	w.mu.Lock()
 	if !w.written {
 		w.mu.Unlock()
 		return 0
 	}
-	ref := w.file.currentRef()
+	f := w.file
+	f.nameMu.Lock()
+	f.mu.Lock()
+	ref, pending := f.ref, f.pending
 	if ref == "" {
-		// Unlinked or replaced while open: the bytes go with it.
-		w.dirty, w.written = false, false
-		w.mu.Unlock()
-		return 0
+		ref = f.lastRef
 	}
-	var img metadata.Image
+	var labels map[string]string
+	if pending {
+		labels = maps.Clone(f.labels)
+	}
+	f.mu.Unlock()
 	var err error
-	if w.file.fsys.nsGone(w.file.ns) {
-		err = errors.Wrapf(metadata.ErrNotFound, "namespace %q was deleted", w.file.ns.name)
+	if pending && f.currentRef() == "" {
+		// Unlinked while being created: it never was in the store.
+		err = errors.Wrapf(metadata.ErrImageGone, "image %q in namespace %q was removed before its first commit", ref, f.ns.name)
 	} else {
-		img, err = w.file.fsys.db.PutImage(w.file.ns.name, ref, w.buf)
+		_, err = f.fsys.db.PutImage(metadata.ImageWrite{
+			Namespace:   f.ns.name,
+			NamespaceID: f.ns.id,
+			Ref:         ref,
+			Manifest:    w.buf,
+			ID:          f.id,
+			Create:      pending,
+			Labels:      labels,
+		})
 	}
 	if err == nil {
+		// Before another commit can read pending (under nameMu): a
+		// second Create of an image unlinked since would recreate it.
+		f.committed()
+	}
+	f.nameMu.Unlock()
+	gone := metadata.IsImageGone(err)
+	if err == nil || gone {
 		w.dirty, w.written = false, false
 	} else {
 		w.failed = true
 	}
 	w.mu.Unlock()
-	if err != nil {
+	switch {
+	case gone:
+		// Its bytes go with it, as on any filesystem.
+		f.detach()
+		return 0
+	case err != nil:
 		var errno syscall.Errno
 		if len(w.buf) == 0 {
 			// What a shell closes after `> images/x` opened it and before
 			// the command writes: EINVAL, but not worth a log line.
 			errno = errnoOf(err)
 		} else {
-			errno = toErrno("commit "+imagePath(w.file.ns, ref)+" ("+op+")", err)
+			errno = toErrno("commit "+imagePath(f.ns, ref)+" ("+op+")", err)
 		}
-		w.file.commitFailed(op == opClose)
+		f.commitFailed(op == opClose)
 		return errno
 	}
-	w.file.committed(img)
 	return 0
 }
 

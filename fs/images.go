@@ -85,7 +85,7 @@ func (d *imageDir) imageNode(ctx context.Context, name string, img *metadata.Ima
 			return ch
 		}
 	}
-	return d.NewInode(ctx, newImageFile(d.fsys, d.ns, img.Name, false), fileAttr(recordIno(img.ID)))
+	return d.NewInode(ctx, newImageFile(d.fsys, d.ns, img.Name, img.ID, false), fileAttr(recordIno(img.ID)))
 }
 
 func (d *imageDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
@@ -213,9 +213,10 @@ func (d *imageDir) Unlink(ctx context.Context, name string) syscall.Errno {
 }
 
 // Rename renames an image within its namespace, replacing the target
-// atomically. Across namespaces, and for directories, it is EXDEV, so that
-// mv copies and then removes. RENAME_NOREPLACE is honoured (checked just
-// before the rename); RENAME_EXCHANGE is EINVAL.
+// atomically. Across namespaces, and for directories, metadata answers
+// ErrCrossNamespace (EXDEV), so that mv copies and then removes.
+// RENAME_NOREPLACE is checked in the transaction that renames;
+// RENAME_EXCHANGE is EINVAL.
 func (d *imageDir) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
 	if d.fsys.nsGone(d.ns) {
 		return syscall.ENOENT
@@ -230,28 +231,24 @@ func (d *imageDir) Rename(ctx context.Context, name string, newParent gofs.Inode
 	if !ok {
 		return syscall.EPERM
 	}
-	if dst.ns.id != d.ns.id {
-		return syscall.EXDEV
+	if d.fsys.nsGone(dst.ns) {
+		return syscall.ENOENT
 	}
+	noReplace := flags&unix.RENAME_NOREPLACE != 0
 	from, to := joinPath(d.path, name), joinPath(dst.path, newName)
-	op := "mv " + d.display(from) + " " + d.display(to)
+	op := "mv " + d.display(from) + " " + dst.display(to)
 	src := d.childImage(name)
-	e, err := d.fsys.db.LookupImagePath(d.ns.name, from)
+	if src != nil {
+		// A commit through src waits until both the store and src name
+		// the image by its new ref.
+		src.nameMu.Lock()
+		defer src.nameMu.Unlock()
+	}
+	err := d.fsys.db.RenameImage(d.ns.name, from, dst.ns.name, to, noReplace)
 	if err != nil {
 		if metadata.IsNotFound(err) && src != nil && src.isPending() {
-			return d.renamePending(src, dst, newName, to, flags, op)
+			return d.renamePending(src, dst, newName, to, noReplace, op)
 		}
-		return toErrno(op, err)
-	}
-	if e.IsDir {
-		return syscall.EXDEV
-	}
-	if flags&unix.RENAME_NOREPLACE != 0 {
-		if _, err := d.fsys.db.LookupImagePath(d.ns.name, to); err == nil {
-			return syscall.EEXIST
-		}
-	}
-	if err := d.fsys.db.RenameImage(d.ns.name, from, to); err != nil {
 		return toErrno(op, err)
 	}
 	if replaced := dst.childImage(newName); replaced != nil && replaced != src {
@@ -264,15 +261,17 @@ func (d *imageDir) Rename(ctx context.Context, name string, newParent gofs.Inode
 }
 
 // renamePending renames an image that is still being written (write,
-// rename, close): it is committed under its new name.
-func (d *imageDir) renamePending(src *imageFile, dst *imageDir, newName, to string, flags uint32, op string) syscall.Errno {
-	e, err := d.fsys.db.LookupImagePath(d.ns.name, to)
-	switch {
-	case err == nil && e.IsDir:
-		return syscall.EISDIR
-	case err == nil && flags&unix.RENAME_NOREPLACE != 0:
-		return syscall.EEXIST
-	case err != nil && !metadata.IsNotFound(err):
+// rename, close): it is committed under its new name. What that name
+// held goes now, as a rename replaces its target; the caller holds
+// src.nameMu.
+func (d *imageDir) renamePending(src *imageFile, dst *imageDir, newName, to string, noReplace bool, op string) syscall.Errno {
+	if noReplace {
+		if _, err := d.fsys.db.LookupImagePath(dst.ns.name, to); err == nil {
+			return syscall.EEXIST
+		} else if !metadata.IsNotFound(err) {
+			return toErrno(op, err)
+		}
+	} else if err := d.fsys.db.DeleteImage(dst.ns.name, to); err != nil && !metadata.IsNotFound(err) {
 		return toErrno(op, err)
 	}
 	if replaced := dst.childImage(newName); replaced != nil && replaced != src {
@@ -295,19 +294,19 @@ func (d *imageDir) Link(ctx context.Context, target gofs.InodeEmbedder, name str
 	if !ok {
 		return nil, syscall.EPERM
 	}
-	if src.ns.id != d.ns.id {
-		return nil, syscall.EXDEV
+	if d.fsys.nsGone(src.ns) {
+		return nil, syscall.ENOENT
 	}
 	from, to := src.currentRef(), joinPath(d.path, name)
 	if from == "" {
 		return nil, syscall.ENOENT
 	}
-	img, err := d.fsys.db.LinkImage(d.ns.name, from, to)
+	img, err := d.fsys.db.LinkImage(src.ns.name, from, d.ns.name, to)
 	if err != nil {
-		return nil, toErrno("ln "+d.display(from)+" "+d.display(to), err)
+		return nil, toErrno("ln "+imagePath(src.ns, from)+" "+d.display(to), err)
 	}
 	fillImage(d.fsys, &out.Attr, &img)
-	return d.NewInode(ctx, newImageFile(d.fsys, d.ns, to, false), fileAttr(recordIno(img.ID))), 0
+	return d.NewInode(ctx, newImageFile(d.fsys, d.ns, to, img.ID, false), fileAttr(recordIno(img.ID))), 0
 }
 
 // Create opens an image for writing: an existing one (unless O_EXCL), or a
@@ -336,10 +335,16 @@ func (d *imageDir) Create(ctx context.Context, name string, flags uint32, mode u
 	case !metadata.IsNotFound(err):
 		return nil, nil, 0, toErrno("create "+d.display(path), err)
 	}
-	f := newImageFile(d.fsys, d.ns, path, true)
+	// The image's ID now, so that its inode is the same before and after
+	// its first commit (one node, which renames and unlinks keep current).
+	id, err := d.fsys.db.ReserveID()
+	if err != nil {
+		return nil, nil, 0, toErrno("create "+d.display(path), err)
+	}
+	f := newImageFile(d.fsys, d.ns, path, id, true)
 	w := f.newWriter(ctx, nil, true)
 	d.fsys.fillFile(&out.Attr, imagePerm, 0, f.created, f.created)
-	return d.NewInode(ctx, f, fileAttr(d.fsys.inodes.fresh())), w, 0, 0
+	return d.NewInode(ctx, f, fileAttr(recordIno(id))), w, 0, 0
 }
 
 // fillImage fills the attributes of an image file.

@@ -16,10 +16,10 @@ import (
 //	1                    the root (Options.RootStableAttr)
 //	2                    ns/
 //	2 + Namespace.ID     ns/<name>           (bbolt sequence from 1, never reused)
-//	2 + Image.ID         an image file        (kept by replace and rename)
+//	2 + Image.ID         an image file        (kept by replace and rename;
+//	                     reserved at create, before the first commit)
 //	1<<62 + n            directories that are not records (images/, blobs/,
-//	                     blobs/sha256, ref prefixes) and images not yet
-//	                     committed: an in-memory counter
+//	                     blobs/sha256, ref prefixes): an in-memory counter
 //	1<<63 | FNV-64a(...) a blob file, derived from namespace and digest
 //
 // Gen is 1 everywhere: numbers are never reused for another object, except
@@ -96,16 +96,6 @@ func (t *inodeTable) forgetNamespace(ns uint64) {
 			delete(t.dirs, k)
 		}
 	}
-}
-
-// fresh returns a number used once: for an image created but not yet
-// committed, which has no Image.ID yet.
-func (t *inodeTable) fresh() uint64 {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	ino := t.next
-	t.next++
-	return ino
 }
 
 // blobIno is the number of blob d as namespace ns sees it: derived, so it

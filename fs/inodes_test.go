@@ -43,11 +43,11 @@ func TestForgetNamespaceDropsOnlyThatNamespace(t *testing.T) {
 	}
 }
 
-func TestFreshNumbersAreNeverHandedOutTwice(t *testing.T) {
+func TestDirNumbersAreNeverHandedOutTwice(t *testing.T) {
 	tab := newInodeTable()
 	seen := map[uint64]bool{}
 	for i := 0; i < 100; i++ {
-		for _, n := range []uint64{tab.fresh(), tab.dir(1, string(rune('a'+i%26))+"/x"+string(rune(i)))} {
+		for _, n := range []uint64{tab.dir(2, "images/"+string(rune('a'+i))), tab.dir(1, string(rune('a'+i%26))+"/x"+string(rune(i)))} {
 			if seen[n] {
 				t.Fatalf("number %d handed out twice", n)
 			}

@@ -7,7 +7,6 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/nsfs/nsfs/metadata"
-	"github.com/pkg/errors"
 )
 
 // namespacesDir is ns/: one directory per namespace.
@@ -50,7 +49,7 @@ func (d *namespacesDir) Lookup(ctx context.Context, name string, out *fuse.Entry
 	if len(name) > maxNameLen {
 		return nil, syscall.ENAMETOOLONG
 	}
-	ns, err := d.fsys.db.GetNamespace(name)
+	ns, err := d.fsys.db.StatNamespace(name)
 	if err != nil {
 		return nil, lookupErrno("lookup ns/"+name, err)
 	}
@@ -101,16 +100,13 @@ func (d *namespacesDir) Rmdir(ctx context.Context, name string) syscall.Errno {
 	if len(name) > maxNameLen {
 		return syscall.ENAMETOOLONG
 	}
-	ns, err := d.fsys.db.GetNamespace(name)
-	if err == nil {
-		err = d.fsys.db.DeleteNamespace(name)
-	}
+	ns, err := d.fsys.db.DeleteNamespace(name)
 	if err != nil {
 		return toErrno("rmdir ns/"+name, err)
 	}
 	// Before the kernel can let anyone make the name again (it holds ns/
 	// until we return).
-	d.fsys.deleted.Store(ns.ID, struct{}{})
+	d.fsys.namespaceDeleted(ns)
 	d.fsys.inodes.forgetNamespace(ns.ID)
 	return 0
 }
@@ -202,7 +198,7 @@ func (d *namespaceDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse
 	if d.fsys.nsGone(d.ns) {
 		return syscall.ENOENT
 	}
-	ns, err := d.fsys.db.GetNamespace(d.ns.name)
+	ns, err := d.fsys.db.StatNamespace(d.ns.name)
 	if err != nil {
 		return toErrno("getattr ns/"+d.ns.name, err)
 	}
@@ -244,14 +240,10 @@ func (d *namespaceDir) Rmdir(ctx context.Context, name string) syscall.Errno {
 	return refuseName(name)
 }
 
-// rmdirBlobs answers rmdir of blobs/ or blobs/sha256: empty when the
-// namespace holds no blob.
+// rmdirBlobs answers rmdir of blobs/ or blobs/sha256: metadata says
+// whether they are empty (they stay while the namespace does).
 func (f *filesystem) rmdirBlobs(ns nsRef, path string, keys ...string) syscall.Errno {
-	held, err := f.db.ListBlobs(ns.name)
-	if err == nil && len(held) > 0 {
-		err = errors.Wrapf(metadata.ErrNotEmpty, "namespace %q still holds %d blobs", ns.name, len(held))
-	}
-	if err != nil {
+	if err := f.db.RemoveBlobDir(ns.name); err != nil {
 		return toErrno("rmdir "+path, err)
 	}
 	f.inodes.forget(ns.id, keys...)

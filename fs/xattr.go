@@ -42,9 +42,9 @@ var (
 	_ = (gofs.NodeListxattrer)((*labelXattrs)(nil))
 )
 
-// Getxattr answers from the labels; a name outside user. or a missing label
-// is ENODATA without touching the error path (tools probe for
-// security.* and system.* on every file).
+// Getxattr reads the one label asked for. A name outside user. is ENODATA
+// without touching the store or the error path (tools probe for
+// security.* and system.* on every file); a missing label is ENODATA too.
 func (x *labelXattrs) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
 	key, errno := labelKey("getxattr", attr, syscall.ENODATA)
 	if errno != 0 {
@@ -54,11 +54,11 @@ func (x *labelXattrs) Getxattr(ctx context.Context, attr string, dest []byte) (u
 	if errno != 0 {
 		return 0, errno
 	}
-	labels, err := x.db.Labels(obj)
+	value, err := x.db.Label(obj, key)
 	if err != nil {
 		return 0, toErrno("getxattr "+name+" "+attr, err)
 	}
-	return getLabel(labels, key, dest)
+	return getValue(value, dest)
 }
 
 // labelKey is the label key of xattr name attr; a name outside user. is
@@ -84,6 +84,12 @@ func getLabel(labels map[string]string, key string, dest []byte) (uint32, syscal
 	if !ok {
 		return 0, syscall.ENODATA
 	}
+	return getValue(value, dest)
+}
+
+// getValue answers getxattr with a label's value (ERANGE when dest is too
+// small, with the size needed).
+func getValue(value string, dest []byte) (uint32, syscall.Errno) {
 	n, err := xattr.Get(dest, value)
 	if err != nil {
 		return n, syscall.ERANGE

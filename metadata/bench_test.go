@@ -12,7 +12,7 @@ func BenchmarkCreateDeleteNamespace(b *testing.B) {
 		if _, err := db.CreateNamespace(name, nil); err != nil {
 			b.Fatal(err)
 		}
-		if err := db.DeleteNamespace(name); err != nil {
+		if _, err := db.DeleteNamespace(name); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -71,6 +71,67 @@ func BenchmarkLookupImagePath(b *testing.B) {
 			path = fmt.Sprintf("other/d%02d", i%100)
 		}
 		if _, err := db.LookupImagePath("default", path); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// labelledBlob writes a blob into default and gives it a few labels, as
+// containerd gives layers (uncompressed digest, gc refs).
+func labelledBlob(b *testing.B, db *DB) Object {
+	d := mustWriteBlob(b, db, "default", []byte("a layer")).Digest
+	o := Object{Namespace: "default", Blob: d}
+	for i := 0; i < 3; i++ {
+		if err := db.SetLabel(o, fmt.Sprintf("containerd.io/label%d", i), "sha256:0123456789abcdef", nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return o
+}
+
+// BenchmarkGetBlob is a blob with its labels.
+func BenchmarkGetBlob(b *testing.B) {
+	db := openTestDB(b, Options{})
+	o := labelledBlob(b, db)
+	for b.Loop() {
+		if _, err := db.GetBlob("default", o.Blob); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkStatBlob is what every lookup and getattr of a blob costs.
+func BenchmarkStatBlob(b *testing.B) {
+	db := openTestDB(b, Options{})
+	o := labelledBlob(b, db)
+	for b.Loop() {
+		if _, err := db.StatBlob("default", o.Blob); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkLabel is what a getxattr of a blob's label costs.
+func BenchmarkLabel(b *testing.B) {
+	db := openTestDB(b, Options{})
+	o := labelledBlob(b, db)
+	for b.Loop() {
+		if v, err := db.Label(o, "containerd.io/label1"); err != nil || v == "" {
+			b.Fatal(v, err)
+		}
+	}
+}
+
+// BenchmarkStatNamespace is what every getattr of ns/<name> costs.
+func BenchmarkStatNamespace(b *testing.B) {
+	db := openTestDB(b, Options{})
+	for i := 0; i < 3; i++ {
+		if err := db.SetLabel(Object{Namespace: "default"}, fmt.Sprintf("team%d", i), "infra", nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for b.Loop() {
+		if _, err := db.StatNamespace("default"); err != nil {
 			b.Fatal(err)
 		}
 	}

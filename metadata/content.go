@@ -3,7 +3,6 @@ package metadata
 import (
 	"io"
 	"os"
-	"regexp"
 	"sync"
 	"time"
 
@@ -23,11 +22,11 @@ type Blob struct {
 	CreatedAt time.Time
 }
 
-var sha256Re = regexp.MustCompile(`^sha256:[a-f0-9]{64}$`)
-
 // ValidateDigest checks "sha256:<64 lowercase hex>" (ErrInvalidArgument).
+// The format is the blob store's (blobs.ValidateDigest); this gives its
+// refusal metadata's kind.
 func ValidateDigest(d digest.Digest) error {
-	if !sha256Re.MatchString(string(d)) {
+	if err := blobs.ValidateDigest(d); err != nil {
 		return errors.Wrapf(ErrInvalidArgument, "digest %q: must be sha256: and 64 lowercase hex digits", shorten(string(d)))
 	}
 	return nil
@@ -220,8 +219,19 @@ func (db *DB) updateReleasing(ns string, fn func(tx *bolt.Tx, rel *releases) err
 	return nil
 }
 
-// GetBlob returns a blob ns can see (ErrNotFound otherwise).
+// GetBlob returns a blob ns can see, with its labels (ErrNotFound
+// otherwise).
 func (db *DB) GetBlob(ns string, d digest.Digest) (Blob, error) {
+	return db.getBlob(ns, d, true)
+}
+
+// StatBlob is GetBlob without the labels (Labels is nil): what a lookup or
+// a stat needs, without a map built on every one.
+func (db *DB) StatBlob(ns string, d digest.Digest) (Blob, error) {
+	return db.getBlob(ns, d, false)
+}
+
+func (db *DB) getBlob(ns string, d digest.Digest, withLabels bool) (Blob, error) {
 	if err := ValidateDigest(d); err != nil {
 		return Blob{}, err
 	}
@@ -235,9 +245,12 @@ func (db *DB) GetBlob(ns string, d digest.Digest) (Blob, error) {
 		if !ok {
 			return errors.Wrapf(ErrNotFound, "blob %s not found in namespace %q", d, ns)
 		}
-		b = Blob{Digest: d, Size: size, Labels: map[string]string{}}
+		b = Blob{Digest: d, Size: size}
+		if withLabels {
+			b.Labels = map[string]string{}
+		}
 		if rec := heldBlob(nsb, d); rec != nil {
-			readHold(&b, rec)
+			readHold(&b, rec, withLabels)
 		} else {
 			b.CreatedAt = getTime(contentBucket(tx).Bucket([]byte(d)), keyCreatedAt)
 		}
@@ -246,14 +259,17 @@ func (db *DB) GetBlob(ns string, d digest.Digest) (Blob, error) {
 	return b, err
 }
 
-func readHold(b *Blob, rec *bolt.Bucket) {
+func readHold(b *Blob, rec *bolt.Bucket, withLabels bool) {
 	b.Held = true
 	b.InUse = getUint64(rec, keyImages) > 0
-	b.Labels = readLabels(rec.Bucket(bucketLabels))
+	if withLabels {
+		b.Labels = readLabels(rec.Bucket(bucketLabels))
+	}
 	b.CreatedAt = getTime(rec, keyCreatedAt)
 }
 
-// ListBlobs returns the blobs ns holds, sorted by digest.
+// ListBlobs returns the blobs ns holds, sorted by digest. Their Labels
+// are nil: a listing does not read them (GetBlob or Labels does).
 func (db *DB) ListBlobs(ns string) ([]Blob, error) {
 	var list []Blob
 	err := db.bolt.View(func(tx *bolt.Tx) error {
@@ -268,7 +284,7 @@ func (db *DB) ListBlobs(ns string) ([]Blob, error) {
 		return bb.ForEachBucket(func(k []byte) error {
 			rec := bb.Bucket(k)
 			b := Blob{Digest: digest.Digest(k), Size: getInt64(rec, keySize)}
-			readHold(&b, rec)
+			readHold(&b, rec, false)
 			list = append(list, b)
 			return nil
 		})
@@ -278,13 +294,13 @@ func (db *DB) ListBlobs(ns string) ([]Blob, error) {
 
 // OpenBlob opens a blob ns can see for reading (ErrNotFound).
 func (db *DB) OpenBlob(ns string, d digest.Digest) (*os.File, error) {
-	if _, err := db.GetBlob(ns, d); err != nil {
+	if _, err := db.StatBlob(ns, d); err != nil {
 		return nil, err
 	}
 	f, err := db.blobs.Open(d)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			// Its last holder dropped it since GetBlob looked.
+			// Its last holder dropped it since StatBlob looked.
 			return nil, errors.Wrapf(ErrNotFound, "blob %s not found in namespace %q", d, ns)
 		}
 		return nil, errors.Wrapf(err, "open blob %s", d)
@@ -318,8 +334,9 @@ func (db *DB) DeleteBlob(ns string, d digest.Digest) error {
 // BlobWriter is an ingest of one blob into a namespace. Its methods may be
 // called from several goroutines (FUSE requests on one handle).
 type BlobWriter struct {
-	db *DB
-	ns string
+	db   *DB
+	ns   string
+	nsID uint64 // 0: whichever namespace is called ns at Commit
 
 	mu        sync.Mutex
 	w         *blobs.Writer
@@ -328,13 +345,16 @@ type BlobWriter struct {
 
 // WriteBlob starts an ingest of d into ns: ErrExists when ns can already see
 // d (nothing to send), ErrInvalidArgument for a bad digest, ErrNotFound for
-// a missing namespace. The bytes go to a temporary file.
-func (db *DB) WriteBlob(ns string, d digest.Digest) (*BlobWriter, error) {
+// a missing namespace. The bytes go to a temporary file. nsID, if not zero,
+// must be the namespace's ID, here and again in Commit's transaction: a
+// namespace deleted and made again under the same name is another one
+// (ErrNotFound, "namespace %q was deleted").
+func (db *DB) WriteBlob(ns string, nsID uint64, d digest.Digest) (*BlobWriter, error) {
 	if err := ValidateDigest(d); err != nil {
 		return nil, err
 	}
 	err := db.bolt.View(func(tx *bolt.Tx) error {
-		if _, err := namespaceBucket(tx, ns); err != nil {
+		if _, err := namespaceWithID(tx, ns, nsID); err != nil {
 			return err
 		}
 		if _, ok := db.visible(tx, ns, d); ok {
@@ -349,7 +369,7 @@ func (db *DB) WriteBlob(ns string, d digest.Digest) (*BlobWriter, error) {
 	if err != nil {
 		return nil, errors.Wrapf(err, "ingest blob %s into namespace %q", d, ns)
 	}
-	return &BlobWriter{db: db, ns: ns, w: w}, nil
+	return &BlobWriter{db: db, ns: ns, nsID: nsID, w: w}, nil
 }
 
 var _ io.Writer = (*BlobWriter)(nil)
@@ -430,7 +450,7 @@ func (w *BlobWriter) Commit() error {
 		return errors.Wrapf(err, "publish blob %s in namespace %q", d, w.ns)
 	}
 	err = db.bolt.Update(func(tx *bolt.Tx) error {
-		nsb, err := namespaceBucket(tx, w.ns)
+		nsb, err := namespaceWithID(tx, w.ns, w.nsID)
 		if err != nil {
 			return errors.WithMessagef(err, "blob %s was written, but", d)
 		}
@@ -468,4 +488,34 @@ func (w *BlobWriter) Abort() error {
 		return nil
 	}
 	return w.w.Abort()
+}
+
+// namespaceWithID returns the namespace called name, which must have ID id
+// unless id is 0 (ErrNotFound: it was deleted, perhaps made again).
+func namespaceWithID(tx *bolt.Tx, name string, id uint64) (*bolt.Bucket, error) {
+	nsb, err := namespaceBucket(tx, name)
+	if err == nil && id != 0 && getUint64(nsb, keyID) != id {
+		err = errors.Wrapf(ErrNotFound, "namespace %q not found", name)
+	}
+	if err != nil && id != 0 {
+		return nil, errors.Wrapf(ErrNotFound, "namespace %q was deleted", name)
+	}
+	return nsb, err
+}
+
+// RemoveBlobDir answers rmdir of blobs/ and blobs/sha256 of ns, which
+// stay while the namespace does (as RemoveImageDir(ns, "") does for
+// images/): nil when ns holds no blob, ErrNotEmpty while it holds some,
+// ErrNotFound without the namespace. Nothing is deleted.
+func (db *DB) RemoveBlobDir(ns string) error {
+	return db.bolt.View(func(tx *bolt.Tx) error {
+		nsb, err := namespaceBucket(tx, ns)
+		if err != nil {
+			return err
+		}
+		if !isEmptyBucket(nsb.Bucket(bucketBlobs)) {
+			return errors.Wrapf(ErrNotEmpty, "blobs/ of namespace %q is not empty", ns)
+		}
+		return nil
+	})
 }

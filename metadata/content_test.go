@@ -29,7 +29,7 @@ func TestWriteBlob(t *testing.T) {
 	db := openTestDB(t, Options{})
 	data := []byte("hello blob")
 	d := digest.FromBytes(data)
-	w, err := db.WriteBlob("default", d)
+	w, err := db.WriteBlob("default", 0, d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,14 +73,14 @@ func TestWriteBlob(t *testing.T) {
 	if string(got) != string(data) {
 		t.Fatalf("read back %q", got)
 	}
-	if _, err := db.WriteBlob("default", d); !IsExists(err) {
+	if _, err := db.WriteBlob("default", 0, d); !IsExists(err) {
 		t.Fatalf("WriteBlob of a held blob: %v, want ErrExists", err)
 	}
 	// Shared policy: another namespace sees it without holding it.
 	if _, err := db.CreateNamespace("foo", nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.WriteBlob("foo", d); !IsExists(err) {
+	if _, err := db.WriteBlob("foo", 0, d); !IsExists(err) {
 		t.Fatalf("WriteBlob of a visible blob in foo: %v, want ErrExists", err)
 	}
 	fb, err := db.GetBlob("foo", d)
@@ -92,9 +92,9 @@ func TestWriteBlob(t *testing.T) {
 	}
 	wantKind(t, "foo deletes a blob it does not hold", db.DeleteBlob("foo", d), IsNotFound, "ErrNotFound")
 
-	_, err = db.WriteBlob("nope", d)
+	_, err = db.WriteBlob("nope", 0, d)
 	wantKind(t, "write into a missing namespace", err, IsNotFound, "ErrNotFound")
-	_, err = db.WriteBlob("default", "sha256:abc")
+	_, err = db.WriteBlob("default", 0, "sha256:abc")
 	wantKind(t, "write a bad digest", err, IsInvalidArgument, "ErrInvalidArgument")
 	_, err = db.GetBlob("default", digest.FromString("absent"))
 	wantKind(t, "get an absent blob", err, IsNotFound, "ErrNotFound")
@@ -105,7 +105,7 @@ func TestWriteBlobDigestMismatch(t *testing.T) {
 	db := openTestDB(t, Options{})
 	before := dump(t, db)
 	want := digest.FromString("the right bytes")
-	w, err := db.WriteBlob("default", want)
+	w, err := db.WriteBlob("default", 0, want)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,12 +130,12 @@ func TestWriteBlobNamespaceGone(t *testing.T) {
 	}
 	before := dump(t, db)
 	data := []byte("orphan to be")
-	w, err := db.WriteBlob("foo", digest.FromBytes(data))
+	w, err := db.WriteBlob("foo", 0, digest.FromBytes(data))
 	if err != nil {
 		t.Fatal(err)
 	}
 	w.Write(data)
-	if err := db.DeleteNamespace("foo"); err != nil {
+	if _, err := db.DeleteNamespace("foo"); err != nil {
 		t.Fatal(err)
 	}
 	wantKind(t, "commit into a deleted namespace", w.Commit(), IsNotFound, "ErrNotFound")
@@ -153,7 +153,7 @@ func TestWriteBlobNamespaceGone(t *testing.T) {
 func TestAbortWriteBlob(t *testing.T) {
 	db := openTestDB(t, Options{})
 	before := dump(t, db)
-	w, err := db.WriteBlob("default", digest.FromString("x"))
+	w, err := db.WriteBlob("default", 0, digest.FromString("x"))
 	if err != nil {
 		t.Fatal(err)
 	}

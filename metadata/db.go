@@ -56,6 +56,45 @@ type DB struct {
 	// delete the file], so neither pair interleaves with the other for the
 	// same digest (doc.go, "Files and records").
 	contentMu sync.Mutex
+
+	// ids is the block of IDs ReserveID hands out, taken from the
+	// sequence in one transaction per idBlock IDs.
+	idMu   sync.Mutex
+	idNext uint64 // next ID of the block; the block is empty when idNext == idEnd
+	idEnd  uint64
+}
+
+// idBlock is how many IDs ReserveID takes from the sequence at once. The
+// unused rest of a block is lost when the store closes, which costs
+// nothing: IDs are never reused anyway, and 2^64 is far.
+const idBlock = 1024
+
+// ReserveID hands out an image ID ahead of the image (fs/ gives a file
+// being created its final inode number, recordIno(ID), before it is
+// committed; PutImage with ImageWrite.Create then creates the image with
+// it). IDs come from an in-memory block, so a reservation costs a write
+// transaction only once per idBlock IDs. A reserved ID that is never used
+// is simply never used.
+func (db *DB) ReserveID() (uint64, error) {
+	db.idMu.Lock()
+	defer db.idMu.Unlock()
+	if db.idNext == db.idEnd {
+		err := db.bolt.Update(func(tx *bolt.Tx) error {
+			seq := root(tx).Sequence()
+			if err := root(tx).SetSequence(seq + idBlock); err != nil {
+				return err
+			}
+			db.idNext, db.idEnd = seq+1, seq+idBlock+1
+			return nil
+		})
+		if err != nil {
+			db.idNext, db.idEnd = 0, 0
+			return 0, errors.Wrap(err, "reserve image IDs")
+		}
+	}
+	id := db.idNext
+	db.idNext++
+	return id, nil
 }
 
 // DefaultNamespace is created with a new store, so a fresh mount shows

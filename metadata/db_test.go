@@ -23,7 +23,7 @@ func TestReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	img := seedImage(t, db, "foo", "x")
-	put, err := db.PutImage("foo", "docker.io/x", img.manifest)
+	put, err := db.PutImage(ImageWrite{Namespace: "foo", Ref: "docker.io/x", Manifest: img.manifest})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func TestReopen(t *testing.T) {
 	if err != nil || ns.ID <= put.ID {
 		t.Fatalf("new ID %d after reopen, last was %d (%v)", ns.ID, put.ID, err)
 	}
-	if err := db.DeleteNamespace("default"); err != nil {
+	if _, err := db.DeleteNamespace("default"); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
@@ -162,7 +162,7 @@ func testConcurrent(t *testing.T, sharing Sharing) {
 	refs := []string{"r0", "r1", "d/r2", "d/r3", "d", "d/r2/x", "t1", "t2", "d/t3"}
 
 	// allowed are the error kinds random operations may meet.
-	allowed := []func(error) bool{IsNotFound, IsExists, IsNotEmpty, IsInUse, IsIsDirectory, IsNotDirectory}
+	allowed := []func(error) bool{IsNotFound, IsExists, IsNotEmpty, IsInUse, IsIsDirectory, IsNotDirectory, IsCrossNamespace}
 	var mu sync.Mutex
 	succeeded := map[string]int{}
 	check := func(op string, err error) {
@@ -196,7 +196,7 @@ func testConcurrent(t *testing.T, sharing Sharing) {
 					if r.IntN(4) == 0 {
 						data = manifests[r.IntN(len(manifests))]
 					}
-					w, err := db.WriteBlob(ns, digest.FromBytes(data))
+					w, err := db.WriteBlob(ns, 0, digest.FromBytes(data))
 					if err != nil {
 						check("WriteBlob", err)
 						continue
@@ -208,7 +208,7 @@ func testConcurrent(t *testing.T, sharing Sharing) {
 						check("Commit", w.Commit())
 					}
 				case 2, 3:
-					_, err := db.PutImage(ns, ref, manifests[r.IntN(len(manifests))])
+					_, err := db.PutImage(ImageWrite{Namespace: ns, Ref: ref, Manifest: manifests[r.IntN(len(manifests))]})
 					check("PutImage", err)
 				case 4:
 					check("DeleteImage", db.DeleteImage(ns, ref))
@@ -219,9 +219,9 @@ func testConcurrent(t *testing.T, sharing Sharing) {
 					}
 					check("DeleteBlob", db.DeleteBlob(ns, d))
 				case 6:
-					check("RenameImage", db.RenameImage(ns, ref, refs[r.IntN(len(refs))]))
+					check("RenameImage", db.RenameImage(ns, ref, ns, refs[r.IntN(len(refs))], false))
 				case 7:
-					_, err := db.LinkImage(ns, ref, refs[r.IntN(len(refs))])
+					_, err := db.LinkImage(ns, ref, ns, refs[r.IntN(len(refs))])
 					check("LinkImage", err)
 				case 8:
 					if r.IntN(2) == 0 {
@@ -237,7 +237,8 @@ func testConcurrent(t *testing.T, sharing Sharing) {
 						for _, b := range blobs {
 							check("DeleteBlob", db.DeleteBlob("tmp", b.Digest))
 						}
-						check("DeleteNamespace", db.DeleteNamespace("tmp"))
+						_, err := db.DeleteNamespace("tmp")
+						check("DeleteNamespace", err)
 					}
 				case 9:
 					value := ""

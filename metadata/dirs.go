@@ -29,9 +29,9 @@ type Entry struct {
 	Name  string // the last component
 	Path  string // the whole path below images/, "" for images/ itself
 	IsDir bool
-	// Image is set for files. From ReadImageDir its Labels are nil (a
-	// listing does not read them; GetImage or Labels does); from
-	// LookupImagePath it is complete.
+	// Image is set for files. Its Labels are nil, from ReadImageDir and
+	// LookupImagePath alike: lookups and listings are the hot paths of the
+	// filesystem and never show labels (GetImage or Labels reads them).
 	Image *Image
 }
 
@@ -94,12 +94,13 @@ func (db *DB) LookupImagePath(ns, path string) (Entry, error) {
 			e = Entry{IsDir: true}
 			return nil
 		}
-		if isImage(nsb, path) {
-			rec, err := getImageRecord(nsb, ns, path)
+		// One read of the record answers both "is it an image" and "which".
+		if v := nsb.Bucket(bucketImages).Get([]byte(path)); v != nil {
+			rec, err := decodeImageRecord(v)
 			if err != nil {
-				return err
+				return errors.WithMessagef(err, "image %q in namespace %q", shorten(path), ns)
 			}
-			img := toImage(nsb, ns, path, rec, true)
+			img := toImage(nsb, ns, path, rec, false)
 			e = Entry{Name: baseName(path), Path: path, Image: &img}
 			return nil
 		}

@@ -10,7 +10,10 @@
 //	v1/                                 schema version 1
 //	  version -> uint64 (1)             written when the store is created
 //	  (sequence)                        the one ID counter: namespaces and
-//	                                    images take IDs from it, never reused
+//	                                    images take IDs from it, never reused;
+//	                                    ReserveID takes blocks of 1024 ahead
+//	                                    (for images fs/ creates), and what a
+//	                                    block leaves unused is never used
 //	  namespaces/
 //	    <name>/                         a namespace (containerd's name rule)
 //	      id -> uint64                  fs/ inode of ns/<name>

@@ -1,6 +1,10 @@
 package metadata
 
-import "github.com/pkg/errors"
+import (
+	"fmt"
+
+	"github.com/pkg/errors"
+)
 
 // Kinds of error. Every error metadata returns wraps exactly one of these
 // (errors.Wrapf(ErrNotEmpty, "namespace %q must be empty, but it still has
@@ -25,6 +29,14 @@ var (
 	ErrLocked          = errors.New("store in use")      // mount refuses
 )
 
+// ErrImageGone refines ErrNotFound (errors.Is sees both, fs/ maps it to
+// ENOENT like any ErrNotFound): a write that named an image by its ID
+// (ImageWrite.ID) found that the image is no longer under that ref — it was
+// renamed, removed or replaced meanwhile. fs/ tells it apart from a missing
+// blob or namespace: the bytes of a file whose image is gone go nowhere,
+// and its close succeeds, as on any filesystem.
+var ErrImageGone = fmt.Errorf("image gone: %w", ErrNotFound)
+
 func IsNotFound(err error) bool        { return errors.Is(err, ErrNotFound) }
 func IsExists(err error) bool          { return errors.Is(err, ErrExists) }
 func IsNotEmpty(err error) bool        { return errors.Is(err, ErrNotEmpty) }
@@ -40,3 +52,4 @@ func IsIsDirectory(err error) bool     { return errors.Is(err, ErrIsDirectory) }
 func IsCrossNamespace(err error) bool  { return errors.Is(err, ErrCrossNamespace) }
 func IsReadOnly(err error) bool        { return errors.Is(err, ErrReadOnly) }
 func IsLocked(err error) bool          { return errors.Is(err, ErrLocked) }
+func IsImageGone(err error) bool       { return errors.Is(err, ErrImageGone) }

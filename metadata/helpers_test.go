@@ -30,7 +30,7 @@ func openTestDB(t testing.TB, opts Options) *DB {
 func mustWriteBlob(t testing.TB, db *DB, ns string, data []byte) ocispec.Descriptor {
 	t.Helper()
 	d := digest.FromBytes(data)
-	w, err := db.WriteBlob(ns, d)
+	w, err := db.WriteBlob(ns, 0, d)
 	if err != nil {
 		t.Fatalf("WriteBlob(%s, %s): %v", ns, d, err)
 	}

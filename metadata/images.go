@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nsfs/nsfs/blobs"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/pkg/errors"
@@ -204,27 +205,64 @@ func imageAbove(nsb *bolt.Bucket, path string) (string, bool) {
 	return "", false
 }
 
-// PutImage creates or replaces image ref in ns with manifest as its target.
-// The bytes must be an OCI or Docker manifest or index (ErrInvalidArgument,
-// the message says what is wrong), at most MaxManifestSize (ErrTooLarge).
-// Every blob it names must be visible to ns (ErrNotFound naming the digest),
-// except an index's children, which may be absent, and layers with URLs
-// (foreign layers). Sizes named must match the blobs' (ErrInvalidArgument).
-// The manifest is stored as a blob; ns claims (holds) the manifest and every
-// visible blob it references, recursively through present index children.
-// On replace the old target's blobs that no other image references are
-// released. A component of ref that is an image gives ErrNotDirectory; ref
-// naming a directory gives ErrIsDirectory. Nothing changes on error.
+// ImageWrite is one write of an image's manifest (PutImage).
+type ImageWrite struct {
+	Namespace string
+	// NamespaceID, if not zero, must be the ID of the namespace named
+	// Namespace: a namespace deleted and made again under the same name is
+	// another namespace (ErrNotFound, "namespace %q was deleted").
+	NamespaceID uint64
+	Ref         string
+	Manifest    []byte
+	// ID, if zero, creates the image or replaces whatever image Ref names.
+	// If not zero, it names the image being written: when Ref exists it must
+	// be this image, and when it does not, the image is created with this
+	// ID only if Create is set (an ID from ReserveID). Otherwise the write
+	// fails with ErrImageGone (an ErrNotFound naming the ref): the image
+	// was renamed, removed or replaced meanwhile.
+	ID     uint64
+	Create bool
+	// Labels are the labels of an image this write creates, set in the same
+	// transaction (ValidateLabel; an empty value is no label). They are
+	// ignored when the write replaces an existing image.
+	Labels map[string]string
+}
+
+// PutImage creates or replaces image w.Ref in w.Namespace with w.Manifest as
+// its target. The bytes must be an OCI or Docker manifest or index
+// (ErrInvalidArgument, the message says what is wrong), at most
+// MaxManifestSize (ErrTooLarge). Every blob it names must be visible to the
+// namespace (ErrNotFound naming the digest), except an index's children,
+// which may be absent, and layers with URLs (foreign layers). Sizes named
+// must match the blobs' (ErrInvalidArgument). The manifest is stored as a
+// blob; the namespace claims (holds) the manifest and every visible blob it
+// references, recursively through present index children. On replace the
+// old target's blobs that no other image references are released. A
+// component of the ref that is an image gives ErrNotDirectory; a ref naming
+// a directory gives ErrIsDirectory. Which image is written, and in which
+// namespace, is checked inside the transaction (ImageWrite). Nothing
+// changes on error.
 //
 // Below an index's present children, blobs are claimed when visible and
 // skipped otherwise (a pull of some platforms of an index), and a child
 // that is not a parsable manifest is claimed by itself.
-func (db *DB) PutImage(ns, ref string, manifest []byte) (Image, error) {
+//
+// Disk I/O happens before the locks: the index children are read and
+// parsed, and the manifest's bytes are written and fsynced to an ingest
+// file; under contentMu and in the transaction only the rename that
+// publishes them (when new) and the checks and claims remain.
+func (db *DB) PutImage(w ImageWrite) (Image, error) {
+	ns, ref, manifest := w.Namespace, w.Ref, w.Manifest
 	if err := ValidateRef(ref); err != nil {
 		return Image{}, err
 	}
 	if len(manifest) > MaxManifestSize {
 		return Image{}, errors.Wrapf(ErrTooLarge, "image %q: manifest is %d bytes, over the 4 MiB limit", shorten(ref), len(manifest))
+	}
+	for k, v := range w.Labels {
+		if err := ValidateLabel(k, v); err != nil {
+			return Image{}, errors.WithMessagef(err, "image %q in namespace %q", shorten(ref), ns)
+		}
 	}
 	pm, err := parseManifest(manifest)
 	if err != nil {
@@ -235,11 +273,26 @@ func (db *DB) PutImage(ns, ref string, manifest []byte) (Image, error) {
 		Digest:    digest.FromBytes(manifest),
 		Size:      int64(len(manifest)),
 	}
+	children := db.readIndexChildren(pm)
 
-	// The file is published before the transaction that records it, both
-	// under contentMu (doc.go). An existing blob costs no bytes.
+	// A new manifest blob is made durable in an ingest file first; only
+	// its publication happens under contentMu, before the transaction that
+	// records it (doc.go). An existing blob costs no bytes.
+	var ingest *blobs.Writer
+	if _, err := db.blobs.Stat(target.Digest); err != nil {
+		if ingest, err = db.prepareBytes(target.Digest, manifest); err != nil {
+			return Image{}, errors.Wrapf(err, "image %q: store manifest blob %s", shorten(ref), target.Digest)
+		}
+		defer ingest.Abort()
+	}
 	db.contentMu.Lock()
-	existed, err := db.blobs.WriteBytes(target.Digest, manifest)
+	var existed bool
+	if ingest != nil {
+		existed, err = ingest.Commit()
+	} else {
+		// Present a moment ago; written again only if it was deleted since.
+		existed, err = db.blobs.WriteBytes(target.Digest, manifest)
+	}
 	if err != nil {
 		db.contentMu.Unlock()
 		return Image{}, errors.Wrapf(err, "image %q: store manifest blob %s", shorten(ref), target.Digest)
@@ -249,7 +302,7 @@ func (db *DB) PutImage(ns, ref string, manifest []byte) (Image, error) {
 	err = db.bolt.Update(func(tx *bolt.Tx) error {
 		*rel = releases{ns: ns}
 		var err error
-		img, err = db.putImage(tx, ns, ref, target, pm, rel)
+		img, err = db.putImage(tx, w, target, pm, children, rel)
 		return err
 	})
 	if err != nil {
@@ -265,12 +318,59 @@ func (db *DB) PutImage(ns, ref string, manifest []byte) (Image, error) {
 	return img, nil
 }
 
+// prepareBytes writes data to an ingest file of d and fsyncs it; Commit
+// publishes it, Abort removes it.
+func (db *DB) prepareBytes(d digest.Digest, data []byte) (*blobs.Writer, error) {
+	bw, err := db.blobs.NewWriter(d)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := bw.Write(data); err != nil {
+		_ = bw.Abort()
+		return nil, err
+	}
+	if err := bw.Prepare(); err != nil {
+		_ = bw.Abort()
+		return nil, err
+	}
+	return bw, nil
+}
+
 // putImage is PutImage's transaction: every check, then the claims, then
 // the release of a replaced image's claims.
-func (db *DB) putImage(tx *bolt.Tx, ns, ref string, target ocispec.Descriptor, pm parsedManifest, rel *releases) (Image, error) {
-	nsb, err := namespaceBucket(tx, ns)
+func (db *DB) putImage(tx *bolt.Tx, w ImageWrite, target ocispec.Descriptor, pm parsedManifest, children map[digest.Digest]parsedManifest, rel *releases) (Image, error) {
+	ns, ref := w.Namespace, w.Ref
+	nsb, err := namespaceWithID(tx, ns, w.NamespaceID)
 	if err != nil {
 		return Image{}, errors.WithMessagef(err, "image %q", shorten(ref))
+	}
+	images, err := subBucket(nsb, bucketImages)
+	if err != nil {
+		return Image{}, err
+	}
+	allData, err := subBucket(nsb, bucketImageData)
+	if err != nil {
+		return Image{}, err
+	}
+	var old *imageRecord
+	if v := images.Get([]byte(ref)); v != nil {
+		rec, err := decodeImageRecord(v)
+		if err != nil {
+			return Image{}, err
+		}
+		old = &rec
+	}
+	if w.ID != 0 {
+		switch {
+		case old != nil && old.id != w.ID:
+			return Image{}, errors.Wrapf(ErrImageGone, "image %q in namespace %q is another image now: the one written was renamed, removed or replaced meanwhile", shorten(ref), ns)
+		case old == nil && !w.Create:
+			return Image{}, errors.Wrapf(ErrImageGone, "image %q in namespace %q was renamed or removed meanwhile", shorten(ref), ns)
+		case old == nil && allData.Bucket(encodeUint64(w.ID)) != nil:
+			return Image{}, errors.Wrapf(ErrImageGone, "image %q in namespace %q: the image being created was renamed meanwhile", shorten(ref), ns)
+		case old == nil && w.ID > root(tx).Sequence():
+			return Image{}, errors.Wrapf(ErrInvalidArgument, "image %q in namespace %q: ID %d was not reserved", shorten(ref), ns, w.ID)
+		}
 	}
 	if err := checkRefPlacement(nsb, ns, ref); err != nil {
 		return Image{}, err
@@ -290,28 +390,16 @@ func (db *DB) putImage(tx *bolt.Tx, ns, ref string, target ocispec.Descriptor, p
 		}
 		claims[r.digest] = size
 		if pm.isIndex {
-			db.claimBelow(tx, ns, r, claims, 1)
+			db.claimBelow(tx, ns, r, children, claims, 1)
 		}
 	}
 
-	images, err := subBucket(nsb, bucketImages)
-	if err != nil {
-		return Image{}, err
-	}
-	allData, err := subBucket(nsb, bucketImageData)
-	if err != nil {
-		return Image{}, err
-	}
 	t := now()
 	rec := imageRecord{createdAt: t, updatedAt: t, target: target}
 	var oldClaims []digest.Digest
 	var data *bolt.Bucket
-	if v := images.Get([]byte(ref)); v != nil {
+	if old != nil {
 		// Replace: the image keeps its ID, creation time and labels.
-		old, err := decodeImageRecord(v)
-		if err != nil {
-			return Image{}, err
-		}
 		rec.id, rec.createdAt = old.id, old.createdAt
 		if data, err = subBucket(allData, encodeUint64(old.id)); err != nil {
 			return Image{}, err
@@ -321,13 +409,21 @@ func (db *DB) putImage(tx *bolt.Tx, ns, ref string, target ocispec.Descriptor, p
 			return Image{}, err
 		}
 	} else {
-		if rec.id, err = nextID(tx); err != nil {
-			return Image{}, err
+		if rec.id = w.ID; rec.id == 0 {
+			if rec.id, err = nextID(tx); err != nil {
+				return Image{}, err
+			}
 		}
 		if data, err = allData.CreateBucket(encodeUint64(rec.id)); err != nil {
 			return Image{}, err
 		}
-		if _, err := data.CreateBucket(bucketLabels); err != nil {
+		kept := map[string]string{}
+		for k, v := range w.Labels {
+			if v != "" { // containerd has no empty labels
+				kept[k] = v
+			}
+		}
+		if err := writeLabels(data, kept); err != nil {
 			return Image{}, err
 		}
 	}
@@ -363,19 +459,51 @@ func kindOf(pm parsedManifest) string {
 	return "manifest"
 }
 
+// readIndexChildren reads and parses, from disk and before any lock, the
+// children of an index (recursively, up to maxIndexDepth) that are there
+// and parse as manifests or indexes; claimBelow then only looks them up.
+// Whether ns may see them is decided in the transaction.
+func (db *DB) readIndexChildren(pm parsedManifest) map[digest.Digest]parsedManifest {
+	children := map[digest.Digest]parsedManifest{}
+	var walk func(refs []reference, depth int)
+	walk = func(refs []reference, depth int) {
+		if depth > maxIndexDepth {
+			return
+		}
+		for _, r := range refs {
+			if _, seen := children[r.digest]; seen || !isManifestType(r.mediaType) && !isIndexType(r.mediaType) {
+				continue
+			}
+			data, err := db.readSmallBlob(r.digest)
+			if err != nil {
+				continue
+			}
+			child, err := parseManifest(data)
+			if err != nil {
+				continue
+			}
+			children[r.digest] = child
+			if child.isIndex {
+				walk(child.refs, depth+1)
+			}
+		}
+	}
+	if pm.isIndex {
+		walk(pm.refs, 1)
+	}
+	return children
+}
+
 // claimBelow adds to claims what the visible index child r references and
-// ns can see, recursively. It is lenient: the child's bytes were never
-// checked as a manifest, and an index may be pulled partially.
-func (db *DB) claimBelow(tx *bolt.Tx, ns string, r reference, claims map[digest.Digest]int64, depth int) {
+// ns can see, recursively, from the children readIndexChildren parsed. It
+// is lenient: the child's bytes were never checked as a manifest, and an
+// index may be pulled partially.
+func (db *DB) claimBelow(tx *bolt.Tx, ns string, r reference, children map[digest.Digest]parsedManifest, claims map[digest.Digest]int64, depth int) {
 	if depth > maxIndexDepth || (!isManifestType(r.mediaType) && !isIndexType(r.mediaType)) {
 		return
 	}
-	data, err := db.readSmallBlob(r.digest)
-	if err != nil {
-		return
-	}
-	pm, err := parseManifest(data)
-	if err != nil {
+	pm, ok := children[r.digest]
+	if !ok {
 		return
 	}
 	for _, child := range pm.refs {
@@ -388,7 +516,7 @@ func (db *DB) claimBelow(tx *bolt.Tx, ns string, r reference, claims map[digest.
 		}
 		claims[child.digest] = size
 		if pm.isIndex {
-			db.claimBelow(tx, ns, child, claims, depth+1)
+			db.claimBelow(tx, ns, child, children, claims, depth+1)
 		}
 	}
 }
@@ -448,8 +576,18 @@ func releaseImage(tx *bolt.Tx, nsb *bolt.Bucket, ns, ref string, rel *releases) 
 	return nil
 }
 
-// GetImage returns one image (ErrNotFound).
+// GetImage returns one image with its labels (ErrNotFound).
 func (db *DB) GetImage(ns, ref string) (Image, error) {
+	return db.getImage(ns, ref, true)
+}
+
+// StatImage is GetImage without the labels (Labels is nil): what a stat
+// needs, without a map built on every getattr.
+func (db *DB) StatImage(ns, ref string) (Image, error) {
+	return db.getImage(ns, ref, false)
+}
+
+func (db *DB) getImage(ns, ref string, withLabels bool) (Image, error) {
 	var img Image
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		nsb, err := namespaceBucket(tx, ns)
@@ -460,7 +598,7 @@ func (db *DB) GetImage(ns, ref string) (Image, error) {
 		if err != nil {
 			return err
 		}
-		img = toImage(nsb, ns, ref, rec, true)
+		img = toImage(nsb, ns, ref, rec, withLabels)
 		return nil
 	})
 	return img, err
@@ -508,13 +646,32 @@ func (db *DB) DeleteImage(ns, ref string) error {
 	})
 }
 
-// RenameImage renames from to to within ns, replacing to atomically (the
-// replaced image's blobs are released as by DeleteImage). The image keeps
-// its ID. Renaming onto a directory is ErrIsDirectory.
+// checkSameNamespace refuses to rename or link an image into another
+// namespace: ErrCrossNamespace, which fs/ answers with EXDEV, so that mv
+// copies the image (moving no blob bytes under the shared policy) and ln
+// fails.
+func checkSameNamespace(op, fromNS, from, toNS string) error {
+	if fromNS != toNS {
+		return errors.Wrapf(ErrCrossNamespace, "%s image %q of namespace %q into namespace %q: images move between namespaces only by copy", op, shorten(from), fromNS, toNS)
+	}
+	return nil
+}
+
+// RenameImage renames image from of fromNS to to of toNS, replacing to
+// atomically (the replaced image's blobs are released as by DeleteImage)
+// unless noReplace is set (ErrExists, checked in the transaction:
+// RENAME_NOREPLACE). The image keeps its ID. Renaming onto a directory is
+// ErrIsDirectory. Namespaces differing is ErrCrossNamespace, and so is
+// renaming a directory of images/ (metadata renames images only; as across
+// filesystems, mv then copies the tree and removes the source).
 //
 // The image also keeps its labels, creation and update times (a rename
 // changes neither the manifest nor its labels). from == to is a no-op.
-func (db *DB) RenameImage(ns, from, to string) error {
+func (db *DB) RenameImage(fromNS, from, toNS, to string, noReplace bool) error {
+	if err := checkSameNamespace("rename", fromNS, from, toNS); err != nil {
+		return err
+	}
+	ns := fromNS
 	for _, ref := range []string{from, to} {
 		if err := ValidateRef(ref); err != nil {
 			return err
@@ -525,12 +682,18 @@ func (db *DB) RenameImage(ns, from, to string) error {
 		if err != nil {
 			return err
 		}
+		if !isImage(nsb, from) && isDir(nsb, from) {
+			return errors.Wrapf(ErrCrossNamespace, "rename images/%s in namespace %q: it is a directory, and only images can be renamed (copy it instead)", shorten(from), ns)
+		}
 		rec, err := getImageRecord(nsb, ns, from)
 		if err != nil {
 			return err
 		}
 		if from == to {
 			return nil
+		}
+		if noReplace && isImage(nsb, to) {
+			return errors.Wrapf(ErrExists, "rename image %q to %q in namespace %q: %q already exists", shorten(from), shorten(to), ns, shorten(to))
 		}
 		if err := checkRefPlacement(nsb, ns, to); err != nil {
 			return err
@@ -552,9 +715,15 @@ func (db *DB) RenameImage(ns, from, to string) error {
 	})
 }
 
-// LinkImage creates image to with from's target and labels (`ctr images
-// tag`), with a new ID. ErrExists when to exists.
-func (db *DB) LinkImage(ns, from, to string) (Image, error) {
+// LinkImage creates image to of toNS with the target and labels of image
+// from of fromNS (`ctr images tag`), with a new ID. ErrExists when to
+// exists (an image or a directory), ErrNotDirectory when a component of it
+// is an image, ErrCrossNamespace when the namespaces differ.
+func (db *DB) LinkImage(fromNS, from, toNS, to string) (Image, error) {
+	if err := checkSameNamespace("link", fromNS, from, toNS); err != nil {
+		return Image{}, err
+	}
+	ns := fromNS
 	for _, ref := range []string{from, to} {
 		if err := ValidateRef(ref); err != nil {
 			return Image{}, err
@@ -570,14 +739,12 @@ func (db *DB) LinkImage(ns, from, to string) (Image, error) {
 		if err != nil {
 			return err
 		}
-		if isImage(nsb, to) {
-			return errors.Wrapf(ErrExists, "image %q already exists in namespace %q", shorten(to), ns)
+		// link(2) answers EEXIST for any existing name, a directory too.
+		if isImage(nsb, to) || isDir(nsb, to) {
+			return errors.Wrapf(ErrExists, "image ref %q already exists in namespace %q", shorten(to), ns)
 		}
-		if parent, ok := imageAbove(nsb, to); ok {
-			return errors.Wrapf(ErrNotDirectory, "image ref %q: %q is an image, not a directory, in namespace %q", shorten(to), shorten(parent), ns)
-		}
-		if isDir(nsb, to) {
-			return errors.Wrapf(ErrExists, "image ref %q is a directory in namespace %q", shorten(to), ns)
+		if err := checkRefPlacement(nsb, ns, to); err != nil {
+			return err
 		}
 		t := now()
 		rec := imageRecord{createdAt: t, updatedAt: t, target: src.target}
@@ -599,9 +766,14 @@ func (db *DB) LinkImage(ns, from, to string) (Image, error) {
 		if err := nsb.Bucket(bucketImages).Put([]byte(to), rec.encode()); err != nil {
 			return err
 		}
-		// The new image claims what from claims; ns holds all of it already.
+		// The new image claims what from claims; ns holds all of it
+		// already, with its recorded size.
 		for _, d := range claimSet(data) {
-			if err := claim(tx, nsb, ns, d, 0, t); err != nil {
+			held := heldBlob(nsb, d)
+			if held == nil {
+				return errors.Wrapf(errCorrupt, "image %q of namespace %q claims blob %s, which the namespace does not hold", shorten(from), ns, d)
+			}
+			if err := claim(tx, nsb, ns, d, getInt64(held, keySize), t); err != nil {
 				return err
 			}
 		}

@@ -33,7 +33,7 @@ func TestSeedStory(t *testing.T) {
 	db := openTestDB(t, Options{})
 	const ref = "docker.io/library/redis:latest"
 	img := seedImage(t, db, "default", "redis")
-	got, err := db.PutImage("default", ref, img.manifest)
+	got, err := db.PutImage(ImageWrite{Namespace: "default", Ref: ref, Manifest: img.manifest})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func TestSeedStory(t *testing.T) {
 	if _, err := db.CreateNamespace("foo", nil); err != nil {
 		t.Fatal(err)
 	}
-	fooImg, err := db.PutImage("foo", ref, img.manifest)
+	fooImg, err := db.PutImage(ImageWrite{Namespace: "foo", Ref: ref, Manifest: img.manifest})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,10 +98,10 @@ func TestSeedStory(t *testing.T) {
 			t.Fatalf("blob %s left the disk though default holds it", d)
 		}
 	}
-	if err := db.DeleteNamespace("foo"); err != nil {
+	if _, err := db.DeleteNamespace("foo"); err != nil {
 		t.Fatalf("rmdir foo: %v", err)
 	}
-	err = db.DeleteNamespace("default")
+	_, err = db.DeleteNamespace("default")
 	wantKind(t, "rmdir default", err, IsNotEmpty, "ErrNotEmpty")
 	if want := `namespace "default" must be empty, but it still has images, blobs: not empty`; err.Error() != want {
 		t.Fatalf("message %q, want %q", err, want)
@@ -121,10 +121,10 @@ func TestDeleteImageDropsBlobs(t *testing.T) {
 	b := seedImage(t, db, "default", "b")
 	// b shares a's layer.
 	bm := manifestJSON(b.config, a.layer)
-	if _, err := db.PutImage("default", "a", a.manifest); err != nil {
+	if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "a", Manifest: a.manifest}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.PutImage("default", "b", bm); err != nil {
+	if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "b", Manifest: bm}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -179,7 +179,7 @@ func TestDeleteImageDropsBlobs(t *testing.T) {
 	if files := blobFiles(t, db); len(files) != 0 {
 		t.Fatalf("files left: %v", files)
 	}
-	if err := db.DeleteNamespace("default"); err != nil {
+	if _, err := db.DeleteNamespace("default"); err != nil {
 		t.Fatal(err)
 	}
 	checkInvariants(t, db)
@@ -212,7 +212,7 @@ func TestIsolatedSharing(t *testing.T) {
 		t.Fatalf("b opens a's blob: %v", err)
 	}
 	before := dump(t, db)
-	_, err := db.PutImage("b", "x", img.manifest)
+	_, err := db.PutImage(ImageWrite{Namespace: "b", Ref: "x", Manifest: img.manifest})
 	wantKind(t, "b puts an image of a's blobs", err, IsNotFound, "ErrNotFound")
 	want := fmt.Sprintf(`image "x": blob %s (config) not found in namespace "b"`, img.config.Digest)
 	if !strings.HasPrefix(err.Error(), want) {
@@ -228,7 +228,7 @@ func TestIsolatedSharing(t *testing.T) {
 	if statFile(t, db, img.layer.Digest) != layerFile {
 		t.Fatal("the existing blob file was replaced")
 	}
-	_, err = db.PutImage("b", "x", img.manifest)
+	_, err = db.PutImage(ImageWrite{Namespace: "b", Ref: "x", Manifest: img.manifest})
 	want = fmt.Sprintf(`image "x": blob %s (config) not found`, img.config.Digest)
 	if !IsNotFound(err) || !strings.HasPrefix(err.Error(), want) {
 		t.Fatalf("PutImage with the config still invisible: %v", err)
@@ -241,10 +241,10 @@ func TestIsolatedSharing(t *testing.T) {
 	if _, err := db.GetBlob("b", img.config.Digest); err != nil {
 		t.Fatalf("b cannot see a shareable namespace's blob: %v", err)
 	}
-	if _, err := db.WriteBlob("b", img.config.Digest); !IsExists(err) {
+	if _, err := db.WriteBlob("b", 0, img.config.Digest); !IsExists(err) {
 		t.Fatalf("WriteBlob of a visible blob: %v, want ErrExists", err)
 	}
-	if _, err := db.PutImage("b", "x", img.manifest); err != nil {
+	if _, err := db.PutImage(ImageWrite{Namespace: "b", Ref: "x", Manifest: img.manifest}); err != nil {
 		t.Fatal(err)
 	}
 	// Once b claims them they are b's, shareable label or not.
@@ -263,7 +263,7 @@ func TestIndexWithAbsentChildren(t *testing.T) {
 	manifestDesc := mustWriteBlob(t, db, "default", amd64.manifest)
 	arm64 := manifestJSON(descriptor("c", []byte("arm config")), descriptor("l", []byte("arm layer")))
 	index := indexJSON(manifestDesc, descriptor("", arm64))
-	img, err := db.PutImage("default", "multi", index)
+	img, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "multi", Manifest: index})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +287,7 @@ func TestIndexWithAbsentChildren(t *testing.T) {
 	amd64 = seedImage(t, db, "default", "amd64")
 	manifestDesc = mustWriteBlob(t, db, "default", amd64.manifest)
 	manifestDesc.Size++
-	_, err = db.PutImage("default", "multi", indexJSON(manifestDesc))
+	_, err = db.PutImage(ImageWrite{Namespace: "default", Ref: "multi", Manifest: indexJSON(manifestDesc)})
 	wantKind(t, "index with a lying child size", err, IsInvalidArgument, "ErrInvalidArgument")
 	checkInvariants(t, db)
 }
@@ -298,7 +298,7 @@ func TestInvalidManifests(t *testing.T) {
 	if _, err := db.CreateNamespace("other", nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.PutImage("default", "existing/image", img.manifest); err != nil {
+	if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "existing/image", Manifest: img.manifest}); err != nil {
 		t.Fatal(err)
 	}
 	config := string(img.config.Digest)
@@ -350,7 +350,7 @@ func TestInvalidManifests(t *testing.T) {
 				ref = "img"
 			}
 			before := dump(t, db)
-			_, err := db.PutImage(ns, ref, tc.data)
+			_, err := db.PutImage(ImageWrite{Namespace: ns, Ref: ref, Manifest: tc.data})
 			if err == nil || !tc.is(err) {
 				t.Fatalf("PutImage: %v, want the other kind", err)
 			}
@@ -366,15 +366,15 @@ func TestInvalidManifests(t *testing.T) {
 	// What is accepted: unknown fields, a foreign layer nobody holds, a
 	// Docker manifest, no mediaType field.
 	foreign := manifest(config, cfgSize, fmt.Sprintf(`,{"mediaType":"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip","digest":%q,"size":3,"urls":["https://example.com/x"]}],"annotations":{"a":"b"},"extra":[1`, missing))
-	if _, err := db.PutImage("default", "foreign", foreign); err != nil {
+	if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "foreign", Manifest: foreign}); err != nil {
 		t.Fatalf("foreign layer: %v", err)
 	}
 	docker := bytes.Replace(img.manifest, []byte(ocispec.MediaTypeImageManifest), []byte(MediaTypeDockerManifest), 1)
-	if got, err := db.PutImage("default", "docker", docker); err != nil || got.Target.MediaType != MediaTypeDockerManifest {
+	if got, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "docker", Manifest: docker}); err != nil || got.Target.MediaType != MediaTypeDockerManifest {
 		t.Fatalf("docker manifest: %+v %v", got.Target, err)
 	}
 	plain := bytes.Replace(img.manifest, []byte(`"mediaType":"`+ocispec.MediaTypeImageManifest+`",`), nil, 1)
-	if got, err := db.PutImage("default", "plain", plain); err != nil || got.Target.MediaType != ocispec.MediaTypeImageManifest {
+	if got, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "plain", Manifest: plain}); err != nil || got.Target.MediaType != ocispec.MediaTypeImageManifest {
 		t.Fatalf("manifest without mediaType: %+v %v", got.Target, err)
 	}
 	checkInvariants(t, db)
@@ -417,7 +417,7 @@ func TestValidateRef(t *testing.T) {
 	}
 	db := openTestDB(t, Options{})
 	img := seedImage(t, db, "default", "x")
-	if _, err := db.PutImage("default", deep, img.manifest); !IsNameTooLong(err) {
+	if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: deep, Manifest: img.manifest}); !IsNameTooLong(err) {
 		t.Fatalf("PutImage of a 10,000-deep ref: %v", err)
 	}
 	if len(ValidateRef(deep).Error()) > 300 {
@@ -429,7 +429,7 @@ func TestReplaceRenameLink(t *testing.T) {
 	db := openTestDB(t, Options{})
 	a := seedImage(t, db, "default", "a")
 	b := seedImage(t, db, "default", "b")
-	first, err := db.PutImage("default", "x", a.manifest)
+	first, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "x", Manifest: a.manifest})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -437,7 +437,7 @@ func TestReplaceRenameLink(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Replace keeps the ID and releases what only the old target claimed.
-	second, err := db.PutImage("default", "x", b.manifest)
+	second, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "x", Manifest: b.manifest})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -449,18 +449,18 @@ func TestReplaceRenameLink(t *testing.T) {
 	}
 
 	// Link: a new ID, same target and labels, counted claims.
-	linked, err := db.LinkImage("default", "x", "y")
+	linked, err := db.LinkImage("default", "x", "default", "y")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if linked.ID == first.ID || linked.Target.Digest != second.Target.Digest || linked.Labels["k"] != "v" {
 		t.Fatalf("linked %+v", linked)
 	}
-	_, err = db.LinkImage("default", "x", "y")
+	_, err = db.LinkImage("default", "x", "default", "y")
 	wantKind(t, "link onto an existing image", err, IsExists, "ErrExists")
-	_, err = db.LinkImage("default", "nope", "z")
+	_, err = db.LinkImage("default", "nope", "default", "z")
 	wantKind(t, "link of a missing image", err, IsNotFound, "ErrNotFound")
-	_, err = db.LinkImage("default", "x", "x/z")
+	_, err = db.LinkImage("default", "x", "default", "x/z")
 	wantKind(t, "link below an image", err, IsNotDirectory, "ErrNotDirectory")
 	if err := db.DeleteImage("default", "x"); err != nil {
 		t.Fatal(err)
@@ -470,7 +470,7 @@ func TestReplaceRenameLink(t *testing.T) {
 	}
 
 	// Rename keeps the ID and labels.
-	if err := db.RenameImage("default", "y", "dir/z"); err != nil {
+	if err := db.RenameImage("default", "y", "default", "dir/z", false); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.GetImage("default", "y"); !IsNotFound(err) {
@@ -480,22 +480,22 @@ func TestReplaceRenameLink(t *testing.T) {
 	if err != nil || z.ID != linked.ID || z.Labels["k"] != "v" || z.Target.Digest != linked.Target.Digest {
 		t.Fatalf("renamed image %+v %v, want %+v", z, err, linked)
 	}
-	if err := db.RenameImage("default", "dir/z", "dir/z"); err != nil {
+	if err := db.RenameImage("default", "dir/z", "default", "dir/z", false); err != nil {
 		t.Fatalf("rename onto itself: %v", err)
 	}
-	wantKind(t, "rename a missing image", db.RenameImage("default", "nope", "w"), IsNotFound, "ErrNotFound")
-	wantKind(t, "rename onto a directory", db.RenameImage("default", "dir/z", "dir"), IsIsDirectory, "ErrIsDirectory")
-	wantKind(t, "rename below an image", db.RenameImage("default", "dir/z", "dir/z/w"), IsNotDirectory, "ErrNotDirectory")
-	wantKind(t, "rename to a bad ref", db.RenameImage("default", "dir/z", "../w"), IsInvalidArgument, "ErrInvalidArgument")
+	wantKind(t, "rename a missing image", db.RenameImage("default", "nope", "default", "w", false), IsNotFound, "ErrNotFound")
+	wantKind(t, "rename onto a directory", db.RenameImage("default", "dir/z", "default", "dir", false), IsIsDirectory, "ErrIsDirectory")
+	wantKind(t, "rename below an image", db.RenameImage("default", "dir/z", "default", "dir/z/w", false), IsNotDirectory, "ErrNotDirectory")
+	wantKind(t, "rename to a bad ref", db.RenameImage("default", "dir/z", "default", "../w", false), IsInvalidArgument, "ErrInvalidArgument")
 
 	// Rename over another image replaces it and releases its blobs.
 	a = seedImage(t, db, "default", "a") // dropped by the replace above
-	if _, err := db.PutImage("default", "c", a.manifest); err != nil {
+	if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "c", Manifest: a.manifest}); err != nil {
 		t.Fatal(err)
 	}
 	var released []digest.Digest
 	db.opts.OnBlobReleased = func(_ string, d digest.Digest) { released = append(released, d) }
-	if err := db.RenameImage("default", "dir/z", "c"); err != nil {
+	if err := db.RenameImage("default", "dir/z", "default", "c", false); err != nil {
 		t.Fatal(err)
 	}
 	db.opts.OnBlobReleased = nil

@@ -67,6 +67,31 @@ func (db *DB) Labels(o Object) (map[string]string, error) {
 	return labels, err
 }
 
+// Label returns the value of one label of o: ErrNoLabel when o has no
+// such label, ErrNotFound when o is gone. It reads the one key, not the
+// whole set (getxattr asks for one).
+func (db *DB) Label(o Object, key string) (string, error) {
+	var value string
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		owner, _, err := db.labelOwner(tx, o, false)
+		if err != nil {
+			return err
+		}
+		var v []byte
+		if owner != nil { // nil: a visible blob the namespace does not hold
+			if lb := owner.Bucket(bucketLabels); lb != nil {
+				v = lb.Get([]byte(key))
+			}
+		}
+		if v == nil {
+			return errors.Wrapf(ErrNoLabel, "%s has no label %q", o, key)
+		}
+		value = string(v)
+		return nil
+	})
+	return value, err
+}
+
 // SetLabel sets key=value on o. An empty value removes the label
 // (containerd has no empty labels). check, if not nil, is called inside the
 // transaction with whether the label exists now, and its error aborts the

@@ -106,7 +106,7 @@ func TestNamespaceLabels(t *testing.T) {
 func TestImageAndBlobLabels(t *testing.T) {
 	db := openTestDB(t, Options{})
 	img := seedImage(t, db, "default", "x")
-	put, err := db.PutImage("default", "x", img.manifest)
+	put, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "x", Manifest: img.manifest})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestImageAndBlobLabels(t *testing.T) {
 	}
 	// Replacing the image's target keeps its labels, as a file keeps its
 	// xattrs across truncate and write.
-	if _, err := db.PutImage("default", "x", img.manifest); err != nil {
+	if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "x", Manifest: img.manifest}); err != nil {
 		t.Fatal(err)
 	}
 	if labels, _ := db.Labels(io); labels["containerd.io/gc.ref"] != "y" {
@@ -153,7 +153,7 @@ func TestImageAndBlobLabels(t *testing.T) {
 	wantKind(t, "set a label on a blob foo does not hold", db.SetLabel(fo, "k", "v", nil), IsNotFound, "ErrNotFound")
 	wantKind(t, "remove a label of a blob foo does not hold", db.RemoveLabel(fo, "k"), IsNoLabel, "ErrNoLabel")
 	// Once foo claims it through an image, the labels are foo's own.
-	if _, err := db.PutImage("foo", "x", img.manifest); err != nil {
+	if _, err := db.PutImage(ImageWrite{Namespace: "foo", Ref: "x", Manifest: img.manifest}); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.SetLabel(fo, "k", "foo's", nil); err != nil {

@@ -115,48 +115,65 @@ func createNamespace(tx *bolt.Tx, name string, labels map[string]string) (Namesp
 	return Namespace{Name: name, ID: id, Labels: kept, CreatedAt: t, UpdatedAt: t}, nil
 }
 
-// GetNamespace returns one namespace (ErrNotFound).
+// GetNamespace returns one namespace with its labels (ErrNotFound).
 func (db *DB) GetNamespace(name string) (Namespace, error) {
+	return db.getNamespace(name, true)
+}
+
+// StatNamespace is GetNamespace without the labels (Labels is nil): what
+// a lookup or a stat needs, without a map built on every one.
+func (db *DB) StatNamespace(name string) (Namespace, error) {
+	return db.getNamespace(name, false)
+}
+
+func (db *DB) getNamespace(name string, withLabels bool) (Namespace, error) {
 	var ns Namespace
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		nsb, err := namespaceBucket(tx, name)
 		if err != nil {
 			return err
 		}
-		ns = readNamespace(name, nsb)
+		ns = readNamespace(name, nsb, withLabels)
 		return nil
 	})
 	return ns, err
 }
 
-func readNamespace(name string, nsb *bolt.Bucket) Namespace {
-	return Namespace{
+func readNamespace(name string, nsb *bolt.Bucket, withLabels bool) Namespace {
+	ns := Namespace{
 		Name:      name,
 		ID:        getUint64(nsb, keyID),
-		Labels:    readLabels(nsb.Bucket(bucketLabels)),
 		CreatedAt: getTime(nsb, keyCreatedAt),
 		UpdatedAt: getTime(nsb, keyUpdatedAt),
 	}
+	if withLabels {
+		ns.Labels = readLabels(nsb.Bucket(bucketLabels))
+	}
+	return ns
 }
 
-// ListNamespaces returns all namespaces sorted by name.
+// ListNamespaces returns all namespaces sorted by name. Their Labels are
+// nil: a listing does not read them (GetNamespace or Labels does).
 func (db *DB) ListNamespaces() ([]Namespace, error) {
 	var list []Namespace
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		all := namespacesBucket(tx)
 		return all.ForEachBucket(func(k []byte) error {
-			list = append(list, readNamespace(string(k), all.Bucket(k)))
+			list = append(list, readNamespace(string(k), all.Bucket(k), false))
 			return nil
 		})
 	})
 	return list, err
 }
 
-// DeleteNamespace deletes an empty namespace. While it has images or blobs
-// it fails with ErrNotEmpty: `namespace "default" must be empty, but it
-// still has images, blobs`. Empty ref-prefix directories go with it.
-func (db *DB) DeleteNamespace(name string) error {
-	return db.bolt.Update(func(tx *bolt.Tx) error {
+// DeleteNamespace deletes an empty namespace and returns it as it was (its
+// ID tells fs/ which namespace went, in the same transaction). While it has
+// images or blobs it fails with ErrNotEmpty: `namespace "default" must be
+// empty, but it still has images, blobs`. Empty ref-prefix directories go
+// with it.
+func (db *DB) DeleteNamespace(name string) (Namespace, error) {
+	var ns Namespace
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
 		nsb, err := namespaceBucket(tx, name)
 		if err != nil {
 			return err
@@ -171,8 +188,13 @@ func (db *DB) DeleteNamespace(name string) error {
 		if len(still) > 0 {
 			return errors.Wrapf(ErrNotEmpty, "namespace %q must be empty, but it still has %s", name, strings.Join(still, ", "))
 		}
+		ns = readNamespace(name, nsb, true)
 		return namespacesBucket(tx).DeleteBucket([]byte(name))
 	})
+	if err != nil {
+		return Namespace{}, err
+	}
+	return ns, nil
 }
 
 func isEmptyBucket(b *bolt.Bucket) bool {

@@ -65,10 +65,15 @@ func TestNamespaceCRUD(t *testing.T) {
 		t.Fatalf("ListNamespaces = %v, want sorted Bar,default,foo", names)
 	}
 
-	if err := db.DeleteNamespace("foo"); err != nil {
+	deleted, err := db.DeleteNamespace("foo")
+	if err != nil {
 		t.Fatal(err)
 	}
-	wantKind(t, "delete foo twice", db.DeleteNamespace("foo"), IsNotFound, "ErrNotFound")
+	if deleted.Name != "foo" || deleted.ID != foo.ID {
+		t.Errorf("DeleteNamespace returned %q with ID %d, want foo with ID %d", deleted.Name, deleted.ID, foo.ID)
+	}
+	_, err = db.DeleteNamespace("foo")
+	wantKind(t, "delete foo twice", err, IsNotFound, "ErrNotFound")
 	again, err := db.CreateNamespace("foo", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -133,17 +138,17 @@ func TestDeleteNamespaceNotEmpty(t *testing.T) {
 		t.Fatal(err)
 	}
 	blob := mustWriteBlob(t, db, "foo", []byte("some blob"))
-	err := db.DeleteNamespace("foo")
+	_, err := db.DeleteNamespace("foo")
 	wantKind(t, "delete foo holding a blob", err, IsNotEmpty, "ErrNotEmpty")
 	if want := `namespace "foo" must be empty, but it still has blobs: not empty`; err.Error() != want {
 		t.Fatalf("message %q, want %q", err, want)
 	}
 
 	img := seedImage(t, db, "foo", "x")
-	if _, err := db.PutImage("foo", "x", img.manifest); err != nil {
+	if _, err := db.PutImage(ImageWrite{Namespace: "foo", Ref: "x", Manifest: img.manifest}); err != nil {
 		t.Fatal(err)
 	}
-	err = db.DeleteNamespace("foo")
+	_, err = db.DeleteNamespace("foo")
 	if want := `namespace "foo" must be empty, but it still has images, blobs: not empty`; err == nil || err.Error() != want {
 		t.Fatalf("delete foo with an image: %v, want %q", err, want)
 	}
@@ -157,14 +162,14 @@ func TestDeleteNamespaceNotEmpty(t *testing.T) {
 	if err := db.DeleteImage("foo", "x"); err != nil {
 		t.Fatal(err)
 	}
-	err = db.DeleteNamespace("foo")
+	_, err = db.DeleteNamespace("foo")
 	if want := `namespace "foo" must be empty, but it still has blobs: not empty`; err == nil || err.Error() != want {
 		t.Fatalf("delete foo with a blob: %v, want %q", err, want)
 	}
 	if err := db.DeleteBlob("foo", blob.Digest); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.DeleteNamespace("foo"); err != nil {
+	if _, err := db.DeleteNamespace("foo"); err != nil {
 		t.Fatalf("delete emptied foo: %v", err)
 	}
 	if _, err := db.CreateNamespace("foo", nil); err != nil {
