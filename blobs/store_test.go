@@ -697,52 +697,39 @@ func TestConcurrentWritersOfOneBlob(t *testing.T) {
 	}
 }
 
-func TestPublishNoReplace(t *testing.T) {
-	dir := t.TempDir()
-	temp, target := filepath.Join(dir, "temp"), filepath.Join(dir, "target")
-	if err := os.WriteFile(temp, []byte("new"), 0o444); err != nil {
-		t.Fatal(err)
-	}
-	existed, err := publish(temp, target)
-	if err != nil || existed {
-		t.Fatalf("publish to a free name = %v, %v", existed, err)
-	}
-	if err := os.WriteFile(temp, []byte("second"), 0o444); err != nil {
-		t.Fatal(err)
-	}
-	existed, err = publish(temp, target)
-	if err != nil || !existed {
-		t.Fatalf("publish over an existing name = %v, %v; want true, nil", existed, err)
-	}
-	if got, _ := os.ReadFile(target); string(got) != "new" {
-		t.Fatalf("existing target replaced: %q", got)
+// Both ways of publishing leave an existing blob alone and report it.
+func TestPublishNeverReplaces(t *testing.T) {
+	for name, publish := range map[string]func(tempPath, target string) (bool, error){
+		"publish":       publish,
+		"publishByStat": publishByStat,
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			temp, target := filepath.Join(dir, "temp"), filepath.Join(dir, "target")
+			if err := os.WriteFile(temp, []byte("new"), 0o444); err != nil {
+				t.Fatal(err)
+			}
+			existed, err := publish(temp, target)
+			if err != nil || existed {
+				t.Fatalf("%s to a free name = %v, %v", name, existed, err)
+			}
+			if err := os.WriteFile(temp, []byte("second"), 0o444); err != nil {
+				t.Fatal(err)
+			}
+			existed, err = publish(temp, target)
+			if err != nil || !existed {
+				t.Fatalf("%s over an existing name = %v, %v; want true, nil", name, existed, err)
+			}
+			if got, _ := os.ReadFile(target); string(got) != "new" {
+				t.Fatalf("existing target replaced: %q", got)
+			}
+		})
 	}
 	// A failure names both paths.
-	_, err = publish(filepath.Join(dir, "missing"), target+"2")
+	dir := t.TempDir()
+	_, err := publish(filepath.Join(dir, "missing"), filepath.Join(dir, "target"))
 	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "missing") {
 		t.Fatalf("publish of a missing temp = %v", err)
-	}
-}
-
-func TestPublishByStatFallback(t *testing.T) {
-	dir := t.TempDir()
-	temp, target := filepath.Join(dir, "temp"), filepath.Join(dir, "target")
-	if err := os.WriteFile(temp, []byte("new"), 0o444); err != nil {
-		t.Fatal(err)
-	}
-	existed, err := publishByStat(temp, target)
-	if err != nil || existed {
-		t.Fatalf("publishByStat to a free name = %v, %v", existed, err)
-	}
-	if err := os.WriteFile(temp, []byte("second"), 0o444); err != nil {
-		t.Fatal(err)
-	}
-	existed, err = publishByStat(temp, target)
-	if err != nil || !existed {
-		t.Fatalf("publishByStat over an existing name = %v, %v; want true, nil", existed, err)
-	}
-	if got, _ := os.ReadFile(target); string(got) != "new" {
-		t.Fatalf("existing target replaced: %q", got)
 	}
 }
 
