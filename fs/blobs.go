@@ -20,10 +20,28 @@ import (
 //	$ mkdir blobs/sha512
 //	mkdir: cannot create directory 'blobs/sha512': Operation not permitted
 type blobsDir struct {
+	fixedDir
+}
+
+// fixedDir is what blobs/ and blobs/sha256 share: they exist as long as
+// their namespace does, have the mount's times, and carry no labels.
+type fixedDir struct {
 	gofs.Inode
 	dirBase
 	noXattrs
 	ns nsRef
+}
+
+func (d *fixedDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	if d.fsys.nsGone(d.ns) {
+		return syscall.ENOENT
+	}
+	d.fsys.fillDir(&out.Attr, d.fsys.started, d.fsys.started)
+	return 0
+}
+
+func (d *fixedDir) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	return setattrDir(in, out, d)
 }
 
 var (
@@ -48,7 +66,7 @@ func (d *blobsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	}
 	d.fsys.fillDir(&out.Attr, d.fsys.started, d.fsys.started)
 	ino := d.fsys.inodes.dir(d.ns.id, sha256Key)
-	return d.NewInode(ctx, &sha256Dir{dirBase: d.dirBase, ns: d.ns}, dirAttr(ino)), 0
+	return d.NewInode(ctx, &sha256Dir{fixedDir{dirBase: d.dirBase, ns: d.ns}}, dirAttr(ino)), 0
 }
 
 func (d *blobsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
@@ -58,18 +76,6 @@ func (d *blobsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) 
 	entries := dirEntries(d.EmbeddedInode(), 1)
 	entries = append(entries, fuse.DirEntry{Name: sha256Name, Mode: syscall.S_IFDIR, Ino: d.fsys.inodes.dir(d.ns.id, sha256Key)})
 	return gofs.NewListDirStream(entries), 0
-}
-
-func (d *blobsDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	if d.fsys.nsGone(d.ns) {
-		return syscall.ENOENT
-	}
-	d.fsys.fillDir(&out.Attr, d.fsys.started, d.fsys.started)
-	return 0
-}
-
-func (d *blobsDir) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	return setattrDir(in, out, d)
 }
 
 // Mkdir: sha256/ always exists; no other algorithm is stored.
@@ -100,10 +106,7 @@ func (d *blobsDir) Rmdir(ctx context.Context, name string) syscall.Errno {
 //	cp: failed to close 'blobs/sha256/0000…0000': Bad message
 //	$ rm blobs/sha256/4b7a…                   # EBUSY while an image uses it
 type sha256Dir struct {
-	gofs.Inode
-	dirBase
-	noXattrs
-	ns nsRef
+	fixedDir
 }
 
 var (
@@ -195,18 +198,6 @@ func (d *sha256Dir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno)
 		entries = append(entries, fuse.DirEntry{Name: b.Digest.Encoded(), Mode: syscall.S_IFREG, Ino: blobIno(d.ns.id, b.Digest)})
 	}
 	return gofs.NewListDirStream(entries), 0
-}
-
-func (d *sha256Dir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	if d.fsys.nsGone(d.ns) {
-		return syscall.ENOENT
-	}
-	d.fsys.fillDir(&out.Attr, d.fsys.started, d.fsys.started)
-	return 0
-}
-
-func (d *sha256Dir) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	return setattrDir(in, out, d)
 }
 
 // Create starts an ingest of the blob the name is the digest of: EEXIST

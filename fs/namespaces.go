@@ -174,7 +174,7 @@ func (d *namespaceDir) Lookup(ctx context.Context, name string, out *fuse.EntryO
 		return d.NewInode(ctx, newImageDir(d.fsys, d.ns, ""), dirAttr(d.fsys.inodes.dir(d.ns.id, imagesKey))), 0
 	case blobsName:
 		d.fsys.fillDir(&out.Attr, d.fsys.started, d.fsys.started)
-		return d.NewInode(ctx, &blobsDir{dirBase: d.dirBase, ns: d.ns}, dirAttr(d.fsys.inodes.dir(d.ns.id, blobsKey))), 0
+		return d.NewInode(ctx, &blobsDir{fixedDir{dirBase: d.dirBase, ns: d.ns}}, dirAttr(d.fsys.inodes.dir(d.ns.id, blobsKey))), 0
 	}
 	if len(name) > maxNameLen {
 		return nil, syscall.ENAMETOOLONG
