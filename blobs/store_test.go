@@ -66,6 +66,19 @@ func mustWriteBytes(t *testing.T, s *Store, data []byte) digest.Digest {
 	return d
 }
 
+// writerWith starts an ingest of d and writes data to it.
+func writerWith(t *testing.T, s *Store, d digest.Digest, data []byte) *Writer {
+	t.Helper()
+	w, err := s.NewWriter(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
 func TestOpenCreatesDirectories(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "store")
 	s, err := Open(root)
@@ -277,13 +290,7 @@ func TestExistingBlobKeepsItsInode(t *testing.T) {
 	if err != nil || !existed {
 		t.Fatalf("second WriteBytes = %v, %v; want true, nil", existed, err)
 	}
-	w, err := s.NewWriter(d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Write(data); err != nil {
-		t.Fatal(err)
-	}
+	w := writerWith(t, s, d, data)
 	existed, err = w.Commit()
 	if err != nil || !existed {
 		t.Fatalf("Commit of an existing blob = %v, %v; want true, nil", existed, err)
@@ -524,13 +531,7 @@ func TestAbort(t *testing.T) {
 	s, root := newStore(t)
 	data := []byte("abandoned")
 	d := digest.FromBytes(data)
-	w, err := s.NewWriter(d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Write(data); err != nil {
-		t.Fatal(err)
-	}
+	w := writerWith(t, s, d, data)
 	if err := w.Abort(); err != nil {
 		t.Fatal(err)
 	}
@@ -551,13 +552,7 @@ func TestAbort(t *testing.T) {
 	}
 
 	// Abort after Commit leaves the blob alone.
-	w, err = s.NewWriter(d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Write(data); err != nil {
-		t.Fatal(err)
-	}
+	w = writerWith(t, s, d, data)
 	if _, err := w.Commit(); err != nil {
 		t.Fatal(err)
 	}
@@ -804,13 +799,7 @@ func TestPrepareThenCommit(t *testing.T) {
 	data := []byte("prepared layer")
 	d := digest.FromBytes(data)
 
-	w, err := s.NewWriter(d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Write(data); err != nil {
-		t.Fatal(err)
-	}
+	w := writerWith(t, s, d, data)
 	if err := w.Prepare(); err != nil {
 		t.Fatalf("Prepare: %v", err)
 	}
@@ -828,13 +817,7 @@ func TestPrepareThenCommit(t *testing.T) {
 	}
 
 	// Prepared while another copy existed, committed after it was deleted.
-	w, err = s.NewWriter(d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Write(data); err != nil {
-		t.Fatal(err)
-	}
+	w = writerWith(t, s, d, data)
 	if err := w.Prepare(); err != nil {
 		t.Fatal(err)
 	}
