@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/pkg/errors"
@@ -103,7 +104,7 @@ func (m Mount) NamespaceDir(name string) string {
 }
 
 // Namespace is one namespace of a mount, by name. It does not say that
-// the namespace exists; EnsureNamespace makes sure it does.
+// the namespace exists; Ensure makes sure it does.
 type Namespace struct {
 	Mount Mount
 	Name  string
@@ -125,9 +126,25 @@ func (n Namespace) BlobsDir() string { return filepath.Join(n.Dir(), "blobs", "s
 // "default" before a command that writes. An invalid name fails with the
 // filesystem's EINVAL, reported as an invalid namespace name.
 func (n Namespace) Ensure() error {
+	if err := n.Check(); err != nil {
+		return err
+	}
 	err := os.Mkdir(n.Dir(), 0o755)
 	if err == nil || errors.Is(err, os.ErrExist) {
 		return nil
 	}
 	return namespaceError(n.Name, err)
+}
+
+// namespaceName is containerd's rule for a namespace name (at most 76
+// characters besides).
+var namespaceName = regexp.MustCompile(`^[A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*$`)
+
+// Check refuses a name that is no namespace name before it becomes a path
+// (`-n ../..` must not leave ns/), as containerd checks it on every request.
+func (n Namespace) Check() error {
+	if len(n.Name) > 76 || !namespaceName.MatchString(n.Name) {
+		return invalidNamespaceName(n.Name)
+	}
+	return nil
 }

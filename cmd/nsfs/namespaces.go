@@ -1,10 +1,131 @@
 package main
 
-import "github.com/urfave/cli/v2"
+import (
+	"fmt"
 
-// namespacesCommand: create, ls, rm, label. (Being written.)
+	"github.com/nsfs/nsfs/client"
+	"github.com/urfave/cli/v2"
+)
+
+// namespacesCommand: create, ls, rm, label, as `ctr namespaces`.
 var namespacesCommand = &cli.Command{
 	Name:    "namespaces",
 	Aliases: []string{"namespace", "ns"},
 	Usage:   "manage namespaces",
+	Subcommands: []*cli.Command{
+		namespacesCreateCommand,
+		namespacesListCommand,
+		namespacesRemoveCommand,
+		namespacesLabelCommand,
+	},
+}
+
+var namespacesCreateCommand = &cli.Command{
+	Name:      "create",
+	Aliases:   []string{"c"},
+	Usage:     "create a namespace (mkdir ns/NAME), with labels",
+	ArgsUsage: "NAME [KEY=VALUE...]",
+	Description: `A bare KEY means KEY=true.
+
+$ nsfs namespaces create foo team=infra pinned`,
+	Action: func(c *cli.Context) error {
+		if c.NArg() < 1 {
+			return usageError(c, "a namespace NAME is required")
+		}
+		labels, err := client.ParseLabels(c.Args().Tail())
+		if err != nil {
+			return err
+		}
+		m, err := mountOf(c)
+		if err != nil {
+			return err
+		}
+		return m.CreateNamespace(c.Args().First(), labels)
+	},
+}
+
+var namespacesListCommand = &cli.Command{
+	Name:      "list",
+	Aliases:   []string{"ls"},
+	Usage:     "list namespaces with their labels",
+	ArgsUsage: " ",
+	Flags: []cli.Flag{
+		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only the names"},
+	},
+	Action: func(c *cli.Context) error {
+		if c.NArg() > 0 {
+			return usageError(c, "no arguments are taken")
+		}
+		m, err := mountOf(c)
+		if err != nil {
+			return err
+		}
+		namespaces, err := m.Namespaces()
+		if err != nil {
+			return err
+		}
+		out := c.App.Writer
+		if c.Bool("quiet") {
+			for _, ns := range namespaces {
+				fmt.Fprintln(out, ns.Name)
+			}
+			return nil
+		}
+		tw := newTable(out)
+		fmt.Fprintln(tw, "NAME\tLABELS\t")
+		for _, ns := range namespaces {
+			fmt.Fprintf(tw, "%s\t%s\t\n", ns.Name, joinLabels(ns.Labels))
+		}
+		return tw.Flush()
+	},
+}
+
+var namespacesRemoveCommand = &cli.Command{
+	Name:      "remove",
+	Aliases:   []string{"rm"},
+	Usage:     "remove empty namespaces (rmdir ns/NAME)",
+	ArgsUsage: "NAME...",
+	Description: `Each removed name is printed. A namespace that still has images or
+blobs is refused; the others are still removed, and the command exits 1.`,
+	Action: func(c *cli.Context) error {
+		if c.NArg() < 1 {
+			return usageError(c, "at least one namespace NAME is required")
+		}
+		m, err := mountOf(c)
+		if err != nil {
+			return err
+		}
+		failed := failures{w: c.App.ErrWriter}
+		for _, name := range c.Args().Slice() {
+			if err := m.RemoveNamespace(name); err != nil {
+				failed.add(fmt.Errorf("unable to delete %s: %w", name, err))
+				continue
+			}
+			fmt.Fprintln(c.App.Writer, name)
+		}
+		return failed.err()
+	},
+}
+
+var namespacesLabelCommand = &cli.Command{
+	Name:      "label",
+	Usage:     "set and clear the labels of a namespace (setfattr)",
+	ArgsUsage: "NAME [KEY=VALUE...]",
+	Description: `A bare KEY means KEY=true; KEY= removes the label.
+
+$ nsfs namespaces label foo team=infra old=`,
+	Action: func(c *cli.Context) error {
+		if c.NArg() < 1 {
+			return usageError(c, "a namespace NAME is required")
+		}
+		labels, err := client.ParseLabels(c.Args().Tail())
+		if err != nil {
+			return err
+		}
+		m, err := mountOf(c)
+		if err != nil {
+			return err
+		}
+		return m.Namespace(c.Args().First()).SetLabels(labels)
+	},
 }

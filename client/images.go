@@ -1,0 +1,382 @@
+package client
+
+import (
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/pkg/errors"
+)
+
+// Image is an image of a namespace as `nsfs images ls` shows it.
+type Image struct {
+	// Ref is the image's name: its path below images/.
+	Ref string
+	// MediaType is the media type of the target (a manifest or an index).
+	MediaType string
+	// Digest is the sha256 of the image file's bytes: the target's digest.
+	Digest digest.Digest
+	// Size is what the namespace holds of the image: the target, and the
+	// manifests, configs and layers below it that are in blobs/sha256.
+	Size int64
+	// Platforms are os/arch[/variant], sorted: from the config of a
+	// manifest, or from the entries of an index.
+	Platforms []string
+	// Labels are the image file's user.* xattrs.
+	Labels map[string]string
+}
+
+// manifestDoc is the part of a manifest or index the listing reads.
+type manifestDoc struct {
+	MediaType string               `json:"mediaType"`
+	Config    *ocispec.Descriptor  `json:"config"`
+	Layers    []ocispec.Descriptor `json:"layers"`
+	Manifests []ocispec.Descriptor `json:"manifests"`
+}
+
+// mediaType is the document's media type: its mediaType field, else what
+// its shape says (as the filesystem decides when it accepts it).
+func (m manifestDoc) mediaType() string {
+	switch {
+	case m.MediaType != "":
+		return m.MediaType
+	case m.Manifests != nil:
+		return ocispec.MediaTypeImageIndex
+	default:
+		return ocispec.MediaTypeImageManifest
+	}
+}
+
+// maxDocumentSize bounds what the listing reads of a blob it takes for a
+// manifest or config: the filesystem refuses manifests over 4 MiB.
+const maxDocumentSize = 16 << 20
+
+// Images lists the images of namespace n, sorted by ref. A namespace that
+// does not exist has none (as `ctr images ls` in a new namespace).
+func (n Namespace) Images() ([]Image, error) {
+	if err := n.Check(); err != nil {
+		return nil, err
+	}
+	refs, err := n.refs()
+	if err != nil {
+		return nil, err
+	}
+	if len(refs) == 0 {
+		return nil, nil
+	}
+	held, err := n.heldBlobs()
+	if err != nil {
+		return nil, err
+	}
+	var images []Image
+	for _, ref := range refs {
+		img, err := n.image(ref, held)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // removed since the listing
+		}
+		if err != nil {
+			return nil, err
+		}
+		images = append(images, img)
+	}
+	return images, nil
+}
+
+// refs lists the refs below images/, sorted as strings (a walk's order
+// puts "a/b" before "a-c").
+func (n Namespace) refs() ([]string, error) {
+	root := n.ImagesDir()
+	var refs []string
+	err := filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // the namespace, or a prefix, went away
+			}
+			return err
+		}
+		if e.Type().IsRegular() {
+			rel, err := filepath.Rel(root, p)
+			if err != nil {
+				return err
+			}
+			refs = append(refs, filepath.ToSlash(rel))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, errors.Wrapf(err, "listing the images of namespace %q", n.Name)
+	}
+	sort.Strings(refs)
+	return refs, nil
+}
+
+// heldBlobs is the set of hex digests in blobs/sha256: what the namespace
+// holds. (Under shared content a stat succeeds for any blob of the store,
+// so only the listing tells.)
+func (n Namespace) heldBlobs() (map[string]bool, error) {
+	entries, err := os.ReadDir(n.BlobsDir())
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, errors.Wrapf(err, "listing the blobs of namespace %q", n.Name)
+	}
+	held := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		held[e.Name()] = true
+	}
+	return held, nil
+}
+
+// image reads one image: its file's bytes, labels, and the blobs below it.
+func (n Namespace) image(ref string, held map[string]bool) (Image, error) {
+	p := filepath.Join(n.ImagesDir(), filepath.FromSlash(ref))
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return Image{}, errors.Wrapf(err, "image %q", ref)
+	}
+	labels, err := readLabels(p)
+	if err != nil {
+		return Image{}, errors.Wrapf(err, "image %q", ref)
+	}
+	var doc manifestDoc
+	_ = json.Unmarshal(data, &doc) // the filesystem accepted it as a manifest or index
+	img := Image{
+		Ref:       ref,
+		MediaType: doc.mediaType(),
+		Digest:    digest.FromBytes(data),
+		Labels:    labels,
+	}
+	w := imageWalk{n: n, held: held, seen: map[digest.Digest]bool{}, platforms: map[string]bool{}}
+	w.count(img.Digest, int64(len(data)))
+	w.document(doc, 0)
+	img.Size = w.size
+	for p := range w.platforms {
+		img.Platforms = append(img.Platforms, p)
+	}
+	sort.Strings(img.Platforms)
+	return img, nil
+}
+
+// imageWalk adds up what a namespace holds of one image and collects the
+// image's platforms.
+type imageWalk struct {
+	n         Namespace
+	held      map[string]bool
+	seen      map[digest.Digest]bool
+	size      int64
+	platforms map[string]bool
+}
+
+// count adds blob d of size bytes once, if the namespace holds it.
+func (w *imageWalk) count(d digest.Digest, size int64) {
+	if w.seen[d] || d.Algorithm() != digest.SHA256 || !w.held[d.Encoded()] {
+		return
+	}
+	w.seen[d] = true
+	w.size += size
+}
+
+// document walks a manifest or index; depth stops an index of indexes of
+// ... that never ends.
+func (w *imageWalk) document(doc manifestDoc, depth int) {
+	if depth > 4 {
+		return
+	}
+	if doc.Manifests != nil || walkIsIndex(doc.mediaType()) {
+		for _, m := range doc.Manifests {
+			w.count(m.Digest, m.Size)
+			child, readable := w.readDocument(m)
+			if m.Platform != nil {
+				if m.Platform.OS != "unknown" && m.Platform.Architecture != "unknown" {
+					w.platforms[FormatPlatform(*m.Platform)] = true
+				}
+				// The entry names its platform; a manifest below it would
+				// only repeat it, but its blobs still count.
+				if readable {
+					w.blobs(child, depth+1, false)
+				}
+				continue
+			}
+			if readable {
+				w.blobs(child, depth+1, true)
+			}
+		}
+		return
+	}
+	w.blobs(doc, depth, true)
+}
+
+// blobs counts the config and layers of a manifest (or walks an index
+// below an index), and reads the platform from the config when asked.
+func (w *imageWalk) blobs(doc manifestDoc, depth int, wantPlatform bool) {
+	if doc.Manifests != nil || walkIsIndex(doc.mediaType()) {
+		w.document(doc, depth)
+		return
+	}
+	if doc.Config != nil {
+		w.count(doc.Config.Digest, doc.Config.Size)
+		if wantPlatform {
+			if p, ok := w.configPlatform(*doc.Config); ok {
+				w.platforms[p] = true
+			}
+		}
+	}
+	for _, l := range doc.Layers {
+		w.count(l.Digest, l.Size)
+	}
+}
+
+// readDocument reads the manifest or index desc names, when the namespace
+// can read it.
+func (w *imageWalk) readDocument(desc ocispec.Descriptor) (manifestDoc, bool) {
+	data, ok := w.read(desc)
+	if !ok {
+		return manifestDoc{}, false
+	}
+	var doc manifestDoc
+	if json.Unmarshal(data, &doc) != nil {
+		return manifestDoc{}, false
+	}
+	return doc, true
+}
+
+// configPlatform is os/arch[/variant] of an image config.
+func (w *imageWalk) configPlatform(desc ocispec.Descriptor) (string, bool) {
+	data, ok := w.read(desc)
+	if !ok {
+		return "", false
+	}
+	var cfg ocispec.Image
+	if json.Unmarshal(data, &cfg) != nil || cfg.OS == "" || cfg.Architecture == "" {
+		return "", false
+	}
+	return FormatPlatform(normalizePlatform(cfg.Platform)), true
+}
+
+// read reads a small blob the namespace can see.
+func (w *imageWalk) read(desc ocispec.Descriptor) ([]byte, bool) {
+	if desc.Digest.Validate() != nil || desc.Digest.Algorithm() != digest.SHA256 || desc.Size > maxDocumentSize {
+		return nil, false
+	}
+	data, err := os.ReadFile(filepath.Join(w.n.BlobsDir(), desc.Digest.Encoded()))
+	if err != nil || digest.FromBytes(data) != desc.Digest {
+		return nil, false
+	}
+	return data, true
+}
+
+// walkIsIndex tells an index (OCI index, Docker manifest list) by its
+// media type.
+func walkIsIndex(mt string) bool {
+	return mt == ocispec.MediaTypeImageIndex || mt == "application/vnd.docker.distribution.manifest.list.v2+json"
+}
+
+// RefPath is the file of image ref in namespace n. A ref must be a clean
+// relative path (no empty, "." or ".." component): anything else could
+// name a file outside images/.
+func (n Namespace) RefPath(ref string) (string, error) {
+	if ref == "" || strings.HasPrefix(ref, "/") || strings.ContainsRune(ref, 0) || path.Clean(ref) != ref || ref == "." || ref == ".." || strings.HasPrefix(ref, "../") {
+		return "", withKind(ErrInvalid, "image %q: invalid reference: a ref must be a clean relative path (no empty, \".\" or \"..\" component)", ref)
+	}
+	return filepath.Join(n.ImagesDir(), filepath.FromSlash(ref)), nil
+}
+
+// RemoveImage deletes image ref (`rm images/<ref>`); the filesystem then
+// drops the blobs only it held. A missing ref is ErrNotFound.
+func (n Namespace) RemoveImage(ref string) error {
+	if err := n.Check(); err != nil {
+		return err
+	}
+	p, err := n.RefPath(ref)
+	if err != nil {
+		return err
+	}
+	// unlink, not os.Remove: that would rmdir a ref-prefix directory.
+	return imageError(ref, syscall.Unlink(p))
+}
+
+// TagImage makes dst a second ref to src's target, with a copy of its
+// labels (`ln images/<src> images/<dst>`), as `ctr images tag` does. An
+// existing dst is ErrAlreadyExists unless force, which replaces it
+// atomically: the link goes to a temporary ref that is renamed over dst.
+func (n Namespace) TagImage(src, dst string, force bool) error {
+	if err := n.Check(); err != nil {
+		return err
+	}
+	srcPath, err := n.RefPath(src)
+	if err != nil {
+		return err
+	}
+	dstPath, err := n.RefPath(dst)
+	if err != nil {
+		return err
+	}
+	// Before Ensure: a tag of nothing must not create the namespace.
+	if st, err := os.Lstat(srcPath); err != nil || !st.Mode().IsRegular() {
+		return withKind(ErrNotFound, "image %q: not found", src)
+	}
+	if err := n.Ensure(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(dstPath), 0o755); err != nil {
+		if errors.Is(err, syscall.ENOTDIR) || errors.Is(err, fs.ErrExist) {
+			return withKind(ErrInvalid, "image %q: invalid reference: a prefix of it is an image", dst)
+		}
+		return errors.Wrapf(err, "image %q", dst)
+	}
+	err = os.Link(srcPath, dstPath)
+	if err == nil || !errors.Is(err, fs.ErrExist) || !force {
+		return tagError(src, dst, err)
+	}
+	tmp := filepath.Join(filepath.Dir(dstPath), fmt.Sprintf(".nsfs-tag-%d-%d", os.Getpid(), time.Now().UnixNano()))
+	if err := os.Link(srcPath, tmp); err != nil {
+		return tagError(src, dst, err)
+	}
+	if err := os.Rename(tmp, dstPath); err != nil {
+		_ = syscall.Unlink(tmp)
+		return imageError(dst, err)
+	}
+	return nil
+}
+
+// tagError names the ref a failed link was about.
+func tagError(src, dst string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, fs.ErrExist):
+		return withKind(ErrAlreadyExists, "image %q: already exists", dst)
+	case errors.Is(err, fs.ErrNotExist):
+		return withKind(ErrNotFound, "image %q: not found", src)
+	}
+	return imageError(dst, err)
+}
+
+// imageError turns the filesystem's answer about image ref into ctr's
+// words.
+func imageError(ref string, err error) error {
+	var errno syscall.Errno
+	if err == nil || !errors.As(err, &errno) {
+		if err == nil {
+			return nil
+		}
+		return errors.Wrapf(err, "image %q", ref)
+	}
+	switch errno {
+	case syscall.ENOENT, syscall.EISDIR, syscall.ENOTDIR:
+		// A ref-prefix directory, or a path below an image, is no image.
+		return withKind(ErrNotFound, "image %q: not found", ref)
+	case syscall.EEXIST:
+		return withKind(ErrAlreadyExists, "image %q: already exists", ref)
+	case syscall.EINVAL, syscall.ENAMETOOLONG:
+		return withKind(ErrInvalid, "image %q: invalid reference: %v", ref, errno)
+	}
+	return errors.Wrapf(errno, "image %q", ref)
+}
