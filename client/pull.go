@@ -1,0 +1,365 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/pkg/errors"
+	"oras.land/oras-go/v2"
+	"oras.land/oras-go/v2/content"
+)
+
+// Media types of Docker's schema 2, which registries still serve.
+const (
+	mediaTypeDockerManifest     = "application/vnd.docker.distribution.manifest.v2+json"
+	mediaTypeDockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
+	mediaTypeDockerForeignLayer = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+)
+
+// IsManifestType says whether mt is an OCI or Docker image manifest.
+func IsManifestType(mt string) bool {
+	return mt == ocispec.MediaTypeImageManifest || mt == mediaTypeDockerManifest
+}
+
+// IsIndexType says whether mt is an OCI index or a Docker manifest list.
+func IsIndexType(mt string) bool {
+	return mt == ocispec.MediaTypeImageIndex || mt == mediaTypeDockerManifestList
+}
+
+// isForeignLayer: a layer whose bytes registries do not serve (Windows
+// base layers); oras.Copy skips them, and so do the checks here.
+func isForeignLayer(mt string) bool {
+	return mt == mediaTypeDockerForeignLayer || strings.HasPrefix(mt, "application/vnd.oci.image.layer.nondistributable.")
+}
+
+// Blob kinds, as ctr names them in its progress.
+const (
+	KindIndex    = "index"
+	KindManifest = "manifest"
+	KindConfig   = "config"
+	KindLayer    = "layer"
+)
+
+// PullObserver hears what a pull does with each blob, for progress. Its
+// methods are called from several goroutines at once.
+type PullObserver interface {
+	// Queued: desc (of kind KindIndex, ...) is part of what the pull needs.
+	Queued(desc ocispec.Descriptor, kind string)
+	// Fetching: the bytes of desc start coming from the registry.
+	Fetching(desc ocispec.Descriptor)
+	// Read: n more bytes of desc came from the registry.
+	Read(desc ocispec.Descriptor, n int64)
+	// Done: desc is stored in the namespace.
+	Done(desc ocispec.Descriptor)
+	// Exists: the namespace already sees desc (with everything below it
+	// that the pull selects), so nothing of it was fetched.
+	Exists(desc ocispec.Descriptor)
+}
+
+// PullOptions choose what a pull fetches.
+type PullOptions struct {
+	// Platforms select an index's manifests (the first match for each);
+	// empty means the host platform. AllPlatforms takes every manifest.
+	Platforms    []ocispec.Platform
+	AllPlatforms bool
+	// Concurrency bounds the blobs fetched at once (default 3, as
+	// containerd and dockerd do).
+	Concurrency int
+	// Observer, if set, hears about every blob.
+	Observer PullObserver
+}
+
+// Pull copies image srcRef (a tag or digest of src, a registry repository
+// or an OCI layout) into the namespace as image ref: the blobs the
+// namespace cannot see are written to blobs/sha256, then the manifest or
+// index to images/<ref>. From an index only the selected platforms'
+// manifests, configs and layers are fetched, and the image's target stays
+// the index, as in containerd. Whatever the namespace already sees (a blob
+// of another namespace, under the shared policy; what an interrupted pull
+// left) is not fetched again: a second pull of the same image into another
+// namespace moves no blob bytes. It returns the descriptor of the target.
+func (n Namespace) Pull(ctx context.Context, src oras.ReadOnlyTarget, srcRef, ref string, opts PullOptions) (ocispec.Descriptor, error) {
+	if err := n.Check(); err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	if len(opts.Platforms) == 0 && !opts.AllPlatforms {
+		opts.Platforms = []ocispec.Platform{HostPlatform()}
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 3
+	}
+	if opts.Observer == nil {
+		opts.Observer = nopObserver{}
+	}
+	p := &puller{
+		dst:   n.Target(),
+		opts:  opts,
+		obs:   opts.Observer,
+		kinds: map[digest.Digest]string{},
+		local: map[digest.Digest]bool{},
+	}
+	copyOpts := oras.CopyOptions{
+		MapRoot: func(_ context.Context, _ content.ReadOnlyStorage, root ocispec.Descriptor) (ocispec.Descriptor, error) {
+			kind := KindManifest
+			if IsIndexType(root.MediaType) {
+				kind = KindIndex
+			}
+			p.setKind(root, kind)
+			p.obs.Queued(root, kind)
+			return root, nil
+		},
+		CopyGraphOptions: oras.CopyGraphOptions{
+			Concurrency:    opts.Concurrency,
+			FindSuccessors: p.findSuccessors,
+			PostCopy: func(_ context.Context, desc ocispec.Descriptor) error {
+				if p.isLocal(desc) {
+					p.obs.Exists(desc)
+				} else {
+					p.obs.Done(desc)
+				}
+				return nil
+			},
+			OnCopySkipped: func(_ context.Context, desc ocispec.Descriptor) error {
+				p.obs.Exists(desc)
+				return nil
+			},
+		},
+	}
+	root, err := oras.Copy(ctx, pullSource{ReadOnlyTarget: src, p: p}, srcRef, pullTarget{Target: p.dst, p: p}, ref, copyOpts)
+	if err != nil {
+		return ocispec.Descriptor{}, unwrapCopyError(err)
+	}
+	return root, nil
+}
+
+// unwrapCopyError drops oras's "failed to perform X on source" framing,
+// which says nothing a user can act on; the inner error names the blob.
+func unwrapCopyError(err error) error {
+	var ce *oras.CopyError
+	if errors.As(err, &ce) && ce.Err != nil {
+		return ce.Err
+	}
+	return err
+}
+
+// puller is the state of one Pull.
+type puller struct {
+	dst  *Target
+	opts PullOptions
+	obs  PullObserver
+
+	mu    sync.Mutex
+	kinds map[digest.Digest]string
+	local map[digest.Digest]bool // bytes read from the namespace, not the registry
+}
+
+func (p *puller) setKind(desc ocispec.Descriptor, kind string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.kinds[desc.Digest]; !ok {
+		p.kinds[desc.Digest] = kind
+	}
+}
+
+// Kind is what desc is to the image (KindLayer when unknown).
+func (p *puller) kind(desc ocispec.Descriptor) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if k, ok := p.kinds[desc.Digest]; ok {
+		return k
+	}
+	return KindLayer
+}
+
+func (p *puller) markLocal(desc ocispec.Descriptor) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.local[desc.Digest] = true
+}
+
+func (p *puller) isLocal(desc ocispec.Descriptor) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.local[desc.Digest]
+}
+
+// findSuccessors is the graph oras.Copy walks: a manifest's config and
+// layers (not its subject), an index's selected manifests.
+func (p *puller) findSuccessors(ctx context.Context, fetcher content.Fetcher, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+	children, err := p.successors(ctx, fetcher, desc)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range children {
+		p.obs.Queued(c, p.kind(c))
+	}
+	return children, nil
+}
+
+// successors lists what the pull needs below desc, read through fetcher,
+// and records each child's kind.
+func (p *puller) successors(ctx context.Context, fetcher content.Fetcher, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+	isManifest, isIndex := IsManifestType(desc.MediaType), IsIndexType(desc.MediaType)
+	if !isManifest && !isIndex {
+		return nil, nil
+	}
+	data, err := content.FetchAll(ctx, fetcher, desc)
+	if err != nil {
+		return nil, errors.Wrapf(err, "%s %s", p.kind(desc), desc.Digest)
+	}
+	var m struct {
+		Config    *ocispec.Descriptor  `json:"config"`
+		Layers    []ocispec.Descriptor `json:"layers"`
+		Manifests []ocispec.Descriptor `json:"manifests"`
+	}
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, errors.Errorf("%s %s is not valid JSON: %v", p.kind(desc), desc.Digest, err)
+	}
+	if isIndex {
+		children, err := p.selectManifests(desc, m.Manifests)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range children {
+			kind := KindManifest
+			if IsIndexType(c.MediaType) {
+				kind = KindIndex
+			}
+			p.setKind(c, kind)
+		}
+		return children, nil
+	}
+	var children []ocispec.Descriptor
+	if m.Config != nil {
+		p.setKind(*m.Config, KindConfig)
+		children = append(children, *m.Config)
+	}
+	for _, l := range m.Layers {
+		if isForeignLayer(l.MediaType) {
+			continue
+		}
+		p.setKind(l, KindLayer)
+		children = append(children, l)
+	}
+	return children, nil
+}
+
+// selectManifests keeps, in the index's order, the first manifest that
+// matches each wanted platform, and the children that name no platform
+// (as containerd does); with AllPlatforms, every child.
+func (p *puller) selectManifests(index ocispec.Descriptor, children []ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+	if p.opts.AllPlatforms {
+		return children, nil
+	}
+	keep := make([]bool, len(children))
+	for _, want := range p.opts.Platforms {
+		for i, c := range children {
+			if c.Platform != nil && platformMatches(want, *c.Platform) {
+				keep[i] = true
+				break
+			}
+		}
+	}
+	var out []ocispec.Descriptor
+	var offered []string
+	for i, c := range children {
+		if c.Platform == nil {
+			keep[i] = true
+		} else {
+			offered = append(offered, FormatPlatform(normalizePlatform(*c.Platform)))
+		}
+		if keep[i] {
+			out = append(out, c)
+		}
+	}
+	if len(out) == 0 && len(children) > 0 {
+		var wanted []string
+		for _, w := range p.opts.Platforms {
+			wanted = append(wanted, FormatPlatform(w))
+		}
+		slices.Sort(offered)
+		return nil, errors.Errorf("index %s has no manifest for platform %s (it has %s)", index.Digest,
+			strings.Join(wanted, ", "), strings.Join(slices.Compact(offered), ", "))
+	}
+	return out, nil
+}
+
+// pullTarget is the namespace as oras.Copy's destination. Exists of a
+// manifest or index means "it and everything below it that this pull
+// selects": oras.Copy skips the whole sub-graph of a node that exists, and
+// a manifest another namespace stored (or an index pulled for other
+// platforms) says nothing about the blobs this pull needs.
+type pullTarget struct {
+	*Target
+	p *puller
+}
+
+func (t pullTarget) Exists(ctx context.Context, desc ocispec.Descriptor) (bool, error) {
+	ok, err := t.Target.Exists(ctx, desc)
+	if err != nil || !ok {
+		return ok, err
+	}
+	children, err := t.p.successors(ctx, t.Target, desc)
+	if err != nil {
+		return false, err
+	}
+	for _, c := range children {
+		if ok, err := t.Exists(ctx, c); err != nil || !ok {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// pullSource is the registry as oras.Copy's source. It reads what the
+// namespace already sees from the namespace (a manifest whose sub-graph is
+// incomplete), and counts the bytes that come from the registry.
+type pullSource struct {
+	oras.ReadOnlyTarget
+	p *puller
+}
+
+func (s pullSource) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
+	if ok, err := s.p.dst.Exists(ctx, desc); err == nil && ok {
+		if rc, err := s.p.dst.Fetch(ctx, desc); err == nil {
+			s.p.markLocal(desc)
+			return rc, nil
+		}
+	}
+	s.p.obs.Fetching(desc)
+	rc, err := s.ReadOnlyTarget.Fetch(ctx, desc)
+	if err != nil {
+		return nil, errors.Wrapf(err, "fetching %s %s", s.p.kind(desc), desc.Digest)
+	}
+	return &countingReader{rc: rc, read: func(n int64) { s.p.obs.Read(desc, n) }}, nil
+}
+
+// countingReader reports every read's byte count.
+type countingReader struct {
+	rc   io.ReadCloser
+	read func(int64)
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.rc.Read(b)
+	if n > 0 {
+		c.read(int64(n))
+	}
+	return n, err
+}
+
+func (c *countingReader) Close() error { return c.rc.Close() }
+
+type nopObserver struct{}
+
+func (nopObserver) Queued(ocispec.Descriptor, string) {}
+func (nopObserver) Fetching(ocispec.Descriptor)       {}
+func (nopObserver) Read(ocispec.Descriptor, int64)    {}
+func (nopObserver) Done(ocispec.Descriptor)           {}
+func (nopObserver) Exists(ocispec.Descriptor)         {}

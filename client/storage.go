@@ -1,0 +1,285 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/pkg/errors"
+	"oras.land/oras-go/v2"
+	"oras.land/oras-go/v2/errdef"
+)
+
+// Target is one namespace of a mount as an oras-go v2 target
+// (content.Storage plus Tag and Resolve), made only of file operations on
+// the mount, so that oras.Copy from a registry or an OCI layout into it is
+// a pull or an import:
+//
+//	Exists   stat ns/N/blobs/sha256/<hex>
+//	Fetch    open ns/N/blobs/sha256/<hex>
+//	Push     open(O_CREAT|O_EXCL) ns/N/blobs/sha256/<hex>, write, fsync, close
+//	Tag      write the manifest's bytes to ns/N/images/<ref>
+//	Resolve  read ns/N/images/<ref>
+//
+// The filesystem verifies every blob against its name, so Push needs no
+// second check of the digest. Manifests and indexes are blobs too.
+type Target struct {
+	ns Namespace
+}
+
+var _ oras.Target = (*Target)(nil)
+
+// Target is n as an oras-go target. It does not create the namespace
+// (Ensure does).
+func (n Namespace) Target() *Target { return &Target{ns: n} }
+
+// Namespace is the namespace t works on.
+func (t *Target) Namespace() Namespace { return t.ns }
+
+// BlobPath is the file of blob d in t's namespace. A digest of another
+// algorithm than sha256, or a malformed one, is an error.
+func (t *Target) BlobPath(d digest.Digest) (string, error) {
+	if err := t.ns.Check(); err != nil {
+		return "", err
+	}
+	if err := d.Validate(); err != nil {
+		return "", errors.Wrapf(errdef.ErrInvalidDigest, "digest %q: %v", d, err)
+	}
+	if d.Algorithm() != digest.SHA256 {
+		return "", errors.Wrapf(errdef.ErrUnsupported, "digest %s: only sha256 blobs can be stored", d)
+	}
+	return filepath.Join(t.ns.BlobsDir(), d.Encoded()), nil
+}
+
+// ImagePath is the file of image ref in t's namespace; a '/' in ref is a
+// sub-directory of images/.
+func (t *Target) ImagePath(ref string) (string, error) {
+	if err := t.ns.Check(); err != nil {
+		return "", err
+	}
+	if ref == "" || strings.HasPrefix(ref, "/") || filepath.Clean(ref) != ref || ref == "." || strings.HasPrefix(ref, "../") || ref == ".." {
+		return "", errors.Wrapf(errdef.ErrInvalidReference, "image %q: a ref must be a clean relative path", ref)
+	}
+	return filepath.Join(t.ns.ImagesDir(), filepath.FromSlash(ref)), nil
+}
+
+// Exists tells whether the namespace can see blob desc (under the shared
+// policy: whether the store holds it), with the size desc says.
+func (t *Target) Exists(_ context.Context, desc ocispec.Descriptor) (bool, error) {
+	path, err := t.BlobPath(desc.Digest)
+	if err != nil {
+		return false, err
+	}
+	fi, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, errors.Wrapf(err, "blob %s in namespace %q", desc.Digest, t.ns.Name)
+	}
+	// Another size is a blob still being written (it answers stat while
+	// its writer has it open), or a descriptor that lies: either way it is
+	// not there as desc says. A Push then answers EEXIST, and the image
+	// that names it is refused at Tag if it never comes right.
+	return fi.Size() == desc.Size, nil
+}
+
+// Fetch opens blob desc for reading.
+func (t *Target) Fetch(_ context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
+	path, err := t.BlobPath(desc.Digest)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, errors.Wrapf(errdef.ErrNotFound, "blob %s in namespace %q", desc.Digest, t.ns.Name)
+	}
+	if err != nil {
+		return nil, errors.Wrapf(err, "blob %s in namespace %q", desc.Digest, t.ns.Name)
+	}
+	return f, nil
+}
+
+// Push writes blob desc from r: O_CREAT|O_EXCL, copy, fsync, close. The
+// filesystem publishes it only once its bytes hash to its name; an error
+// (or a cancelled ctx) on the way leaves nothing visible. When the
+// namespace can already see the blob, nothing is read from r and the
+// error is errdef.ErrAlreadyExists, which oras.Copy takes as success.
+func (t *Target) Push(ctx context.Context, desc ocispec.Descriptor, r io.Reader) error {
+	path, err := t.BlobPath(desc.Digest)
+	if err != nil {
+		return err
+	}
+	what := func() string { return "blob " + desc.Digest.String() + " in namespace " + strconv.Quote(t.ns.Name) }
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	if errors.Is(err, syscall.EEXIST) {
+		return errors.Wrapf(errdef.ErrAlreadyExists, "%s", what())
+	}
+	if err != nil {
+		return errors.Wrapf(err, "%s", what())
+	}
+	// An error before the fsync closes the file with bytes that do not
+	// match its name: the filesystem keeps nothing (EBADMSG at close, which
+	// says nothing more than the first error).
+	src := &ctxReader{ctx: ctx, r: io.LimitReader(r, desc.Size+1)}
+	n, err := io.Copy(f, src)
+	switch {
+	case err != nil && err == src.err:
+		f.Close()
+		return errors.Wrapf(err, "receiving %s (got %d of %d bytes)", what(), n, desc.Size)
+	case err != nil:
+		f.Close()
+		return errors.Wrapf(err, "writing %s", what())
+	case n != desc.Size:
+		f.Close()
+		return errors.Errorf("%s: got %d bytes, but its descriptor says %d", what(), n, desc.Size)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return blobCommitError(what(), err)
+	}
+	if err := f.Close(); err != nil {
+		return blobCommitError(what(), err)
+	}
+	return nil
+}
+
+// blobCommitError says why the filesystem refused a blob at fsync or close.
+func blobCommitError(what string, err error) error {
+	if errors.Is(err, syscall.EBADMSG) {
+		return errors.Errorf("%s: the bytes do not match the digest", what)
+	}
+	return errors.Wrapf(err, "committing %s", what)
+}
+
+// Tag makes ref an image of the namespace whose target is desc: the
+// manifest's bytes (read from the namespace's blob) are written to
+// images/<ref>, creating the ref's prefix directories. The filesystem
+// checks them at fsync and close; a blob the manifest names that the
+// namespace cannot see is ENOENT (an index's absent children are fine).
+func (t *Target) Tag(ctx context.Context, desc ocispec.Descriptor, ref string) error {
+	path, err := t.ImagePath(ref)
+	if err != nil {
+		return err
+	}
+	rc, err := t.Fetch(ctx, desc)
+	if err != nil {
+		return err
+	}
+	data, err := io.ReadAll(io.LimitReader(rc, desc.Size+1))
+	rc.Close()
+	if err != nil {
+		return errors.Wrapf(err, "reading manifest %s in namespace %q", desc.Digest, t.ns.Name)
+	}
+	if int64(len(data)) != desc.Size || digest.FromBytes(data) != desc.Digest {
+		return errors.Errorf("manifest %s in namespace %q does not match its descriptor", desc.Digest, t.ns.Name)
+	}
+	return t.WriteImage(ref, path, data)
+}
+
+// WriteImage writes data, a manifest or index, to images/<ref> (at path,
+// from ImagePath), making the ref's prefix directories: create or
+// truncate, write, fsync, close. An error at fsync or close is the
+// filesystem refusing the image.
+func (t *Target) WriteImage(ref, path string, data []byte) error {
+	what := "image " + strconv.Quote(ref) + " in namespace " + strconv.Quote(t.ns.Name)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return errors.Wrapf(err, "%s: creating its directory", what)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return errors.Wrapf(err, "%s", what)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return imageCommitError(what, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return imageCommitError(what, err)
+	}
+	if err := f.Close(); err != nil {
+		return imageCommitError(what, err)
+	}
+	return nil
+}
+
+// imageCommitError says why the filesystem refused an image's bytes.
+func imageCommitError(what string, err error) error {
+	switch {
+	case errors.Is(err, syscall.ENOENT):
+		return errors.Errorf("%s: the manifest names a blob the namespace cannot see", what)
+	case errors.Is(err, syscall.EINVAL):
+		return errors.Errorf("%s: not a valid OCI or Docker manifest or index", what)
+	case errors.Is(err, syscall.EFBIG):
+		return errors.Errorf("%s: the manifest is larger than 4 MiB", what)
+	}
+	return errors.Wrapf(err, "writing %s", what)
+}
+
+// Resolve reads image ref and describes its target: digest and size of the
+// file's bytes, media type from their JSON.
+func (t *Target) Resolve(_ context.Context, ref string) (ocispec.Descriptor, error) {
+	path, err := t.ImagePath(ref)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return ocispec.Descriptor{}, errors.Wrapf(errdef.ErrNotFound, "image %q in namespace %q", ref, t.ns.Name)
+	}
+	if err != nil {
+		return ocispec.Descriptor{}, errors.Wrapf(err, "image %q in namespace %q", ref, t.ns.Name)
+	}
+	return ocispec.Descriptor{
+		MediaType: ManifestMediaType(data),
+		Digest:    digest.FromBytes(data),
+		Size:      int64(len(data)),
+	}, nil
+}
+
+// ManifestMediaType is the media type of a manifest or index: its
+// mediaType field, else OCI index when it has manifests, else OCI manifest.
+func ManifestMediaType(data []byte) string {
+	var m struct {
+		MediaType string            `json:"mediaType"`
+		Manifests []json.RawMessage `json:"manifests"`
+	}
+	_ = json.Unmarshal(data, &m) // the filesystem accepted it as a manifest
+	switch {
+	case m.MediaType != "":
+		return m.MediaType
+	case m.Manifests != nil:
+		return ocispec.MediaTypeImageIndex
+	default:
+		return ocispec.MediaTypeImageManifest
+	}
+}
+
+// ctxReader stops a copy once ctx is done, so that an interrupted pull
+// stops writing at once, and keeps the error of the source (a broken
+// connection) apart from the filesystem's.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+	err error // the last error other than io.EOF
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		c.err = err
+		return 0, err
+	}
+	n, err := c.r.Read(p)
+	if err != nil && err != io.EOF {
+		c.err = err
+	}
+	return n, err
+}
