@@ -10,12 +10,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nsfs/nsfs/metadata"
@@ -93,10 +95,29 @@ func (n Namespace) ImportFile(ctx context.Context, name string, opts ImportOptio
 	}
 	f, err := os.Open(name)
 	if err != nil {
-		return ImportResult{}, err
+		// The caller names the file: "import x.tar: no such file or directory".
+		return ImportResult{}, unwrapPath(err)
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.IsDir() {
+		return ImportResult{}, withKind(ErrInvalid, "is a directory")
+	}
 	return n.Import(ctx, f, opts)
+}
+
+// unwrapPath is the error of a file operation without the path and the
+// operation (*fs.PathError, *os.LinkError), for a message that names the
+// file itself: the path may be a temporary file the user never named.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	var le *os.LinkError
+	switch {
+	case errors.As(err, &pe):
+		return pe.Err
+	case errors.As(err, &le):
+		return le.Err
+	}
+	return err
 }
 
 // Import reads an image archive from r — an OCI image-layout tar
@@ -115,12 +136,12 @@ func (n Namespace) ImportFile(ctx context.Context, name string, opts ImportOptio
 // with no name at all gets "<base name>@<digest>", as ctr import --digests
 // names images.
 func (n Namespace) Import(ctx context.Context, r io.Reader, opts ImportOptions) (ImportResult, error) {
-	f, cleanup, err := seekableArchive(r)
+	f, cleanup, err := seekableArchive(ctx, r)
 	if err != nil {
 		return ImportResult{}, err
 	}
 	defer cleanup()
-	arch, err := scanArchive(f)
+	arch, err := scanArchive(ctx, f)
 	if err != nil {
 		return ImportResult{}, err
 	}
@@ -134,6 +155,9 @@ func (n Namespace) Import(ctx context.Context, r io.Reader, opts ImportOptions) 
 	}
 	plan, err := arch.plan(prefix, opts.BaseName != "")
 	if err != nil {
+		return ImportResult{}, err
+	}
+	if err := n.checkImageRefs(plan.images); err != nil {
 		return ImportResult{}, err
 	}
 	if err := n.Ensure(); err != nil {
@@ -150,10 +174,33 @@ func (n Namespace) Import(ctx context.Context, r io.Reader, opts ImportOptions) 
 	return ImportResult{Images: plan.images, Sent: sent}, nil
 }
 
+// checkImageRefs refuses, before anything is written, image refs that
+// cannot be written: one below another image of the archive ("x/y" with
+// "x"), a ref-prefix directory of the namespace, or one below an image
+// of the namespace.
+func (n Namespace) checkImageRefs(images []ArchiveImage) error {
+	refs := make(map[string]bool, len(images))
+	for _, img := range images {
+		refs[img.Ref] = true
+	}
+	for _, img := range images {
+		parts := strings.Split(img.Ref, "/")
+		for i := 1; i < len(parts); i++ {
+			if prefix := strings.Join(parts[:i], "/"); refs[prefix] {
+				return withKind(ErrInvalid, "image %q: invalid reference: a prefix of it, %q, is also an image of the archive", img.Ref, prefix)
+			}
+		}
+		if err := n.refShapeError(img.Ref); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // seekableArchive gives random access to the archive r: r itself when it
 // is a regular file that is not gzipped, else a temporary copy
 // (decompressed) that is already unlinked, so nothing is left behind.
-func seekableArchive(r io.Reader) (io.ReaderAt, func(), error) {
+func seekableArchive(ctx context.Context, r io.Reader) (io.ReaderAt, func(), error) {
 	noop := func() {}
 	if f, ok := r.(*os.File); ok {
 		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
@@ -179,7 +226,7 @@ func seekableArchive(r io.Reader) (io.ReaderAt, func(), error) {
 	}
 	// Unlinked at once: the descriptor keeps it while the import runs.
 	os.Remove(tmp.Name())
-	size, err := io.Copy(tmp, src)
+	size, err := io.Copy(tmp, &ctxReader{ctx: ctx, r: src})
 	if err != nil {
 		tmp.Close()
 		return nil, noop, errors.Wrapf(err, "spooling the archive to %s", os.TempDir())
@@ -206,7 +253,7 @@ type tarArchive struct {
 }
 
 // scanArchive reads the tar once, noting and hashing every regular file.
-func scanArchive(ra io.ReaderAt) (*tarArchive, error) {
+func scanArchive(ctx context.Context, ra io.ReaderAt) (*tarArchive, error) {
 	sr, ok := ra.(*io.SectionReader)
 	if !ok {
 		return nil, errors.New("internal: the archive is not seekable")
@@ -235,7 +282,7 @@ func scanArchive(ra io.ReaderAt) (*tarArchive, error) {
 		case tar.TypeReg, tar.TypeRegA: //nolint:staticcheck // old tars still use TypeRegA
 			e := tarEntry{name: name, offset: counter.off, size: hdr.Size}
 			h := sha256.New()
-			if _, err := io.Copy(h, tr); err != nil {
+			if _, err := io.Copy(h, &ctxReader{ctx: ctx, r: tr}); err != nil {
 				return nil, errors.Wrapf(err, "reading %s from the tar archive", hdr.Name)
 			}
 			e.digest = digest.NewDigest(digest.SHA256, h)
@@ -753,6 +800,12 @@ func (p *importPlan) tag(ctx context.Context, t *Target) error {
 			return p.rollback(t, done, errors.Wrapf(err, "image %q in namespace %q", img.Ref, t.Namespace().Name))
 		}
 		if err := t.Tag(ctx, img.Target, img.Ref); err != nil {
+			if errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.EISDIR) || errors.Is(err, syscall.EEXIST) {
+				// Made since checkImageRefs looked: say what is in the way.
+				if shapeErr := t.Namespace().refShapeError(img.Ref); shapeErr != nil {
+					err = shapeErr
+				}
+			}
 			return p.rollback(t, done, err)
 		}
 		done = append(done, imageUndo{ref: img.Ref, path: imgPath, old: old})
@@ -790,11 +843,16 @@ type ExportOptions struct {
 }
 
 // ExportFile is Export into the file at name — written to a temporary
-// file beside it and renamed, so a failed export leaves no partial file —
-// or to stdout when name is "-".
+// file beside it and renamed, so a failed or interrupted export leaves no
+// partial file — or to stdout when name is "-". Its errors do not name
+// the file (the caller does: "export x.tar: no such file or directory"),
+// nor the temporary file, which the user never named.
 func (n Namespace) ExportFile(ctx context.Context, name string, refs []string, opts ExportOptions) error {
 	if name == "-" {
 		return n.Export(ctx, os.Stdout, refs, opts)
+	}
+	if fi, err := os.Stat(name); err == nil && fi.IsDir() {
+		return withKind(ErrInvalid, "is a directory")
 	}
 	dir, base := filepath.Split(name)
 	if dir == "" {
@@ -802,26 +860,41 @@ func (n Namespace) ExportFile(ctx context.Context, name string, refs []string, o
 	}
 	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
 	if err != nil {
-		return err
+		return unwrapPath(err)
 	}
 	defer os.Remove(tmp.Name()) // no-op after the rename
-	bw := bufio.NewWriterSize(tmp, 1<<20)
+	bw := bufio.NewWriterSize(writeErrorsOf{tmp}, 1<<20)
 	if err := n.Export(ctx, bw, refs, opts); err != nil {
 		tmp.Close()
 		return err
 	}
 	if err := bw.Flush(); err != nil {
 		tmp.Close()
-		return errors.Wrapf(err, "writing %s", name)
+		return err
 	}
 	if err := tmp.Chmod(0o644); err != nil {
 		tmp.Close()
-		return err
+		return errors.Wrap(unwrapPath(err), "writing the file")
 	}
 	if err := tmp.Close(); err != nil {
-		return errors.Wrapf(err, "writing %s", name)
+		return errors.Wrap(unwrapPath(err), "writing the file")
 	}
-	return errors.Wrapf(os.Rename(tmp.Name(), name), "writing %s", name)
+	if err := os.Rename(tmp.Name(), name); err != nil {
+		return errors.Wrap(unwrapPath(err), "writing the file")
+	}
+	return nil
+}
+
+// writeErrorsOf says "writing the file: no space left on device" for a
+// failed write, without the temporary file's name.
+type writeErrorsOf struct{ f *os.File }
+
+func (w writeErrorsOf) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	if err != nil {
+		err = errors.Wrap(unwrapPath(err), "writing the file")
+	}
+	return n, err
 }
 
 // exportGraph is what an export writes: blobs by digest (in a stable
@@ -1120,7 +1193,7 @@ func (g *exportGraph) writeBlob(ctx context.Context, tw *tar.Writer, desc ocispe
 		return err
 	}
 	h := desc.Digest.Algorithm().Digester()
-	n, err := io.Copy(io.MultiWriter(tw, h.Hash()), io.LimitReader(rc, desc.Size))
+	n, err := io.Copy(io.MultiWriter(tw, h.Hash()), &ctxReader{ctx: ctx, r: io.LimitReader(rc, desc.Size)})
 	if err != nil {
 		return errors.Wrapf(err, "exporting blob %s", desc.Digest)
 	}

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -176,12 +177,12 @@ func gz(t *testing.T, data []byte) []byte {
 // that is no file (so it is spooled).
 func planOf(t *testing.T, archive []byte, prefix string) (*importPlan, error) {
 	t.Helper()
-	ra, cleanup, err := seekableArchive(bytes.NewReader(archive))
+	ra, cleanup, err := seekableArchive(context.Background(), bytes.NewReader(archive))
 	if err != nil {
 		return nil, err
 	}
 	t.Cleanup(cleanup)
-	a, err := scanArchive(ra)
+	a, err := scanArchive(context.Background(), ra)
 	if err != nil {
 		return nil, err
 	}
@@ -327,7 +328,7 @@ func TestSeekableArchiveFile(t *testing.T) {
 	defer f.Close()
 	data := testTar(t, testFile{name: "x", data: []byte("hello")})
 	f.Write(data)
-	ra, cleanup, err := seekableArchive(f)
+	ra, cleanup, err := seekableArchive(context.Background(), f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -335,7 +336,7 @@ func TestSeekableArchiveFile(t *testing.T) {
 	if sr, ok := ra.(*io.SectionReader); !ok || sr.Size() != int64(len(data)) {
 		t.Fatalf("got %T, want a section of the file itself", ra)
 	}
-	a, err := scanArchive(ra)
+	a, err := scanArchive(context.Background(), ra)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,3 +53,57 @@ func namespaceError(name string, err error) error {
 func invalidNamespaceName(name string) error {
 	return withKind(ErrInvalid, "namespace %q: invalid namespace name: it must match ^[A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*$ and be at most 76 characters", name)
 }
+
+// ErrDaemonGone is the kind of error DaemonGone returns: the mount is
+// still in the mount table, but the daemon that served it died.
+var ErrDaemonGone = errors.New("the nsfs daemon is gone")
+
+// daemonGoneError says that the daemon serving a mount died, and how to
+// get the mount back. It unwraps to the file operation's own error, so
+// errors.Is(err, syscall.ENOTCONN) still holds.
+type daemonGoneError struct {
+	mountDir string
+	err      error  // the failed file operation's error
+	reason   string // the errno's text
+}
+
+func (e *daemonGoneError) Error() string {
+	remedy := "`nsfs mount " + e.mountDir + "`"
+	if root := storeRootOf(e.mountDir); root != "" {
+		remedy = "`nsfs mount --root " + root + " " + e.mountDir + "`"
+	}
+	return fmt.Sprintf("the nsfs daemon serving %s is gone (%s): run %s again to recover", e.mountDir, e.reason, remedy)
+}
+
+func (e *daemonGoneError) Unwrap() error        { return e.err }
+func (e *daemonGoneError) Is(target error) bool { return target == ErrDaemonGone }
+
+// DaemonGone turns the error of a file operation under mountDir into one
+// that says the daemon is gone when the kernel answered ENOTCONN (the
+// daemon died: "transport endpoint is not connected") or ECONNABORTED
+// (it died, or its connection was aborted, while the request was in
+// flight). Any other error, and nil, is returned as it is, so a caller
+// can wrap every error of an operation on the mount:
+//
+//	if _, err := os.Stat(path); err != nil {
+//		return client.DaemonGone(err, mount.Dir)
+//	}
+//
+// which reads, after a kill -9 of the daemon:
+//
+//	nsfs: the nsfs daemon serving /mnt is gone (transport endpoint is not connected): run `nsfs mount --root /var/lib/nsfs /mnt` again to recover
+func DaemonGone(err error, mountDir string) error {
+	if err == nil {
+		return nil
+	}
+	var gone *daemonGoneError
+	if errors.As(err, &gone) {
+		return err
+	}
+	for _, errno := range []syscall.Errno{syscall.ENOTCONN, syscall.ECONNABORTED} {
+		if errors.Is(err, errno) {
+			return &daemonGoneError{mountDir: mountDir, err: err, reason: errno.Error()}
+		}
+	}
+	return err
+}

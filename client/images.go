@@ -289,7 +289,8 @@ func (n Namespace) RefPath(ref string) (string, error) {
 }
 
 // RemoveImage deletes image ref (`rm images/<ref>`); the filesystem then
-// drops the blobs only it held. A missing ref is ErrNotFound.
+// drops the blobs only it held. A missing ref is ErrNotFound, and so is a
+// ref-prefix directory, said as such.
 func (n Namespace) RemoveImage(ref string) error {
 	if err := n.Check(); err != nil {
 		return err
@@ -299,13 +300,14 @@ func (n Namespace) RemoveImage(ref string) error {
 		return err
 	}
 	// unlink, not os.Remove: that would rmdir a ref-prefix directory.
-	return imageError(ref, syscall.Unlink(p))
+	return n.imageError(ref, syscall.Unlink(p))
 }
 
 // TagImage makes dst a second ref to src's target, with a copy of its
 // labels (`ln images/<src> images/<dst>`), as `ctr images tag` does. An
 // existing dst is ErrAlreadyExists unless force, which replaces it
 // atomically: the link goes to a temporary ref that is renamed over dst.
+// A ref-prefix directory is neither a src nor a dst, even with force.
 func (n Namespace) TagImage(src, dst string, force bool) error {
 	if err := n.Check(); err != nil {
 		return err
@@ -320,34 +322,39 @@ func (n Namespace) TagImage(src, dst string, force bool) error {
 	}
 	// Before Ensure: a tag of nothing must not create the namespace.
 	if st, err := os.Lstat(srcPath); err != nil || !st.Mode().IsRegular() {
+		if err := n.refShapeError(src); err != nil {
+			return err
+		}
 		return withKind(ErrNotFound, "image %q: not found", src)
 	}
 	if err := n.Ensure(); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(filepath.Dir(dstPath), 0o755); err != nil {
-		if errors.Is(err, syscall.ENOTDIR) || errors.Is(err, fs.ErrExist) {
-			return withKind(ErrInvalid, "image %q: invalid reference: a prefix of it is an image", dst)
-		}
-		return errors.Wrapf(err, "image %q", dst)
+		return n.imageError(dst, err)
 	}
 	err = os.Link(srcPath, dstPath)
+	if err != nil && errors.Is(err, fs.ErrExist) {
+		if err := n.refShapeError(dst); err != nil {
+			return err // a directory of refs: --force must not replace it
+		}
+	}
 	if err == nil || !errors.Is(err, fs.ErrExist) || !force {
-		return tagError(src, dst, err)
+		return n.tagError(src, dst, err)
 	}
 	tmp := filepath.Join(filepath.Dir(dstPath), fmt.Sprintf(".nsfs-tag-%d-%d", os.Getpid(), time.Now().UnixNano()))
 	if err := os.Link(srcPath, tmp); err != nil {
-		return tagError(src, dst, err)
+		return n.tagError(src, dst, err)
 	}
 	if err := os.Rename(tmp, dstPath); err != nil {
 		_ = syscall.Unlink(tmp)
-		return imageError(dst, err)
+		return n.imageError(dst, err)
 	}
 	return nil
 }
 
 // tagError names the ref a failed link was about.
-func tagError(src, dst string, err error) error {
+func (n Namespace) tagError(src, dst string, err error) error {
 	switch {
 	case err == nil:
 		return nil
@@ -356,12 +363,13 @@ func tagError(src, dst string, err error) error {
 	case errors.Is(err, fs.ErrNotExist):
 		return withKind(ErrNotFound, "image %q: not found", src)
 	}
-	return imageError(dst, err)
+	return n.imageError(dst, err)
 }
 
 // imageError turns the filesystem's answer about image ref into ctr's
-// words.
-func imageError(ref string, err error) error {
+// words; a ref that is a directory of refs, or lies below an image, is
+// said to be one.
+func (n Namespace) imageError(ref string, err error) error {
 	var errno syscall.Errno
 	if err == nil || !errors.As(err, &errno) {
 		if err == nil {
@@ -370,8 +378,13 @@ func imageError(ref string, err error) error {
 		return errors.Wrapf(err, "image %q", ref)
 	}
 	switch errno {
+	case syscall.EISDIR, syscall.ENOTDIR, syscall.EEXIST:
+		if shapeErr := n.refShapeError(ref); shapeErr != nil {
+			return shapeErr
+		}
+	}
+	switch errno {
 	case syscall.ENOENT, syscall.EISDIR, syscall.ENOTDIR:
-		// A ref-prefix directory, or a path below an image, is no image.
 		return withKind(ErrNotFound, "image %q: not found", ref)
 	case syscall.EEXIST:
 		return withKind(ErrAlreadyExists, "image %q: already exists", ref)
@@ -379,4 +392,42 @@ func imageError(ref string, err error) error {
 		return withKind(ErrInvalid, "image %q: invalid reference: %v", ref, errno)
 	}
 	return errors.Wrapf(errno, "image %q", ref)
+}
+
+// refShapeError says why ref cannot be an image of the namespace, when
+// its path is a ref prefix (a directory of refs: "docker.io/library") or
+// lies below an image ("app:v1/x" when app:v1 is an image); nil when it
+// is neither.
+//
+//	"docker.io/library" is a ref prefix (a directory of refs), not an image
+//	image "app:v1/x": invalid reference: a prefix of it, "app:v1", is an image
+func (n Namespace) refShapeError(ref string) error {
+	p, err := n.RefPath(ref)
+	if err != nil {
+		return err
+	}
+	if st, err := os.Lstat(p); err == nil && st.IsDir() {
+		return withKind(ErrInvalid, "%q is a ref prefix (a directory of refs), not an image", ref)
+	}
+	if prefix := n.imagePrefix(ref); prefix != "" {
+		return withKind(ErrInvalid, "image %q: invalid reference: a prefix of it, %q, is an image", ref, prefix)
+	}
+	return nil
+}
+
+// imagePrefix is the shortest proper prefix of ref (whole components)
+// that is an image of the namespace, "" when none is.
+func (n Namespace) imagePrefix(ref string) string {
+	parts := strings.Split(ref, "/")
+	for i := 1; i < len(parts); i++ {
+		prefix := strings.Join(parts[:i], "/")
+		st, err := os.Lstat(filepath.Join(n.ImagesDir(), filepath.FromSlash(prefix)))
+		if err != nil {
+			return "" // nothing there, so nothing below either
+		}
+		if st.Mode().IsRegular() {
+			return prefix
+		}
+	}
+	return ""
 }

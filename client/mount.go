@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/pkg/errors"
+	"golang.org/x/sys/unix"
 )
 
 // FSType is the filesystem type a mounted nsfs shows in /proc/self/mountinfo.
@@ -24,31 +25,101 @@ type Mount struct {
 }
 
 // FindMount resolves the mount a command works on: dir when it is given
-// (--mount, else $NSFS_MOUNT), else the one fuse.nsfs mount in
-// /proc/self/mountinfo. None, or several, is an error that says what to do.
+// (--mount, else $NSFS_MOUNT), which must be the mountpoint of a fuse.nsfs
+// filesystem (not a directory inside one), else the one fuse.nsfs mount in
+// /proc/self/mountinfo. None, or several, is an error that says what to
+// do; so is a mount whose daemon died (see DaemonGone).
 func FindMount(dir string) (Mount, error) {
-	if dir != "" {
-		abs, err := filepath.Abs(dir)
+	const mountinfo = "/proc/self/mountinfo"
+	if dir == "" {
+		mounts, err := nsfsMounts(mountinfo)
 		if err != nil {
-			return Mount{}, errors.Wrapf(err, "mount %q", dir)
+			return Mount{}, err
 		}
-		if _, err := os.Stat(filepath.Join(abs, "ns")); err != nil {
-			return Mount{}, errors.Errorf("%s is not a mounted nsfs store (no ns/ directory): start one with `nsfs mount %s`", abs, abs)
+		switch len(mounts) {
+		case 0:
+			return Mount{}, errors.New("no nsfs mount found: start one with `nsfs mount MOUNTPOINT`, or name one with --mount or NSFS_MOUNT")
+		case 1:
+			return checkAlive(Mount{Dir: mounts[0]})
+		default:
+			return Mount{}, errors.Errorf("%d nsfs mounts found (%s): choose one with --mount or NSFS_MOUNT", len(mounts), strings.Join(mounts, ", "))
 		}
-		return Mount{Dir: abs}, nil
 	}
-	mounts, err := nsfsMounts("/proc/self/mountinfo")
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return Mount{}, errors.Wrapf(err, "mount %q", dir)
+	}
+	fstype, _, err := mountAt(mountinfo, abs)
 	if err != nil {
 		return Mount{}, err
 	}
-	switch len(mounts) {
-	case 0:
-		return Mount{}, errors.New("no nsfs mount found: start one with `nsfs mount MOUNTPOINT`, or name one with --mount or NSFS_MOUNT")
-	case 1:
-		return Mount{Dir: mounts[0]}, nil
-	default:
-		return Mount{}, errors.Errorf("%d nsfs mounts found (%s): choose one with --mount or NSFS_MOUNT", len(mounts), strings.Join(mounts, ", "))
+	if fstype == "" {
+		// A path through a symlink: mountinfo has the real one. (A dead
+		// mount's own path cannot be resolved, and needs not be: it was
+		// found above.)
+		if real, rerr := filepath.EvalSymlinks(abs); rerr == nil && real != abs {
+			if fstype, _, err = mountAt(mountinfo, real); err != nil {
+				return Mount{}, err
+			}
+			if fstype != "" {
+				abs = real
+			}
+		}
 	}
+	switch fstype {
+	case FSType:
+		return checkAlive(Mount{Dir: abs})
+	case "":
+		return Mount{}, notAMount(mountinfo, abs)
+	default:
+		return Mount{}, errors.Errorf("%s is not a mounted nsfs store (its filesystem is %s): name an nsfs mountpoint with --mount or NSFS_MOUNT", abs, fstype)
+	}
+}
+
+// notAMount says why dir, where nothing is mounted, is no nsfs store: it
+// lies inside an nsfs mount (a path there is no mountpoint), it does not
+// exist, or it is a plain directory.
+func notAMount(mountinfo, dir string) error {
+	mounts, _ := nsfsMounts(mountinfo)
+	inside := enclosingMount(mounts, dir)
+	if inside == "" {
+		if real, err := filepath.EvalSymlinks(dir); err == nil {
+			inside = enclosingMount(mounts, real)
+		}
+	}
+	if inside != "" {
+		return errors.Errorf("%s is not an nsfs mountpoint but a path inside the nsfs mount %s: name the mountpoint, --mount %s", dir, inside, inside)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return errors.Errorf("%s is not a mounted nsfs store (it does not exist): start one with `nsfs mount %s`", dir, dir)
+		}
+		return errors.Wrapf(err, "%s is not a mounted nsfs store", dir)
+	}
+	return errors.Errorf("%s is not a mounted nsfs store (no nsfs filesystem is mounted there): start one with `nsfs mount %s`", dir, dir)
+}
+
+// enclosingMount is the innermost of mounts that path lies strictly
+// inside, "" when none.
+func enclosingMount(mounts []string, path string) string {
+	inside := ""
+	for _, m := range mounts {
+		if m != path && strings.HasPrefix(path, strings.TrimSuffix(m, "/")+"/") && len(m) > len(inside) {
+			inside = m
+		}
+	}
+	return inside
+}
+
+// checkAlive asks the mount's daemon for statfs (the kernel answers stat
+// of a mount's root from its cache, but asks the daemon for statfs): a
+// daemon that died answers ENOTCONN, said as DaemonGone says it.
+func checkAlive(m Mount) (Mount, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(m.Dir, &st); err != nil {
+		return Mount{}, DaemonGone(errors.Wrapf(&os.PathError{Op: "statfs", Path: m.Dir, Err: err}, "nsfs mount %s", m.Dir), m.Dir)
+	}
+	return m, nil
 }
 
 // nsfsMounts lists the mountpoints of fuse.nsfs filesystems in a
@@ -147,4 +218,47 @@ func (n Namespace) Check() error {
 		return invalidNamespaceName(n.Name)
 	}
 	return nil
+}
+
+// mountAt is the topmost mount at dir in a mountinfo file: its filesystem
+// type and its source (for nsfs, the store root); "" when nothing is
+// mounted at dir itself.
+func mountAt(mountinfo, dir string) (fstype, source string, err error) {
+	f, err := os.Open(mountinfo)
+	if err != nil {
+		return "", "", errors.Wrap(err, "reading the mount table")
+	}
+	defer f.Close()
+	scanner := bufio.NewScanner(f)
+	scanner.Buffer(make([]byte, 64*1024), 1024*1024)
+	for scanner.Scan() {
+		// "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - fuse.nsfs /root rw"
+		fields := strings.Fields(scanner.Text())
+		sep := -1
+		for i, field := range fields {
+			if field == "-" {
+				sep = i
+				break
+			}
+		}
+		if sep < 5 || sep+1 >= len(fields) || unescapeOctal(fields[4]) != dir {
+			continue
+		}
+		// Later lines are mounted on top.
+		fstype, source = fields[sep+1], ""
+		if sep+2 < len(fields) {
+			source = unescapeOctal(fields[sep+2])
+		}
+	}
+	return fstype, source, errors.Wrap(scanner.Err(), "reading "+mountinfo)
+}
+
+// storeRootOf is the store root the nsfs mount at dir serves, as the
+// mount table names it; "" when unknown.
+func storeRootOf(dir string) string {
+	fstype, source, err := mountAt("/proc/self/mountinfo", dir)
+	if err != nil || fstype != FSType || !filepath.IsAbs(source) {
+		return ""
+	}
+	return source
 }

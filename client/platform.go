@@ -15,14 +15,33 @@ func HostPlatform() ocispec.Platform {
 }
 
 // ParsePlatform reads os/arch[/variant] (linux/amd64, linux/arm64/v8,
-// linux/arm/v7) or a bare architecture (arm64: the os is linux), with
-// the architecture aliases containerd knows (x86_64, aarch64, armhf, ...).
+// linux/arm/v7), with the architecture aliases containerd knows (x86_64,
+// aarch64, armhf, ...), or one word, as containerd's platforms.Parse: a
+// known os (linux) is that os on the host's architecture, a known
+// architecture (arm64) is that architecture on the host's os.
 func ParsePlatform(s string) (ocispec.Platform, error) {
 	parts := strings.Split(strings.ToLower(s), "/")
+	for _, part := range parts {
+		if part == "" {
+			return ocispec.Platform{}, errors.Errorf("platform %q: want os/arch[/variant], such as linux/amd64 or linux/arm64/v8", s)
+		}
+	}
 	var p ocispec.Platform
 	switch len(parts) {
 	case 1:
-		p = ocispec.Platform{OS: "linux", Architecture: parts[0]}
+		word := parts[0]
+		if word == "macos" {
+			word = "darwin"
+		}
+		if knownOS[word] {
+			host := HostPlatform()
+			return normalizePlatform(ocispec.Platform{OS: word, Architecture: host.Architecture, Variant: host.Variant}), nil
+		}
+		p = normalizePlatform(ocispec.Platform{OS: HostPlatform().OS, Architecture: word})
+		if !knownArch[p.Architecture] {
+			return ocispec.Platform{}, errors.Errorf("platform %q: unknown operating system or architecture; want os/arch[/variant], such as linux/amd64 or linux/arm64/v8", s)
+		}
+		return p, nil
 	case 2:
 		p = ocispec.Platform{OS: parts[0], Architecture: parts[1]}
 	case 3:
@@ -30,12 +49,25 @@ func ParsePlatform(s string) (ocispec.Platform, error) {
 	default:
 		return ocispec.Platform{}, errors.Errorf("platform %q: want os/arch[/variant], such as linux/amd64 or linux/arm64/v8", s)
 	}
-	for _, part := range parts {
-		if part == "" {
-			return ocispec.Platform{}, errors.Errorf("platform %q: want os/arch[/variant], such as linux/amd64 or linux/arm64/v8", s)
-		}
-	}
 	return normalizePlatform(p), nil
+}
+
+// The operating systems and architectures Go knows (GOOS, GOARCH), which
+// are those containerd tells apart in a one-word platform.
+var (
+	knownOS = setOf("aix", "android", "darwin", "dragonfly", "freebsd", "hurd", "illumos", "ios", "js",
+		"linux", "nacl", "netbsd", "openbsd", "plan9", "solaris", "wasip1", "windows", "zos")
+	knownArch = setOf("386", "amd64", "amd64p32", "arm", "armbe", "arm64", "arm64be", "loong64",
+		"mips", "mipsle", "mips64", "mips64le", "mips64p32", "mips64p32le", "ppc", "ppc64", "ppc64le",
+		"riscv", "riscv64", "s390", "s390x", "sparc", "sparc64", "wasm")
+)
+
+func setOf(words ...string) map[string]bool {
+	m := make(map[string]bool, len(words))
+	for _, w := range words {
+		m[w] = true
+	}
+	return m
 }
 
 // FormatPlatform is os/arch[/variant].

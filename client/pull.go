@@ -13,6 +13,7 @@ import (
 	"github.com/pkg/errors"
 	"oras.land/oras-go/v2"
 	"oras.land/oras-go/v2/content"
+	"oras.land/oras-go/v2/errdef"
 )
 
 // Media types of Docker's schema 2, which registries still serve.
@@ -55,6 +56,10 @@ type PullObserver interface {
 	Fetching(desc ocispec.Descriptor)
 	// Read: n more bytes of desc came from the registry.
 	Read(desc ocispec.Descriptor, n int64)
+	// Waiting: another process (a concurrent pull of the same image) is
+	// writing desc into the namespace; the pull waits until it has stored
+	// it (then Exists) or given up (then Fetching: the pull writes it).
+	Waiting(desc ocispec.Descriptor)
 	// Done: desc is stored in the namespace.
 	Done(desc ocispec.Descriptor)
 	// Exists: the namespace already sees desc (with everything below it
@@ -133,7 +138,9 @@ func (n Namespace) Pull(ctx context.Context, src oras.ReadOnlyTarget, srcRef, re
 	}
 	root, err := oras.Copy(ctx, pullSource{ReadOnlyTarget: src, p: p}, srcRef, pullTarget{Target: p.dst, p: p}, ref, copyOpts)
 	if err != nil {
-		return ocispec.Descriptor{}, unwrapCopyError(err)
+		// A daemon killed mid-pull fails the write in flight with
+		// ECONNABORTED and what follows with ENOTCONN: say so.
+		return ocispec.Descriptor{}, DaemonGone(unwrapCopyError(err), n.Mount.Dir)
 	}
 	return root, nil
 }
@@ -278,14 +285,20 @@ func (p *puller) selectManifests(index ocispec.Descriptor, children []ocispec.De
 			out = append(out, c)
 		}
 	}
+	// As ctr: of several platforms, those the index lacks are skipped;
+	// only none at all is an error.
 	if len(out) == 0 && len(children) > 0 {
 		var wanted []string
 		for _, w := range p.opts.Platforms {
 			wanted = append(wanted, FormatPlatform(w))
 		}
+		what := "platform " + wanted[0]
+		if len(wanted) > 1 {
+			what = "any of the platforms " + strings.Join(wanted, ", ")
+		}
 		slices.Sort(offered)
-		return nil, errors.Errorf("index %s has no manifest for platform %s (it has %s)", index.Digest,
-			strings.Join(wanted, ", "), strings.Join(slices.Compact(offered), ", "))
+		return nil, errors.Errorf("index %s has no manifest for %s (it has %s)", index.Digest,
+			what, strings.Join(slices.Compact(offered), ", "))
 	}
 	return out, nil
 }
@@ -317,6 +330,21 @@ func (t pullTarget) Exists(ctx context.Context, desc ocispec.Descriptor) (bool, 
 	return true, nil
 }
 
+// Push stores desc. A blob that another process stored meanwhile (a
+// concurrent pull of the same image: Target.Push waited for it) came from
+// the namespace, not the registry, and is reported as existing.
+func (t pullTarget) Push(ctx context.Context, desc ocispec.Descriptor, r io.Reader) error {
+	err := t.Target.push(ctx, desc, r, func() { t.p.obs.Waiting(desc) })
+	var fe *fetchError
+	switch {
+	case errors.Is(err, errdef.ErrAlreadyExists):
+		t.p.markLocal(desc)
+	case errors.As(err, &fe):
+		return fe.err // the registry refused it: "receiving 0 bytes" says nothing more
+	}
+	return err
+}
+
 // pullSource is the registry as oras.Copy's source. It reads what the
 // namespace already sees from the namespace (a manifest whose sub-graph is
 // incomplete), and counts the bytes that come from the registry.
@@ -332,13 +360,49 @@ func (s pullSource) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.Read
 			return rc, nil
 		}
 	}
-	s.p.obs.Fetching(desc)
-	rc, err := s.ReadOnlyTarget.Fetch(ctx, desc)
-	if err != nil {
-		return nil, errors.Wrapf(err, "fetching %s %s", s.p.kind(desc), desc.Digest)
-	}
-	return &countingReader{rc: rc, read: func(n int64) { s.p.obs.Read(desc, n) }}, nil
+	// oras.Copy fetches before it pushes; the GET waits for the first
+	// read, so that a blob Push finds stored meanwhile (by a concurrent
+	// pull) is never requested from the registry.
+	return &lazyReader{open: func() (io.ReadCloser, error) {
+		s.p.obs.Fetching(desc)
+		rc, err := s.ReadOnlyTarget.Fetch(ctx, desc)
+		if err != nil {
+			return nil, &fetchError{err: errors.Wrapf(err, "fetching %s %s", s.p.kind(desc), desc.Digest)}
+		}
+		return &countingReader{rc: rc, read: func(n int64) { s.p.obs.Read(desc, n) }}, nil
+	}}, nil
 }
+
+// lazyReader opens its source at the first Read.
+type lazyReader struct {
+	open func() (io.ReadCloser, error)
+	rc   io.ReadCloser
+	err  error
+}
+
+func (l *lazyReader) Read(b []byte) (int, error) {
+	if l.rc == nil && l.err == nil {
+		l.rc, l.err = l.open()
+	}
+	if l.err != nil {
+		return 0, l.err
+	}
+	return l.rc.Read(b)
+}
+
+func (l *lazyReader) Close() error {
+	if l.rc == nil {
+		return nil
+	}
+	return l.rc.Close()
+}
+
+// fetchError is the registry's refusal to send a blob (as opposed to a
+// connection that broke mid-blob).
+type fetchError struct{ err error }
+
+func (e *fetchError) Error() string { return e.err.Error() }
+func (e *fetchError) Unwrap() error { return e.err }
 
 // countingReader reports every read's byte count.
 type countingReader struct {
@@ -361,5 +425,6 @@ type nopObserver struct{}
 func (nopObserver) Queued(ocispec.Descriptor, string) {}
 func (nopObserver) Fetching(ocispec.Descriptor)       {}
 func (nopObserver) Read(ocispec.Descriptor, int64)    {}
+func (nopObserver) Waiting(ocispec.Descriptor)        {}
 func (nopObserver) Done(ocispec.Descriptor)           {}
 func (nopObserver) Exists(ocispec.Descriptor)         {}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -71,24 +72,57 @@ func (t *Target) ImagePath(ref string) (string, error) {
 }
 
 // Exists tells whether the namespace can see blob desc (under the shared
-// policy: whether the store holds it), with the size desc says.
+// policy: whether the store holds it), complete and with the size desc
+// says. A blob still being written answers stat already (with the bytes it
+// has so far) but cannot be opened until its writer commits it, so Exists
+// opens it rather than stats it: a blob whose last bytes are written but
+// not yet fsynced is not there yet.
 func (t *Target) Exists(_ context.Context, desc ocispec.Descriptor) (bool, error) {
 	path, err := t.BlobPath(desc.Digest)
 	if err != nil {
 		return false, err
 	}
-	fi, err := os.Stat(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return false, nil
-	}
+	state, size, err := blobStateOf(path)
 	if err != nil {
 		return false, errors.Wrapf(err, "blob %s in namespace %q", desc.Digest, t.ns.Name)
 	}
-	// Another size is a blob still being written (it answers stat while
-	// its writer has it open), or a descriptor that lies: either way it is
-	// not there as desc says. A Push then answers EEXIST, and the image
-	// that names it is refused at Tag if it never comes right.
-	return fi.Size() == desc.Size, nil
+	// Another size is a descriptor that lies: the blob is not there as
+	// desc says, and Push says so.
+	return state == blobCommitted && size == desc.Size, nil
+}
+
+// blobState is what the name of a blob stands for in a namespace.
+type blobState int
+
+const (
+	blobAbsent    blobState = iota // the namespace cannot see it
+	blobWriting                    // someone is writing it: it answers stat, not open
+	blobCommitted                  // stored, readable
+)
+
+// blobStateOf tells apart a committed blob, one being written and none,
+// with the size stat or fstat gives.
+func blobStateOf(path string) (blobState, int64, error) {
+	f, err := os.Open(path)
+	if err == nil {
+		fi, err := f.Stat()
+		f.Close()
+		if err != nil {
+			return blobAbsent, 0, err
+		}
+		return blobCommitted, fi.Size(), nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return blobAbsent, 0, err
+	}
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return blobAbsent, 0, nil
+	case err != nil:
+		return blobAbsent, 0, err
+	}
+	return blobWriting, fi.Size(), nil
 }
 
 // Fetch opens blob desc for reading.
@@ -112,15 +146,43 @@ func (t *Target) Fetch(_ context.Context, desc ocispec.Descriptor) (io.ReadClose
 // (or a cancelled ctx) on the way leaves nothing visible. When the
 // namespace can already see the blob, nothing is read from r and the
 // error is errdef.ErrAlreadyExists, which oras.Copy takes as success.
+//
+// When another process is writing the same blob into the namespace (a
+// second pull of the same image), its name answers and O_EXCL fails:
+// Push then waits, as containerd does, until that writer has committed
+// the blob (ErrAlreadyExists) or given up (the name is gone: Push writes
+// it itself), or ctx is done. Nothing is read from r while it waits.
 func (t *Target) Push(ctx context.Context, desc ocispec.Descriptor, r io.Reader) error {
+	return t.push(ctx, desc, r, nil)
+}
+
+// push is Push; onWait, if set, is called once if it waits for another
+// writer.
+func (t *Target) push(ctx context.Context, desc ocispec.Descriptor, r io.Reader, onWait func()) error {
 	path, err := t.BlobPath(desc.Digest)
 	if err != nil {
 		return err
 	}
 	what := func() string { return "blob " + desc.Digest.String() + " in namespace " + strconv.Quote(t.ns.Name) }
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
-	if errors.Is(err, syscall.EEXIST) {
-		return errors.Wrapf(errdef.ErrAlreadyExists, "%s", what())
+	for again := false; errors.Is(err, syscall.EEXIST); again = true {
+		if again {
+			// The name refused O_EXCL, yet neither opens nor stats: an
+			// entry of a writer that gave up, which the kernel forgets
+			// in a moment. Do not spin on it.
+			if err := sleepCtx(ctx, awaitWriterMaxPoll); err != nil {
+				return errors.Wrapf(err, "%s", what())
+			}
+		}
+		committed, werr := t.awaitWriter(ctx, desc, path, onWait)
+		onWait = nil
+		if werr != nil {
+			return werr
+		}
+		if committed {
+			return errors.Wrapf(errdef.ErrAlreadyExists, "%s", what())
+		}
+		f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
 	}
 	if err != nil {
 		return errors.Wrapf(err, "%s", what())
@@ -149,6 +211,59 @@ func (t *Target) Push(ctx context.Context, desc ocispec.Descriptor, r io.Reader)
 		return blobCommitError(what(), err)
 	}
 	return nil
+}
+
+// Polling bounds of awaitWriter: a small blob is committed within
+// milliseconds; a big one may take minutes, and needs no faster answer
+// than a few times a second.
+const (
+	awaitWriterFirstPoll = 5 * time.Millisecond
+	awaitWriterMaxPoll   = 250 * time.Millisecond
+)
+
+// awaitWriter waits while blob desc (at path) answers stat but cannot be
+// opened: another process is writing it. It returns true once the blob
+// is committed with the size desc says, false once its name is gone (the
+// writer gave up, or the name was never more than a stale entry), and an
+// error for a committed blob of another size or when ctx is done. onWait,
+// if set, is called before the first wait.
+func (t *Target) awaitWriter(ctx context.Context, desc ocispec.Descriptor, path string, onWait func()) (bool, error) {
+	poll := awaitWriterFirstPoll
+	for {
+		state, size, err := blobStateOf(path)
+		if err != nil {
+			return false, errors.Wrapf(err, "blob %s in namespace %q", desc.Digest, t.ns.Name)
+		}
+		switch state {
+		case blobAbsent:
+			return false, nil
+		case blobCommitted:
+			if size != desc.Size {
+				return false, errors.Errorf("blob %s in namespace %q has %d bytes, but its descriptor says %d", desc.Digest, t.ns.Name, size, desc.Size)
+			}
+			return true, nil
+		}
+		if onWait != nil {
+			onWait()
+			onWait = nil
+		}
+		if err := sleepCtx(ctx, poll); err != nil {
+			return false, errors.Wrapf(err, "waiting for another writer of blob %s in namespace %q", desc.Digest, t.ns.Name)
+		}
+		poll = min(2*poll, awaitWriterMaxPoll)
+	}
+}
+
+// sleepCtx waits d, or less if ctx is done first (its error).
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return nil
+	}
 }
 
 // blobCommitError says why the filesystem refused a blob at fsync or close.

@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -477,13 +478,18 @@ func TestImportBadArchive(t *testing.T) {
 			d.assertUnchanged(t, "import of a bad archive", before)
 		})
 	}
-	failArchiveCLI(t, d, "nsfs: import /nonexistent.tar: open /nonexistent.tar: no such file or directory", "images", "import", "/nonexistent.tar")
+	failArchiveCLI(t, d, "nsfs: import /nonexistent.tar: no such file or directory", "images", "import", "/nonexistent.tar")
 	d.assertUnchanged(t, "import of a missing file", before)
+	// A directory is no archive (QA 3, finding 12).
+	dir := t.TempDir()
+	failArchiveCLI(t, d, "nsfs: import "+dir+": is a directory", "images", "import", dir)
+	d.assertUnchanged(t, "import of a directory", before)
 }
 
-// TestImportRollsBackImages: when the filesystem refuses an image after
-// others of the archive were written (here "x/y" below the image "x"),
-// the import fails and the images it wrote are gone again.
+// TestImportRollsBackImages: an archive whose images cannot all be
+// written (here "x/y" below its image "x") is refused before anything is
+// written; were the filesystem to refuse an image after others were
+// written, those would be removed again.
 func TestImportRollsBackImages(t *testing.T) {
 	t.Parallel()
 	d := startNsfs(t)
@@ -493,8 +499,8 @@ func TestImportRollsBackImages(t *testing.T) {
 		archiveIndexEntry(b.manifest, annotationImageName, "x/y"),
 	}, append(a.blobs(), b.blobs()...)...))
 	r := d.archiveCLI(t, "images", "import", archive)
-	if r.code != 1 || !strings.Contains(r.stderr, `image "x/y"`) || strings.Count(r.stderr, "\n") != 1 {
-		t.Errorf("want exit 1 naming image \"x/y\" in one line, got %s", r)
+	if r.code != 1 || r.stderr != "nsfs: import "+archive+": image \"x/y\": invalid reference: a prefix of it, \"x\", is also an image of the archive\n" {
+		t.Errorf("want exit 1 naming image \"x/y\" and \"x\" in one line, got %s", r)
 	}
 	assertOutput(t, "find images after the failed import", mustRun(t, d.mnt, "find", "ns/default/images", "-type", "f"), "")
 }
@@ -730,7 +736,215 @@ func TestExportErrors(t *testing.T) {
 		"images", "export", file)
 	failArchiveCLI(t, d, fmt.Sprintf(`nsfs: export %s: namespace "nope": not found`, file),
 		"-n", "nope", "images", "export", file, "docker.io/library/there:1")
+	// FILE's own path is named, never the temporary file beside it (QA 3,
+	// finding 12).
+	failArchiveCLI(t, d, "nsfs: export /nonexistent/dir/x.tar: no such file or directory",
+		"images", "export", "/nonexistent/dir/x.tar", "docker.io/library/there:1")
+	failArchiveCLI(t, d, fmt.Sprintf("nsfs: export %s: is a directory", dir),
+		"images", "export", dir, "docker.io/library/there:1")
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("failed exports left %v in %s", entries, dir)
+	}
+}
+
+// interruptCLI runs `nsfs --mount MNT ARGS...`, waits until ready says the
+// command is in the middle of its work, then sends SIGINT — with the
+// daemon stopped (SIGSTOP) meanwhile, so that the command cannot finish
+// before the signal arrives — and returns how the command ended.
+func interruptCLI(t *testing.T, d *daemon, ready func() bool, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(nsfsBin, append([]string{"--mount", d.mnt}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	stopped := false
+	t.Cleanup(func() {
+		if stopped {
+			_ = d.cmd.Process.Signal(syscall.SIGCONT)
+		}
+		select {
+		case <-exited:
+		default:
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	})
+	r := result{cmdline: "nsfs " + shortArgs(args)}
+	for deadline := time.Now().Add(30 * time.Second); !ready(); time.Sleep(2 * time.Millisecond) {
+		select {
+		case <-exited:
+			t.Fatalf("%s ended before it could be interrupted: exit %d\nstdout: %s\nstderr: %s", r.cmdline, cmd.ProcessState.ExitCode(), &stdout, &stderr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not under way after 30 s", r.cmdline)
+		}
+	}
+	// Stopped, the daemon answers nothing: the command can finish only
+	// once it runs again, and by then it has had the signal.
+	if err := d.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped = true
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	// The daemon runs again once the command's handler has taken the
+	// signal.
+	waitSignalHandled(t, cmd.Process.Pid)
+	if err := d.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	stopped = false
+	select {
+	case <-exited:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("%s still running 15 s after SIGINT", r.cmdline)
+	}
+	r.stdout, r.stderr, r.code = stdout.String(), stderr.String(), cmd.ProcessState.ExitCode()
+	return r
+}
+
+// waitSignalHandled polls /proc/PID/status until no signal is pending for
+// the process: its handler took SIGINT. A process without a handler
+// keeps it pending while it waits for the stopped daemon: after 5 s the
+// caller goes on, and finds out how the process ended.
+func waitSignalHandled(t *testing.T, pid int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			return // gone
+		}
+		pending := false
+		for _, line := range strings.Split(string(status), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && (k == "ShdPnd" || k == "SigPnd") && strings.Trim(strings.TrimSpace(v), "0") != "" {
+				pending = true
+			}
+		}
+		if !pending {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Logf("SIGINT still pending for pid %d after 5 s", pid)
+			return
+		}
+	}
+}
+
+// TestExportInterrupted: SIGINT during the export of a big image cancels
+// it: one line, exit status 1, and neither FILE nor the temporary file
+// beside it is left (QA 3, finding 2).
+func TestExportInterrupted(t *testing.T) {
+	t.Parallel()
+	d := startNsfs(t)
+	// Four big layers: once the temporary file holds a megabyte the export
+	// is in the first of them, and must still open the others (which a
+	// stopped daemon does not answer).
+	img := newImage(97, "amd64", 16<<20, 16<<20, 16<<20, 16<<20)
+	d.putImage(t, "default", "big:v1", img)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "big.tar")
+	r := interruptCLI(t, d, func() bool {
+		tmps, _ := filepath.Glob(filepath.Join(dir, ".big.tar.tmp-*"))
+		for _, tmp := range tmps {
+			if fi, err := os.Stat(tmp); err == nil && fi.Size() >= 1<<20 {
+				return true
+			}
+		}
+		return false
+	}, "images", "export", file, "big:v1")
+	if r.code != 1 || r.stderr != "nsfs: export "+file+": interrupted\n" {
+		t.Errorf("want exit 1 and \"nsfs: export %s: interrupted\", got %s", file, r)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("the interrupted export left %v in %s", entries, dir)
+	}
+	// The mount still works, and the export does too.
+	d.mustArchiveCLI(t, "images", "export", file, "big:v1")
+}
+
+// TestImportInterrupted: SIGINT during an import cancels it before it
+// writes an image: one line, exit status 1, no image (QA 3, finding 2).
+func TestImportInterrupted(t *testing.T) {
+	t.Parallel()
+	d := startNsfs(t)
+	img := newImage(98, "amd64", 16<<20, 16<<20, 16<<20, 16<<20)
+	archive := writeTemp(t, "big.tar", ociLayoutTar(t, []map[string]any{archiveIndexEntry(img.manifest, annotationImageName, "big:v1")}, img.blobs()...))
+	r := interruptCLI(t, d, func() bool { return len(ingestFiles(t, d.root)) > 0 }, "-n", "imp", "images", "import", archive)
+	if r.code != 1 || r.stderr != "nsfs: import "+archive+": interrupted\n" {
+		t.Errorf("want exit 1 and \"nsfs: import %s: interrupted\", got %s", archive, r)
+	}
+	assertOutput(t, "images after the interrupted import", mustRun(t, d.mnt, "find", "ns/imp/images", "-type", "f"), "")
+}
+
+// TestExportDaemonKilled: the daemon dies (kill -9) in the middle of an
+// export: the export says the daemon is gone and how to recover, in one
+// line, exit status 1, and leaves no file (QA 3, finding 4).
+func TestExportDaemonKilled(t *testing.T) {
+	t.Parallel()
+	d := startNsfs(t)
+	// Killed only once the mount is done (see TestUmountDeadMount).
+	d.waitForLog(t, "nsfs: serving ")
+	img := newImage(99, "amd64", 16<<20, 16<<20, 16<<20, 16<<20)
+	d.putImage(t, "default", "big:v1", img)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "big.tar")
+	cmd := exec.Command(nsfsBin, "--mount", d.mnt, "images", "export", file, "big:v1")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-exited:
+		default:
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	})
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(2 * time.Millisecond) {
+		tmps, _ := filepath.Glob(filepath.Join(dir, ".big.tar.tmp-*"))
+		if len(tmps) == 1 {
+			if fi, err := os.Stat(tmps[0]); err == nil && fi.Size() >= 1<<20 {
+				break
+			}
+		}
+		select {
+		case <-exited:
+			t.Fatalf("the export ended before the daemon could be killed: exit %d, stderr %q", cmd.ProcessState.ExitCode(), &stderr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the export is not under way after 30 s")
+		}
+	}
+	d.kill9(t)
+	select {
+	case <-exited:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the export still runs 15 s after its daemon died")
+	}
+	prefix := fmt.Sprintf("nsfs: the nsfs daemon serving %s is gone (", d.mnt)
+	suffix := fmt.Sprintf("): run `nsfs mount --root %s %s` again to recover\n", d.root, d.mnt)
+	got := stderr.String()
+	if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.HasPrefix(got, prefix) || !strings.HasSuffix(got, suffix) || strings.Count(got, "\n") != 1 {
+		t.Errorf("export whose daemon died: exit %d, stderr %q; want 1 and %q...%q", code, got, prefix, suffix)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("the export whose daemon died left %v in %s", entries, dir)
 	}
 }

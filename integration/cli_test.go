@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 	"text/tabwriter"
+	"time"
 )
 
 // The nsfs command's non-transfer commands (namespaces, images ls/rm/tag,
@@ -172,7 +173,7 @@ func TestCLINamespaces(t *testing.T) {
 		"namespaces", "create", "big", "k="+strings.Repeat("v", 4096))
 	d.cliFails(t, "nsfs: label \"=v\": the key is empty\n", "namespaces", "label", "foo", "=v")
 	d.cliFails(t, "nsfs: namespaces create: a namespace NAME is required (usage: nsfs namespaces create NAME [KEY=VALUE...])\n", "namespaces", "create")
-	d.cliFails(t, "nsfs: namespaces remove: at least one namespace NAME is required (usage: nsfs namespaces remove NAME...)\n", "namespaces", "rm")
+	d.cliFails(t, "nsfs: namespaces rm: at least one namespace NAME is required (usage: nsfs namespaces rm NAME...)\n", "namespaces", "rm")
 	d.assertUnchanged(t, "the refused namespace commands", before)
 
 	// rm of a namespace with images and blobs: containerd's sentence.
@@ -266,12 +267,12 @@ func TestCLIImages(t *testing.T) {
 	before := d.state(t)
 	d.cliFails(t, "nsfs: image \"multi:latest\": already exists\n", "images", "tag", "docker.io/library/app:v1", "multi:latest")
 	d.cliFails(t, "nsfs: image \"nothere\": not found\n", "images", "tag", "nothere", "x")
-	d.cliFails(t, "nsfs: image \"docker.io/library\": not found\n", "images", "tag", "docker.io/library", "x")
+	d.cliFails(t, "nsfs: \"docker.io/library\" is a ref prefix (a directory of refs), not an image\n", "images", "tag", "docker.io/library", "x")
 	d.cliFails(t, "nsfs: image \"../x\": invalid reference: a ref must be a clean relative path (no empty, \".\" or \"..\" component)\n",
 		"images", "tag", "multi:latest", "../x")
 	d.cliFails(t, "nsfs: image \"a//b\": invalid reference: a ref must be a clean relative path (no empty, \".\" or \"..\" component)\n",
 		"images", "tag", "multi:latest", "a//b")
-	d.cliFails(t, "nsfs: image \"multi:latest/x\": invalid reference: a prefix of it is an image\n",
+	d.cliFails(t, "nsfs: image \"multi:latest/x\": invalid reference: a prefix of it, \"multi:latest\", is an image\n",
 		"images", "tag", "docker.io/library/app:v1", "multi:latest/x")
 	d.cliFails(t, "nsfs: images tag: a SRC and at least one DST are required (usage: nsfs images tag SRC DST... [--force])\n",
 		"images", "tag", "multi:latest")
@@ -291,8 +292,8 @@ func TestCLIImages(t *testing.T) {
 	// others still go, and the status is 1.
 	before = d.state(t)
 	d.cliFails(t, "nsfs: image \"nothere\": not found\n", "images", "rm", "nothere")
-	d.cliFails(t, "nsfs: image \"docker.io\": not found\n", "images", "rm", "docker.io")
-	d.cliFails(t, "nsfs: images remove: at least one image REF is required (usage: nsfs images remove REF...)\n", "images", "rm")
+	d.cliFails(t, "nsfs: \"docker.io\" is a ref prefix (a directory of refs), not an image\n", "images", "rm", "docker.io")
+	d.cliFails(t, "nsfs: images rm: at least one image REF is required (usage: nsfs images rm REF...)\n", "images", "rm")
 	d.assertUnchanged(t, "the refused images rm", before)
 	r := runCLI(t, []string{"NSFS_MOUNT=" + d.mnt}, "images", "rm", "multi:latest", "nothere", "registry.local/team/multi:v2")
 	assertCLIFailure(t, r, "nsfs: image \"nothere\": not found\n")
@@ -404,9 +405,169 @@ func TestCLIResolution(t *testing.T) {
 	// A directory that is no mount.
 	empty := t.TempDir()
 	r := runCLI(t, nil, "--mount", empty, "images", "ls")
-	assertCLIFailure(t, r, fmt.Sprintf("nsfs: %s is not a mounted nsfs store (no ns/ directory): start one with `nsfs mount %s`\n", empty, empty))
+	assertCLIFailure(t, r, fmt.Sprintf("nsfs: %s is not a mounted nsfs store (no nsfs filesystem is mounted there): start one with `nsfs mount %s`\n", empty, empty))
 	r = runCLI(t, []string{"NSFS_MOUNT=" + empty}, "namespaces", "ls")
-	assertCLIFailure(t, r, fmt.Sprintf("nsfs: %s is not a mounted nsfs store (no ns/ directory): start one with `nsfs mount %s`\n", empty, empty))
+	assertCLIFailure(t, r, fmt.Sprintf("nsfs: %s is not a mounted nsfs store (no nsfs filesystem is mounted there): start one with `nsfs mount %s`\n", empty, empty))
+}
+
+// TestCLIMountMustBeAnNsfsMountpoint: --mount and NSFS_MOUNT name the
+// mountpoint of a fuse.nsfs filesystem (QA 3, finding 3). A directory that
+// merely looks like a store (it has ns/), a path inside a mount, a missing
+// path, or another filesystem's mountpoint is refused in one line naming
+// it, and nothing is written anywhere; a symlink to the mountpoint works.
+func TestCLIMountMustBeAnNsfsMountpoint(t *testing.T) {
+	t.Parallel()
+	d := startNsfs(t)
+	fake := filepath.Join(t.TempDir(), "fake")
+	if err := os.MkdirAll(filepath.Join(fake, "ns"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	before := d.state(t)
+	for _, env := range [][]string{nil, {"NSFS_MOUNT=" + fake}} {
+		args := []string{"namespaces", "create", "foo", "a=b"}
+		if env == nil {
+			args = append([]string{"--mount", fake}, args...)
+		}
+		r := runCLI(t, env, args...)
+		assertCLIFailure(t, r, fmt.Sprintf("nsfs: %s is not a mounted nsfs store (no nsfs filesystem is mounted there): start one with `nsfs mount %s`\n", fake, fake))
+	}
+	if entries, err := os.ReadDir(filepath.Join(fake, "ns")); err != nil || len(entries) != 0 {
+		t.Errorf("a refused command wrote into the fake store: %v %v", entries, err)
+	}
+
+	inside := filepath.Join(d.mnt, "ns")
+	r := runCLI(t, nil, "--mount", inside, "namespaces", "create", "foo")
+	assertCLIFailure(t, r, fmt.Sprintf("nsfs: %s is not an nsfs mountpoint but a path inside the nsfs mount %s: name the mountpoint, --mount %s\n", inside, d.mnt, d.mnt))
+	missing := filepath.Join(fake, "missing")
+	r = runCLI(t, nil, "--mount", missing, "images", "ls")
+	assertCLIFailure(t, r, fmt.Sprintf("nsfs: %s is not a mounted nsfs store (it does not exist): start one with `nsfs mount %s`\n", missing, missing))
+	r = runCLI(t, nil, "--mount", "/proc", "images", "ls")
+	assertCLIFailure(t, r, "nsfs: /proc is not a mounted nsfs store (its filesystem is proc): name an nsfs mountpoint with --mount or NSFS_MOUNT\n")
+	d.assertUnchanged(t, "commands refused for their --mount", before)
+
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(d.mnt, link); err != nil {
+		t.Fatal(err)
+	}
+	runCLIOK := runCLI(t, nil, "--mount", link, "namespaces", "create", "viaLink")
+	if runCLIOK.code != 0 || runCLIOK.stderr != "" {
+		t.Errorf("--mount through a symlink to the mountpoint: %s", runCLIOK)
+	}
+	if _, err := os.Stat(d.path("ns", "viaLink")); err != nil {
+		t.Errorf("namespaces create through the symlink made nothing: %v", err)
+	}
+}
+
+// TestCLIDaemonGone: after kill -9 of the daemon its mount stays, dead
+// ("transport endpoint is not connected"); a command says so at once,
+// with the command that recovers it (QA 3, finding 4), and that command
+// does.
+func TestCLIDaemonGone(t *testing.T) {
+	t.Parallel()
+	d := startNsfs(t)
+	// Killed only once the mount is done (see TestUmountDeadMount).
+	d.waitForLog(t, "nsfs: serving ")
+	d.putImage(t, "default", "app:v1", newImage(91, "amd64", 100))
+	d.kill9(t)
+	want := fmt.Sprintf("nsfs: the nsfs daemon serving %s is gone (transport endpoint is not connected): run `nsfs mount --root %s %s` again to recover\n", d.mnt, d.root, d.mnt)
+	for _, args := range [][]string{
+		{"images", "ls"},
+		{"namespaces", "create", "foo"},
+		{"-n", "other", "images", "import", "/nonexistent.tar"},
+		{"content", "ls"},
+	} {
+		start := time.Now()
+		r := runCLI(t, nil, append([]string{"--mount", d.mnt}, args...)...)
+		assertCLIFailure(t, r, want)
+		if took := time.Since(start); took > 5*time.Second {
+			t.Errorf("%s took %v to notice the dead daemon", r.cmdline, took)
+		}
+	}
+	// What the message says to run recovers the mount.
+	d = d.restart(t)
+	assertOutput(t, "images ls -q after the recovery", d.cli(t, "images", "ls", "-q"), lines("app:v1"))
+}
+
+// TestCLIUsageErrors: a bad flag or an unknown command is one line on
+// stderr naming the command as typed and where its help is, exit status 1,
+// nothing on stdout (QA 3, finding 10); help texts keep their layout.
+func TestCLIUsageErrors(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"images", "ls", "-x"}, "nsfs: images ls: flag provided but not defined: -x (see nsfs images ls --help)\n"},
+		{[]string{"i", "list", "--bogus"}, "nsfs: i list: flag provided but not defined: -bogus (see nsfs i list --help)\n"},
+		{[]string{"images", "pull", "--bogus", "x"}, "nsfs: images pull: flag provided but not defined: -bogus (see nsfs images pull --help)\n"},
+		{[]string{"--bogus", "images", "ls"}, "nsfs: flag provided but not defined: -bogus (see nsfs --help)\n"},
+		{[]string{"bogus"}, "nsfs: unknown command \"bogus\" (see nsfs --help)\n"},
+		{[]string{"help", "bogus"}, "nsfs: unknown command \"bogus\" (see nsfs --help)\n"},
+		{[]string{"images", "bogus"}, "nsfs: images: unknown command \"bogus\" (see nsfs images --help)\n"},
+		{[]string{"images", "rm"}, "nsfs: images rm: at least one image REF is required (usage: nsfs images rm REF...)\n"},
+	} {
+		r := runCLI(t, nil, tc.args...)
+		assertCLIFailure(t, r, tc.want)
+		if r.stdout != "" {
+			t.Errorf("%s printed on stdout: %q", r.cmdline, r.stdout)
+		}
+	}
+
+	r := runCLI(t, nil, "images", "pull", "--help")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "NAME:\n   nsfs images pull - ") || !strings.Contains(r.stdout, "\n   nsfs images pull [command options] REF\n") {
+		t.Errorf("images pull --help should call itself nsfs images pull, got %s", r)
+	}
+	r = runCLI(t, nil, "pull", "--help")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "NAME:\n   nsfs pull - ") {
+		t.Errorf("pull --help should call itself nsfs pull, got %s", r)
+	}
+	// DESCRIPTION lines are indented by three spaces, as urfave/cli
+	// indents them, never more.
+	for _, cmd := range [][]string{{"images", "import"}, {"images", "export"}, {"images", "ls"}, {"images", "pull"}, {"namespaces", "create"}} {
+		r := runCLI(t, nil, append(cmd, "--help")...)
+		_, desc, _ := strings.Cut(r.stdout, "DESCRIPTION:\n")
+		desc, _, _ = strings.Cut(desc, "\n\n")
+		if r.code != 0 || desc == "" {
+			t.Errorf("%s has no DESCRIPTION: %s", r.cmdline, r)
+			continue
+		}
+		for _, line := range strings.Split(desc, "\n") {
+			if line != "" && (!strings.HasPrefix(line, "   ") || strings.HasPrefix(line, "    ") || strings.Contains(line, "\t")) {
+				t.Errorf("%s: DESCRIPTION line not indented by exactly three spaces: %q", r.cmdline, line)
+			}
+		}
+	}
+}
+
+// TestCLIRefPrefixes: a ref-prefix directory (a directory of refs) is no
+// image, and no ref can lie below an image; tag, rm and import say which
+// (QA 3, finding 8), and change nothing.
+func TestCLIRefPrefixes(t *testing.T) {
+	t.Parallel()
+	d := startNsfs(t)
+	img := newImage(95, "amd64", 100)
+	d.putImage(t, "default", "A", img)
+	d.cli(t, "images", "tag", "A", "x/y/z:1", "foo")
+	before := d.state(t)
+	prefix := "nsfs: \"x/y\" is a ref prefix (a directory of refs), not an image\n"
+	below := "nsfs: image \"foo/bar:1\": invalid reference: a prefix of it, \"foo\", is an image\n"
+	d.cliFails(t, prefix, "images", "tag", "A", "x/y")
+	d.cliFails(t, prefix, "images", "tag", "--force", "A", "x/y")
+	d.cliFails(t, prefix, "images", "tag", "A", "x/y", "--force")
+	d.cliFails(t, prefix, "images", "tag", "x/y", "B")
+	d.cliFails(t, prefix, "images", "rm", "x/y")
+	d.cliFails(t, below, "images", "tag", "A", "foo/bar:1")
+	d.cliFails(t, below, "images", "tag", "--force", "A", "foo/bar:1")
+	d.cliFails(t, below, "images", "rm", "foo/bar:1")
+
+	for _, tc := range []struct{ ref, want string }{
+		{"foo/bar:1", below},
+		{"x/y", prefix},
+	} {
+		archive := writeTemp(t, "prefix.tar", ociLayoutTar(t, []map[string]any{archiveIndexEntry(img.manifest, annotationImageName, tc.ref)}, img.blobs()...))
+		d.cliFails(t, "nsfs: import "+archive+": "+strings.TrimPrefix(tc.want, "nsfs: "), "images", "import", archive)
+	}
+	d.assertUnchanged(t, "the refused tags, removals and imports", before)
 }
 
 // TestCLIFindsTheOneMount runs the command without --mount or NSFS_MOUNT,

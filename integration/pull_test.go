@@ -5,13 +5,21 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -603,4 +611,419 @@ func TestPullIsolatedFetchesAgain(t *testing.T) {
 	if n := len(rootBlobFiles(t, d.root)); n != len(img.blobs()) {
 		t.Errorf("the store has %d blob files after two pulls of one image, want %d", n, len(img.blobs()))
 	}
+}
+
+// gateProxy is a reverse proxy on 127.0.0.1 in front of a registry that
+// holds back the GET of one blob once it has passed `after` bytes, until
+// the test opens the gate; then the rest of the blob passes. Other
+// requests pass through.
+type gateProxy struct {
+	addr     string
+	digest   string
+	after    int64
+	reached  chan struct{} // closed once the held blob has sent `after` bytes
+	reachedO sync.Once
+	gate     chan struct{} // closed by open
+	gateO    sync.Once
+}
+
+func startGateProxy(t *testing.T, reg *testRegistry, b blob, after int64) *gateProxy {
+	t.Helper()
+	g := &gateProxy{digest: b.digest(), after: after, reached: make(chan struct{}), gate: make(chan struct{})}
+	upstream, err := url.Parse("http://" + reg.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(upstream)
+	rp.FlushInterval = -1 // pass bytes on at once, so `after` is what the client got
+	rp.ModifyResponse = func(resp *http.Response) error {
+		if resp.Request.Method == http.MethodGet && strings.HasSuffix(resp.Request.URL.Path, "/blobs/"+g.digest) {
+			resp.Body = &gateReader{rc: resp.Body, left: g.after, g: g}
+		}
+		return nil
+	}
+	rp.ErrorLog = log.New(io.Discard, "", 0) // a client killed at cleanup
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.addr = l.Addr().String()
+	srv := &http.Server{Handler: rp}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() {
+		g.open()
+		_ = srv.Close()
+	})
+	return g
+}
+
+// open lets the held blob's remaining bytes through.
+func (g *gateProxy) open() { g.gateO.Do(func() { close(g.gate) }) }
+
+type gateReader struct {
+	rc   io.ReadCloser
+	left int64
+	g    *gateProxy
+}
+
+func (r *gateReader) Read(b []byte) (int, error) {
+	if r.left <= 0 {
+		r.g.reachedO.Do(func() { close(r.g.reached) })
+		<-r.g.gate
+		return r.rc.Read(b)
+	}
+	if int64(len(b)) > r.left {
+		b = b[:r.left]
+	}
+	n, err := r.rc.Read(b)
+	r.left -= int64(n)
+	return n, err
+}
+
+func (r *gateReader) Close() error { return r.rc.Close() }
+
+// bgPull is an `nsfs pull` running in the background.
+type bgPull struct {
+	cmd            *exec.Cmd
+	stdout, stderr *syncBuffer
+	exited         chan struct{}
+}
+
+func startBgPull(t *testing.T, d *daemon, args ...string) *bgPull {
+	t.Helper()
+	p := &bgPull{stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	p.cmd = exec.Command(nsfsBin, append([]string{"--mount", d.mnt}, args...)...)
+	p.cmd.Env = append(os.Environ(), "LC_ALL=C", "DOCKER_CONFIG="+emptyDockerConfig(t))
+	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		_ = p.cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.exited:
+		default:
+			_ = p.cmd.Process.Kill()
+			<-p.exited
+		}
+	})
+	return p
+}
+
+func (p *bgPull) String() string {
+	code := "still running"
+	select {
+	case <-p.exited:
+		code = fmt.Sprintf("exit %d", p.cmd.ProcessState.ExitCode())
+	default:
+	}
+	return fmt.Sprintf("nsfs pull (%s)\nstdout:\n%s\nstderr:\n%s", code, p.stdout, p.stderr)
+}
+
+// mustSucceed waits for the pull to exit, which it must do with status 0
+// and nothing on stderr.
+func (p *bgPull) mustSucceed(t *testing.T, what string) {
+	t.Helper()
+	select {
+	case <-p.exited:
+	case <-time.After(toolTimeout):
+		t.Fatalf("%s: still running after %v", what, toolTimeout)
+	}
+	if p.cmd.ProcessState.ExitCode() != 0 || p.stderr.String() != "" {
+		t.Errorf("%s: want exit 0 without error output, got %s", what, p)
+	}
+}
+
+// waitOutput polls until the pull's stdout has line, failing if the pull
+// exits first.
+func (p *bgPull) waitOutput(t *testing.T, what, line string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(p.stdout.String(), line+"\n") {
+		select {
+		case <-p.exited:
+			t.Fatalf("%s exited before it printed %q: %s", what, line, p)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never printed %q: %s", what, line, p)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// assertConcurrentPullOutput checks the plain progress of one of two
+// pulls of img at once: the lines want, in any order, plus those of the
+// manifest, which both fetch (it counts in both totals) and either may
+// store (done) while the other waits for it (exists, maybe after a
+// waiting line).
+func assertConcurrentPullOutput(t *testing.T, out string, img testImage, want []string, total int64) {
+	t.Helper()
+	got := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	manifestLines := []string{doneLine("manifest", img.manifest)}
+	if slices.Contains(got, existsLine("manifest", img.manifest)) {
+		manifestLines = []string{existsLine("manifest", img.manifest)}
+		if slices.Contains(got, waitingLine("manifest", img.manifest)) {
+			manifestLines = append(manifestLines, waitingLine("manifest", img.manifest))
+		}
+	}
+	assertPullOutput(t, out, append(want, manifestLines...), total+blobsSize(img.manifest))
+}
+
+// waitNoIngests polls until the store has no ingest left.
+func waitNoIngests(t *testing.T, d *daemon) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(ingestFiles(t, d.root)) > 0 {
+		if time.Now().After(deadline) {
+			t.Errorf("ingests left in the store: %v", ingestFiles(t, d.root))
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func waitingLine(kind string, b blob) string {
+	return fmt.Sprintf("%s-%s: waiting (another process is writing it)", kind, b.digest())
+}
+
+// Two pulls of one image into one namespace at once (QA3 #1): the second
+// finds the big layer being written by the first, waits for it instead of
+// taking it for stored, and both succeed; each blob is fetched once. The
+// first is held in the middle of the big layer until the second says it
+// waits, so the overlap does not depend on timing. When the first gives
+// up instead (SIGINT), the second fetches and writes the layer itself.
+func TestPullConcurrentSameNamespace(t *testing.T) {
+	reg := startRegistry(t)
+	img := interruptedImage(901)
+	pushImage(t, reg.addr+"/test/big", "v1", img, nil)
+	big := img.layers[1]
+	for _, tc := range []struct {
+		name   string
+		opts   []daemonOption
+		giveUp bool // SIGINT the first pull while the second waits
+	}{{name: "shared"}, {name: "isolated", opts: []daemonOption{isolated()}}, {name: "first gives up", giveUp: true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := startNsfs(t, tc.opts...)
+			proxy := startGateProxy(t, reg, big, 1<<20)
+			ref := proxy.addr + "/test/big:v1"
+			from := reg.mark(t)
+
+			first := startBgPull(t, d, "pull", "--plain-http", ref)
+			select {
+			case <-proxy.reached:
+			case <-first.exited:
+				t.Fatalf("the first pull ended before the big layer was held: %s", first)
+			case <-time.After(30 * time.Second):
+				t.Fatalf("the big layer's GET never reached 1 MiB: %s", first)
+			}
+			// The first pull's other blobs are stored; the big one is
+			// being written (its name answers stat in the namespace).
+			waitListed(t, d, "default", img.config, img.layers[0], img.layers[2])
+			if _, err := os.Stat(d.path(blobPath("default", big.hex()))); err != nil {
+				t.Fatalf("the big layer being written: stat says %v, want it there", err)
+			}
+
+			second := startBgPull(t, d, "pull", "--plain-http", ref)
+			second.waitOutput(t, "the second pull", waitingLine("layer", big))
+			select {
+			case <-first.exited:
+				t.Fatalf("the first pull ended while the big layer was held: %s", first)
+			default:
+			}
+			smalls := []blob{img.config, img.layers[0], img.layers[2]}
+			if tc.giveUp {
+				if err := first.cmd.Process.Signal(syscall.SIGINT); err != nil {
+					t.Fatal(err)
+				}
+				select {
+				case <-first.exited:
+				case <-time.After(10 * time.Second):
+					t.Fatalf("the first pull still running 10 s after SIGINT: %s", first)
+				}
+				if first.cmd.ProcessState.ExitCode() != 1 || !strings.Contains(first.stderr.String(), "interrupted") {
+					t.Errorf("the first pull after SIGINT: want exit 1, interrupted; got %s", first)
+				}
+				proxy.open() // for the second pull's GET of the big layer
+				second.mustSucceed(t, "the second pull, after the first gave up")
+				assertPullOutput(t, second.stdout.String(), []string{
+					existsLine("config", img.config), existsLine("layer", img.layers[0]), existsLine("layer", img.layers[2]),
+					waitingLine("layer", big), doneLine("layer", big), doneLine("manifest", img.manifest),
+				}, blobsSize(big, img.manifest))
+				// The big layer twice: the first pull's part, then the second's whole.
+				got := reg.blobGETs(t, from)
+				want := map[string]int{img.config.digest(): 1, img.layers[0].digest(): 1, big.digest(): 2, img.layers[2].digest(): 1}
+				if fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Errorf("blob GETs in the registry's access log:\n got: %v\nwant: %v", got, want)
+				}
+				assertNamespaceHolds(t, d, "default", ref, img.manifest, img.blobs()...)
+				waitNoIngests(t, d)
+				return
+			}
+			proxy.open()
+
+			first.mustSucceed(t, "the first pull")
+			second.mustSucceed(t, "the second pull")
+			assertConcurrentPullOutput(t, first.stdout.String(), img,
+				[]string{doneLine("config", img.config), doneLine("layer", img.layers[0]), doneLine("layer", big), doneLine("layer", img.layers[2])},
+				blobsSize(append(smalls, big)...))
+			assertConcurrentPullOutput(t, second.stdout.String(), img,
+				[]string{existsLine("config", img.config), existsLine("layer", img.layers[0]), waitingLine("layer", big), existsLine("layer", big), existsLine("layer", img.layers[2])},
+				0)
+			// The second pull asked the registry for no blob at all.
+			reg.assertBlobGETs(t, "two pulls of one image at once", from, append(smalls, big)...)
+			assertNamespaceHolds(t, d, "default", ref, img.manifest, img.blobs()...)
+			waitNoIngests(t, d)
+		})
+	}
+}
+
+// lastFrame is the last frame a pull drew on a terminal: what follows the
+// last clear-to-end-of-screen, without carriage returns.
+func lastFrame(screen string) string {
+	out := strings.ReplaceAll(screen, "\r", "")
+	if i := strings.LastIndex(out, "\x1b[J"); i >= 0 {
+		out = out[i+len("\x1b[J"):]
+	}
+	return out
+}
+
+// frameLine is the line of blob b (of kind) in a frame, "" if none.
+func frameLine(frame, kind string, b blob) string {
+	for _, l := range strings.Split(frame, "\n") {
+		if strings.HasPrefix(l, kind+"-sha256:"+b.hex()[:12]+":") {
+			return l
+		}
+	}
+	return ""
+}
+
+// On a terminal, a manifest whose bytes are in shows done while its layers
+// download (as ctr); after Ctrl-C the lines of what was not stored say
+// canceled, and those stored done (QA3 #13).
+func TestPullProgressOnTerminalInterrupted(t *testing.T) {
+	reg := startRegistry(t)
+	d := startNsfs(t)
+	img := interruptedImage(702)
+	pushImage(t, reg.addr+"/test/ttyint", "v1", img, nil)
+	proxy := startCutProxy(t, reg, 1<<20, true)
+	proxy.cut(&img.layers[1])
+	ref := proxy.addr + "/test/ttyint:v1"
+
+	master, slave := openPTY(t, 40, 160)
+	cmd := exec.Command(nsfsBin, "--mount", d.mnt, "pull", "--plain-http", ref)
+	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+emptyDockerConfig(t))
+	stderr := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = slave, stderr
+	screen := &syncBuffer{}
+	read := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(screen, master) // EIO once the last slave is closed
+		close(read)
+	}()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-exited:
+		default:
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	})
+	select {
+	case <-proxy.reached:
+	case <-exited:
+		t.Fatalf("pull ended before the big layer stalled: stderr %s", stderr)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the big layer's GET never reached 1 MiB")
+	}
+	waitListed(t, d, "default", img.config, img.layers[0], img.layers[2])
+
+	// While the big layer stalls: the manifest done, the layer downloading.
+	manifestDone := regexp.MustCompile(`: +done +\|`)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		frame := lastFrame(screen.String())
+		m, l := frameLine(frame, "manifest", img.manifest), frameLine(frame, "layer", img.layers[1])
+		if manifestDone.MatchString(m) && strings.Contains(l, " downloading ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("while the big layer downloads, want the manifest done and the layer downloading; last frame:\n%s", frame)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("pull still running 10 s after SIGINT")
+	}
+	slave.Close()
+	select {
+	case <-read:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the terminal's output never ended")
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(stderr.String(), "interrupted") {
+		t.Errorf("pull after SIGINT: exit %d, stderr %q; want 1, interrupted", code, stderr)
+	}
+	frame := lastFrame(screen.String())
+	for _, w := range []struct {
+		kind, state string
+		b           blob
+	}{
+		{"manifest", "canceled", img.manifest}, {"layer", "canceled", img.layers[1]},
+		{"config", "done", img.config}, {"layer", "done", img.layers[0]}, {"layer", "done", img.layers[2]},
+	} {
+		if l := frameLine(frame, w.kind, w.b); !regexp.MustCompile(`: +` + w.state + ` +\|`).MatchString(l) {
+			t.Errorf("last frame after SIGINT: %s %s line %q, want state %s; frame:\n%s", w.kind, w.b.hex()[:12], l, w.state, frame)
+		}
+	}
+}
+
+// The daemon killed mid-pull (QA3 #4): the pull's next write fails with
+// ECONNABORTED or ENOTCONN, and it says in one line that the daemon
+// serving the mount is gone, not "software caused connection abort".
+func TestPullDaemonKilledMidBlob(t *testing.T) {
+	reg := startRegistry(t)
+	d := startNsfs(t)
+	img := interruptedImage(902)
+	pushImage(t, reg.addr+"/test/big", "v1", img, nil)
+	proxy := startGateProxy(t, reg, img.layers[1], 1<<20)
+	ref := proxy.addr + "/test/big:v1"
+
+	pull := startBgPull(t, d, "pull", "--plain-http", ref)
+	select {
+	case <-proxy.reached:
+	case <-pull.exited:
+		t.Fatalf("the pull ended before the big layer was held: %s", pull)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the big layer's GET never reached 1 MiB: %s", pull)
+	}
+	d.kill9(t)
+	proxy.open() // the pull writes the rest into the dead mount
+	select {
+	case <-pull.exited:
+	case <-time.After(toolTimeout):
+		t.Fatalf("the pull still runs after the daemon was killed: %s", pull)
+	}
+	want := `nsfs: pull "` + ref + `": the nsfs daemon serving ` + d.mnt + ` is gone (`
+	if code, errs := pull.cmd.ProcessState.ExitCode(), pull.stderr.String(); code != 1 || strings.Count(errs, "\n") != 1 || !strings.HasPrefix(errs, want) {
+		t.Errorf("pull into a mount whose daemon was killed: want exit 1 and one line starting %q, got %s", want, pull)
+	}
+	t.Logf("%s", pull.stderr)
 }

@@ -17,13 +17,13 @@ var exportCommand = &cli.Command{
 	Usage:     "export images as an OCI image-layout tar that docker load also reads",
 	ArgsUsage: "FILE|- REF...",
 	Description: `Writes the images REF... of the namespace to FILE ("-": stdout) as an OCI
-   image layout (oci-layout, index.json, blobs/sha256/...) that also holds
-   Docker's manifest.json, so ctr import, docker load, and skopeo's
-   oci-archive: and docker-archive: all read it. index.json names each image
-   as containerd does: io.containerd.image.name is the ref,
-   org.opencontainers.image.ref.name its tag. An index goes with the
-   manifests of it the namespace holds; manifest.json names the one for
-   --platform (default: this host's). FILE is written whole or not at all.`,
+image layout (oci-layout, index.json, blobs/sha256/...) that also holds
+Docker's manifest.json, so ctr import, docker load, and skopeo's
+oci-archive: and docker-archive: all read it. index.json names each image
+as containerd does: io.containerd.image.name is the ref,
+org.opencontainers.image.ref.name its tag. An index goes with the
+manifests of it the namespace holds; manifest.json names the one for
+--platform (default: this host's). FILE is written whole or not at all.`,
 	Flags: []cli.Flag{
 		&cli.StringFlag{
 			Name:  "platform",
@@ -34,6 +34,10 @@ var exportCommand = &cli.Command{
 		if c.NArg() < 2 {
 			return usageError(c, "an output file (or - for stdout) and at least one ref are needed")
 		}
+		// Interrupted, the export removes its temporary file: FILE is
+		// written whole or not at all.
+		ctx, stop := interruptible(c)
+		defer stop()
 		var opts client.ExportOptions
 		if p := c.String("platform"); p != "" {
 			platform, err := client.ParsePlatform(p)
@@ -47,11 +51,15 @@ var exportCommand = &cli.Command{
 			return err
 		}
 		file := c.Args().First()
-		if err := ns.ExportFile(c.Context, file, c.Args().Tail(), opts); err != nil {
+		if err := ns.ExportFile(ctx, file, c.Args().Tail(), opts); err != nil {
+			what := "export " + file
 			if file == "-" {
-				return fmt.Errorf("export: %w", err)
+				what = "export"
 			}
-			return fmt.Errorf("export %s: %w", file, err)
+			if ctx.Err() != nil {
+				return fmt.Errorf("%s: interrupted", what)
+			}
+			return fmt.Errorf("%s: %w", what, err)
 		}
 		return nil
 	},

@@ -17,11 +17,21 @@ var imagesCommand = &cli.Command{
 		imagesListCommand,
 		imagesRemoveCommand,
 		imagesTagCommand,
-		pullCommand,
+		imagesPullCommand,
 		importCommand,
 		exportCommand,
 	},
 }
+
+// imagesPullCommand is `nsfs images pull`: pullCommand under its own
+// *cli.Command, because urfave/cli names a command in its help (and in
+// its usage errors) by the first parent that sets it up; one value under
+// both `nsfs` and `nsfs images` would call itself `nsfs pull` in both.
+// The copy shares pullCommand's Flags and Action.
+var imagesPullCommand = func() *cli.Command {
+	c := *pullCommand
+	return &c
+}()
 
 var imagesListCommand = &cli.Command{
 	Name:      "list",

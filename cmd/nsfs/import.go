@@ -20,13 +20,13 @@ var importCommand = &cli.Command{
 	Usage:     "import images from an OCI image-layout tar or a docker save archive",
 	ArgsUsage: "FILE|-",
 	Description: `Reads an OCI image layout (oci-layout, index.json, blobs/sha256/...) or a
-   docker save archive (manifest.json), told apart by what the tar holds; it
-   may be gzipped. "-" reads stdin. Images are named as ctr import names them:
-   io.containerd.image.name, else org.opencontainers.image.ref.name, a bare
-   tag going into --base-name (default "import-YYYY-MM-DD"); docker save
-   RepoTags are normalized ("redis:latest" is docker.io/library/redis:latest).
-   Everything is checked before anything is written: a bad archive imports
-   nothing.`,
+docker save archive (manifest.json), told apart by what the tar holds; it
+may be gzipped. "-" reads stdin. Images are named as ctr import names them:
+io.containerd.image.name, else org.opencontainers.image.ref.name, a bare
+tag going into --base-name (default "import-YYYY-MM-DD"); docker save
+RepoTags are normalized ("redis:latest" is docker.io/library/redis:latest).
+Everything is checked before anything is written: a bad archive imports
+nothing.`,
 	Flags: []cli.Flag{
 		&cli.StringFlag{
 			Name:  "base-name",
@@ -37,18 +37,26 @@ var importCommand = &cli.Command{
 		if c.NArg() != 1 {
 			return usageError(c, "one archive (or - for stdin) is needed")
 		}
+		// Interrupted, the import stops before it writes an image: the
+		// blobs it sent stay, and the next import does not send them again.
+		ctx, stop := interruptible(c)
+		defer stop()
 		ns, err := namespaceOf(c)
 		if err != nil {
 			return err
 		}
 		file := c.Args().First()
 		start := time.Now()
-		res, err := ns.ImportFile(c.Context, file, client.ImportOptions{BaseName: c.String("base-name")})
+		res, err := ns.ImportFile(ctx, file, client.ImportOptions{BaseName: c.String("base-name")})
 		if err != nil {
+			what := "import " + file
 			if file == "-" {
-				return fmt.Errorf("import from stdin: %w", err)
+				what = "import from stdin"
 			}
-			return fmt.Errorf("import %s: %w", file, err)
+			if ctx.Err() != nil {
+				return fmt.Errorf("%s: interrupted", what)
+			}
+			return fmt.Errorf("%s: %w", what, err)
 		}
 		elapsed := time.Since(start)
 		tw := newTable(c.App.Writer)

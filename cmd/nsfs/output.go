@@ -106,9 +106,12 @@ func (f *failures) add(err error) {
 func (f *failures) err() error { return f.last }
 
 // usageError is a wrong number of arguments, said in one line with the
-// command's usage.
+// command's usage, named as the user typed it:
+//
+//	nsfs: images rm: at least one image REF is required (usage: nsfs images rm REF...)
 func usageError(c *cli.Context, problem string) error {
-	name := strings.TrimPrefix(c.Command.HelpName, c.App.Name+" ")
-	usage := strings.TrimSpace(c.Command.HelpName + " " + strings.TrimSpace(c.Command.ArgsUsage))
+	path := commandPath(c)
+	name := strings.TrimPrefix(path, c.App.Name+" ")
+	usage := strings.TrimSpace(path + " " + strings.TrimSpace(c.Command.ArgsUsage))
 	return fmt.Errorf("%s: %s (usage: %s)", name, problem, usage)
 }

@@ -17,12 +17,15 @@ import (
 )
 
 // pullProgress shows a pull as `ctr pull` does. On a terminal: one line per
-// blob with its state (waiting, downloading, done, exists), a bar and
+// blob with its state (waiting, downloading, done, exists; canceled once a
+// pull that failed or was interrupted left it unstored), a bar and
 // bytes/total, redrawn in place. Otherwise (a pipe, a log file): one line
-// per finished blob,
+// per finished blob, and one for a blob another process is writing, which
+// the pull waits for,
 //
 //	layer-sha256:<hex>: done  1.2 MiB
 //	config-sha256:<hex>: exists
+//	layer-sha256:<hex>: waiting (another process is writing it)
 //
 // Both end with the bytes that came from the registry:
 //
@@ -49,6 +52,7 @@ var _ client.PullObserver = (*pullProgress)(nil)
 type blobBar struct {
 	bar   *mpb.Bar
 	state atomic.Value // string
+	read  atomic.Int64 // bytes from the registry
 }
 
 // isTerminal says whether f is a terminal (TCGETS answers) with a size
@@ -158,11 +162,44 @@ func (p *pullProgress) Fetching(desc ocispec.Descriptor) {
 	}
 }
 
+// Waiting: another process is writing desc. On a terminal the line
+// stays (or goes back to) waiting; otherwise a line says why the pull
+// seems to stall.
+func (p *pullProgress) Waiting(desc ocispec.Descriptor) {
+	if p.quiet {
+		return
+	}
+	if p.bars != nil {
+		p.bar(desc).state.Store("waiting")
+		return
+	}
+	line := p.label(desc, false) + ": waiting (another process is writing it)"
+	p.mu.Lock()
+	fmt.Fprintln(p.out, line)
+	p.mu.Unlock()
+}
+
 func (p *pullProgress) Read(desc ocispec.Descriptor, n int64) {
 	p.total.Add(n)
-	if p.bars != nil {
-		p.bar(desc).bar.IncrInt64(n)
+	if p.bars == nil {
+		return
 	}
+	b := p.bar(desc)
+	b.bar.IncrInt64(n)
+	// A manifest or index is stored only after what it names, yet all
+	// of it is here: done, as ctr shows it (ctr stores it at once). If the
+	// pull fails before it is stored, finish says canceled.
+	if b.read.Add(n) == desc.Size && p.isManifest(desc) {
+		b.state.Store("done")
+	}
+}
+
+// isManifest: desc is a manifest or an index.
+func (p *pullProgress) isManifest(desc ocispec.Descriptor) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	kind := p.kinds[desc.Digest]
+	return kind == client.KindManifest || kind == client.KindIndex
 }
 
 func (p *pullProgress) Done(desc ocispec.Descriptor)   { p.finish1(desc, "done") }
@@ -193,21 +230,28 @@ func (p *pullProgress) finish1(desc ocispec.Descriptor, state string) {
 	p.mu.Unlock()
 }
 
-// finish stops the bars (the unfinished ones stay as they were) and, after
-// a pull that succeeded, prints the elapsed/total line (a failed one ends
-// with its error instead).
+// finish stops the bars and, after a pull that succeeded, prints the
+// elapsed/total line (a failed one ends with its error instead). After a
+// failure, the line of a blob that was not stored stays where it got to,
+// in state canceled.
 func (p *pullProgress) finish(ok bool) {
 	if p.quiet {
 		return
 	}
 	if p.bars != nil {
 		p.mu.Lock()
-		bars := p.blobBars
-		p.mu.Unlock()
-		for _, b := range bars {
-			if !b.bar.Completed() {
-				b.bar.Abort(false)
+		var unfinished []*blobBar
+		for d, b := range p.blobBars {
+			if !p.finished[d] {
+				unfinished = append(unfinished, b)
 			}
+		}
+		p.mu.Unlock()
+		for _, b := range unfinished {
+			if !ok {
+				b.state.Store("canceled")
+			}
+			b.bar.Abort(false)
 		}
 		p.bars.Wait()
 	}

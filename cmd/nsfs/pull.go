@@ -46,7 +46,7 @@ configs and layers; the image's target stays the index. Credentials come from th
 Docker config ($DOCKER_CONFIG/config.json, else ~/.docker/config.json).`,
 	Flags: []cli.Flag{
 		&cli.BoolFlag{Name: "plain-http", Usage: "talk to the registry over HTTP, without TLS"},
-		&cli.StringSliceFlag{Name: "platform", Usage: "fetch the manifest of platform `P` (os/arch[/variant]) from an index; repeatable (default: the host's, " + client.FormatPlatform(client.HostPlatform()) + ")"},
+		&cli.StringSliceFlag{Name: "platform", Usage: "fetch the manifest of platform `P` (os/arch[/variant], or an os or an architecture alone) from an index; repeatable, and those the index lacks are skipped (default: the host's, " + client.FormatPlatform(client.HostPlatform()) + ")"},
 		&cli.BoolFlag{Name: "all-platforms", Usage: "fetch every platform of an index"},
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors"},
 	},
@@ -101,20 +101,22 @@ func pullAction(c *cli.Context) error {
 	// Created only once there is something to pull: a typo in the ref or
 	// a wrong password leaves the store as it was.
 	if err := ns.Ensure(); err != nil {
-		return err
+		return client.DaemonGone(err, ns.Mount.Dir)
 	}
 	progress := newPullProgress(os.Stdout, name, c.Bool("quiet"))
 	opts.Observer = progress
 	// Copy resolves object again; asking by digest pins what we resolved.
 	_, err = ns.Pull(ctx, repo, desc.Digest.String(), name, opts)
 	progress.finish(err == nil)
-	if err != nil {
-		if ctx.Err() != nil {
-			return errors.Errorf("pull %q: interrupted; what was complete is kept, pull again to fetch the rest", name)
-		}
-		return errors.Wrapf(transportError(repo, err), "pull %q", name)
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return errors.Errorf("pull %q: interrupted; what was complete is kept, pull again to fetch the rest", name)
+	case errors.Is(err, client.ErrDaemonGone):
+		return errors.Wrapf(err, "pull %q", name)
 	}
-	return nil
+	return errors.Wrapf(transportError(repo, err), "pull %q", name)
 }
 
 // openRepository is the registry repository of the normalized reference
