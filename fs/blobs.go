@@ -65,6 +65,7 @@ func (d *blobsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 		return nil, syscall.ENOENT
 	}
 	d.fsys.fillDir(&out.Attr, d.fsys.started, d.fsys.started)
+	cacheName(out)
 	ino := d.fsys.inodes.dir(d.ns.id, sha256Key)
 	return d.NewInode(ctx, &sha256Dir{fixedDir{dirBase: d.dirBase, ns: d.ns}}, dirAttr(ino)), 0
 }
@@ -165,6 +166,12 @@ func (d *sha256Dir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 		}
 		return nil, lookupErrno("lookup "+d.display(name), err)
 	}
+	// No cacheName: a blob's name can go without a request through the
+	// kernel (the last image that held it was removed in another
+	// namespace, or garbage collection), so the kernel asks each time.
+	// The alternative, telling it (NotifyEntry), waits for the
+	// directory's lock in the kernel, and a daemon killed while it waits
+	// can never exit.
 	fillBlob(d.fsys, &out.Attr, &b)
 	return d.blobNode(ctx, name, dg), 0
 }
@@ -247,9 +254,7 @@ func (d *sha256Dir) Unlink(ctx context.Context, name string) syscall.Errno {
 		child, _ = ch.Operations().(*blobFile)
 	}
 	dg := blobDigest(name)
-	done := d.fsys.inval.unlinking(d.ns.name, dg)
 	err := d.fsys.db.DeleteBlob(d.ns.name, dg)
-	done()
 	if err != nil {
 		if metadata.IsNotFound(err) && child != nil && child.abortIngest() {
 			return 0

@@ -44,6 +44,16 @@ import (
 // maxNameLen is NAME_MAX: the kernel passes FUSE names up to 1024 bytes.
 const maxNameLen = 255
 
+// entryTimeout is how long the kernel keeps a name it looked up (1 s: a
+// cached stat then costs what it costs on tmpfs, FUSE-NOTES 7). The
+// mount has no default: each node that answers a name says it, with
+// cacheName, so that the one name the kernel must not keep, a blob's,
+// says nothing.
+const entryTimeout = time.Second
+
+// cacheName lets the kernel keep the name out answers for entryTimeout.
+func cacheName(out *fuse.EntryOut) { out.SetEntryTimeout(entryTimeout) }
+
 // Permission bits. Nothing stores modes: they follow from the kind of node.
 const (
 	dirPerm   = 0o755
@@ -55,7 +65,7 @@ const (
 type filesystem struct {
 	db      *metadata.DB
 	inodes  *inodeTable
-	inval   *Invalidator
+	inval   *invalidator
 	uid     uint32
 	gid     uint32
 	started time.Time // the times of directories that are not records

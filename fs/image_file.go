@@ -84,7 +84,9 @@ var (
 )
 
 func newImageFile(fsys *filesystem, ns nsRef, ref string, id uint64, pending bool) *imageFile {
-	f := &imageFile{nodeBase: nodeBase{fsys}, ns: ns, id: id, ref: ref, pending: pending, writers: map[*imageWriter]bool{}}
+	// writers is made by the first open for writing: most nodes are only
+	// ever looked up, and 100,000 of them should not carry empty maps.
+	f := &imageFile{nodeBase: nodeBase{fsys}, ns: ns, id: id, ref: ref, pending: pending}
 	if pending {
 		f.created = time.Now()
 	}
@@ -129,6 +131,7 @@ func (f *imageFile) pendingNode(ctx context.Context, out *fuse.EntryOut) (*gofs.
 		return nil, errno
 	}
 	out.Attr = attr.Attr
+	cacheName(out)
 	return f.EmbeddedInode(), 0
 }
 
@@ -332,18 +335,14 @@ func (f *imageFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, ui
 	return f.newWriter(ctx, initial, truncated || recreated), 0, 0
 }
 
-// contents is what a reader sees: the committed manifest, or while the
-// image is being created, what its writer has buffered.
+// contents is what a reader sees: the committed manifest. An image still
+// being created has none yet, and its writer's buffer is half a manifest:
+// like a blob being ingested, it is there by name (stat, setfattr, more
+// writers) but cannot be read until its first commit.
 func (f *imageFile) contents() ([]byte, syscall.Errno) {
 	s := f.state()
-	switch {
-	case s.gone || s.ref == "":
+	if s.gone || s.ref == "" || s.pending {
 		return nil, syscall.ENOENT
-	case s.pending && s.latest != nil:
-		data, _ := s.latest.snapshot()
-		return data, 0
-	case s.pending:
-		return nil, 0
 	}
 	return f.committedBytes(s.ref)
 }
@@ -354,6 +353,9 @@ func (f *imageFile) contents() ([]byte, syscall.Errno) {
 func (f *imageFile) newWriter(ctx context.Context, initial []byte, changed bool) *imageWriter {
 	w := &imageWriter{file: f, owner: processOf(ctx), buf: initial, dirty: changed, written: changed, mtime: time.Now()}
 	f.mu.Lock()
+	if f.writers == nil {
+		f.writers = map[*imageWriter]bool{}
+	}
 	f.writers[w] = true
 	if changed {
 		f.latest = w
@@ -535,7 +537,12 @@ type imageWriter struct {
 	dirty   bool // buf differs from the committed image: Getattr shows buf
 	written bool // changed since the last commit: commit at close
 	failed  bool // the last commit failed, and nothing changed since
-	mtime   time.Time
+	// tooLarge: a write past metadata.MaxManifestSize was refused (EFBIG);
+	// the buffer holds only the start of what the writer meant, which no
+	// commit may store (a manifest padded with whitespace would pass as
+	// one). Until a truncate starts the bytes over, commits are EFBIG.
+	tooLarge bool
+	mtime    time.Time
 }
 
 var (
@@ -580,6 +587,9 @@ func (w *imageWriter) Read(ctx context.Context, dest []byte, off int64) (fuse.Re
 func (w *imageWriter) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
 	end := off + int64(len(data))
 	if off < 0 || end > metadata.MaxManifestSize {
+		w.mu.Lock()
+		w.tooLarge = true
+		w.mu.Unlock()
 		return 0, w.file.tooLarge("write", end)
 	}
 	w.mu.Lock()
@@ -599,7 +609,7 @@ func (w *imageWriter) truncate(size int64) syscall.Errno {
 	}
 	w.mu.Lock()
 	w.buf = resize(w.buf, size)
-	w.dirty, w.written, w.failed, w.mtime = true, true, false, time.Now()
+	w.dirty, w.written, w.failed, w.tooLarge, w.mtime = true, true, false, false, time.Now()
 	w.mu.Unlock()
 	w.file.wrote(w)
 	return 0
@@ -632,6 +642,14 @@ func (w *imageWriter) commit(op string) syscall.Errno {
 	if !w.written {
 		w.mu.Unlock()
 		return 0
+	}
+	if w.tooLarge {
+		// Its buffer is no image, not even the writer's: stat shows the
+		// stored one again, also before the handle's release.
+		w.failed, w.dirty = true, false
+		w.mu.Unlock()
+		w.file.commitFailed(op == opClose)
+		return syscall.EFBIG
 	}
 	f := w.file
 	f.nameMu.Lock()

@@ -71,6 +71,7 @@ func imagePath(ns nsRef, path string) string {
 
 func (d *imageDir) dirNode(ctx context.Context, path string, out *fuse.EntryOut) *gofs.Inode {
 	d.fsys.fillDir(&out.Attr, d.fsys.started, d.fsys.started)
+	cacheName(out)
 	ino := d.fsys.inodes.dir(d.ns.id, imageDirKey(path))
 	return d.NewInode(ctx, newImageDir(d.fsys, d.ns, path), dirAttr(ino))
 }
@@ -79,6 +80,7 @@ func (d *imageDir) dirNode(ctx context.Context, path string, out *fuse.EntryOut)
 // already holds if it is that image, so that its ref stays in step.
 func (d *imageDir) imageNode(ctx context.Context, name string, img *metadata.Image, out *fuse.EntryOut) *gofs.Inode {
 	fillImage(d.fsys, &out.Attr, img)
+	cacheName(out)
 	if ch := d.GetChild(name); ch != nil && ch.StableAttr().Ino == recordIno(img.ID) {
 		if f, ok := ch.Operations().(*imageFile); ok {
 			f.setRef(img.Name)
@@ -306,6 +308,7 @@ func (d *imageDir) Link(ctx context.Context, target gofs.InodeEmbedder, name str
 		return nil, toErrno("ln "+imagePath(src.ns, from)+" "+d.display(to), err)
 	}
 	fillImage(d.fsys, &out.Attr, &img)
+	cacheName(out)
 	return d.NewInode(ctx, newImageFile(d.fsys, d.ns, to, img.ID, false), fileAttr(recordIno(img.ID))), 0
 }
 
@@ -344,6 +347,7 @@ func (d *imageDir) Create(ctx context.Context, name string, flags uint32, mode u
 	f := newImageFile(d.fsys, d.ns, path, id, true)
 	w := f.newWriter(ctx, nil, true)
 	d.fsys.fillFile(&out.Attr, imagePerm, 0, f.created, f.created)
+	cacheName(out)
 	return d.NewInode(ctx, f, fileAttr(recordIno(id))), w, 0, 0
 }
 

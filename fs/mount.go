@@ -2,14 +2,11 @@ package fs
 
 import (
 	"os"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/nsfs/nsfs/metadata"
-	"github.com/opencontainers/go-digest"
 )
 
 // Config is what the mount command chooses.
@@ -21,34 +18,28 @@ type Config struct {
 	Debug bool
 }
 
-// Invalidator tells the kernel about changes that do not come through it.
-// Most notifications go through one background goroutine: a notification
-// sent from inside a request handler for the same directory deadlocks
-// (the kernel holds the directory's lock while it waits for the handler);
-// see BlobReleased and filesystem.notify for the exceptions.
+// invalidator tells the kernel about changes that do not come through it:
+// a name whose creation failed at close, an image whose bytes changed.
+// Notifications go through one background goroutine: one sent from inside
+// a request handler for the same directory deadlocks (the kernel holds
+// the directory's lock while it waits for the handler); see
+// filesystem.notify for the one exception.
 //
-// Its BlobReleased method is metadata.Options.OnBlobReleased, which is why
-// it exists before the DB is opened and the mount made:
-//
-//	inval := fs.NewInvalidator()
-//	db, err := metadata.Open(root, metadata.Options{OnBlobReleased: inval.BlobReleased})
-//	server, err := fs.Mount(mountpoint, db, inval, fs.Config{})
-type Invalidator struct {
+// Blob names are not among them: the kernel never keeps a blob's name
+// (sha256Dir.Lookup), so that when a blob goes without a request through
+// the kernel (released by another namespace, or collected as garbage)
+// there is nothing to tell it. An entry notification waits in the kernel
+// for the directory's lock, uninterruptibly, and a daemon killed while a
+// request holds that lock waiting for it could then never exit.
+type invalidator struct {
 	queue chan func()
 	stop  chan struct{} // closed once the server has stopped
-	root  atomic.Pointer[gofs.Inode]
-
-	mu       sync.Mutex
-	unlinked map[string]int // "ns\x00digest" being unlinked from blobs/sha256 of ns
 }
 
-// releaseWait bounds how long BlobReleased waits for the kernel.
-const releaseWait = 100 * time.Millisecond
-
-// NewInvalidator starts the goroutine that sends notifications; it ends
-// when the server that Mount made stops.
-func NewInvalidator() *Invalidator {
-	v := &Invalidator{queue: make(chan func(), 4096), stop: make(chan struct{}), unlinked: map[string]int{}}
+// newInvalidator starts the goroutine that sends notifications; it ends
+// when the server stops.
+func newInvalidator() *invalidator {
+	v := &invalidator{queue: make(chan func(), 4096), stop: make(chan struct{})}
 	go func() {
 		for {
 			select {
@@ -65,93 +56,13 @@ func NewInvalidator() *Invalidator {
 // post queues fn without ever blocking the caller (a request handler, or
 // metadata right after a commit): with the queue full, fn gets its own
 // goroutine.
-func (v *Invalidator) post(fn func()) {
+func (v *invalidator) post(fn func()) {
 	select {
 	case <-v.stop: // no kernel to tell any more
 	case v.queue <- fn:
 	default:
 		go fn()
 	}
-}
-
-// BlobReleased is called by metadata after namespace ns stopped holding
-// blob d. The kernel drops its cached entries for blobs/sha256/<hex> in
-// every namespace, not only ns (the blob may have left the store, and
-// others saw it through the sharing policy), so that the next stat asks
-// the store: `rm` of the last holder, then `stat` in another namespace, is
-// ENOENT.
-//
-// It is called inside the handler that released the blob, and waits for
-// the kernel, so that the caches are right when that operation returns —
-// but at most releaseWait: two handlers that release blobs in each other's
-// namespaces would otherwise wait for each other's directory locks.
-// Only names the kernel knows are notified (go-fuse's tree holds every
-// name the kernel has looked up), and not the entry of a blob that is
-// being unlinked from ns itself: the kernel drops that one, and holds its
-// directory until the handler returns.
-func (v *Invalidator) BlobReleased(ns string, d digest.Digest) {
-	root := v.root.Load()
-	if root == nil {
-		return
-	}
-	namespaces := root.GetChild(namespacesName)
-	if namespaces == nil {
-		return
-	}
-	hex := d.Encoded()
-	var dirs []*gofs.Inode
-	for name, dir := range namespaces.Children() {
-		for _, step := range []string{blobsName, sha256Name} {
-			if dir != nil {
-				dir = dir.GetChild(step)
-			}
-		}
-		if dir == nil || dir.GetChild(hex) == nil || name == ns && v.isUnlinking(ns, d) {
-			continue
-		}
-		dirs = append(dirs, dir)
-	}
-	// Room for every answer, so that a notifier still running after the
-	// timeout can finish and end.
-	done := make(chan struct{}, len(dirs))
-	for _, dir := range dirs {
-		go func() {
-			dir.NotifyEntry(hex)
-			done <- struct{}{}
-		}()
-	}
-	n := len(dirs)
-	timeout := time.NewTimer(releaseWait)
-	defer timeout.Stop()
-	for ; n > 0; n-- {
-		select {
-		case <-done:
-		case <-timeout.C:
-			return
-		}
-	}
-}
-
-// unlinking marks blob d as being unlinked from blobs/sha256 of ns, until
-// the returned func is called.
-func (v *Invalidator) unlinking(ns string, d digest.Digest) func() {
-	key := ns + "\x00" + string(d)
-	v.mu.Lock()
-	v.unlinked[key]++
-	v.mu.Unlock()
-	return func() {
-		v.mu.Lock()
-		if v.unlinked[key]--; v.unlinked[key] == 0 {
-			delete(v.unlinked, key)
-		}
-		v.mu.Unlock()
-	}
-}
-
-func (v *Invalidator) isUnlinking(ns string, d digest.Digest) bool {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return v.unlinked[ns+"\x00"+string(d)] > 0
 }
 
 // forgetName takes a file the store does not have (a creation that failed
@@ -193,26 +104,19 @@ func (f *filesystem) notify(now bool, fn func()) {
 	f.inval.post(fn)
 }
 
-// notifyEntry makes the kernel look n's name up again.
-func notifyEntry(n *gofs.Inode) {
-	if name, parent := n.Parent(); parent != nil {
-		parent.NotifyEntry(name)
-	}
-}
-
-// Mount serves db at mountpoint, until the server is unmounted. inval may
-// be nil when nothing else needs to invalidate (tests).
-func Mount(mountpoint string, db *metadata.DB, inval *Invalidator, cfg Config) (*fuse.Server, error) {
-	if inval == nil {
-		inval = NewInvalidator()
-	}
+// Mount serves db at mountpoint, until the server is unmounted.
+func Mount(mountpoint string, db *metadata.DB, cfg Config) (*fuse.Server, error) {
+	inval := newInvalidator()
 	root := newRoot(db, inval)
-	server, err := gofs.Mount(mountpoint, root, options(db, cfg))
+	opts := MountOptions(db.Root(), cfg)
+	// Each node says how long the kernel may keep the name it answers
+	// (cacheName): blob names, never.
+	opts.EntryTimeout = nil
+	server, err := gofs.Mount(mountpoint, root, opts)
 	if err != nil {
 		close(inval.stop)
 		return nil, err
 	}
-	inval.root.Store(root.EmbeddedInode())
 	go func() {
 		server.Wait()
 		close(inval.stop)
@@ -220,7 +124,7 @@ func Mount(mountpoint string, db *metadata.DB, inval *Invalidator, cfg Config) (
 	return server, nil
 }
 
-func newRoot(db *metadata.DB, inval *Invalidator) *rootDir {
+func newRoot(db *metadata.DB, inval *invalidator) *rootDir {
 	fsys := &filesystem{
 		db:      db,
 		inodes:  newInodeTable(),
@@ -232,8 +136,12 @@ func newRoot(db *metadata.DB, inval *Invalidator) *rootDir {
 	return &rootDir{dirBase: dirBase{nodeBase{fsys}}}
 }
 
-// options are the mount's options; see FUSE-NOTES.md for why.
-func options(db *metadata.DB, cfg Config) *gofs.Options {
+// MountOptions are the mount's options (fsName is what /proc/mounts shows
+// as the source); see FUSE-NOTES.md for why. They are exported for the
+// benchmark's bare in-memory filesystem (bench/barefs), which mounts with
+// the same options so that its timings differ from nsfs's only by the
+// store.
+func MountOptions(fsName string, cfg Config) *gofs.Options {
 	second := time.Second
 	// Negative entries are not cached: a blob can become visible through
 	// another namespace without any request on this one.
@@ -248,9 +156,12 @@ func options(db *metadata.DB, cfg Config) *gofs.Options {
 	}
 	opts.MountOptions = fuse.MountOptions{
 		Name:   "nsfs", // /proc/mounts shows fuse.nsfs
-		FsName: db.Root(),
+		FsName: fsName,
 		// READDIRPLUS makes go-fuse call Lookup for every entry of every
-		// listing: about 5x slower for plain ls.
+		// listing and the kernel make an inode of each: listing 10,000
+		// refs takes 6-7x longer (make bench, "list"). ls -l would gain
+		// its lookups, but its two getxattr probes per file still cost a
+		// round trip each (README, "Performance").
 		DisableReadDirPlus: true,
 		DirectMount:        os.Geteuid() == 0,
 		AllowOther:         cfg.AllowOther,

@@ -58,6 +58,7 @@ func (d *namespacesDir) Lookup(ctx context.Context, name string, out *fuse.Entry
 
 func (d *namespacesDir) namespaceNode(ctx context.Context, ns metadata.Namespace, out *fuse.EntryOut) *gofs.Inode {
 	d.fsys.fillDir(&out.Attr, ns.UpdatedAt, ns.UpdatedAt)
+	cacheName(out)
 	return d.NewInode(ctx, newNamespaceDir(d.fsys, nsRef{ns.Name, ns.ID}), dirAttr(recordIno(ns.ID)))
 }
 
@@ -171,9 +172,11 @@ func (d *namespaceDir) Lookup(ctx context.Context, name string, out *fuse.EntryO
 	switch name {
 	case imagesName:
 		d.fsys.fillDir(&out.Attr, d.fsys.started, d.fsys.started)
+		cacheName(out)
 		return d.NewInode(ctx, newImageDir(d.fsys, d.ns, ""), dirAttr(d.fsys.inodes.dir(d.ns.id, imagesKey))), 0
 	case blobsName:
 		d.fsys.fillDir(&out.Attr, d.fsys.started, d.fsys.started)
+		cacheName(out)
 		return d.NewInode(ctx, &blobsDir{fixedDir{dirBase: d.dirBase, ns: d.ns}}, dirAttr(d.fsys.inodes.dir(d.ns.id, blobsKey))), 0
 	}
 	if len(name) > maxNameLen {

@@ -42,6 +42,7 @@ func (r *rootDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 		return nil, syscall.ENOENT
 	}
 	r.fsys.fillDir(&out.Attr, r.fsys.started, r.fsys.started)
+	cacheName(out)
 	return r.NewInode(ctx, &namespacesDir{dirBase: r.dirBase}, dirAttr(namespacesIno)), 0
 }
 

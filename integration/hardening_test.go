@@ -150,6 +150,11 @@ func TestFilesBeingWrittenKeepTheirNames(t *testing.T) {
 	if err := unix.Setxattr(imgFile, "user.team", []byte("infra"), 0); err != nil {
 		t.Fatalf("setxattr by path on an image being written: %v", err)
 	}
+	// Half a manifest is never read: until its first commit the image
+	// cannot be opened for reading, as a blob being ingested cannot.
+	if data, err := os.ReadFile(imgFile); !errors.Is(err, syscall.ENOENT) {
+		t.Errorf("reading an image being created: got %d bytes, err %v; want ENOENT", len(data), err)
+	}
 	if _, err := f.Write(img.manifest.data[half:]); err != nil {
 		t.Fatal(err)
 	}

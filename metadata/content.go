@@ -182,11 +182,13 @@ func unclaim(tx *bolt.Tx, nsb *bolt.Bucket, d digest.Digest, rel *releases) erro
 }
 
 // deleteOrphans deletes the files of the blobs a committed transaction
-// left without holders. The caller holds contentMu.
+// left without holders, each unless a record names it again by now (a
+// writer of the same blob committed meanwhile). The caller holds no
+// content lock.
 func (db *DB) deleteOrphans(rel *releases) {
 	for _, d := range rel.orphaned {
 		// A failure leaves a file no record names; CollectGarbage removes it.
-		_ = db.blobs.Delete(d)
+		_, _ = db.removeUnrecorded(d)
 	}
 }
 
@@ -200,21 +202,19 @@ func (db *DB) notify(rel *releases) {
 	}
 }
 
-// updateReleasing runs fn in one write transaction under contentMu, deletes
-// the files its commit orphaned, and then notifies outside the lock.
+// updateReleasing runs fn in a (batched) write transaction, deletes the
+// files its commit orphaned, and then notifies. fn may run more than once
+// (batch); rel starts empty on every run.
 func (db *DB) updateReleasing(ns string, fn func(tx *bolt.Tx, rel *releases) error) error {
 	rel := &releases{ns: ns}
-	db.contentMu.Lock()
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.batch(func(tx *bolt.Tx) error {
 		*rel = releases{ns: ns}
 		return fn(tx, rel)
 	})
 	if err != nil {
-		db.contentMu.Unlock()
 		return err
 	}
 	db.deleteOrphans(rel)
-	db.contentMu.Unlock()
 	db.notify(rel)
 	return nil
 }
@@ -428,8 +428,8 @@ func (w *BlobWriter) Commit() error {
 		return nil
 	}
 	d := w.w.Expected()
-	// Verify and fsync before taking contentMu: a large blob's fsync must
-	// not hold up every other namespace's commits.
+	// Verify and fsync before taking the content lock: a large blob's
+	// fsync must not hold up other commits.
 	if err := w.w.Prepare(); err != nil {
 		_ = w.w.Abort()
 		if errors.Is(err, blobs.ErrDigestMismatch) {
@@ -440,8 +440,8 @@ func (w *BlobWriter) Commit() error {
 	size := w.w.Size()
 	db := w.db
 
-	db.contentMu.Lock()
-	defer db.contentMu.Unlock()
+	unlock := db.lockContent(d)
+	defer unlock()
 	existed, err := w.w.Commit()
 	if err != nil {
 		if errors.Is(err, blobs.ErrDigestMismatch) {
@@ -449,7 +449,7 @@ func (w *BlobWriter) Commit() error {
 		}
 		return errors.Wrapf(err, "publish blob %s in namespace %q", d, w.ns)
 	}
-	err = db.bolt.Update(func(tx *bolt.Tx) error {
+	err = db.batch(func(tx *bolt.Tx) error {
 		nsb, err := namespaceWithID(tx, w.ns, w.nsID)
 		if err != nil {
 			return errors.WithMessagef(err, "blob %s was written, but", d)
@@ -459,25 +459,12 @@ func (w *BlobWriter) Commit() error {
 	})
 	if err != nil {
 		if !existed {
-			db.deleteUnlessHeld(d)
+			_, _ = db.removeUnrecordedLocked(d)
 		}
 		return err
 	}
 	w.committed = true
 	return nil
-}
-
-// deleteUnlessHeld removes a file this process just published when the
-// record that was to hold it did not commit. The caller holds contentMu.
-func (db *DB) deleteUnlessHeld(d digest.Digest) {
-	held := true
-	_ = db.bolt.View(func(tx *bolt.Tx) error {
-		held = contentBucket(tx).Bucket([]byte(d)) != nil
-		return nil
-	})
-	if !held {
-		_ = db.blobs.Delete(d)
-	}
 }
 
 // Abort discards the ingest. Safe after Commit.

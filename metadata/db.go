@@ -39,6 +39,11 @@ type Options struct {
 	// fs/ uses it to invalidate the kernel's cache. It must not block and
 	// must not call back into the DB synchronously.
 	OnBlobReleased func(ns string, d digest.Digest)
+	// ReadOnly opens an existing store without writing to it (nsfs fsck
+	// without --repair): a missing meta.db is an error, and every
+	// mutation fails. It takes the lock shared, so it still waits for a
+	// daemon that has the store open (ErrLocked).
+	ReadOnly bool
 }
 
 // DB is an nsfs store: the bbolt metadata file <root>/meta.db plus the
@@ -51,11 +56,16 @@ type DB struct {
 	bolt  *bolt.DB
 	blobs *blobs.Store
 
-	// contentMu is held across [publish a blob file + commit the record
-	// that holds it] and across [commit the drop of its last holder +
-	// delete the file], so neither pair interleaves with the other for the
-	// same digest (doc.go, "Files and records").
-	contentMu sync.Mutex
+	// contentLocks are held, per digest, across [publish a blob file +
+	// commit the record that holds it] and across [see that no record
+	// names a file + delete it], so neither pair interleaves with the
+	// other for the same digest (doc.go, "Files and records"; lockContent).
+	contentLocks [contentLockStripes]sync.Mutex
+
+	// batcher groups concurrent writes into shared commits (batch.go);
+	// benchmarks compare other commit modes.
+	batcher batcher
+	commits commitMode
 
 	// ids is the block of IDs ReserveID hands out, taken from the
 	// sequence in one transaction per idBlock IDs.
@@ -123,7 +133,12 @@ func Open(root string, opts Options) (*DB, error) {
 		return nil, errors.Wrapf(err, "create store %s", root)
 	}
 	dbpath := filepath.Join(root, "meta.db")
-	bdb, err := bolt.Open(dbpath, 0o600, &bolt.Options{Timeout: opts.LockTimeout})
+	if opts.ReadOnly {
+		if _, err := os.Stat(dbpath); err != nil {
+			return nil, errors.Wrapf(err, "no nsfs store at %s", root)
+		}
+	}
+	bdb, err := bolt.Open(dbpath, 0o600, &bolt.Options{Timeout: opts.LockTimeout, ReadOnly: opts.ReadOnly})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
 			return nil, errors.Wrapf(ErrLocked, "store %s is already in use by another nsfs (%s is locked)", root, dbpath)
@@ -136,7 +151,11 @@ func Open(root string, opts Options) (*DB, error) {
 		return nil, errors.Wrapf(err, "open blob directory of store %s", root)
 	}
 	db := &DB{root: root, opts: opts, bolt: bdb, blobs: bs}
-	if err := bdb.Update(db.initSchema); err != nil {
+	initSchema := func() error { return bdb.Update(db.initSchema) }
+	if opts.ReadOnly {
+		initSchema = func() error { return bdb.View(db.checkSchema) }
+	}
+	if err := initSchema(); err != nil {
 		bdb.Close()
 		return nil, errors.Wrapf(err, "store %s", root)
 	}
@@ -167,6 +186,18 @@ func (db *DB) initSchema(tx *bolt.Tx) error {
 	}
 	_, err = createNamespace(tx, DefaultNamespace, nil)
 	return err
+}
+
+// checkSchema is initSchema for a read-only store, which must exist.
+func (db *DB) checkSchema(tx *bolt.Tx) error {
+	v1 := tx.Bucket(bucketV1)
+	if v1 == nil {
+		return errors.Wrap(errCorrupt, "meta.db has no v1/ bucket: not an nsfs store")
+	}
+	if v := getUint64(v1, keyVersion); v != schemaVersion {
+		return errors.Wrapf(errCorrupt, "schema version %d, this nsfs reads version %d", v, schemaVersion)
+	}
+	return nil
 }
 
 // Close closes the bbolt file, releasing its lock.

@@ -73,9 +73,14 @@
 //
 // Files and records: a blob file is published (fsynced, renamed into place
 // by package blobs) before the transaction that records a hold commits, and
-// deleted only after the transaction that dropped its last holder commits.
-// DB.contentMu is held across each such pair, so an ingest of a digest can
-// never lose its file to a concurrent delete of the same digest. A crash
-// between the two steps leaves at worst a file no record names, which
-// CollectGarbage removes.
+// deleted only after the transaction that dropped its last holder commits,
+// and then only if no record names it again. The digest's content lock
+// (DB.lockContent) is held across [publish + commit] and across [check for
+// a record + delete], so an ingest of a digest can never lose its file to a
+// concurrent delete of the same digest. A crash between the two steps
+// leaves at worst a file no record names, which CollectGarbage removes.
+//
+// Commits: writes are grouped into shared transactions when they arrive
+// together (batch.go), so concurrent writers share one fsync; a write
+// returns once its group is durably committed.
 package metadata

@@ -318,4 +318,12 @@ func checkInvariants(t testing.TB, db *DB) {
 			t.Errorf("content record %s has no file", d)
 		}
 	}
+	// fsck's check must agree: the store is clean.
+	rep, err := db.Check(CheckOptions{VerifyBlobs: true})
+	if err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	for _, p := range rep.Problems {
+		t.Errorf("fsck: %s", p)
+	}
 }

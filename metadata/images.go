@@ -249,7 +249,7 @@ type ImageWrite struct {
 //
 // Disk I/O happens before the locks: the index children are read and
 // parsed, and the manifest's bytes are written and fsynced to an ingest
-// file; under contentMu and in the transaction only the rename that
+// file; under the content lock and in the transaction only the rename that
 // publishes them (when new) and the checks and claims remain.
 func (db *DB) PutImage(w ImageWrite) (Image, error) {
 	ns, ref, manifest := w.Namespace, w.Ref, w.Manifest
@@ -276,7 +276,7 @@ func (db *DB) PutImage(w ImageWrite) (Image, error) {
 	children := db.readIndexChildren(pm)
 
 	// A new manifest blob is made durable in an ingest file first; only
-	// its publication happens under contentMu, before the transaction that
+	// its publication happens under its content lock, before the transaction that
 	// records it (doc.go). An existing blob costs no bytes.
 	var ingest *blobs.Writer
 	if _, err := db.blobs.Stat(target.Digest); err != nil {
@@ -285,7 +285,7 @@ func (db *DB) PutImage(w ImageWrite) (Image, error) {
 		}
 		defer ingest.Abort()
 	}
-	db.contentMu.Lock()
+	unlock := db.lockContent(target.Digest)
 	var existed bool
 	if ingest != nil {
 		existed, err = ingest.Commit()
@@ -294,12 +294,12 @@ func (db *DB) PutImage(w ImageWrite) (Image, error) {
 		existed, err = db.blobs.WriteBytes(target.Digest, manifest)
 	}
 	if err != nil {
-		db.contentMu.Unlock()
+		unlock()
 		return Image{}, errors.Wrapf(err, "image %q: store manifest blob %s", shorten(ref), target.Digest)
 	}
 	var img Image
 	rel := &releases{ns: ns}
-	err = db.bolt.Update(func(tx *bolt.Tx) error {
+	err = db.batch(func(tx *bolt.Tx) error {
 		*rel = releases{ns: ns}
 		var err error
 		img, err = db.putImage(tx, w, target, pm, children, rel)
@@ -307,13 +307,14 @@ func (db *DB) PutImage(w ImageWrite) (Image, error) {
 	})
 	if err != nil {
 		if !existed {
-			db.deleteUnlessHeld(target.Digest)
+			_, _ = db.removeUnrecordedLocked(target.Digest)
 		}
-		db.contentMu.Unlock()
+		unlock()
 		return Image{}, err
 	}
+	// Unlocked first: an orphaned blob may share the target's stripe.
+	unlock()
 	db.deleteOrphans(rel)
-	db.contentMu.Unlock()
 	db.notify(rel)
 	return img, nil
 }
@@ -730,7 +731,7 @@ func (db *DB) LinkImage(fromNS, from, toNS, to string) (Image, error) {
 		}
 	}
 	var img Image
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.batch(func(tx *bolt.Tx) error {
 		nsb, err := namespaceBucket(tx, ns)
 		if err != nil {
 			return err

@@ -100,7 +100,7 @@ func (db *DB) SetLabel(o Object, key, value string, check func(exists bool) erro
 	if err := ValidateLabel(key, value); err != nil {
 		return errors.WithMessage(err, o.String())
 	}
-	return db.bolt.Update(func(tx *bolt.Tx) error {
+	return db.batch(func(tx *bolt.Tx) error {
 		owner, touch, err := db.labelOwner(tx, o, true)
 		if err != nil {
 			return err
@@ -132,7 +132,7 @@ func (db *DB) SetLabel(o Object, key, value string, check func(exists bool) erro
 
 // RemoveLabel removes key from o (ErrNoLabel when absent).
 func (db *DB) RemoveLabel(o Object, key string) error {
-	return db.bolt.Update(func(tx *bolt.Tx) error {
+	return db.batch(func(tx *bolt.Tx) error {
 		owner, touch, err := db.labelOwner(tx, o, false)
 		if err != nil {
 			return err

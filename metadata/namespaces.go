@@ -63,7 +63,7 @@ func (db *DB) CreateNamespace(name string, labels map[string]string) (Namespace,
 		}
 	}
 	var ns Namespace
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.batch(func(tx *bolt.Tx) error {
 		var err error
 		ns, err = createNamespace(tx, name, labels)
 		return err
@@ -173,7 +173,7 @@ func (db *DB) ListNamespaces() ([]Namespace, error) {
 // with it.
 func (db *DB) DeleteNamespace(name string) (Namespace, error) {
 	var ns Namespace
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.batch(func(tx *bolt.Tx) error {
 		nsb, err := namespaceBucket(tx, name)
 		if err != nil {
 			return err

@@ -20,6 +20,9 @@ var commands = []*cli.Command{
 	imagesCommand,
 	contentCommand,
 	pullCommand,
+	fsckCommand,
+	gcCommand,
+	umountCommand,
 }
 
 // globalFlags choose the mount and the namespace every other command

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/nsfs/nsfs/client"
 	"github.com/nsfs/nsfs/fs"
 	"github.com/nsfs/nsfs/metadata"
 	"github.com/pkg/errors"
@@ -45,6 +46,7 @@ var mountCommand = &cli.Command{
 			Name:  "debug",
 			Usage: "log every FUSE request",
 		},
+		gcGraceFlag,
 	},
 	Action: runMount,
 }
@@ -57,24 +59,29 @@ func runMount(c *cli.Context) error {
 	if err != nil {
 		return errors.Wrap(err, "mount")
 	}
-	root := c.String("root")
-	if root == "" {
-		if root, err = defaultRoot(); err != nil {
-			return err
-		}
-	}
-	if root, err = filepath.Abs(root); err != nil {
-		return errors.Wrap(err, "mount")
+	root, err := storeRoot(c)
+	if err != nil {
+		return err
 	}
 	sharing := metadata.Sharing(c.String("content-sharing"))
 	if sharing != metadata.SharingShared && sharing != metadata.SharingIsolated {
 		return errors.Errorf("mount: --content-sharing %q: must be %q or %q", sharing, metadata.SharingShared, metadata.SharingIsolated)
 	}
+	if grace := c.Duration(gcGraceFlag.Name); grace < 0 {
+		return errors.Errorf("mount: --gc-grace %v: must not be negative (0 turns the collection off)", grace)
+	}
+
+	// Signals are caught from the start: one that arrives before the
+	// server is up (a test or a user quick to interrupt) waits in the
+	// channel and unmounts it at once, instead of killing the daemon and
+	// leaving a dead mount.
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(signals)
 
 	// The store is opened first, so that a locked one never mounts and
 	// leaves the mountpoint alone.
-	inval := fs.NewInvalidator()
-	db, err := metadata.Open(root, metadata.Options{Sharing: sharing, OnBlobReleased: inval.BlobReleased})
+	db, err := metadata.Open(root, metadata.Options{Sharing: sharing})
 	if err != nil {
 		return err
 	}
@@ -86,7 +93,7 @@ func runMount(c *cli.Context) error {
 	}()
 	// Holding the store's lock proves that no writer is left: a crash's
 	// unfinished ingests and unrecorded blob files can all go now.
-	if stats, err := db.CollectGarbage(0); err != nil {
+	if stats, err := db.CollectGarbage(metadata.GCOptions{}); err != nil {
 		return err
 	} else if stats.Blobs+stats.Ingests > 0 {
 		log.Printf("removed what a crash left in %s: %d unrecorded blob files, %d unfinished ingests", root, stats.Blobs, stats.Ingests)
@@ -94,7 +101,7 @@ func runMount(c *cli.Context) error {
 	if err := prepareMountpoint(mountpoint); err != nil {
 		return err
 	}
-	server, err := fs.Mount(mountpoint, db, inval, fs.Config{
+	server, err := fs.Mount(mountpoint, db, fs.Config{
 		AllowOther: c.Bool("allow-other"),
 		Debug:      c.Bool("debug"),
 	})
@@ -102,9 +109,8 @@ func runMount(c *cli.Context) error {
 		return errors.Wrapf(err, "mount %s at %s", root, mountpoint)
 	}
 	fmt.Fprintf(os.Stderr, "nsfs: serving %s at %s (content sharing: %s)\n", root, mountpoint, sharing)
+	stopCollector := startCollector(db, c.Duration(gcGraceFlag.Name))
 
-	signals := make(chan os.Signal, 1)
-	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
 		for sig := range signals {
 			log.Printf("%v: unmounting %s", sig, mountpoint)
@@ -120,6 +126,7 @@ func runMount(c *cli.Context) error {
 	// from outside.
 	server.Wait()
 	signal.Stop(signals)
+	stopCollector()
 	closed = true
 	if err := db.Close(); err != nil {
 		return errors.Wrapf(err, "close store %s", root)
@@ -130,6 +137,19 @@ func runMount(c *cli.Context) error {
 // oneLine flattens an error that spans lines (fusermount's output).
 func oneLine(err error) string {
 	return strings.Join(strings.Fields(err.Error()), " ")
+}
+
+// storeRoot is --root, else defaultRoot(), made absolute.
+func storeRoot(c *cli.Context) (string, error) {
+	root := c.String("root")
+	if root == "" {
+		var err error
+		if root, err = defaultRoot(); err != nil {
+			return "", err
+		}
+	}
+	abs, err := filepath.Abs(root)
+	return abs, errors.Wrapf(err, "%s: --root %s", c.Command.Name, root)
 }
 
 // defaultRoot is /var/lib/nsfs for root, else $XDG_DATA_HOME/nsfs, else
@@ -148,29 +168,35 @@ func defaultRoot() (string, error) {
 	return filepath.Join(home, ".local", "share", "nsfs"), nil
 }
 
-// prepareMountpoint recovers the dead mount a killed daemon left behind
-// (ENOTCONN) and creates the mountpoint if it is missing.
+// prepareMountpoint recovers the mount a killed or hung daemon left
+// behind and creates the mountpoint if it is missing. A dead mount
+// answers ENOTCONN; a daemon killed while stuck in the kernel (or hung)
+// answers nothing, and its connection is aborted (client.Unmount), or
+// this mount would wait for it forever.
 func prepareMountpoint(mountpoint string) error {
-	// statfs first: the kernel answers stat of a mount's root from its
-	// attribute cache for a while after the daemon died, but always asks
-	// the daemon for statfs.
-	var st syscall.Statfs_t
-	err := syscall.Statfs(mountpoint, &st)
+	// statfs, not stat: the kernel answers stat of a mount's root from
+	// its attribute cache for a while after the daemon died, but always
+	// asks the daemon for statfs.
+	err := client.Probe(mountpoint, client.AnswerWait)
 	if err == nil {
 		_, err = os.Stat(mountpoint)
 	}
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, syscall.ENOTCONN):
-		uerr := syscall.Unmount(mountpoint, 0)
-		if errors.Is(uerr, syscall.EBUSY) {
-			uerr = syscall.Unmount(mountpoint, syscall.MNT_DETACH)
-		}
+	case errors.Is(err, syscall.ENOTCONN), errors.Is(err, syscall.ETIMEDOUT):
+		res, uerr := client.Unmount(mountpoint)
 		if uerr != nil {
-			return errors.Wrapf(uerr, "mount: %s is a dead mount (its daemon died) and unmounting it failed", mountpoint)
+			return errors.Wrapf(uerr, "mount: %s is a dead mount (its daemon died or hangs) and unmounting it failed", mountpoint)
 		}
-		log.Printf("recovered %s: a dead mount (its daemon died) was unmounted", mountpoint)
+		what := "a dead mount (its daemon died) was unmounted"
+		if res.Hung {
+			what = "the mount of a daemon that did not answer (hung, or killed while stuck) was aborted and unmounted"
+		}
+		if res.Lazily {
+			what += " lazily (still in use)"
+		}
+		log.Printf("recovered %s: %s", mountpoint, what)
 		return nil
 	case errors.Is(err, os.ErrNotExist):
 		if err := os.MkdirAll(mountpoint, 0o755); err != nil {

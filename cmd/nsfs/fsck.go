@@ -1,0 +1,116 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/nsfs/nsfs/metadata"
+	"github.com/pkg/errors"
+	"github.com/urfave/cli/v2"
+)
+
+// fsckCommand checks an unmounted store and, with --repair, repairs it:
+//
+//	$ nsfs fsck --root /var/lib/nsfs
+//	namespace "foo": image "app:v1": target blob sha256:4f… is missing (its file blobs/sha256/4f… is gone)
+//	blob sha256:4f…: its file blobs/sha256/4f… is missing
+//	nsfs: store /var/lib/nsfs has 2 problems (run nsfs fsck --repair to remove what cannot be repaired)
+//	$ nsfs fsck --root /var/lib/nsfs --repair
+//	...
+//	removed image "app:v1" of namespace "foo": its target blob sha256:4f… is missing
+//	store /var/lib/nsfs is clean now: 2 namespaces, 3 images, 7 blobs, 7 blob files
+var fsckCommand = &cli.Command{
+	Name:      "fsck",
+	Usage:     "check an unmounted store; with --repair, repair it",
+	ArgsUsage: " ",
+	Description: `Checks every record of meta.db against the others and against the blob files:
+one line per problem, naming the object, then exit status 1; a clean store
+prints one line and exits 0. --verify-blobs also hashes every blob file.
+--repair removes what cannot be repaired (orphan blob files, unfinished
+ingests, corrupt blob files, records of blobs whose file is gone and the
+images that need them), rebuilds what can be derived (holder records,
+counts, sizes), prints each action, checks again, and exits 0 when the
+store is clean. The store must not be mounted.`,
+	Flags: []cli.Flag{
+		rootFlag(),
+		&cli.BoolFlag{Name: "verify-blobs", Usage: "hash every blob file and compare with its name (reads every byte)"},
+		&cli.BoolFlag{Name: "repair", Usage: "remove what cannot be repaired, rebuild what can, and report each action"},
+	},
+	Action: runFsck,
+}
+
+func runFsck(c *cli.Context) error {
+	if c.NArg() != 0 {
+		return errors.Errorf("fsck: unexpected argument %q (the store is --root DIR)", c.Args().First())
+	}
+	root, err := storeRoot(c)
+	if err != nil {
+		return err
+	}
+	repair := c.Bool("repair")
+	db, err := openStore(root, metadata.Options{ReadOnly: !repair})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	rep, err := db.Check(metadata.CheckOptions{VerifyBlobs: c.Bool("verify-blobs"), Repair: repair})
+	for _, p := range rep.Problems {
+		fmt.Println(p)
+	}
+	for _, a := range rep.Repairs {
+		fmt.Println(a)
+	}
+	if err != nil {
+		return errors.WithMessage(err, "fsck")
+	}
+	checked := fmt.Sprintf("%s, %s, %s, %s", count(rep.Namespaces, "namespace"), count(rep.Images, "image"),
+		count(rep.Blobs, "blob"), count(rep.Files, "blob file"))
+	switch {
+	case len(rep.Problems) == 0:
+		fmt.Printf("store %s is clean: %s\n", root, checked)
+		return nil
+	case !repair:
+		return errors.Errorf("store %s has %s (run nsfs fsck --repair to remove what cannot be repaired)", root, count(len(rep.Problems), "problem"))
+	case len(rep.Remaining) == 0:
+		fmt.Printf("store %s is clean now: %s\n", root, checked)
+		return nil
+	}
+	for _, p := range rep.Remaining {
+		fmt.Printf("not repaired: %s\n", p)
+	}
+	return errors.Errorf("store %s still has %s that --repair cannot repair", root, count(len(rep.Remaining), "problem"))
+}
+
+// count says "1 image", "3 images".
+func count(n int, noun string) string {
+	if n == 1 {
+		return fmt.Sprintf("1 %s", noun)
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// rootFlag is --root of the commands that open a store themselves.
+func rootFlag() cli.Flag {
+	return &cli.StringFlag{
+		Name:        "root",
+		Usage:       "the store `DIR` (meta.db, blobs/, ingest/)",
+		DefaultText: "/var/lib/nsfs for root, else $XDG_DATA_HOME/nsfs or ~/.local/share/nsfs",
+	}
+}
+
+// openStore opens an existing, unmounted store for fsck and gc: a missing
+// store is an error (never created), a mounted one ErrLocked's message.
+func openStore(root string, opts metadata.Options) (*metadata.DB, error) {
+	if _, err := os.Stat(filepath.Join(root, "meta.db")); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, errors.Errorf("no nsfs store at %s (no meta.db)", root)
+		}
+		return nil, errors.Wrapf(err, "store %s", root)
+	}
+	db, err := metadata.Open(root, opts)
+	if metadata.IsLocked(err) {
+		return nil, errors.Errorf("%v; unmount it first (nsfs umount MOUNTPOINT)", err)
+	}
+	return db, err
+}

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"fmt"
+	"log"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nsfs/nsfs/metadata"
+	"github.com/pkg/errors"
+	"github.com/urfave/cli/v2"
+)
+
+// gcCommand collects the garbage of an unmounted store, as a mount does
+// before it serves:
+//
+//	$ nsfs gc --root /var/lib/nsfs
+//	removed blob file blobs/sha256/2b2d… (7 bytes, last written 2026-11-27T04:48:28Z): no namespace holds it
+//	removed ingest/4f1c…-2749 (1048576 bytes, last written 2026-11-27T04:47:01Z): an unfinished ingest
+//	removed 2 files (1048583 bytes) from /var/lib/nsfs
+var gcCommand = &cli.Command{
+	Name:      "gc",
+	Usage:     "remove the garbage of an unmounted store: blob files no namespace holds, unfinished ingests",
+	ArgsUsage: " ",
+	Description: `A crash can leave blob files no namespace holds and ingests that were never
+finished. A mounted store removes them itself (before it serves, and then
+every --gc-grace); nsfs gc does it for a store that is not mounted, and
+prints each file it removes. Records are never changed (nsfs fsck --repair
+does that). With --grace, only garbage last written longer ago goes.`,
+	Flags: []cli.Flag{
+		rootFlag(),
+		&cli.DurationFlag{
+			Name:  "grace",
+			Usage: "remove only garbage last written longer than `DURATION` ago (0: all of it; nothing can be writing to an unmounted store)",
+		},
+	},
+	Action: runGC,
+}
+
+func runGC(c *cli.Context) error {
+	if c.NArg() != 0 {
+		return errors.Errorf("gc: unexpected argument %q (the store is --root DIR)", c.Args().First())
+	}
+	root, err := storeRoot(c)
+	if err != nil {
+		return err
+	}
+	if c.Duration("grace") < 0 {
+		return errors.Errorf("gc: --grace %v: must not be negative", c.Duration("grace"))
+	}
+	db, err := openStore(root, metadata.Options{})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	stats, err := db.CollectGarbage(metadata.GCOptions{Grace: c.Duration("grace")})
+	for _, g := range stats.Removed {
+		fmt.Printf("removed %s\n", describeGarbage(g))
+	}
+	if err != nil {
+		return err
+	}
+	if len(stats.Removed) == 0 {
+		fmt.Printf("no garbage in %s\n", root)
+		return nil
+	}
+	fmt.Printf("removed %s (%d bytes) from %s\n", count(len(stats.Removed), "file"), stats.Bytes, root)
+	return nil
+}
+
+// describeGarbage says what a removed file was.
+func describeGarbage(g metadata.Garbage) string {
+	what := "no namespace holds it"
+	if strings.HasPrefix(g.Path, "ingest/") {
+		what = "an unfinished ingest"
+	}
+	return fmt.Sprintf("%s (%d bytes, last written %s): %s", g.Path, g.Size, g.ModTime.UTC().Format(time.RFC3339), what)
+}
+
+// gcGraceFlag is nsfs mount's --gc-grace.
+var gcGraceFlag = &cli.DurationFlag{
+	Name: "gc-grace",
+	Usage: "collect garbage in the background: unfinished ingests and blob files no namespace holds, once last written " +
+		"longer than `DURATION` ago (looked for every DURATION, at most every 10m; 0: never)",
+	Value: time.Hour,
+}
+
+// maxGCInterval bounds the time between two collections, so that garbage
+// outlives its grace by at most this long.
+const maxGCInterval = 10 * time.Minute
+
+// startCollector collects the garbage of a mounted store in the
+// background, every min(grace, 10m), and returns the function that stops
+// it (and waits for a collection in progress) before the store closes. An
+// ingest goes once it was last written more than grace ago, so a pull in
+// progress, which keeps writing, is never collected. The kernel has
+// nothing to be told: it never keeps a blob's name (fs, sha256Dir.Lookup).
+func startCollector(db *metadata.DB, grace time.Duration) (stop func()) {
+	if grace <= 0 {
+		return func() {}
+	}
+	interval := min(grace, maxGCInterval)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		ticker := time.NewTicker(interval)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ticker.C:
+			}
+			stats, err := db.CollectGarbage(metadata.GCOptions{Grace: grace})
+			for _, g := range stats.Removed {
+				log.Printf("gc: removed %s", describeGarbage(g))
+			}
+			if err != nil {
+				log.Printf("gc: %v", err)
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}

@@ -1,0 +1,591 @@
+package metadata
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/nsfs/nsfs/blobs"
+	"github.com/opencontainers/go-digest"
+	"github.com/pkg/errors"
+	bolt "go.etcd.io/bbolt"
+)
+
+// CheckOptions choose what Check does beyond comparing records with each
+// other and with the files.
+type CheckOptions struct {
+	// VerifyBlobs hashes every blob file and compares the digest with its
+	// name (reads every byte of the store).
+	VerifyBlobs bool
+	// Repair removes what cannot be repaired and rebuilds what can be
+	// derived (see Check), then checks again.
+	Repair bool
+}
+
+// Problem is one broken invariant, named by the object it concerns.
+type Problem struct {
+	// Object names what is broken: `namespace "foo": image "x:1"`,
+	// `blob sha256:…`, `blob file blobs/sha256/…`, `ingest/…`.
+	Object string
+	// What says how it is broken: `target blob sha256:… is missing`.
+	What string
+}
+
+func (p Problem) String() string { return p.Object + ": " + p.What }
+
+// Report is what Check found and did.
+type Report struct {
+	// What was looked at (in the last pass).
+	Namespaces, Images, Blobs, Files int
+	// Problems found by the first pass, one per broken invariant.
+	Problems []Problem
+	// Repairs are the actions a repair took, one line each ("removed
+	// orphan blob file blobs/sha256/…"); empty without CheckOptions.Repair.
+	Repairs []string
+	// Remaining are the problems the check after a repair still finds
+	// (only with CheckOptions.Repair): what needs a human.
+	Remaining []Problem
+}
+
+// Clean reports whether the store is (after a repair: is now) consistent.
+func (r Report) Clean() bool {
+	if len(r.Repairs) > 0 || len(r.Remaining) > 0 {
+		return len(r.Remaining) == 0
+	}
+	return len(r.Problems) == 0
+}
+
+// Check verifies every invariant of the store (doc.go): records against
+// records, and records against the files of the blob directory.
+//
+// It is meant for a store nothing else uses (nsfs fsck opens the store, so
+// holds its lock): an ingest file is then always a leftover, and a blob
+// file no record names an orphan. The invariants:
+//
+//   - every namespace has a valid name, an ID and its buckets; IDs are
+//     unique and were taken from the sequence; labels are within limits;
+//   - every image has a valid ref that is not below another image nor a
+//     directory; its record decodes; its imagedata exists; its target is a
+//     manifest or index whose blob is recorded, whose file exists with the
+//     recorded size, and which it claims; every blob it claims is held by
+//     its namespace; a manifest's config and layers (but foreign ones) are
+//     claimed, with the sizes the manifest says;
+//   - every imagedata bucket belongs to an image; every explicit directory
+//     is a valid path that is not an image nor below one;
+//   - every hold of a blob by a namespace is named by the blob's content
+//     record (and the other way round), with the same size, and counts
+//     the images of the namespace that claim the blob;
+//   - every content record has a holder and its file, of its size; with
+//     VerifyBlobs, the file's bytes hash to its name;
+//   - every blob file has a content record; no ingest file is left.
+//
+// With Repair, what cannot be repaired is removed: orphan blob files,
+// ingest leftovers, corrupt blob files (wrong size, or wrong digest with
+// VerifyBlobs), the records of blobs whose file is gone, the images that
+// need such a blob, imagedata of no image. What can be derived is rebuilt:
+// holder entries, images counts, sizes of holds, and holds of blobs an
+// image claims. Every action is in Report.Repairs; the store is then
+// checked again (Report.Remaining). The record changes are one
+// transaction; files are removed after it commits.
+func (db *DB) Check(opts CheckOptions) (Report, error) {
+	state, err := db.scan(opts)
+	if err != nil {
+		return Report{}, err
+	}
+	rep := state.report()
+	if !opts.Repair || len(rep.Problems) == 0 {
+		return rep, nil
+	}
+	if rep.Repairs, err = db.repair(state); err != nil {
+		return rep, err
+	}
+	// The repair already hashed what needed hashing.
+	again, err := db.scan(CheckOptions{VerifyBlobs: false})
+	if err != nil {
+		return rep, err
+	}
+	after := again.report()
+	rep.Namespaces, rep.Images, rep.Blobs, rep.Files = after.Namespaces, after.Images, after.Blobs, after.Files
+	rep.Remaining = after.Problems
+	if rep.Remaining == nil {
+		rep.Remaining = []Problem{}
+	}
+	return rep, nil
+}
+
+// fsckState is what one scan of the store found.
+type fsckState struct {
+	db       *DB
+	problems []Problem
+
+	namespaces, images int
+	files              map[digest.Digest]int64  // blob files and their sizes
+	corrupt            map[digest.Digest]string // blob files whose bytes are wrong, and why
+	ingests            []blobs.IngestInfo
+	content            map[digest.Digest]int64 // content records and their sizes
+	manifests          map[digest.Digest]parsedTarget
+}
+
+// parsedTarget is an image target as checkManifest read it.
+type parsedTarget struct {
+	pm  parsedManifest
+	err string // why it cannot be checked
+}
+
+func (s *fsckState) add(object, format string, args ...any) {
+	s.problems = append(s.problems, Problem{Object: object, What: fmt.Sprintf(format, args...)})
+}
+
+func (s *fsckState) report() Report {
+	return Report{
+		Namespaces: s.namespaces,
+		Images:     s.images,
+		Blobs:      len(s.content),
+		Files:      len(s.files),
+		Problems:   s.problems,
+	}
+}
+
+// blobFile names a blob file as fsck prints it, relative to the root.
+func blobFile(d digest.Digest) string {
+	return "blobs/sha256/" + d.Encoded()
+}
+
+func nsObject(ns string) string { return fmt.Sprintf("namespace %q", ns) }
+
+func imageObject(ns, ref string) string {
+	return fmt.Sprintf("namespace %q: image %q", ns, shorten(ref))
+}
+
+// scan runs every check, without changing anything.
+func (db *DB) scan(opts CheckOptions) (*fsckState, error) {
+	s := &fsckState{
+		db:        db,
+		files:     map[digest.Digest]int64{},
+		corrupt:   map[digest.Digest]string{},
+		content:   map[digest.Digest]int64{},
+		manifests: map[digest.Digest]parsedTarget{},
+	}
+	if err := db.scanFiles(s, opts); err != nil {
+		return nil, err
+	}
+	if err := db.bolt.View(func(tx *bolt.Tx) error { return s.scanRecords(tx) }); err != nil {
+		return nil, errors.Wrapf(err, "check store %s", db.root)
+	}
+	// Files against records.
+	var orphans []digest.Digest
+	for d := range s.files {
+		if _, ok := s.content[d]; !ok {
+			orphans = append(orphans, d)
+		}
+	}
+	sortDigests(orphans)
+	for _, d := range orphans {
+		s.add("blob file "+blobFile(d), "no namespace holds it (orphan, %d bytes)", s.files[d])
+	}
+	for _, in := range s.ingests {
+		s.add("ingest/"+in.Name, "unfinished ingest (%d bytes, last written %s)", in.Size, in.ModTime.UTC().Format(time.RFC3339))
+	}
+	return s, nil
+}
+
+// scanFiles lists the blob directory (and anything in it that is not a
+// blob), the ingest directory, and, with VerifyBlobs, hashes every blob.
+func (db *DB) scanFiles(s *fsckState, opts CheckOptions) error {
+	dir := filepath.Dir(db.blobs.Path(digest.FromString("")))
+	f, err := os.Open(dir)
+	if err != nil {
+		return errors.Wrap(err, "check blob directory")
+	}
+	defer f.Close()
+	for {
+		entries, err := f.ReadDir(1024)
+		for _, e := range entries {
+			d := digest.NewDigestFromEncoded(digest.SHA256, e.Name())
+			if blobs.ValidateDigest(d) != nil || !e.Type().IsRegular() {
+				s.add("blobs/sha256/"+e.Name(), "not a blob (the name must be 64 lowercase hex digits, the file a regular file); remove it by hand")
+				continue
+			}
+			fi, err := e.Info()
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return errors.Wrap(err, "check blob directory")
+			}
+			s.files[d] = fi.Size()
+		}
+		if err == io.EOF || len(entries) == 0 {
+			break
+		}
+		if err != nil {
+			return errors.Wrap(err, "check blob directory")
+		}
+	}
+	if opts.VerifyBlobs {
+		var all []digest.Digest
+		for d := range s.files {
+			all = append(all, d)
+		}
+		sortDigests(all)
+		for _, d := range all {
+			got, err := db.hashBlob(d)
+			if err != nil {
+				return err
+			}
+			if got != d {
+				s.corrupt[d] = fmt.Sprintf("its bytes hash to %s", got)
+				s.add("blob file "+blobFile(d), "its bytes hash to %s (corrupt)", got)
+			}
+		}
+	}
+	err = db.blobs.WalkIngests(func(in blobs.IngestInfo) error {
+		s.ingests = append(s.ingests, in)
+		return nil
+	})
+	sort.Slice(s.ingests, func(i, j int) bool { return s.ingests[i].Name < s.ingests[j].Name })
+	return errors.Wrap(err, "check ingest directory")
+}
+
+func (db *DB) hashBlob(d digest.Digest) (digest.Digest, error) {
+	f, err := db.blobs.Open(d)
+	if err != nil {
+		return "", errors.Wrapf(err, "verify blob file %s", blobFile(d))
+	}
+	defer f.Close()
+	got, err := digest.SHA256.FromReader(f)
+	return got, errors.Wrapf(err, "verify blob file %s", blobFile(d))
+}
+
+func sortDigests(ds []digest.Digest) {
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+}
+
+// holdKey names one namespace's hold of one blob.
+type holdKey struct {
+	ns string
+	d  digest.Digest
+}
+
+// scanRecords checks the bbolt tree; s.files is already known.
+func (s *fsckState) scanRecords(tx *bolt.Tx) error {
+	v1 := root(tx)
+	all, content := v1.Bucket(bucketNamespaces), v1.Bucket(bucketContent)
+	if all == nil || content == nil {
+		s.add("meta.db", "the namespaces/ or content/ bucket is missing; the store cannot be checked further")
+		return nil
+	}
+	// A file whose size is not the recorded one (cut short, grown) cannot
+	// be its blob: known first, so that the images needing it say so.
+	_ = content.ForEachBucket(func(k []byte) error {
+		d := digest.Digest(k)
+		if fsize, ok := s.files[d]; ok && ValidateDigest(d) == nil {
+			if size := getInt64(content.Bucket(k), keySize); fsize != size {
+				s.corrupt[d] = fmt.Sprintf("%d bytes, %d recorded", fsize, size)
+			}
+		}
+		return nil
+	})
+	seq := v1.Sequence()
+	ids := map[uint64]string{} // every namespace and image ID, to its owner
+	useID := func(object string, id uint64) {
+		switch other, dup := ids[id]; {
+		case id == 0:
+			s.add(object, "has no ID")
+		case dup:
+			s.add(object, "has ID %d, which %s has too", id, other)
+		case id > seq:
+			s.add(object, "has ID %d, above the store's sequence %d (IDs would be reused)", id, seq)
+		default:
+			ids[id] = object
+		}
+	}
+
+	type holdInfo struct {
+		size   int64
+		images uint64
+	}
+	holds := map[holdKey]holdInfo{}
+	claims := map[holdKey]uint64{}
+
+	err := all.ForEach(func(name, v []byte) error {
+		ns := string(name)
+		obj := nsObject(ns)
+		if v != nil {
+			s.add(fmt.Sprintf("namespaces/%q", ns), "is a key, not a namespace bucket")
+			return nil
+		}
+		s.namespaces++
+		nsb := all.Bucket(name)
+		if err := ValidateNamespace(ns); err != nil {
+			s.add(obj, "invalid name: %v", err)
+		}
+		useID(obj, getUint64(nsb, keyID))
+		missing := false
+		for _, sub := range [][]byte{bucketImages, bucketImageData, bucketDirs, bucketBlobs, bucketLabels} {
+			if nsb.Bucket(sub) == nil {
+				s.add(obj, "its %s/ bucket is missing", sub)
+				missing = true
+			}
+		}
+		if missing {
+			return nil
+		}
+		s.checkLabels(obj, nsb.Bucket(bucketLabels))
+
+		bb := nsb.Bucket(bucketBlobs)
+		_ = bb.ForEach(func(k, v []byte) error {
+			d := digest.Digest(k)
+			bobj := fmt.Sprintf("%s: blob %s", obj, shorten(string(k)))
+			if v != nil || bb.Bucket(k) == nil {
+				s.add(bobj, "hold is a key, not a bucket")
+				return nil
+			}
+			if err := ValidateDigest(d); err != nil {
+				s.add(bobj, "invalid digest")
+				return nil
+			}
+			rec := bb.Bucket(k)
+			holds[holdKey{ns, d}] = holdInfo{size: getInt64(rec, keySize), images: getUint64(rec, keyImages)}
+			s.checkLabels(bobj, rec.Bucket(bucketLabels))
+			return nil
+		})
+
+		images, data, dirs := nsb.Bucket(bucketImages), nsb.Bucket(bucketImageData), nsb.Bucket(bucketDirs)
+		owned := map[uint64]bool{}
+		_ = images.ForEach(func(k, v []byte) error {
+			ref := string(k)
+			iobj := imageObject(ns, ref)
+			if v == nil {
+				s.add(iobj, "is a bucket, not an image record")
+				return nil
+			}
+			s.images++
+			if err := ValidateRef(ref); err != nil {
+				s.add(iobj, "invalid ref: %v", err)
+			}
+			if parent, ok := imageAbove(nsb, ref); ok {
+				s.add(iobj, "is below image %q (an image cannot be a directory)", shorten(parent))
+			}
+			if hasKey(dirs, k) {
+				s.add(iobj, "is also an explicit directory")
+			}
+			rec, err := decodeImageRecord(v)
+			if err != nil {
+				s.add(iobj, "record is malformed: %v", err)
+				return nil
+			}
+			useID(iobj, rec.id)
+			owned[rec.id] = true
+			idb := data.Bucket(encodeUint64(rec.id))
+			if idb == nil {
+				s.add(iobj, "its imagedata/%d bucket is missing", rec.id)
+				return nil
+			}
+			s.checkLabels(iobj, idb.Bucket(bucketLabels))
+			t := rec.target
+			if !isManifestType(t.MediaType) && !isIndexType(t.MediaType) {
+				s.add(iobj, "target media type %q is not a manifest or index", t.MediaType)
+			}
+			if ValidateDigest(t.Digest) != nil {
+				s.add(iobj, "target digest %q is invalid", shorten(string(t.Digest)))
+				return nil
+			}
+			set := map[digest.Digest]bool{}
+			for _, d := range claimSet(idb) {
+				set[d] = true
+				claims[holdKey{ns, d}]++
+				if bb.Bucket([]byte(d)) == nil {
+					s.add(iobj, "claims blob %s, which the namespace does not hold", d)
+				}
+				if d == t.Digest {
+					continue // said below
+				}
+				if _, ok := s.files[d]; !ok {
+					s.add(iobj, "blob %s it claims is missing (its file %s is gone)", d, blobFile(d))
+				} else if why := s.corrupt[d]; why != "" {
+					s.add(iobj, "blob %s it claims is corrupt (%s)", d, why)
+				}
+			}
+			cb := content.Bucket([]byte(t.Digest))
+			fsize, hasFile := s.files[t.Digest]
+			switch {
+			case cb == nil && !hasFile:
+				s.add(iobj, "target blob %s is missing (no record, no file)", t.Digest)
+			case cb == nil:
+				s.add(iobj, "target blob %s has no content record", t.Digest)
+			case !hasFile:
+				s.add(iobj, "target blob %s is missing (its file %s is gone)", t.Digest, blobFile(t.Digest))
+			case fsize != t.Size:
+				s.add(iobj, "target blob %s is %d bytes, but the image records %d", t.Digest, fsize, t.Size)
+			case s.corrupt[t.Digest] != "":
+				s.add(iobj, "target blob %s is corrupt (%s)", t.Digest, s.corrupt[t.Digest])
+			}
+			if !set[t.Digest] {
+				s.add(iobj, "does not claim its target blob %s", t.Digest)
+			}
+			if hasFile && s.corrupt[t.Digest] == "" && fsize <= MaxManifestSize {
+				s.checkManifest(iobj, rec, set, func(d digest.Digest) bool { return bb.Bucket([]byte(d)) != nil }, content)
+			}
+			return nil
+		})
+		_ = data.ForEach(func(k, v []byte) error {
+			if v != nil || len(k) != 8 {
+				s.add(obj, "imagedata/%x is not an image's bucket", k)
+				return nil
+			}
+			if id := decodeUint64(k); !owned[id] {
+				s.add(obj, "imagedata/%d belongs to no image", id)
+			}
+			return nil
+		})
+		_ = dirs.ForEach(func(k, _ []byte) error {
+			path := string(k)
+			dobj := fmt.Sprintf("%s: directory images/%s", obj, shorten(path))
+			if err := ValidateRef(path); err != nil {
+				s.add(dobj, "invalid path: %v", err)
+				return nil
+			}
+			if parent, ok := imageAbove(nsb, path); ok {
+				s.add(dobj, "is below image %q", shorten(parent))
+			}
+			return nil
+		})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+
+	holders := map[holdKey]bool{}
+	err = content.ForEach(func(k, v []byte) error {
+		d := digest.Digest(k)
+		cobj := "blob " + string(k)
+		if v != nil || ValidateDigest(d) != nil {
+			s.add("content/"+shorten(string(k)), "is not a blob's content record")
+			return nil
+		}
+		cb := content.Bucket(k)
+		size := getInt64(cb, keySize)
+		s.content[d] = size
+		n := 0
+		if hb := cb.Bucket(bucketHolders); hb != nil {
+			_ = hb.ForEach(func(ns, _ []byte) error {
+				n++
+				holders[holdKey{string(ns), d}] = true
+				h, ok := holds[holdKey{string(ns), d}]
+				switch {
+				case !ok:
+					s.add(cobj, "names holder namespace %q, which does not hold it", ns)
+				case h.size != size:
+					s.add(nsObject(string(ns))+": blob "+string(d), "hold records %d bytes, the content record %d", h.size, size)
+				}
+				return nil
+			})
+		}
+		if n == 0 {
+			s.add(cobj, "has no holder")
+		}
+		fsize, hasFile := s.files[d]
+		switch {
+		case !hasFile:
+			s.add(cobj, "its file %s is missing", blobFile(d))
+		case fsize != size:
+			s.add(cobj, "its file %s is %d bytes, but %d were recorded", blobFile(d), fsize, size)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	keys := make([]holdKey, 0, len(holds))
+	for k := range holds {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		return keys[i].ns < keys[j].ns || keys[i].ns == keys[j].ns && keys[i].d < keys[j].d
+	})
+	for _, k := range keys {
+		h := holds[k]
+		hobj := nsObject(k.ns) + ": blob " + string(k.d)
+		if _, ok := s.content[k.d]; !ok {
+			s.add(hobj, "is held, but the blob has no content record")
+		} else if !holders[k] {
+			s.add(hobj, "is held, but the content record does not name the namespace")
+		}
+		if h.images != claims[k] {
+			s.add(hobj, "records %d image(s) claiming it, but %d do", h.images, claims[k])
+		}
+	}
+	return nil
+}
+
+// checkLabels checks the limits of one labels bucket.
+func (s *fsckState) checkLabels(object string, lb *bolt.Bucket) {
+	if lb == nil {
+		return
+	}
+	_ = lb.ForEach(func(k, v []byte) error {
+		switch {
+		case v == nil:
+			s.add(object, "label %q is a bucket", shorten(string(k)))
+		case len(v) == 0:
+			s.add(object, "label %q has an empty value", shorten(string(k)))
+		default:
+			if err := ValidateLabel(string(k), string(v)); err != nil {
+				s.add(object, "label %q: %v", shorten(string(k)), err)
+			}
+		}
+		return nil
+	})
+}
+
+// checkManifest reads an image's target and checks that a manifest's
+// config and layers (foreign ones aside) are claimed, with the sizes it
+// names. An index's children may be absent (a pull of some platforms), and
+// those present were claimed as far as they were visible when the image
+// was written: an index is checked no further than its own claims.
+func (s *fsckState) checkManifest(object string, rec imageRecord, claimed map[digest.Digest]bool, held func(digest.Digest) bool, content *bolt.Bucket) {
+	// Images share manifests (every copy, every tag): each is read once.
+	parsed, ok := s.manifests[rec.target.Digest]
+	if !ok {
+		data, err := s.db.readSmallBlob(rec.target.Digest)
+		if err != nil {
+			parsed.err = fmt.Sprintf("target blob %s cannot be read: %v", rec.target.Digest, err)
+		} else if parsed.pm, err = parseManifest(data); err != nil {
+			parsed.err = fmt.Sprintf("target blob %s is not a manifest or index: %v", rec.target.Digest, err)
+		}
+		s.manifests[rec.target.Digest] = parsed
+	}
+	if parsed.err != "" {
+		s.add(object, "%s", parsed.err)
+		return
+	}
+	pm := parsed.pm
+	if pm.mediaType != rec.target.MediaType {
+		s.add(object, "target blob %s is a %s, but the image records %s", rec.target.Digest, pm.mediaType, rec.target.MediaType)
+	}
+	if pm.isIndex {
+		return
+	}
+	for _, r := range pm.refs {
+		if r.foreign {
+			continue
+		}
+		if !held(r.digest) {
+			s.add(object, "%s blob %s is not held by the namespace", r.role, r.digest)
+			continue
+		}
+		if !claimed[r.digest] {
+			s.add(object, "%s blob %s is held by the namespace, but not claimed by the image", r.role, r.digest)
+		}
+		if cb := content.Bucket([]byte(r.digest)); cb != nil {
+			if size := getInt64(cb, keySize); size != r.size {
+				s.add(object, "%s blob %s is %d bytes, but the manifest says %d", r.role, r.digest, size, r.size)
+			}
+		}
+	}
+}

@@ -1,0 +1,383 @@
+package metadata
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/pkg/errors"
+	bolt "go.etcd.io/bbolt"
+)
+
+// repair is Check's repair (see Check): one transaction over the records,
+// then the files. It returns the actions taken, one line each.
+func (db *DB) repair(s *fsckState) ([]string, error) {
+	var actions []string
+	did := func(format string, args ...any) { actions = append(actions, fmt.Sprintf(format, args...)) }
+
+	// available says whether a blob can be used: its file is there with
+	// the bytes it should have. A content record then gets the file's size.
+	available := func(d digest.Digest) (int64, string) {
+		size, ok := s.files[d]
+		switch {
+		case !ok:
+			return 0, "is missing"
+		case s.corrupt[d] != "":
+			return 0, "is corrupt (" + s.corrupt[d] + ")"
+		}
+		return size, ""
+	}
+
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		actions = nil
+		all, content := namespacesBucket(tx), contentBucket(tx)
+		if all == nil || content == nil {
+			return nil
+		}
+		var names [][]byte
+		_ = all.ForEachBucket(func(k []byte) error {
+			names = append(names, k)
+			return nil
+		})
+		for _, name := range names {
+			if err := db.repairNamespace(tx, string(name), available, did); err != nil {
+				return err
+			}
+		}
+		return repairContent(tx, available, did)
+	})
+	if err != nil {
+		return nil, errors.Wrapf(err, "repair store %s", db.root)
+	}
+
+	// Files: whatever no content record names now goes (orphans, corrupt
+	// files whose records were removed), then every ingest leftover.
+	var records map[digest.Digest]bool
+	if err := db.bolt.View(func(tx *bolt.Tx) error {
+		records = map[digest.Digest]bool{}
+		return contentBucket(tx).ForEachBucket(func(k []byte) error {
+			records[digest.Digest(k)] = true
+			return nil
+		})
+	}); err != nil {
+		return actions, err
+	}
+	var files []digest.Digest
+	for d := range s.files {
+		if !records[d] {
+			files = append(files, d)
+		}
+	}
+	sortDigests(files)
+	for _, d := range files {
+		if err := db.blobs.Delete(d); err != nil {
+			return actions, errors.Wrapf(err, "repair: remove blob file %s", blobFile(d))
+		}
+		if why := s.corrupt[d]; why != "" {
+			did("removed corrupt blob file %s (%s)", blobFile(d), why)
+		} else {
+			did("removed orphan blob file %s", blobFile(d))
+		}
+	}
+	for _, in := range s.ingests {
+		if err := db.blobs.RemoveIngest(in.Name); err != nil {
+			return actions, errors.Wrapf(err, "repair: remove ingest/%s", in.Name)
+		}
+		did("removed unfinished ingest ingest/%s (%d bytes)", in.Name, in.Size)
+	}
+	return actions, nil
+}
+
+// repairNamespace removes the images of ns that need a blob that is gone,
+// imagedata of no image, holds of blobs that are gone; rebuilds claim
+// sets (an image claims its target and its manifest's blobs), holds of
+// claimed blobs, images counts and hold sizes. A namespace without its
+// buckets is left to a human.
+func (db *DB) repairNamespace(tx *bolt.Tx, ns string, available func(digest.Digest) (int64, string), did func(string, ...any)) error {
+	nsb := namespacesBucket(tx).Bucket([]byte(ns))
+	images, data, bb := nsb.Bucket(bucketImages), nsb.Bucket(bucketImageData), nsb.Bucket(bucketBlobs)
+	if images == nil || data == nil || bb == nil {
+		return nil
+	}
+
+	type image struct {
+		ref string
+		rec imageRecord
+	}
+	var keep []image
+	var remove []string
+	reasons := map[string]string{}
+	_ = images.ForEach(func(k, v []byte) error {
+		ref := string(k)
+		if v == nil {
+			return nil // a bucket where a record should be: a human's job
+		}
+		rec, err := decodeImageRecord(v)
+		if err != nil {
+			remove, reasons[ref] = append(remove, ref), "its record is malformed"
+			return nil
+		}
+		idb := data.Bucket(encodeUint64(rec.id))
+		if idb == nil {
+			remove, reasons[ref] = append(remove, ref), fmt.Sprintf("its imagedata/%d is missing", rec.id)
+			return nil
+		}
+		need := append([]digest.Digest{rec.target.Digest}, claimSet(idb)...)
+		for i, d := range need {
+			if _, why := available(d); why != "" {
+				what := "blob " + string(d) + " it claims"
+				if i == 0 {
+					what = "its target blob " + string(d)
+				}
+				remove, reasons[ref] = append(remove, ref), what+" "+why
+				return nil
+			}
+		}
+		keep = append(keep, image{ref, rec})
+		return nil
+	})
+	// What removed images claimed is released as rm of an image releases
+	// it: the namespace drops what no remaining image claims.
+	released := map[digest.Digest]bool{}
+	for _, ref := range remove {
+		if v := images.Get([]byte(ref)); v != nil {
+			if rec, err := decodeImageRecord(v); err == nil && data.Bucket(encodeUint64(rec.id)) != nil {
+				for _, d := range claimSet(data.Bucket(encodeUint64(rec.id))) {
+					released[d] = true
+				}
+				if err := data.DeleteBucket(encodeUint64(rec.id)); err != nil {
+					return err
+				}
+			}
+		}
+		if err := images.Delete([]byte(ref)); err != nil {
+			return err
+		}
+		did("removed image %q of namespace %q: %s", shorten(ref), ns, reasons[ref])
+	}
+
+	// Claim sets: the target and a manifest's blobs, where they can be had.
+	owned := map[uint64]bool{}
+	claims := map[digest.Digest]uint64{}
+	sizes := map[digest.Digest]int64{}
+	for _, img := range keep {
+		owned[img.rec.id] = true
+		idb := data.Bucket(encodeUint64(img.rec.id))
+		cb, err := idb.CreateBucketIfNotExists(bucketBlobs)
+		if err != nil {
+			return err
+		}
+		want := []digest.Digest{img.rec.target.Digest}
+		if pm, err := db.parseBlob(img.rec.target.Digest); err == nil && !pm.isIndex {
+			for _, r := range pm.refs {
+				if _, why := available(r.digest); !r.foreign && why == "" {
+					want = append(want, r.digest)
+				}
+			}
+		}
+		for _, d := range want {
+			if !hasKey(cb, []byte(d)) {
+				if err := cb.Put([]byte(d), member); err != nil {
+					return err
+				}
+				did("image %q of namespace %q claims blob %s again", shorten(img.ref), ns, d)
+			}
+		}
+		for _, d := range claimSet(idb) {
+			claims[d]++
+			sizes[d], _ = available(d)
+		}
+	}
+	var orphanData [][]byte
+	_ = data.ForEach(func(k, _ []byte) error {
+		if len(k) != 8 || !owned[decodeUint64(k)] {
+			orphanData = append(orphanData, append([]byte(nil), k...))
+		}
+		return nil
+	})
+	for _, k := range orphanData {
+		if data.Bucket(k) == nil {
+			continue
+		}
+		if err := data.DeleteBucket(k); err != nil {
+			return err
+		}
+		did("removed imagedata/%d of namespace %q: it belonged to no image", decodeUint64(k), ns)
+	}
+
+	// Holds: gone blobs go; claimed blobs are held; counts and sizes follow.
+	var holds []digest.Digest
+	_ = bb.ForEachBucket(func(k []byte) error {
+		holds = append(holds, digest.Digest(k))
+		return nil
+	})
+	for _, d := range holds {
+		_, why := available(d)
+		switch _, claimed := claims[d]; {
+		case why != "":
+			why = "its file " + why
+		case released[d] && !claimed:
+			why = "only removed images claimed it"
+		default:
+			continue
+		}
+		if err := bb.DeleteBucket([]byte(d)); err != nil {
+			return err
+		}
+		did("namespace %q dropped blob %s: %s", ns, d, why)
+	}
+	t := now()
+	claimed := make([]digest.Digest, 0, len(claims))
+	for d := range claims {
+		claimed = append(claimed, d)
+	}
+	sortDigests(claimed)
+	for _, d := range claimed {
+		n := claims[d]
+		rec := bb.Bucket([]byte(d))
+		if rec == nil {
+			var err error
+			if rec, err = hold(tx, nsb, ns, d, sizes[d], t); err != nil {
+				return err
+			}
+			did("namespace %q holds blob %s again: an image claims it", ns, d)
+		}
+		if got := getUint64(rec, keyImages); got != n {
+			if err := putUint64(rec, keyImages, n); err != nil {
+				return err
+			}
+			did("namespace %q: blob %s is claimed by %d image(s), not %d: count corrected", ns, d, n, got)
+		}
+	}
+	return bb.ForEachBucket(func(k []byte) error {
+		d := digest.Digest(k)
+		rec := bb.Bucket(k)
+		if _, claimed := claims[d]; !claimed && getUint64(rec, keyImages) != 0 {
+			did("namespace %q: blob %s is claimed by no image, not %d: count corrected", ns, d, getUint64(rec, keyImages))
+			if err := putUint64(rec, keyImages, 0); err != nil {
+				return err
+			}
+		}
+		if size, _ := available(d); getInt64(rec, keySize) != size {
+			did("namespace %q: blob %s is %d bytes, not %d: size corrected", ns, d, size, getInt64(rec, keySize))
+			return putInt64(rec, keySize, size)
+		}
+		return nil
+	})
+}
+
+// repairContent makes content records agree with the holds: records of
+// gone blobs go, holder entries follow the holds, a hold gets its record,
+// a record without holders goes (its file then goes as an orphan).
+func repairContent(tx *bolt.Tx, available func(digest.Digest) (int64, string), did func(string, ...any)) error {
+	all, content := namespacesBucket(tx), contentBucket(tx)
+	holders := map[digest.Digest]map[string]bool{}
+	_ = all.ForEachBucket(func(name []byte) error {
+		if bb := all.Bucket(name).Bucket(bucketBlobs); bb != nil {
+			_ = bb.ForEachBucket(func(k []byte) error {
+				d := digest.Digest(k)
+				if holders[d] == nil {
+					holders[d] = map[string]bool{}
+				}
+				holders[d][string(name)] = true
+				return nil
+			})
+		}
+		return nil
+	})
+	var records []digest.Digest
+	_ = content.ForEachBucket(func(k []byte) error {
+		records = append(records, digest.Digest(k))
+		return nil
+	})
+	t := now()
+	for _, d := range records {
+		size, why := available(d)
+		if why == "" && len(holders[d]) == 0 {
+			why = "no namespace holds it"
+		} else if why != "" {
+			why = "its file " + blobFile(d) + " " + why
+		}
+		if why != "" {
+			if err := content.DeleteBucket([]byte(d)); err != nil {
+				return err
+			}
+			did("removed the record of blob %s: %s", d, why)
+			continue
+		}
+		cb := content.Bucket([]byte(d))
+		if getInt64(cb, keySize) != size {
+			did("blob %s is %d bytes, not %d: size corrected", d, size, getInt64(cb, keySize))
+			if err := putInt64(cb, keySize, size); err != nil {
+				return err
+			}
+		}
+		hb, err := cb.CreateBucketIfNotExists(bucketHolders)
+		if err != nil {
+			return err
+		}
+		var stale [][]byte
+		_ = hb.ForEach(func(ns, _ []byte) error {
+			if !holders[d][string(ns)] {
+				stale = append(stale, append([]byte(nil), ns...))
+			}
+			return nil
+		})
+		for _, ns := range stale {
+			if err := hb.Delete(ns); err != nil {
+				return err
+			}
+			did("blob %s: removed holder namespace %q, which does not hold it", d, ns)
+		}
+	}
+	held := make([]digest.Digest, 0, len(holders))
+	for d := range holders {
+		held = append(held, d)
+	}
+	sortDigests(held)
+	for _, d := range held {
+		nss := holders[d]
+		cb := content.Bucket([]byte(d))
+		if cb == nil {
+			size, _ := available(d)
+			var err error
+			if cb, err = content.CreateBucket([]byte(d)); err != nil {
+				return err
+			}
+			if err := putInt64(cb, keySize, size); err != nil {
+				return err
+			}
+			if err := putTime(cb, keyCreatedAt, t); err != nil {
+				return err
+			}
+			did("blob %s: recorded again, namespaces hold it and its file is there", d)
+		}
+		hb, err := cb.CreateBucketIfNotExists(bucketHolders)
+		if err != nil {
+			return err
+		}
+		names := make([]string, 0, len(nss))
+		for ns := range nss {
+			names = append(names, ns)
+		}
+		sort.Strings(names)
+		for _, ns := range names {
+			if !hasKey(hb, []byte(ns)) {
+				if err := hb.Put([]byte(ns), member); err != nil {
+					return err
+				}
+				did("blob %s: namespace %q is named as a holder again", d, ns)
+			}
+		}
+	}
+	return nil
+}
+
+// parseBlob reads and parses a manifest or index blob.
+func (db *DB) parseBlob(d digest.Digest) (parsedManifest, error) {
+	data, err := db.readSmallBlob(d)
+	if err != nil {
+		return parsedManifest{}, err
+	}
+	return parseManifest(data)
+}
