@@ -19,8 +19,28 @@ test:
 	@unformatted="$$(gofmt -l .)"; if [ -n "$$unformatted" ]; then \
 		echo "gofmt -l: these files need gofmt -w:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
-	$(GO) test -race ./metadata/ ./blobs/ ./xattr/ ./fs/
+	$(GO) test -race ./metadata/ ./blobs/ ./xattr/ ./fs/ ./client/ ./cmd/nsfs/
+	$(MAKE) --no-print-directory fuzz-smoke
 	$(GO) test -count=1 -timeout 10m ./integration/
+
+# fuzz: run every Go fuzz target for FUZZTIME each (seed corpora in
+# <package>/testdata/fuzz/<Target>/; a failing input is added there).
+# fuzz-smoke, part of test: 2 s each.
+FUZZTIME ?= 30s
+FUZZ_TARGETS = \
+	./metadata/:FuzzValidateNamespace ./metadata/:FuzzValidateRef ./metadata/:FuzzValidateLabel \
+	./metadata/:FuzzParseManifest ./metadata/:FuzzDecodeImageRecord ./metadata/:FuzzImageRecordRoundTrip \
+	./xattr/:FuzzKey ./xattr/:FuzzList ./xattr/:FuzzLabelRoundTrip ./xattr/:FuzzGet ./xattr/:FuzzParseFlags
+
+.PHONY: fuzz fuzz-smoke
+fuzz:
+	@set -e; for target in $(FUZZ_TARGETS); do \
+		echo "$(GO) test -run '^$$' -fuzz '^$${target#*:}$$' -fuzztime $(FUZZTIME) $${target%%:*}"; \
+		$(GO) test -run '^$$' -fuzz "^$${target#*:}$$" -fuzztime $(FUZZTIME) $${target%%:*}; \
+	done
+
+fuzz-smoke:
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=2s
 
 # clean: build output only; the store in ./.nsfs is data and stays.
 clean:
