@@ -125,16 +125,40 @@ func checkAlive(m Mount) (Mount, error) {
 // nsfsMounts lists the mountpoints of fuse.nsfs filesystems in a
 // mountinfo file.
 func nsfsMounts(mountinfo string) ([]string, error) {
+	entries, err := readMountinfo(mountinfo, "looking for nsfs mounts")
+	var mounts []string
+	for _, e := range entries {
+		if e.fstype == FSType {
+			mounts = append(mounts, e.dir)
+		}
+	}
+	return mounts, err
+}
+
+// mountEntry is one mount of a mountinfo file.
+type mountEntry struct {
+	dir    string // the mountpoint
+	fstype string // fuse.nsfs, ext4, ...
+	source string // for nsfs, the store root; "" when the line has none
+}
+
+// readMountinfo parses a mountinfo file (proc(5)) in its order: a later
+// entry at the same dir is mounted on top of an earlier one. A file that
+// cannot be opened is an error wrapped with doing (what the caller was
+// doing); one that cannot be read to its end yields the entries before.
+func readMountinfo(mountinfo, doing string) ([]mountEntry, error) {
 	f, err := os.Open(mountinfo)
 	if err != nil {
-		return nil, errors.Wrap(err, "looking for nsfs mounts")
+		return nil, errors.Wrap(err, doing)
 	}
 	defer f.Close()
-	var mounts []string
+	var entries []mountEntry
 	scanner := bufio.NewScanner(f)
 	scanner.Buffer(make([]byte, 64*1024), 1024*1024)
 	for scanner.Scan() {
-		// "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - fuse.nsfs nsfs rw"
+		// "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - fuse.nsfs /root rw":
+		// field 4 the mountpoint; after the optional fields and "-", the
+		// type and the source.
 		fields := strings.Fields(scanner.Text())
 		sep := -1
 		for i, field := range fields {
@@ -143,12 +167,16 @@ func nsfsMounts(mountinfo string) ([]string, error) {
 				break
 			}
 		}
-		if sep < 5 || sep+1 >= len(fields) || fields[sep+1] != FSType {
+		if sep < 5 || sep+1 >= len(fields) {
 			continue
 		}
-		mounts = append(mounts, unescapeOctal(fields[4]))
+		e := mountEntry{dir: unescapeOctal(fields[4]), fstype: fields[sep+1]}
+		if sep+2 < len(fields) {
+			e.source = unescapeOctal(fields[sep+2])
+		}
+		entries = append(entries, e)
 	}
-	return mounts, errors.Wrap(scanner.Err(), "reading "+mountinfo)
+	return entries, errors.Wrap(scanner.Err(), "reading "+mountinfo)
 }
 
 // unescapeOctal undoes mountinfo's \040-style escaping of spaces, tabs,
@@ -224,33 +252,13 @@ func (n Namespace) Check() error {
 // type and its source (for nsfs, the store root); "" when nothing is
 // mounted at dir itself.
 func mountAt(mountinfo, dir string) (fstype, source string, err error) {
-	f, err := os.Open(mountinfo)
-	if err != nil {
-		return "", "", errors.Wrap(err, "reading the mount table")
-	}
-	defer f.Close()
-	scanner := bufio.NewScanner(f)
-	scanner.Buffer(make([]byte, 64*1024), 1024*1024)
-	for scanner.Scan() {
-		// "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - fuse.nsfs /root rw"
-		fields := strings.Fields(scanner.Text())
-		sep := -1
-		for i, field := range fields {
-			if field == "-" {
-				sep = i
-				break
-			}
-		}
-		if sep < 5 || sep+1 >= len(fields) || unescapeOctal(fields[4]) != dir {
-			continue
-		}
-		// Later lines are mounted on top.
-		fstype, source = fields[sep+1], ""
-		if sep+2 < len(fields) {
-			source = unescapeOctal(fields[sep+2])
+	entries, err := readMountinfo(mountinfo, "reading the mount table")
+	for _, e := range entries {
+		if e.dir == dir {
+			fstype, source = e.fstype, e.source // later lines are mounted on top
 		}
 	}
-	return fstype, source, errors.Wrap(scanner.Err(), "reading "+mountinfo)
+	return fstype, source, err
 }
 
 // storeRootOf is the store root the nsfs mount at dir serves, as the

@@ -1,7 +1,6 @@
 package client
 
 import (
-	"bufio"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,13 +37,13 @@ func Unmount(dir string) (Unmounted, error) {
 	if err != nil {
 		return Unmounted{}, errors.Wrapf(err, "unmount %q", dir)
 	}
-	fstype, err := mountTypeAt("/proc/self/mountinfo", abs)
+	fstype, _, err := mountAt("/proc/self/mountinfo", abs)
 	if err == nil && fstype == "" {
 		// A path through a symlink: mountinfo has the real one. (A dead
 		// mount's own path cannot be resolved, and needs not be.)
 		if real, rerr := filepath.EvalSymlinks(abs); rerr == nil && real != abs {
 			abs = real
-			fstype, err = mountTypeAt("/proc/self/mountinfo", abs)
+			fstype, _, err = mountAt("/proc/self/mountinfo", abs)
 		}
 	}
 	switch {
@@ -144,33 +143,4 @@ func fusermountUnmount(dir string, lazily bool) error {
 		return errors.Errorf("fusermount3 %s: %s", strings.Join(args, " "), strings.TrimSpace(string(out)))
 	}
 	return nil
-}
-
-// mountTypeAt returns the filesystem type of the topmost mount at dir in
-// a mountinfo file, "" when nothing is mounted there.
-func mountTypeAt(mountinfo, dir string) (string, error) {
-	f, err := os.Open(mountinfo)
-	if err != nil {
-		return "", errors.Wrap(err, "reading the mount table")
-	}
-	defer f.Close()
-	fstype := ""
-	scanner := bufio.NewScanner(f)
-	scanner.Buffer(make([]byte, 64*1024), 1024*1024)
-	for scanner.Scan() {
-		// "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - fuse.nsfs nsfs rw"
-		fields := strings.Fields(scanner.Text())
-		sep := -1
-		for i, field := range fields {
-			if field == "-" {
-				sep = i
-				break
-			}
-		}
-		if sep < 5 || sep+1 >= len(fields) || unescapeOctal(fields[4]) != dir {
-			continue
-		}
-		fstype = fields[sep+1] // later lines are mounted on top
-	}
-	return fstype, errors.Wrap(scanner.Err(), "reading "+mountinfo)
 }

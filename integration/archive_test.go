@@ -317,8 +317,7 @@ func TestImportDockerSave(t *testing.T) {
 
 	out := d.mustArchiveCLI(t, "images", "import", archive)
 	redisM, appM := redis.containerdManifest(), app.containerdManifest()
-	total := archiveSize(len(shared.data) + len(redis.layers[1].data) + len(app.layers[1].data) +
-		len(redis.config.data) + len(app.config.data) + len(redisM.data) + len(appM.data))
+	total := progressBytes(blobsSize(shared, redis.layers[1], app.layers[1], redis.config, app.config, redisM, appM))
 	assertImportOutput(t, out,
 		[]string{"docker.io/library/redis:latest", "docker.io/library/redis:7", "example.com/team/app:v1"},
 		[]blob{redisM, redisM, appM}, total)
@@ -349,17 +348,6 @@ func TestImportDockerSave(t *testing.T) {
 		[]string{"docker.io/library/redis:latest", "docker.io/library/redis:7", "example.com/team/app:v1"},
 		[]blob{redisM, redisM, appM}, "0.0 B")
 	d.assertArchiveImage(t, "second", "example.com/team/app:v1", appM)
-}
-
-// formatSize is ctr's byte format (nsfs import's total).
-func archiveSize(n int) string {
-	units := []string{"B", "KiB", "MiB", "GiB"}
-	size, i := float64(n), 0
-	for size >= 1024 && i < len(units)-1 {
-		size /= 1024
-		i++
-	}
-	return fmt.Sprintf("%.1f %s", size, units[i])
 }
 
 // TestImportOCILayout imports an OCI layout tar, from a pipe: names come
@@ -756,24 +744,11 @@ func interruptCLI(t *testing.T, d *daemon, ready func() bool, args ...string) re
 	cmd := exec.Command(nsfsBin, append([]string{"--mount", d.mnt}, args...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
+	exited := startBackground(t, cmd)
 	stopped := false
-	t.Cleanup(func() {
+	t.Cleanup(func() { // runs before startBackground's, which kills the command and waits for it
 		if stopped {
 			_ = d.cmd.Process.Signal(syscall.SIGCONT)
-		}
-		select {
-		case <-exited:
-		default:
-			_ = cmd.Process.Kill()
-			<-exited
 		}
 	})
 	r := result{cmdline: "nsfs " + shortArgs(args)}
@@ -900,22 +875,7 @@ func TestExportDaemonKilled(t *testing.T) {
 	cmd := exec.Command(nsfsBin, "--mount", d.mnt, "images", "export", file, "big:v1")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-exited:
-		default:
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	})
+	exited := startBackground(t, cmd)
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(2 * time.Millisecond) {
 		tmps, _ := filepath.Glob(filepath.Join(dir, ".big.tar.tmp-*"))
 		if len(tmps) == 1 {

@@ -98,6 +98,15 @@ func (m crashModel) imageLabels(ns, ref string) map[string]string {
 	return out
 }
 
+// addImage sets image ref of ns to target (a manifest's hex) and adds
+// labels to it, as `mv` and `ln` carry them over.
+func (m crashModel) addImage(ns, ref, target string, labels map[string]string) {
+	m["image/"+ns+"/"+ref] = target
+	for k, v := range labels {
+		m["ilabel/"+ns+"/"+ref+"/"+k] = v
+	}
+}
+
 func (m crashModel) images(ns string) int {
 	n := 0
 	for k := range m {
@@ -390,6 +399,20 @@ func (cw *crashWorker) rmBlob(ns, hex string) bool {
 	return cw.apply("rm blob "+hex[:12]+" of "+ns, after, err)
 }
 
+// mkdirRefPrefix makes the directory a ref with a "/" lives in, as a
+// user would before writing it there; that it fails otherwise (EEXIST,
+// ENOENT) is fine. False when the daemon was killed meanwhile: the
+// operation ends there, and returns false too.
+func (cw *crashWorker) mkdirRefPrefix(ns, ref string) bool {
+	if !strings.Contains(ref, "/") {
+		return true
+	}
+	if err := unix.Mkdir(cw.path(ns, "images", filepath.Dir(ref)), 0o755); isKillErr(err) {
+		return cw.apply("mkdir prefix of "+ref, cw.model, err)
+	}
+	return true
+}
+
 // writeImage sends what the namespace cannot see of a pool image, as a
 // puller does, then writes its manifest as ref.
 func (cw *crashWorker) writeImage(ns, ref string) bool {
@@ -411,10 +434,8 @@ func (cw *crashWorker) writeImage(ns, ref string) bool {
 			return cw.apply("ingest pool blob "+b.hex()[:12]+" of "+ns, cw.model, err)
 		}
 	}
-	if strings.Contains(ref, "/") {
-		if err := unix.Mkdir(cw.path(ns, "images", filepath.Dir(ref)), 0o755); isKillErr(err) {
-			return cw.apply("mkdir prefix of "+ref, cw.model, err)
-		}
+	if !cw.mkdirRefPrefix(ns, ref) {
+		return false
 	}
 	after := cw.model.clone()
 	if after["ns/"+ns] != "" {
@@ -450,10 +471,8 @@ func (cw *crashWorker) copyImage(ns, ref string) bool {
 	if want := cw.model["image/"+ns+"/"+ref]; sha256Hex(data) != want {
 		cw.fail("image %s/%s reads as %d bytes with sha256 %s, want %q", ns, ref, len(data), sha256Hex(data), want)
 	}
-	if strings.Contains(toRef, "/") {
-		if err := unix.Mkdir(cw.path(toNS, "images", filepath.Dir(toRef)), 0o755); isKillErr(err) {
-			return cw.apply("mkdir prefix of "+toRef, cw.model, err)
-		}
+	if !cw.mkdirRefPrefix(toNS, toRef) {
+		return false
 	}
 	after := cw.model.clone()
 	if after["ns/"+toNS] != "" {
@@ -476,15 +495,10 @@ func (cw *crashWorker) renameImage(ns, ref string) bool {
 		after.dropPrefix("ilabel/" + ns + "/" + to + "/")
 		after.dropPrefix("ilabel/" + ns + "/" + ref + "/")
 		delete(after, "image/"+ns+"/"+ref)
-		after["image/"+ns+"/"+to] = v
-		for k, lv := range labels {
-			after["ilabel/"+ns+"/"+to+"/"+k] = lv
-		}
+		after.addImage(ns, to, v, labels)
 	}
-	if strings.Contains(to, "/") {
-		if err := unix.Mkdir(cw.path(ns, "images", filepath.Dir(to)), 0o755); isKillErr(err) {
-			return cw.apply("mkdir prefix of "+to, cw.model, err)
-		}
+	if !cw.mkdirRefPrefix(ns, to) {
+		return false
 	}
 	err := unix.Rename(cw.path(ns, "images", ref), cw.path(ns, "images", to))
 	return cw.apply(fmt.Sprintf("mv image %s/%s %s", ns, ref, to), after, err)
@@ -498,15 +512,10 @@ func (cw *crashWorker) linkImage(ns, ref string) bool {
 	}
 	after := cw.model.clone()
 	if v := after["image/"+ns+"/"+ref]; v != "" && after["image/"+ns+"/"+to] == "" {
-		after["image/"+ns+"/"+to] = v
-		for k, lv := range after.imageLabels(ns, ref) {
-			after["ilabel/"+ns+"/"+to+"/"+k] = lv
-		}
+		after.addImage(ns, to, v, after.imageLabels(ns, ref))
 	}
-	if strings.Contains(to, "/") {
-		if err := unix.Mkdir(cw.path(ns, "images", filepath.Dir(to)), 0o755); isKillErr(err) {
-			return cw.apply("mkdir prefix of "+to, cw.model, err)
-		}
+	if !cw.mkdirRefPrefix(ns, to) {
+		return false
 	}
 	err := unix.Link(cw.path(ns, "images", ref), cw.path(ns, "images", to))
 	return cw.apply(fmt.Sprintf("ln image %s/%s %s", ns, ref, to), after, err)

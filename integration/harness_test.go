@@ -596,6 +596,31 @@ func run(t *testing.T, dir, name string, args ...string) result {
 	return r
 }
 
+// startBackground starts cmd and returns a channel closed once it has
+// exited (cmd.ProcessState is set then). A command still running when the
+// test ends is killed (by its PID) and waited for at cleanup; cleanups
+// the caller registers later run before that.
+func startBackground(t *testing.T, cmd *exec.Cmd) <-chan struct{} {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-exited:
+		default:
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	})
+	return exited
+}
+
 // shortArgs keeps failure messages readable when an argument is 4 KiB.
 func shortArgs(args []string) string {
 	parts := make([]string, len(args))

@@ -6,11 +6,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
-	"log"
-	"net"
-	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -415,44 +410,12 @@ func TestPullInterruptedBySIGINT(t *testing.T) {
 	proxy.cut(&img.layers[1])
 	ref := proxy.addr + "/test/big:v1"
 
-	cmd := exec.Command(nsfsBin, "--mount", d.mnt, "pull", "--plain-http", ref)
-	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+emptyDockerConfig(t))
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-exited:
-		default:
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	})
-	select {
-	case <-proxy.reached:
-	case <-exited:
-		t.Fatalf("pull ended before the big layer stalled: exit %d\nstdout: %s\nstderr: %s", cmd.ProcessState.ExitCode(), &stdout, &stderr)
-	case <-time.After(30 * time.Second):
-		t.Fatal("the big layer's GET never reached 1 MiB")
-	}
+	pull := startBgPull(t, d, "pull", "--plain-http", ref)
+	pull.waitHeld(t, "the pull", proxy.reached)
 	waitListed(t, d, "default", img.config, img.layers[0], img.layers[2])
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-exited:
-	case <-time.After(10 * time.Second):
-		t.Fatal("pull still running 10 s after SIGINT")
-	}
-	if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(stderr.String(), "interrupted") || strings.Count(stderr.String(), "\n") != 1 {
-		t.Errorf("pull after SIGINT: exit %d, stderr %q; want 1 and one line saying it was interrupted", code, stderr.String())
+	pull.interrupt(t, "the pull")
+	if code, stderr := pull.cmd.ProcessState.ExitCode(), pull.stderr.String(); code != 1 || !strings.Contains(stderr, "interrupted") || strings.Count(stderr, "\n") != 1 {
+		t.Errorf("pull after SIGINT: exit %d, stderr %q; want 1 and one line saying it was interrupted", code, stderr)
 	}
 	assertPartialPull(t, d, ref, img.config, img.layers[0], img.layers[2])
 
@@ -619,8 +582,6 @@ func TestPullIsolatedFetchesAgain(t *testing.T) {
 // requests pass through.
 type gateProxy struct {
 	addr     string
-	digest   string
-	after    int64
 	reached  chan struct{} // closed once the held blob has sent `after` bytes
 	reachedO sync.Once
 	gate     chan struct{} // closed by open
@@ -629,87 +590,36 @@ type gateProxy struct {
 
 func startGateProxy(t *testing.T, reg *testRegistry, b blob, after int64) *gateProxy {
 	t.Helper()
-	g := &gateProxy{digest: b.digest(), after: after, reached: make(chan struct{}), gate: make(chan struct{})}
-	upstream, err := url.Parse("http://" + reg.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rp := httputil.NewSingleHostReverseProxy(upstream)
-	rp.FlushInterval = -1 // pass bytes on at once, so `after` is what the client got
-	rp.ModifyResponse = func(resp *http.Response) error {
-		if resp.Request.Method == http.MethodGet && strings.HasSuffix(resp.Request.URL.Path, "/blobs/"+g.digest) {
-			resp.Body = &gateReader{rc: resp.Body, left: g.after, g: g}
-		}
-		return nil
-	}
-	rp.ErrorLog = log.New(io.Discard, "", 0) // a client killed at cleanup
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g.addr = l.Addr().String()
-	srv := &http.Server{Handler: rp}
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() {
-		g.open()
-		_ = srv.Close()
-	})
+	g := &gateProxy{reached: make(chan struct{}), gate: make(chan struct{})}
+	g.addr = startBlobProxy(t, reg, b.digest, after, g.hold)
+	t.Cleanup(g.open)
 	return g
 }
 
 // open lets the held blob's remaining bytes through.
 func (g *gateProxy) open() { g.gateO.Do(func() { close(g.gate) }) }
 
-type gateReader struct {
-	rc   io.ReadCloser
-	left int64
-	g    *gateProxy
+// hold is what the held blob's reads past `after` do: wait until open.
+func (g *gateProxy) hold() error {
+	g.reachedO.Do(func() { close(g.reached) })
+	<-g.gate
+	return nil
 }
-
-func (r *gateReader) Read(b []byte) (int, error) {
-	if r.left <= 0 {
-		r.g.reachedO.Do(func() { close(r.g.reached) })
-		<-r.g.gate
-		return r.rc.Read(b)
-	}
-	if int64(len(b)) > r.left {
-		b = b[:r.left]
-	}
-	n, err := r.rc.Read(b)
-	r.left -= int64(n)
-	return n, err
-}
-
-func (r *gateReader) Close() error { return r.rc.Close() }
 
 // bgPull is an `nsfs pull` running in the background.
 type bgPull struct {
 	cmd            *exec.Cmd
 	stdout, stderr *syncBuffer
-	exited         chan struct{}
+	exited         <-chan struct{}
 }
 
 func startBgPull(t *testing.T, d *daemon, args ...string) *bgPull {
 	t.Helper()
-	p := &bgPull{stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	p := &bgPull{stdout: &syncBuffer{}, stderr: &syncBuffer{}}
 	p.cmd = exec.Command(nsfsBin, append([]string{"--mount", d.mnt}, args...)...)
 	p.cmd.Env = append(os.Environ(), "LC_ALL=C", "DOCKER_CONFIG="+emptyDockerConfig(t))
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		_ = p.cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.exited:
-		default:
-			_ = p.cmd.Process.Kill()
-			<-p.exited
-		}
-	})
+	p.exited = startBackground(t, p.cmd)
 	return p
 }
 
@@ -721,6 +631,34 @@ func (p *bgPull) String() string {
 	default:
 	}
 	return fmt.Sprintf("nsfs pull (%s)\nstdout:\n%s\nstderr:\n%s", code, p.stdout, p.stderr)
+}
+
+// waitHeld waits until reached is closed: the proxy has passed on the
+// first MiB of the big layer and holds back the rest (it stalls, or cuts
+// the connection). A pull that ends first, or 30 s without, fails the test.
+func (p *bgPull) waitHeld(t *testing.T, what string, reached <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-reached:
+	case <-p.exited:
+		t.Fatalf("%s ended before the big layer was held: %s", what, p)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the big layer's GET never reached 1 MiB: %s", p)
+	}
+}
+
+// interrupt sends SIGINT, as Ctrl-C does, and waits (10 s at most) for the
+// pull to exit.
+func (p *bgPull) interrupt(t *testing.T, what string) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s still running 10 s after SIGINT: %s", what, p)
+	}
 }
 
 // mustSucceed waits for the pull to exit, which it must do with status 0
@@ -813,13 +751,7 @@ func TestPullConcurrentSameNamespace(t *testing.T) {
 			from := reg.mark(t)
 
 			first := startBgPull(t, d, "pull", "--plain-http", ref)
-			select {
-			case <-proxy.reached:
-			case <-first.exited:
-				t.Fatalf("the first pull ended before the big layer was held: %s", first)
-			case <-time.After(30 * time.Second):
-				t.Fatalf("the big layer's GET never reached 1 MiB: %s", first)
-			}
+			first.waitHeld(t, "the first pull", proxy.reached)
 			// The first pull's other blobs are stored; the big one is
 			// being written (its name answers stat in the namespace).
 			waitListed(t, d, "default", img.config, img.layers[0], img.layers[2])
@@ -836,14 +768,7 @@ func TestPullConcurrentSameNamespace(t *testing.T) {
 			}
 			smalls := []blob{img.config, img.layers[0], img.layers[2]}
 			if tc.giveUp {
-				if err := first.cmd.Process.Signal(syscall.SIGINT); err != nil {
-					t.Fatal(err)
-				}
-				select {
-				case <-first.exited:
-				case <-time.After(10 * time.Second):
-					t.Fatalf("the first pull still running 10 s after SIGINT: %s", first)
-				}
+				first.interrupt(t, "the first pull")
 				if first.cmd.ProcessState.ExitCode() != 1 || !strings.Contains(first.stderr.String(), "interrupted") {
 					t.Errorf("the first pull after SIGINT: want exit 1, interrupted; got %s", first)
 				}
@@ -914,39 +839,18 @@ func TestPullProgressOnTerminalInterrupted(t *testing.T) {
 	ref := proxy.addr + "/test/ttyint:v1"
 
 	master, slave := openPTY(t, 40, 160)
-	cmd := exec.Command(nsfsBin, "--mount", d.mnt, "pull", "--plain-http", ref)
-	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+emptyDockerConfig(t))
-	stderr := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = slave, stderr
 	screen := &syncBuffer{}
 	read := make(chan struct{})
 	go func() {
 		_, _ = io.Copy(screen, master) // EIO once the last slave is closed
 		close(read)
 	}()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-exited:
-		default:
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	})
-	select {
-	case <-proxy.reached:
-	case <-exited:
-		t.Fatalf("pull ended before the big layer stalled: stderr %s", stderr)
-	case <-time.After(30 * time.Second):
-		t.Fatal("the big layer's GET never reached 1 MiB")
-	}
+	// A pull on the terminal: its stdout, as a user sees it, is the screen.
+	pull := &bgPull{cmd: exec.Command(nsfsBin, "--mount", d.mnt, "pull", "--plain-http", ref), stdout: screen, stderr: &syncBuffer{}}
+	pull.cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+emptyDockerConfig(t))
+	pull.cmd.Stdout, pull.cmd.Stderr = slave, pull.stderr
+	pull.exited = startBackground(t, pull.cmd)
+	pull.waitHeld(t, "the pull", proxy.reached)
 	waitListed(t, d, "default", img.config, img.layers[0], img.layers[2])
 
 	// While the big layer stalls: the manifest done, the layer downloading.
@@ -964,21 +868,14 @@ func TestPullProgressOnTerminalInterrupted(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-exited:
-	case <-time.After(10 * time.Second):
-		t.Fatal("pull still running 10 s after SIGINT")
-	}
+	pull.interrupt(t, "the pull")
 	slave.Close()
 	select {
 	case <-read:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the terminal's output never ended")
 	}
-	if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(stderr.String(), "interrupted") {
+	if code, stderr := pull.cmd.ProcessState.ExitCode(), pull.stderr.String(); code != 1 || !strings.Contains(stderr, "interrupted") {
 		t.Errorf("pull after SIGINT: exit %d, stderr %q; want 1, interrupted", code, stderr)
 	}
 	frame := lastFrame(screen.String())
@@ -1007,13 +904,7 @@ func TestPullDaemonKilledMidBlob(t *testing.T) {
 	ref := proxy.addr + "/test/big:v1"
 
 	pull := startBgPull(t, d, "pull", "--plain-http", ref)
-	select {
-	case <-proxy.reached:
-	case <-pull.exited:
-		t.Fatalf("the pull ended before the big layer was held: %s", pull)
-	case <-time.After(30 * time.Second):
-		t.Fatalf("the big layer's GET never reached 1 MiB: %s", pull)
-	}
+	pull.waitHeld(t, "the pull", proxy.reached)
 	d.kill9(t)
 	proxy.open() // the pull writes the rest into the dead mount
 	select {

@@ -252,6 +252,62 @@ func (r *testRegistry) assertBlobGETs(t *testing.T, what string, from int, want 
 	}
 }
 
+// startBlobProxy runs a reverse proxy on 127.0.0.1 in front of reg and
+// returns its address. The GET of blob digest() (none while it says "")
+// passes on its first `after` bytes; every read past them asks beyond,
+// whose error ends the body there, while nil lets the rest through. Other
+// requests pass through. It is closed at cleanup, after the cleanups its
+// caller registers later (which must release what beyond waits for).
+func startBlobProxy(t *testing.T, reg *testRegistry, digest func() string, after int64, beyond func() error) string {
+	t.Helper()
+	upstream, err := url.Parse("http://" + reg.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(upstream)
+	rp.FlushInterval = -1 // pass bytes on at once, so `after` is what the client got
+	rp.ModifyResponse = func(resp *http.Response) error {
+		if d := digest(); d != "" && resp.Request.Method == http.MethodGet && strings.HasSuffix(resp.Request.URL.Path, "/blobs/"+d) {
+			resp.Body = &heldBody{rc: resp.Body, left: after, beyond: beyond}
+		}
+		return nil
+	}
+	rp.ErrorLog = log.New(io.Discard, "", 0) // cuts, and clients killed at cleanup, are on purpose
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: rp}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return l.Addr().String()
+}
+
+// heldBody is a blob's body in startBlobProxy: `left` bytes to pass on
+// before beyond decides.
+type heldBody struct {
+	rc     io.ReadCloser
+	left   int64
+	beyond func() error
+}
+
+func (h *heldBody) Read(b []byte) (int, error) {
+	if h.left <= 0 {
+		if err := h.beyond(); err != nil {
+			return 0, err
+		}
+		return h.rc.Read(b)
+	}
+	if int64(len(b)) > h.left {
+		b = b[:h.left]
+	}
+	n, err := h.rc.Read(b)
+	h.left -= int64(n)
+	return n, err
+}
+
+func (h *heldBody) Close() error { return h.rc.Close() }
+
 // cutProxy is a reverse proxy on 127.0.0.1 in front of a registry that
 // interrupts the GET of one blob once it has passed `after` bytes: it either
 // stalls (until the test is done) or breaks the connection, as a registry
@@ -259,7 +315,6 @@ func (r *testRegistry) assertBlobGETs(t *testing.T, what string, from int, want 
 type cutProxy struct {
 	addr    string
 	target  atomic.Value // string: the digest to cut, "" to pass everything
-	after   int64
 	stall   bool
 	reached chan struct{} // closed once the cut blob has sent `after` bytes
 	once    sync.Once
@@ -268,33 +323,11 @@ type cutProxy struct {
 
 func startCutProxy(t *testing.T, reg *testRegistry, after int64, stall bool) *cutProxy {
 	t.Helper()
-	p := &cutProxy{after: after, stall: stall, reached: make(chan struct{}), release: make(chan struct{})}
+	p := &cutProxy{stall: stall, reached: make(chan struct{}), release: make(chan struct{})}
 	p.target.Store("")
-	upstream, err := url.Parse("http://" + reg.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rp := httputil.NewSingleHostReverseProxy(upstream)
-	rp.FlushInterval = -1 // pass bytes on at once, so `after` is what the client got
-	rp.ModifyResponse = func(resp *http.Response) error {
-		d, _ := p.target.Load().(string)
-		if d != "" && resp.Request.Method == http.MethodGet && strings.HasSuffix(resp.Request.URL.Path, "/blobs/"+d) {
-			resp.Body = &cutReader{rc: resp.Body, left: p.after, p: p}
-		}
-		return nil
-	}
-	rp.ErrorLog = log.New(io.Discard, "", 0) // the cut is on purpose
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.addr = l.Addr().String()
-	srv := &http.Server{Handler: rp}
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() {
-		close(p.release)
-		_ = srv.Close()
-	})
+	target := func() string { d, _ := p.target.Load().(string); return d }
+	p.addr = startBlobProxy(t, reg, target, after, p.cutHere)
+	t.Cleanup(func() { close(p.release) })
 	return p
 }
 
@@ -307,26 +340,12 @@ func (p *cutProxy) cut(b *blob) {
 	}
 }
 
-type cutReader struct {
-	rc   io.ReadCloser
-	left int64
-	p    *cutProxy
-}
-
-func (c *cutReader) Read(b []byte) (int, error) {
-	if c.left <= 0 {
-		c.p.once.Do(func() { close(c.p.reached) })
-		if c.p.stall {
-			<-c.p.release
-		}
-		return 0, fmt.Errorf("cut by the test proxy")
+// cutHere is what the cut blob's reads past `after` get: a broken
+// connection, once the test is done if the proxy stalls.
+func (p *cutProxy) cutHere() error {
+	p.once.Do(func() { close(p.reached) })
+	if p.stall {
+		<-p.release
 	}
-	if int64(len(b)) > c.left {
-		b = b[:c.left]
-	}
-	n, err := c.rc.Read(b)
-	c.left -= int64(n)
-	return n, err
+	return fmt.Errorf("cut by the test proxy")
 }
-
-func (c *cutReader) Close() error { return c.rc.Close() }

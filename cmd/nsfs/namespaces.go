@@ -28,7 +28,14 @@ var namespacesCreateCommand = &cli.Command{
 	Description: `A bare KEY means KEY=true.
 
 $ nsfs namespaces create foo team=infra pinned`,
-	Action: func(c *cli.Context) error {
+	Action: namespaceLabelsAction(client.Mount.CreateNamespace),
+}
+
+// namespaceLabelsAction is the Action of a command whose arguments are
+// NAME [KEY=VALUE...] (create, label): it parses them, finds the mount and
+// hands both to do.
+func namespaceLabelsAction(do func(m client.Mount, name string, labels map[string]string) error) cli.ActionFunc {
+	return func(c *cli.Context) error {
 		if c.NArg() < 1 {
 			return usageError(c, "a namespace NAME is required")
 		}
@@ -40,8 +47,8 @@ $ nsfs namespaces create foo team=infra pinned`,
 		if err != nil {
 			return err
 		}
-		return m.CreateNamespace(c.Args().First(), labels)
-	},
+		return do(m, c.Args().First(), labels)
+	}
 }
 
 var namespacesListCommand = &cli.Command{
@@ -114,18 +121,7 @@ var namespacesLabelCommand = &cli.Command{
 	Description: `A bare KEY means KEY=true; KEY= removes the label.
 
 $ nsfs namespaces label foo team=infra old=`,
-	Action: func(c *cli.Context) error {
-		if c.NArg() < 1 {
-			return usageError(c, "a namespace NAME is required")
-		}
-		labels, err := client.ParseLabels(c.Args().Tail())
-		if err != nil {
-			return err
-		}
-		m, err := mountOf(c)
-		if err != nil {
-			return err
-		}
-		return m.Namespace(c.Args().First()).SetLabels(labels)
-	},
+	Action: namespaceLabelsAction(func(m client.Mount, name string, labels map[string]string) error {
+		return m.Namespace(name).SetLabels(labels)
+	}),
 }
