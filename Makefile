@@ -45,3 +45,14 @@ fuzz-smoke:
 # clean: build output only; the store in ./.nsfs is data and stays.
 clean:
 	rm -rf bin
+
+# bench: nsfs side by side with tmpfs and a bare in-memory go-fuse
+# filesystem, one table of medians and ratios (root, /dev/fuse,
+# docker-registry for the pull rows; about a minute). bench/main.go says
+# how it measures; BENCHFLAGS=-h lists its flags.
+.PHONY: bench
+bench: build
+	$(GO) build -o bin/barefs ./bench/barefs
+	$(GO) build -o bin/nsfs-bench ./bench
+	$(GO) test -c -o bin/metadata.test ./metadata
+	bin/nsfs-bench $(BENCHFLAGS)

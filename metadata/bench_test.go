@@ -2,7 +2,10 @@ package metadata
 
 import (
 	"fmt"
+	"os"
 	"testing"
+
+	"github.com/opencontainers/go-digest"
 )
 
 func BenchmarkCreateDeleteNamespace(b *testing.B) {
@@ -134,5 +137,220 @@ func BenchmarkStatNamespace(b *testing.B) {
 		if _, err := db.StatNamespace("default"); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// The benchmarks below are the metadata-only counterparts of the rows of
+// `make bench` (bench/main.go): what each workload costs without FUSE.
+//
+//	go test -bench . -run '^$' ./metadata/
+
+// BenchmarkSetGetLabel is a label set+get pair (setfattr + getfattr of a
+// namespace label): one durable commit and one read.
+func BenchmarkSetGetLabel(b *testing.B) {
+	db := openTestDB(b, Options{})
+	o := Object{Namespace: "default"}
+	for i := 0; b.Loop(); i++ {
+		v := fmt.Sprint(i)
+		if err := db.SetLabel(o, "bench", v, nil); err != nil {
+			b.Fatal(err)
+		}
+		if got, err := db.Label(o, "bench"); err != nil || got != v {
+			b.Fatal(got, err)
+		}
+	}
+}
+
+// BenchmarkLookupImage is what a stat of an image costs once the kernel's
+// cache has expired (a FUSE LOOKUP): one image of 10,000 in a directory.
+func BenchmarkLookupImage(b *testing.B) {
+	db := setup10k(b)
+	for i := 0; b.Loop(); i++ {
+		if e, err := db.LookupImagePath("default", fmt.Sprintf("many/img-%05d", i%10000)); err != nil || e.Image == nil {
+			b.Fatal(e, err)
+		}
+	}
+}
+
+// BenchmarkLookupMissing is a stat of a name that is not there (every
+// miss reaches the store: negative entries are not cached).
+func BenchmarkLookupMissing(b *testing.B) {
+	db := setup10k(b)
+	for b.Loop() {
+		if _, err := db.LookupImagePath("default", "many/missing"); !IsNotFound(err) {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkReadImageDirAndLookup10k is `ls -l` of 10,000 refs as the store
+// sees it without READDIRPLUS: the listing, then a lookup per entry.
+func BenchmarkReadImageDirAndLookup10k(b *testing.B) {
+	db := setup10k(b)
+	for b.Loop() {
+		entries, err := db.ReadImageDir("default", "many")
+		if err != nil || len(entries) != 10000 {
+			b.Fatal(len(entries), err)
+		}
+		for _, e := range entries {
+			if _, err := db.LookupImagePath("default", e.Path); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// BenchmarkPutImageInOtherNamespace is `cp` of an image into another
+// namespace: PutImage of a manifest whose blobs the store holds (no blob
+// bytes), a new ref each time.
+func BenchmarkPutImageInOtherNamespace(b *testing.B) {
+	db := openTestDB(b, Options{})
+	img := seedImage(b, db, "default", "src")
+	if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "src", Manifest: img.manifest}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := db.CreateNamespace("other", nil); err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; b.Loop(); i++ {
+		if _, err := db.PutImage(ImageWrite{Namespace: "other", Ref: fmt.Sprintf("cp-%d", i), Manifest: img.manifest}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSecondNamespacePull is what a pull into a new namespace costs
+// the store when it already holds every blob: the namespace, the two
+// directories of the ref (mkdir -p), and the image (no blob bytes).
+func BenchmarkSecondNamespacePull(b *testing.B) {
+	db := openTestDB(b, Options{})
+	img := seedImage(b, db, "default", "src")
+	if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "src", Manifest: img.manifest}); err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; b.Loop(); i++ {
+		ns := fmt.Sprintf("second%d", i)
+		if _, err := db.CreateNamespace(ns, nil); err != nil {
+			b.Fatal(err)
+		}
+		for _, dir := range []string{"registry.local", "registry.local/bench"} {
+			if err := db.MakeImageDir(ns, dir); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if _, err := db.PutImage(ImageWrite{Namespace: ns, Ref: "registry.local/bench/big:v1", Manifest: img.manifest}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkWriteBlob64MiB is a blob ingest (hash, write, fsync, publish,
+// commit), then its removal (DeleteBlob, which deletes the file); MB/s.
+func BenchmarkWriteBlob64MiB(b *testing.B) {
+	db := openTestDB(b, Options{})
+	data := make([]byte, 64<<20)
+	for i := range data {
+		data[i] = byte(i * 7 / 5)
+	}
+	d := digest.FromBytes(data)
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		w, err := db.WriteBlob("default", 0, d)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for off := 0; off < len(data); off += 1 << 20 {
+			if _, err := w.Write(data[off : off+1<<20]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := w.Commit(); err != nil {
+			b.Fatal(err)
+		}
+		if err := db.DeleteBlob("default", d); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkListAll100kImages lists 100,000 images in 100 namespaces, as the
+// RSS row of make bench does through the mount; its B/op is what the
+// daemon allocates for that walk outside go-fuse's tree.
+func BenchmarkListAll100kImages(b *testing.B) {
+	db := openTestDB(b, Options{})
+	var refs []string
+	for i := 0; i < 1000; i++ {
+		refs = append(refs, fmt.Sprintf("img-%04d", i))
+	}
+	for i := 0; i < 100; i++ {
+		ns := fmt.Sprintf("bench%03d", i)
+		if _, err := db.CreateNamespace(ns, nil); err != nil {
+			b.Fatal(err)
+		}
+		putImages(b, db, ns, seedImage(b, db, ns, ns).manifest, refs)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		n := 0
+		for i := 0; i < 100; i++ {
+			entries, err := db.ReadImageDir(fmt.Sprintf("bench%03d", i), "")
+			if err != nil {
+				b.Fatal(err)
+			}
+			n += len(entries)
+		}
+		if n != 100000 {
+			b.Fatal(n)
+		}
+	}
+}
+
+// TestPopulateBenchStore is not a test but the loader of `make bench`
+// (bench/main.go): it fills the closed store at $NSFS_BENCH_STORE through
+// this package, many refs per transaction (PutImage would take one fsynced
+// commit per image: minutes for 100,000), before the store is mounted.
+// $NSFS_BENCH_POPULATE says what to put there:
+//
+//   - listing: namespace default with image src and the 10,000 images
+//     many/img-00000 … many/img-09999, and an empty namespace other;
+//   - rss: 100 namespaces bench000 … bench099 of 1,000 images each
+//     (img-0000 … img-0999), 100,000 images in all.
+//
+// Without $NSFS_BENCH_STORE it skips.
+func TestPopulateBenchStore(t *testing.T) {
+	root := os.Getenv("NSFS_BENCH_STORE")
+	if root == "" {
+		t.Skip("NSFS_BENCH_STORE is not set: this is bench/main.go's loader")
+	}
+	db, err := Open(root, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	refs := func(format string, n int) []string {
+		var refs []string
+		for i := 0; i < n; i++ {
+			refs = append(refs, fmt.Sprintf(format, i))
+		}
+		return refs
+	}
+	switch what := os.Getenv("NSFS_BENCH_POPULATE"); what {
+	case "listing":
+		img := seedImage(t, db, "default", "src")
+		putImages(t, db, "default", img.manifest, append([]string{"src"}, refs("many/img-%05d", 10000)...))
+		if _, err := db.CreateNamespace("other", nil); err != nil {
+			t.Fatal(err)
+		}
+	case "rss":
+		for i := 0; i < 100; i++ {
+			ns := fmt.Sprintf("bench%03d", i)
+			if _, err := db.CreateNamespace(ns, nil); err != nil {
+				t.Fatal(err)
+			}
+			img := seedImage(t, db, ns, ns)
+			putImages(t, db, ns, img.manifest, refs("img-%04d", 1000))
+		}
+	default:
+		t.Fatalf("NSFS_BENCH_POPULATE=%q: want listing or rss", what)
 	}
 }
