@@ -33,7 +33,7 @@ import (
 
 var (
 	crashSeed  = flag.Int64("crash.seed", 0, "seed of the crash test's workload and kill times (0: from the clock)")
-	crashKills = flag.Int("crash.kills", 150, "how many times the crash test kills the daemon")
+	crashKills = flag.Int("crash.kills", 250, "how many times the crash test kills the daemon")
 )
 
 // crashWorkers run the workload at once, each on its own namespaces.
