@@ -43,10 +43,14 @@ const crashWorkers = 4
 // prefix directory.
 var crashRefs = []string{"a", "b", "lib/c"}
 
-// isKillErr: the daemon died under the request (ECONNABORTED) or before it
-// (ENOTCONN); what the operation did is unknown.
-func isKillErr(err error) bool {
-	return errors.Is(err, syscall.ENOTCONN) || errors.Is(err, syscall.ECONNABORTED)
+// isKillErr: the daemon died under the request (ECONNABORTED, or EIO from
+// a close whose FLUSH the dying connection cut off, after the daemon may
+// have committed) or before it (ENOTCONN); what the operation did is
+// unknown. killed says whether the daemon was killed: an EIO from a live
+// daemon is a failure of its own.
+func isKillErr(err error, killed bool) bool {
+	return errors.Is(err, syscall.ENOTCONN) || errors.Is(err, syscall.ECONNABORTED) ||
+		killed && errors.Is(err, syscall.EIO)
 }
 
 // crashModel is what one worker's namespaces hold, as keys:
@@ -180,7 +184,10 @@ func (cw *crashWorker) apply(what string, after crashModel, err error) bool {
 		cw.logOp(what + ": ok")
 		cw.model = after
 		return true
-	case isKillErr(err):
+	case errors.Is(err, syscall.EIO) && !cw.world.killed.Load():
+		cw.fail("%s: %v from a daemon that was not killed", what, err)
+		return true
+	case isKillErr(err, cw.world.killed.Load()):
 		if !cw.world.killed.Load() {
 			cw.fail("%s: %v before the daemon was killed", what, err)
 		}
@@ -278,7 +285,7 @@ func (cw *crashWorker) purgeNamespace(ns string) bool {
 		}
 	}
 	names, err := readDirNames(cw.path(ns, "blobs", "sha256"))
-	if isKillErr(err) {
+	if isKillErr(err, cw.world.killed.Load()) {
 		return cw.apply("ls blobs of "+ns, cw.model, err)
 	}
 	for _, hex := range names {
@@ -407,7 +414,7 @@ func (cw *crashWorker) mkdirRefPrefix(ns, ref string) bool {
 	if !strings.Contains(ref, "/") {
 		return true
 	}
-	if err := unix.Mkdir(cw.path(ns, "images", filepath.Dir(ref)), 0o755); isKillErr(err) {
+	if err := unix.Mkdir(cw.path(ns, "images", filepath.Dir(ref)), 0o755); isKillErr(err, cw.world.killed.Load()) {
 		return cw.apply("mkdir prefix of "+ref, cw.model, err)
 	}
 	return true
@@ -424,13 +431,13 @@ func (cw *crashWorker) writeImage(ns, ref string) bool {
 		if err == nil {
 			continue
 		}
-		if isKillErr(err) {
+		if isKillErr(err, cw.world.killed.Load()) {
 			return cw.apply("stat blob of "+ns, cw.model, err)
 		}
 		// The pool's blobs are not modelled: an ingest changes nothing the
 		// oracle checks, and a failure (EEXIST: another namespace sent it
 		// meanwhile) is fine.
-		if err := writeFileSyscalls(p, b.data, unix.O_EXCL, false, false); isKillErr(err) {
+		if err := writeFileSyscalls(p, b.data, unix.O_EXCL, false, false); isKillErr(err, cw.world.killed.Load()) {
 			return cw.apply("ingest pool blob "+b.hex()[:12]+" of "+ns, cw.model, err)
 		}
 	}
@@ -534,7 +541,7 @@ func (cw *crashWorker) readImage(ns, ref string) bool {
 	data, err := os.ReadFile(cw.path(ns, "images", ref))
 	want := cw.model["image/"+ns+"/"+ref]
 	switch {
-	case isKillErr(err):
+	case isKillErr(err, cw.world.killed.Load()):
 		return cw.apply("read image "+ns+"/"+ref, cw.model, err)
 	case err == nil && sha256Hex(data) != want:
 		cw.fail("image %s/%s reads as %d bytes with sha256 %s, want %q", ns, ref, len(data), sha256Hex(data), want)
