@@ -73,14 +73,14 @@ func Open(root string) (*Store, error) {
 	}
 	for _, dir := range []string{s.blobDir, s.ingestDir} {
 		if err := os.MkdirAll(dir, dirMode); err != nil {
-			return nil, errors.Wrapf(err, "blob store %s", root)
+			return nil, errors.WithMessagef(err, "blob store %s", root)
 		}
 	}
 	// The directories we may just have created must survive a power cut
 	// as much as the blobs renamed into them.
 	for _, dir := range []string{filepath.Join(root, "blobs"), root} {
 		if err := syncDir(dir); err != nil {
-			return nil, errors.Wrapf(err, "blob store %s", root)
+			return nil, errors.WithMessagef(err, "blob store %s", root)
 		}
 	}
 	return s, nil
@@ -118,17 +118,17 @@ func isLowerHex(s string) bool {
 func invalidDigest(d digest.Digest) error {
 	if err := d.Validate(); err != nil {
 		if errors.Is(err, digest.ErrDigestUnsupported) {
-			return errors.Wrapf(ErrUnsupportedDigest, "digest %q: only sha256 is stored", string(d))
+			return errors.WithMessagef(ErrUnsupportedDigest, "digest %q: only sha256 is stored", string(d))
 		}
-		return errors.Wrapf(err, "digest %q", string(d))
+		return errors.WithMessagef(err, "digest %q", string(d))
 	}
 	// Validate accepts sha384 and sha512 too, whenever some package links
 	// those hashes in.
 	if d.Algorithm() != digest.SHA256 {
-		return errors.Wrapf(ErrUnsupportedDigest, "digest %q: only sha256 is stored", string(d))
+		return errors.WithMessagef(ErrUnsupportedDigest, "digest %q: only sha256 is stored", string(d))
 	}
 	// go-digest accepts what the loop refused: its rule is not ours.
-	return errors.Wrapf(digest.ErrDigestInvalidFormat, "digest %q", string(d))
+	return errors.WithMessagef(digest.ErrDigestInvalidFormat, "digest %q", string(d))
 }
 
 // Path is where the committed blob d lives (whether or not it exists). For
@@ -149,7 +149,7 @@ func (s *Store) Stat(d digest.Digest) (Info, error) {
 	}
 	fi, err := os.Stat(s.Path(d))
 	if err != nil {
-		return Info{}, errors.Wrapf(err, "blob %s", d)
+		return Info{}, errors.WithMessagef(err, "blob %s", d)
 	}
 	return Info{Digest: d, Size: fi.Size(), ModTime: fi.ModTime()}, nil
 }
@@ -161,7 +161,7 @@ func (s *Store) Open(d digest.Digest) (*os.File, error) {
 	}
 	f, err := os.Open(s.Path(d))
 	if err != nil {
-		return nil, errors.Wrapf(err, "blob %s", d)
+		return nil, errors.WithMessagef(err, "blob %s", d)
 	}
 	return f, nil
 }
@@ -174,7 +174,7 @@ func (s *Store) Delete(d digest.Digest) error {
 		return err
 	}
 	if err := os.Remove(s.Path(d)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return errors.Wrapf(err, "blob %s", d)
+		return errors.WithMessagef(err, "blob %s", d)
 	}
 	return nil
 }
@@ -217,10 +217,10 @@ func (s *Store) WalkIngests(fn func(IngestInfo) error) error {
 // that is already gone (committed or removed meanwhile) is not an error.
 func (s *Store) RemoveIngest(name string) error {
 	if name == "" || name == "." || strings.ContainsAny(name, "/\x00") || strings.Contains(name, "..") {
-		return errors.Wrapf(os.ErrInvalid, "ingest name %q: must be a plain file name", name)
+		return errors.WithMessagef(os.ErrInvalid, "ingest name %q: must be a plain file name", name)
 	}
 	if err := os.Remove(filepath.Join(s.ingestDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return errors.Wrapf(err, "ingest %q", name)
+		return errors.WithMessagef(err, "ingest %q", name)
 	}
 	return nil
 }
@@ -230,7 +230,7 @@ func (s *Store) RemoveIngest(name string) error {
 func walkDir(dir string, fn func(os.FileInfo) error) error {
 	d, err := os.Open(dir)
 	if err != nil {
-		return errors.Wrapf(err, "walk %s", dir)
+		return errors.WithMessagef(err, "walk %s", dir)
 	}
 	defer d.Close()
 	for {
@@ -244,7 +244,7 @@ func walkDir(dir string, fn func(os.FileInfo) error) error {
 				continue
 			}
 			if err != nil {
-				return errors.Wrapf(err, "walk %s", dir)
+				return errors.WithMessagef(err, "walk %s", dir)
 			}
 			if err := fn(fi); err != nil {
 				return err
@@ -254,7 +254,7 @@ func walkDir(dir string, fn func(os.FileInfo) error) error {
 			return nil
 		}
 		if err != nil {
-			return errors.Wrapf(err, "walk %s", dir)
+			return errors.WithMessagef(err, "walk %s", dir)
 		}
 	}
 }

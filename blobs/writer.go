@@ -37,7 +37,7 @@ func (s *Store) NewWriter(expected digest.Digest) (*Writer, error) {
 	// one digest coexist.
 	f, err := os.CreateTemp(s.ingestDir, expected.Encoded()+"-*")
 	if err != nil {
-		return nil, errors.Wrapf(err, "ingest blob %s", expected)
+		return nil, errors.WithMessagef(err, "ingest blob %s", expected)
 	}
 	return &Writer{
 		store:    s,
@@ -60,7 +60,7 @@ func (w *Writer) WriteAt(p []byte, off int64) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if off != w.size {
-		return 0, errors.Wrapf(ErrNonSequentialWrite, "blob %s: write at offset %d, but %d bytes were written so far",
+		return 0, errors.WithMessagef(ErrNonSequentialWrite, "blob %s: write at offset %d, but %d bytes were written so far",
 			w.expected, off, w.size)
 	}
 	return w.writeLocked(p)
@@ -68,7 +68,7 @@ func (w *Writer) WriteAt(p []byte, off int64) (int, error) {
 
 func (w *Writer) writeLocked(p []byte) (int, error) {
 	if w.file == nil || w.prepared {
-		return 0, errors.Wrapf(os.ErrClosed, "blob %s: ingest already committed or aborted", w.expected)
+		return 0, errors.WithMessagef(os.ErrClosed, "blob %s: ingest already committed or aborted", w.expected)
 	}
 	n, err := w.file.Write(p)
 	// Hash exactly what reached the file, so Size and Digest stay true
@@ -76,7 +76,7 @@ func (w *Writer) writeLocked(p []byte) (int, error) {
 	w.digester.Hash().Write(p[:n])
 	w.size += int64(n)
 	if err != nil {
-		return n, errors.Wrapf(err, "ingest blob %s", w.expected)
+		return n, errors.WithMessagef(err, "ingest blob %s", w.expected)
 	}
 	return n, nil
 }
@@ -102,7 +102,7 @@ func (w *Writer) Expected() digest.Digest { return w.expected }
 // unless the bytes written so far hash to the expected digest.
 func (w *Writer) verifyLocked() error {
 	if got := w.digester.Digest(); got != w.expected {
-		return errors.Wrapf(ErrDigestMismatch, "blob %s: got %s from %d bytes", w.expected, got, w.size)
+		return errors.WithMessagef(ErrDigestMismatch, "blob %s: got %s from %d bytes", w.expected, got, w.size)
 	}
 	return nil
 }
@@ -119,7 +119,7 @@ func (w *Writer) Prepare() (err error) {
 
 func (w *Writer) prepareLocked() (err error) {
 	if w.file == nil {
-		return errors.Wrapf(os.ErrClosed, "blob %s: ingest already committed or aborted", w.expected)
+		return errors.WithMessagef(os.ErrClosed, "blob %s: ingest already committed or aborted", w.expected)
 	}
 	if w.prepared {
 		return nil
@@ -149,10 +149,10 @@ func (w *Writer) syncLocked() error {
 	}
 	// Mode before fsync, so the fsync makes the mode durable too.
 	if err := w.file.Chmod(blobMode); err != nil {
-		return errors.Wrapf(err, "ingest blob %s", w.expected)
+		return errors.WithMessagef(err, "ingest blob %s", w.expected)
 	}
 	if err := w.file.Sync(); err != nil {
-		return errors.Wrapf(err, "ingest blob %s", w.expected)
+		return errors.WithMessagef(err, "ingest blob %s", w.expected)
 	}
 	w.synced = true
 	return nil
@@ -184,16 +184,16 @@ func (w *Writer) Commit() (existed bool, err error) {
 	file := w.file
 	w.file = nil
 	if err := file.Close(); err != nil {
-		return false, errors.Wrapf(err, "ingest blob %s", w.expected)
+		return false, errors.WithMessagef(err, "ingest blob %s", w.expected)
 	}
 	if duplicate {
 		existed = true
 	} else if existed, err = publish(w.tempPath, target); err != nil {
-		return false, errors.Wrapf(err, "commit blob %s", w.expected)
+		return false, errors.WithMessagef(err, "commit blob %s", w.expected)
 	}
 	if existed {
 		if err := os.Remove(w.tempPath); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return false, errors.Wrapf(err, "commit blob %s", w.expected)
+			return false, errors.WithMessagef(err, "commit blob %s", w.expected)
 		}
 	}
 	// The name is gone (published or removed); forget it, so that a later
@@ -203,7 +203,7 @@ func (w *Writer) Commit() (existed bool, err error) {
 	// without having fsynced the directory yet, and our caller is about
 	// to record the blob as durable. A clean directory syncs for free.
 	if err := syncDir(w.store.blobDir); err != nil {
-		return false, errors.Wrapf(err, "commit blob %s", w.expected)
+		return false, errors.WithMessagef(err, "commit blob %s", w.expected)
 	}
 	return existed, nil
 }
@@ -226,7 +226,7 @@ func (w *Writer) abortLocked() error {
 	tempPath := w.tempPath
 	w.tempPath = ""
 	if err := os.Remove(tempPath); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return errors.Wrapf(err, "abort ingest of blob %s", w.expected)
+		return errors.WithMessagef(err, "abort ingest of blob %s", w.expected)
 	}
 	return nil
 }
@@ -239,12 +239,12 @@ func (s *Store) WriteBytes(expected digest.Digest, data []byte) (existed bool, e
 		return false, err
 	}
 	if got := digest.SHA256.FromBytes(data); got != expected {
-		return false, errors.Wrapf(ErrDigestMismatch, "blob %s: got %s from %d bytes", expected, got, len(data))
+		return false, errors.WithMessagef(ErrDigestMismatch, "blob %s: got %s from %d bytes", expected, got, len(data))
 	}
 	if _, err := os.Lstat(s.Path(expected)); err == nil {
 		// As in Commit: make sure the entry we rely on is durable.
 		if err := syncDir(s.blobDir); err != nil {
-			return false, errors.Wrapf(err, "commit blob %s", expected)
+			return false, errors.WithMessagef(err, "commit blob %s", expected)
 		}
 		return true, nil
 	}

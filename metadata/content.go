@@ -27,7 +27,7 @@ type Blob struct {
 // refusal metadata's kind.
 func ValidateDigest(d digest.Digest) error {
 	if err := blobs.ValidateDigest(d); err != nil {
-		return errors.Wrapf(ErrInvalidArgument, "digest %q: must be sha256: and 64 lowercase hex digits", shorten(string(d)))
+		return errors.WithMessagef(ErrInvalidArgument, "digest %q: must be sha256: and 64 lowercase hex digits", shorten(string(d)))
 	}
 	return nil
 }
@@ -140,7 +140,7 @@ func drop(tx *bolt.Tx, nsb *bolt.Bucket, d digest.Digest, rel *releases) error {
 	content := contentBucket(tx)
 	cb := content.Bucket([]byte(d))
 	if cb == nil {
-		return errors.Wrapf(errCorrupt, "blob %s is held by namespace %q but has no content record", d, rel.ns)
+		return errors.WithMessagef(errCorrupt, "blob %s is held by namespace %q but has no content record", d, rel.ns)
 	}
 	holders := cb.Bucket(bucketHolders)
 	if holders != nil {
@@ -172,7 +172,7 @@ func claim(tx *bolt.Tx, nsb *bolt.Bucket, ns string, d digest.Digest, size int64
 func unclaim(tx *bolt.Tx, nsb *bolt.Bucket, d digest.Digest, rel *releases) error {
 	rec := heldBlob(nsb, d)
 	if rec == nil {
-		return errors.Wrapf(errCorrupt, "an image of namespace %q claims blob %s, which it does not hold", rel.ns, d)
+		return errors.WithMessagef(errCorrupt, "an image of namespace %q claims blob %s, which it does not hold", rel.ns, d)
 	}
 	n := getUint64(rec, keyImages)
 	if n <= 1 {
@@ -243,7 +243,7 @@ func (db *DB) getBlob(ns string, d digest.Digest, withLabels bool) (Blob, error)
 		}
 		size, ok := db.visible(tx, ns, d)
 		if !ok {
-			return errors.Wrapf(ErrNotFound, "blob %s not found in namespace %q", d, ns)
+			return errors.WithMessagef(ErrNotFound, "blob %s not found in namespace %q", d, ns)
 		}
 		b = Blob{Digest: d, Size: size}
 		if withLabels {
@@ -301,9 +301,9 @@ func (db *DB) OpenBlob(ns string, d digest.Digest) (*os.File, error) {
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			// Its last holder dropped it since StatBlob looked.
-			return nil, errors.Wrapf(ErrNotFound, "blob %s not found in namespace %q", d, ns)
+			return nil, errors.WithMessagef(ErrNotFound, "blob %s not found in namespace %q", d, ns)
 		}
-		return nil, errors.Wrapf(err, "open blob %s", d)
+		return nil, errors.WithMessagef(err, "open blob %s", d)
 	}
 	return f, nil
 }
@@ -322,10 +322,10 @@ func (db *DB) DeleteBlob(ns string, d digest.Digest) error {
 		}
 		rec := heldBlob(nsb, d)
 		if rec == nil {
-			return errors.Wrapf(ErrNotFound, "blob %s not found in namespace %q", d, ns)
+			return errors.WithMessagef(ErrNotFound, "blob %s not found in namespace %q", d, ns)
 		}
 		if n := getUint64(rec, keyImages); n > 0 {
-			return errors.Wrapf(ErrInUse, "blob %s is in use by %d image(s) of namespace %q", d, n, ns)
+			return errors.WithMessagef(ErrInUse, "blob %s is in use by %d image(s) of namespace %q", d, n, ns)
 		}
 		return drop(tx, nsb, d, rel)
 	})
@@ -358,7 +358,7 @@ func (db *DB) WriteBlob(ns string, nsID uint64, d digest.Digest) (*BlobWriter, e
 			return err
 		}
 		if _, ok := db.visible(tx, ns, d); ok {
-			return errors.Wrapf(ErrExists, "blob %s already exists in namespace %q", d, ns)
+			return errors.WithMessagef(ErrExists, "blob %s already exists in namespace %q", d, ns)
 		}
 		return nil
 	})
@@ -367,7 +367,7 @@ func (db *DB) WriteBlob(ns string, nsID uint64, d digest.Digest) (*BlobWriter, e
 	}
 	w, err := db.blobs.NewWriter(d)
 	if err != nil {
-		return nil, errors.Wrapf(err, "ingest blob %s into namespace %q", d, ns)
+		return nil, errors.WithMessagef(err, "ingest blob %s into namespace %q", d, ns)
 	}
 	return &BlobWriter{db: db, ns: ns, nsID: nsID, w: w}, nil
 }
@@ -397,7 +397,7 @@ func (w *BlobWriter) WriteAt(p []byte, off int64) (int, error) {
 }
 
 func (w *BlobWriter) errCommitted() error {
-	return errors.Wrapf(ErrReadOnly, "blob %s in namespace %q is committed and read-only", w.w.Expected(), w.ns)
+	return errors.WithMessagef(ErrReadOnly, "blob %s in namespace %q is committed and read-only", w.w.Expected(), w.ns)
 }
 
 func (w *BlobWriter) wrapWriteErr(err error) error {
@@ -405,9 +405,9 @@ func (w *BlobWriter) wrapWriteErr(err error) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, blobs.ErrNonSequentialWrite):
-		return errors.Wrapf(ErrInvalidArgument, "blob %s in namespace %q: %v", w.w.Expected(), w.ns, err)
+		return errors.WithMessagef(ErrInvalidArgument, "blob %s in namespace %q: %v", w.w.Expected(), w.ns, err)
 	default:
-		return errors.Wrapf(err, "write blob %s in namespace %q", w.w.Expected(), w.ns)
+		return errors.WithMessagef(err, "write blob %s in namespace %q", w.w.Expected(), w.ns)
 	}
 }
 
@@ -430,24 +430,20 @@ func (w *BlobWriter) Commit() error {
 	d := w.w.Expected()
 	// Verify and fsync before taking the content lock: a large blob's
 	// fsync must not hold up other commits.
-	if err := w.w.Prepare(); err != nil {
-		_ = w.w.Abort()
+	if err := w.w.Prepare(); err != nil { // a failed Prepare aborts the ingest
 		if errors.Is(err, blobs.ErrDigestMismatch) {
-			return errors.Wrapf(ErrDigestMismatch, "blob %s in namespace %q: the %d bytes written hash to %s", d, w.ns, w.w.Size(), w.w.Digest())
+			return errors.WithMessagef(ErrDigestMismatch, "blob %s in namespace %q: the %d bytes written hash to %s", d, w.ns, w.w.Size(), w.w.Digest())
 		}
-		return errors.Wrapf(err, "verify blob %s in namespace %q", d, w.ns)
+		return errors.WithMessagef(err, "verify blob %s in namespace %q", d, w.ns)
 	}
 	size := w.w.Size()
 	db := w.db
 
 	unlock := db.lockContent(d)
 	defer unlock()
-	existed, err := w.w.Commit()
+	existed, err := w.w.Commit() // prepared: only publishing can fail now
 	if err != nil {
-		if errors.Is(err, blobs.ErrDigestMismatch) {
-			return errors.Wrapf(ErrDigestMismatch, "blob %s in namespace %q: %v", d, w.ns, err)
-		}
-		return errors.Wrapf(err, "publish blob %s in namespace %q", d, w.ns)
+		return errors.WithMessagef(err, "publish blob %s in namespace %q", d, w.ns)
 	}
 	err = db.batch(func(tx *bolt.Tx) error {
 		nsb, err := namespaceWithID(tx, w.ns, w.nsID)
@@ -481,13 +477,13 @@ func (w *BlobWriter) Abort() error {
 // unless id is 0 (ErrNotFound: it was deleted, perhaps made again).
 func namespaceWithID(tx *bolt.Tx, name string, id uint64) (*bolt.Bucket, error) {
 	nsb, err := namespaceBucket(tx, name)
-	if err == nil && id != 0 && getUint64(nsb, keyID) != id {
-		err = errors.Wrapf(ErrNotFound, "namespace %q not found", name)
+	if id == 0 {
+		return nsb, err
 	}
-	if err != nil && id != 0 {
-		return nil, errors.Wrapf(ErrNotFound, "namespace %q was deleted", name)
+	if err != nil || getUint64(nsb, keyID) != id {
+		return nil, errors.WithMessagef(ErrNotFound, "namespace %q was deleted", name)
 	}
-	return nsb, err
+	return nsb, nil
 }
 
 // RemoveBlobDir answers rmdir of blobs/ and blobs/sha256 of ns, which
@@ -501,7 +497,7 @@ func (db *DB) RemoveBlobDir(ns string) error {
 			return err
 		}
 		if !isEmptyBucket(nsb.Bucket(bucketBlobs)) {
-			return errors.Wrapf(ErrNotEmpty, "blobs/ of namespace %q is not empty", ns)
+			return errors.WithMessagef(ErrNotEmpty, "blobs/ of namespace %q is not empty", ns)
 		}
 		return nil
 	})

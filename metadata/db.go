@@ -99,7 +99,7 @@ func (db *DB) ReserveID() (uint64, error) {
 		})
 		if err != nil {
 			db.idNext, db.idEnd = 0, 0
-			return 0, errors.Wrap(err, "reserve image IDs")
+			return 0, errors.WithMessage(err, "reserve image IDs")
 		}
 	}
 	id := db.idNext
@@ -124,31 +124,31 @@ func Open(root string, opts Options) (*DB, error) {
 		opts.Sharing = SharingShared
 	case SharingShared, SharingIsolated:
 	default:
-		return nil, errors.Wrapf(ErrInvalidArgument, "content sharing %q: must be %q or %q", opts.Sharing, SharingShared, SharingIsolated)
+		return nil, errors.WithMessagef(ErrInvalidArgument, "content sharing %q: must be %q or %q", opts.Sharing, SharingShared, SharingIsolated)
 	}
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = defaultLockTimeout
 	}
 	if err := os.MkdirAll(root, 0o700); err != nil {
-		return nil, errors.Wrapf(err, "create store %s", root)
+		return nil, errors.WithMessagef(err, "create store %s", root)
 	}
 	dbpath := filepath.Join(root, "meta.db")
 	if opts.ReadOnly {
 		if _, err := os.Stat(dbpath); err != nil {
-			return nil, errors.Wrapf(err, "no nsfs store at %s", root)
+			return nil, errors.WithMessagef(err, "no nsfs store at %s", root)
 		}
 	}
 	bdb, err := bolt.Open(dbpath, 0o600, &bolt.Options{Timeout: opts.LockTimeout, ReadOnly: opts.ReadOnly})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
-			return nil, errors.Wrapf(ErrLocked, "store %s is already in use by another nsfs (%s is locked)", root, dbpath)
+			return nil, errors.WithMessagef(ErrLocked, "store %s is already in use by another nsfs (%s is locked)", root, dbpath)
 		}
-		return nil, errors.Wrapf(err, "open %s", dbpath)
+		return nil, errors.WithMessagef(err, "open %s", dbpath)
 	}
 	bs, err := blobs.Open(root)
 	if err != nil {
 		bdb.Close()
-		return nil, errors.Wrapf(err, "open blob directory of store %s", root)
+		return nil, errors.WithMessagef(err, "open blob directory of store %s", root)
 	}
 	db := &DB{root: root, opts: opts, bolt: bdb, blobs: bs}
 	initSchema := func() error { return bdb.Update(db.initSchema) }
@@ -157,7 +157,7 @@ func Open(root string, opts Options) (*DB, error) {
 	}
 	if err := initSchema(); err != nil {
 		bdb.Close()
-		return nil, errors.Wrapf(err, "store %s", root)
+		return nil, errors.WithMessagef(err, "store %s", root)
 	}
 	return db, nil
 }
@@ -167,7 +167,7 @@ func Open(root string, opts Options) (*DB, error) {
 func (db *DB) initSchema(tx *bolt.Tx) error {
 	if v1 := tx.Bucket(bucketV1); v1 != nil {
 		if v := getUint64(v1, keyVersion); v != schemaVersion {
-			return errors.Wrapf(errCorrupt, "schema version %d, this nsfs reads version %d", v, schemaVersion)
+			return errors.WithMessagef(errCorrupt, "schema version %d, this nsfs reads version %d", v, schemaVersion)
 		}
 		return nil
 	}
@@ -192,10 +192,10 @@ func (db *DB) initSchema(tx *bolt.Tx) error {
 func (db *DB) checkSchema(tx *bolt.Tx) error {
 	v1 := tx.Bucket(bucketV1)
 	if v1 == nil {
-		return errors.Wrap(errCorrupt, "meta.db has no v1/ bucket: not an nsfs store")
+		return errors.WithMessage(errCorrupt, "meta.db has no v1/ bucket: not an nsfs store")
 	}
 	if v := getUint64(v1, keyVersion); v != schemaVersion {
-		return errors.Wrapf(errCorrupt, "schema version %d, this nsfs reads version %d", v, schemaVersion)
+		return errors.WithMessagef(errCorrupt, "schema version %d, this nsfs reads version %d", v, schemaVersion)
 	}
 	return nil
 }

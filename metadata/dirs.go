@@ -116,9 +116,9 @@ func (db *DB) LookupImagePath(ns, path string) (Entry, error) {
 // pathError explains why path is neither an image nor a directory.
 func pathError(nsb *bolt.Bucket, ns, path string) error {
 	if parent, ok := imageAbove(nsb, path); ok {
-		return errors.Wrapf(ErrNotDirectory, "images/%s: %q is an image, not a directory, in namespace %q", shorten(path), shorten(parent), ns)
+		return errors.WithMessagef(ErrNotDirectory, "images/%s: %q is an image, not a directory, in namespace %q", shorten(path), shorten(parent), ns)
 	}
-	return errors.Wrapf(ErrNotFound, "images/%s not found in namespace %q", shorten(path), ns)
+	return errors.WithMessagef(ErrNotFound, "images/%s not found in namespace %q", shorten(path), ns)
 }
 
 // ReadImageDir lists directory dir ("" for images/) from one snapshot,
@@ -146,7 +146,7 @@ func (db *DB) ReadImageDir(ns, dir string) ([]Entry, error) {
 		var prefix []byte
 		if dir != "" {
 			if isImage(nsb, dir) {
-				return errors.Wrapf(ErrNotDirectory, "images/%s is an image, not a directory, in namespace %q", shorten(dir), ns)
+				return errors.WithMessagef(ErrNotDirectory, "images/%s is an image, not a directory, in namespace %q", shorten(dir), ns)
 			}
 			if !isDir(nsb, dir) {
 				return pathError(nsb, ns, dir)
@@ -234,19 +234,19 @@ func (db *DB) MakeImageDir(ns, dir string) error {
 			return err
 		}
 		if dir == "" {
-			return errors.Wrapf(ErrExists, "images/ of namespace %q exists", ns)
+			return errors.WithMessagef(ErrExists, "images/ of namespace %q exists", ns)
 		}
 		if parent, ok := imageAbove(nsb, dir); ok {
-			return errors.Wrapf(ErrNotDirectory, "images/%s: %q is an image, not a directory, in namespace %q", shorten(dir), shorten(parent), ns)
+			return errors.WithMessagef(ErrNotDirectory, "images/%s: %q is an image, not a directory, in namespace %q", shorten(dir), shorten(parent), ns)
 		}
 		if isImage(nsb, dir) {
-			return errors.Wrapf(ErrExists, "images/%s is an image in namespace %q", shorten(dir), ns)
+			return errors.WithMessagef(ErrExists, "images/%s is an image in namespace %q", shorten(dir), ns)
 		}
 		if isDir(nsb, dir) {
-			return errors.Wrapf(ErrExists, "directory images/%s already exists in namespace %q", shorten(dir), ns)
+			return errors.WithMessagef(ErrExists, "directory images/%s already exists in namespace %q", shorten(dir), ns)
 		}
 		if parent := parentDir(dir); !isDir(nsb, parent) {
-			return errors.Wrapf(ErrNotFound, "images/%s: parent directory %q not found in namespace %q", shorten(dir), shorten(parent), ns)
+			return errors.WithMessagef(ErrNotFound, "images/%s: parent directory %q not found in namespace %q", shorten(dir), shorten(parent), ns)
 		}
 		dirs, err := nsb.CreateBucketIfNotExists(bucketDirs)
 		if err != nil {
@@ -275,16 +275,16 @@ func (db *DB) RemoveImageDir(ns, dir string) error {
 		dirs := nsb.Bucket(bucketDirs)
 		if dir == "" {
 			if !isEmptyBucket(images) || !isEmptyBucket(dirs) {
-				return errors.Wrapf(ErrNotEmpty, "images/ of namespace %q is not empty", ns)
+				return errors.WithMessagef(ErrNotEmpty, "images/ of namespace %q is not empty", ns)
 			}
 			return nil
 		}
 		if isImage(nsb, dir) {
-			return errors.Wrapf(ErrNotDirectory, "images/%s is an image, not a directory, in namespace %q", shorten(dir), ns)
+			return errors.WithMessagef(ErrNotDirectory, "images/%s is an image, not a directory, in namespace %q", shorten(dir), ns)
 		}
 		prefix := []byte(dir + "/")
 		if hasPrefixKey(images, prefix) || hasPrefixKey(dirs, prefix) {
-			return errors.Wrapf(ErrNotEmpty, "directory images/%s in namespace %q is not empty", shorten(dir), ns)
+			return errors.WithMessagef(ErrNotEmpty, "directory images/%s in namespace %q is not empty", shorten(dir), ns)
 		}
 		if !hasKey(dirs, []byte(dir)) {
 			return pathError(nsb, ns, dir)

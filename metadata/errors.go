@@ -7,7 +7,7 @@ import (
 )
 
 // Kinds of error. Every error metadata returns wraps exactly one of these
-// (errors.Wrapf(ErrNotEmpty, "namespace %q must be empty, but it still has
+// (errors.WithMessagef(ErrNotEmpty, "namespace %q must be empty, but it still has
 // images, blobs")), so that errors.Is and the Is… helpers see the kind and
 // the message names the object and the reason. fs/ maps kinds to errno in one
 // place.

@@ -173,7 +173,7 @@ func (db *DB) scan(opts CheckOptions) (*fsckState, error) {
 		return nil, err
 	}
 	if err := db.bolt.View(func(tx *bolt.Tx) error { return s.scanRecords(tx) }); err != nil {
-		return nil, errors.Wrapf(err, "check store %s", db.root)
+		return nil, errors.WithMessagef(err, "check store %s", db.root)
 	}
 	// Files against records.
 	var orphans []digest.Digest
@@ -198,7 +198,7 @@ func (db *DB) scanFiles(s *fsckState, opts CheckOptions) error {
 	dir := filepath.Dir(db.blobs.Path(digest.FromString("")))
 	f, err := os.Open(dir)
 	if err != nil {
-		return errors.Wrap(err, "check blob directory")
+		return errors.WithMessage(err, "check blob directory")
 	}
 	defer f.Close()
 	for {
@@ -214,7 +214,7 @@ func (db *DB) scanFiles(s *fsckState, opts CheckOptions) error {
 				continue
 			}
 			if err != nil {
-				return errors.Wrap(err, "check blob directory")
+				return errors.WithMessage(err, "check blob directory")
 			}
 			s.files[d] = fi.Size()
 		}
@@ -222,7 +222,7 @@ func (db *DB) scanFiles(s *fsckState, opts CheckOptions) error {
 			break
 		}
 		if err != nil {
-			return errors.Wrap(err, "check blob directory")
+			return errors.WithMessage(err, "check blob directory")
 		}
 	}
 	if opts.VerifyBlobs {
@@ -247,17 +247,17 @@ func (db *DB) scanFiles(s *fsckState, opts CheckOptions) error {
 		return nil
 	})
 	sort.Slice(s.ingests, func(i, j int) bool { return s.ingests[i].Name < s.ingests[j].Name })
-	return errors.Wrap(err, "check ingest directory")
+	return errors.WithMessage(err, "check ingest directory")
 }
 
 func (db *DB) hashBlob(d digest.Digest) (digest.Digest, error) {
 	f, err := db.blobs.Open(d)
 	if err != nil {
-		return "", errors.Wrapf(err, "verify blob file %s", blobFile(d))
+		return "", errors.WithMessagef(err, "verify blob file %s", blobFile(d))
 	}
 	defer f.Close()
 	got, err := digest.SHA256.FromReader(f)
-	return got, errors.Wrapf(err, "verify blob file %s", blobFile(d))
+	return got, errors.WithMessagef(err, "verify blob file %s", blobFile(d))
 }
 
 func sortDigests(ds []digest.Digest) {

@@ -47,7 +47,7 @@ func (db *DB) repair(s *fsckState) ([]string, error) {
 		return repairContent(tx, available, did)
 	})
 	if err != nil {
-		return nil, errors.Wrapf(err, "repair store %s", db.root)
+		return nil, errors.WithMessagef(err, "repair store %s", db.root)
 	}
 
 	// Files: whatever no content record names now goes (orphans, corrupt
@@ -71,7 +71,7 @@ func (db *DB) repair(s *fsckState) ([]string, error) {
 	sortDigests(files)
 	for _, d := range files {
 		if err := db.blobs.Delete(d); err != nil {
-			return actions, errors.Wrapf(err, "repair: remove blob file %s", blobFile(d))
+			return actions, errors.WithMessagef(err, "repair: remove blob file %s", blobFile(d))
 		}
 		if why := s.corrupt[d]; why != "" {
 			did("removed corrupt blob file %s (%s)", blobFile(d), why)
@@ -81,7 +81,7 @@ func (db *DB) repair(s *fsckState) ([]string, error) {
 	}
 	for _, in := range s.ingests {
 		if err := db.blobs.RemoveIngest(in.Name); err != nil {
-			return actions, errors.Wrapf(err, "repair: remove ingest/%s", in.Name)
+			return actions, errors.WithMessagef(err, "repair: remove ingest/%s", in.Name)
 		}
 		did("removed unfinished ingest ingest/%s (%d bytes)", in.Name, in.Size)
 	}

@@ -22,9 +22,6 @@ type GCOptions struct {
 	// mount about to serve, nsfs gc of an unmounted store), since an
 	// ingest being written is then taken too.
 	Grace time.Duration
-	// OnBlobRemoved, if set, is called after the file of blob d was
-	// removed, outside every lock (the daemon tells the kernel).
-	OnBlobRemoved func(d digest.Digest)
 }
 
 // GCStats says what CollectGarbage removed.
@@ -62,7 +59,7 @@ func (db *DB) CollectGarbage(opts GCOptions) (GCStats, error) {
 	if opts.Grace <= 0 {
 		cutoff = time.Time{} // everything
 	}
-	if err := db.collectBlobs(cutoff, opts.OnBlobRemoved, &stats); err != nil {
+	if err := db.collectBlobs(cutoff, &stats); err != nil {
 		return stats, err
 	}
 	return stats, db.collectIngests(cutoff, &stats)
@@ -76,7 +73,7 @@ func olderThan(mtime, cutoff time.Time) bool {
 
 // collectBlobs removes the blob files modified before cutoff that no
 // content record names.
-func (db *DB) collectBlobs(cutoff time.Time, onRemoved func(digest.Digest), stats *GCStats) error {
+func (db *DB) collectBlobs(cutoff time.Time, stats *GCStats) error {
 	var candidates []blobs.Info
 	if err := db.blobs.Walk(func(info blobs.Info) error {
 		if olderThan(info.ModTime, cutoff) {
@@ -84,7 +81,7 @@ func (db *DB) collectBlobs(cutoff time.Time, onRemoved func(digest.Digest), stat
 		}
 		return nil
 	}); err != nil {
-		return errors.Wrap(err, "garbage collection: walk blobs")
+		return errors.WithMessage(err, "garbage collection: walk blobs")
 	}
 	if len(candidates) > 0 {
 		if err := db.bolt.View(func(tx *bolt.Tx) error {
@@ -98,7 +95,7 @@ func (db *DB) collectBlobs(cutoff time.Time, onRemoved func(digest.Digest), stat
 			candidates = kept
 			return nil
 		}); err != nil {
-			return errors.Wrap(err, "garbage collection")
+			return errors.WithMessage(err, "garbage collection")
 		}
 	}
 	sort.Slice(candidates, func(i, j int) bool { return candidates[i].Digest < candidates[j].Digest })
@@ -113,9 +110,6 @@ func (db *DB) collectBlobs(cutoff time.Time, onRemoved func(digest.Digest), stat
 		stats.Blobs++
 		stats.Bytes += info.Size
 		stats.Removed = append(stats.Removed, Garbage{Path: blobFile(info.Digest), Size: info.Size, ModTime: info.ModTime})
-		if onRemoved != nil {
-			onRemoved(info.Digest)
-		}
 	}
 	return nil
 }
@@ -129,7 +123,7 @@ func (db *DB) collectIngests(cutoff time.Time, stats *GCStats) error {
 		}
 		return nil
 	}); err != nil {
-		return errors.Wrap(err, "garbage collection: walk ingests")
+		return errors.WithMessage(err, "garbage collection: walk ingests")
 	}
 	sort.Slice(stale, func(i, j int) bool { return stale[i].Name < stale[j].Name })
 	ingestDir := filepath.Join(db.blobs.Root(), "ingest")
@@ -143,7 +137,7 @@ func (db *DB) collectIngests(cutoff time.Time, stats *GCStats) error {
 			info.Size, info.ModTime = fi.Size(), fi.ModTime()
 		}
 		if err := db.blobs.RemoveIngest(info.Name); err != nil {
-			return errors.Wrapf(err, "garbage collection: remove ingest %s", info.Name)
+			return errors.WithMessagef(err, "garbage collection: remove ingest %s", info.Name)
 		}
 		stats.Ingests++
 		stats.Bytes += info.Size
@@ -169,7 +163,7 @@ func (db *DB) removeUnrecordedLocked(d digest.Digest) (bool, error) {
 		recorded = contentBucket(tx).Bucket([]byte(d)) != nil
 		return nil
 	}); err != nil {
-		return false, errors.Wrap(err, "garbage collection")
+		return false, errors.WithMessage(err, "garbage collection")
 	}
 	if recorded {
 		return false, nil
@@ -178,7 +172,7 @@ func (db *DB) removeUnrecordedLocked(d digest.Digest) (bool, error) {
 		return false, nil // deleted meanwhile
 	}
 	if err := db.blobs.Delete(d); err != nil {
-		return false, errors.Wrapf(err, "garbage collection: delete blob file %s", blobFile(d))
+		return false, errors.WithMessagef(err, "garbage collection: delete blob file %s", blobFile(d))
 	}
 	return true, nil
 }

@@ -44,21 +44,21 @@ type Image struct {
 func ValidateRef(ref string) error {
 	switch {
 	case ref == "":
-		return errors.Wrap(ErrInvalidArgument, "image ref is empty")
+		return errors.WithMessage(ErrInvalidArgument, "image ref is empty")
 	case strings.IndexByte(ref, 0) >= 0:
-		return errors.Wrapf(ErrInvalidArgument, "image ref %q: contains a NUL byte", shorten(ref))
+		return errors.WithMessagef(ErrInvalidArgument, "image ref %q: contains a NUL byte", shorten(ref))
 	case len(ref) > maxRefLen:
-		return errors.Wrapf(ErrNameTooLong, "image ref %q: %d bytes, over the %d-byte limit", shorten(ref), len(ref), maxRefLen)
+		return errors.WithMessagef(ErrNameTooLong, "image ref %q: %d bytes, over the %d-byte limit", shorten(ref), len(ref), maxRefLen)
 	}
 	for rest := ref; ; {
 		comp, tail, more := strings.Cut(rest, "/")
 		switch {
 		case comp == "":
-			return errors.Wrapf(ErrInvalidArgument, "image ref %q: empty path component (a leading, trailing or doubled '/')", shorten(ref))
+			return errors.WithMessagef(ErrInvalidArgument, "image ref %q: empty path component (a leading, trailing or doubled '/')", shorten(ref))
 		case comp == "." || comp == "..":
-			return errors.Wrapf(ErrInvalidArgument, "image ref %q: path component %q is not allowed", shorten(ref), comp)
+			return errors.WithMessagef(ErrInvalidArgument, "image ref %q: path component %q is not allowed", shorten(ref), comp)
 		case len(comp) > maxRefComponent:
-			return errors.Wrapf(ErrNameTooLong, "image ref %q: path component of %d bytes, over the %d-byte limit", shorten(ref), len(comp), maxRefComponent)
+			return errors.WithMessagef(ErrNameTooLong, "image ref %q: path component of %d bytes, over the %d-byte limit", shorten(ref), len(comp), maxRefComponent)
 		}
 		if !more {
 			return nil
@@ -97,7 +97,7 @@ func (r imageRecord) encode() []byte {
 }
 
 func decodeImageRecord(b []byte) (imageRecord, error) {
-	bad := func() error { return errors.Wrapf(errCorrupt, "image record of %d bytes is malformed", len(b)) }
+	bad := func() error { return errors.WithMessagef(errCorrupt, "image record of %d bytes is malformed", len(b)) }
 	if len(b) < 1+4*8 || b[0] != imageRecordVersion {
 		return imageRecord{}, bad()
 	}
@@ -141,7 +141,7 @@ func getImageRecord(nsb *bolt.Bucket, ns, ref string) (imageRecord, error) {
 	}
 	v := images.Get([]byte(ref))
 	if v == nil {
-		return imageRecord{}, errors.Wrapf(ErrNotFound, "image %q not found in namespace %q", shorten(ref), ns)
+		return imageRecord{}, errors.WithMessagef(ErrNotFound, "image %q not found in namespace %q", shorten(ref), ns)
 	}
 	return decodeImageRecord(v)
 }
@@ -186,10 +186,10 @@ func toImage(nsb *bolt.Bucket, ns, ref string, r imageRecord, withLabels bool) I
 // not be a directory (ErrIsDirectory).
 func checkRefPlacement(nsb *bolt.Bucket, ns, ref string) error {
 	if parent, ok := imageAbove(nsb, ref); ok {
-		return errors.Wrapf(ErrNotDirectory, "image ref %q: %q is an image, not a directory, in namespace %q", shorten(ref), shorten(parent), ns)
+		return errors.WithMessagef(ErrNotDirectory, "image ref %q: %q is an image, not a directory, in namespace %q", shorten(ref), shorten(parent), ns)
 	}
 	if isDir(nsb, ref) {
-		return errors.Wrapf(ErrIsDirectory, "image ref %q is a directory in namespace %q", shorten(ref), ns)
+		return errors.WithMessagef(ErrIsDirectory, "image ref %q is a directory in namespace %q", shorten(ref), ns)
 	}
 	return nil
 }
@@ -257,7 +257,7 @@ func (db *DB) PutImage(w ImageWrite) (Image, error) {
 		return Image{}, err
 	}
 	if len(manifest) > MaxManifestSize {
-		return Image{}, errors.Wrapf(ErrTooLarge, "image %q: manifest is %d bytes, over the 4 MiB limit", shorten(ref), len(manifest))
+		return Image{}, errors.WithMessagef(ErrTooLarge, "image %q: manifest is %d bytes, over the 4 MiB limit", shorten(ref), len(manifest))
 	}
 	for k, v := range w.Labels {
 		if err := ValidateLabel(k, v); err != nil {
@@ -266,7 +266,7 @@ func (db *DB) PutImage(w ImageWrite) (Image, error) {
 	}
 	pm, err := parseManifest(manifest)
 	if err != nil {
-		return Image{}, errors.Wrapf(ErrInvalidArgument, "image %q: %v", shorten(ref), err)
+		return Image{}, errors.WithMessagef(ErrInvalidArgument, "image %q: %v", shorten(ref), err)
 	}
 	target := ocispec.Descriptor{
 		MediaType: pm.mediaType,
@@ -281,7 +281,7 @@ func (db *DB) PutImage(w ImageWrite) (Image, error) {
 	var ingest *blobs.Writer
 	if _, err := db.blobs.Stat(target.Digest); err != nil {
 		if ingest, err = db.prepareBytes(target.Digest, manifest); err != nil {
-			return Image{}, errors.Wrapf(err, "image %q: store manifest blob %s", shorten(ref), target.Digest)
+			return Image{}, errors.WithMessagef(err, "image %q: store manifest blob %s", shorten(ref), target.Digest)
 		}
 		defer ingest.Abort()
 	}
@@ -295,7 +295,7 @@ func (db *DB) PutImage(w ImageWrite) (Image, error) {
 	}
 	if err != nil {
 		unlock()
-		return Image{}, errors.Wrapf(err, "image %q: store manifest blob %s", shorten(ref), target.Digest)
+		return Image{}, errors.WithMessagef(err, "image %q: store manifest blob %s", shorten(ref), target.Digest)
 	}
 	var img Image
 	rel := &releases{ns: ns}
@@ -364,13 +364,13 @@ func (db *DB) putImage(tx *bolt.Tx, w ImageWrite, target ocispec.Descriptor, pm 
 	if w.ID != 0 {
 		switch {
 		case old != nil && old.id != w.ID:
-			return Image{}, errors.Wrapf(ErrImageGone, "image %q in namespace %q is another image now: the one written was renamed, removed or replaced meanwhile", shorten(ref), ns)
+			return Image{}, errors.WithMessagef(ErrImageGone, "image %q in namespace %q is another image now: the one written was renamed, removed or replaced meanwhile", shorten(ref), ns)
 		case old == nil && !w.Create:
-			return Image{}, errors.Wrapf(ErrImageGone, "image %q in namespace %q was renamed or removed meanwhile", shorten(ref), ns)
+			return Image{}, errors.WithMessagef(ErrImageGone, "image %q in namespace %q was renamed or removed meanwhile", shorten(ref), ns)
 		case old == nil && allData.Bucket(encodeUint64(w.ID)) != nil:
-			return Image{}, errors.Wrapf(ErrImageGone, "image %q in namespace %q: the image being created was renamed meanwhile", shorten(ref), ns)
+			return Image{}, errors.WithMessagef(ErrImageGone, "image %q in namespace %q: the image being created was renamed meanwhile", shorten(ref), ns)
 		case old == nil && w.ID > root(tx).Sequence():
-			return Image{}, errors.Wrapf(ErrInvalidArgument, "image %q in namespace %q: ID %d was not reserved", shorten(ref), ns, w.ID)
+			return Image{}, errors.WithMessagef(ErrInvalidArgument, "image %q in namespace %q: ID %d was not reserved", shorten(ref), ns, w.ID)
 		}
 	}
 	if err := checkRefPlacement(nsb, ns, ref); err != nil {
@@ -384,10 +384,10 @@ func (db *DB) putImage(tx *bolt.Tx, w ImageWrite, target ocispec.Descriptor, pm 
 			if pm.isIndex || r.foreign {
 				continue // an absent child (platform not pulled), a foreign layer
 			}
-			return Image{}, errors.Wrapf(ErrNotFound, "image %q: blob %s (%s) not found in namespace %q", shorten(ref), r.digest, r.role, ns)
+			return Image{}, errors.WithMessagef(ErrNotFound, "image %q: blob %s (%s) not found in namespace %q", shorten(ref), r.digest, r.role, ns)
 		}
 		if size != r.size {
-			return Image{}, errors.Wrapf(ErrInvalidArgument, "image %q: blob %s (%s) is %d bytes, but the %s says %d (lying size)", shorten(ref), r.digest, r.role, size, kindOf(pm), r.size)
+			return Image{}, errors.WithMessagef(ErrInvalidArgument, "image %q: blob %s (%s) is %d bytes, but the %s says %d (lying size)", shorten(ref), r.digest, r.role, size, kindOf(pm), r.size)
 		}
 		claims[r.digest] = size
 		if pm.isIndex {
@@ -418,13 +418,7 @@ func (db *DB) putImage(tx *bolt.Tx, w ImageWrite, target ocispec.Descriptor, pm 
 		if data, err = allData.CreateBucket(encodeUint64(rec.id)); err != nil {
 			return Image{}, err
 		}
-		kept := map[string]string{}
-		for k, v := range w.Labels {
-			if v != "" { // containerd has no empty labels
-				kept[k] = v
-			}
-		}
-		if err := writeLabels(data, kept); err != nil {
+		if err := writeLabels(data, nonEmptyLabels(w.Labels)); err != nil {
 			return Image{}, err
 		}
 	}
@@ -534,7 +528,7 @@ func (db *DB) readSmallBlob(d digest.Digest) ([]byte, error) {
 		return nil, err
 	}
 	if len(data) > MaxManifestSize {
-		return nil, errors.Wrapf(ErrTooLarge, "blob %s is over the manifest size limit", d)
+		return nil, errors.WithMessagef(ErrTooLarge, "blob %s is over the manifest size limit", d)
 	}
 	return data, nil
 }
@@ -638,7 +632,7 @@ func (db *DB) DeleteImage(ns, ref string) error {
 			return err
 		}
 		if !isImage(nsb, ref) && isDir(nsb, ref) {
-			return errors.Wrapf(ErrIsDirectory, "image ref %q is a directory in namespace %q", shorten(ref), ns)
+			return errors.WithMessagef(ErrIsDirectory, "image ref %q is a directory in namespace %q", shorten(ref), ns)
 		}
 		if err := releaseImage(tx, nsb, ns, ref, rel); err != nil {
 			return err
@@ -653,7 +647,7 @@ func (db *DB) DeleteImage(ns, ref string) error {
 // fails.
 func checkSameNamespace(op, fromNS, from, toNS string) error {
 	if fromNS != toNS {
-		return errors.Wrapf(ErrCrossNamespace, "%s image %q of namespace %q into namespace %q: images move between namespaces only by copy", op, shorten(from), fromNS, toNS)
+		return errors.WithMessagef(ErrCrossNamespace, "%s image %q of namespace %q into namespace %q: images move between namespaces only by copy", op, shorten(from), fromNS, toNS)
 	}
 	return nil
 }
@@ -684,7 +678,7 @@ func (db *DB) RenameImage(fromNS, from, toNS, to string, noReplace bool) error {
 			return err
 		}
 		if !isImage(nsb, from) && isDir(nsb, from) {
-			return errors.Wrapf(ErrCrossNamespace, "rename images/%s in namespace %q: it is a directory, and only images can be renamed (copy it instead)", shorten(from), ns)
+			return errors.WithMessagef(ErrCrossNamespace, "rename images/%s in namespace %q: it is a directory, and only images can be renamed (copy it instead)", shorten(from), ns)
 		}
 		rec, err := getImageRecord(nsb, ns, from)
 		if err != nil {
@@ -694,7 +688,7 @@ func (db *DB) RenameImage(fromNS, from, toNS, to string, noReplace bool) error {
 			return nil
 		}
 		if noReplace && isImage(nsb, to) {
-			return errors.Wrapf(ErrExists, "rename image %q to %q in namespace %q: %q already exists", shorten(from), shorten(to), ns, shorten(to))
+			return errors.WithMessagef(ErrExists, "rename image %q to %q in namespace %q: %q already exists", shorten(from), shorten(to), ns, shorten(to))
 		}
 		if err := checkRefPlacement(nsb, ns, to); err != nil {
 			return err
@@ -742,7 +736,7 @@ func (db *DB) LinkImage(fromNS, from, toNS, to string) (Image, error) {
 		}
 		// link(2) answers EEXIST for any existing name, a directory too.
 		if isImage(nsb, to) || isDir(nsb, to) {
-			return errors.Wrapf(ErrExists, "image ref %q already exists in namespace %q", shorten(to), ns)
+			return errors.WithMessagef(ErrExists, "image ref %q already exists in namespace %q", shorten(to), ns)
 		}
 		if err := checkRefPlacement(nsb, ns, to); err != nil {
 			return err
@@ -772,7 +766,7 @@ func (db *DB) LinkImage(fromNS, from, toNS, to string) (Image, error) {
 		for _, d := range claimSet(data) {
 			held := heldBlob(nsb, d)
 			if held == nil {
-				return errors.Wrapf(errCorrupt, "image %q of namespace %q claims blob %s, which the namespace does not hold", shorten(from), ns, d)
+				return errors.WithMessagef(errCorrupt, "image %q of namespace %q claims blob %s, which the namespace does not hold", shorten(from), ns, d)
 			}
 			if err := claim(tx, nsb, ns, d, getInt64(held, keySize), t); err != nil {
 				return err

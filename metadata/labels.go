@@ -41,10 +41,10 @@ func (o Object) String() string {
 // len(key)+len(value) <= MaxLabelSize (ErrLabelTooLarge).
 func ValidateLabel(key, value string) error {
 	if key == "" {
-		return errors.Wrap(ErrInvalidArgument, "label key is empty")
+		return errors.WithMessage(ErrInvalidArgument, "label key is empty")
 	}
 	if n := len(key) + len(value); n > MaxLabelSize {
-		return errors.Wrapf(ErrLabelTooLarge, "label key and value length (%d bytes) greater than maximum size (%d bytes)", n, MaxLabelSize)
+		return errors.WithMessagef(ErrLabelTooLarge, "label key and value length (%d bytes) greater than maximum size (%d bytes)", n, MaxLabelSize)
 	}
 	return nil
 }
@@ -84,7 +84,7 @@ func (db *DB) Label(o Object, key string) (string, error) {
 			}
 		}
 		if v == nil {
-			return errors.Wrapf(ErrNoLabel, "%s has no label %q", o, key)
+			return errors.WithMessagef(ErrNoLabel, "%s has no label %q", o, key)
 		}
 		value = string(v)
 		return nil
@@ -142,7 +142,7 @@ func (db *DB) RemoveLabel(o Object, key string) error {
 			lb = owner.Bucket(bucketLabels)
 		}
 		if lb == nil || lb.Get([]byte(key)) == nil {
-			return errors.Wrapf(ErrNoLabel, "%s has no label %q", o, key)
+			return errors.WithMessagef(ErrNoLabel, "%s has no label %q", o, key)
 		}
 		if err := lb.Delete([]byte(key)); err != nil {
 			return err
@@ -158,7 +158,7 @@ func (db *DB) RemoveLabel(o Object, key string) error {
 func (db *DB) labelOwner(tx *bolt.Tx, o Object, mustHold bool) (*bolt.Bucket, func() error, error) {
 	noTouch := func() error { return nil }
 	if o.Image != "" && o.Blob != "" {
-		return nil, nil, errors.Wrapf(ErrInvalidArgument, "label object names both image %q and blob %s", shorten(o.Image), o.Blob)
+		return nil, nil, errors.WithMessagef(ErrInvalidArgument, "label object names both image %q and blob %s", shorten(o.Image), o.Blob)
 	}
 	nsb, err := namespaceBucket(tx, o.Namespace)
 	if err != nil {
@@ -187,10 +187,10 @@ func (db *DB) labelOwner(tx *bolt.Tx, o Object, mustHold bool) (*bolt.Bucket, fu
 			return hold, noTouch, nil
 		}
 		if _, visible := db.visible(tx, o.Namespace, o.Blob); !visible {
-			return nil, nil, errors.Wrapf(ErrNotFound, "blob %s not found in namespace %q", o.Blob, o.Namespace)
+			return nil, nil, errors.WithMessagef(ErrNotFound, "blob %s not found in namespace %q", o.Blob, o.Namespace)
 		}
 		if mustHold {
-			return nil, nil, errors.Wrapf(ErrNotFound, "blob %s: namespace %q does not hold it, so it has no labels to set (write it or reference it from an image first)", o.Blob, o.Namespace)
+			return nil, nil, errors.WithMessagef(ErrNotFound, "blob %s: namespace %q does not hold it, so it has no labels to set (write it or reference it from an image first)", o.Blob, o.Namespace)
 		}
 		return nil, noTouch, nil
 	default:

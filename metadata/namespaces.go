@@ -32,13 +32,13 @@ const (
 func ValidateNamespace(name string) error {
 	switch {
 	case len(name) > maxNameLen:
-		return errors.Wrapf(ErrNameTooLong, "namespace name %q: %d bytes, over the %d-byte limit", shorten(name), len(name), maxNamespaceLen)
+		return errors.WithMessagef(ErrNameTooLong, "namespace name %q: %d bytes, over the %d-byte limit", shorten(name), len(name), maxNamespaceLen)
 	case name == "":
-		return errors.Wrap(ErrInvalidArgument, "namespace name is empty")
+		return errors.WithMessage(ErrInvalidArgument, "namespace name is empty")
 	case len(name) > maxNamespaceLen:
-		return errors.Wrapf(ErrInvalidArgument, "namespace name %q: %d bytes, over the %d-byte limit", name, len(name), maxNamespaceLen)
+		return errors.WithMessagef(ErrInvalidArgument, "namespace name %q: %d bytes, over the %d-byte limit", name, len(name), maxNamespaceLen)
 	case !namespaceRe.MatchString(name):
-		return errors.Wrapf(ErrInvalidArgument, "namespace name %q: must match %s", name, namespaceRe)
+		return errors.WithMessagef(ErrInvalidArgument, "namespace name %q: must match %s", name, namespaceRe)
 	}
 	return nil
 }
@@ -79,7 +79,7 @@ func createNamespace(tx *bolt.Tx, name string, labels map[string]string) (Namesp
 	nsb, err := namespacesBucket(tx).CreateBucket([]byte(name))
 	if err != nil {
 		if errors.Is(err, bolt.ErrBucketExists) {
-			return Namespace{}, errors.Wrapf(ErrExists, "namespace %q already exists", name)
+			return Namespace{}, errors.WithMessagef(ErrExists, "namespace %q already exists", name)
 		}
 		return Namespace{}, err
 	}
@@ -102,13 +102,7 @@ func createNamespace(tx *bolt.Tx, name string, labels map[string]string) (Namesp
 			return Namespace{}, err
 		}
 	}
-	// Labels with empty values are dropped: containerd has no empty labels.
-	kept := map[string]string{}
-	for k, v := range labels {
-		if v != "" {
-			kept[k] = v
-		}
-	}
+	kept := nonEmptyLabels(labels)
 	if err := writeLabels(nsb, kept); err != nil {
 		return Namespace{}, err
 	}
@@ -186,7 +180,7 @@ func (db *DB) DeleteNamespace(name string) (Namespace, error) {
 			still = append(still, "blobs")
 		}
 		if len(still) > 0 {
-			return errors.Wrapf(ErrNotEmpty, "namespace %q must be empty, but it still has %s", name, strings.Join(still, ", "))
+			return errors.WithMessagef(ErrNotEmpty, "namespace %q must be empty, but it still has %s", name, strings.Join(still, ", "))
 		}
 		ns = readNamespace(name, nsb, true)
 		return namespacesBucket(tx).DeleteBucket([]byte(name))

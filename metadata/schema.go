@@ -23,7 +23,6 @@ var (
 	bucketImageData  = []byte("imagedata")
 	bucketDirs       = []byte("dirs")
 	bucketBlobs      = []byte("blobs")
-	bucketTarget     = []byte("target")
 	bucketHolders    = []byte("namespaces")
 
 	keyVersion   = []byte("version")
@@ -32,8 +31,6 @@ var (
 	keyUpdatedAt = []byte("updatedat")
 	keySize      = []byte("size")
 	keyImages    = []byte("images")
-	keyMediaType = []byte("mediatype")
-	keyDigest    = []byte("digest")
 )
 
 // member is the value of a key in a set-like bucket (holders, dirs, an
@@ -121,6 +118,18 @@ func readLabels(b *bolt.Bucket) map[string]string {
 	return labels
 }
 
+// nonEmptyLabels drops labels with empty values: containerd has no empty
+// labels, and an empty value means removal.
+func nonEmptyLabels(labels map[string]string) map[string]string {
+	kept := make(map[string]string, len(labels))
+	for k, v := range labels {
+		if v != "" {
+			kept[k] = v
+		}
+	}
+	return kept
+}
+
 // writeLabels stores labels into a fresh labels bucket below parent.
 func writeLabels(parent *bolt.Bucket, labels map[string]string) error {
 	lb, err := parent.CreateBucketIfNotExists(bucketLabels)
@@ -167,7 +176,7 @@ func namespaceBucket(tx *bolt.Tx, name string) (*bolt.Bucket, error) {
 	if b := namespacesBucket(tx).Bucket([]byte(name)); b != nil {
 		return b, nil
 	}
-	return nil, errors.Wrapf(ErrNotFound, "namespace %q not found", name)
+	return nil, errors.WithMessagef(ErrNotFound, "namespace %q not found", name)
 }
 
 // nextID takes the next number of the store's one ID sequence.
@@ -178,5 +187,5 @@ func subBucket(b *bolt.Bucket, name []byte) (*bolt.Bucket, error) {
 	if sb := b.Bucket(name); sb != nil {
 		return sb, nil
 	}
-	return nil, errors.Wrapf(errCorrupt, "bucket %q is missing", name)
+	return nil, errors.WithMessagef(errCorrupt, "bucket %q is missing", name)
 }

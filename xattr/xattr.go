@@ -44,15 +44,15 @@ var (
 func Key(name string) (string, error) {
 	switch {
 	case name == "":
-		return "", errors.Wrap(ErrInvalidName, "empty name")
+		return "", errors.WithMessage(ErrInvalidName, "empty name")
 	case len(name) > MaxNameLen:
-		return "", errors.Wrapf(ErrNameTooLong, "%.32q... is %d bytes, the limit is %d", name, len(name), MaxNameLen)
+		return "", errors.WithMessagef(ErrNameTooLong, "%.32q... is %d bytes, the limit is %d", name, len(name), MaxNameLen)
 	case !strings.HasPrefix(name, UserPrefix):
-		return "", errors.Wrapf(ErrNotSupported, "%q", name)
+		return "", errors.WithMessagef(ErrNotSupported, "%q", name)
 	case name == UserPrefix:
-		return "", errors.Wrapf(ErrInvalidName, "%q has no key after the prefix", name)
+		return "", errors.WithMessagef(ErrInvalidName, "%q has no key after the prefix", name)
 	case strings.IndexByte(name, 0) >= 0:
-		return "", errors.Wrapf(ErrInvalidName, "%q contains a NUL byte", name)
+		return "", errors.WithMessagef(ErrInvalidName, "%q contains a NUL byte", name)
 	}
 	return name[len(UserPrefix):], nil
 }
@@ -93,7 +93,7 @@ func ParseFlags(flags uint32) (Condition, error) {
 	case FlagReplace:
 		return IfPresent, nil
 	}
-	return Always, errors.Wrapf(ErrInvalidFlags, "flags %#x (only XATTR_CREATE=%#x or XATTR_REPLACE=%#x, not both)",
+	return Always, errors.WithMessagef(ErrInvalidFlags, "flags %#x (only XATTR_CREATE=%#x or XATTR_REPLACE=%#x, not both)",
 		flags, FlagCreate, FlagReplace)
 }
 
@@ -102,9 +102,9 @@ func ParseFlags(flags uint32) (Condition, error) {
 func (c Condition) Check(exists bool) error {
 	switch {
 	case c == IfAbsent && exists:
-		return errors.Wrap(ErrExists, "XATTR_CREATE")
+		return errors.WithMessage(ErrExists, "XATTR_CREATE")
 	case c == IfPresent && !exists:
-		return errors.Wrap(ErrNoData, "XATTR_REPLACE")
+		return errors.WithMessage(ErrNoData, "XATTR_REPLACE")
 	}
 	return nil
 }
@@ -113,7 +113,7 @@ func (c Condition) Check(exists bool) error {
 // (len(value), ErrRange) — go-fuse turns that into the size-probe answer.
 func Get(dest []byte, value string) (uint32, error) {
 	if len(dest) < len(value) {
-		return uint32(len(value)), errors.Wrapf(ErrRange, "value of %d bytes, buffer of %d", len(value), len(dest))
+		return uint32(len(value)), errors.WithMessagef(ErrRange, "value of %d bytes, buffer of %d", len(value), len(dest))
 	}
 	return uint32(copy(dest, value)), nil
 }
@@ -126,7 +126,7 @@ func List(dest []byte, keys []string) (uint32, error) {
 		size += len(UserPrefix) + len(key) + 1
 	}
 	if len(dest) < size {
-		return uint32(size), errors.Wrapf(ErrRange, "list of %d bytes, buffer of %d", size, len(dest))
+		return uint32(size), errors.WithMessagef(ErrRange, "list of %d bytes, buffer of %d", size, len(dest))
 	}
 	// Sorted so that listings are stable; copy so the caller's slice
 	// (perhaps shared) stays as it was.
