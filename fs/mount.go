@@ -53,9 +53,8 @@ func newInvalidator() *invalidator {
 	return v
 }
 
-// post queues fn without ever blocking the caller (a request handler, or
-// metadata right after a commit): with the queue full, fn gets its own
-// goroutine.
+// post queues fn without ever blocking the caller (a request handler):
+// with the queue full, fn gets its own goroutine.
 func (v *invalidator) post(fn func()) {
 	select {
 	case <-v.stop: // no kernel to tell any more
@@ -108,11 +107,7 @@ func (f *filesystem) notify(now bool, fn func()) {
 func Mount(mountpoint string, db *metadata.DB, cfg Config) (*fuse.Server, error) {
 	inval := newInvalidator()
 	root := newRoot(db, inval)
-	opts := MountOptions(db.Root(), cfg)
-	// Each node says how long the kernel may keep the name it answers
-	// (cacheName): blob names, never.
-	opts.EntryTimeout = nil
-	server, err := gofs.Mount(mountpoint, root, opts)
+	server, err := gofs.Mount(mountpoint, root, MountOptions(db.Root(), cfg))
 	if err != nil {
 		close(inval.stop)
 		return nil, err
@@ -147,7 +142,8 @@ func MountOptions(fsName string, cfg Config) *gofs.Options {
 	// another namespace without any request on this one.
 	var noNegative time.Duration
 	opts := &gofs.Options{
-		EntryTimeout:    &second,
+		// No EntryTimeout: each node says how long the kernel may keep
+		// the name it answers (cacheName, 1 s); blob names, never.
 		AttrTimeout:     &second,
 		NegativeTimeout: &noNegative,
 		RootStableAttr:  &gofs.StableAttr{Ino: rootIno, Gen: generation},

@@ -7,7 +7,8 @@
 //
 // Directories, files and extended attributes live in memory only; nothing
 // is checked and nothing is durable. It mounts with exactly nsfs's options
-// (fs.MountOptions: 1 s entry and attribute timeouts, no negative caching,
+// (fs.MountOptions, with the 1 s entry timeout nsfs's nodes give their
+// names: 1 s entry and attribute timeouts, no negative caching,
 // the same capabilities), so that the ratio nsfs/barefs of a workload is
 // what the store costs on top of FUSE itself.
 package main
@@ -43,6 +44,10 @@ func main() {
 	}
 	mountpoint := flag.Arg(0)
 	opts := nsfs.MountOptions("barefs", nsfs.Config{})
+	// nsfs's nodes give each name they answer a 1 s entry timeout
+	// (blob names none); barefs has no blobs, so the default does it.
+	second := time.Second
+	opts.EntryTimeout = &second
 	// Not fuse.nsfs: the nsfs CLI finds its mount by that type.
 	opts.MountOptions.Name = "barefs"
 	root := &dir{node: newNode()}
