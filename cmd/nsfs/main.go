@@ -59,9 +59,8 @@ func newApp() *cli.App {
 			c.App.Metadata[commandNotFoundKey] = unknownCommandError(c, name)
 		},
 	}
-	seen := map[*cli.Command]bool{}
 	for _, cmd := range commands {
-		setUsageHandlers(cmd, seen)
+		setUsageHandlers(cmd)
 	}
 	return app
 }
@@ -81,17 +80,16 @@ const mountKey = "mount"
 // urfave/cli's own help command, which it adds to every command with
 // subcommands once they ran (a second newApp in one process sees it), is
 // left alone.
-func setUsageHandlers(cmd *cli.Command, seen map[*cli.Command]bool) {
-	if seen[cmd] || cmd.Name == "help" {
+func setUsageHandlers(cmd *cli.Command) {
+	if cmd.Name == "help" {
 		return
 	}
-	seen[cmd] = true
 	cmd.OnUsageError = onUsageError
 	if len(cmd.Subcommands) > 0 && cmd.Action == nil {
 		cmd.Action = unknownCommand
 	}
 	for _, sub := range cmd.Subcommands {
-		setUsageHandlers(sub, seen)
+		setUsageHandlers(sub)
 	}
 }
 

@@ -28,11 +28,7 @@ var mountCommand = &cli.Command{
 	Usage:     "serve a store at MOUNTPOINT until unmounted or interrupted",
 	ArgsUsage: "MOUNTPOINT",
 	Flags: []cli.Flag{
-		&cli.StringFlag{
-			Name:        "root",
-			Usage:       "the store `DIR` (meta.db, blobs/, ingest/)",
-			DefaultText: "/var/lib/nsfs for root, else $XDG_DATA_HOME/nsfs or ~/.local/share/nsfs",
-		},
+		rootFlag(),
 		&cli.StringFlag{
 			Name:  "content-sharing",
 			Usage: "which blobs a namespace can see: shared (all the store holds) or isolated (its own, and those of namespaces labelled containerd.io/namespace.shareable=true)",
@@ -144,7 +140,7 @@ func storeRoot(c *cli.Context) (string, error) {
 	root := c.String("root")
 	if root == "" {
 		var err error
-		if root, err = defaultRoot(); err != nil {
+		if root, err = defaultRoot(c.Command.Name); err != nil {
 			return "", err
 		}
 	}
@@ -154,7 +150,7 @@ func storeRoot(c *cli.Context) (string, error) {
 
 // defaultRoot is /var/lib/nsfs for root, else $XDG_DATA_HOME/nsfs, else
 // ~/.local/share/nsfs.
-func defaultRoot() (string, error) {
+func defaultRoot(command string) (string, error) {
 	if os.Geteuid() == 0 {
 		return "/var/lib/nsfs", nil
 	}
@@ -163,7 +159,7 @@ func defaultRoot() (string, error) {
 	}
 	home, err := os.UserHomeDir()
 	if err != nil {
-		return "", errors.Wrap(err, "mount: no --root given and no home directory for the default store")
+		return "", errors.Wrapf(err, "%s: no --root given and no home directory for the default store", command)
 	}
 	return filepath.Join(home, ".local", "share", "nsfs"), nil
 }
