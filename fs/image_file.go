@@ -578,8 +578,9 @@ func (w *imageWriter) Read(ctx context.Context, dest []byte, off int64) (fuse.Re
 	if off >= int64(len(w.buf)) {
 		return fuse.ReadResultData(nil), 0
 	}
-	end := min(off+int64(len(dest)), int64(len(w.buf)))
-	return fuse.ReadResultData(append([]byte(nil), w.buf[off:end]...)), 0
+	// Into the kernel's own buffer: w.buf may change once the lock is gone.
+	n := copy(dest, w.buf[off:])
+	return fuse.ReadResultData(dest[:n]), 0
 }
 
 // Write puts data at off in the buffer; past metadata.MaxManifestSize it
