@@ -1108,11 +1108,13 @@ func (g *exportGraph) add(ctx context.Context, desc ocispec.Descriptor, role str
 		}
 		// A child of an index goes whole or not at all: check first.
 		need := append([]ocispec.Descriptor{*m.Config}, m.Layers...)
+		present := make([]bool, len(need)) // each blob is asked about once
 		for i, b := range need {
 			ok, err := g.t.Exists(ctx, b)
 			if err != nil {
 				return errors.WithMessage(err, role)
 			}
+			present[i] = ok
 			if ok || (i > 0 && len(b.URLs) > 0) {
 				continue
 			}
@@ -1126,8 +1128,8 @@ func (g *exportGraph) add(ctx context.Context, desc ocispec.Descriptor, role str
 			}
 			return errors.Errorf("%s: %s %s is not in namespace %q", role, what, b.Digest, g.t.Namespace().Name)
 		}
-		for _, b := range need {
-			if ok, _ := g.t.Exists(ctx, b); ok {
+		for i, b := range need {
+			if present[i] {
 				g.blobs[b.Digest] = ocispec.Descriptor{MediaType: b.MediaType, Digest: b.Digest, Size: b.Size}
 			}
 		}

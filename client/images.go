@@ -189,7 +189,7 @@ func (w *imageWalk) document(doc manifestDoc, depth int) {
 	if depth > 4 {
 		return
 	}
-	if doc.Manifests != nil || walkIsIndex(doc.mediaType()) {
+	if doc.Manifests != nil || IsIndexType(doc.mediaType()) {
 		for _, m := range doc.Manifests {
 			w.count(m.Digest, m.Size)
 			child, readable := w.readDocument(m)
@@ -216,7 +216,7 @@ func (w *imageWalk) document(doc manifestDoc, depth int) {
 // blobs counts the config and layers of a manifest (or walks an index
 // below an index), and reads the platform from the config when asked.
 func (w *imageWalk) blobs(doc manifestDoc, depth int, wantPlatform bool) {
-	if doc.Manifests != nil || walkIsIndex(doc.mediaType()) {
+	if doc.Manifests != nil || IsIndexType(doc.mediaType()) {
 		w.document(doc, depth)
 		return
 	}
@@ -270,12 +270,6 @@ func (w *imageWalk) read(desc ocispec.Descriptor) ([]byte, bool) {
 		return nil, false
 	}
 	return data, true
-}
-
-// walkIsIndex tells an index (OCI index, Docker manifest list) by its
-// media type.
-func walkIsIndex(mt string) bool {
-	return mt == ocispec.MediaTypeImageIndex || mt == "application/vnd.docker.distribution.manifest.list.v2+json"
 }
 
 // RefPath is the file of image ref in namespace n. A ref must be a clean

@@ -8,9 +8,9 @@ import (
 	"bufio"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 
+	"github.com/nsfs/nsfs/metadata"
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
 )
@@ -235,14 +235,11 @@ func (n Namespace) Ensure() error {
 	return namespaceError(n.Name, err)
 }
 
-// namespaceName is containerd's rule for a namespace name (at most 76
-// characters besides).
-var namespaceName = regexp.MustCompile(`^[A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*$`)
-
-// Check refuses a name that is no namespace name before it becomes a path
-// (`-n ../..` must not leave ns/), as containerd checks it on every request.
+// Check refuses a name that is no namespace name (containerd's rule, as
+// metadata applies it) before it becomes a path (`-n ../..` must not leave
+// ns/), as containerd checks it on every request.
 func (n Namespace) Check() error {
-	if len(n.Name) > 76 || !namespaceName.MatchString(n.Name) {
+	if metadata.ValidateNamespace(n.Name) != nil {
 		return invalidNamespaceName(n.Name)
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/nsfs/nsfs/metadata"
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
 )
@@ -123,18 +124,6 @@ func anyFileBelow(dir string) (bool, error) {
 	return found, err
 }
 
-// Labels reads the labels of namespace n (its user.* xattrs).
-func (n Namespace) Labels() (map[string]string, error) {
-	if err := n.Check(); err != nil {
-		return nil, err
-	}
-	labels, err := readLabels(n.Dir())
-	if err != nil {
-		return nil, namespaceError(n.Name, err)
-	}
-	return labels, nil
-}
-
 // SetLabels sets the labels of namespace n, as `ctr namespaces label`
 // does: an empty value removes the label (`setfattr -x`; an absent one is
 // no error). The namespace must exist.
@@ -183,8 +172,9 @@ func ParseLabels(args []string) (map[string]string, error) {
 // xattr user.k.
 const labelPrefix = "user."
 
-// maxLabelSize is containerd's limit on len(key)+len(value).
-const maxLabelSize = 4096
+// maxLabelSize is containerd's limit on len(key)+len(value), the one the
+// filesystem enforces.
+const maxLabelSize = metadata.MaxLabelSize
 
 // checkLabels refuses what the filesystem would refuse, with a message
 // that names the label, before anything is changed.

@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"strings"
 	"syscall"
 	"time"
@@ -55,7 +54,7 @@ Docker config ($DOCKER_CONFIG/config.json, else ~/.docker/config.json).`,
 
 func pullAction(c *cli.Context) error {
 	if c.NArg() != 1 {
-		return errors.Errorf("pull takes one REF, got %d arguments (usage: nsfs pull [--plain-http] [--platform P]... [--all-platforms] REF)", c.NArg())
+		return usageError(c, "one REF is required")
 	}
 	name, err := client.NormalizeDockerRef(c.Args().First())
 	if err != nil {
@@ -87,21 +86,18 @@ func pullAction(c *cli.Context) error {
 	// SIGINT/SIGTERM cancel the pull: the blob being written is dropped by
 	// the filesystem (its bytes do not match its name), what is complete
 	// stays, and the next pull fetches only what is missing.
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interruptible(c)
 	defer stop()
-	go func() {
-		<-ctx.Done()
-		stop() // a second Ctrl-C kills at once
-	}()
 
 	desc, err := repo.Resolve(ctx, object)
 	if err != nil {
 		return resolveError(ctx, name, repo, creds, err)
 	}
 	// Created only once there is something to pull: a typo in the ref or
-	// a wrong password leaves the store as it was.
+	// a wrong password leaves the store as it was. (main says a dead
+	// daemon as such, for this and every other error.)
 	if err := ns.Ensure(); err != nil {
-		return client.DaemonGone(err, ns.Mount.Dir)
+		return err
 	}
 	progress := newPullProgress(os.Stdout, name, c.Bool("quiet"))
 	opts.Observer = progress
@@ -113,8 +109,6 @@ func pullAction(c *cli.Context) error {
 		return nil
 	case ctx.Err() != nil:
 		return errors.Errorf("pull %q: interrupted; what was complete is kept, pull again to fetch the rest", name)
-	case errors.Is(err, client.ErrDaemonGone):
-		return errors.Wrapf(err, "pull %q", name)
 	}
 	return errors.Wrapf(transportError(repo, err), "pull %q", name)
 }
