@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,13 +50,6 @@ const (
 	pullRounds    = 3
 	secondPulls   = 5 // second-namespace pulls per round, each into a new namespace
 )
-
-// pullReady says whether this nsfs has a working `pull` command (another
-// change brings it).
-func pullReady() bool {
-	out, err := exec.Command(*nsfsBin, "pull", "--help").CombinedOutput()
-	return err == nil && bytes.Contains(out, []byte("--plain-http"))
-}
 
 // pullResult is what the pull table shows.
 type pullResult struct {
@@ -321,10 +313,4 @@ func runPull(nsfs *target, ns, ref string) (time.Duration, error) {
 		return 0, fmt.Errorf("nsfs -n %s pull %s: %v\n%s", ns, ref, err, out.Bytes())
 	}
 	return d, nil
-}
-
-func median(ds []time.Duration) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[len(s)/2]
 }
