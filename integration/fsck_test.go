@@ -57,9 +57,10 @@ func TestFsckCommand(t *testing.T) {
 	for _, want := range []string{
 		`removed image "app:v1" of namespace "default": blob `,
 		`removed image "app:v1" of namespace "foo": blob `,
-		"removed corrupt blob file blobs/sha256/" + flipped.hex(),
-		"removed orphan blob file blobs/sha256/" + img.config.hex(),
-		"store " + d.root + " is clean now: 2 namespaces, 0 images, 0 blobs, 0 blob files",
+		// Never deleted: set aside, or kept where a person can find them.
+		"moved corrupt blob file blobs/sha256/" + flipped.hex() + " to quarantine/" + flipped.hex(),
+		"adopted blob file blobs/sha256/" + img.config.hex(),
+		"store " + d.root + " is clean now: 3 namespaces, 0 images, 2 blobs, 2 blob files",
 	} {
 		if !containsLine(r.stdout, want) {
 			t.Errorf("fsck --repair output lacks a line starting %q:\n%s", want, r.stdout)

@@ -29,25 +29,6 @@ func (db *DB) repair(s *fsckState) ([]string, error) {
 		return size, ""
 	}
 
-	// Blob files no record names are someone's data: those whose bytes
-	// verify are adopted (held by LostFoundNamespace), the others
-	// quarantined. Hashed before the transaction, which must stay short.
-	verified := map[digest.Digest]bool{}
-	for d := range s.files {
-		if _, recorded := s.content[d]; recorded || s.unheld[d] || s.corrupt[d] != "" {
-			continue
-		}
-		got, err := db.hashBlob(d)
-		if err != nil {
-			return nil, err
-		}
-		if got != d {
-			s.corrupt[d] = fmt.Sprintf("its bytes hash to %s", got)
-			continue
-		}
-		verified[d] = true
-	}
-
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
 		actions = nil
 		all, content := namespacesBucket(tx), contentBucket(tx)
@@ -64,10 +45,7 @@ func (db *DB) repair(s *fsckState) ([]string, error) {
 				return err
 			}
 		}
-		if err := repairContent(tx, available, did); err != nil {
-			return err
-		}
-		return adoptFiles(tx, verified, s.files, did)
+		return repairContent(tx, available, did)
 	})
 	if err != nil {
 		return nil, errors.WithMessagef(err, "repair store %s", db.root)
@@ -99,6 +77,27 @@ func (db *DB) repair(s *fsckState) ([]string, error) {
 		}
 		did("moved %s (a %s) to %s", e.Path, fileKind(e.Mode), to)
 	}
+	// Blob files no record names now are someone's data (their records
+	// were lost, or the repair dropped the images that held them): those
+	// whose bytes verify are adopted, held by LostFoundNamespace; the
+	// others are quarantined. Never deleted.
+	verified, err := db.verifyUnrecorded(s)
+	if err != nil {
+		return actions, err
+	}
+	for _, d := range verified.corrupt {
+		to, err := db.blobs.Quarantine(blobs.Entry{Path: blobFile(d), Name: d.Encoded()})
+		if err != nil {
+			return actions, errors.WithMessagef(err, "repair: quarantine blob file %s", blobFile(d))
+		}
+		did("moved corrupt blob file %s to %s (%s)", blobFile(d), to, s.corrupt[d])
+	}
+	if len(verified.good) > 0 {
+		if err := db.bolt.Update(func(tx *bolt.Tx) error { return adoptFiles(tx, verified.good, s.files, did) }); err != nil {
+			return actions, errors.WithMessagef(err, "repair store %s", db.root)
+		}
+	}
+	// What the records prove garbage (the intents of a crash) goes.
 	var stats GCStats
 	if err := db.collectBlobs(&stats); err != nil {
 		return actions, err
@@ -113,6 +112,48 @@ func (db *DB) repair(s *fsckState) ([]string, error) {
 		did("removed unfinished ingest ingest/%s (%d bytes)", in.Name, in.Size)
 	}
 	return actions, nil
+}
+
+// unrecordedFiles are the blob files no record names after a repair's
+// transaction, hashed: good ones verify, corrupt ones do not.
+type unrecordedFiles struct {
+	good    map[digest.Digest]bool
+	corrupt []digest.Digest
+}
+
+// verifyUnrecorded hashes the blob files (of the scan, not quarantined)
+// that neither a content record nor an unheld/ entry names now.
+func (db *DB) verifyUnrecorded(s *fsckState) (unrecordedFiles, error) {
+	out := unrecordedFiles{good: map[digest.Digest]bool{}}
+	var candidates []digest.Digest
+	if err := db.bolt.View(func(tx *bolt.Tx) error {
+		for d := range s.files {
+			if s.corrupt[d] != "" || contentBucket(tx).Bucket([]byte(d)) != nil {
+				continue
+			}
+			if b := unheldBucket(tx); b != nil && b.Get([]byte(d)) != nil {
+				continue
+			}
+			candidates = append(candidates, d)
+		}
+		return nil
+	}); err != nil {
+		return out, err
+	}
+	sortDigests(candidates)
+	for _, d := range candidates {
+		got, err := db.hashBlob(d)
+		if err != nil {
+			return out, err
+		}
+		if got != d {
+			s.corrupt[d] = fmt.Sprintf("its bytes hash to %s", got)
+			out.corrupt = append(out.corrupt, d)
+			continue
+		}
+		out.good[d] = true
+	}
+	return out, nil
 }
 
 // adoptFiles makes LostFoundNamespace hold every verified blob file that
@@ -361,13 +402,6 @@ func repairContent(tx *bolt.Tx, available func(digest.Digest) (int64, string), d
 		if why != "" {
 			if err := content.DeleteBucket([]byte(d)); err != nil {
 				return err
-			}
-			// The store wrote this file: once no record holds it, gc may
-			// delete it (a corrupt one is quarantined first).
-			if ValidateDigest(d) == nil {
-				if err := markUnheld(tx, d); err != nil {
-					return err
-				}
 			}
 			did("removed the record of blob %s: %s", d, why)
 			continue

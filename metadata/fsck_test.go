@@ -56,15 +56,17 @@ func (s fsckStore) imageRemoved(bad digest.Digest, removal, why string) []string
 			}
 		}
 	}
+	sizes := map[digest.Digest]int{s.img.digest: len(s.img.manifest), s.img.config.Digest: int(s.img.config.Size), s.img.layer.Digest: int(s.img.layer.Size)}
 	for _, d := range []digest.Digest{s.img.digest, s.img.config.Digest, s.img.layer.Digest} {
 		if d == bad {
 			lines = append(lines, fmt.Sprintf(`removed the record of blob %s: its file %s %s`, d, blobFile(d), why))
 		} else {
+			// Their bytes verify: kept, never deleted.
 			lines = append(lines, fmt.Sprintf(`removed the record of blob %s: no namespace holds it`, d),
-				fmt.Sprintf(`removed blob file %s: no namespace holds it`, blobFile(d)))
+				fmt.Sprintf(`adopted blob file %s (%d bytes, its digest verified) into namespace "lost-found"`, blobFile(d), sizes[d]))
 		}
 	}
-	return lines
+	return append(lines, `created namespace "lost-found" for blob files no record names`)
 }
 
 func problemLines(ps []Problem) string {

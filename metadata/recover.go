@@ -1,7 +1,9 @@
 package metadata
 
 import (
+	"encoding/binary"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"os"
 	"path/filepath"
@@ -71,10 +73,12 @@ func countEntries(dir string) (int, error) {
 	return len(names), nil
 }
 
-// openBolt opens meta.db, turning bbolt's panics and faults on a damaged
-// file (a zeroed or truncated page) into ErrDamaged, and refusing a file
-// shorter than the pages its meta page says it has, whose reads would
-// fault later, in the middle of serving.
+// openBolt opens meta.db so that a damaged file is refused before bbolt
+// reads it: a panic inside bolt.Open would leave the file's lock held.
+// The meta pages are checked first (a truncated file's reads would fault),
+// then bbolt's own page check runs on a read-only open, which does not
+// load the freelist; only a sound file is opened for writing. Panics and
+// faults that remain become ErrDamaged.
 func openBolt(root, dbpath string, opts *bolt.Options) (bdb *bolt.DB, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
@@ -85,28 +89,106 @@ func openBolt(root, dbpath string, opts *bolt.Options) (bdb *bolt.DB, err error)
 			bdb, err = nil, damaged(root, "meta.db is unreadable (%v)", r)
 		}
 	}()
-	bdb, err = bolt.Open(dbpath, 0o600, opts)
+	if fi, err := os.Stat(dbpath); err != nil || fi.Size() == 0 {
+		// A new store (checkMetaFile allowed it): bbolt writes it now.
+		return openRW(root, dbpath, opts)
+	}
+	if err := checkMetaPages(dbpath); err != nil {
+		return nil, damaged(root, "meta.db %v", err)
+	}
+	roOpts := *opts
+	roOpts.ReadOnly = true
+	bdb, err = bolt.Open(dbpath, 0o600, &roOpts)
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
 			return nil, errors.WithMessagef(ErrLocked, "store %s is already in use by another nsfs (%s is locked)", root, dbpath)
 		}
 		return nil, damaged(root, "meta.db is unreadable (%v)", err)
 	}
-	fi, err := os.Stat(dbpath)
-	if err != nil {
-		bdb.Close()
-		return nil, errors.WithMessagef(err, "open store %s", root)
-	}
-	var size int64
+	var problems []string
 	_ = bdb.View(func(tx *bolt.Tx) error {
-		size = tx.Size()
+		for err := range tx.Check() {
+			if len(problems) < 3 {
+				problems = append(problems, strings.TrimPrefix(err.Error(), "panic: "))
+			}
+		}
 		return nil
 	})
-	if size > fi.Size() {
+	if len(problems) > 0 {
 		bdb.Close()
-		return nil, damaged(root, "meta.db is truncated: its pages reach byte %d, but the file has %d bytes", size, fi.Size())
+		return nil, damaged(root, "meta.db's pages are damaged: %s", strings.Join(problems, "; "))
+	}
+	if opts.ReadOnly {
+		return bdb, nil
+	}
+	if err := bdb.Close(); err != nil {
+		return nil, errors.WithMessagef(err, "open store %s", root)
+	}
+	return openRW(root, dbpath, opts)
+}
+
+// openRW is bolt.Open with nsfs's errors.
+func openRW(root, dbpath string, opts *bolt.Options) (*bolt.DB, error) {
+	bdb, err := bolt.Open(dbpath, 0o600, opts)
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, errors.WithMessagef(ErrLocked, "store %s is already in use by another nsfs (%s is locked)", root, dbpath)
+		}
+		return nil, damaged(root, "meta.db is unreadable (%v)", err)
 	}
 	return bdb, nil
+}
+
+// checkMetaPages reads bbolt's two meta pages (page header of 16 bytes,
+// then magic, version, page size, flags, root bucket, freelist, page
+// count, txid and an FNV-64a checksum, little-endian on the hosts nsfs
+// runs on) and refuses a file shorter than the pages the newest valid meta
+// page counts, or one with no valid meta page at all.
+func checkMetaPages(dbpath string) error {
+	f, err := os.Open(dbpath)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	const magic = 0xED0CDAED
+	var best struct {
+		ok         bool
+		txid, high uint64
+	}
+	pageSize := int64(4096)
+	for i := int64(0); i < 2; i++ {
+		buf := make([]byte, 80)
+		if _, err := f.ReadAt(buf, i*pageSize); err != nil {
+			continue
+		}
+		meta := buf[16:]
+		if binary.LittleEndian.Uint32(meta[0:]) != magic {
+			continue
+		}
+		h := fnv.New64a()
+		h.Write(meta[:56])
+		if h.Sum64() != binary.LittleEndian.Uint64(meta[56:]) {
+			continue
+		}
+		if i == 0 {
+			pageSize = int64(binary.LittleEndian.Uint32(meta[8:]))
+		}
+		txid, pgid := binary.LittleEndian.Uint64(meta[48:]), binary.LittleEndian.Uint64(meta[40:])
+		if !best.ok || txid > best.txid {
+			best.ok, best.txid, best.high = true, txid, pgid*uint64(pageSize)
+		}
+	}
+	switch {
+	case !best.ok:
+		return errors.New("has no valid meta page (not a bbolt file, or both meta pages are damaged)")
+	case best.high > uint64(fi.Size()):
+		return errors.Errorf("is truncated: its pages reach byte %d, but the file has %d bytes", best.high, fi.Size())
+	}
+	return nil
 }
 
 // damaged is an ErrDamaged for the store at root, with the remedy.
@@ -152,31 +234,38 @@ func plural(n int, what string) string {
 // (CollectGarbage without a grace: the caller holds the store's lock, so
 // no writer is left).
 func (db *DB) Recover() (GCStats, error) {
-	problems, err := db.checkPages()
-	if err != nil {
+	if err := db.CheckFiles(); err != nil {
 		return GCStats{}, err
 	}
-	if len(problems) == 0 {
-		if problems, err = db.auditFiles(); err != nil {
-			return GCStats{}, err
-		}
-	}
-	if len(problems) > 0 {
-		const shown = 3
-		var first []string
-		for i, p := range problems {
-			if i == shown {
-				break
-			}
-			first = append(first, p.String())
-		}
-		more := ""
-		if len(problems) > shown {
-			more = fmt.Sprintf(" (and %d more)", len(problems)-shown)
-		}
-		return GCStats{}, damaged(db.root, "%s%s", strings.Join(first, "; "), more)
-	}
 	return db.CollectGarbage(GCOptions{})
+}
+
+// CheckFiles is Recover's proof that the store can be served and
+// collected: bbolt's page check, then the blob and ingest directories
+// against the records. It changes nothing; a disagreement is ErrDamaged,
+// naming the first problems and what to run.
+func (db *DB) CheckFiles() error {
+	// bbolt's page check ran when the store was opened (openBolt).
+	problems, err := db.auditFiles()
+	if err != nil {
+		return err
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	const shown = 3
+	var first []string
+	for i, p := range problems {
+		if i == shown {
+			break
+		}
+		first = append(first, p.String())
+	}
+	more := ""
+	if len(problems) > shown {
+		more = fmt.Sprintf(" (and %d more)", len(problems)-shown)
+	}
+	return damaged(db.root, "%s%s", strings.Join(first, "; "), more)
 }
 
 // maxPageProblems bounds how many damaged pages checkPages reports.
@@ -190,7 +279,7 @@ func (db *DB) checkPages() ([]Problem, error) {
 	err := db.view(func(tx *bolt.Tx) error {
 		for err := range tx.Check() {
 			if len(problems) < maxPageProblems {
-				problems = append(problems, Problem{Object: "meta.db", What: err.Error()})
+				problems = append(problems, Problem{Object: "meta.db", What: strings.TrimPrefix(err.Error(), "panic: ")})
 			}
 		}
 		return nil
@@ -206,10 +295,12 @@ func (db *DB) checkPages() ([]Problem, error) {
 func (db *DB) auditFiles() ([]Problem, error) {
 	var problems []Problem
 	files := map[digest.Digest]int64{}
+	strays := map[digest.Digest]bool{} // reported already; not "missing" too
 	if err := db.blobs.WalkBlobEntries(func(e blobs.Entry) error {
 		d := digest.NewDigestFromEncoded(digest.SHA256, e.Name)
 		switch {
 		case !e.Mode.IsRegular():
+			strays[d] = true
 			problems = append(problems, Problem{Object: e.Path, What: fmt.Sprintf("is a %s where a blob file should be (never followed)", fileKind(e.Mode))})
 		case ValidateDigest(d) != nil:
 			problems = append(problems, Problem{Object: e.Path, What: "is not named by a sha256 digest (not a blob file)"})
@@ -241,7 +332,8 @@ func (db *DB) auditFiles() ([]Problem, error) {
 			}
 			size, ok := files[d]
 			switch {
-			case !ok:
+			case !ok && strays[d]:
+			case !ok && !strays[d]:
 				problems = append(problems, Problem{Object: "blob " + string(d), What: "its file " + blobFile(d) + " is missing"})
 			case size != getInt64(content.Bucket(k), keySize):
 				problems = append(problems, Problem{Object: "blob file " + blobFile(d), What: fmt.Sprintf("has %d bytes, its record says %d", size, getInt64(content.Bucket(k), keySize))})

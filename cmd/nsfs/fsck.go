@@ -49,12 +49,41 @@ func runFsck(c *cli.Context) error {
 		return err
 	}
 	repair := c.Bool("repair")
+	opts := metadata.CheckOptions{VerifyBlobs: c.Bool("verify-blobs"), Repair: repair}
 	db, err := openStore(root, metadata.Options{ReadOnly: !repair})
-	if err != nil {
+	if !repair && metadata.IsDamaged(err) {
+		// Nothing more can be read: the reason is the report.
+		fmt.Printf("meta.db: %v\n", err)
+		return errors.Errorf("store %s is damaged (run nsfs fsck --repair to salvage what is readable)", root)
+	}
+	var rep metadata.Report
+	if err == nil {
+		if rep, err = db.Check(opts); repair && metadata.IsDamaged(err) {
+			db.Close()
+			db = nil
+		}
+	}
+	if repair && metadata.IsDamaged(err) {
+		// meta.db cannot be repaired in place: its readable records go
+		// to a new one, then the repair runs on that.
+		var salvaged []string
+		if salvaged, err = metadata.Salvage(root, 0); err == nil {
+			if db, err = metadata.Open(root, metadata.Options{}); err == nil {
+				rep, err = db.Check(opts)
+			}
+		}
+		rep.Repairs = append(salvaged, rep.Repairs...)
+		if len(rep.Problems) == 0 {
+			rep.Problems = []metadata.Problem{{Object: "meta.db", What: "damaged: salvaged into a new meta.db"}}
+		}
+	}
+	if db == nil {
+		for _, a := range rep.Repairs {
+			fmt.Println(a)
+		}
 		return err
 	}
 	defer db.Close()
-	rep, err := db.Check(metadata.CheckOptions{VerifyBlobs: c.Bool("verify-blobs"), Repair: repair})
 	for _, p := range rep.Problems {
 		fmt.Println(p)
 	}
@@ -102,8 +131,12 @@ func rootFlag() cli.Flag {
 // openStore opens an existing, unmounted store for fsck and gc: a missing
 // store is an error (never created), a mounted one ErrLocked's message.
 func openStore(root string, opts metadata.Options) (*metadata.DB, error) {
-	if _, err := os.Stat(filepath.Join(root, "meta.db")); err != nil {
+	if _, err := os.Lstat(filepath.Join(root, "meta.db")); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
+			// Blob files without it: the records are lost, not the store.
+			if _, serr := os.Stat(filepath.Join(root, "blobs", "sha256")); serr == nil {
+				return nil, errors.WithMessagef(metadata.ErrDamaged, "store %s: meta.db is missing, but blobs/sha256 exists", root)
+			}
 			return nil, errors.Errorf("no nsfs store at %s (no meta.db)", root)
 		}
 		return nil, errors.Wrapf(err, "store %s", root)

@@ -54,6 +54,11 @@ func runGC(c *cli.Context) error {
 		return err
 	}
 	defer db.Close()
+	// What is not proven garbage is never collected; a store whose files
+	// disagree with its records is left to nsfs fsck.
+	if err := db.CheckFiles(); err != nil {
+		return err
+	}
 	stats, err := db.CollectGarbage(metadata.GCOptions{Grace: c.Duration("grace")})
 	for _, g := range stats.Removed {
 		fmt.Printf("removed %s\n", describeGarbage(g))
