@@ -292,20 +292,28 @@ func (db *DB) ListBlobs(ns string) ([]Blob, error) {
 	return list, err
 }
 
-// OpenBlob opens a blob ns can see for reading (ErrNotFound).
+// OpenBlob opens a blob ns can see for reading (ErrNotFound). A file in
+// the store that is not the blob's (a link, a fifo, a file of another
+// size than recorded) is never read: that error wraps blobs.ErrUnsafe or
+// blobs.ErrDamaged and is of no kind (an I/O error to a reader).
 func (db *DB) OpenBlob(ns string, d digest.Digest) (*os.File, error) {
-	if _, err := db.StatBlob(ns, d); err != nil {
+	b, err := db.StatBlob(ns, d)
+	if err != nil {
 		return nil, err
 	}
-	f, err := db.blobs.Open(d)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			// Its last holder dropped it since StatBlob looked.
-			return nil, errors.WithMessagef(ErrNotFound, "blob %s not found in namespace %q", d, ns)
-		}
+	f, err := db.blobs.Open(d, b.Size)
+	switch {
+	case err == nil:
+		return f, nil
+	case errors.Is(err, os.ErrNotExist):
+		// Its last holder dropped it since StatBlob looked.
+		return nil, errors.WithMessagef(ErrNotFound, "blob %s not found in namespace %q", d, ns)
+	case errors.Is(err, blobs.ErrUnsafe), errors.Is(err, blobs.ErrDamaged):
+		return nil, errors.WithMessagef(err, "blob %s in namespace %q is not served, its file in the store is not the blob's "+
+			"(writing the blob's bytes again repairs it)", d, ns)
+	default:
 		return nil, errors.WithMessagef(err, "open blob %s", d)
 	}
-	return f, nil
 }
 
 // DeleteBlob makes ns drop blob d: ErrInUse while an image of ns
@@ -434,7 +442,7 @@ func (w *BlobWriter) Commit() error {
 		if errors.Is(err, blobs.ErrDigestMismatch) {
 			return errors.WithMessagef(ErrDigestMismatch, "blob %s in namespace %q: the %d bytes written hash to %s", d, w.ns, w.w.Size(), w.w.Digest())
 		}
-		return errors.WithMessagef(err, "verify blob %s in namespace %q", d, w.ns)
+		return errors.WithMessagef(err, "write blob %s in namespace %q", d, w.ns)
 	}
 	size := w.w.Size()
 	db := w.db

@@ -2,9 +2,6 @@ package metadata
 
 import (
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
 	"sort"
 	"time"
 
@@ -195,35 +192,17 @@ func (db *DB) scan(opts CheckOptions) (*fsckState, error) {
 // scanFiles lists the blob directory (and anything in it that is not a
 // blob), the ingest directory, and, with VerifyBlobs, hashes every blob.
 func (db *DB) scanFiles(s *fsckState, opts CheckOptions) error {
-	dir := filepath.Dir(db.blobs.Path(digest.FromString("")))
-	f, err := os.Open(dir)
+	err := db.blobs.WalkBlobEntries(func(e blobs.Entry) error {
+		d := digest.NewDigestFromEncoded(digest.SHA256, e.Name)
+		if blobs.ValidateDigest(d) != nil || !e.Mode.IsRegular() {
+			s.add(e.Path, "not a blob (the name must be 64 lowercase hex digits, the file a regular file); remove it by hand")
+			return nil
+		}
+		s.files[d] = e.Size
+		return nil
+	})
 	if err != nil {
 		return errors.WithMessage(err, "check blob directory")
-	}
-	defer f.Close()
-	for {
-		entries, err := f.ReadDir(1024)
-		for _, e := range entries {
-			d := digest.NewDigestFromEncoded(digest.SHA256, e.Name())
-			if blobs.ValidateDigest(d) != nil || !e.Type().IsRegular() {
-				s.add("blobs/sha256/"+e.Name(), "not a blob (the name must be 64 lowercase hex digits, the file a regular file); remove it by hand")
-				continue
-			}
-			fi, err := e.Info()
-			if errors.Is(err, os.ErrNotExist) {
-				continue
-			}
-			if err != nil {
-				return errors.WithMessage(err, "check blob directory")
-			}
-			s.files[d] = fi.Size()
-		}
-		if err == io.EOF || len(entries) == 0 {
-			break
-		}
-		if err != nil {
-			return errors.WithMessage(err, "check blob directory")
-		}
 	}
 	if opts.VerifyBlobs {
 		var all []digest.Digest
@@ -232,7 +211,7 @@ func (db *DB) scanFiles(s *fsckState, opts CheckOptions) error {
 		}
 		sortDigests(all)
 		for _, d := range all {
-			got, err := db.hashBlob(d)
+			got, err := db.hashBlob(d, s.files[d])
 			if err != nil {
 				return err
 			}
@@ -242,16 +221,22 @@ func (db *DB) scanFiles(s *fsckState, opts CheckOptions) error {
 			}
 		}
 	}
-	err = db.blobs.WalkIngests(func(in blobs.IngestInfo) error {
-		s.ingests = append(s.ingests, in)
+	err = db.blobs.WalkIngestEntries(func(e blobs.Entry) error {
+		if !e.Mode.IsRegular() {
+			s.add(e.Path, "not an ingest (it must be a regular file); remove it by hand")
+			return nil
+		}
+		s.ingests = append(s.ingests, blobs.IngestInfo{Name: e.Name, Size: e.Size, ModTime: e.ModTime})
 		return nil
 	})
 	sort.Slice(s.ingests, func(i, j int) bool { return s.ingests[i].Name < s.ingests[j].Name })
 	return errors.WithMessage(err, "check ingest directory")
 }
 
-func (db *DB) hashBlob(d digest.Digest) (digest.Digest, error) {
-	f, err := db.blobs.Open(d)
+// hashBlob hashes the file of blob d, which the scan found to have size
+// bytes.
+func (db *DB) hashBlob(d digest.Digest, size int64) (digest.Digest, error) {
+	f, err := db.blobs.Open(d, size)
 	if err != nil {
 		return "", errors.WithMessagef(err, "verify blob file %s", blobFile(d))
 	}
