@@ -358,20 +358,36 @@ type BlobWriter struct {
 // namespace deleted and made again under the same name is another one
 // (ErrNotFound, "namespace %q was deleted").
 func (db *DB) WriteBlob(ns string, nsID uint64, d digest.Digest) (*BlobWriter, error) {
+	return db.writeBlob(ns, nsID, d, false)
+}
+
+// RewriteBlob is WriteBlob for a writer that replaces the blob's bytes
+// (an open with O_TRUNC, as cp does): when ns can see d but d's file in
+// the store is missing or is not the blob's (a link, a fifo, a file of
+// another size), the ingest goes ahead and its Commit puts the verified
+// bytes in place. With a sound file it is ErrExists, as for WriteBlob.
+func (db *DB) RewriteBlob(ns string, nsID uint64, d digest.Digest) (*BlobWriter, error) {
+	return db.writeBlob(ns, nsID, d, true)
+}
+
+func (db *DB) writeBlob(ns string, nsID uint64, d digest.Digest, repair bool) (*BlobWriter, error) {
 	if err := ValidateDigest(d); err != nil {
 		return nil, err
 	}
+	var size int64
+	visible := false
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		if _, err := namespaceWithID(tx, ns, nsID); err != nil {
 			return err
 		}
-		if _, ok := db.visible(tx, ns, d); ok {
-			return errors.WithMessagef(ErrExists, "blob %s already exists in namespace %q", d, ns)
-		}
+		size, visible = db.visible(tx, ns, d)
 		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	if visible && (!repair || db.blobs.Check(d, size) == nil) {
+		return nil, errors.WithMessagef(ErrExists, "blob %s already exists in namespace %q", d, ns)
 	}
 	w, err := db.blobs.NewWriter(d)
 	if err != nil {
