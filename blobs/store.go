@@ -84,6 +84,7 @@ type Entry struct {
 // Store is the shared blob directory.
 type Store struct {
 	root      string
+	rootDir   *os.File // <root>, where quarantine/ is made
 	blobDir   *os.File // <root>/blobs/sha256, opened without following links
 	ingestDir *os.File // <root>/ingest, likewise
 }
@@ -123,20 +124,22 @@ func Open(root string) (*Store, error) {
 	if err != nil {
 		return nil, errors.WithMessagef(&os.PathError{Op: "open", Path: root, Err: err}, "blob store %s", root)
 	}
-	defer unix.Close(rootFD)
-	s := &Store{root: root}
+	s := &Store{root: root, rootDir: os.NewFile(uintptr(rootFD), root)}
 	blobsFD, err := s.openDir(rootFD, "blobs", "blobs")
 	if err != nil {
+		s.rootDir.Close()
 		return nil, err
 	}
 	defer unix.Close(blobsFD)
 	sha256FD, err := s.openDir(blobsFD, string(digest.SHA256), blobDirName)
 	if err != nil {
+		s.rootDir.Close()
 		return nil, err
 	}
 	s.blobDir = os.NewFile(uintptr(sha256FD), s.display(blobDirName))
 	ingestFD, err := s.openDir(rootFD, ingestDirName, ingestDirName)
 	if err != nil {
+		s.rootDir.Close()
 		s.blobDir.Close()
 		return nil, err
 	}
@@ -204,11 +207,13 @@ func (s *Store) unsafe(rel string, mode os.FileMode, want string) *storeError {
 
 // Close closes the store's directories. Operations after it fail.
 func (s *Store) Close() error {
-	err := s.blobDir.Close()
-	if ierr := s.ingestDir.Close(); err == nil {
-		err = ierr
+	var first error
+	for _, dir := range []*os.File{s.rootDir, s.blobDir, s.ingestDir} {
+		if err := dir.Close(); err != nil && first == nil {
+			first = err
+		}
 	}
-	return err
+	return first
 }
 
 // Root is the directory the store was opened at.

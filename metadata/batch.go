@@ -163,11 +163,16 @@ const contentLockStripes = 64
 
 // lockContent locks blob d's stripe and returns the unlock.
 func (db *DB) lockContent(d digest.Digest) func() {
+	mu := &db.contentLocks[contentStripe(d)]
+	mu.Lock()
+	return mu.Unlock
+}
+
+// contentStripe is the index of d's content lock.
+func contentStripe(d digest.Digest) int {
 	var h uint32 = 2166136261 // FNV-1a
 	for i := 0; i < len(d); i++ {
 		h = (h ^ uint32(d[i])) * 16777619
 	}
-	mu := &db.contentLocks[h%contentLockStripes]
-	mu.Lock()
-	return mu.Unlock
+	return int(h % contentLockStripes)
 }

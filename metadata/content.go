@@ -122,6 +122,10 @@ func hold(tx *bolt.Tx, nsb *bolt.Bucket, ns string, d digest.Digest, size int64,
 		if err := putTime(cb, keyCreatedAt, t); err != nil {
 			return nil, err
 		}
+		// Held now: its file is no longer garbage.
+		if err := unheldBucket(tx).Delete([]byte(d)); err != nil {
+			return nil, err
+		}
 	}
 	holders, err := cb.CreateBucketIfNotExists(bucketHolders)
 	if err != nil {
@@ -150,6 +154,11 @@ func drop(tx *bolt.Tx, nsb *bolt.Bucket, d digest.Digest, rel *releases) error {
 	}
 	if isEmptyBucket(holders) {
 		if err := content.DeleteBucket([]byte(d)); err != nil {
+			return err
+		}
+		// The tombstone that lets gc prove the file is garbage, should
+		// the delete after this commit not happen.
+		if err := markUnheld(tx, d); err != nil {
 			return err
 		}
 		rel.orphaned = append(rel.orphaned, d)
@@ -182,13 +191,14 @@ func unclaim(tx *bolt.Tx, nsb *bolt.Bucket, d digest.Digest, rel *releases) erro
 }
 
 // deleteOrphans deletes the files of the blobs a committed transaction
-// left without holders, each unless a record names it again by now (a
-// writer of the same blob committed meanwhile). The caller holds no
-// content lock.
+// left without holders (drop wrote their tombstones), each unless a record
+// names it again by now (a writer of the same blob committed meanwhile).
+// The caller holds no content lock.
 func (db *DB) deleteOrphans(rel *releases) {
 	for _, d := range rel.orphaned {
-		// A failure leaves a file no record names; CollectGarbage removes it.
-		_, _ = db.removeUnrecorded(d)
+		// A failure leaves the file and its tombstone; CollectGarbage
+		// removes it.
+		_, _ = db.removeGarbage(d)
 	}
 }
 
@@ -465,11 +475,14 @@ func (w *BlobWriter) Commit() error {
 
 	unlock := db.lockContent(d)
 	defer unlock()
-	existed, err := w.w.Commit() // prepared: only publishing can fail now
-	if err != nil {
+	if err := db.intendLocked(d); err != nil {
+		_ = w.w.Abort()
 		return errors.WithMessagef(err, "publish blob %s in namespace %q", d, w.ns)
 	}
-	err = db.batch(func(tx *bolt.Tx) error {
+	if _, err := w.w.Commit(); err != nil { // prepared: only publishing can fail now
+		return errors.WithMessagef(err, "publish blob %s in namespace %q", d, w.ns)
+	}
+	err := db.batch(func(tx *bolt.Tx) error {
 		nsb, err := namespaceWithID(tx, w.ns, w.nsID)
 		if err != nil {
 			return errors.WithMessagef(err, "blob %s was written, but", d)
@@ -478,9 +491,7 @@ func (w *BlobWriter) Commit() error {
 		return err
 	})
 	if err != nil {
-		if !existed {
-			_, _ = db.removeUnrecordedLocked(d)
-		}
+		db.abandonLocked(d)
 		return err
 	}
 	w.committed = true

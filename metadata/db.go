@@ -133,17 +133,12 @@ func Open(root string, opts Options) (*DB, error) {
 		return nil, errors.WithMessagef(err, "create store %s", root)
 	}
 	dbpath := filepath.Join(root, "meta.db")
-	if opts.ReadOnly {
-		if _, err := os.Stat(dbpath); err != nil {
-			return nil, errors.WithMessagef(err, "no nsfs store at %s", root)
-		}
+	if err := checkMetaFile(root, dbpath, opts.ReadOnly); err != nil {
+		return nil, err
 	}
-	bdb, err := bolt.Open(dbpath, 0o600, &bolt.Options{Timeout: opts.LockTimeout, ReadOnly: opts.ReadOnly})
+	bdb, err := openBolt(root, dbpath, &bolt.Options{Timeout: opts.LockTimeout, ReadOnly: opts.ReadOnly})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
-			return nil, errors.WithMessagef(ErrLocked, "store %s is already in use by another nsfs (%s is locked)", root, dbpath)
-		}
-		return nil, errors.WithMessagef(err, "open %s", dbpath)
+		return nil, err
 	}
 	bs, err := blobs.Open(root)
 	if err != nil {
@@ -155,9 +150,12 @@ func Open(root string, opts Options) (*DB, error) {
 	if opts.ReadOnly {
 		initSchema = func() error { return bdb.View(db.checkSchema) }
 	}
-	if err := initSchema(); err != nil {
+	if err := guarded(initSchema); err != nil {
 		bs.Close()
 		bdb.Close()
+		if errors.Is(err, errCorrupt) {
+			return nil, damaged(root, "%v", err)
+		}
 		return nil, errors.WithMessagef(err, "store %s", root)
 	}
 	return db, nil
@@ -170,7 +168,10 @@ func (db *DB) initSchema(tx *bolt.Tx) error {
 		if v := getUint64(v1, keyVersion); v != schemaVersion {
 			return errors.WithMessagef(errCorrupt, "schema version %d, this nsfs reads version %d", v, schemaVersion)
 		}
-		return nil
+		// Stores written before unheld/ existed get it empty: their
+		// files are all named by content records.
+		_, err := v1.CreateBucketIfNotExists(bucketUnheld)
+		return err
 	}
 	v1, err := tx.CreateBucket(bucketV1)
 	if err != nil {
@@ -183,6 +184,9 @@ func (db *DB) initSchema(tx *bolt.Tx) error {
 		return err
 	}
 	if _, err := v1.CreateBucket(bucketContent); err != nil {
+		return err
+	}
+	if _, err := v1.CreateBucket(bucketUnheld); err != nil {
 		return err
 	}
 	_, err = createNamespace(tx, DefaultNamespace, nil)

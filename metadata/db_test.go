@@ -233,7 +233,7 @@ func testConcurrent(t *testing.T, sharing Sharing) {
 					// file whose last holder was just dropped may go
 					// here rather than in its releaser.
 					var stats GCStats
-					check("CollectGarbage", db.collectBlobs(time.Time{}, &stats))
+					check("CollectGarbage", db.collectBlobs(&stats))
 				}
 			}
 		}(uint64(g))

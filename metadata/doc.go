@@ -56,6 +56,13 @@
 //	      createdat -> time
 //	      namespaces/
 //	        <name> -> ""                the holders
+//	  unheld/
+//	    <digest> -> time                this store may have a file of the blob
+//	                                    that no namespace holds: written before
+//	                                    a publishing rename (the intent) and by
+//	                                    the transaction that drops the last
+//	                                    holder (the tombstone); gc deletes such
+//	                                    a file, then the entry
 //
 // uint64 and int64 are 8 bytes big-endian; times are time.MarshalBinary,
 // except inside an image record (imageRecord.encode: a version byte, id,
@@ -78,7 +85,12 @@
 // (DB.lockContent) is held across [publish + commit] and across [check for
 // a record + delete], so an ingest of a digest can never lose its file to a
 // concurrent delete of the same digest. A crash between the two steps
-// leaves at worst a file no record names, which CollectGarbage removes.
+// leaves at worst a file no namespace holds, and an unheld/ entry that says
+// this store wrote it: CollectGarbage removes the file then. A blob file
+// that neither a content record nor an unheld/ entry names is never
+// deleted: it was not written through this store's records (a lost or
+// damaged meta.db, a file planted by hand), so the store refuses to mount
+// (Recover) and nsfs fsck --repair adopts it instead.
 //
 // Commits: writes are grouped into shared transactions when they arrive
 // together (batch.go), so concurrent writers share one fsync; a write

@@ -27,6 +27,9 @@ var (
 	ErrCrossNamespace  = errors.New("across namespaces") // EXDEV
 	ErrReadOnly        = errors.New("read-only")         // EPERM
 	ErrLocked          = errors.New("store in use")      // mount refuses
+	// ErrDamaged: the store's records are unreadable or disagree with its
+	// files in a way only nsfs fsck may settle; mount refuses.
+	ErrDamaged = errors.New("store damaged")
 )
 
 // ErrImageGone refines ErrNotFound (errors.Is sees both, fs/ maps it to
@@ -52,4 +55,5 @@ func IsIsDirectory(err error) bool     { return errors.Is(err, ErrIsDirectory) }
 func IsCrossNamespace(err error) bool  { return errors.Is(err, ErrCrossNamespace) }
 func IsReadOnly(err error) bool        { return errors.Is(err, ErrReadOnly) }
 func IsLocked(err error) bool          { return errors.Is(err, ErrLocked) }
+func IsDamaged(err error) bool         { return errors.Is(err, ErrDamaged) }
 func IsImageGone(err error) bool       { return errors.Is(err, ErrImageGone) }

@@ -96,6 +96,9 @@ func (db *DB) Check(opts CheckOptions) (Report, error) {
 	if !opts.Repair || len(rep.Problems) == 0 {
 		return rep, nil
 	}
+	if state.damagedPages {
+		return rep, damaged(db.root, "meta.db's pages are damaged, so its records must be salvaged into a new meta.db first")
+	}
 	if rep.Repairs, err = db.repair(state); err != nil {
 		return rep, err
 	}
@@ -122,7 +125,10 @@ type fsckState struct {
 	files              map[digest.Digest]int64  // blob files and their sizes
 	corrupt            map[digest.Digest]string // blob files whose bytes are wrong, and why
 	ingests            []blobs.IngestInfo
+	strays             []blobs.Entry           // what is neither a blob file nor an ingest file: quarantined by a repair
 	content            map[digest.Digest]int64 // content records and their sizes
+	unheld             map[digest.Digest]bool  // unheld/ entries: files this store may delete
+	damagedPages       bool                    // bbolt's own check failed: only a salvage repairs it
 	manifests          map[digest.Digest]parsedTarget
 }
 
@@ -164,12 +170,30 @@ func (db *DB) scan(opts CheckOptions) (*fsckState, error) {
 		files:     map[digest.Digest]int64{},
 		corrupt:   map[digest.Digest]string{},
 		content:   map[digest.Digest]int64{},
+		unheld:    map[digest.Digest]bool{},
 		manifests: map[digest.Digest]parsedTarget{},
 	}
 	if err := db.scanFiles(s, opts); err != nil {
 		return nil, err
 	}
-	if err := db.bolt.View(func(tx *bolt.Tx) error { return s.scanRecords(tx) }); err != nil {
+	pages, err := db.checkPages()
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range pages {
+		s.damagedPages = true
+		s.problems = append(s.problems, p)
+	}
+	if s.damagedPages {
+		// Reading on would meet the damage; a salvage reads what it can.
+		return s, nil
+	}
+	if err := db.view(func(tx *bolt.Tx) error { return s.scanRecords(tx) }); err != nil {
+		if errors.Is(err, errCorrupt) {
+			s.damagedPages = true
+			s.add("meta.db", "%v", err)
+			return s, nil
+		}
 		return nil, errors.WithMessagef(err, "check store %s", db.root)
 	}
 	// Files against records.
@@ -181,7 +205,11 @@ func (db *DB) scan(opts CheckOptions) (*fsckState, error) {
 	}
 	sortDigests(orphans)
 	for _, d := range orphans {
-		s.add("blob file "+blobFile(d), "no namespace holds it (orphan, %d bytes)", s.files[d])
+		if s.unheld[d] {
+			s.add("blob file "+blobFile(d), "no namespace holds it (garbage this store wrote, %d bytes)", s.files[d])
+		} else {
+			s.add("blob file "+blobFile(d), "no record names it (%d bytes; its record is lost, or it was put there by hand)", s.files[d])
+		}
 	}
 	for _, in := range s.ingests {
 		s.add("ingest/"+in.Name, "unfinished ingest (%d bytes, last written %s)", in.Size, in.ModTime.UTC().Format(time.RFC3339))
@@ -192,16 +220,20 @@ func (db *DB) scan(opts CheckOptions) (*fsckState, error) {
 // scanFiles lists the blob directory (and anything in it that is not a
 // blob), the ingest directory, and, with VerifyBlobs, hashes every blob.
 func (db *DB) scanFiles(s *fsckState, opts CheckOptions) error {
-	err := db.blobs.WalkBlobEntries(func(e blobs.Entry) error {
+	if err := db.blobs.WalkBlobEntries(func(e blobs.Entry) error {
 		d := digest.NewDigestFromEncoded(digest.SHA256, e.Name)
-		if blobs.ValidateDigest(d) != nil || !e.Mode.IsRegular() {
-			s.add(e.Path, "not a blob (the name must be 64 lowercase hex digits, the file a regular file); remove it by hand")
-			return nil
+		switch {
+		case !e.Mode.IsRegular():
+			s.strays = append(s.strays, e)
+			s.add(e.Path, "is a %s where a blob file should be (never followed)", fileKind(e.Mode))
+		case blobs.ValidateDigest(d) != nil:
+			s.strays = append(s.strays, e)
+			s.add(e.Path, "not a blob (the name must be 64 lowercase hex digits)")
+		default:
+			s.files[d] = e.Size
 		}
-		s.files[d] = e.Size
 		return nil
-	})
-	if err != nil {
+	}); err != nil {
 		return errors.WithMessage(err, "check blob directory")
 	}
 	if opts.VerifyBlobs {
@@ -221,15 +253,17 @@ func (db *DB) scanFiles(s *fsckState, opts CheckOptions) error {
 			}
 		}
 	}
-	err = db.blobs.WalkIngestEntries(func(e blobs.Entry) error {
+	err := db.blobs.WalkIngestEntries(func(e blobs.Entry) error {
 		if !e.Mode.IsRegular() {
-			s.add(e.Path, "not an ingest (it must be a regular file); remove it by hand")
+			s.strays = append(s.strays, e)
+			s.add(e.Path, "is a %s where an ingest file should be (never followed)", fileKind(e.Mode))
 			return nil
 		}
 		s.ingests = append(s.ingests, blobs.IngestInfo{Name: e.Name, Size: e.Size, ModTime: e.ModTime})
 		return nil
 	})
 	sort.Slice(s.ingests, func(i, j int) bool { return s.ingests[i].Name < s.ingests[j].Name })
+	sort.Slice(s.strays, func(i, j int) bool { return s.strays[i].Path < s.strays[j].Path })
 	return errors.WithMessage(err, "check ingest directory")
 }
 
@@ -262,6 +296,12 @@ func (s *fsckState) scanRecords(tx *bolt.Tx) error {
 	if all == nil || content == nil {
 		s.add("meta.db", "the namespaces/ or content/ bucket is missing; the store cannot be checked further")
 		return nil
+	}
+	if unheld := v1.Bucket(bucketUnheld); unheld != nil {
+		_ = unheld.ForEach(func(k, _ []byte) error {
+			s.unheld[digest.Digest(k)] = true
+			return nil
+		})
 	}
 	// A file whose size is not the recorded one (cut short, grown) cannot
 	// be its blob: known first, so that the images needing it say so.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/nsfs/nsfs/blobs"
 	"github.com/opencontainers/go-digest"
 	"github.com/pkg/errors"
 	bolt "go.etcd.io/bbolt"
@@ -28,6 +29,25 @@ func (db *DB) repair(s *fsckState) ([]string, error) {
 		return size, ""
 	}
 
+	// Blob files no record names are someone's data: those whose bytes
+	// verify are adopted (held by LostFoundNamespace), the others
+	// quarantined. Hashed before the transaction, which must stay short.
+	verified := map[digest.Digest]bool{}
+	for d := range s.files {
+		if _, recorded := s.content[d]; recorded || s.unheld[d] || s.corrupt[d] != "" {
+			continue
+		}
+		got, err := db.hashBlob(d, s.files[d])
+		if err != nil {
+			return nil, err
+		}
+		if got != d {
+			s.corrupt[d] = fmt.Sprintf("its bytes hash to %s", got)
+			continue
+		}
+		verified[d] = true
+	}
+
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
 		actions = nil
 		all, content := namespacesBucket(tx), contentBucket(tx)
@@ -44,40 +64,47 @@ func (db *DB) repair(s *fsckState) ([]string, error) {
 				return err
 			}
 		}
-		return repairContent(tx, available, did)
+		if err := repairContent(tx, available, did); err != nil {
+			return err
+		}
+		return adoptFiles(tx, verified, s.files, did)
 	})
 	if err != nil {
 		return nil, errors.WithMessagef(err, "repair store %s", db.root)
 	}
 
-	// Files: whatever no content record names now goes (orphans, corrupt
-	// files whose records were removed), then every ingest leftover.
-	var records map[digest.Digest]bool
-	if err := db.bolt.View(func(tx *bolt.Tx) error {
-		records = map[digest.Digest]bool{}
-		return contentBucket(tx).ForEachBucket(func(k []byte) error {
-			records[digest.Digest(k)] = true
-			return nil
-		})
-	}); err != nil {
+	// Files: what the records now prove garbage goes (the tombstones a
+	// repair wrote, the intents of a crash); corrupt files, and anything
+	// that is not a blob or an ingest file, are moved to quarantine/ and
+	// never deleted; ingest leftovers go.
+	var corrupt []digest.Digest
+	for d := range s.corrupt {
+		corrupt = append(corrupt, d)
+	}
+	sortDigests(corrupt)
+	for _, d := range corrupt {
+		if _, ok := s.files[d]; !ok {
+			continue
+		}
+		to, err := db.blobs.Quarantine(blobs.Entry{Path: blobFile(d), Name: d.Encoded()})
+		if err != nil {
+			return actions, errors.WithMessagef(err, "repair: quarantine blob file %s", blobFile(d))
+		}
+		did("moved corrupt blob file %s to %s (%s)", blobFile(d), to, s.corrupt[d])
+	}
+	for _, e := range s.strays {
+		to, err := db.blobs.Quarantine(e)
+		if err != nil {
+			return actions, errors.WithMessagef(err, "repair: quarantine %s", e.Path)
+		}
+		did("moved %s (a %s) to %s", e.Path, fileKind(e.Mode), to)
+	}
+	var stats GCStats
+	if err := db.collectBlobs(&stats); err != nil {
 		return actions, err
 	}
-	var files []digest.Digest
-	for d := range s.files {
-		if !records[d] {
-			files = append(files, d)
-		}
-	}
-	sortDigests(files)
-	for _, d := range files {
-		if err := db.blobs.Delete(d); err != nil {
-			return actions, errors.WithMessagef(err, "repair: remove blob file %s", blobFile(d))
-		}
-		if why := s.corrupt[d]; why != "" {
-			did("removed corrupt blob file %s (%s)", blobFile(d), why)
-		} else {
-			did("removed orphan blob file %s", blobFile(d))
-		}
+	for _, g := range stats.Removed {
+		did("removed blob file %s: no namespace holds it", g.Path)
 	}
 	for _, in := range s.ingests {
 		if err := db.blobs.RemoveIngest(in.Name); err != nil {
@@ -86,6 +113,39 @@ func (db *DB) repair(s *fsckState) ([]string, error) {
 		did("removed unfinished ingest ingest/%s (%d bytes)", in.Name, in.Size)
 	}
 	return actions, nil
+}
+
+// adoptFiles makes LostFoundNamespace hold every verified blob file that
+// no content record names after the repair, creating the namespace if
+// needed: the bytes stay, and a person can look at them, tag them or
+// delete them through the mount.
+func adoptFiles(tx *bolt.Tx, verified map[digest.Digest]bool, sizes map[digest.Digest]int64, did func(string, ...any)) error {
+	var orphans []digest.Digest
+	for d := range verified {
+		if contentBucket(tx).Bucket([]byte(d)) == nil {
+			orphans = append(orphans, d)
+		}
+	}
+	if len(orphans) == 0 {
+		return nil
+	}
+	sortDigests(orphans)
+	nsb := namespacesBucket(tx).Bucket([]byte(LostFoundNamespace))
+	if nsb == nil {
+		if _, err := createNamespace(tx, LostFoundNamespace, nil); err != nil {
+			return err
+		}
+		nsb = namespacesBucket(tx).Bucket([]byte(LostFoundNamespace))
+		did("created namespace %q for blob files no record names", LostFoundNamespace)
+	}
+	t := now()
+	for _, d := range orphans {
+		if _, err := hold(tx, nsb, LostFoundNamespace, d, sizes[d], t); err != nil {
+			return err
+		}
+		did("adopted blob file %s (%d bytes, its digest verified) into namespace %q", blobFile(d), sizes[d], LostFoundNamespace)
+	}
+	return nil
 }
 
 // repairNamespace removes the images of ns that need a blob that is gone,
@@ -301,6 +361,13 @@ func repairContent(tx *bolt.Tx, available func(digest.Digest) (int64, string), d
 		if why != "" {
 			if err := content.DeleteBucket([]byte(d)); err != nil {
 				return err
+			}
+			// The store wrote this file: once no record holds it, gc may
+			// delete it (a corrupt one is quarantined first).
+			if ValidateDigest(d) == nil {
+				if err := markUnheld(tx, d); err != nil {
+					return err
+				}
 			}
 			did("removed the record of blob %s: %s", d, why)
 			continue

@@ -61,7 +61,7 @@ func (s fsckStore) imageRemoved(bad digest.Digest, removal, why string) []string
 			lines = append(lines, fmt.Sprintf(`removed the record of blob %s: its file %s %s`, d, blobFile(d), why))
 		} else {
 			lines = append(lines, fmt.Sprintf(`removed the record of blob %s: no namespace holds it`, d),
-				fmt.Sprintf(`removed orphan blob file %s`, blobFile(d)))
+				fmt.Sprintf(`removed blob file %s: no namespace holds it`, blobFile(d)))
 		}
 	}
 	return lines
@@ -158,7 +158,7 @@ func TestCheckAndRepair(t *testing.T) {
 			}
 		},
 	}, {
-		name: "orphan blob file and ingest leftover",
+		name: "unrecorded blob file and ingest leftover",
 		breakf: func(t *testing.T, s fsckStore) expect {
 			orphan := digest.FromString("orphan")
 			if _, err := s.db.blobs.WriteBytes(orphan, []byte("orphan")); err != nil {
@@ -172,11 +172,13 @@ func TestCheckAndRepair(t *testing.T) {
 			name := ingestNames(t, s.db)[0]
 			return expect{
 				problems: []string{
-					fmt.Sprintf(`blob file %s: no namespace holds it (orphan, 6 bytes)`, blobFile(orphan)),
+					fmt.Sprintf(`blob file %s: no record names it (6 bytes; its record is lost, or it was put there by hand)`, blobFile(orphan)),
 					fmt.Sprintf(`ingest/%s: unfinished ingest (5 bytes, last written `, name),
 				},
+				// Never deleted: it may be someone's data.
 				repairs: []string{
-					fmt.Sprintf(`removed orphan blob file %s`, blobFile(orphan)),
+					`created namespace "lost-found" for blob files no record names`,
+					fmt.Sprintf(`adopted blob file %s (6 bytes, its digest verified) into namespace "lost-found"`, blobFile(orphan)),
 					fmt.Sprintf(`removed unfinished ingest ingest/%s (5 bytes)`, name),
 				},
 				images: 2,
@@ -207,7 +209,7 @@ func TestCheckAndRepair(t *testing.T) {
 					fmt.Sprintf(`namespace "foo": image "app:v1": blob %s it claims is corrupt (%s)`, l, why),
 				},
 				repairs: append(s.imageRemoved(l, fmt.Sprintf("blob %s it claims is corrupt (%s)", l, why), "is corrupt ("+why+")"),
-					fmt.Sprintf(`removed corrupt blob file %s (%s)`, blobFile(l), why)),
+					fmt.Sprintf(`moved corrupt blob file %s to quarantine/%s (%s)`, blobFile(l), l.Encoded(), why)),
 			}
 		},
 	}, {
@@ -223,7 +225,7 @@ func TestCheckAndRepair(t *testing.T) {
 				repairs: []string{
 					fmt.Sprintf(`namespace "default" dropped blob %s: its file is corrupt (%s)`, x, why),
 					fmt.Sprintf(`removed the record of blob %s: its file %s is corrupt (%s)`, x, blobFile(x), why),
-					fmt.Sprintf(`removed corrupt blob file %s (%s)`, blobFile(x), why),
+					fmt.Sprintf(`moved corrupt blob file %s to quarantine/%s (%s)`, blobFile(x), x.Encoded(), why),
 				},
 				images: 2,
 			}
@@ -241,7 +243,7 @@ func TestCheckAndRepair(t *testing.T) {
 					fmt.Sprintf(`blob %s: its file %s is 5 bytes, but %d were recorded`, l, blobFile(l), s.img.layer.Size),
 				},
 				repairs: append(s.imageRemoved(l, fmt.Sprintf("blob %s it claims is corrupt (%s)", l, why), "is corrupt ("+why+")"),
-					fmt.Sprintf(`removed corrupt blob file %s (%s)`, blobFile(l), why)),
+					fmt.Sprintf(`moved corrupt blob file %s to quarantine/%s (%s)`, blobFile(l), l.Encoded(), why)),
 			}
 		},
 	}, {
@@ -297,7 +299,12 @@ func TestCheckAndRepair(t *testing.T) {
 			}
 			checkInvariants(t, s.db)
 			// What is left works: the namespaces can be emptied and removed.
-			for _, ns := range []string{"default", "foo"} {
+			namespaces, err := s.db.ListNamespaces()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range namespaces {
+				ns := n.Name
 				images, _ := s.db.ListImages(ns)
 				for _, img := range images {
 					if err := s.db.DeleteImage(ns, img.Name); err != nil {
@@ -321,7 +328,8 @@ func TestCheckAndRepair(t *testing.T) {
 	}
 }
 
-// What the repair cannot mend is reported as remaining.
+// What the repair cannot mend is reported as remaining; what is not a blob
+// is moved aside, never deleted.
 func TestRepairLeavesWhatNeedsAHuman(t *testing.T) {
 	s := newFsckStore(t)
 	long := strings.Repeat("v", MaxLabelSize)
@@ -332,13 +340,14 @@ func TestRepairLeavesWhatNeedsAHuman(t *testing.T) {
 	if err := os.WriteFile(stray, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{
-		`blobs/sha256/not-a-blob: not a blob (the name must be 64 lowercase hex digits, the file a regular file); remove it by hand`,
-		`namespace "foo": label "k": label key and value length (4097 bytes) greater than maximum size (4096 bytes): label too large`,
-	}
+	label := `namespace "foo": label "k": label key and value length (4097 bytes) greater than maximum size (4096 bytes): label too large`
 	rep := mustCheck(t, s.db, CheckOptions{Repair: true})
-	wantLines(t, "problems", problemLines(rep.Problems), want...)
-	wantLines(t, "remaining", problemLines(rep.Remaining), want...)
+	wantLines(t, "problems", problemLines(rep.Problems), `blobs/sha256/not-a-blob: not a blob (the name must be 64 lowercase hex digits)`, label)
+	wantLines(t, "remaining", problemLines(rep.Remaining), label)
+	wantSameLines(t, "repairs", strings.Join(rep.Repairs, "\n"), `moved blobs/sha256/not-a-blob (a regular file) to quarantine/not-a-blob`)
+	if _, err := os.Stat(filepath.Join(s.db.Root(), "quarantine", "not-a-blob")); err != nil {
+		t.Fatalf("the stray file is not in quarantine/: %v", err)
+	}
 	if rep.Clean() {
 		t.Fatal("Clean after a repair that left problems")
 	}

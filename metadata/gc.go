@@ -1,6 +1,7 @@
 package metadata
 
 import (
+	"os"
 	"sort"
 	"time"
 
@@ -12,13 +13,13 @@ import (
 
 // GCOptions choose what CollectGarbage removes.
 type GCOptions struct {
-	// Grace spares garbage modified less than Grace ago: an ingest is
+	// Grace spares ingests modified less than Grace ago: an ingest is
 	// removed only once its file was last written more than Grace ago (a
-	// pull in progress keeps writing, so it is never collected), and a
-	// blob file no record names only once it is older than Grace. Zero
-	// removes all garbage: right only when no writer can be running (a
-	// mount about to serve, nsfs gc of an unmounted store), since an
-	// ingest being written is then taken too.
+	// pull in progress keeps writing, so it is never collected). Zero
+	// removes every ingest: right only when no writer can be running (a
+	// mount about to serve, nsfs gc of an unmounted store). Blob files
+	// need no grace: their garbage is proven by records (unheld/), under
+	// the lock their writers hold.
 	Grace time.Duration
 }
 
@@ -39,17 +40,19 @@ type Garbage struct {
 	ModTime time.Time // its last write
 }
 
-// CollectGarbage removes blob files that no content record names (a crash
-// between publishing a file and committing its record, or between dropping
-// the last holder and deleting the file, leaves one; so does a failed
-// delete) and ingests whose writers never committed nor aborted, when they
-// were last modified more than opts.Grace ago. Records are never changed.
+// CollectGarbage removes the blob files this store can prove are garbage
+// and the ingests whose writers never committed nor aborted, when they
+// were last modified more than opts.Grace ago. A blob file is garbage when
+// an unheld/ entry names it (the intent its writer recorded before the
+// publishing rename, or the tombstone of the transaction that dropped its
+// last holder) and no content record does; the entries it settles are
+// removed too. A blob file that no record at all names is never removed:
+// nothing proves it is not someone's data (doc.go, "Files and records").
 //
-// It never blocks requests for long: the candidates are found by walking
-// the directories and one read transaction, and each blob file is then
-// re-checked and deleted under the lock its digest's publishers take
-// (doc.go, "Files and records"), one at a time; nothing is hashed, no
-// write transaction is taken. An ingest's modification time is looked at
+// It never blocks requests for long: blob files are re-checked and deleted
+// under the content lock their publishers take, one stripe of locks at a
+// time, with one write transaction per stripe that clears the settled
+// entries; nothing is hashed. An ingest's modification time is looked at
 // again just before it is removed.
 func (db *DB) CollectGarbage(opts GCOptions) (GCStats, error) {
 	var stats GCStats
@@ -57,7 +60,7 @@ func (db *DB) CollectGarbage(opts GCOptions) (GCStats, error) {
 	if opts.Grace <= 0 {
 		cutoff = time.Time{} // everything
 	}
-	if err := db.collectBlobs(cutoff, &stats); err != nil {
+	if err := db.collectBlobs(&stats); err != nil {
 		return stats, err
 	}
 	return stats, db.collectIngests(cutoff, &stats)
@@ -69,47 +72,177 @@ func olderThan(mtime, cutoff time.Time) bool {
 	return cutoff.IsZero() || mtime.Before(cutoff)
 }
 
-// collectBlobs removes the blob files modified before cutoff that no
-// content record names.
-func (db *DB) collectBlobs(cutoff time.Time, stats *GCStats) error {
-	var candidates []blobs.Info
-	if err := db.blobs.Walk(func(info blobs.Info) error {
-		if olderThan(info.ModTime, cutoff) {
-			candidates = append(candidates, info)
-		}
-		return nil
-	}); err != nil {
-		return errors.WithMessage(err, "garbage collection: walk blobs")
-	}
-	if len(candidates) > 0 {
-		if err := db.bolt.View(func(tx *bolt.Tx) error {
-			content := contentBucket(tx)
-			kept := candidates[:0]
-			for _, info := range candidates {
-				if content.Bucket([]byte(info.Digest)) == nil {
-					kept = append(kept, info)
-				}
-			}
-			candidates = kept
+// collectBlobs removes the blob files unheld/ names and no content record
+// does, and clears the unheld/ entries that no longer say anything.
+func (db *DB) collectBlobs(stats *GCStats) error {
+	var stripes [contentLockStripes][]digest.Digest
+	if err := db.bolt.View(func(tx *bolt.Tx) error {
+		unheld := unheldBucket(tx)
+		if unheld == nil {
 			return nil
-		}); err != nil {
-			return errors.WithMessage(err, "garbage collection")
+		}
+		return unheld.ForEach(func(k, _ []byte) error {
+			// A key that is no digest is damage fsck reports; it names
+			// no file gc could remove.
+			if d := digest.Digest(k); ValidateDigest(d) == nil {
+				stripes[contentStripe(d)] = append(stripes[contentStripe(d)], d)
+			}
+			return nil
+		})
+	}); err != nil {
+		return errors.WithMessage(err, "garbage collection")
+	}
+	for i := range stripes {
+		if len(stripes[i]) == 0 {
+			continue
+		}
+		if err := db.collectStripe(i, stripes[i], stats); err != nil {
+			return err
 		}
 	}
-	sort.Slice(candidates, func(i, j int) bool { return candidates[i].Digest < candidates[j].Digest })
-	for _, info := range candidates {
-		removed, err := db.removeUnrecorded(info.Digest)
+	return nil
+}
+
+// collectStripe is collectBlobs for the digests of one content lock stripe,
+// all under that lock.
+func (db *DB) collectStripe(stripe int, ds []digest.Digest, stats *GCStats) error {
+	mu := &db.contentLocks[stripe]
+	mu.Lock()
+	defer mu.Unlock()
+	sortDigests(ds)
+	var settled []digest.Digest
+	for _, d := range ds {
+		outcome, info, err := db.collectLocked(d)
 		if err != nil {
 			return err
 		}
-		if !removed {
-			continue
+		switch outcome {
+		case garbageRemoved:
+			stats.Blobs++
+			stats.Bytes += info.Size
+			stats.Removed = append(stats.Removed, Garbage{Path: blobFile(d), Size: info.Size, ModTime: info.ModTime})
+			settled = append(settled, d)
+		case garbageHeld, garbageGone:
+			settled = append(settled, d)
 		}
-		stats.Blobs++
-		stats.Bytes += info.Size
-		stats.Removed = append(stats.Removed, Garbage{Path: blobFile(info.Digest), Size: info.Size, ModTime: info.ModTime})
 	}
-	return nil
+	if len(settled) == 0 {
+		return nil
+	}
+	// Still under the lock: a writer of one of these digests cannot have
+	// recorded a new intent in between.
+	return errors.WithMessage(db.batch(func(tx *bolt.Tx) error {
+		unheld := unheldBucket(tx)
+		for _, d := range settled {
+			if err := unheld.Delete([]byte(d)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}), "garbage collection: clear unheld records")
+}
+
+// garbageOutcome is what collectLocked found and did.
+type garbageOutcome int
+
+const (
+	garbageUnproven garbageOutcome = iota // no unheld/ entry: nothing is done
+	garbageHeld                           // a content record names it again: kept
+	garbageGone                           // no file (any more)
+	garbageRemoved                        // the file was deleted
+)
+
+// collectLocked deletes blob d's file when an unheld/ entry names it and
+// no content record does. The caller holds d's content lock.
+func (db *DB) collectLocked(d digest.Digest) (garbageOutcome, blobs.Info, error) {
+	held, unheld := false, false
+	if err := db.bolt.View(func(tx *bolt.Tx) error {
+		held = contentBucket(tx).Bucket([]byte(d)) != nil
+		if b := unheldBucket(tx); b != nil {
+			unheld = b.Get([]byte(d)) != nil
+		}
+		return nil
+	}); err != nil {
+		return garbageUnproven, blobs.Info{}, errors.WithMessage(err, "garbage collection")
+	}
+	switch {
+	case held:
+		return garbageHeld, blobs.Info{}, nil
+	case !unheld:
+		return garbageUnproven, blobs.Info{}, nil
+	}
+	info, err := db.blobs.Stat(d)
+	if errors.Is(err, os.ErrNotExist) {
+		return garbageGone, blobs.Info{}, nil
+	}
+	if err != nil {
+		return garbageUnproven, blobs.Info{}, errors.WithMessagef(err, "garbage collection: blob file %s", blobFile(d))
+	}
+	if !info.Mode.IsRegular() {
+		// Planted (a link, a fifo): not this store's file to delete;
+		// fsck reports it.
+		return garbageUnproven, blobs.Info{}, nil
+	}
+	if err := db.blobs.Delete(d); err != nil {
+		return garbageUnproven, blobs.Info{}, errors.WithMessagef(err, "garbage collection: delete blob file %s", blobFile(d))
+	}
+	return garbageRemoved, info, nil
+}
+
+// removeGarbage deletes blob d's file if, under the lock its publishers
+// hold from their intent to their commit, it is provably garbage
+// (collectLocked). It reports whether it deleted the file; the unheld/
+// entry stays for the next collection to clear.
+func (db *DB) removeGarbage(d digest.Digest) (bool, error) {
+	unlock := db.lockContent(d)
+	defer unlock()
+	outcome, _, err := db.collectLocked(d)
+	return outcome == garbageRemoved, err
+}
+
+// abandonLocked undoes a publish whose holding transaction failed: the
+// file goes if no record holds it, and so does the intent, so that a
+// refused write leaves the store as it was. The caller holds d's content
+// lock; a failure leaves both for gc.
+func (db *DB) abandonLocked(d digest.Digest) {
+	outcome, _, err := db.collectLocked(d)
+	if err != nil || (outcome != garbageRemoved && outcome != garbageGone) {
+		return
+	}
+	_ = db.batch(func(tx *bolt.Tx) error {
+		if contentBucket(tx).Bucket([]byte(d)) != nil {
+			return nil
+		}
+		return unheldBucket(tx).Delete([]byte(d))
+	})
+}
+
+// intendLocked records, before blob d's file is published, that this
+// store is about to write it: should the record that holds it never
+// commit, the file is provably garbage. Nothing is written when a content
+// record or an unheld/ entry already names d. The caller holds d's content
+// lock until its holding transaction has committed.
+func (db *DB) intendLocked(d digest.Digest) error {
+	named := false
+	if err := db.bolt.View(func(tx *bolt.Tx) error {
+		named = contentBucket(tx).Bucket([]byte(d)) != nil
+		if b := unheldBucket(tx); b != nil && b.Get([]byte(d)) != nil {
+			named = true
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if named {
+		return nil
+	}
+	return db.batch(func(tx *bolt.Tx) error { return markUnheld(tx, d) })
+}
+
+// markUnheld records that this store may have a file of blob d that no
+// namespace holds.
+func markUnheld(tx *bolt.Tx, d digest.Digest) error {
+	return putTime(unheldBucket(tx), []byte(d), now())
 }
 
 // collectIngests removes the ingest files last written before cutoff.
@@ -141,35 +274,4 @@ func (db *DB) collectIngests(cutoff time.Time, stats *GCStats) error {
 		stats.Removed = append(stats.Removed, Garbage{Path: "ingest/" + info.Name, Size: info.Size, ModTime: info.ModTime})
 	}
 	return nil
-}
-
-// removeUnrecorded deletes blob d's file if, under the lock its
-// publishers hold from the file's rename to their commit, no content
-// record names it. It reports whether it deleted the file.
-func (db *DB) removeUnrecorded(d digest.Digest) (bool, error) {
-	unlock := db.lockContent(d)
-	defer unlock()
-	return db.removeUnrecordedLocked(d)
-}
-
-// removeUnrecordedLocked is removeUnrecorded for a caller that holds d's
-// content lock (a writer whose record did not commit).
-func (db *DB) removeUnrecordedLocked(d digest.Digest) (bool, error) {
-	recorded := false
-	if err := db.bolt.View(func(tx *bolt.Tx) error {
-		recorded = contentBucket(tx).Bucket([]byte(d)) != nil
-		return nil
-	}); err != nil {
-		return false, errors.WithMessage(err, "garbage collection")
-	}
-	if recorded {
-		return false, nil
-	}
-	if _, err := db.blobs.Stat(d); err != nil {
-		return false, nil // deleted meanwhile
-	}
-	if err := db.blobs.Delete(d); err != nil {
-		return false, errors.WithMessagef(err, "garbage collection: delete blob file %s", blobFile(d))
-	}
-	return true, nil
 }

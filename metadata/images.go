@@ -286,12 +286,15 @@ func (db *DB) PutImage(w ImageWrite) (Image, error) {
 		defer ingest.Abort()
 	}
 	unlock := db.lockContent(target.Digest)
-	var existed bool
+	if err := db.intendLocked(target.Digest); err != nil {
+		unlock()
+		return Image{}, errors.WithMessagef(err, "image %q: store manifest blob %s", shorten(ref), target.Digest)
+	}
 	if ingest != nil {
-		existed, err = ingest.Commit()
+		_, err = ingest.Commit()
 	} else {
 		// Present a moment ago; written again only if it was deleted since.
-		existed, err = db.blobs.WriteBytes(target.Digest, manifest)
+		_, err = db.blobs.WriteBytes(target.Digest, manifest)
 	}
 	if err != nil {
 		unlock()
@@ -306,9 +309,7 @@ func (db *DB) PutImage(w ImageWrite) (Image, error) {
 		return err
 	})
 	if err != nil {
-		if !existed {
-			_, _ = db.removeUnrecordedLocked(target.Digest)
-		}
+		db.abandonLocked(target.Digest)
 		unlock()
 		return Image{}, err
 	}

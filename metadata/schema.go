@@ -24,6 +24,7 @@ var (
 	bucketDirs       = []byte("dirs")
 	bucketBlobs      = []byte("blobs")
 	bucketHolders    = []byte("namespaces")
+	bucketUnheld     = []byte("unheld")
 
 	keyVersion   = []byte("version")
 	keyID        = []byte("id")
@@ -170,6 +171,10 @@ func namespacesBucket(tx *bolt.Tx) *bolt.Bucket { return root(tx).Bucket(bucketN
 
 // contentBucket is v1/content/.
 func contentBucket(tx *bolt.Tx) *bolt.Bucket { return root(tx).Bucket(bucketContent) }
+
+// unheldBucket is v1/unheld/, or nil in a store opened read-only that was
+// written before it existed.
+func unheldBucket(tx *bolt.Tx) *bolt.Bucket { return root(tx).Bucket(bucketUnheld) }
 
 // namespaceBucket returns v1/namespaces/<name>/ or ErrNotFound.
 func namespaceBucket(tx *bolt.Tx, name string) (*bolt.Bucket, error) {

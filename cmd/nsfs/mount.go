@@ -87,12 +87,14 @@ func runMount(c *cli.Context) error {
 			db.Close()
 		}
 	}()
-	// Holding the store's lock proves that no writer is left: a crash's
-	// unfinished ingests and unrecorded blob files can all go now.
-	if stats, err := db.CollectGarbage(metadata.GCOptions{}); err != nil {
+	// Holding the store's lock proves that no writer is left: once the
+	// files agree with the records, a crash's unfinished ingests and the
+	// blob files its records prove garbage can all go now. A store that
+	// disagrees is refused, untouched.
+	if stats, err := db.Recover(); err != nil {
 		return err
 	} else if stats.Blobs+stats.Ingests > 0 {
-		log.Printf("removed what a crash left in %s: %d unrecorded blob files, %d unfinished ingests", root, stats.Blobs, stats.Ingests)
+		log.Printf("removed what a crash left in %s: %d blob files no namespace holds, %d unfinished ingests", root, stats.Blobs, stats.Ingests)
 	}
 	if err := prepareMountpoint(mountpoint); err != nil {
 		return err

@@ -1,0 +1,284 @@
+package metadata
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"sort"
+	"strings"
+
+	"github.com/nsfs/nsfs/blobs"
+	"github.com/opencontainers/go-digest"
+	"github.com/pkg/errors"
+	bolt "go.etcd.io/bbolt"
+)
+
+// LostFoundNamespace is where nsfs fsck --repair puts the blob files no
+// record names: kept, held, and visible in ns/lost-found/blobs/sha256/.
+const LostFoundNamespace = "lost-found"
+
+// checkMetaFile refuses a meta.db that bbolt would silently make anew: a
+// missing or empty file beside blob files means the records of those
+// blobs are lost, and a new store would treat them as nobody's. A new,
+// empty root is fine.
+func checkMetaFile(root, dbpath string, readOnly bool) error {
+	fi, err := os.Lstat(dbpath)
+	switch {
+	case err == nil && !fi.Mode().IsRegular():
+		return damaged(root, "meta.db is a %s, not a regular file", fileKind(fi.Mode()))
+	case err == nil && fi.Size() > 0:
+		return nil
+	case err != nil && !errors.Is(err, os.ErrNotExist):
+		return errors.WithMessagef(err, "open store %s", root)
+	}
+	what := "missing"
+	if err == nil {
+		what = "empty"
+	}
+	if readOnly {
+		if err != nil {
+			return errors.WithMessagef(err, "no nsfs store at %s", root)
+		}
+		return damaged(root, "meta.db is empty")
+	}
+	n, err := countEntries(filepath.Join(root, "blobs", "sha256"))
+	if err != nil {
+		return errors.WithMessagef(err, "open store %s", root)
+	}
+	if n > 0 {
+		return damaged(root, "meta.db is %s, but blobs/sha256 holds %s: their records are lost", what, plural(n, "file"))
+	}
+	return nil
+}
+
+// countEntries counts the entries of dir (0 when it does not exist), up to
+// a few: enough to tell empty from not.
+func countEntries(dir string) (int, error) {
+	f, err := os.Open(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(1024)
+	if err != nil && err != io.EOF {
+		return 0, err
+	}
+	return len(names), nil
+}
+
+// openBolt opens meta.db, turning bbolt's panics and faults on a damaged
+// file (a zeroed or truncated page) into ErrDamaged, and refusing a file
+// shorter than the pages its meta page says it has, whose reads would
+// fault later, in the middle of serving.
+func openBolt(root, dbpath string, opts *bolt.Options) (bdb *bolt.DB, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			if bdb != nil {
+				bdb.Close()
+			}
+			bdb, err = nil, damaged(root, "meta.db is unreadable (%v)", r)
+		}
+	}()
+	bdb, err = bolt.Open(dbpath, 0o600, opts)
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, errors.WithMessagef(ErrLocked, "store %s is already in use by another nsfs (%s is locked)", root, dbpath)
+		}
+		return nil, damaged(root, "meta.db is unreadable (%v)", err)
+	}
+	fi, err := os.Stat(dbpath)
+	if err != nil {
+		bdb.Close()
+		return nil, errors.WithMessagef(err, "open store %s", root)
+	}
+	var size int64
+	_ = bdb.View(func(tx *bolt.Tx) error {
+		size = tx.Size()
+		return nil
+	})
+	if size > fi.Size() {
+		bdb.Close()
+		return nil, damaged(root, "meta.db is truncated: its pages reach byte %d, but the file has %d bytes", size, fi.Size())
+	}
+	return bdb, nil
+}
+
+// damaged is an ErrDamaged for the store at root, with the remedy.
+func damaged(root, format string, args ...any) error {
+	return errors.WithMessagef(ErrDamaged, "store %s: %s; nothing was changed (run \"nsfs fsck --root %s\" for a report, then \"nsfs fsck --repair --root %s\" to salvage what is readable)",
+		root, fmt.Sprintf(format, args...), root, root)
+}
+
+// fileKind names a file type as a person would.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m&os.ModeSymlink != 0:
+		return "symbolic link"
+	case m.IsDir():
+		return "directory"
+	case m&os.ModeNamedPipe != 0:
+		return "fifo"
+	case m&os.ModeSocket != 0:
+		return "socket"
+	case m&os.ModeDevice != 0:
+		return "device"
+	case m.IsRegular():
+		return "regular file"
+	}
+	return "special file"
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
+// Recover makes a store ready to serve after whatever stopped it last. It
+// first proves that the blob directory agrees with the records: every
+// content record has its file, a regular file of the recorded size; every
+// blob file is named by a content record or by an unheld/ entry (the
+// intents and tombstones of this store's own writes); nothing in
+// blobs/sha256 or ingest/ is a link, a directory or a device. A store that
+// disagrees is not touched: Recover returns ErrDamaged naming the first
+// problems and what to run. Otherwise it collects the garbage of a crash
+// (CollectGarbage without a grace: the caller holds the store's lock, so
+// no writer is left).
+func (db *DB) Recover() (GCStats, error) {
+	problems, err := db.checkPages()
+	if err != nil {
+		return GCStats{}, err
+	}
+	if len(problems) == 0 {
+		if problems, err = db.auditFiles(); err != nil {
+			return GCStats{}, err
+		}
+	}
+	if len(problems) > 0 {
+		const shown = 3
+		var first []string
+		for i, p := range problems {
+			if i == shown {
+				break
+			}
+			first = append(first, p.String())
+		}
+		more := ""
+		if len(problems) > shown {
+			more = fmt.Sprintf(" (and %d more)", len(problems)-shown)
+		}
+		return GCStats{}, damaged(db.root, "%s%s", strings.Join(first, "; "), more)
+	}
+	return db.CollectGarbage(GCOptions{})
+}
+
+// maxPageProblems bounds how many damaged pages checkPages reports.
+const maxPageProblems = 20
+
+// checkPages is bbolt's own check of meta.db's page structure (every page
+// reachable once, none both used and free, keys in order), which reads
+// every page: what a zeroed or overwritten page breaks.
+func (db *DB) checkPages() ([]Problem, error) {
+	var problems []Problem
+	err := db.view(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			if len(problems) < maxPageProblems {
+				problems = append(problems, Problem{Object: "meta.db", What: err.Error()})
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		problems = append(problems, Problem{Object: "meta.db", What: err.Error()})
+	}
+	return problems, nil
+}
+
+// auditFiles compares the blob and ingest directories with the records,
+// as Recover describes, and returns what disagrees, sorted.
+func (db *DB) auditFiles() ([]Problem, error) {
+	var problems []Problem
+	files := map[digest.Digest]int64{}
+	if err := db.blobs.WalkBlobEntries(func(e blobs.Entry) error {
+		d := digest.NewDigestFromEncoded(digest.SHA256, e.Name)
+		switch {
+		case !e.Mode.IsRegular():
+			problems = append(problems, Problem{Object: e.Path, What: fmt.Sprintf("is a %s where a blob file should be (never followed)", fileKind(e.Mode))})
+		case ValidateDigest(d) != nil:
+			problems = append(problems, Problem{Object: e.Path, What: "is not named by a sha256 digest (not a blob file)"})
+		default:
+			files[d] = e.Size
+		}
+		return nil
+	}); err != nil {
+		return nil, errors.WithMessagef(err, "store %s", db.root)
+	}
+	if err := db.blobs.WalkIngestEntries(func(e blobs.Entry) error {
+		if !e.Mode.IsRegular() {
+			problems = append(problems, Problem{Object: e.Path, What: fmt.Sprintf("is a %s where an ingest file should be (never followed)", fileKind(e.Mode))})
+		}
+		return nil
+	}); err != nil {
+		return nil, errors.WithMessagef(err, "store %s", db.root)
+	}
+	err := db.view(func(tx *bolt.Tx) error {
+		content := contentBucket(tx)
+		if content == nil {
+			return errors.WithMessage(errCorrupt, "meta.db has no content/ bucket")
+		}
+		if err := content.ForEachBucket(func(k []byte) error {
+			d := digest.Digest(k)
+			if ValidateDigest(d) != nil {
+				problems = append(problems, Problem{Object: fmt.Sprintf("content record %q", shorten(string(k))), What: "is not named by a sha256 digest (a damaged record)"})
+				return nil
+			}
+			size, ok := files[d]
+			switch {
+			case !ok:
+				problems = append(problems, Problem{Object: "blob " + string(d), What: "its file " + blobFile(d) + " is missing"})
+			case size != getInt64(content.Bucket(k), keySize):
+				problems = append(problems, Problem{Object: "blob file " + blobFile(d), What: fmt.Sprintf("has %d bytes, its record says %d", size, getInt64(content.Bucket(k), keySize))})
+			}
+			delete(files, d)
+			return nil
+		}); err != nil {
+			return err
+		}
+		unheld := unheldBucket(tx)
+		for d := range files {
+			if unheld == nil || unheld.Get([]byte(d)) == nil {
+				problems = append(problems, Problem{Object: "blob file " + blobFile(d), What: "no record names it (its record is lost, or it was put there by hand)"})
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, damaged(db.root, "meta.db is unreadable (%v)", err)
+	}
+	sort.Slice(problems, func(i, j int) bool { return problems[i].String() < problems[j].String() })
+	return problems, nil
+}
+
+// view is bolt's View for a store that may be damaged (guarded).
+func (db *DB) view(fn func(*bolt.Tx) error) error {
+	return guarded(func() error { return db.bolt.View(fn) })
+}
+
+// guarded runs fn, turning a panic or a memory fault (bbolt reading a
+// zeroed or truncated page of a damaged meta.db) into an error naming it.
+func guarded(fn func() error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = errors.WithMessagef(errCorrupt, "reading meta.db failed: %v", r)
+		}
+	}()
+	return fn()
+}
