@@ -530,3 +530,52 @@ func TestOutOfDescriptorsIsEMFILE(t *testing.T) {
 		t.Fatalf("Open out of descriptors = %v, want EMFILE", err)
 	}
 }
+
+// Quarantine moves a planted link itself (its target stays where it is)
+// and refuses a quarantine/ that is a link.
+func TestQuarantineMovesEntriesNeverTargets(t *testing.T) {
+	s, root := newStore(t)
+	outside, secretPath, secret := outsideDir(t)
+	d := digest.FromString("planted")
+	if err := os.Symlink(secretPath, filepath.Join(blobDir(root), d.Encoded())); err != nil {
+		t.Fatal(err)
+	}
+	var planted Entry
+	if err := s.WalkBlobEntries(func(e Entry) error { planted = e; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	to, err := s.Quarantine(planted)
+	if err != nil || to != "quarantine/"+d.Encoded() {
+		t.Fatalf("Quarantine = %q, %v", to, err)
+	}
+	if fi, err := os.Lstat(filepath.Join(root, to)); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("quarantined entry is %v, %v; want the link itself", fi, err)
+	}
+	if left := names(t, blobDir(root)); len(left) != 0 {
+		t.Fatalf("blobs/sha256 after Quarantine: %q", left)
+	}
+	assertOutsideUntouched(t, outside, secretPath, secret)
+	for _, bad := range []Entry{{Path: "blobs/../x", Name: "x"}, {Path: "quarantine/x", Name: "x"}, {Path: "ingest/a", Name: "b"}} {
+		if _, err := s.Quarantine(bad); !errors.Is(err, os.ErrInvalid) {
+			t.Errorf("Quarantine(%+v) = %v, want os.ErrInvalid", bad, err)
+		}
+	}
+
+	// quarantine/ swapped for a link: refused, nothing moved.
+	if err := os.Rename(filepath.Join(root, "quarantine"), filepath.Join(root, "quarantine.old")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(root, "quarantine")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ingestDir(root), "stray"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Quarantine(Entry{Path: "ingest/stray", Name: "stray"}); !errors.Is(err, ErrUnsafe) {
+		t.Fatalf("Quarantine into a linked quarantine/ = %v, want ErrUnsafe", err)
+	}
+	if left := names(t, ingestDir(root)); len(left) != 1 {
+		t.Fatalf("ingest/ after a refused Quarantine: %q", left)
+	}
+	assertOutsideUntouched(t, outside, secretPath, secret)
+}
