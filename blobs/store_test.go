@@ -175,7 +175,7 @@ func TestRoundTrip(t *testing.T) {
 	if info.Digest != d || info.Size != int64(len(data)) || info.ModTime.IsZero() {
 		t.Fatalf("Stat = %+v", info)
 	}
-	f, err := s.Open(d)
+	f, err := s.Open(d, int64(len(data)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,7 +345,7 @@ func TestInvalidDigestsRefused(t *testing.T) {
 	ops := map[string]func(digest.Digest) error{
 		"NewWriter":  func(d digest.Digest) error { _, err := s.NewWriter(d); return err },
 		"Stat":       func(d digest.Digest) error { _, err := s.Stat(d); return err },
-		"Open":       func(d digest.Digest) error { _, err := s.Open(d); return err },
+		"Open":       func(d digest.Digest) error { _, err := s.Open(d, -1); return err },
 		"Delete":     s.Delete,
 		"WriteBytes": func(d digest.Digest) error { _, err := s.WriteBytes(d, []byte("x")); return err },
 	}
@@ -382,7 +382,7 @@ func TestMissingBlob(t *testing.T) {
 	} else if !strings.Contains(err.Error(), d.String()) {
 		t.Fatalf("Stat error %q does not name the blob", err)
 	}
-	if _, err := s.Open(d); !errors.Is(err, os.ErrNotExist) {
+	if _, err := s.Open(d, 1); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("Open of missing blob = %v, want os.ErrNotExist", err)
 	}
 	if err := s.Delete(d); err != nil {
@@ -676,7 +676,7 @@ func TestConcurrentWritersOfOneBlob(t *testing.T) {
 	if published != 1 && !noReplaceUnsupported.Load() || published < 1 {
 		t.Fatalf("%d writers published the blob, want exactly 1", published)
 	}
-	f, err := s.Open(d)
+	f, err := s.Open(d, int64(len(data)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -692,38 +692,57 @@ func TestConcurrentWritersOfOneBlob(t *testing.T) {
 	}
 }
 
-// Both ways of publishing leave an existing blob alone and report it.
-func TestPublishNeverReplaces(t *testing.T) {
-	for name, publish := range map[string]func(tempPath, target string) (bool, error){
-		"publish":       publish,
-		"publishByStat": publishByStat,
+// Both ways of publishing leave an existing entry alone and report it.
+func TestPublishNoReplaceNeverReplaces(t *testing.T) {
+	for name, publish := range map[string]func(fromDir *os.File, from string, toDir *os.File, to string) (bool, error){
+		"publishNoReplace": publishNoReplace,
+		"publishByStat":    publishByStat,
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
-			temp, target := filepath.Join(dir, "temp"), filepath.Join(dir, "target")
-			if err := os.WriteFile(temp, []byte("new"), 0o444); err != nil {
+			d, err := os.Open(dir)
+			if err != nil {
 				t.Fatal(err)
 			}
-			existed, err := publish(temp, target)
+			defer d.Close()
+			if err := os.WriteFile(filepath.Join(dir, "temp"), []byte("new"), 0o444); err != nil {
+				t.Fatal(err)
+			}
+			existed, err := publish(d, "temp", d, "target")
 			if err != nil || existed {
 				t.Fatalf("%s to a free name = %v, %v", name, existed, err)
 			}
-			if err := os.WriteFile(temp, []byte("second"), 0o444); err != nil {
+			if err := os.WriteFile(filepath.Join(dir, "temp"), []byte("second"), 0o444); err != nil {
 				t.Fatal(err)
 			}
-			existed, err = publish(temp, target)
+			existed, err = publish(d, "temp", d, "target")
 			if err != nil || !existed {
 				t.Fatalf("%s over an existing name = %v, %v; want true, nil", name, existed, err)
 			}
-			if got, _ := os.ReadFile(target); string(got) != "new" {
+			if got, _ := os.ReadFile(filepath.Join(dir, "target")); string(got) != "new" {
 				t.Fatalf("existing target replaced: %q", got)
+			}
+			// A dangling link is an entry too: it is not replaced here
+			// (Commit decides that), and what it names is not created.
+			if err := os.Symlink(filepath.Join(dir, "nowhere"), filepath.Join(dir, "link")); err != nil {
+				t.Fatal(err)
+			}
+			if existed, err := publish(d, "temp", d, "link"); err != nil || !existed {
+				t.Fatalf("%s over a dangling link = %v, %v; want true, nil", name, existed, err)
+			}
+			if _, err := os.Lstat(filepath.Join(dir, "nowhere")); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("%s created the link's target: %v", name, err)
 			}
 		})
 	}
-	// A failure names both paths.
-	dir := t.TempDir()
-	_, err := publish(filepath.Join(dir, "missing"), filepath.Join(dir, "target"))
-	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "missing") {
+}
+
+// A failed publish names both files.
+func TestPublishErrorNamesBoth(t *testing.T) {
+	s, _ := newStore(t)
+	d := digest.FromString("x")
+	_, err := s.publish("missing", d, 1)
+	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "ingest/missing") || !strings.Contains(err.Error(), d.Encoded()) {
 		t.Fatalf("publish of a missing temp = %v", err)
 	}
 }

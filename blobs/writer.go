@@ -1,7 +1,9 @@
 package blobs
 
 import (
+	"math/rand/v2"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -13,18 +15,28 @@ import (
 // Writer streams one blob into a temporary ingest file, hashing as it goes.
 // Its methods may be called from several goroutines (FUSE serves writes of
 // one handle concurrently), but the bytes must still arrive in order.
+//
+// An I/O error (a full disk, a quota, EIO) ends the ingest: its file is
+// removed, and every later Write, Prepare and Commit returns that same
+// error, so that the writer learns why rather than a digest mismatch of
+// the bytes that did not arrive.
 type Writer struct {
 	store    *Store
 	expected digest.Digest
 
 	mu       sync.Mutex
-	file     *os.File // nil once committed or aborted
-	tempPath string
+	file     *os.File // nil once committed, aborted or failed
+	tempName string   // in ingest/; "" once published or removed
 	digester digest.Digester
 	size     int64
-	prepared bool // verified: no more writes
-	synced   bool // 0444 and fsynced
+	prepared bool  // verified: no more writes
+	synced   bool  // 0444 and fsynced
+	failed   error // the I/O error that ended the ingest
 }
+
+// createAttempts bounds the random names NewWriter tries; a collision is
+// already as good as impossible.
+const createAttempts = 100
 
 // NewWriter starts an ingest of a blob that must hash to expected
 // (sha256 only: anything else is ErrUnsupportedDigest).
@@ -32,10 +44,7 @@ func (s *Store) NewWriter(expected digest.Digest) (*Writer, error) {
 	if err := ValidateDigest(expected); err != nil {
 		return nil, err
 	}
-	// The digest in the name tells an operator (and gc logs) what the
-	// leftover ingest was; the random suffix lets concurrent ingests of
-	// one digest coexist.
-	f, err := os.CreateTemp(s.ingestDir, expected.Encoded()+"-*")
+	f, name, err := s.createIngest(expected.Encoded())
 	if err != nil {
 		return nil, errors.WithMessagef(err, "ingest blob %s", expected)
 	}
@@ -43,9 +52,36 @@ func (s *Store) NewWriter(expected digest.Digest) (*Writer, error) {
 		store:    s,
 		expected: expected,
 		file:     f,
-		tempPath: f.Name(),
+		tempName: name,
 		digester: digest.SHA256.Digester(),
 	}, nil
+}
+
+// createIngest makes a new file in ingest/. The digest in the name tells
+// an operator (and gc logs) what a leftover ingest was; the random suffix
+// lets concurrent ingests of one digest coexist. O_EXCL|O_NOFOLLOW: a
+// name someone planted is never opened.
+func (s *Store) createIngest(prefix string) (*os.File, string, error) {
+	for range createAttempts {
+		name := prefix + "-" + strconv.FormatUint(uint64(rand.Uint32()), 10)
+		var fd int
+		err := withFD(s.ingestDir, func(dir int) (err error) {
+			fd, err = retryEINTR(func() (int, error) {
+				return unix.Openat(dir, name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+			})
+			return err
+		})
+		if err == unix.EEXIST {
+			continue
+		}
+		path := s.display(ingestDirName + "/" + name)
+		if err != nil {
+			// The errno stays reachable (errors.As): EMFILE, ENOSPC.
+			return nil, "", &os.PathError{Op: "create", Path: path, Err: err}
+		}
+		return os.NewFile(uintptr(fd), path), name, nil
+	}
+	return nil, "", &os.PathError{Op: "create", Path: s.display(ingestDirName + "/" + prefix + "-*"), Err: unix.EEXIST}
 }
 
 // Write appends p.
@@ -59,6 +95,11 @@ func (w *Writer) Write(p []byte) (int, error) {
 func (w *Writer) WriteAt(p []byte, off int64) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.failed != nil {
+		// Before the offset check: the writer's next offset does not
+		// match what arrived, and the reason is the I/O error.
+		return 0, w.failed
+	}
 	if off != w.size {
 		return 0, errors.WithMessagef(ErrNonSequentialWrite, "blob %s: write at offset %d, but %d bytes were written so far",
 			w.expected, off, w.size)
@@ -67,6 +108,9 @@ func (w *Writer) WriteAt(p []byte, off int64) (int, error) {
 }
 
 func (w *Writer) writeLocked(p []byte) (int, error) {
+	if w.failed != nil {
+		return 0, w.failed
+	}
 	if w.file == nil || w.prepared {
 		return 0, errors.WithMessagef(os.ErrClosed, "blob %s: ingest already committed or aborted", w.expected)
 	}
@@ -76,9 +120,17 @@ func (w *Writer) writeLocked(p []byte) (int, error) {
 	w.digester.Hash().Write(p[:n])
 	w.size += int64(n)
 	if err != nil {
-		return n, errors.WithMessagef(err, "ingest blob %s", w.expected)
+		return n, w.fail(err)
 	}
 	return n, nil
+}
+
+// fail ends the ingest with an I/O error (which keeps its errno for
+// errors.As) that every later call returns.
+func (w *Writer) fail(err error) error {
+	w.failed = errors.WithMessagef(err, "ingest blob %s (after %d bytes)", w.expected, w.size)
+	w.abortLocked()
+	return w.failed
 }
 
 // Size is the number of bytes written so far.
@@ -118,6 +170,9 @@ func (w *Writer) Prepare() (err error) {
 }
 
 func (w *Writer) prepareLocked() (err error) {
+	if w.failed != nil {
+		return w.failed
+	}
 	if w.file == nil {
 		return errors.WithMessagef(os.ErrClosed, "blob %s: ingest already committed or aborted", w.expected)
 	}
@@ -132,9 +187,9 @@ func (w *Writer) prepareLocked() (err error) {
 	if err := w.verifyLocked(); err != nil {
 		return err
 	}
-	// A duplicate needs no fsync of its bytes (Commit syncs them should
-	// the other copy be gone by then).
-	if _, err := os.Lstat(w.store.Path(w.expected)); err != nil {
+	// A duplicate of a sound blob needs no fsync of its bytes (Commit
+	// syncs them should the other copy be gone by then).
+	if w.store.Check(w.expected, w.size) != nil {
 		if err := w.syncLocked(); err != nil {
 			return err
 		}
@@ -149,19 +204,22 @@ func (w *Writer) syncLocked() error {
 	}
 	// Mode before fsync, so the fsync makes the mode durable too.
 	if err := w.file.Chmod(blobMode); err != nil {
-		return errors.WithMessagef(err, "ingest blob %s", w.expected)
+		return w.fail(err)
 	}
 	if err := w.file.Sync(); err != nil {
-		return errors.WithMessagef(err, "ingest blob %s", w.expected)
+		return w.fail(err)
 	}
 	w.synced = true
 	return nil
 }
 
 // Commit prepares (unless Prepare did) and renames the blob into place
-// (then fsyncs the directory). If the blob already exists the temporary
-// file is removed and existed is true. On any error the temporary file is
-// removed. The caller serialises Commit against Delete of the same digest.
+// (then fsyncs the directory). If a sound copy already exists (a regular
+// file of the blob's size) the temporary file is removed and existed is
+// true; anything else under the name (nothing, a link, a fifo, a file of
+// the wrong size) is replaced by the verified bytes. On any error the
+// temporary file is removed. The caller serialises Commit against Delete
+// and against other Commits of the same digest.
 func (w *Writer) Commit() (existed bool, err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -173,9 +231,7 @@ func (w *Writer) Commit() (existed bool, err error) {
 			w.abortLocked()
 		}
 	}()
-	target := w.store.Path(w.expected)
-	_, statErr := os.Lstat(target)
-	duplicate := statErr == nil
+	duplicate := w.store.Check(w.expected, w.size) == nil
 	if !duplicate {
 		if err := w.syncLocked(); err != nil {
 			return false, err
@@ -188,17 +244,17 @@ func (w *Writer) Commit() (existed bool, err error) {
 	}
 	if duplicate {
 		existed = true
-	} else if existed, err = publish(w.tempPath, target); err != nil {
+	} else if existed, err = w.store.publish(w.tempName, w.expected, w.size); err != nil {
 		return false, errors.WithMessagef(err, "commit blob %s", w.expected)
 	}
 	if existed {
-		if err := os.Remove(w.tempPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := w.store.unlinkIngest(w.tempName); err != nil {
 			return false, errors.WithMessagef(err, "commit blob %s", w.expected)
 		}
 	}
 	// The name is gone (published or removed); forget it, so that a later
 	// Abort cannot remove another ingest that happens to reuse it.
-	w.tempPath = ""
+	w.tempName = ""
 	// Also when it existed: a concurrent writer may have renamed it in
 	// without having fsynced the directory yet, and our caller is about
 	// to record the blob as durable. A clean directory syncs for free.
@@ -220,20 +276,30 @@ func (w *Writer) abortLocked() error {
 		w.file.Close()
 		w.file = nil
 	}
-	if w.tempPath == "" {
+	if w.tempName == "" {
 		return nil
 	}
-	tempPath := w.tempPath
-	w.tempPath = ""
-	if err := os.Remove(tempPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+	name := w.tempName
+	w.tempName = ""
+	if err := w.store.unlinkIngest(name); err != nil {
 		return errors.WithMessagef(err, "abort ingest of blob %s", w.expected)
 	}
 	return nil
 }
 
+// unlinkIngest removes the ingest file name this store created; a
+// missing one is not an error.
+func (s *Store) unlinkIngest(name string) error {
+	err := withFD(s.ingestDir, func(fd int) error { return unix.Unlinkat(fd, name, 0) })
+	if err != nil && err != unix.ENOENT {
+		return &os.PathError{Op: "unlink", Path: s.display(ingestDirName + "/" + name), Err: err}
+	}
+	return nil
+}
+
 // WriteBytes ingests a whole blob held in memory (Commit semantics). When
-// the blob is already in the store, nothing is written: that is what makes
-// copying an image into a second namespace cost no bytes.
+// a sound copy of the blob is in the store, nothing is written: that is
+// what makes copying an image into a second namespace cost no bytes.
 func (s *Store) WriteBytes(expected digest.Digest, data []byte) (existed bool, err error) {
 	if err := ValidateDigest(expected); err != nil {
 		return false, err
@@ -241,7 +307,7 @@ func (s *Store) WriteBytes(expected digest.Digest, data []byte) (existed bool, e
 	if got := digest.SHA256.FromBytes(data); got != expected {
 		return false, errors.WithMessagef(ErrDigestMismatch, "blob %s: got %s from %d bytes", expected, got, len(data))
 	}
-	if _, err := os.Lstat(s.Path(expected)); err == nil {
+	if s.Check(expected, int64(len(data))) == nil {
 		// As in Commit: make sure the entry we rely on is durable.
 		if err := syncDir(s.blobDir); err != nil {
 			return false, errors.WithMessagef(err, "commit blob %s", expected)
@@ -259,40 +325,97 @@ func (s *Store) WriteBytes(expected digest.Digest, data []byte) (existed bool, e
 	return w.Commit()
 }
 
+// publishAttempts bounds how often publish looks again at a name whose
+// entry keeps changing under it (someone removing and planting in a loop).
+const publishAttempts = 8
+
+// publish moves the verified, fsynced ingest tempName to blob d's name.
+// A sound copy there (a regular file of size bytes) is kept: existed.
+// Nothing there: renameat2(RENAME_NOREPLACE), so that of concurrent
+// writers of one blob exactly one publishes and a sound blob's inode is
+// never replaced under its readers. Anything else there (a link, a fifo,
+// a device, a regular file of the wrong size) is replaced by a plain
+// rename, which replaces a link itself, never its target; a directory is
+// refused (ErrUnsafe).
+func (s *Store) publish(tempName string, d digest.Digest, size int64) (existed bool, err error) {
+	name := d.Encoded()
+	for range publishAttempts {
+		st, err := s.lstat(s.blobDir, name)
+		switch {
+		case err == unix.ENOENT:
+			if existed, err := publishNoReplace(s.ingestDir, tempName, s.blobDir, name); err != nil || !existed {
+				return false, s.renameError(tempName, d, err)
+			}
+			// Something appeared meanwhile: look at what.
+			continue
+		case err != nil:
+			return false, &os.PathError{Op: "lstat", Path: s.Path(d), Err: err}
+		}
+		mode := fileMode(&st)
+		if mode.IsDir() {
+			return false, s.unsafe(blobRel(d), mode, "a regular file")
+		}
+		if s.checkFile(d, mode, st.Size, size) == nil {
+			return true, nil
+		}
+		return false, s.renameError(tempName, d, renameat(s.ingestDir, tempName, s.blobDir, name, 0))
+	}
+	return false, &os.PathError{Op: "rename", Path: s.Path(d), Err: unix.EAGAIN}
+}
+
+func (s *Store) renameError(tempName string, d digest.Digest, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &os.LinkError{Op: "rename", Old: s.display(ingestDirName + "/" + tempName), New: s.Path(d), Err: err}
+}
+
+// renameat is renameat2 between two of the store's directories; the
+// error is the bare errno.
+func renameat(fromDir *os.File, from string, toDir *os.File, to string, flags uint) error {
+	return withFD(fromDir, func(fromFD int) error {
+		return withFD(toDir, func(toFD int) error {
+			_, err := retryEINTR(func() (int, error) {
+				return 0, unix.Renameat2(fromFD, from, toFD, to, flags)
+			})
+			return err
+		})
+	})
+}
+
 // noReplaceUnsupported records that publish had to fall back to
 // publishByStat (tests relax their exactly-one-publisher check then).
 var noReplaceUnsupported atomic.Bool
 
-// publish moves the verified temporary file to target unless target exists
-// already, in which case it reports existed and leaves both files alone.
-// renameat2(RENAME_NOREPLACE) makes that one atomic step, so of concurrent
-// writers of one blob exactly one publishes and an existing blob's inode is
-// never replaced under its readers.
-func publish(tempPath, target string) (existed bool, err error) {
-	err = unix.Renameat2(unix.AT_FDCWD, tempPath, unix.AT_FDCWD, target, unix.RENAME_NOREPLACE)
-	switch {
-	case err == nil:
+// publishNoReplace renames from to to unless to exists already, in which
+// case it reports existed and leaves both alone.
+func publishNoReplace(fromDir *os.File, from string, toDir *os.File, to string) (existed bool, err error) {
+	err = renameat(fromDir, from, toDir, to, unix.RENAME_NOREPLACE)
+	switch err {
+	case nil:
 		return false, nil
-	case errors.Is(err, unix.EEXIST):
+	case unix.EEXIST:
 		return true, nil
-	case errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS):
+	case unix.EINVAL, unix.ENOSYS:
 		// A filesystem (or kernel) without RENAME_NOREPLACE.
 		noReplaceUnsupported.Store(true)
-		return publishByStat(tempPath, target)
+		return publishByStat(fromDir, from, toDir, to)
 	default:
-		return false, &os.LinkError{Op: "rename", Old: tempPath, New: target, Err: err}
+		return false, err
 	}
 }
 
-// publishByStat is publish for filesystems without RENAME_NOREPLACE: a
-// racing writer of the same blob may replace the file with identical
-// bytes, which readers cannot tell apart.
-func publishByStat(tempPath, target string) (existed bool, err error) {
-	if _, err := os.Lstat(target); err == nil {
+// publishByStat is publishNoReplace for filesystems without
+// RENAME_NOREPLACE: a racing writer of the same blob may replace the file
+// with identical bytes, which readers cannot tell apart.
+func publishByStat(fromDir *os.File, from string, toDir *os.File, to string) (existed bool, err error) {
+	var st unix.Stat_t
+	err = withFD(toDir, func(fd int) error { return unix.Fstatat(fd, to, &st, unix.AT_SYMLINK_NOFOLLOW) })
+	if err == nil {
 		return true, nil
 	}
-	if err := os.Rename(tempPath, target); err != nil {
+	if err != unix.ENOENT {
 		return false, err
 	}
-	return false, nil
+	return false, renameat(fromDir, from, toDir, to, 0)
 }

@@ -368,9 +368,11 @@ func (f *blobFile) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.Set
 }
 
 // Open reads a committed blob (pread on the shared file; the kernel keeps
-// its cache, the bytes never change). Writing a committed blob is EPERM;
-// writing one the namespace cannot see starts an ingest (the kernel may
-// still hold the name of an ingest that failed).
+// its cache, the bytes never change). Writing a committed blob is EPERM,
+// unless it truncates a blob whose file in the store is missing or
+// damaged: that starts an ingest which repairs it. Writing one the
+// namespace cannot see starts an ingest (the kernel may still hold the
+// name of an ingest that failed).
 func (f *blobFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	if f.fsys.nsGone(f.ns) {
 		return nil, 0, syscall.ENOENT
@@ -379,7 +381,13 @@ func (f *blobFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 		if f.activeIngest() != nil {
 			return nil, 0, syscall.EBUSY
 		}
-		w, err := f.fsys.db.WriteBlob(f.ns.name, f.ns.id, f.digest)
+		write := f.fsys.db.WriteBlob
+		if flags&syscall.O_TRUNC != 0 {
+			// cp over a blob whose file in the store is gone or
+			// damaged puts the bytes back; over a sound one it is EPERM.
+			write = f.fsys.db.RewriteBlob
+		}
+		w, err := write(f.ns.name, f.ns.id, f.digest)
 		if err != nil {
 			if metadata.IsExists(err) {
 				return nil, 0, syscall.EPERM

@@ -302,20 +302,28 @@ func (db *DB) ListBlobs(ns string) ([]Blob, error) {
 	return list, err
 }
 
-// OpenBlob opens a blob ns can see for reading (ErrNotFound).
+// OpenBlob opens a blob ns can see for reading (ErrNotFound). A file in
+// the store that is not the blob's (a link, a fifo, a file of another
+// size than recorded) is never read: that error wraps blobs.ErrUnsafe or
+// blobs.ErrDamaged and is of no kind (an I/O error to a reader).
 func (db *DB) OpenBlob(ns string, d digest.Digest) (*os.File, error) {
-	if _, err := db.StatBlob(ns, d); err != nil {
+	b, err := db.StatBlob(ns, d)
+	if err != nil {
 		return nil, err
 	}
-	f, err := db.blobs.Open(d)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			// Its last holder dropped it since StatBlob looked.
-			return nil, errors.WithMessagef(ErrNotFound, "blob %s not found in namespace %q", d, ns)
-		}
+	f, err := db.blobs.Open(d, b.Size)
+	switch {
+	case err == nil:
+		return f, nil
+	case errors.Is(err, os.ErrNotExist):
+		// Its last holder dropped it since StatBlob looked.
+		return nil, errors.WithMessagef(ErrNotFound, "blob %s not found in namespace %q", d, ns)
+	case errors.Is(err, blobs.ErrUnsafe), errors.Is(err, blobs.ErrDamaged):
+		return nil, errors.WithMessagef(err, "blob %s in namespace %q is not served, its file in the store is not the blob's "+
+			"(writing the blob's bytes again repairs it)", d, ns)
+	default:
 		return nil, errors.WithMessagef(err, "open blob %s", d)
 	}
-	return f, nil
 }
 
 // DeleteBlob makes ns drop blob d: ErrInUse while an image of ns
@@ -360,20 +368,36 @@ type BlobWriter struct {
 // namespace deleted and made again under the same name is another one
 // (ErrNotFound, "namespace %q was deleted").
 func (db *DB) WriteBlob(ns string, nsID uint64, d digest.Digest) (*BlobWriter, error) {
+	return db.writeBlob(ns, nsID, d, false)
+}
+
+// RewriteBlob is WriteBlob for a writer that replaces the blob's bytes
+// (an open with O_TRUNC, as cp does): when ns can see d but d's file in
+// the store is missing or is not the blob's (a link, a fifo, a file of
+// another size), the ingest goes ahead and its Commit puts the verified
+// bytes in place. With a sound file it is ErrExists, as for WriteBlob.
+func (db *DB) RewriteBlob(ns string, nsID uint64, d digest.Digest) (*BlobWriter, error) {
+	return db.writeBlob(ns, nsID, d, true)
+}
+
+func (db *DB) writeBlob(ns string, nsID uint64, d digest.Digest, repair bool) (*BlobWriter, error) {
 	if err := ValidateDigest(d); err != nil {
 		return nil, err
 	}
+	var size int64
+	visible := false
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		if _, err := namespaceWithID(tx, ns, nsID); err != nil {
 			return err
 		}
-		if _, ok := db.visible(tx, ns, d); ok {
-			return errors.WithMessagef(ErrExists, "blob %s already exists in namespace %q", d, ns)
-		}
+		size, visible = db.visible(tx, ns, d)
 		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	if visible && (!repair || db.blobs.Check(d, size) == nil) {
+		return nil, errors.WithMessagef(ErrExists, "blob %s already exists in namespace %q", d, ns)
 	}
 	w, err := db.blobs.NewWriter(d)
 	if err != nil {
@@ -444,7 +468,7 @@ func (w *BlobWriter) Commit() error {
 		if errors.Is(err, blobs.ErrDigestMismatch) {
 			return errors.WithMessagef(ErrDigestMismatch, "blob %s in namespace %q: the %d bytes written hash to %s", d, w.ns, w.w.Size(), w.w.Digest())
 		}
-		return errors.WithMessagef(err, "verify blob %s in namespace %q", d, w.ns)
+		return errors.WithMessagef(err, "write blob %s in namespace %q", d, w.ns)
 	}
 	size := w.w.Size()
 	db := w.db

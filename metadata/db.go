@@ -151,6 +151,7 @@ func Open(root string, opts Options) (*DB, error) {
 		initSchema = func() error { return bdb.View(db.checkSchema) }
 	}
 	if err := guarded(initSchema); err != nil {
+		bs.Close()
 		bdb.Close()
 		if errors.Is(err, errCorrupt) {
 			return nil, damaged(root, "%v", err)
@@ -204,8 +205,15 @@ func (db *DB) checkSchema(tx *bolt.Tx) error {
 	return nil
 }
 
-// Close closes the bbolt file, releasing its lock.
-func (db *DB) Close() error { return db.bolt.Close() }
+// Close closes the bbolt file, releasing its lock, and the blob store's
+// directories.
+func (db *DB) Close() error {
+	err := db.bolt.Close()
+	if berr := db.blobs.Close(); err == nil {
+		err = berr
+	}
+	return err
+}
 
 // Root is the store's directory.
 func (db *DB) Root() string { return db.root }

@@ -243,7 +243,7 @@ func (db *DB) scanFiles(s *fsckState, opts CheckOptions) error {
 		}
 		sortDigests(all)
 		for _, d := range all {
-			got, err := db.hashBlob(d)
+			got, err := db.hashBlob(d, s.files[d])
 			if err != nil {
 				return err
 			}
@@ -267,8 +267,10 @@ func (db *DB) scanFiles(s *fsckState, opts CheckOptions) error {
 	return errors.WithMessage(err, "check ingest directory")
 }
 
-func (db *DB) hashBlob(d digest.Digest) (digest.Digest, error) {
-	f, err := db.blobs.Open(d)
+// hashBlob hashes the file of blob d, which the scan found to have size
+// bytes.
+func (db *DB) hashBlob(d digest.Digest, size int64) (digest.Digest, error) {
+	f, err := db.blobs.Open(d, size)
 	if err != nil {
 		return "", errors.WithMessagef(err, "verify blob file %s", blobFile(d))
 	}

@@ -142,7 +142,7 @@ func (db *DB) verifyUnrecorded(s *fsckState) (unrecordedFiles, error) {
 	}
 	sortDigests(candidates)
 	for _, d := range candidates {
-		got, err := db.hashBlob(d)
+		got, err := db.hashBlob(d, s.files[d])
 		if err != nil {
 			return out, err
 		}

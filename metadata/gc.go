@@ -2,7 +2,6 @@ package metadata
 
 import (
 	"os"
-	"path/filepath"
 	"sort"
 	"time"
 
@@ -179,6 +178,11 @@ func (db *DB) collectLocked(d digest.Digest) (garbageOutcome, blobs.Info, error)
 	if err != nil {
 		return garbageUnproven, blobs.Info{}, errors.WithMessagef(err, "garbage collection: blob file %s", blobFile(d))
 	}
+	if !info.Mode.IsRegular() {
+		// Planted (a link, a fifo): not this store's file to delete;
+		// fsck reports it.
+		return garbageUnproven, blobs.Info{}, nil
+	}
 	if err := db.blobs.Delete(d); err != nil {
 		return garbageUnproven, blobs.Info{}, errors.WithMessagef(err, "garbage collection: delete blob file %s", blobFile(d))
 	}
@@ -253,15 +257,14 @@ func (db *DB) collectIngests(cutoff time.Time, stats *GCStats) error {
 		return errors.WithMessage(err, "garbage collection: walk ingests")
 	}
 	sort.Slice(stale, func(i, j int) bool { return stale[i].Name < stale[j].Name })
-	ingestDir := filepath.Join(db.blobs.Root(), "ingest")
 	for _, info := range stale {
 		if !cutoff.IsZero() {
 			// Written again since the walk: a writer is alive after all.
-			fi, err := os.Lstat(filepath.Join(ingestDir, info.Name))
-			if err != nil || !olderThan(fi.ModTime(), cutoff) {
+			e, err := db.blobs.StatIngest(info.Name)
+			if err != nil || !e.Mode.IsRegular() || !olderThan(e.ModTime, cutoff) {
 				continue
 			}
-			info.Size, info.ModTime = fi.Size(), fi.ModTime()
+			info.Size, info.ModTime = e.Size, e.ModTime
 		}
 		if err := db.blobs.RemoveIngest(info.Name); err != nil {
 			return errors.WithMessagef(err, "garbage collection: remove ingest %s", info.Name)

@@ -519,7 +519,7 @@ func (db *DB) claimBelow(tx *bolt.Tx, ns string, r reference, children map[diges
 
 // readSmallBlob reads a blob of at most MaxManifestSize bytes.
 func (db *DB) readSmallBlob(d digest.Digest) ([]byte, error) {
-	f, err := db.blobs.Open(d)
+	f, err := db.blobs.Open(d, -1)
 	if err != nil {
 		return nil, err
 	}
