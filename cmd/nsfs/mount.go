@@ -51,6 +51,11 @@ var mountCommand = &cli.Command{
 			Name:  "max-open",
 			Usage: "let all users together have at most `N` open ingests, blob readers and image writers; more are ENFILE (0: the daemon's descriptor limit less 256)",
 		},
+		&cli.Int64Flag{
+			Name:  "max-buffered-per-user",
+			Usage: "let one user's image writers (other than root's and the daemon's own user's) buffer at most `BYTES` together; a write past it is ENOMEM",
+			Value: fs.DefaultMaxBufferedPerUser,
+		},
 	},
 	Action: runMount,
 }
@@ -79,6 +84,9 @@ func runMount(c *cli.Context) error {
 			return errors.Errorf("mount: --%s %d: must not be negative (0 derives it from the descriptor limit)", name, n)
 		}
 	}
+	if n := c.Int64("max-buffered-per-user"); n <= 0 {
+		return errors.Errorf("mount: --max-buffered-per-user %d: must be positive", n)
+	}
 	// Before anything is opened: the limits of users' handles follow
 	// from the raised value.
 	limits := fs.DefaultLimits(raiseOpenFileLimit())
@@ -88,6 +96,7 @@ func runMount(c *cli.Context) error {
 	if n := c.Int("max-open"); n > 0 {
 		limits.MaxOpen = n
 	}
+	limits.MaxBufferedPerUser = c.Int64("max-buffered-per-user")
 
 	// Signals are caught from the start: one that arrives before the
 	// server is up (a test or a user quick to interrupt) waits in the
