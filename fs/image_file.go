@@ -573,7 +573,15 @@ func (r *imageReader) Read(ctx context.Context, dest []byte, off int64) (fuse.Re
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, toErrno("read "+f.display()+" (manifest "+string(r.digest)+")", err)
 	}
-	return fuse.ReadResultData(dest[:n]), 0
+	return readResult(dest[:n]), 0
+}
+
+// readResult answers a read with data, written to the kernel with writev.
+// (go-fuse would first try to splice a ReadResultData through a pipe,
+// which cannot hold a 1 MiB read, and log each failure: one log line per
+// MiB any user reads.)
+func readResult(data []byte) fuse.ReadResult {
+	return fuse.ReadResultVector([][]byte{data})
 }
 
 // imageWriter is a write handle: the bytes in memory, committed with
@@ -634,7 +642,7 @@ func (w *imageWriter) Read(ctx context.Context, dest []byte, off int64) (fuse.Re
 	}
 	// Into the kernel's own buffer: w.buf may change once the lock is gone.
 	n := copy(dest, w.buf[off:])
-	return fuse.ReadResultData(dest[:n]), 0
+	return readResult(dest[:n]), 0
 }
 
 // Write puts data at off in the buffer; past metadata.MaxManifestSize it
