@@ -542,7 +542,7 @@ func (f *imageFile) Listxattr(ctx context.Context, dest []byte) (uint32, syscall
 // on one 4 MiB image take gigabytes). The bytes stay readable as long as
 // the namespace holds the blob: a reader of an image that is removed or
 // replaced, and whose manifest no image of the namespace still names,
-// gets ENOENT, as the rest of a removed namespace answers.
+// gets ENOENT: the bytes it opened are gone from the store.
 type imageReader struct {
 	file   *imageFile
 	digest digest.Digest
