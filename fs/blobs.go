@@ -219,8 +219,13 @@ func (d *sha256Dir) Create(ctx context.Context, name string, flags uint32, mode 
 		return nil, nil, 0, syscall.ENAMETOOLONG
 	}
 	dg := blobDigest(name)
+	slot, errno := d.fsys.handles.acquire(ctx, "create "+d.display(name))
+	if errno != 0 {
+		return nil, nil, 0, errno
+	}
 	w, err := d.fsys.db.WriteBlob(d.ns.name, d.ns.id, dg)
 	if err != nil {
+		slot.release()
 		if metadata.IsExists(err) && flags&syscall.O_EXCL == 0 {
 			node, errno := d.Lookup(ctx, name, out)
 			if errno != 0 {
@@ -235,7 +240,7 @@ func (d *sha256Dir) Create(ctx context.Context, name string, flags uint32, mode 
 		return nil, nil, 0, toErrno("create "+d.display(name), err)
 	}
 	node := d.blobNode(ctx, name, dg)
-	ing := node.Operations().(*blobFile).startIngest(ctx, w)
+	ing := node.Operations().(*blobFile).startIngest(ctx, w, slot)
 	d.fsys.fillFile(&out.Attr, blobPerm, 0, ing.started, ing.started)
 	return node, ing, 0, 0
 }
@@ -372,7 +377,8 @@ func (f *blobFile) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.Set
 // unless it truncates a blob whose file in the store is missing or
 // damaged: that starts an ingest which repairs it. Writing one the
 // namespace cannot see starts an ingest (the kernel may still hold the
-// name of an ingest that failed).
+// name of an ingest that failed). Both handles hold a descriptor until
+// their release, and count against the caller's limits (handleLimiter).
 func (f *blobFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	if f.fsys.nsGone(f.ns) {
 		return nil, 0, syscall.ENOENT
@@ -380,6 +386,10 @@ func (f *blobFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY {
 		if f.activeIngest() != nil {
 			return nil, 0, syscall.EBUSY
+		}
+		slot, errno := f.fsys.handles.acquire(ctx, "open "+f.display())
+		if errno != 0 {
+			return nil, 0, errno
 		}
 		write := f.fsys.db.WriteBlob
 		if flags&syscall.O_TRUNC != 0 {
@@ -389,22 +399,30 @@ func (f *blobFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 		}
 		w, err := write(f.ns.name, f.ns.id, f.digest)
 		if err != nil {
+			slot.release()
 			if metadata.IsExists(err) {
 				return nil, 0, syscall.EPERM
 			}
 			return nil, 0, toErrno("open "+f.display(), err)
 		}
-		return f.startIngest(ctx, w), 0, 0
+		return f.startIngest(ctx, w, slot), 0, 0
+	}
+	slot, errno := f.fsys.handles.acquire(ctx, "open "+f.display())
+	if errno != 0 {
+		return nil, 0, errno
 	}
 	file, err := f.fsys.db.OpenBlob(f.ns.name, f.digest)
 	if err != nil {
+		slot.release()
 		return nil, 0, toErrno("open "+f.display(), err)
 	}
-	return &blobReader{file: file}, fuse.FOPEN_KEEP_CACHE, 0
+	return &blobReader{file: file, slot: slot}, fuse.FOPEN_KEEP_CACHE, 0
 }
 
-func (f *blobFile) startIngest(ctx context.Context, w *metadata.BlobWriter) *blobIngest {
-	ing := &blobIngest{file: f, w: w, owner: processOf(ctx), started: time.Now()}
+// startIngest makes w the ingest under way through f; slot is its handle's
+// share of the caller's limits, given back at its release.
+func (f *blobFile) startIngest(ctx context.Context, w *metadata.BlobWriter, slot *handleSlot) *blobIngest {
+	ing := &blobIngest{file: f, w: w, slot: slot, owner: processOf(ctx), started: time.Now()}
 	f.mu.Lock()
 	f.ingest = ing
 	f.mu.Unlock()
@@ -443,6 +461,7 @@ func (f *blobFile) abortIngest() bool {
 // blobReader reads a committed blob with pread (spliced by go-fuse).
 type blobReader struct {
 	file *os.File
+	slot *handleSlot
 }
 
 var (
@@ -456,6 +475,7 @@ func (r *blobReader) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 
 func (r *blobReader) Release(ctx context.Context) syscall.Errno {
 	r.file.Close()
+	r.slot.release()
 	return 0
 }
 
@@ -473,7 +493,8 @@ func (r *blobReader) Release(ctx context.Context) syscall.Errno {
 type blobIngest struct {
 	file    *blobFile
 	w       *metadata.BlobWriter
-	owner   process // the process that opened it (see closedByOther)
+	slot    *handleSlot // released with the handle
+	owner   process     // the process that opened it (see closedByOther)
 	started time.Time
 
 	mu        sync.Mutex
@@ -559,6 +580,7 @@ func (ing *blobIngest) abort() {
 }
 
 func (ing *blobIngest) Release(ctx context.Context) syscall.Errno {
+	defer ing.slot.release()
 	ing.mu.Lock()
 	pending := !ing.committed && !ing.aborted
 	ing.mu.Unlock()

@@ -54,7 +54,10 @@ var errnoKinds = []struct {
 //
 // Errors of no known kind are EIO — never EINTR (a short store operation is
 // not interruptible) and never ENOSYS (it would turn the operation off for
-// the whole mount) — except a full disk or quota, which are passed on.
+// the whole mount) — except the conditions a caller can act on, which are
+// passed on: a full disk or quota (ENOSPC, EDQUOT), and the daemon out of
+// descriptors or memory (ENFILE, ENOMEM; its own EMFILE is ENFILE to the
+// caller, whose descriptor table is not the one that is full).
 func toErrno(op string, err error) syscall.Errno {
 	if err == nil {
 		return 0
@@ -79,8 +82,12 @@ func errnoOf(err error) syscall.Errno {
 	var errno syscall.Errno
 	if errors.As(err, &errno) {
 		switch errno {
-		case syscall.ENOSPC, syscall.EDQUOT:
+		case syscall.ENOSPC, syscall.EDQUOT, syscall.ENFILE, syscall.ENOMEM:
 			return errno
+		case syscall.EMFILE:
+			// The daemon's descriptor table is full, not the caller's:
+			// for the caller that is the whole filesystem's limit.
+			return syscall.ENFILE
 		}
 	}
 	return syscall.EIO

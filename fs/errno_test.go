@@ -108,3 +108,30 @@ func TestToErrnoKeepsRoutineAnswersOutOfTheLog(t *testing.T) {
 		t.Errorf("a commit's ENOENT was not logged: %q", out)
 	}
 }
+
+// A daemon out of descriptors or memory says so, instead of EIO: the
+// caller can wait and retry, and EIO would read as a broken store. The
+// daemon's own EMFILE is ENFILE: the caller's descriptor table is not
+// the one that is full.
+func TestToErrnoPassesOnResourceLimits(t *testing.T) {
+	cases := []struct {
+		err  error
+		want syscall.Errno
+	}{
+		{&os.PathError{Op: "open", Path: "/store/blobs/sha256/ab", Err: syscall.EMFILE}, syscall.ENFILE},
+		{errors.Wrap(&os.PathError{Op: "open", Path: "/x", Err: syscall.ENFILE}, "open blob sha256:ab"), syscall.ENFILE},
+		{errors.Wrap(syscall.ENOMEM, "buffer"), syscall.ENOMEM},
+		{&os.PathError{Op: "write", Path: "/x", Err: syscall.ENOSPC}, syscall.ENOSPC},
+		{&os.PathError{Op: "write", Path: "/x", Err: syscall.EDQUOT}, syscall.EDQUOT},
+	}
+	for _, c := range cases {
+		var got syscall.Errno
+		out := captureLog(t, func() { got = toErrno("open ns/dev/blobs/sha256/ab", c.err) })
+		if got != c.want {
+			t.Errorf("%v: got %v, want %v", c.err, got, c.want)
+		}
+		if out == "" {
+			t.Errorf("%v was not logged", c.err)
+		}
+	}
+}

@@ -68,7 +68,8 @@ type filesystem struct {
 	inval   *invalidator
 	uid     uint32
 	gid     uint32
-	started time.Time // the times of directories that are not records
+	started time.Time      // the times of directories that are not records
+	handles *handleLimiter // what each user's open handles may hold
 
 	// deleted maps a namespace name to the highest ID of a namespace of
 	// that name deleted while mounted (uint64): see nsGone. One entry per

@@ -11,6 +11,8 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/nsfs/nsfs/metadata"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/pkg/errors"
 )
 
@@ -240,7 +242,7 @@ func (f *imageFile) truncateCommitted(size int64) syscall.Errno {
 	if s.gone || s.pending || s.ref == "" {
 		return syscall.ENOENT
 	}
-	data, errno := f.committedBytes(s.ref)
+	data, errno := f.committedBytes(s.ref, nil)
 	if errno != 0 {
 		return errno
 	}
@@ -272,26 +274,38 @@ func resize(data []byte, size int64) []byte {
 	return append(data, make([]byte, size-int64(len(data)))...)
 }
 
-// committedBytes reads the manifest of image ref.
-func (f *imageFile) committedBytes(ref string) ([]byte, syscall.Errno) {
+// committedBytes reads the manifest of image ref. The bytes are counted
+// against slot, if any, before they are read (ENOMEM over the caller's
+// limit).
+func (f *imageFile) committedBytes(ref string, slot *handleSlot) ([]byte, syscall.Errno) {
 	img, err := f.fsys.db.StatImage(f.ns.name, ref)
 	if err != nil {
 		return nil, lookupErrno("open "+imagePath(f.ns, ref), err)
+	}
+	size := img.Target.Size
+	if size < 0 || size > metadata.MaxManifestSize {
+		return nil, toErrno("open "+imagePath(f.ns, ref), errors.Errorf("manifest %s is %d bytes, over the limit of %d", img.Target.Digest, size, metadata.MaxManifestSize))
+	}
+	if slot != nil {
+		if errno := slot.setBuffered(size, "open "+imagePath(f.ns, ref)); errno != 0 {
+			return nil, errno
+		}
 	}
 	r, err := f.fsys.db.OpenBlob(f.ns.name, img.Target.Digest)
 	if err != nil {
 		return nil, toErrno("open "+imagePath(f.ns, ref), err)
 	}
 	defer r.Close()
-	data, err := io.ReadAll(io.LimitReader(r, metadata.MaxManifestSize+1))
-	if err != nil {
+	data := make([]byte, size)
+	if _, err := io.ReadFull(r, data); err != nil {
 		return nil, toErrno("read "+imagePath(f.ns, ref), err)
 	}
 	return data, 0
 }
 
-// Open reads the manifest into memory (at most 4 MiB) for reading; for
-// writing it starts a buffer, with the current bytes unless O_TRUNC.
+// Open for reading notes which manifest the image is (its target's digest
+// and size), and each read reads that blob's file; for writing it starts a
+// buffer, with the current bytes unless O_TRUNC.
 //
 // Reads bypass the kernel's page cache (direct I/O): the kernel would cut
 // them at the size it last heard of, which a writer of the same image
@@ -302,11 +316,11 @@ func (f *imageFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, ui
 		return nil, 0, syscall.ENOENT
 	}
 	if flags&syscall.O_ACCMODE == syscall.O_RDONLY {
-		data, errno := f.contents()
+		target, errno := f.committedTarget()
 		if errno != 0 {
 			return nil, 0, errno
 		}
-		return &imageReader{data: data}, fuse.FOPEN_DIRECT_IO, 0
+		return &imageReader{file: f, digest: target.Digest, size: target.Size}, fuse.FOPEN_DIRECT_IO, 0
 	}
 	f.mu.Lock()
 	recreated := f.gone
@@ -320,6 +334,10 @@ func (f *imageFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, ui
 	if ref == "" {
 		return nil, 0, syscall.ENOENT
 	}
+	slot, errno := f.fsys.handles.acquire(ctx, "open "+imagePath(f.ns, ref))
+	if errno != 0 {
+		return nil, 0, errno
+	}
 	truncated := flags&syscall.O_TRUNC != 0
 	var initial []byte
 	switch {
@@ -327,31 +345,40 @@ func (f *imageFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, ui
 	case pending && latest != nil:
 		initial, _ = latest.snapshot()
 	case !pending:
-		var errno syscall.Errno
-		if initial, errno = f.committedBytes(ref); errno != 0 {
-			return nil, 0, errno
-		}
+		initial, errno = f.committedBytes(ref, slot)
 	}
-	return f.newWriter(ctx, initial, truncated || recreated), 0, 0
+	if errno == 0 {
+		errno = slot.setBuffered(int64(cap(initial)), "open "+imagePath(f.ns, ref))
+	}
+	if errno != 0 {
+		slot.release()
+		return nil, 0, errno
+	}
+	return f.newWriter(ctx, slot, initial, truncated || recreated), 0, 0
 }
 
-// contents is what a reader sees: the committed manifest. An image still
-// being created has none yet, and its writer's buffer is half a manifest:
-// like a blob being ingested, it is there by name (stat, setfattr, more
-// writers) but cannot be read until its first commit.
-func (f *imageFile) contents() ([]byte, syscall.Errno) {
+// committedTarget is what a reader sees: the committed manifest. An image
+// still being created has none yet, and its writer's buffer is half a
+// manifest: like a blob being ingested, it is there by name (stat,
+// setfattr, more writers) but cannot be read until its first commit.
+func (f *imageFile) committedTarget() (ocispec.Descriptor, syscall.Errno) {
 	s := f.state()
 	if s.gone || s.ref == "" || s.pending {
-		return nil, syscall.ENOENT
+		return ocispec.Descriptor{}, syscall.ENOENT
 	}
-	return f.committedBytes(s.ref)
+	img, err := f.fsys.db.StatImage(f.ns.name, s.ref)
+	if err != nil {
+		return ocispec.Descriptor{}, lookupErrno("open "+imagePath(f.ns, s.ref), err)
+	}
+	return img.Target, 0
 }
 
 // newWriter starts a write handle with initial bytes; changed says they
 // are not the committed image's (a new or truncated file), so that close
-// commits them even if nothing is written.
-func (f *imageFile) newWriter(ctx context.Context, initial []byte, changed bool) *imageWriter {
-	w := &imageWriter{file: f, owner: processOf(ctx), buf: initial, dirty: changed, written: changed, mtime: time.Now()}
+// commits them even if nothing is written. slot is the handle's share of
+// the caller's limits, holding cap(initial) bytes.
+func (f *imageFile) newWriter(ctx context.Context, slot *handleSlot, initial []byte, changed bool) *imageWriter {
+	w := &imageWriter{file: f, slot: slot, owner: processOf(ctx), buf: initial, dirty: changed, written: changed, mtime: time.Now()}
 	f.mu.Lock()
 	if f.writers == nil {
 		f.writers = map[*imageWriter]bool{}
@@ -507,42 +534,77 @@ func (f *imageFile) Listxattr(ctx context.Context, dest []byte) (uint32, syscall
 	return f.labelXattrs.Listxattr(ctx, dest)
 }
 
-// imageReader serves reads from the manifest read at open: one snapshot.
+// imageReader reads the manifest the image was at open: the blob of that
+// digest, one snapshot whatever the image becomes meanwhile. It holds
+// neither the bytes nor a descriptor: each read opens the blob's file,
+// reads into the kernel's buffer and closes it, so that a user's open
+// descriptors cost the daemon nothing (a copy per open let 500 of them
+// on one 4 MiB image take gigabytes). The bytes stay readable as long as
+// the namespace holds the blob: a reader of an image that is removed or
+// replaced, and whose manifest no image of the namespace still names,
+// gets ENOENT: the bytes it opened are gone from the store.
 type imageReader struct {
-	data []byte
+	file   *imageFile
+	digest digest.Digest
+	size   int64
 }
 
 var _ = (gofs.FileReader)((*imageReader)(nil))
 
 func (r *imageReader) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	return readAt(r.data, dest, off), 0
+	f := r.file
+	if f.fsys.nsGone(f.ns) {
+		return nil, syscall.ENOENT
+	}
+	if off < 0 {
+		return nil, syscall.EINVAL
+	}
+	if off >= r.size {
+		// The end, without opening anything (a read to EOF asks once more).
+		return fuse.ReadResultData(nil), 0
+	}
+	dest = dest[:min(int64(len(dest)), r.size-off)]
+	blob, err := f.fsys.db.OpenBlob(f.ns.name, r.digest)
+	if err != nil {
+		return nil, toErrno("read "+f.display()+" (manifest "+string(r.digest)+")", err)
+	}
+	defer blob.Close()
+	n, err := blob.ReadAt(dest, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, toErrno("read "+f.display()+" (manifest "+string(r.digest)+")", err)
+	}
+	return readResult(dest[:n]), 0
 }
 
-func readAt(data, dest []byte, off int64) fuse.ReadResult {
-	if off >= int64(len(data)) {
-		return fuse.ReadResultData(nil)
-	}
-	end := min(off+int64(len(dest)), int64(len(data)))
-	return fuse.ReadResultData(data[off:end])
+// readResult answers a read with data, written to the kernel with writev.
+// (go-fuse would first try to splice a ReadResultData through a pipe,
+// which cannot hold a 1 MiB read, and log each failure: one log line per
+// MiB any user reads.)
+func readResult(data []byte) fuse.ReadResult {
+	return fuse.ReadResultVector([][]byte{data})
 }
 
 // imageWriter is a write handle: the bytes in memory, committed with
-// PutImage at fsync and close.
+// PutImage at fsync and close. The buffer's capacity counts against the
+// caller's limits (slot): a write or truncate that would pass them is
+// ENOMEM.
 type imageWriter struct {
 	file  *imageFile
-	owner process // the process that opened it (see closedByOther)
+	slot  *handleSlot // released with the handle
+	owner process     // the process that opened it (see closedByOther)
 
 	mu      sync.Mutex
 	buf     []byte
 	dirty   bool // buf differs from the committed image: Getattr shows buf
 	written bool // changed since the last commit: commit at close
 	failed  bool // the last commit failed, and nothing changed since
-	// tooLarge: a write past metadata.MaxManifestSize was refused (EFBIG);
-	// the buffer holds only the start of what the writer meant, which no
-	// commit may store (a manifest padded with whitespace would pass as
-	// one). Until a truncate starts the bytes over, commits are EFBIG.
-	tooLarge bool
-	mtime    time.Time
+	// refused: a write was refused (EFBIG past metadata.MaxManifestSize,
+	// ENOMEM past the caller's buffer limit); the buffer holds only part
+	// of what the writer meant, which no commit may store (a manifest
+	// padded with whitespace would pass as one). Until a truncate starts
+	// the bytes over, commits fail with that errno.
+	refused syscall.Errno
+	mtime   time.Time
 }
 
 var (
@@ -580,22 +642,26 @@ func (w *imageWriter) Read(ctx context.Context, dest []byte, off int64) (fuse.Re
 	}
 	// Into the kernel's own buffer: w.buf may change once the lock is gone.
 	n := copy(dest, w.buf[off:])
-	return fuse.ReadResultData(dest[:n]), 0
+	return readResult(dest[:n]), 0
 }
 
 // Write puts data at off in the buffer; past metadata.MaxManifestSize it
-// is EFBIG, at write time.
+// is EFBIG, and past the caller's buffer limit ENOMEM, at write time.
 func (w *imageWriter) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
 	end := off + int64(len(data))
 	if off < 0 || end > metadata.MaxManifestSize {
 		w.mu.Lock()
-		w.tooLarge = true
+		w.refused = syscall.EFBIG
 		w.mu.Unlock()
 		return 0, w.file.tooLarge("write", end)
 	}
 	w.mu.Lock()
 	if end > int64(len(w.buf)) {
-		w.buf = resize(w.buf, end)
+		if errno := w.resize(end); errno != 0 {
+			w.refused = errno
+			w.mu.Unlock()
+			return 0, errno
+		}
 	}
 	copy(w.buf[off:], data)
 	w.dirty, w.written, w.failed, w.mtime = true, true, false, time.Now()
@@ -609,10 +675,39 @@ func (w *imageWriter) truncate(size int64) syscall.Errno {
 		return w.file.tooLarge("truncate", size)
 	}
 	w.mu.Lock()
-	w.buf = resize(w.buf, size)
-	w.dirty, w.written, w.failed, w.tooLarge, w.mtime = true, true, false, false, time.Now()
+	if errno := w.resize(size); errno != 0 {
+		w.mu.Unlock()
+		return errno
+	}
+	w.dirty, w.written, w.failed, w.refused, w.mtime = true, true, false, 0, time.Now()
 	w.mu.Unlock()
 	w.file.wrote(w)
+	return 0
+}
+
+// resize makes the buffer size bytes long (zeros past its end), counting
+// its capacity against the caller's limits first (ENOMEM over them; the
+// buffer is then unchanged). It grows by doubling, up to
+// metadata.MaxManifestSize, so that many small writes stay cheap, and
+// gives memory back when it shrinks to under half. Called with w.mu held.
+func (w *imageWriter) resize(size int64) syscall.Errno {
+	what := "write " + w.file.display()
+	capacity := int64(cap(w.buf))
+	switch {
+	case size > capacity:
+		grown := max(size, min(2*capacity, metadata.MaxManifestSize))
+		if errno := w.slot.setBuffered(grown, what); errno != 0 {
+			return errno
+		}
+		buf := make([]byte, size, grown)
+		copy(buf, w.buf)
+		w.buf = buf
+	case size < capacity/2:
+		w.buf = append([]byte(nil), w.buf[:size]...)
+		w.slot.setBuffered(int64(cap(w.buf)), what)
+	default:
+		w.buf = resize(w.buf, size)
+	}
 	return 0
 }
 
@@ -644,13 +739,13 @@ func (w *imageWriter) commit(op string) syscall.Errno {
 		w.mu.Unlock()
 		return 0
 	}
-	if w.tooLarge {
+	if refused := w.refused; refused != 0 {
 		// Its buffer is no image, not even the writer's: stat shows the
 		// stored one again, also before the handle's release.
 		w.failed, w.dirty = true, false
 		w.mu.Unlock()
 		w.file.commitFailed(op == opClose)
-		return syscall.EFBIG
+		return refused
 	}
 	f := w.file
 	f.nameMu.Lock()
@@ -726,6 +821,7 @@ func (w *imageWriter) Release(ctx context.Context) syscall.Errno {
 	dirty := w.dirty
 	w.buf = nil
 	w.mu.Unlock()
+	w.slot.release()
 	w.file.released(w, dirty)
 	return 0
 }

@@ -340,12 +340,17 @@ func (d *imageDir) Create(ctx context.Context, name string, flags uint32, mode u
 	}
 	// The image's ID now, so that its inode is the same before and after
 	// its first commit (one node, which renames and unlinks keep current).
+	slot, errno := d.fsys.handles.acquire(ctx, "create "+d.display(path))
+	if errno != 0 {
+		return nil, nil, 0, errno
+	}
 	id, err := d.fsys.db.ReserveID()
 	if err != nil {
+		slot.release()
 		return nil, nil, 0, toErrno("create "+d.display(path), err)
 	}
 	f := newImageFile(d.fsys, d.ns, path, id, true)
-	w := f.newWriter(ctx, nil, true)
+	w := f.newWriter(ctx, slot, nil, true)
 	d.fsys.fillFile(&out.Attr, imagePerm, 0, f.created, f.created)
 	cacheName(out)
 	return d.NewInode(ctx, f, fileAttr(recordIno(id))), w, 0, 0

@@ -16,6 +16,9 @@ type Config struct {
 	AllowOther bool
 	// Debug logs every FUSE request.
 	Debug bool
+	// Limits bound what users' open handles hold in the daemon; zero
+	// fields are DefaultLimits of the daemon's RLIMIT_NOFILE.
+	Limits Limits
 }
 
 // invalidator tells the kernel about changes that do not come through it:
@@ -106,7 +109,7 @@ func (f *filesystem) notify(now bool, fn func()) {
 // Mount serves db at mountpoint, until the server is unmounted.
 func Mount(mountpoint string, db *metadata.DB, cfg Config) (*fuse.Server, error) {
 	inval := newInvalidator()
-	root := newRoot(db, inval)
+	root := newRoot(db, inval, cfg.Limits.withDefaults(openFileLimit()))
 	server, err := gofs.Mount(mountpoint, root, MountOptions(db.Root(), cfg))
 	if err != nil {
 		close(inval.stop)
@@ -119,7 +122,7 @@ func Mount(mountpoint string, db *metadata.DB, cfg Config) (*fuse.Server, error)
 	return server, nil
 }
 
-func newRoot(db *metadata.DB, inval *invalidator) *rootDir {
+func newRoot(db *metadata.DB, inval *invalidator, limits Limits) *rootDir {
 	fsys := &filesystem{
 		db:      db,
 		inodes:  newInodeTable(),
@@ -128,6 +131,7 @@ func newRoot(db *metadata.DB, inval *invalidator) *rootDir {
 		gid:     uint32(os.Getgid()),
 		started: time.Now(),
 	}
+	fsys.handles = newHandleLimiter(limits, func(uid uint32) bool { return uid == 0 || uid == fsys.uid })
 	return &rootDir{dirBase: dirBase{nodeBase{fsys}}}
 }
 

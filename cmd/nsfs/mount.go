@@ -43,6 +43,19 @@ var mountCommand = &cli.Command{
 			Usage: "log every FUSE request",
 		},
 		gcGraceFlag,
+		&cli.IntFlag{
+			Name:  "max-open-per-user",
+			Usage: "let one user (other than root and the daemon's own) have at most `N` open ingests, blob readers and image writers; more are EMFILE (0: an eighth of the daemon's descriptor limit, at least 64)",
+		},
+		&cli.IntFlag{
+			Name:  "max-open",
+			Usage: "let all users together have at most `N` open ingests, blob readers and image writers; more are ENFILE (0: the daemon's descriptor limit less 256)",
+		},
+		&cli.Int64Flag{
+			Name:  "max-buffered-per-user",
+			Usage: "let one user's image writers (other than root's and the daemon's own user's) buffer at most `BYTES` together; a write past it is ENOMEM",
+			Value: fs.DefaultMaxBufferedPerUser,
+		},
 	},
 	Action: runMount,
 }
@@ -66,6 +79,24 @@ func runMount(c *cli.Context) error {
 	if grace := c.Duration(gcGraceFlag.Name); grace < 0 {
 		return errors.Errorf("mount: --gc-grace %v: must not be negative (0 turns the collection off)", grace)
 	}
+	for _, name := range []string{"max-open-per-user", "max-open"} {
+		if n := c.Int(name); n < 0 {
+			return errors.Errorf("mount: --%s %d: must not be negative (0 derives it from the descriptor limit)", name, n)
+		}
+	}
+	if n := c.Int64("max-buffered-per-user"); n <= 0 {
+		return errors.Errorf("mount: --max-buffered-per-user %d: must be positive", n)
+	}
+	// Before anything is opened: the limits of users' handles follow
+	// from the raised value.
+	limits := fs.DefaultLimits(raiseOpenFileLimit())
+	if n := c.Int("max-open-per-user"); n > 0 {
+		limits.MaxOpenPerUser = n
+	}
+	if n := c.Int("max-open"); n > 0 {
+		limits.MaxOpen = n
+	}
+	limits.MaxBufferedPerUser = c.Int64("max-buffered-per-user")
 
 	// Signals are caught from the start: one that arrives before the
 	// server is up (a test or a user quick to interrupt) waits in the
@@ -102,6 +133,7 @@ func runMount(c *cli.Context) error {
 	server, err := fs.Mount(mountpoint, db, fs.Config{
 		AllowOther: c.Bool("allow-other"),
 		Debug:      c.Bool("debug"),
+		Limits:     limits,
 	})
 	if err != nil {
 		return errors.Wrapf(err, "mount %s at %s", root, mountpoint)
@@ -130,6 +162,27 @@ func runMount(c *cli.Context) error {
 		return errors.Wrapf(err, "close store %s", root)
 	}
 	return nil
+}
+
+// raiseOpenFileLimit raises the soft RLIMIT_NOFILE to the hard limit (Go's
+// runtime may have done so already) and returns the soft limit in force:
+// every ingest and blob reader holds a descriptor. A failure is logged
+// and the limit stays.
+func raiseOpenFileLimit() uint64 {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		log.Printf("getrlimit RLIMIT_NOFILE: %v; assuming 1024 descriptors", err)
+		return 1024
+	}
+	if rl.Cur < rl.Max {
+		raised := syscall.Rlimit{Cur: rl.Max, Max: rl.Max}
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &raised); err != nil {
+			log.Printf("raise RLIMIT_NOFILE from %d to %d: %v; staying at %d", rl.Cur, rl.Max, err, rl.Cur)
+			return rl.Cur
+		}
+		return rl.Max
+	}
+	return rl.Cur
 }
 
 // oneLine flattens an error that spans lines (fusermount's output).
