@@ -71,11 +71,11 @@ func FuzzValidateNamespace(f *testing.F) {
 }
 
 // refIsCleanRelativePath is DESIGN.md's definition of a ref, stated with
-// the path package instead of ValidateRef's loop: non-empty, no NUL,
-// filepath.Clean leaves it as it is, relative, no ".." component, no
-// component over 255 bytes, at most 4096 bytes.
+// the path package instead of ValidateRef's loop: non-empty, no control
+// character (NUL included), filepath.Clean leaves it as it is, relative,
+// no ".." component, no component over 255 bytes, at most 4096 bytes.
 func refIsCleanRelativePath(ref string) bool {
-	if ref == "" || ref == "." || strings.Contains(ref, "\x00") || len(ref) > maxRefLen ||
+	if ref == "" || ref == "." || hasControl(ref) || len(ref) > maxRefLen ||
 		filepath.Clean(ref) != ref || filepath.IsAbs(ref) {
 		return false
 	}
@@ -87,13 +87,20 @@ func refIsCleanRelativePath(ref string) bool {
 	return true
 }
 
+// hasControl: a byte below 0x20 or DEL, by strings.ContainsFunc over bytes
+// rather than ValidateRef's loop.
+func hasControl(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
+}
+
 // FuzzValidateRef: a ref is accepted exactly when it is a clean relative
 // path within the limits; an accepted ref stays below the directory it is
 // joined to and splits into its components; a refusal is
 // ErrInvalidArgument or ErrNameTooLong.
 func FuzzValidateRef(f *testing.F) {
 	for _, s := range []string{"docker.io/library/redis:latest", "a", "../../etc/passwd", "foo//bar", "/abs", "a/", "./a", "a/./b", "a/..", "..a/b..",
-		strings.Repeat("c", 255), strings.Repeat("c", 256), strings.Repeat("a/", 2048) + "a", strings.Repeat("d/", 10000), "a\x00b", "app@sha256:0123", "."} {
+		strings.Repeat("c", 255), strings.Repeat("c", 256), strings.Repeat("a/", 2048) + "a", strings.Repeat("d/", 10000), "a\x00b", "app@sha256:0123", ".",
+		"a\tb", "a\x7fb", "\x1b[31mred", "app: v1 ", `it's\"q\\`, "caf\u00e9", "a\u009bb"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, ref string) {
@@ -106,7 +113,7 @@ func FuzzValidateRef(f *testing.F) {
 				t.Fatalf("ValidateRef(%q): error %v is neither ErrInvalidArgument nor ErrNameTooLong", shortRef(ref), err)
 			}
 			// Refused for its length alone: the errno must say so.
-			if len(ref) > maxRefLen && !strings.Contains(ref, "\x00") && !IsNameTooLong(err) {
+			if len(ref) > maxRefLen && !hasControl(ref) && !IsNameTooLong(err) {
 				t.Fatalf("ValidateRef of %d bytes: error %v, want ErrNameTooLong", len(ref), err)
 			}
 			return
