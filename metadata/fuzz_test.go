@@ -177,6 +177,9 @@ func FuzzParseManifest(f *testing.F) {
 		`{"schemaVersion":2,"config":{"mediaType":"x","digest":"sha256:` + strings.Repeat("A", 64) + `","size":1}}`,
 		`{"schemaVersion":2,"config":{"mediaType":"x","digest":"sha256:` + strings.Repeat("a", 64) + `","size":-1}}`,
 		`{"schemaVersion":1}`, `[]`, ``, `{`, "\t{\"schemaVersion\":2.0}",
+		`{"schemaVersion":2,"config":` + cfg + `,"config":` + cfg + `}`,
+		`{"schemaVersion":2,"config":` + cfg + `,"layers":[` + layer + `],"x":{"a":{"b":1,"b":2}}}`,
+		`{"schemaVersion":2,"Config":` + cfg + `}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -187,6 +190,15 @@ func FuzzParseManifest(f *testing.F) {
 		}
 		if !json.Valid(data) {
 			t.Fatalf("parseManifest accepted invalid JSON %q", data)
+		}
+		// No key twice in an object: decoding collapses duplicates, so the
+		// decoded tree has as many keys as the text has (one ':' each).
+		var tree any
+		if err := json.Unmarshal(data, &tree); err != nil {
+			t.Fatal(err)
+		}
+		if text, decoded := colonsOutsideStrings(data), countKeys(tree); text != decoded {
+			t.Fatalf("parseManifest accepted %q: %d keys in the text, %d once decoded (a duplicate key)", data, text, decoded)
 		}
 		if !isManifestType(p.mediaType) && !isIndexType(p.mediaType) {
 			t.Fatalf("parseManifest accepted media type %q", p.mediaType)
@@ -213,6 +225,41 @@ func FuzzParseManifest(f *testing.F) {
 			t.Fatalf("the canonical form parses to %+v, the original to %+v", again, p)
 		}
 	})
+}
+
+// colonsOutsideStrings counts the ':' of JSON text outside string
+// literals: one per object key.
+func colonsOutsideStrings(data []byte) int {
+	n, inString, escaped := 0, false, false
+	for _, c := range data {
+		switch {
+		case escaped:
+			escaped = false
+		case inString && c == '\\':
+			escaped = true
+		case c == '"':
+			inString = !inString
+		case !inString && c == ':':
+			n++
+		}
+	}
+	return n
+}
+
+// countKeys counts the keys of every object in a decoded JSON value.
+func countKeys(v any) int {
+	n := 0
+	switch v := v.(type) {
+	case map[string]any:
+		for _, child := range v {
+			n += 1 + countKeys(child)
+		}
+	case []any:
+		for _, child := range v {
+			n += countKeys(child)
+		}
+	}
+	return n
 }
 
 // canonicalManifest writes p back as an OCI-shaped manifest or index.
