@@ -452,7 +452,7 @@ func (f *imageFile) Getxattr(ctx context.Context, attr string, dest []byte) (uin
 }
 
 func (f *imageFile) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
-	key, cond, errno := parseSetxattr(attr, flags)
+	key, cond, errno := parseSetxattr(attr, data, flags)
 	if errno != 0 {
 		return errno
 	}
