@@ -34,6 +34,7 @@ var errnoKinds = []struct {
 	{metadata.ErrInUse, syscall.EBUSY},
 	{metadata.ErrTooLarge, syscall.EFBIG},
 	{metadata.ErrLabelTooLarge, syscall.E2BIG},
+	{metadata.ErrLabelsFull, syscall.ENOSPC}, // as ext4 when an inode's xattr space is full
 	{metadata.ErrNoLabel, syscall.ENODATA},
 	{metadata.ErrDigestMismatch, syscall.EBADMSG},
 	{metadata.ErrNotDirectory, syscall.ENOTDIR},

@@ -37,6 +37,7 @@ func TestToErrnoMapsEveryKind(t *testing.T) {
 		{metadata.ErrInUse, syscall.EBUSY},
 		{metadata.ErrTooLarge, syscall.EFBIG},
 		{metadata.ErrLabelTooLarge, syscall.E2BIG},
+		{metadata.ErrLabelsFull, syscall.ENOSPC},
 		{metadata.ErrNoLabel, syscall.ENODATA},
 		{metadata.ErrDigestMismatch, syscall.EBADMSG},
 		{metadata.ErrNotDirectory, syscall.ENOTDIR},

@@ -244,7 +244,7 @@ type ImageWrite struct {
 	ID     uint64
 	Create bool
 	// Labels are the labels of an image this write creates, set in the same
-	// transaction (ValidateLabel; an empty value is no label). They are
+	// transaction (ValidateLabels; an empty value is no label). They are
 	// ignored when the write replaces an existing image.
 	Labels map[string]string
 }
@@ -280,10 +280,8 @@ func (db *DB) PutImage(w ImageWrite) (Image, error) {
 	if len(manifest) > MaxManifestSize {
 		return Image{}, errors.WithMessagef(ErrTooLarge, "image %q: manifest is %d bytes, over the 4 MiB limit", shorten(ref), len(manifest))
 	}
-	for k, v := range w.Labels {
-		if err := ValidateLabel(k, v); err != nil {
-			return Image{}, errors.WithMessagef(err, "image %q in namespace %q", shorten(ref), ns)
-		}
+	if err := ValidateLabels(Object{Namespace: ns, Image: ref}, w.Labels); err != nil {
+		return Image{}, err
 	}
 	pm, err := parseManifest(manifest)
 	if err != nil {
@@ -439,7 +437,11 @@ func (db *DB) putImage(tx *bolt.Tx, w ImageWrite, target ocispec.Descriptor, pm 
 		if data, err = allData.CreateBucket(encodeUint64(rec.id)); err != nil {
 			return Image{}, err
 		}
-		if err := writeLabels(data, nonEmptyLabels(w.Labels)); err != nil {
+		kept := nonEmptyLabels(w.Labels)
+		if err := checkLabelsFit(Object{Namespace: ns, Image: ref}, LabelsSize(kept)); err != nil {
+			return Image{}, err
+		}
+		if err := writeLabels(data, kept); err != nil {
 			return Image{}, err
 		}
 	}

@@ -57,10 +57,8 @@ func (db *DB) CreateNamespace(name string, labels map[string]string) (Namespace,
 	if err := ValidateNamespace(name); err != nil {
 		return Namespace{}, err
 	}
-	for k, v := range labels {
-		if err := ValidateLabel(k, v); err != nil {
-			return Namespace{}, errors.WithMessagef(err, "namespace %q", name)
-		}
+	if err := ValidateLabels(Object{Namespace: name}, labels); err != nil {
+		return Namespace{}, err
 	}
 	var ns Namespace
 	err := db.batch(func(tx *bolt.Tx) error {
@@ -103,6 +101,9 @@ func createNamespace(tx *bolt.Tx, name string, labels map[string]string) (Namesp
 		}
 	}
 	kept := nonEmptyLabels(labels)
+	if err := checkLabelsFit(Object{Namespace: name}, LabelsSize(kept)); err != nil {
+		return Namespace{}, err
+	}
 	if err := writeLabels(nsb, kept); err != nil {
 		return Namespace{}, err
 	}
