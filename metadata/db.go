@@ -169,7 +169,7 @@ func (db *DB) initSchema(tx *bolt.Tx) error {
 		if v := getUint64(v1, keyVersion); v != schemaVersion {
 			return errors.WithMessagef(errCorrupt, "schema version %d, this nsfs reads version %d", v, schemaVersion)
 		}
-		return nil
+		return ensureShareableIndex(tx)
 	}
 	v1, err := tx.CreateBucket(bucketV1)
 	if err != nil {
@@ -182,6 +182,9 @@ func (db *DB) initSchema(tx *bolt.Tx) error {
 		return err
 	}
 	if _, err := v1.CreateBucket(bucketContent); err != nil {
+		return err
+	}
+	if err := ensureShareableIndex(tx); err != nil {
 		return err
 	}
 	_, err = createNamespace(tx, DefaultNamespace, nil)

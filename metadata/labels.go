@@ -81,6 +81,9 @@ type Object struct {
 	Blob      digest.Digest
 }
 
+// isNamespace: o is a namespace, not an image or a blob of it.
+func (o Object) isNamespace() bool { return o.Image == "" && o.Blob == "" }
+
 func (o Object) String() string {
 	switch {
 	case o.Image != "":
@@ -167,6 +170,7 @@ func (db *DB) SetLabel(o Object, key, value string, check func(exists bool) erro
 		if err != nil {
 			return err
 		}
+		wasShareable := o.isNamespace() && isShareable(owner)
 		old := lb.Get([]byte(key))
 		exists := old != nil
 		if check != nil {
@@ -197,6 +201,11 @@ func (db *DB) SetLabel(o Object, key, value string, check func(exists bool) erro
 		if err != nil {
 			return err
 		}
+		if o.isNamespace() {
+			if err := shareableChanged(tx, owner, wasShareable); err != nil {
+				return err
+			}
+		}
 		return touch()
 	})
 }
@@ -215,8 +224,14 @@ func (db *DB) RemoveLabel(o Object, key string) error {
 		if lb == nil || lb.Get([]byte(key)) == nil {
 			return errors.WithMessagef(ErrNoLabel, "%s has no label %q", o, key)
 		}
+		wasShareable := o.isNamespace() && isShareable(owner)
 		if err := lb.Delete([]byte(key)); err != nil {
 			return err
+		}
+		if o.isNamespace() {
+			if err := shareableChanged(tx, owner, wasShareable); err != nil {
+				return err
+			}
 		}
 		return touch()
 	})

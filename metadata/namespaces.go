@@ -184,6 +184,11 @@ func (db *DB) DeleteNamespace(name string) (Namespace, error) {
 			return errors.WithMessagef(ErrNotEmpty, "namespace %q must be empty, but it still has %s", name, strings.Join(still, ", "))
 		}
 		ns = readNamespace(name, nsb, true)
+		if isShareable(nsb) { // it holds nothing now, but the index must never outlive a hold
+			if err := countHolds(tx, nsb, -1); err != nil {
+				return err
+			}
+		}
 		return namespacesBucket(tx).DeleteBucket([]byte(name))
 	})
 	if err != nil {

@@ -24,6 +24,7 @@ var (
 	bucketDirs       = []byte("dirs")
 	bucketBlobs      = []byte("blobs")
 	bucketHolders    = []byte("namespaces")
+	bucketShareable  = []byte("shareable")
 
 	keyVersion   = []byte("version")
 	keyID        = []byte("id")
