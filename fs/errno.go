@@ -2,6 +2,7 @@ package fs
 
 import (
 	"log"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -66,6 +67,9 @@ func toErrno(op string, err error) syscall.Errno {
 		if !strings.HasPrefix(op, "commit ") {
 			return errno
 		}
+	}
+	if strings.ContainsFunc(op, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		op = strconv.Quote(op) // a name's newline or escape sequence stays out of the log
 	}
 	log.Printf("%s: %v", op, err)
 	return errno

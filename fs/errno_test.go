@@ -109,3 +109,17 @@ func TestToErrnoKeepsRoutineAnswersOutOfTheLog(t *testing.T) {
 		t.Errorf("a commit's ENOENT was not logged: %q", out)
 	}
 }
+
+// A name with a control character (from before refs refused them, or
+// refused now) is logged quoted: one log line, no escape sequence.
+func TestToErrnoQuotesControlCharactersInTheLog(t *testing.T) {
+	logged := captureLog(t, func() {
+		toErrno("create ns/default/images/a\nb\x1b[2J", errors.WithMessage(metadata.ErrInvalidArgument, "bad ref"))
+	})
+	if strings.Count(logged, "\n") != 1 || strings.Contains(logged, "\x1b") {
+		t.Errorf("log %q has a raw control character", logged)
+	}
+	if !strings.Contains(logged, `"create ns/default/images/a\nb\x1b[2J": bad ref`) {
+		t.Errorf("log %q does not name the operation quoted", logged)
+	}
+}
