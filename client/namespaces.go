@@ -56,6 +56,9 @@ func (m Mount) CreateNamespace(name string, labels map[string]string) error {
 	if err := checkLabels(labels); err != nil {
 		return errors.Wrapf(err, "namespace %q", name)
 	}
+	if err := checkLabelsFit(name, nil, labels); err != nil {
+		return err
+	}
 	if err := os.Mkdir(n.Dir(), 0o755); err != nil {
 		return namespaceError(name, err)
 	}
@@ -126,7 +129,8 @@ func anyFileBelow(dir string) (bool, error) {
 
 // SetLabels sets the labels of namespace n, as `ctr namespaces label`
 // does: an empty value removes the label (`setfattr -x`; an absent one is
-// no error). The namespace must exist.
+// no error). The namespace must exist. Labels that would take the
+// namespace's over metadata.MaxLabelsSize are refused before any is set.
 func (n Namespace) SetLabels(labels map[string]string) error {
 	if err := n.Check(); err != nil {
 		return err
@@ -140,6 +144,18 @@ func (n Namespace) SetLabels(labels map[string]string) error {
 			return namespaceError(n.Name, err)
 		}
 		return nil
+	}
+	// Labels over the limit, from before it, make listxattr fail with
+	// E2BIG: then only the filesystem's own check applies, which lets
+	// removals through.
+	current, err := readLabels(n.Dir())
+	if err != nil && !errors.Is(err, unix.E2BIG) {
+		return namespaceError(n.Name, err)
+	}
+	if err == nil {
+		if err := checkLabelsFit(n.Name, current, labels); err != nil {
+			return err
+		}
 	}
 	for _, k := range sortedKeys(labels) {
 		if err := setLabel(n.Dir(), k, labels[k]); err != nil {
@@ -195,6 +211,25 @@ func checkLabels(labels map[string]string) error {
 	return nil
 }
 
+// checkLabelsFit refuses changes (an empty value removes) that would take
+// the labels of namespace name, now current, over the filesystem's limit
+// and make them larger, before anything is changed. The filesystem checks
+// again as it sets each label (ENOSPC).
+func checkLabelsFit(name string, current, changes map[string]string) error {
+	after := make(map[string]string, len(current)+len(changes))
+	for k, v := range current {
+		after[k] = v
+	}
+	for k, v := range changes {
+		after[k] = v
+	}
+	before, total := metadata.LabelsSize(current), metadata.LabelsSize(after)
+	if total > metadata.MaxLabelsSize && total > before {
+		return withKind(ErrInvalid, "namespace %q: its labels would take %d bytes, over the limit of %d (each label counts len(key)+len(value)+6, so that listxattr fits in 64 KiB)", name, total, metadata.MaxLabelsSize)
+	}
+	return nil
+}
+
 // setLabel sets label k of the file or directory path to v; an empty v
 // removes it, and removing an absent label succeeds.
 func setLabel(path, k, v string) error {
@@ -218,6 +253,8 @@ func labelError(path, k string, err error) error {
 		return &fs.PathError{Op: "setxattr", Path: path, Err: err}
 	case unix.E2BIG, unix.EINVAL, unix.ERANGE:
 		return withKind(ErrInvalid, "label %q: %v", k, err)
+	case unix.ENOSPC:
+		return withKind(ErrInvalid, "label %q: the labels of %s are full (at most %d bytes, len(key)+len(value)+6 per label)", k, path, metadata.MaxLabelsSize)
 	}
 	return errors.Wrapf(err, "label %q", k)
 }

@@ -2,6 +2,7 @@ package client
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -51,5 +52,36 @@ func TestNamespaceNames(t *testing.T) {
 		if err := m.Namespace(bad).Check(); !errors.Is(err, ErrInvalid) {
 			t.Errorf("Check(%q): %v, want ErrInvalid", bad, err)
 		}
+	}
+}
+
+// The sum of the labels of a namespace is bounded as the filesystem
+// bounds it: checked before anything is set; removals and changes that
+// shrink the labels pass even over the limit.
+func TestCheckLabelsFit(t *testing.T) {
+	// 16 labels of 4090+6 bytes: 65536 exactly.
+	full := map[string]string{}
+	for i := 0; i < 16; i++ {
+		full[fmt.Sprintf("k%02d", i)] = strings.Repeat("v", 4090-3)
+	}
+	if err := checkLabelsFit("foo", nil, full); err != nil {
+		t.Fatalf("labels of exactly 65536 bytes: %v", err)
+	}
+	err := checkLabelsFit("foo", full, map[string]string{"x": "1"})
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), `namespace "foo": its labels would take 65544 bytes, over the limit of 65536`) {
+		t.Fatalf("one more label on a full namespace: %v", err)
+	}
+	if err := checkLabelsFit("foo", full, map[string]string{"k00": "short", "x": "1"}); err != nil {
+		t.Errorf("replacing a long value with a short one and adding a label: %v", err)
+	}
+	if err := checkLabelsFit("foo", full, map[string]string{"k00": "", "absent": ""}); err != nil {
+		t.Errorf("removals: %v", err)
+	}
+	over := map[string]string{"big": strings.Repeat("v", 4000)}
+	for k, v := range full {
+		over[k] = v
+	}
+	if err := checkLabelsFit("foo", over, map[string]string{"k01": ""}); err != nil {
+		t.Errorf("a removal from labels over the limit (a store from before it): %v", err)
 	}
 }

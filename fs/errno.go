@@ -2,6 +2,7 @@ package fs
 
 import (
 	"log"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -34,6 +35,7 @@ var errnoKinds = []struct {
 	{metadata.ErrInUse, syscall.EBUSY},
 	{metadata.ErrTooLarge, syscall.EFBIG},
 	{metadata.ErrLabelTooLarge, syscall.E2BIG},
+	{metadata.ErrLabelsFull, syscall.ENOSPC}, // as ext4 when an inode's xattr space is full
 	{metadata.ErrNoLabel, syscall.ENODATA},
 	{metadata.ErrDigestMismatch, syscall.EBADMSG},
 	{metadata.ErrNotDirectory, syscall.ENOTDIR},
@@ -68,6 +70,9 @@ func toErrno(op string, err error) syscall.Errno {
 		if !strings.HasPrefix(op, "commit ") {
 			return errno
 		}
+	}
+	if strings.ContainsFunc(op, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		op = strconv.Quote(op) // a name's newline or escape sequence stays out of the log
 	}
 	log.Printf("%s: %v", op, err)
 	return errno

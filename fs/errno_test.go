@@ -37,6 +37,7 @@ func TestToErrnoMapsEveryKind(t *testing.T) {
 		{metadata.ErrInUse, syscall.EBUSY},
 		{metadata.ErrTooLarge, syscall.EFBIG},
 		{metadata.ErrLabelTooLarge, syscall.E2BIG},
+		{metadata.ErrLabelsFull, syscall.ENOSPC},
 		{metadata.ErrNoLabel, syscall.ENODATA},
 		{metadata.ErrDigestMismatch, syscall.EBADMSG},
 		{metadata.ErrNotDirectory, syscall.ENOTDIR},
@@ -133,5 +134,19 @@ func TestToErrnoPassesOnResourceLimits(t *testing.T) {
 		if out == "" {
 			t.Errorf("%v was not logged", c.err)
 		}
+	}
+}
+
+// A name with a control character (from before refs refused them, or
+// refused now) is logged quoted: one log line, no escape sequence.
+func TestToErrnoQuotesControlCharactersInTheLog(t *testing.T) {
+	logged := captureLog(t, func() {
+		toErrno("create ns/default/images/a\nb\x1b[2J", errors.WithMessage(metadata.ErrInvalidArgument, "bad ref"))
+	})
+	if strings.Count(logged, "\n") != 1 || strings.Contains(logged, "\x1b") {
+		t.Errorf("log %q has a raw control character", logged)
+	}
+	if !strings.Contains(logged, `"create ns/default/images/a\nb\x1b[2J": bad ref`) {
+		t.Errorf("log %q does not name the operation quoted", logged)
 	}
 }

@@ -479,7 +479,7 @@ func (f *imageFile) Getxattr(ctx context.Context, attr string, dest []byte) (uin
 }
 
 func (f *imageFile) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
-	key, cond, errno := parseSetxattr(attr, flags)
+	key, cond, errno := parseSetxattr(attr, data, flags)
 	if errno != 0 {
 		return errno
 	}
@@ -490,13 +490,19 @@ func (f *imageFile) Setxattr(ctx context.Context, attr string, data []byte, flag
 		if err = cond.Check(exists); err != nil {
 			return
 		}
-		if err = metadata.ValidateLabel(key, value); err != nil {
-			return
-		}
 		if value == "" {
 			delete(labels, key)
-		} else {
-			labels[key] = value
+			return
+		}
+		old, had := labels[key]
+		labels[key] = value
+		// The same limits as the commit's (f.mu is held: f.ref is current).
+		if err = metadata.ValidateLabels(metadata.Object{Namespace: f.ns.name, Image: f.ref}, labels); err != nil {
+			if had {
+				labels[key] = old
+			} else {
+				delete(labels, key)
+			}
 		}
 	})
 	if !pending {

@@ -98,10 +98,10 @@ func getValue(value string, dest []byte) (uint32, syscall.Errno) {
 }
 
 // Setxattr sets a label; an empty value removes it (containerd has no
-// empty labels); XATTR_CREATE / XATTR_REPLACE are checked inside the
-// transaction that writes.
+// empty labels), so XATTR_CREATE with one is EINVAL; XATTR_CREATE /
+// XATTR_REPLACE are checked inside the transaction that writes.
 func (x *labelXattrs) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
-	key, cond, errno := parseSetxattr(attr, flags)
+	key, cond, errno := parseSetxattr(attr, data, flags)
 	if errno != 0 {
 		return errno
 	}
@@ -116,13 +116,16 @@ func (x *labelXattrs) Setxattr(ctx context.Context, attr string, data []byte, fl
 	return 0
 }
 
-func parseSetxattr(attr string, flags uint32) (string, xattr.Condition, syscall.Errno) {
+func parseSetxattr(attr string, data []byte, flags uint32) (string, xattr.Condition, syscall.Errno) {
 	// cp -a and mv try system.posix_acl_access on every file: routine.
 	key, errno := labelKey("setxattr", attr, syscall.ENOTSUP)
 	if errno != 0 {
 		return "", 0, errno
 	}
 	cond, err := xattr.ParseFlags(flags)
+	if err == nil {
+		err = cond.CheckValue(data)
+	}
 	if err != nil {
 		return "", 0, toErrno("setxattr "+attr, err)
 	}

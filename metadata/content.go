@@ -34,36 +34,31 @@ func ValidateDigest(d digest.Digest) error {
 
 // visible reports whether ns can see blob d under the sharing policy, and
 // its size. Shared: every blob some namespace holds. Isolated: what ns
-// holds, and what a namespace labelled ShareableLabel=true holds.
+// holds, and what a namespace labelled ShareableLabel=true holds — two
+// keyed reads (ns's hold, the shareable index) whatever the number of
+// holders, the same ones for a blob nobody holds and for one only other,
+// private namespaces hold; the size is read only for a visible blob.
 func (db *DB) visible(tx *bolt.Tx, ns string, d digest.Digest) (int64, bool) {
+	if db.opts.Sharing == SharingShared {
+		cb := contentBucket(tx).Bucket([]byte(d))
+		if cb == nil {
+			return 0, false
+		}
+		return getInt64(cb, keySize), true
+	}
+	if nsb := namespacesBucket(tx).Bucket([]byte(ns)); nsb != nil {
+		if rec := heldBlob(nsb, d); rec != nil {
+			return getInt64(rec, keySize), true
+		}
+	}
+	if !heldByShareable(tx, d) {
+		return 0, false
+	}
 	cb := contentBucket(tx).Bucket([]byte(d))
 	if cb == nil {
 		return 0, false
 	}
-	size := getInt64(cb, keySize)
-	if db.opts.Sharing == SharingShared {
-		return size, true
-	}
-	holders := cb.Bucket(bucketHolders)
-	if holders == nil {
-		return 0, false
-	}
-	if hasKey(holders, []byte(ns)) {
-		return size, true
-	}
-	all := namespacesBucket(tx)
-	c := holders.Cursor()
-	for k, _ := c.First(); k != nil; k, _ = c.Next() {
-		if hb := all.Bucket(k); hb != nil && isShareable(hb) {
-			return size, true
-		}
-	}
-	return 0, false
-}
-
-func isShareable(nsb *bolt.Bucket) bool {
-	lb := nsb.Bucket(bucketLabels)
-	return lb != nil && string(lb.Get([]byte(ShareableLabel))) == "true"
+	return getInt64(cb, keySize), true
 }
 
 // heldBlob returns namespaces/<ns>/blobs/<d>/ or nil.
@@ -110,6 +105,11 @@ func hold(tx *bolt.Tx, nsb *bolt.Bucket, ns string, d digest.Digest, size int64,
 	if _, err := rec.CreateBucket(bucketLabels); err != nil {
 		return nil, err
 	}
+	if isShareable(nsb) {
+		if err := countShareable(tx, d, +1); err != nil {
+			return nil, err
+		}
+	}
 
 	cb := contentBucket(tx).Bucket([]byte(d))
 	if cb == nil {
@@ -141,6 +141,11 @@ func drop(tx *bolt.Tx, nsb *bolt.Bucket, d digest.Digest, rel *releases) error {
 		return err
 	}
 	rel.released = append(rel.released, d)
+	if isShareable(nsb) {
+		if err := countShareable(tx, d, -1); err != nil {
+			return err
+		}
+	}
 	content := contentBucket(tx)
 	cb := content.Bucket([]byte(d))
 	if cb == nil {

@@ -170,8 +170,10 @@ func (db *DB) initSchema(tx *bolt.Tx) error {
 		}
 		// Stores written before unheld/ existed get it empty: their
 		// files are all named by content records.
-		_, err := v1.CreateBucketIfNotExists(bucketUnheld)
-		return err
+		if _, err := v1.CreateBucketIfNotExists(bucketUnheld); err != nil {
+			return err
+		}
+		return ensureShareableIndex(tx)
 	}
 	v1, err := tx.CreateBucket(bucketV1)
 	if err != nil {
@@ -187,6 +189,9 @@ func (db *DB) initSchema(tx *bolt.Tx) error {
 		return err
 	}
 	if _, err := v1.CreateBucket(bucketUnheld); err != nil {
+		return err
+	}
+	if err := ensureShareableIndex(tx); err != nil {
 		return err
 	}
 	_, err = createNamespace(tx, DefaultNamespace, nil)

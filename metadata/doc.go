@@ -63,6 +63,14 @@
 //	                                    the transaction that drops the last
 //	                                    holder (the tombstone); gc deletes such
 //	                                    a file, then the entry
+//	  shareable/
+//	    <digest> -> uint64              how many namespaces labelled
+//	                                    containerd.io/namespace.shareable=true
+//	                                    hold it (no key: none); what isolated
+//	                                    sharing asks, in one keyed read
+//	                                    whatever the number of holders
+//	                                    (shareable.go); built at the first
+//	                                    open of a store from before it
 //
 // uint64 and int64 are 8 bytes big-endian; times are time.MarshalBinary,
 // except inside an image record (imageRecord.encode: a version byte, id,
@@ -71,7 +79,8 @@
 //
 // Invariants (checked by the tests after concurrent random operations):
 // content/<d>/namespaces/<ns> exists exactly when namespaces/<ns>/blobs/<d>
-// does; a content record has at least one holder; every digest in an
+// does; a content record has at least one holder; shareable/<d> is the
+// number of namespaces labelled shareable that hold d; every digest in an
 // image's claim set is held by its namespace, and a held blob's images count
 // is the number of images of the namespace whose claim set names it; image
 // records and imagedata buckets pair one to one by ID; every content record

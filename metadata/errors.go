@@ -20,6 +20,7 @@ var (
 	ErrInUse           = errors.New("in use")            // EBUSY
 	ErrTooLarge        = errors.New("too large")         // EFBIG
 	ErrLabelTooLarge   = errors.New("label too large")   // E2BIG
+	ErrLabelsFull      = errors.New("labels full")       // ENOSPC
 	ErrNoLabel         = errors.New("no such label")     // ENODATA
 	ErrDigestMismatch  = errors.New("digest mismatch")   // EBADMSG
 	ErrNotDirectory    = errors.New("not a directory")   // ENOTDIR
@@ -48,6 +49,7 @@ func IsNameTooLong(err error) bool     { return errors.Is(err, ErrNameTooLong) }
 func IsInUse(err error) bool           { return errors.Is(err, ErrInUse) }
 func IsTooLarge(err error) bool        { return errors.Is(err, ErrTooLarge) }
 func IsLabelTooLarge(err error) bool   { return errors.Is(err, ErrLabelTooLarge) }
+func IsLabelsFull(err error) bool      { return errors.Is(err, ErrLabelsFull) }
 func IsNoLabel(err error) bool         { return errors.Is(err, ErrNoLabel) }
 func IsDigestMismatch(err error) bool  { return errors.Is(err, ErrDigestMismatch) }
 func IsNotDirectory(err error) bool    { return errors.Is(err, ErrNotDirectory) }

@@ -71,11 +71,11 @@ func FuzzValidateNamespace(f *testing.F) {
 }
 
 // refIsCleanRelativePath is DESIGN.md's definition of a ref, stated with
-// the path package instead of ValidateRef's loop: non-empty, no NUL,
-// filepath.Clean leaves it as it is, relative, no ".." component, no
-// component over 255 bytes, at most 4096 bytes.
+// the path package instead of ValidateRef's loop: non-empty, no control
+// character (NUL included), filepath.Clean leaves it as it is, relative,
+// no ".." component, no component over 255 bytes, at most 4096 bytes.
 func refIsCleanRelativePath(ref string) bool {
-	if ref == "" || ref == "." || strings.Contains(ref, "\x00") || len(ref) > maxRefLen ||
+	if ref == "" || ref == "." || hasControl(ref) || len(ref) > maxRefLen ||
 		filepath.Clean(ref) != ref || filepath.IsAbs(ref) {
 		return false
 	}
@@ -87,13 +87,20 @@ func refIsCleanRelativePath(ref string) bool {
 	return true
 }
 
+// hasControl: a byte below 0x20 or DEL, by strings.ContainsFunc over bytes
+// rather than ValidateRef's loop.
+func hasControl(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
+}
+
 // FuzzValidateRef: a ref is accepted exactly when it is a clean relative
 // path within the limits; an accepted ref stays below the directory it is
 // joined to and splits into its components; a refusal is
 // ErrInvalidArgument or ErrNameTooLong.
 func FuzzValidateRef(f *testing.F) {
 	for _, s := range []string{"docker.io/library/redis:latest", "a", "../../etc/passwd", "foo//bar", "/abs", "a/", "./a", "a/./b", "a/..", "..a/b..",
-		strings.Repeat("c", 255), strings.Repeat("c", 256), strings.Repeat("a/", 2048) + "a", strings.Repeat("d/", 10000), "a\x00b", "app@sha256:0123", "."} {
+		strings.Repeat("c", 255), strings.Repeat("c", 256), strings.Repeat("a/", 2048) + "a", strings.Repeat("d/", 10000), "a\x00b", "app@sha256:0123", ".",
+		"a\tb", "a\x7fb", "\x1b[31mred", "app: v1 ", `it's\"q\\`, "caf\u00e9", "a\u009bb"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, ref string) {
@@ -106,7 +113,7 @@ func FuzzValidateRef(f *testing.F) {
 				t.Fatalf("ValidateRef(%q): error %v is neither ErrInvalidArgument nor ErrNameTooLong", shortRef(ref), err)
 			}
 			// Refused for its length alone: the errno must say so.
-			if len(ref) > maxRefLen && !strings.Contains(ref, "\x00") && !IsNameTooLong(err) {
+			if len(ref) > maxRefLen && !hasControl(ref) && !IsNameTooLong(err) {
 				t.Fatalf("ValidateRef of %d bytes: error %v, want ErrNameTooLong", len(ref), err)
 			}
 			return
@@ -170,6 +177,9 @@ func FuzzParseManifest(f *testing.F) {
 		`{"schemaVersion":2,"config":{"mediaType":"x","digest":"sha256:` + strings.Repeat("A", 64) + `","size":1}}`,
 		`{"schemaVersion":2,"config":{"mediaType":"x","digest":"sha256:` + strings.Repeat("a", 64) + `","size":-1}}`,
 		`{"schemaVersion":1}`, `[]`, ``, `{`, "\t{\"schemaVersion\":2.0}",
+		`{"schemaVersion":2,"config":` + cfg + `,"config":` + cfg + `}`,
+		`{"schemaVersion":2,"config":` + cfg + `,"layers":[` + layer + `],"x":{"a":{"b":1,"b":2}}}`,
+		`{"schemaVersion":2,"Config":` + cfg + `}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -180,6 +190,15 @@ func FuzzParseManifest(f *testing.F) {
 		}
 		if !json.Valid(data) {
 			t.Fatalf("parseManifest accepted invalid JSON %q", data)
+		}
+		// No key twice in an object: decoding collapses duplicates, so the
+		// decoded tree has as many keys as the text has (one ':' each).
+		var tree any
+		if err := json.Unmarshal(data, &tree); err != nil {
+			t.Fatal(err)
+		}
+		if text, decoded := colonsOutsideStrings(data), countKeys(tree); text != decoded {
+			t.Fatalf("parseManifest accepted %q: %d keys in the text, %d once decoded (a duplicate key)", data, text, decoded)
 		}
 		if !isManifestType(p.mediaType) && !isIndexType(p.mediaType) {
 			t.Fatalf("parseManifest accepted media type %q", p.mediaType)
@@ -206,6 +225,41 @@ func FuzzParseManifest(f *testing.F) {
 			t.Fatalf("the canonical form parses to %+v, the original to %+v", again, p)
 		}
 	})
+}
+
+// colonsOutsideStrings counts the ':' of JSON text outside string
+// literals: one per object key.
+func colonsOutsideStrings(data []byte) int {
+	n, inString, escaped := 0, false, false
+	for _, c := range data {
+		switch {
+		case escaped:
+			escaped = false
+		case inString && c == '\\':
+			escaped = true
+		case c == '"':
+			inString = !inString
+		case !inString && c == ':':
+			n++
+		}
+	}
+	return n
+}
+
+// countKeys counts the keys of every object in a decoded JSON value.
+func countKeys(v any) int {
+	n := 0
+	switch v := v.(type) {
+	case map[string]any:
+		for _, child := range v {
+			n += 1 + countKeys(child)
+		}
+	case []any:
+		for _, child := range v {
+			n += countKeys(child)
+		}
+	}
+	return n
 }
 
 // canonicalManifest writes p back as an OCI-shaped manifest or index.

@@ -269,6 +269,10 @@ func checkInvariants(t testing.TB, db *DB) {
 		}); err != nil {
 			return err
 		}
+		// The shareable index counts exactly the shareable holders.
+		if err := checkShareableIndex(tx); err != nil {
+			t.Error(err)
+		}
 		cb := contentBucket(tx)
 		return cb.ForEachBucket(func(d []byte) error {
 			content[string(d)] = true

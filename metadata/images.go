@@ -2,6 +2,7 @@ package metadata
 
 import (
 	"encoding/binary"
+	"fmt"
 	"io"
 	"strings"
 	"time"
@@ -39,14 +40,23 @@ type Image struct {
 
 // ValidateRef checks that a ref is a clean relative path: components
 // separated by single '/', none empty, "." or "..", none over 255 bytes
-// (ErrNameTooLong), no NUL, whole ref at most 4096 bytes (ErrNameTooLong).
-// Anything else is ErrInvalidArgument.
+// (ErrNameTooLong), no control character (bytes below 0x20, and 0x7f: a
+// newline or an escape sequence in a name breaks every listing and can
+// drive the terminal that prints it), whole ref at most 4096 bytes
+// (ErrNameTooLong). Anything else is ErrInvalidArgument. Other printable
+// characters (spaces, quotes, backslashes) are valid; listings quote them.
 func ValidateRef(ref string) error {
-	switch {
-	case ref == "":
+	if ref == "" {
 		return errors.WithMessage(ErrInvalidArgument, "image ref is empty")
-	case strings.IndexByte(ref, 0) >= 0:
-		return errors.WithMessagef(ErrInvalidArgument, "image ref %q: contains a NUL byte", shorten(ref))
+	}
+	if i := indexControl(ref); i >= 0 {
+		what := fmt.Sprintf("control character 0x%02x", ref[i])
+		if ref[i] == 0 {
+			what = "a NUL byte"
+		}
+		return errors.WithMessagef(ErrInvalidArgument, "image ref %q: contains %s at byte %d", shorten(ref), what, i)
+	}
+	switch {
 	case len(ref) > maxRefLen:
 		return errors.WithMessagef(ErrNameTooLong, "image ref %q: %d bytes, over the %d-byte limit", shorten(ref), len(ref), maxRefLen)
 	}
@@ -65,6 +75,17 @@ func ValidateRef(ref string) error {
 		}
 		rest = tail
 	}
+}
+
+// indexControl is the index of the first control byte of s (below 0x20,
+// or DEL), or -1.
+func indexControl(s string) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return i
+		}
+	}
+	return -1
 }
 
 // imageRecord is the value of namespaces/<ns>/images/<ref>: everything a
@@ -223,7 +244,7 @@ type ImageWrite struct {
 	ID     uint64
 	Create bool
 	// Labels are the labels of an image this write creates, set in the same
-	// transaction (ValidateLabel; an empty value is no label). They are
+	// transaction (ValidateLabels; an empty value is no label). They are
 	// ignored when the write replaces an existing image.
 	Labels map[string]string
 }
@@ -259,10 +280,8 @@ func (db *DB) PutImage(w ImageWrite) (Image, error) {
 	if len(manifest) > MaxManifestSize {
 		return Image{}, errors.WithMessagef(ErrTooLarge, "image %q: manifest is %d bytes, over the 4 MiB limit", shorten(ref), len(manifest))
 	}
-	for k, v := range w.Labels {
-		if err := ValidateLabel(k, v); err != nil {
-			return Image{}, errors.WithMessagef(err, "image %q in namespace %q", shorten(ref), ns)
-		}
+	if err := ValidateLabels(Object{Namespace: ns, Image: ref}, w.Labels); err != nil {
+		return Image{}, err
 	}
 	pm, err := parseManifest(manifest)
 	if err != nil {
@@ -419,7 +438,11 @@ func (db *DB) putImage(tx *bolt.Tx, w ImageWrite, target ocispec.Descriptor, pm 
 		if data, err = allData.CreateBucket(encodeUint64(rec.id)); err != nil {
 			return Image{}, err
 		}
-		if err := writeLabels(data, nonEmptyLabels(w.Labels)); err != nil {
+		kept := nonEmptyLabels(w.Labels)
+		if err := checkLabelsFit(Object{Namespace: ns, Image: ref}, LabelsSize(kept)); err != nil {
+			return Image{}, err
+		}
+		if err := writeLabels(data, kept); err != nil {
 			return Image{}, err
 		}
 	}

@@ -406,6 +406,18 @@ func TestValidateRef(t *testing.T) {
 		{"a/.", IsInvalidArgument},
 		{".", IsInvalidArgument},
 		{"a\x00b", IsInvalidArgument},
+		// Control characters: every byte below 0x20, and DEL.
+		{"app\n:v1", IsInvalidArgument},
+		{"a\tb", IsInvalidArgument},
+		{"\x1b[31mred", IsInvalidArgument},
+		{"app\x7f", IsInvalidArgument},
+		{"a\rb", IsInvalidArgument},
+		{strings.Repeat("a", 5000) + "\n", IsInvalidArgument}, // the control byte, not the length
+		// Unusual printable characters stay valid: listings quote them.
+		{"app: v1 ", nil},
+		{`it's "quoted" \ back`, nil},
+		{"café/ü:1", nil},
+		{"a~b#c$d", nil},
 	} {
 		err := ValidateRef(tc.ref)
 		switch {
@@ -415,8 +427,26 @@ func TestValidateRef(t *testing.T) {
 			t.Errorf("ValidateRef(%q) = %v, want the other kind", shorten(tc.ref), err)
 		}
 	}
+	for b := 0; b < 0x80; b++ {
+		ref := "app" + string(rune(b)) + "x"
+		if err := ValidateRef(ref); (b < 0x20 || b == 0x7f) != IsInvalidArgument(err) {
+			t.Errorf("ValidateRef(%q) = %v", ref, err)
+		}
+	}
+	if err := ValidateRef("app\n:v1"); !strings.Contains(err.Error(), `image ref "app\n:v1": contains control character 0x0a at byte 3`) {
+		t.Errorf("message %q does not name the ref, the byte and where it is", err)
+	}
 	db := openTestDB(t, Options{})
 	img := seedImage(t, db, "default", "x")
+	before := dump(t, db)
+	for _, ref := range []string{"app\n:v1", "dir/\x1b[2J"} {
+		if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: ref, Manifest: img.manifest}); !IsInvalidArgument(err) {
+			t.Fatalf("PutImage of %q: %v, want ErrInvalidArgument", ref, err)
+		}
+	}
+	if after := dump(t, db); after != before {
+		t.Fatalf("a refused ref changed the store:\n%s\n%s", before, after)
+	}
 	if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: deep, Manifest: img.manifest}); !IsNameTooLong(err) {
 		t.Fatalf("PutImage of a 10,000-deep ref: %v", err)
 	}

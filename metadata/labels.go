@@ -11,6 +11,61 @@ import (
 // MaxLabelSize bounds len(key)+len(value) of one label (containerd's rule).
 const MaxLabelSize = 4096
 
+// MaxLabelsSize bounds all the labels of one object (a namespace, an
+// image, a namespace's hold of a blob): the sum of LabelSize over them.
+// listxattr's answer, "user.<key>\0" per label, then always fits in the
+// 64 KiB Linux allows (XATTR_LIST_MAX); an object with more would make
+// listxattr fail with E2BIG, and every tool that lists labels with it.
+const MaxLabelsSize = 65536
+
+// LabelSize is what one label counts against MaxLabelsSize:
+// len("user.")+len(key)+1 in listxattr's answer, plus its value.
+func LabelSize(key, value string) int { return len(key) + len(value) + len("user.") + 1 }
+
+// LabelsSize is the sum of LabelSize over labels (empty values, which
+// are no label, count nothing).
+func LabelsSize(labels map[string]string) int {
+	n := 0
+	for k, v := range labels {
+		if v != "" {
+			n += LabelSize(k, v)
+		}
+	}
+	return n
+}
+
+// bucketLabelsSize is LabelsSize of a labels bucket (nil: 0).
+func bucketLabelsSize(lb *bolt.Bucket) int {
+	n := 0
+	if lb != nil {
+		_ = lb.ForEach(func(k, v []byte) error {
+			n += len(k) + len(v) + len("user.") + 1
+			return nil
+		})
+	}
+	return n
+}
+
+// ValidateLabels checks each label (ValidateLabel) and that together they
+// fit in MaxLabelsSize (ErrLabelsFull): the labels an object is created
+// with, or would have after a change. o names the object in messages.
+func ValidateLabels(o Object, labels map[string]string) error {
+	for k, v := range labels {
+		if err := ValidateLabel(k, v); err != nil {
+			return errors.WithMessage(err, o.String())
+		}
+	}
+	return checkLabelsFit(o, LabelsSize(labels))
+}
+
+// checkLabelsFit refuses a total over MaxLabelsSize.
+func checkLabelsFit(o Object, total int) error {
+	if total > MaxLabelsSize {
+		return errors.WithMessagef(ErrLabelsFull, "%s: its labels would take %d bytes, over the limit of %d (each label counts len(key)+len(value)+6, so that listxattr fits in 64 KiB); remove some first", o, total, MaxLabelsSize)
+	}
+	return nil
+}
+
 // Object names what a label belongs to: a namespace (Image and Blob empty),
 // an image of it (Image set), or a blob it can see (Blob set). Content
 // labels are per namespace, as in containerd.
@@ -25,6 +80,9 @@ type Object struct {
 	Image     string
 	Blob      digest.Digest
 }
+
+// isNamespace: o is a namespace, not an image or a blob of it.
+func (o Object) isNamespace() bool { return o.Image == "" && o.Blob == "" }
 
 func (o Object) String() string {
 	switch {
@@ -95,7 +153,10 @@ func (db *DB) Label(o Object, key string) (string, error) {
 // SetLabel sets key=value on o. An empty value removes the label
 // (containerd has no empty labels). check, if not nil, is called inside the
 // transaction with whether the label exists now, and its error aborts the
-// update (setxattr's XATTR_CREATE / XATTR_REPLACE).
+// update (setxattr's XATTR_CREATE / XATTR_REPLACE). A label that would
+// take o's labels over MaxLabelsSize is ErrLabelsFull, decided in the
+// transaction; a change that shrinks them is taken even over the limit
+// (a store written before the limit), so that they can be brought under.
 func (db *DB) SetLabel(o Object, key, value string, check func(exists bool) error) error {
 	if err := ValidateLabel(key, value); err != nil {
 		return errors.WithMessage(err, o.String())
@@ -109,10 +170,24 @@ func (db *DB) SetLabel(o Object, key, value string, check func(exists bool) erro
 		if err != nil {
 			return err
 		}
-		exists := lb.Get([]byte(key)) != nil
+		wasShareable := o.isNamespace() && isShareable(owner)
+		old := lb.Get([]byte(key))
+		exists := old != nil
 		if check != nil {
 			if err := check(exists); err != nil {
 				return err
+			}
+		}
+		if value != "" {
+			before := bucketLabelsSize(lb)
+			after := before + LabelSize(key, value)
+			if exists {
+				after -= LabelSize(key, string(old))
+			}
+			if after > before {
+				if err := checkLabelsFit(o, after); err != nil {
+					return err
+				}
 			}
 		}
 		if value == "" {
@@ -125,6 +200,11 @@ func (db *DB) SetLabel(o Object, key, value string, check func(exists bool) erro
 		}
 		if err != nil {
 			return err
+		}
+		if o.isNamespace() {
+			if err := shareableChanged(tx, owner, wasShareable); err != nil {
+				return err
+			}
 		}
 		return touch()
 	})
@@ -144,8 +224,14 @@ func (db *DB) RemoveLabel(o Object, key string) error {
 		if lb == nil || lb.Get([]byte(key)) == nil {
 			return errors.WithMessagef(ErrNoLabel, "%s has no label %q", o, key)
 		}
+		wasShareable := o.isNamespace() && isShareable(owner)
 		if err := lb.Delete([]byte(key)); err != nil {
 			return err
+		}
+		if o.isNamespace() {
+			if err := shareableChanged(tx, owner, wasShareable); err != nil {
+				return err
+			}
 		}
 		return touch()
 	})

@@ -1,11 +1,13 @@
 package metadata
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/pkg/errors"
+	bolt "go.etcd.io/bbolt"
 )
 
 func TestValidateLabel(t *testing.T) {
@@ -170,4 +172,170 @@ func TestImageAndBlobLabels(t *testing.T) {
 	wantKind(t, "labels of an absent blob", err, IsNotFound, "ErrNotFound")
 	_, err = db.Labels(Object{Namespace: "default", Blob: "sha256:XYZ"})
 	wantKind(t, "labels of a bad digest", err, IsInvalidArgument, "ErrInvalidArgument")
+}
+
+// fullLabels are 16 labels of LabelSize 4096 each: exactly MaxLabelsSize.
+func fullLabels() map[string]string {
+	labels := map[string]string{}
+	for i := 0; i < 16; i++ {
+		labels[fmt.Sprintf("k%02d", i)] = strings.Repeat("v", 4096-3-6)
+	}
+	return labels
+}
+
+// The labels of one object are bounded in sum, so that listxattr always
+// fits in 64 KiB: each of a namespace, an image and a blob hold takes
+// exactly MaxLabelsSize, the next label is ErrLabelsFull naming the object
+// and the limit, nothing changes, and removing or shrinking is taken.
+func TestLabelsOfOneObjectAreBounded(t *testing.T) {
+	db := openTestDB(t, Options{})
+	img := seedImage(t, db, "default", "x")
+	if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "app", Manifest: img.manifest}); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []Object{
+		{Namespace: "default"},
+		{Namespace: "default", Image: "app"},
+		{Namespace: "default", Blob: img.layer.Digest},
+	} {
+		for k, v := range fullLabels() {
+			if err := db.SetLabel(o, k, v, nil); err != nil {
+				t.Fatalf("%s: label %s of a full set: %v", o, k, err)
+			}
+		}
+		labels, _ := db.Labels(o)
+		if n := LabelsSize(labels); n != MaxLabelsSize {
+			t.Fatalf("%s: labels of %d bytes, want %d", o, n, MaxLabelsSize)
+		}
+		before := dump(t, db)
+		err := db.SetLabel(o, "x", "1", nil)
+		wantKind(t, o.String()+": one more label", err, IsLabelsFull, "ErrLabelsFull")
+		if want := o.String() + ": its labels would take 65544 bytes, over the limit of 65536"; !strings.Contains(err.Error(), want) {
+			t.Errorf("message %q, want it to say %q", err, want)
+		}
+		err = db.SetLabel(o, "k00", labels["k00"]+"v", nil)
+		wantKind(t, o.String()+": a longer value", err, IsLabelsFull, "ErrLabelsFull")
+		if after := dump(t, db); after != before {
+			t.Fatalf("%s: a refused label changed the store", o)
+		}
+		// The same value again, a shorter one, a removal: all fit.
+		if err := db.SetLabel(o, "k00", labels["k00"], nil); err != nil {
+			t.Errorf("%s: the same value again: %v", o, err)
+		}
+		if err := db.SetLabel(o, "k00", "short", nil); err != nil {
+			t.Errorf("%s: a shorter value: %v", o, err)
+		}
+		if err := db.SetLabel(o, "x", "1", nil); err != nil {
+			t.Errorf("%s: a label in the room the shorter value made: %v", o, err)
+		}
+		if err := db.RemoveLabel(o, "k01"); err != nil {
+			t.Errorf("%s: a removal: %v", o, err)
+		}
+	}
+}
+
+// Labels set in bulk follow the same rule: a namespace created with them,
+// an image created with them.
+func TestLabelsSetInBulkAreBounded(t *testing.T) {
+	db := openTestDB(t, Options{})
+	img := seedImage(t, db, "default", "x")
+	if _, err := db.CreateNamespace("full", fullLabels()); err != nil {
+		t.Fatalf("a namespace created with labels of exactly the limit: %v", err)
+	}
+	over := fullLabels()
+	over["x"] = "1"
+	before := dump(t, db)
+	_, err := db.CreateNamespace("over", over)
+	wantKind(t, "a namespace created with labels over the limit", err, IsLabelsFull, "ErrLabelsFull")
+	if !strings.Contains(err.Error(), `namespace "over": its labels would take 65544 bytes`) {
+		t.Errorf("message %q does not name the namespace and the size", err)
+	}
+	_, err = db.PutImage(ImageWrite{Namespace: "default", Ref: "app", Manifest: img.manifest, Labels: over})
+	wantKind(t, "an image created with labels over the limit", err, IsLabelsFull, "ErrLabelsFull")
+	if !strings.Contains(err.Error(), `image "app" in namespace "default": its labels would take 65544 bytes`) {
+		t.Errorf("message %q does not name the image and the size", err)
+	}
+	if after := dump(t, db); after != before {
+		t.Fatalf("refused labels changed the store")
+	}
+	// Empty values are no labels and count nothing.
+	withEmpty := fullLabels()
+	withEmpty["gone"] = ""
+	if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "app", Manifest: img.manifest, Labels: withEmpty}); err != nil {
+		t.Fatalf("an image created with labels of exactly the limit, and an empty one: %v", err)
+	}
+	// A tag copies the labels: the copy fits as the original does.
+	if _, err := db.LinkImage("default", "app", "default", "app2"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Labels over the limit in a store written before it: nothing may grow
+// them, but everything that shrinks them is taken.
+func TestLabelsOverTheLimitFromBeforeIt(t *testing.T) {
+	db := openTestDB(t, Options{})
+	ns := Object{Namespace: "default"}
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		nsb, _ := namespaceBucket(tx, "default")
+		over := fullLabels()
+		over["extra"] = strings.Repeat("e", 1000)
+		return writeLabels(nsb, over)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantKind(t, "a new label", db.SetLabel(ns, "x", "1", nil), IsLabelsFull, "ErrLabelsFull")
+	if err := db.SetLabel(ns, "extra", "shorter", nil); err != nil {
+		t.Errorf("a shorter value over the limit: %v", err)
+	}
+	if err := db.SetLabel(ns, "k00", "", nil); err != nil {
+		t.Errorf("a removal by an empty value: %v", err)
+	}
+	if err := db.RemoveLabel(ns, "k01"); err != nil {
+		t.Errorf("a removal: %v", err)
+	}
+}
+
+// The limit is decided in the write transaction: of two labels that each
+// fit alone but not together, set concurrently, exactly one is taken.
+func TestLabelsLimitHoldsUnderConcurrentWriters(t *testing.T) {
+	db := openTestDB(t, Options{})
+	ns := Object{Namespace: "default"}
+	labels := fullLabels()
+	delete(labels, "k00")
+	delete(labels, "k01")
+	for k, v := range labels {
+		if err := db.SetLabel(ns, k, v, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 8192 bytes of room; each of these takes 4100.
+	for round := 0; round < 20; round++ {
+		a, b := fmt.Sprintf("a%d", round), fmt.Sprintf("b%d", round)
+		errs := make(chan error, 2)
+		for _, k := range []string{a, b} {
+			go func(k string) { errs <- db.SetLabel(ns, k, strings.Repeat("v", 4100-len(k)-6), nil) }(k)
+		}
+		var full, ok int
+		for i := 0; i < 2; i++ {
+			switch err := <-errs; {
+			case err == nil:
+				ok++
+			case IsLabelsFull(err):
+				full++
+			default:
+				t.Fatal(err)
+			}
+		}
+		if ok != 1 || full != 1 {
+			t.Fatalf("round %d: %d taken, %d refused; want one of each", round, ok, full)
+		}
+		got, _ := db.Labels(ns)
+		if n := LabelsSize(got); n > MaxLabelsSize {
+			t.Fatalf("round %d: labels of %d bytes", round, n)
+		}
+		for _, k := range []string{a, b} {
+			_ = db.SetLabel(ns, k, "", nil)
+		}
+	}
 }

@@ -72,6 +72,9 @@ func parseManifest(data []byte) (parsedManifest, error) {
 	if err := json.Unmarshal(data, &m); err != nil {
 		return parsedManifest{}, errors.Errorf("not valid manifest JSON: %v", err)
 	}
+	if err := checkJSONKeys(data); err != nil {
+		return parsedManifest{}, err
+	}
 	if m.SchemaVersion == nil {
 		return parsedManifest{}, errors.New("schemaVersion is missing")
 	}
@@ -158,4 +161,107 @@ func checkDescriptor(role string, d jsonDescriptor) (reference, error) {
 		return reference{}, errors.Errorf("%s (%s) has a negative size %d", role, dg, *d.Size)
 	}
 	return reference{role: role, mediaType: d.MediaType, digest: dg, size: *d.Size}, nil
+}
+
+// maxJSONDepth bounds how deeply objects and arrays may nest in a manifest
+// or index; real ones nest four or five levels (layers, a descriptor, its
+// platform or annotations).
+const maxJSONDepth = 64
+
+// jsonShape is what checkJSONKeys knows of the objects json.Unmarshal reads
+// into structs: their fields by exact name, and the shapes below them.
+type jsonShape struct {
+	fields   map[string]*jsonShape // an object decoded into a struct
+	elements *jsonShape            // an array of such objects
+}
+
+var (
+	descriptorShape = &jsonShape{fields: map[string]*jsonShape{"mediaType": nil, "digest": nil, "size": nil, "urls": nil}}
+	manifestShape   = &jsonShape{fields: map[string]*jsonShape{
+		"schemaVersion": nil,
+		"mediaType":     nil,
+		"config":        descriptorShape,
+		"layers":        {elements: descriptorShape},
+		"manifests":     {elements: descriptorShape},
+	}}
+)
+
+// checkJSONKeys refuses what parsers disagree on, so that what nsfs
+// accepts means the same to every reader of the manifest: a key twice in
+// one object, at any depth (encoding/json keeps the last, others the
+// first), and a key that differs only in case from a field nsfs reads
+// ("Config": encoding/json takes it for "config", others ignore it). It
+// walks the token stream, at most maxJSONDepth levels deep.
+func checkJSONKeys(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber() // a number's range is no concern here
+	return walkJSONValue(dec, "", 0, manifestShape)
+}
+
+// walkJSONValue reads one value of the stream at path ("" is the top
+// level, ".layers[0]" a layer's descriptor).
+func walkJSONValue(dec *json.Decoder, path string, depth int, shape *jsonShape) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return errors.Errorf("not valid manifest JSON: %v", err)
+	}
+	delim, ok := tok.(json.Delim)
+	if !ok {
+		return nil
+	}
+	if depth >= maxJSONDepth {
+		return errors.Errorf("JSON nested deeper than %d levels at %s", maxJSONDepth, jsonPlace(path))
+	}
+	switch delim {
+	case '{':
+		seen := map[string]bool{}
+		for dec.More() {
+			tok, err := dec.Token()
+			if err != nil {
+				return errors.Errorf("not valid manifest JSON: %v", err)
+			}
+			key, _ := tok.(string)
+			if seen[key] {
+				return errors.Errorf("duplicate key %q %s", shorten(key), jsonPlace(path))
+			}
+			seen[key] = true
+			var child *jsonShape
+			if shape != nil && shape.fields != nil {
+				if _, known := shape.fields[key]; known {
+					child = shape.fields[key]
+				} else {
+					for field := range shape.fields {
+						if strings.EqualFold(key, field) {
+							return errors.Errorf("key %q %s differs from %q only in case (JSON parsers disagree on whether it is %q)", shorten(key), jsonPlace(path), field, field)
+						}
+					}
+				}
+			}
+			if err := walkJSONValue(dec, path+"."+key, depth+1, child); err != nil {
+				return err
+			}
+		}
+	case '[':
+		var elements *jsonShape
+		if shape != nil {
+			elements = shape.elements
+		}
+		for i := 0; dec.More(); i++ {
+			if err := walkJSONValue(dec, fmt.Sprintf("%s[%d]", path, i), depth+1, elements); err != nil {
+				return err
+			}
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing '}' or ']'
+		return errors.Errorf("not valid manifest JSON: %v", err)
+	}
+	return nil
+}
+
+// jsonPlace names where in the document path is, for messages.
+func jsonPlace(path string) string {
+	if path == "" {
+		return "at the top level"
+	}
+	return "in " + shorten(path)
 }

@@ -57,10 +57,8 @@ func (db *DB) CreateNamespace(name string, labels map[string]string) (Namespace,
 	if err := ValidateNamespace(name); err != nil {
 		return Namespace{}, err
 	}
-	for k, v := range labels {
-		if err := ValidateLabel(k, v); err != nil {
-			return Namespace{}, errors.WithMessagef(err, "namespace %q", name)
-		}
+	if err := ValidateLabels(Object{Namespace: name}, labels); err != nil {
+		return Namespace{}, err
 	}
 	var ns Namespace
 	err := db.batch(func(tx *bolt.Tx) error {
@@ -103,6 +101,9 @@ func createNamespace(tx *bolt.Tx, name string, labels map[string]string) (Namesp
 		}
 	}
 	kept := nonEmptyLabels(labels)
+	if err := checkLabelsFit(Object{Namespace: name}, LabelsSize(kept)); err != nil {
+		return Namespace{}, err
+	}
 	if err := writeLabels(nsb, kept); err != nil {
 		return Namespace{}, err
 	}
@@ -183,6 +184,11 @@ func (db *DB) DeleteNamespace(name string) (Namespace, error) {
 			return errors.WithMessagef(ErrNotEmpty, "namespace %q must be empty, but it still has %s", name, strings.Join(still, ", "))
 		}
 		ns = readNamespace(name, nsb, true)
+		if isShareable(nsb) { // it holds nothing now, but the index must never outlive a hold
+			if err := countHolds(tx, nsb, -1); err != nil {
+				return err
+			}
+		}
 		return namespacesBucket(tx).DeleteBucket([]byte(name))
 	})
 	if err != nil {

@@ -25,6 +25,7 @@ var (
 	bucketBlobs      = []byte("blobs")
 	bucketHolders    = []byte("namespaces")
 	bucketUnheld     = []byte("unheld")
+	bucketShareable  = []byte("shareable")
 
 	keyVersion   = []byte("version")
 	keyID        = []byte("id")

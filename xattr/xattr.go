@@ -2,8 +2,9 @@
 // and nsfs labels: only the "user." namespace carries labels, "user.<key>"
 // is label <key>. It knows nothing of FUSE or bbolt; the errors it returns
 // are mapped to errno by fs/ (ErrNotSupported → ENODATA on get, ENOTSUP on
-// set; ErrInvalidName → EINVAL; ErrRange → ERANGE; ErrExists → EEXIST;
-// ErrNoData → ENODATA; ErrNameTooLong → ERANGE as Linux does).
+// set; ErrInvalidName and ErrInvalidFlags → EINVAL; ErrRange → ERANGE;
+// ErrExists → EEXIST; ErrNoData → ENODATA; ErrNameTooLong → ERANGE as
+// Linux does).
 package xattr
 
 import (
@@ -95,6 +96,18 @@ func ParseFlags(flags uint32) (Condition, error) {
 	}
 	return Always, errors.WithMessagef(ErrInvalidFlags, "flags %#x (only XATTR_CREATE=%#x or XATTR_REPLACE=%#x, not both)",
 		flags, FlagCreate, FlagReplace)
+}
+
+// CheckValue refuses a value the condition cannot take: an empty value
+// removes a label (containerd has no empty labels), so XATTR_CREATE with
+// one would create nothing, and succeeding would say it did
+// (ErrInvalidFlags, EINVAL). XATTR_REPLACE with an empty value removes
+// the label, or is ErrNoData when it is absent (Check), as setfattr -x.
+func (c Condition) CheckValue(value []byte) error {
+	if c == IfAbsent && len(value) == 0 {
+		return errors.WithMessage(ErrInvalidFlags, "an empty value removes a label; XATTR_CREATE with an empty value would create nothing")
+	}
+	return nil
 }
 
 // Check applies a Condition to whether the label exists now. Its signature

@@ -102,6 +102,36 @@ func TestParseFlags(t *testing.T) {
 	}
 }
 
+// XATTR_CREATE with an empty value would create nothing (an empty value
+// removes): refused, whatever the label's state. The other conditions
+// take an empty value.
+func TestConditionCheckValue(t *testing.T) {
+	err := IfAbsent.CheckValue(nil)
+	if !errors.Is(err, ErrInvalidFlags) {
+		t.Fatalf("XATTR_CREATE with no value: %v, want ErrInvalidFlags", err)
+	}
+	if want := "an empty value removes a label; XATTR_CREATE with an empty value would create nothing"; !strings.Contains(err.Error(), want) {
+		t.Errorf("message %q, want it to say %q", err, want)
+	}
+	if err := IfAbsent.CheckValue([]byte{}); !errors.Is(err, ErrInvalidFlags) {
+		t.Errorf("XATTR_CREATE with an empty value: %v, want ErrInvalidFlags", err)
+	}
+	for _, c := range []Condition{Always, IfPresent} {
+		if err := c.CheckValue(nil); err != nil {
+			t.Errorf("%v with an empty value: %v, want nil (it removes)", c, err)
+		}
+	}
+	for _, c := range []Condition{Always, IfAbsent, IfPresent} {
+		if err := c.CheckValue([]byte("v")); err != nil {
+			t.Errorf("%v with a value: %v", c, err)
+		}
+	}
+	// XATTR_REPLACE of an absent label is ErrNoData, empty value or not.
+	if err := IfPresent.Check(false); !errors.Is(err, ErrNoData) {
+		t.Errorf("XATTR_REPLACE of an absent label: %v, want ErrNoData", err)
+	}
+}
+
 func TestConditionCheck(t *testing.T) {
 	tests := []struct {
 		cond    Condition

@@ -39,7 +39,9 @@ var imagesListCommand = &cli.Command{
 	Usage:     "list the images of the namespace",
 	ArgsUsage: " ",
 	Description: `SIZE is what the namespace holds of the image: the manifest or index,
-and the manifests, configs and layers below it in blobs/sha256.`,
+and the manifests, configs and layers below it in blobs/sha256. A ref with
+blanks, quotes or shell metacharacters is printed quoted as GNU ls quotes
+file names ('app: v1 ', 'it'\''s'), also with -q.`,
 	Flags: []cli.Flag{
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only the refs"},
 	},
@@ -58,7 +60,7 @@ and the manifests, configs and layers below it in blobs/sha256.`,
 		out := c.App.Writer
 		if c.Bool("quiet") {
 			for _, img := range images {
-				fmt.Fprintln(out, img.Ref)
+				fmt.Fprintln(out, quoteName(img.Ref))
 			}
 			return nil
 		}
@@ -66,7 +68,7 @@ and the manifests, configs and layers below it in blobs/sha256.`,
 		fmt.Fprintln(tw, "REF\tTYPE\tDIGEST\tSIZE\tPLATFORMS\tLABELS\t")
 		for _, img := range images {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n",
-				img.Ref, img.MediaType, img.Digest, formatBytes(img.Size),
+				quoteName(img.Ref), img.MediaType, img.Digest, formatBytes(img.Size),
 				orDash(strings.Join(img.Platforms, ",")), orDash(joinLabels(img.Labels)))
 		}
 		return tw.Flush()

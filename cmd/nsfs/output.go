@@ -7,6 +7,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
 )
@@ -68,14 +70,115 @@ func humanDuration(d time.Duration) string {
 }
 
 // joinLabels prints labels as ctr does: k=v pairs, sorted, comma-joined;
-// none is empty.
+// none is empty. A key or value that would make the column ambiguous is
+// quoted (quoteLabelPart).
 func joinLabels(labels map[string]string) string {
-	pairs := make([]string, 0, len(labels))
-	for k, v := range labels {
-		pairs = append(pairs, k+"="+v)
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
 	}
-	sort.Strings(pairs)
+	sort.Strings(keys)
+	pairs := make([]string, 0, len(labels))
+	for _, k := range keys {
+		pairs = append(pairs, quoteLabelPart(k, "=,")+"="+quoteLabelPart(labels[k], ","))
+	}
 	return strings.Join(pairs, ",")
+}
+
+// quoteName prints a name (an image ref) the way GNU ls does with
+// --quoting-style=shell-escape, so that a column of names stays
+// unambiguous and can be pasted into a shell: a name of ordinary
+// characters as it is; one with blanks, quotes, backslashes or shell
+// metacharacters in single quotes ('app: v1 '), a single quote inside as
+// '\”; unprintable bytes as $'\ooo' between quoted runs.
+func quoteName(s string) string {
+	if s != "" && !strings.ContainsFunc(s, func(r rune) bool { return !plainRune(r) }) &&
+		!strings.HasPrefix(s, "#") && !strings.HasPrefix(s, "~") && s != "{" && s != "}" {
+		return s
+	}
+	return shellQuote(s)
+}
+
+// plainRune is a character GNU ls leaves unquoted anywhere in a name:
+// letters, digits, printable non-ASCII, and %+,-./:@_]{}#~ (the last two
+// only after the first character; quoteName checks that).
+func plainRune(r rune) bool {
+	switch {
+	case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+		return true
+	case r >= utf8.RuneSelf:
+		return r != utf8.RuneError && unicode.IsPrint(r)
+	}
+	return strings.ContainsRune("%+,-./:@_]{}#~", r)
+}
+
+// quoteLabelPart quotes a label key or value in the labels column only
+// when it must: when it has a blank or an unprintable character, a quote
+// or a backslash, or one of specials (the separators ',' and, in a key,
+// '='). ctr prints labels raw, and so does this otherwise (note=a=b).
+func quoteLabelPart(s, specials string) string {
+	if strings.ContainsFunc(s, func(r rune) bool {
+		return r == ' ' || r == '\'' || r == '"' || r == '\\' || strings.ContainsRune(specials, r) ||
+			r == utf8.RuneError || !unicode.IsPrint(r)
+	}) {
+		return shellQuote(s)
+	}
+	return s
+}
+
+// shellQuote always quotes: printable runs in single quotes (a single
+// quote as \'), every other byte in $'...' (\n, \t and the like, else
+// \ooo), as GNU ls does: 'a'$'\n”b'.
+func shellQuote(s string) string {
+	if s == "" {
+		return "''"
+	}
+	const (
+		bare   = iota
+		quoted // inside '...'
+		escape // inside $'...'
+	)
+	var b strings.Builder
+	state := bare
+	enter := func(to int) {
+		if state == to {
+			return
+		}
+		if state != bare {
+			b.WriteByte('\'')
+		}
+		switch to {
+		case quoted:
+			b.WriteByte('\'')
+		case escape:
+			b.WriteString("$'")
+		}
+		state = to
+	}
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == '\'':
+			enter(bare)
+			b.WriteString(`\'`)
+		case (r == utf8.RuneError && size <= 1) || !unicode.IsPrint(r):
+			enter(escape)
+			for _, c := range []byte(s[i : i+size]) {
+				if e := strings.IndexByte("\a\b\t\n\v\f\r", c); e >= 0 {
+					b.WriteByte('\\')
+					b.WriteByte("abtnvfr"[e])
+				} else {
+					fmt.Fprintf(&b, "\\%03o", c)
+				}
+			}
+		default:
+			enter(quoted)
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	enter(bare)
+	return b.String()
 }
 
 // orDash is s, or "-" for an empty column (ctr's images and content ls).

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"os/exec"
 	"testing"
 	"time"
 )
@@ -62,6 +64,12 @@ func TestJoinLabelsSortsPairs(t *testing.T) {
 	if got := joinLabels(map[string]string{"b": "2", "a": "x=y"}); got != "a=x=y,b=2" {
 		t.Errorf("joinLabels = %q", got)
 	}
+	// What would make the column ambiguous is quoted: a blank, a comma, a
+	// quote, a '=' in a key, an unprintable byte.
+	got := joinLabels(map[string]string{"k=1": "v", "note": "a, b", "q": "it's", "tab": "a\tb", "plain": "x"})
+	if want := `'k=1'=v,note='a, b',plain=x,q='it'\''s',tab='a'$'\t''b'`; got != want {
+		t.Errorf("joinLabels = %s, want %s", got, want)
+	}
 	if got := joinLabels(nil); got != "" {
 		t.Errorf("joinLabels(nil) = %q, want empty", got)
 	}
@@ -77,5 +85,58 @@ func TestFailuresPrintAllButTheLast(t *testing.T) {
 	f.add(errors.New("two"))
 	if stderr.String() != "nsfs: one\n" || f.err() == nil || f.err().Error() != "two" {
 		t.Errorf("printed %q, returned %v; want the first printed and the last returned", stderr.String(), f.err())
+	}
+}
+
+func TestQuoteNameLikeGNULs(t *testing.T) {
+	for name, want := range map[string]string{
+		"docker.io/library/redis:latest": "docker.io/library/redis:latest",
+		"app@sha256:0123abc":             "app@sha256:0123abc",
+		"a,b+c%d]e{f}_g-h":               "a,b+c%d]e{f}_g-h",
+		"café/ü":                         "café/ü",
+		"a~b#c":                          "a~b#c",
+		"app: v1 ":                       "'app: v1 '",
+		"app:v1 ":                        "'app:v1 '",
+		" app":                           "' app'",
+		"it's":                           `'it'\''s'`,
+		"'":                              `\'`,
+		"''":                             `\'\'`,
+		"a\\b":                           `'a\b'`,
+		`say "hi"`:                       `'say "hi"'`,
+		"a$b":                            "'a$b'",
+		"a*b?c[d]":                       "'a*b?c[d]'",
+		"a;b|c&d":                        "'a;b|c&d'",
+		"a=b":                            "'a=b'",
+		"~home":                          "'~home'",
+		"#tag":                           "'#tag'",
+		"{":                              "'{'",
+		"a\nb":                           `'a'$'\n''b'`,
+		"\x1b[31mred":                    `$'\033''[31mred'`,
+		"\x01\x02":                       `$'\001\002'`,
+		"bad\xffutf8":                    `'bad'$'\377''utf8'`,
+		"csi\u009b":                      `'csi'$'\302\233'`,
+		"":                               "''",
+	} {
+		if got := quoteName(name); got != want {
+			t.Errorf("quoteName(%q) = %s, want %s", name, got, want)
+		}
+	}
+}
+
+// TestShellQuoteRoundTrips: what shellQuote prints, a POSIX shell (with
+// $'...', as bash and dash >= 0.5.12 read it) reads back as the name.
+func TestShellQuoteRoundTrips(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash")
+	}
+	names := []string{"app: v1 ", "it's", "a\nb", "\x1b[2J", "a\\'\"$`b", "bad\xffutf8", "csi\u009b", "''", "x'"}
+	for _, name := range names {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		out, err := exec.CommandContext(ctx, bash, "-c", "printf %s "+shellQuote(name)).Output()
+		cancel()
+		if err != nil || string(out) != name {
+			t.Errorf("bash reads %s back as %q (%v), want %q", shellQuote(name), out, err, name)
+		}
 	}
 }
