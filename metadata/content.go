@@ -206,8 +206,21 @@ func (db *DB) notify(rel *releases) {
 // files its commit orphaned, and then notifies. fn may run more than once
 // (batch); rel starts empty on every run.
 func (db *DB) updateReleasing(ns string, fn func(tx *bolt.Tx, rel *releases) error) error {
+	return db.commitReleasing(ns, db.batch, fn)
+}
+
+// deleteReleasing is updateReleasing for a delete, which only frees
+// space: its commit may use the reserve (updateFreeing), and once the
+// orphaned files are gone the reserve is restored if there is room.
+func (db *DB) deleteReleasing(ns string, fn func(tx *bolt.Tx, rel *releases) error) error {
+	err := db.commitReleasing(ns, db.updateFreeing, fn)
+	db.restoreReserve()
+	return err
+}
+
+func (db *DB) commitReleasing(ns string, commit func(func(*bolt.Tx) error) error, fn func(tx *bolt.Tx, rel *releases) error) error {
 	rel := &releases{ns: ns}
-	err := db.batch(func(tx *bolt.Tx) error {
+	err := commit(func(tx *bolt.Tx) error {
 		*rel = releases{ns: ns}
 		return fn(tx, rel)
 	})
@@ -315,7 +328,7 @@ func (db *DB) DeleteBlob(ns string, d digest.Digest) error {
 	if err := ValidateDigest(d); err != nil {
 		return err
 	}
-	return db.updateReleasing(ns, func(tx *bolt.Tx, rel *releases) error {
+	return db.deleteReleasing(ns, func(tx *bolt.Tx, rel *releases) error {
 		nsb, err := namespaceBucket(tx, ns)
 		if err != nil {
 			return err
