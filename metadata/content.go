@@ -354,6 +354,11 @@ type BlobWriter struct {
 	mu        sync.Mutex
 	w         *blobs.Writer
 	committed bool
+	// writeErr is the first write that failed other than by its offset (a
+	// full disk, an I/O error): the bytes are incomplete, and Commit
+	// answers with it rather than with a digest mismatch, so a full disk
+	// is ENOSPC at close too, never EBADMSG.
+	writeErr error
 }
 
 // WriteBlob starts an ingest of d into ns: ErrExists when ns can already see
@@ -420,7 +425,11 @@ func (w *BlobWriter) wrapWriteErr(err error) error {
 	case errors.Is(err, blobs.ErrNonSequentialWrite):
 		return errors.WithMessagef(ErrInvalidArgument, "blob %s in namespace %q: %v", w.w.Expected(), w.ns, err)
 	default:
-		return errors.WithMessagef(err, "write blob %s in namespace %q", w.w.Expected(), w.ns)
+		err = errors.WithMessagef(err, "write blob %s in namespace %q", w.w.Expected(), w.ns)
+		if w.writeErr == nil {
+			w.writeErr = err
+		}
+		return err
 	}
 }
 
@@ -441,6 +450,10 @@ func (w *BlobWriter) Commit() error {
 		return nil
 	}
 	d := w.w.Expected()
+	if w.writeErr != nil {
+		_ = w.w.Abort()
+		return errors.WithMessage(w.writeErr, "nothing is kept, because an earlier write failed")
+	}
 	// Verify and fsync before taking the content lock: a large blob's
 	// fsync must not hold up other commits.
 	if err := w.w.Prepare(); err != nil { // a failed Prepare aborts the ingest
