@@ -364,3 +364,78 @@ func TestFullDiskGroupCommitRetriesOnlyTheDelete(t *testing.T) {
 	}
 	checkInvariants(t, db)
 }
+
+// pageAlloc runs fn in one write transaction and returns the bytes of
+// pages its commit allocated: what it needs from the filesystem when the
+// freelist has nothing to give.
+func pageAlloc(t *testing.T, db *DB, fn func(tx *bolt.Tx) error) int64 {
+	t.Helper()
+	before := db.bolt.Stats()
+	if err := db.bolt.Update(fn); err != nil {
+		t.Fatal(err)
+	}
+	after := db.bolt.Stats()
+	return after.TxStats.GetPageAlloc() - before.TxStats.GetPageAlloc()
+}
+
+// The reserve must cover one freeing commit. This measures what deletes
+// allocate in a store of a few thousand images, as one transaction each
+// and as the groups concurrent deletes share, and checks that the reserve
+// covers the largest several times over (docs/robustness.md quotes it).
+func TestReserveCoversOneDeleteCommit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a store of 2000 images")
+	}
+	fsDir := smallFilesystem(t, 512)
+	db, err := Open(filepath.Join(fsDir, "store"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.commits = commitEach
+	const images = 2000
+	base := mustWriteBlob(t, db, "default", []byte("a base layer every image shares"))
+	for i := 0; i < images; i++ {
+		config := mustWriteBlob(t, db, "default", []byte(fmt.Sprintf(`{"architecture":"amd64","os":"linux","n":%d}`, i)))
+		layer := mustWriteBlob(t, db, "default", []byte(fmt.Sprintf("layer %d", i)))
+		m := manifestJSON(config, base, layer)
+		if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: fmt.Sprintf("library/app-%04d:v1", i), Manifest: m}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var metaSize int64
+	_ = db.bolt.View(func(tx *bolt.Tx) error { metaSize = tx.Size(); return nil })
+	reserve := reserveSize(metaSize)
+
+	next := 0
+	deleteImages := func(n int) int64 {
+		refs := make([]string, n)
+		for i := range refs {
+			refs[i] = fmt.Sprintf("library/app-%04d:v1", next)
+			next++
+		}
+		return pageAlloc(t, db, func(tx *bolt.Tx) error {
+			nsb, err := namespaceBucket(tx, "default")
+			if err != nil {
+				return err
+			}
+			for _, ref := range refs {
+				rel := &releases{ns: "default"}
+				if err := releaseImage(tx, nsb, "default", ref, rel); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	one := deleteImages(1)
+	group10 := deleteImages(10)
+	group100 := deleteImages(100)
+	group1000 := deleteImages(1000)
+	stats := db.bolt.Stats()
+	t.Logf("meta.db %d KiB with %d images; reserve %d KiB; freelist %d KiB", metaSize>>10, images, reserve>>10, stats.FreelistInuse>>10)
+	t.Logf("a commit deleting 1 image allocates %d KiB, 10: %d KiB, 100: %d KiB, 1000: %d KiB", one>>10, group10>>10, group100>>10, group1000>>10)
+	if one*16 > reserve || group100*2 > reserve {
+		t.Errorf("the reserve (%d KiB) does not cover a delete several times over", reserve>>10)
+	}
+}
