@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nsfs/nsfs/blobs"
@@ -77,6 +78,9 @@ type DB struct {
 	// seen (reserve.go).
 	reserveMu   sync.Mutex
 	reserveHave int64
+	// reserveShort: the reserve is smaller than it should be, and every
+	// write looks for the room to restore it.
+	reserveShort atomic.Bool
 }
 
 // idBlock is how many IDs ReserveID takes from the sequence at once. The

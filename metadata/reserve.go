@@ -96,22 +96,24 @@ func (db *DB) commitWithReserve(fn func(*bolt.Tx) error) error {
 // releaseReserveLocked deletes the reserve and says how many bytes it had.
 func (db *DB) releaseReserveLocked() int64 {
 	path := filepath.Join(db.root, reserveName)
+	db.reserveHave = 0
+	db.reserveShort.Store(true)
 	fi, err := os.Stat(path)
 	if err != nil {
-		db.reserveHave = 0
 		return 0
 	}
 	if err := os.Remove(path); err != nil {
 		return 0
 	}
-	db.reserveHave = 0
 	return fi.Size()
 }
 
 // restoreReserve (re)creates the reserve at reserveSize when the
 // filesystem has room for it and as much again besides, so that restoring
 // it never takes the last free space from writes. Best effort: a failure
-// leaves the reserve as it was and fails nothing.
+// leaves the reserve as it was and fails nothing. Open calls it, and so
+// do deletes once their files are gone; while the reserve is short, every
+// write calls it too (batch), in case space was freed outside the store.
 func (db *DB) restoreReserve() {
 	if db.opts.ReadOnly {
 		return
@@ -127,6 +129,7 @@ func (db *DB) restoreReserve() {
 
 	db.reserveMu.Lock()
 	defer db.reserveMu.Unlock()
+	defer func() { db.reserveShort.Store(db.reserveHave < want) }()
 	if db.reserveHave >= want {
 		return
 	}
