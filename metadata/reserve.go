@@ -85,8 +85,11 @@ func (db *DB) commitWithReserve(fn func(*bolt.Tx) error) error {
 	}
 	released := db.releaseReserveLocked()
 	if err := tx.Commit(); err != nil {
-		if isNoSpace(err) {
+		switch {
+		case isNoSpace(err) && released > 0:
 			return errors.WithMessagef(err, "store %s is full, even with its reserve of %d bytes released", db.root, released)
+		case isNoSpace(err):
+			return errors.WithMessagef(err, "store %s is full, and its reserve is used up", db.root)
 		}
 		return err
 	}
