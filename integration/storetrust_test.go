@@ -265,7 +265,7 @@ func TestDamagedMetaDBNeverLosesABlob(t *testing.T) {
 			bit := r.IntN(len(data) * 8)
 			data[bit/8] ^= 1 << (bit % 8)
 		}
-		writeFile(t, path, data)
+		writeStoreFile(t, path, data)
 	}
 	var cases []damage
 	for i := 0; i < 12; i++ {
@@ -277,7 +277,7 @@ func TestDamagedMetaDBNeverLosesABlob(t *testing.T) {
 			pages := len(data) / 4096
 			page := 2 + r.IntN(pages-2) // past the two meta pages, which bbolt checksums
 			clear(data[page*4096 : (page+1)*4096])
-			writeFile(t, path, data)
+			writeStoreFile(t, path, data)
 		}})
 	}
 	for i := 0; i < 2; i++ {
@@ -295,12 +295,12 @@ func TestDamagedMetaDBNeverLosesABlob(t *testing.T) {
 	pristine := readFile(t, filepath.Join(d.root, "meta.db"))
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			writeFile(t, filepath.Join(d.root, "meta.db"), pristine)
+			writeStoreFile(t, filepath.Join(d.root, "meta.db"), pristine)
 			os.RemoveAll(filepath.Join(d.root, "quarantine"))
 			for name, data := range files {
 				p := filepath.Join(d.root, "blobs", "sha256", name)
 				if _, err := os.Stat(p); err != nil {
-					writeFile(t, p, data)
+					writeStoreFile(t, p, data)
 				}
 			}
 			c.apply(t, filepath.Join(d.root, "meta.db"), rand.New(rand.NewPCG(uint64(i), 77)))
@@ -415,7 +415,7 @@ func readFile(t *testing.T, p string) []byte {
 	return data
 }
 
-func writeFile(t *testing.T, p string, data []byte) {
+func writeStoreFile(t *testing.T, p string, data []byte) {
 	t.Helper()
 	os.Chmod(p, 0o644)
 	if err := os.WriteFile(p, data, 0o444); err != nil {

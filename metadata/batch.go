@@ -57,6 +57,9 @@ var errRunAlone = errors.New("run alone")
 // callers' functions and returns once it is durably committed (or fn's
 // error). See batcher for what fn must allow.
 func (db *DB) batch(fn func(*bolt.Tx) error) error {
+	if db.reserveShort.Load() {
+		db.restoreReserve() // space may have been freed outside the store
+	}
 	switch db.commits {
 	case commitEach:
 		return db.bolt.Update(fn)

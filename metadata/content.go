@@ -221,8 +221,21 @@ func (db *DB) notify(rel *releases) {
 // files its commit orphaned, and then notifies. fn may run more than once
 // (batch); rel starts empty on every run.
 func (db *DB) updateReleasing(ns string, fn func(tx *bolt.Tx, rel *releases) error) error {
+	return db.commitReleasing(ns, db.batch, fn)
+}
+
+// deleteReleasing is updateReleasing for a delete, which only frees
+// space: its commit may use the reserve (updateFreeing), and once the
+// orphaned files are gone the reserve is restored if there is room.
+func (db *DB) deleteReleasing(ns string, fn func(tx *bolt.Tx, rel *releases) error) error {
+	err := db.commitReleasing(ns, db.updateFreeing, fn)
+	db.restoreReserve()
+	return err
+}
+
+func (db *DB) commitReleasing(ns string, commit func(func(*bolt.Tx) error) error, fn func(tx *bolt.Tx, rel *releases) error) error {
 	rel := &releases{ns: ns}
-	err := db.batch(func(tx *bolt.Tx) error {
+	err := commit(func(tx *bolt.Tx) error {
 		*rel = releases{ns: ns}
 		return fn(tx, rel)
 	})
@@ -338,7 +351,7 @@ func (db *DB) DeleteBlob(ns string, d digest.Digest) error {
 	if err := ValidateDigest(d); err != nil {
 		return err
 	}
-	return db.updateReleasing(ns, func(tx *bolt.Tx, rel *releases) error {
+	return db.deleteReleasing(ns, func(tx *bolt.Tx, rel *releases) error {
 		nsb, err := namespaceBucket(tx, ns)
 		if err != nil {
 			return err
@@ -364,6 +377,11 @@ type BlobWriter struct {
 	mu        sync.Mutex
 	w         *blobs.Writer
 	committed bool
+	// writeErr is the first write that failed other than by its offset (a
+	// full disk, an I/O error): the bytes are incomplete, and Commit
+	// answers with it rather than with a digest mismatch, so a full disk
+	// is ENOSPC at close too, never EBADMSG.
+	writeErr error
 }
 
 // WriteBlob starts an ingest of d into ns: ErrExists when ns can already see
@@ -446,7 +464,11 @@ func (w *BlobWriter) wrapWriteErr(err error) error {
 	case errors.Is(err, blobs.ErrNonSequentialWrite):
 		return errors.WithMessagef(ErrInvalidArgument, "blob %s in namespace %q: %v", w.w.Expected(), w.ns, err)
 	default:
-		return errors.WithMessagef(err, "write blob %s in namespace %q", w.w.Expected(), w.ns)
+		err = errors.WithMessagef(err, "write blob %s in namespace %q", w.w.Expected(), w.ns)
+		if w.writeErr == nil {
+			w.writeErr = err
+		}
+		return err
 	}
 }
 
@@ -467,6 +489,10 @@ func (w *BlobWriter) Commit() error {
 		return nil
 	}
 	d := w.w.Expected()
+	if w.writeErr != nil {
+		_ = w.w.Abort()
+		return errors.WithMessage(w.writeErr, "nothing is kept, because an earlier write failed")
+	}
 	// Verify and fsync before taking the content lock: a large blob's
 	// fsync must not hold up other commits.
 	if err := w.w.Prepare(); err != nil { // a failed Prepare aborts the ingest

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nsfs/nsfs/blobs"
@@ -72,6 +73,14 @@ type DB struct {
 	idMu   sync.Mutex
 	idNext uint64 // next ID of the block; the block is empty when idNext == idEnd
 	idEnd  uint64
+
+	// reserveMu guards the reserve file and reserveHave, its size as last
+	// seen (reserve.go).
+	reserveMu   sync.Mutex
+	reserveHave int64
+	// reserveShort: the reserve is smaller than it should be, and every
+	// write looks for the room to restore it.
+	reserveShort atomic.Bool
 }
 
 // idBlock is how many IDs ReserveID takes from the sequence at once. The
@@ -146,7 +155,13 @@ func Open(root string, opts Options) (*DB, error) {
 		return nil, errors.WithMessagef(err, "open blob directory of store %s", root)
 	}
 	db := &DB{root: root, opts: opts, bolt: bdb, blobs: bs}
-	initSchema := func() error { return bdb.Update(db.initSchema) }
+	initSchema := func() error {
+		// Only a new store is written to: an existing one opens on a full disk.
+		if bdb.View(db.checkSchema) == nil {
+			return nil
+		}
+		return bdb.Update(db.initSchema)
+	}
 	if opts.ReadOnly {
 		initSchema = func() error { return bdb.View(db.checkSchema) }
 	}
@@ -158,6 +173,7 @@ func Open(root string, opts Options) (*DB, error) {
 		}
 		return nil, errors.WithMessagef(err, "store %s", root)
 	}
+	db.restoreReserve()
 	return db, nil
 }
 

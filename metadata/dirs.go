@@ -266,7 +266,7 @@ func (db *DB) RemoveImageDir(ns, dir string) error {
 			return err
 		}
 	}
-	return db.batch(func(tx *bolt.Tx) error {
+	return db.updateFreeing(func(tx *bolt.Tx) error {
 		nsb, err := namespaceBucket(tx, ns)
 		if err != nil {
 			return err

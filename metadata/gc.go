@@ -131,7 +131,7 @@ func (db *DB) collectStripe(stripe int, ds []digest.Digest, stats *GCStats) erro
 	}
 	// Still under the lock: a writer of one of these digests cannot have
 	// recorded a new intent in between.
-	return errors.WithMessage(db.batch(func(tx *bolt.Tx) error {
+	return errors.WithMessage(db.updateFreeing(func(tx *bolt.Tx) error {
 		unheld := unheldBucket(tx)
 		for _, d := range settled {
 			if err := unheld.Delete([]byte(d)); err != nil {

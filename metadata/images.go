@@ -650,7 +650,7 @@ func (db *DB) ListImages(ns string) ([]Image, error) {
 // DeleteImage deletes an image, then releases the blobs that no other image
 // of ns references (they leave the disk when no namespace holds them).
 func (db *DB) DeleteImage(ns, ref string) error {
-	return db.updateReleasing(ns, func(tx *bolt.Tx, rel *releases) error {
+	return db.deleteReleasing(ns, func(tx *bolt.Tx, rel *releases) error {
 		nsb, err := namespaceBucket(tx, ns)
 		if err != nil {
 			return err

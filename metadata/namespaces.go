@@ -168,7 +168,7 @@ func (db *DB) ListNamespaces() ([]Namespace, error) {
 // with it.
 func (db *DB) DeleteNamespace(name string) (Namespace, error) {
 	var ns Namespace
-	err := db.batch(func(tx *bolt.Tx) error {
+	err := db.updateFreeing(func(tx *bolt.Tx) error {
 		nsb, err := namespaceBucket(tx, name)
 		if err != nil {
 			return err
