@@ -17,6 +17,10 @@ import (
 type NamespaceInfo struct {
 	Name   string
 	Labels map[string]string
+	// LabelsErr, when not nil, says why Labels could not be read: labels
+	// over the filesystem's limit, written by an nsfs from before it, make
+	// listxattr fail with E2BIG. The other namespaces are still listed.
+	LabelsErr error
 }
 
 // Namespaces lists the namespaces of m, sorted by name, with their labels
@@ -34,6 +38,11 @@ func (m Mount) Namespaces() ([]NamespaceInfo, error) {
 		labels, err := readLabels(m.NamespaceDir(e.Name()))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // removed since the listing
+		}
+		if errors.Is(err, unix.E2BIG) {
+			out = append(out, NamespaceInfo{Name: e.Name(), LabelsErr: errors.Errorf(
+				"namespace %q: its labels are over %d bytes and cannot be listed; remove some (setfattr -x, nsfs namespaces label NAME KEY=)", e.Name(), metadata.MaxLabelsSize)})
+			continue
 		}
 		if err != nil {
 			return nil, errors.Wrapf(err, "namespace %q", e.Name())

@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"testing"
 
+	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
 )
 
@@ -339,4 +340,59 @@ func TestRulesIsolatedVisibilityFromTheIndex(t *testing.T) {
 	}
 	d.stop(t)
 	mustRun(t, "/", nsfsBin, "fsck", "--root", d.root)
+}
+
+// Labels over the limit in a store an nsfs from before it wrote: listxattr
+// of that namespace fails with E2BIG, but `nsfs namespaces ls` still lists
+// every namespace and says which it cannot show; nothing may grow the
+// labels, and removals bring them under the limit.
+func TestRulesLabelsOverTheLimitFromBefore(t *testing.T) {
+	t.Parallel()
+	d := startNsfs(t)
+	mustRun(t, d.mnt, "mkdir", "ns/old", "ns/zed")
+	d.stop(t)
+	// As an older nsfs let it be written: 300 labels of 257 bytes.
+	db, err := bolt.Open(filepath.Join(d.root, "meta.db"), 0o600, &bolt.Options{Timeout: exitTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		lb := tx.Bucket([]byte("v1")).Bucket([]byte("namespaces")).Bucket([]byte("old")).Bucket([]byte("labels"))
+		for i := 0; i < 300; i++ {
+			if err := lb.Put([]byte(fmt.Sprintf("%0250d", i)), []byte("v")); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	d = startNsfs(t, withStore(d.root, d.mnt))
+	m := d.mnt
+
+	_, err = unix.Listxattr(d.path("ns/old"), make([]byte, 65536))
+	assertErrno(t, "listxattr of labels over 64 KiB", err, unix.E2BIG)
+	r := runCLI(t, nil, "--mount", m, "namespaces", "ls")
+	if r.code != 0 || !strings.Contains(r.stdout, "zed ") || !strings.Contains(r.stdout, "old     ?") {
+		t.Errorf("namespaces ls with one namespace over the limit: %s, want every namespace listed", r)
+	}
+	if want := `nsfs: namespace "old": its labels are over 65536 bytes and cannot be listed`; !strings.HasPrefix(r.stderr, want) {
+		t.Errorf("namespaces ls stderr %q, want %q", r.stderr, want)
+	}
+	err = unix.Setxattr(d.path("ns/old"), "user.new", []byte("1"), 0)
+	assertErrno(t, "setxattr of a new label over the limit", err, unix.ENOSPC)
+	// 300-255 = 45 removals bring the labels to 255*257 bytes.
+	var removals []string
+	for i := 0; i < 45; i++ {
+		removals = append(removals, fmt.Sprintf("%0250d=", i))
+	}
+	d.cli(t, append([]string{"namespaces", "label", "old"}, removals...)...)
+	if size, err := unix.Listxattr(d.path("ns/old"), nil); err != nil || size != 255*(5+250+1) {
+		t.Errorf("listxattr after the removals: %d, %v", size, err)
+	}
+	d.cli(t, "namespaces", "ls")
 }

@@ -81,7 +81,12 @@ var namespacesListCommand = &cli.Command{
 		tw := newTable(out)
 		fmt.Fprintln(tw, "NAME\tLABELS\t")
 		for _, ns := range namespaces {
-			fmt.Fprintf(tw, "%s\t%s\t\n", ns.Name, joinLabels(ns.Labels))
+			labels := joinLabels(ns.Labels)
+			if ns.LabelsErr != nil {
+				labels = "?"
+				fmt.Fprintf(c.App.ErrWriter, "nsfs: %v\n", ns.LabelsErr)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t\n", ns.Name, labels)
 		}
 		return tw.Flush()
 	},
