@@ -157,7 +157,12 @@ func Open(root string, opts Options) (*DB, error) {
 	db := &DB{root: root, opts: opts, bolt: bdb, blobs: bs}
 	initSchema := func() error {
 		// Only a new store is written to: an existing one opens on a full disk.
-		if bdb.View(db.checkSchema) == nil {
+		current := false
+		_ = bdb.View(func(tx *bolt.Tx) error {
+			current = db.checkSchema(tx) == nil && unheldBucket(tx) != nil && shareableBucket(tx) != nil
+			return nil
+		})
+		if current {
 			return nil
 		}
 		return bdb.Update(db.initSchema)

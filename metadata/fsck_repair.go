@@ -45,7 +45,11 @@ func (db *DB) repair(s *fsckState) ([]string, error) {
 				return err
 			}
 		}
-		return repairContent(tx, available, did)
+		if err := repairContent(tx, available, did); err != nil {
+			return err
+		}
+		// Holds were changed directly: the shareable index is recounted.
+		return rebuildShareableIndex(tx)
 	})
 	if err != nil {
 		return nil, errors.WithMessagef(err, "repair store %s", db.root)
@@ -93,7 +97,12 @@ func (db *DB) repair(s *fsckState) ([]string, error) {
 		did("moved corrupt blob file %s to %s (%s)", blobFile(d), to, s.corrupt[d])
 	}
 	if len(verified.good) > 0 {
-		if err := db.bolt.Update(func(tx *bolt.Tx) error { return adoptFiles(tx, verified.good, s.files, did) }); err != nil {
+		if err := db.bolt.Update(func(tx *bolt.Tx) error {
+			if err := adoptFiles(tx, verified.good, s.files, did); err != nil {
+				return err
+			}
+			return rebuildShareableIndex(tx)
+		}); err != nil {
 			return actions, errors.WithMessagef(err, "repair store %s", db.root)
 		}
 	}
