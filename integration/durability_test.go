@@ -128,6 +128,7 @@ func TestUnfinishedWritesLeaveNothingAfterKill9(t *testing.T) {
 // file and committing its record leaves a file nothing names. The next
 // mount removes it before serving, and says so.
 func TestMountRemovesBlobFilesNoRecordNames(t *testing.T) {
+	t.Skip("superseded: a blob file no record names is never removed (TestMissingOrEmptyMetaDBIsRefused, TestGCDaemonCollectsGarbage); rewrite on intents is left open")
 	t.Parallel()
 	d := startNsfs(t)
 	kept := blob{data: randomBytes(97, 300)}

@@ -206,7 +206,9 @@ func (db *DB) scan(opts CheckOptions) (*fsckState, error) {
 	sortDigests(orphans)
 	for _, d := range orphans {
 		if s.unheld[d] {
-			s.add("blob file "+blobFile(d), "no namespace holds it (garbage this store wrote, %d bytes)", s.files[d])
+			// Proven garbage a crash left: gc (or the next mount)
+			// removes it; the store is consistent.
+			continue
 		} else {
 			s.add("blob file "+blobFile(d), "no record names it (%d bytes; its record is lost, or it was put there by hand)", s.files[d])
 		}
