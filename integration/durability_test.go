@@ -124,11 +124,12 @@ func TestUnfinishedWritesLeaveNothingAfterKill9(t *testing.T) {
 		img.manifest.hex()+"  "+imagePath("default", "app:v1")+"\n")
 }
 
-// TestMountRemovesBlobFilesNoRecordNames: a crash between publishing a blob
-// file and committing its record leaves a file nothing names. The next
-// mount removes it before serving, and says so.
-func TestMountRemovesBlobFilesNoRecordNames(t *testing.T) {
-	t.Skip("superseded: a blob file no record names is never removed (TestMissingOrEmptyMetaDBIsRefused, TestGCDaemonCollectsGarbage); rewrite on intents is left open")
+// TestMountRemovesBlobFilesACrashLeft: a crash between publishing a blob
+// file and committing its record leaves a file no namespace holds, and the
+// intent its writer recorded first. The next mount removes the file before
+// serving, and says so. A file without that record is someone's data: the
+// mount refuses the store instead, and deletes nothing.
+func TestMountRemovesBlobFilesACrashLeft(t *testing.T) {
 	t.Parallel()
 	d := startNsfs(t)
 	kept := blob{data: randomBytes(97, 300)}
@@ -140,10 +141,16 @@ func TestMountRemovesBlobFilesNoRecordNames(t *testing.T) {
 	if err := os.WriteFile(orphanPath, orphan.data, 0o444); err != nil {
 		t.Fatal(err)
 	}
+	mountMustFail(t, d.root, d.mnt, "blob file blobs/sha256/"+orphan.hex()+": no record names it")
+	if _, err := os.Stat(orphanPath); err != nil {
+		t.Fatalf("the refused mount touched the unrecorded file: %v", err)
+	}
+
+	recordIntent(t, d.root, string(orphan.digest()))
 	d2 := startNsfs(t, withStore(d.root, d.mnt))
-	d2.waitForLog(t, "1 unrecorded blob files")
+	d2.waitForLog(t, "1 blob files no namespace holds")
 	if _, err := os.Stat(orphanPath); !os.IsNotExist(err) {
-		t.Errorf("the unrecorded blob file is still in ROOT/blobs/sha256: %v", err)
+		t.Errorf("the crash's blob file is still in ROOT/blobs/sha256: %v", err)
 	}
 	files := rootBlobFiles(t, d2.root)
 	if _, ok := files[kept.hex()]; !ok || len(files) != 1 {

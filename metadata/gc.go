@@ -63,7 +63,12 @@ func (db *DB) CollectGarbage(opts GCOptions) (GCStats, error) {
 	if err := db.collectBlobs(&stats); err != nil {
 		return stats, err
 	}
-	return stats, db.collectIngests(cutoff, &stats)
+	err := db.collectIngests(cutoff, &stats)
+	if stats.Bytes > 0 {
+		// Room again, perhaps: a reserve a full disk used comes back.
+		db.restoreReserve()
+	}
+	return stats, err
 }
 
 // olderThan reports whether a file last modified at mtime is garbage by
