@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"log"
 	"os"
 	"time"
 
@@ -163,9 +164,16 @@ func MountOptions(fsName string, cfg Config) *gofs.Options {
 		// its lookups, but its two getxattr probes per file still cost a
 		// round trip each (README, "Performance").
 		DisableReadDirPlus: true,
-		DirectMount:        os.Geteuid() == 0,
-		AllowOther:         cfg.AllowOther,
-		MaxWrite:           1 << 20,
+		// A record the start-up checks could not see is damaged (bbolt
+		// panics on it): that request fails, the daemon serves on, and
+		// the log says what to run instead of dumping a stack.
+		PanicHandler: func(r any) fuse.Status {
+			log.Printf("a request failed reading the store (%v): meta.db may be damaged; unmount, then run nsfs fsck --root STORE", r)
+			return fuse.EIO
+		},
+		DirectMount: os.Geteuid() == 0,
+		AllowOther:  cfg.AllowOther,
+		MaxWrite:    1 << 20,
 		// O_TRUNC arrives with OPEN instead of as a separate SETATTR with
 		// no handle, so that a handle knows it starts empty. Image readers
 		// use direct I/O (imageFile.Open), which refuses shared mmap

@@ -31,10 +31,10 @@ func (db *DB) repair(s *fsckState) ([]string, error) {
 
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
 		actions = nil
-		all, content := namespacesBucket(tx), contentBucket(tx)
-		if all == nil || content == nil {
-			return nil
+		if err := repairShape(tx, did); err != nil {
+			return err
 		}
+		all := namespacesBucket(tx)
 		var names [][]byte
 		_ = all.ForEachBucket(func(k []byte) error {
 			names = append(names, k)
@@ -194,6 +194,77 @@ func adoptFiles(tx *bolt.Tx, verified map[digest.Digest]bool, sizes map[digest.D
 			return err
 		}
 		did("adopted blob file %s (%d bytes, its digest verified) into namespace %q", blobFile(d), sizes[d], LostFoundNamespace)
+	}
+	return nil
+}
+
+// repairShape gives the store back the buckets every request relies on
+// (schemaShape), empty where they were lost; what was in a lost bucket
+// stays unreadable, and its blob files are adopted afterwards.
+func repairShape(tx *bolt.Tx, did func(string, ...any)) error {
+	v1, err := tx.CreateBucketIfNotExists(bucketV1)
+	if err != nil {
+		return err
+	}
+	if getUint64(v1, keyVersion) == 0 {
+		if err := putUint64(v1, keyVersion, schemaVersion); err != nil {
+			return err
+		}
+	}
+	for _, b := range [][]byte{bucketNamespaces, bucketContent, bucketUnheld} {
+		if v1.Bucket(b) == nil {
+			if v1.Get(b) != nil {
+				if err := v1.Delete(b); err != nil {
+					return err
+				}
+			}
+			if _, err := v1.CreateBucket(b); err != nil {
+				return err
+			}
+			did("v1/%s/ was missing: made anew, empty", b)
+		}
+	}
+	all := namespacesBucket(tx)
+	var keys, names [][]byte
+	_ = all.ForEach(func(k, v []byte) error {
+		if v != nil {
+			keys = append(keys, append([]byte(nil), k...))
+		} else {
+			names = append(names, append([]byte(nil), k...))
+		}
+		return nil
+	})
+	for _, k := range keys {
+		if err := all.Delete(k); err != nil {
+			return err
+		}
+		did("removed namespaces/%q: a key where a namespace bucket should be", k)
+	}
+	for _, name := range names {
+		nsb := all.Bucket(name)
+		if len(nsb.Get(keyID)) != 8 {
+			id := v1.Sequence() + 1
+			if err := v1.SetSequence(id); err != nil {
+				return err
+			}
+			if err := putUint64(nsb, keyID, id); err != nil {
+				return err
+			}
+			did("namespace %q had no ID: given ID %d", name, id)
+		}
+		for _, sub := range [][]byte{bucketImages, bucketImageData, bucketDirs, bucketBlobs, bucketLabels} {
+			if nsb.Bucket(sub) == nil {
+				if nsb.Get(sub) != nil {
+					if err := nsb.Delete(sub); err != nil {
+						return err
+					}
+				}
+				if _, err := nsb.CreateBucket(sub); err != nil {
+					return err
+				}
+				did("namespace %q: its %s/ bucket was missing: made anew, empty", name, sub)
+			}
+		}
 	}
 	return nil
 }

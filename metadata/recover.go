@@ -320,9 +320,10 @@ func (db *DB) auditFiles() ([]Problem, error) {
 		return nil, errors.WithMessagef(err, "store %s", db.root)
 	}
 	err := db.view(func(tx *bolt.Tx) error {
+		problems = append(problems, schemaShape(tx)...)
 		content := contentBucket(tx)
 		if content == nil {
-			return errors.WithMessage(errCorrupt, "meta.db has no content/ bucket")
+			return nil // schemaShape said so
 		}
 		if err := content.ForEachBucket(func(k []byte) error {
 			d := digest.Digest(k)
@@ -356,6 +357,45 @@ func (db *DB) auditFiles() ([]Problem, error) {
 	}
 	sort.Slice(problems, func(i, j int) bool { return problems[i].String() < problems[j].String() })
 	return problems, nil
+}
+
+// schemaShape checks what every request relies on being there (doc.go's
+// tree): the top buckets, and each namespace's ID and sub-buckets. A bit
+// flipped in one of their names passes bbolt's page check, but would make
+// requests fail; the mount refuses it instead.
+func schemaShape(tx *bolt.Tx) []Problem {
+	v1 := root(tx)
+	if v1 == nil {
+		return []Problem{{Object: "meta.db", What: "has no v1/ bucket"}}
+	}
+	var problems []Problem
+	for _, b := range [][]byte{bucketNamespaces, bucketContent} {
+		if v1.Bucket(b) == nil {
+			problems = append(problems, Problem{Object: "meta.db", What: fmt.Sprintf("has no v1/%s/ bucket", b)})
+		}
+	}
+	all := namespacesBucket(tx)
+	if all == nil {
+		return problems
+	}
+	_ = all.ForEach(func(name, v []byte) error {
+		obj := fmt.Sprintf("namespace record %q", shorten(string(name)))
+		nsb := all.Bucket(name)
+		if v != nil || nsb == nil {
+			problems = append(problems, Problem{Object: obj, What: "is a key, not a bucket"})
+			return nil
+		}
+		if len(nsb.Get(keyID)) != 8 {
+			problems = append(problems, Problem{Object: obj, What: "has no ID"})
+		}
+		for _, sub := range [][]byte{bucketImages, bucketImageData, bucketDirs, bucketBlobs, bucketLabels} {
+			if nsb.Bucket(sub) == nil {
+				problems = append(problems, Problem{Object: obj, What: fmt.Sprintf("has no %s/ bucket", sub)})
+			}
+		}
+		return nil
+	})
+	return problems
 }
 
 // view is bolt's View for a store that may be damaged (guarded).
