@@ -42,7 +42,7 @@ func TestFsckCommand(t *testing.T) {
 		`namespace "default": image "app:v1": `+missing,
 		`namespace "foo": image "app:v1": `+missing,
 		fmt.Sprintf("blob %s: its file blobs/sha256/%s is missing", lost.digest(), lost.hex())))
-	assertOutput(t, "fsck's summary", r.stderr, "nsfs: store "+d.root+" has 3 problems (run nsfs fsck --repair to remove what cannot be repaired)\n")
+	assertOutput(t, "fsck's summary", r.stderr, "nsfs: store "+d.root+" has 3 problems (run nsfs fsck --repair to repair it; no blob whose bytes verify is deleted)\n")
 
 	r = run(t, "/", nsfsBin, "fsck", "--root", d.root, "--verify-blobs")
 	corrupt := fmt.Sprintf("blob file blobs/sha256/%s: its bytes hash to sha256:%s (corrupt)", flipped.hex(), sha256Hex(data))

@@ -15,7 +15,7 @@ import (
 //	$ nsfs fsck --root /var/lib/nsfs
 //	namespace "foo": image "app:v1": target blob sha256:4f… is missing (its file blobs/sha256/4f… is gone)
 //	blob sha256:4f…: its file blobs/sha256/4f… is missing
-//	nsfs: store /var/lib/nsfs has 2 problems (run nsfs fsck --repair to remove what cannot be repaired)
+//	nsfs: store /var/lib/nsfs has 2 problems (run nsfs fsck --repair to repair it; no blob whose bytes verify is deleted)
 //	$ nsfs fsck --root /var/lib/nsfs --repair
 //	...
 //	removed image "app:v1" of namespace "foo": its target blob sha256:4f… is missing
@@ -27,15 +27,19 @@ var fsckCommand = &cli.Command{
 	Description: `Checks every record of meta.db against the others and against the blob files:
 one line per problem, naming the object, then exit status 1; a clean store
 prints one line and exits 0. --verify-blobs also hashes every blob file.
---repair removes what cannot be repaired (orphan blob files, unfinished
-ingests, corrupt blob files, records of blobs whose file is gone and the
-images that need them), rebuilds what can be derived (holder records,
-counts, sizes), prints each action, checks again, and exits 0 when the
-store is clean. The store must not be mounted.`,
+--repair salvages a damaged meta.db into a new one (the old one is kept
+as meta.db.damaged-TIME), removes the records of blobs whose file is gone
+and the images that need them, rebuilds what can be derived (holder
+records, counts, sizes), adopts every blob file no record names whose
+bytes verify into namespace lost-found, moves corrupt files and anything
+that is not a blob to quarantine/, removes unfinished ingests and the blob
+files the records prove garbage, prints each action, checks again, and
+exits 0 when the store is clean. It never deletes a blob whose bytes
+verify. The store must not be mounted.`,
 	Flags: []cli.Flag{
 		rootFlag(),
 		&cli.BoolFlag{Name: "verify-blobs", Usage: "hash every blob file and compare with its name (reads every byte)"},
-		&cli.BoolFlag{Name: "repair", Usage: "remove what cannot be repaired, rebuild what can, and report each action"},
+		&cli.BoolFlag{Name: "repair", Usage: "salvage and rebuild what can be, adopt or set aside the rest, and report each action"},
 	},
 	Action: runFsck,
 }
@@ -53,7 +57,7 @@ func runFsck(c *cli.Context) error {
 	db, err := openStore(root, metadata.Options{ReadOnly: !repair})
 	if !repair && metadata.IsDamaged(err) {
 		// Nothing more can be read: the reason is the report.
-		fmt.Printf("meta.db: %v\n", err)
+		fmt.Println(err)
 		return errors.Errorf("store %s is damaged (run nsfs fsck --repair to salvage what is readable)", root)
 	}
 	var rep metadata.Report
@@ -100,7 +104,7 @@ func runFsck(c *cli.Context) error {
 		fmt.Printf("store %s is clean: %s\n", root, checked)
 		return nil
 	case !repair:
-		return errors.Errorf("store %s has %s (run nsfs fsck --repair to remove what cannot be repaired)", root, count(len(rep.Problems), "problem"))
+		return errors.Errorf("store %s has %s (run nsfs fsck --repair to repair it; no blob whose bytes verify is deleted)", root, count(len(rep.Problems), "problem"))
 	case len(rep.Remaining) == 0:
 		fmt.Printf("store %s is clean now: %s\n", root, checked)
 		return nil
