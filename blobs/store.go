@@ -198,7 +198,7 @@ func (s *Store) notDirectory(rel string, mode os.FileMode) error {
 // unsafe is the ErrUnsafe for the entry rel, of the given mode, where
 // want belongs.
 func (s *Store) unsafe(rel string, mode os.FileMode, want string) *storeError {
-	msg := fmt.Sprintf("blob store %s: %s is %s, not %s", s.root, rel, kindOf(mode), want)
+	msg := fmt.Sprintf("blob store %s: %s is %s, not %s", s.root, rel, KindOf(mode), want)
 	if mode&os.ModeSymlink != 0 {
 		msg += "; nsfs never follows links in its store"
 	}
@@ -597,8 +597,9 @@ func fileMode(st *unix.Stat_t) os.FileMode {
 	return mode
 }
 
-// kindOf names the kind of file mode is, for messages.
-func kindOf(mode os.FileMode) string {
+// KindOf names the kind of file mode is, for messages: "a symlink", "a
+// fifo", "a regular file".
+func KindOf(mode os.FileMode) string {
 	switch {
 	case mode&os.ModeSymlink != 0:
 		return "a symlink"

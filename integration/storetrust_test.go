@@ -228,16 +228,16 @@ func TestPlantedBlobSymlinkIsRefused(t *testing.T) {
 	if err := os.Symlink(secret, p); err != nil {
 		t.Fatal(err)
 	}
-	out := mountMustFail(t, d.root, d.mnt, "blobs/sha256/"+victim+": is a symbolic link where a blob file should be")
+	out := mountMustFail(t, d.root, d.mnt, "blobs/sha256/"+victim+": is a symlink where a blob file should be")
 	if strings.Contains(out, "root:secret") {
 		t.Fatal("the mount read the planted link's target")
 	}
 	r := run(t, "/", nsfsBin, "fsck", "--root", d.root, "--verify-blobs")
-	if r.code != 1 || !strings.Contains(r.stdout, "blobs/sha256/"+victim+": is a symbolic link where a blob file should be (never followed)") || strings.Contains(r.stdout, "root:secret") {
+	if r.code != 1 || !strings.Contains(r.stdout, "blobs/sha256/"+victim+": is a symlink where a blob file should be (never followed)") || strings.Contains(r.stdout, "root:secret") {
 		t.Errorf("fsck of a planted link: %s", r)
 	}
 	r = run(t, "/", nsfsBin, "fsck", "--root", d.root, "--repair")
-	if r.code != 0 || !strings.Contains(r.stdout, "moved blobs/sha256/"+victim+" (a symbolic link) to quarantine/"+victim) {
+	if r.code != 0 || !strings.Contains(r.stdout, "moved blobs/sha256/"+victim+" (a symlink) to quarantine/"+victim) {
 		t.Errorf("fsck --repair of a planted link: %s", r)
 	}
 	if data, err := os.ReadFile(secret); err != nil || string(data) != "root:secret\n" {

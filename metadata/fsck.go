@@ -222,22 +222,12 @@ func (db *DB) scan(opts CheckOptions) (*fsckState, error) {
 // scanFiles lists the blob directory (and anything in it that is not a
 // blob), the ingest directory, and, with VerifyBlobs, hashes every blob.
 func (db *DB) scanFiles(s *fsckState, opts CheckOptions) error {
-	if err := db.blobs.WalkBlobEntries(func(e blobs.Entry) error {
-		d := digest.NewDigestFromEncoded(digest.SHA256, e.Name)
-		switch {
-		case !e.Mode.IsRegular():
-			s.strays = append(s.strays, e)
-			s.add(e.Path, "is a %s where a blob file should be (never followed)", fileKind(e.Mode))
-		case blobs.ValidateDigest(d) != nil:
-			s.strays = append(s.strays, e)
-			s.add(e.Path, "not a blob (the name must be 64 lowercase hex digits)")
-		default:
-			s.files[d] = e.Size
-		}
-		return nil
-	}); err != nil {
-		return errors.WithMessage(err, "check blob directory")
+	found, err := db.walkStore()
+	if err != nil {
+		return err
 	}
+	s.files, s.ingests, s.strays = found.files, found.ingests, found.strays
+	s.problems = append(s.problems, found.problems...)
 	if opts.VerifyBlobs {
 		var all []digest.Digest
 		for d := range s.files {
@@ -255,18 +245,7 @@ func (db *DB) scanFiles(s *fsckState, opts CheckOptions) error {
 			}
 		}
 	}
-	err := db.blobs.WalkIngestEntries(func(e blobs.Entry) error {
-		if !e.Mode.IsRegular() {
-			s.strays = append(s.strays, e)
-			s.add(e.Path, "is a %s where an ingest file should be (never followed)", fileKind(e.Mode))
-			return nil
-		}
-		s.ingests = append(s.ingests, blobs.IngestInfo{Name: e.Name, Size: e.Size, ModTime: e.ModTime})
-		return nil
-	})
-	sort.Slice(s.ingests, func(i, j int) bool { return s.ingests[i].Name < s.ingests[j].Name })
-	sort.Slice(s.strays, func(i, j int) bool { return s.strays[i].Path < s.strays[j].Path })
-	return errors.WithMessage(err, "check ingest directory")
+	return nil
 }
 
 // hashBlob hashes the file of blob d, which the scan found to have size

@@ -79,7 +79,7 @@ func (db *DB) repair(s *fsckState) ([]string, error) {
 		if err != nil {
 			return actions, errors.WithMessagef(err, "repair: quarantine %s", e.Path)
 		}
-		did("moved %s (a %s) to %s", e.Path, fileKind(e.Mode), to)
+		did("moved %s (%s) to %s", e.Path, blobs.KindOf(e.Mode), to)
 	}
 	// Blob files no record names now are someone's data (their records
 	// were lost, or the repair dropped the images that held them): those
@@ -212,15 +212,9 @@ func repairShape(tx *bolt.Tx, did func(string, ...any)) error {
 		}
 	}
 	for _, b := range [][]byte{bucketNamespaces, bucketContent, bucketUnheld} {
-		if v1.Bucket(b) == nil {
-			if v1.Get(b) != nil {
-				if err := v1.Delete(b); err != nil {
-					return err
-				}
-			}
-			if _, err := v1.CreateBucket(b); err != nil {
-				return err
-			}
+		if made, err := remakeBucket(v1, b); err != nil {
+			return err
+		} else if made {
 			did("v1/%s/ was missing: made anew, empty", b)
 		}
 	}
@@ -253,20 +247,29 @@ func repairShape(tx *bolt.Tx, did func(string, ...any)) error {
 			did("namespace %q had no ID: given ID %d", name, id)
 		}
 		for _, sub := range [][]byte{bucketImages, bucketImageData, bucketDirs, bucketBlobs, bucketLabels} {
-			if nsb.Bucket(sub) == nil {
-				if nsb.Get(sub) != nil {
-					if err := nsb.Delete(sub); err != nil {
-						return err
-					}
-				}
-				if _, err := nsb.CreateBucket(sub); err != nil {
-					return err
-				}
+			if made, err := remakeBucket(nsb, sub); err != nil {
+				return err
+			} else if made {
 				did("namespace %q: its %s/ bucket was missing: made anew, empty", name, sub)
 			}
 		}
 	}
 	return nil
+}
+
+// remakeBucket makes parent's bucket name, empty, unless it exists (a key
+// of that name goes first); it reports whether it made one.
+func remakeBucket(parent *bolt.Bucket, name []byte) (bool, error) {
+	if parent.Bucket(name) != nil {
+		return false, nil
+	}
+	if parent.Get(name) != nil {
+		if err := parent.Delete(name); err != nil {
+			return false, err
+		}
+	}
+	_, err := parent.CreateBucket(name)
+	return err == nil, err
 }
 
 // repairNamespace removes the images of ns that need a blob that is gone,

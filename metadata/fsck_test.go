@@ -344,7 +344,7 @@ func TestRepairLeavesWhatNeedsAHuman(t *testing.T) {
 	}
 	label := `namespace "foo": label "k": label key and value length (4097 bytes) greater than maximum size (4096 bytes): label too large`
 	rep := mustCheck(t, s.db, CheckOptions{Repair: true})
-	wantLines(t, "problems", problemLines(rep.Problems), `blobs/sha256/not-a-blob: not a blob (the name must be 64 lowercase hex digits)`, label)
+	wantLines(t, "problems", problemLines(rep.Problems), `blobs/sha256/not-a-blob: is not a blob (the name must be 64 lowercase hex digits)`, label)
 	wantLines(t, "remaining", problemLines(rep.Remaining), label)
 	wantSameLines(t, "repairs", strings.Join(rep.Repairs, "\n"), `moved blobs/sha256/not-a-blob (a regular file) to quarantine/not-a-blob`)
 	if _, err := os.Stat(filepath.Join(s.db.Root(), "quarantine", "not-a-blob")); err != nil {

@@ -29,7 +29,7 @@ func checkMetaFile(root, dbpath string, readOnly bool) error {
 	fi, err := os.Lstat(dbpath)
 	switch {
 	case err == nil && !fi.Mode().IsRegular():
-		return damaged(root, "meta.db is a %s, not a regular file", fileKind(fi.Mode()))
+		return damaged(root, "meta.db is %s, not a regular file", blobs.KindOf(fi.Mode()))
 	case err == nil && fi.Size() > 0:
 		return nil
 	case err != nil && !errors.Is(err, os.ErrNotExist):
@@ -197,23 +197,51 @@ func damaged(root, format string, args ...any) error {
 		root, fmt.Sprintf(format, args...), root, root)
 }
 
-// fileKind names a file type as a person would.
-func fileKind(m os.FileMode) string {
-	switch {
-	case m&os.ModeSymlink != 0:
-		return "symbolic link"
-	case m.IsDir():
-		return "directory"
-	case m&os.ModeNamedPipe != 0:
-		return "fifo"
-	case m&os.ModeSocket != 0:
-		return "socket"
-	case m&os.ModeDevice != 0:
-		return "device"
-	case m.IsRegular():
-		return "regular file"
+// storeEntries is what the blob and ingest directories hold, as the mount
+// and fsck judge it.
+type storeEntries struct {
+	files    map[digest.Digest]int64 // regular blob files named by a digest, and their sizes
+	ingests  []blobs.IngestInfo      // regular ingest files, by name
+	strays   []blobs.Entry           // anything else, by path: never followed, read or deleted
+	problems []Problem               // one per stray
+}
+
+// walkStore lists the blob and ingest directories, whatever their entries
+// are (lstat: a link is a link).
+func (db *DB) walkStore() (storeEntries, error) {
+	found := storeEntries{files: map[digest.Digest]int64{}}
+	stray := func(e blobs.Entry, why string) {
+		found.strays = append(found.strays, e)
+		found.problems = append(found.problems, Problem{Object: e.Path, What: why})
 	}
-	return "special file"
+	if err := db.blobs.WalkBlobEntries(func(e blobs.Entry) error {
+		d := digest.NewDigestFromEncoded(digest.SHA256, e.Name)
+		switch {
+		case !e.Mode.IsRegular():
+			stray(e, "is "+blobs.KindOf(e.Mode)+" where a blob file should be (never followed)")
+		case ValidateDigest(d) != nil:
+			stray(e, "is not a blob (the name must be 64 lowercase hex digits)")
+		default:
+			found.files[d] = e.Size
+		}
+		return nil
+	}); err != nil {
+		return found, errors.WithMessagef(err, "store %s: blob directory", db.root)
+	}
+	if err := db.blobs.WalkIngestEntries(func(e blobs.Entry) error {
+		if !e.Mode.IsRegular() {
+			stray(e, "is "+blobs.KindOf(e.Mode)+" where an ingest file should be (never followed)")
+			return nil
+		}
+		found.ingests = append(found.ingests, blobs.IngestInfo{Name: e.Name, Size: e.Size, ModTime: e.ModTime})
+		return nil
+	}); err != nil {
+		return found, errors.WithMessagef(err, "store %s: ingest directory", db.root)
+	}
+	sort.Slice(found.ingests, func(i, j int) bool { return found.ingests[i].Name < found.ingests[j].Name })
+	sort.Slice(found.strays, func(i, j int) bool { return found.strays[i].Path < found.strays[j].Path })
+	sort.Slice(found.problems, func(i, j int) bool { return found.problems[i].Object < found.problems[j].Object })
+	return found, nil
 }
 
 func plural(n int, what string) string {
@@ -293,33 +321,16 @@ func (db *DB) checkPages() ([]Problem, error) {
 // auditFiles compares the blob and ingest directories with the records,
 // as Recover describes, and returns what disagrees, sorted.
 func (db *DB) auditFiles() ([]Problem, error) {
-	var problems []Problem
-	files := map[digest.Digest]int64{}
+	found, err := db.walkStore()
+	if err != nil {
+		return nil, err
+	}
+	problems, files := found.problems, found.files
 	strays := map[digest.Digest]bool{} // reported already; not "missing" too
-	if err := db.blobs.WalkBlobEntries(func(e blobs.Entry) error {
-		d := digest.NewDigestFromEncoded(digest.SHA256, e.Name)
-		switch {
-		case !e.Mode.IsRegular():
-			strays[d] = true
-			problems = append(problems, Problem{Object: e.Path, What: fmt.Sprintf("is a %s where a blob file should be (never followed)", fileKind(e.Mode))})
-		case ValidateDigest(d) != nil:
-			problems = append(problems, Problem{Object: e.Path, What: "is not named by a sha256 digest (not a blob file)"})
-		default:
-			files[d] = e.Size
-		}
-		return nil
-	}); err != nil {
-		return nil, errors.WithMessagef(err, "store %s", db.root)
+	for _, e := range found.strays {
+		strays[digest.NewDigestFromEncoded(digest.SHA256, e.Name)] = true
 	}
-	if err := db.blobs.WalkIngestEntries(func(e blobs.Entry) error {
-		if !e.Mode.IsRegular() {
-			problems = append(problems, Problem{Object: e.Path, What: fmt.Sprintf("is a %s where an ingest file should be (never followed)", fileKind(e.Mode))})
-		}
-		return nil
-	}); err != nil {
-		return nil, errors.WithMessagef(err, "store %s", db.root)
-	}
-	err := db.view(func(tx *bolt.Tx) error {
+	err = db.view(func(tx *bolt.Tx) error {
 		problems = append(problems, schemaShape(tx)...)
 		content := contentBucket(tx)
 		if content == nil {

@@ -69,6 +69,8 @@ func Salvage(root string, lockTimeout time.Duration) ([]string, error) {
 				did("reading meta.db stopped: %v", err)
 			}
 		}
+		// What Open needs to open it; the rest of the shape is the
+		// repair's (repairShape), which runs next on the new file.
 		v1 := tx.Bucket(bucketV1)
 		if v1 == nil {
 			return nil // Open makes a new store's schema
@@ -79,11 +81,10 @@ func Salvage(root string, lockTimeout time.Duration) ([]string, error) {
 			}
 		}
 		for _, b := range [][]byte{bucketNamespaces, bucketContent, bucketUnheld} {
-			if v1.Bucket(b) == nil {
-				if _, err := v1.CreateBucket(b); err != nil {
-					return err
-				}
-				did("v1/%s was lost: made anew, empty", b)
+			if made, err := remakeBucket(v1, b); err != nil {
+				return err
+			} else if made {
+				did("v1/%s/ was lost: made anew, empty", b)
 			}
 		}
 		return nil

@@ -1,0 +1,137 @@
+package metadata
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+	bolt "go.etcd.io/bbolt"
+)
+
+// storeWithBlob makes a store at a new root holding one blob in default,
+// closes it, and returns the root and the blob.
+func storeWithBlob(t *testing.T) (string, digest.Digest) {
+	t.Helper()
+	root := t.TempDir()
+	db, err := Open(root, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := mustWriteBlob(t, db, DefaultNamespace, []byte("kept")).Digest
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return root, d
+}
+
+// A missing, empty or truncated meta.db beside blob files is refused
+// with ErrDamaged, and neither meta.db nor the blob file changes.
+func TestOpenRefusesLostRecords(t *testing.T) {
+	for _, damage := range []string{"missing", "empty", "truncated", "not bbolt"} {
+		t.Run(damage, func(t *testing.T) {
+			root, d := storeWithBlob(t)
+			dbpath := filepath.Join(root, "meta.db")
+			switch damage {
+			case "missing":
+				os.Remove(dbpath)
+			case "empty":
+				os.Truncate(dbpath, 0)
+			case "truncated":
+				os.Truncate(dbpath, 3*4096)
+			case "not bbolt":
+				os.WriteFile(dbpath, []byte(strings.Repeat("junk", 4096)), 0o600)
+			}
+			before, _ := os.ReadFile(dbpath)
+			_, err := Open(root, Options{})
+			if !IsDamaged(err) {
+				t.Fatalf("Open: %v, want ErrDamaged", err)
+			}
+			if !strings.Contains(err.Error(), "nsfs fsck --repair --root "+root) {
+				t.Errorf("the refusal does not say what to run: %v", err)
+			}
+			after, _ := os.ReadFile(dbpath)
+			if string(before) != string(after) {
+				t.Error("the refused Open changed meta.db")
+			}
+			if _, err := os.Stat(filepath.Join(root, "blobs", "sha256", d.Encoded())); err != nil {
+				t.Errorf("the blob file: %v", err)
+			}
+		})
+	}
+}
+
+// A new root without blob files is set up as always, also over an empty
+// meta.db (a crash while creating it).
+func TestOpenSetsUpAnEmptyRoot(t *testing.T) {
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "meta.db"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(root, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Recover(); err != nil {
+		t.Fatalf("Recover of a new store: %v", err)
+	}
+}
+
+// Recover refuses a blob file no record names and deletes nothing; with
+// the intent a crashed writer left, the file is garbage and goes.
+func TestRecoverRefusesUnrecordedFiles(t *testing.T) {
+	root, kept := storeWithBlob(t)
+	stray := digest.FromString("stray")
+	path := filepath.Join(root, "blobs", "sha256", stray.Encoded())
+	if err := os.WriteFile(path, []byte("stray"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(root, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Recover(); !IsDamaged(err) || !strings.Contains(err.Error(), blobFile(stray)+": no record names it") {
+		t.Fatalf("Recover: %v, want ErrDamaged naming %s", err, blobFile(stray))
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("the refusal removed the unrecorded file: %v", err)
+	}
+	if err := db.batch(func(tx *bolt.Tx) error { return markUnheld(tx, stray) }); err != nil {
+		t.Fatal(err)
+	}
+	stats, err := db.Recover()
+	if err != nil || stats.Blobs != 1 {
+		t.Fatalf("Recover with the intent: %+v, %v; want the file collected", stats, err)
+	}
+	if fileExists(db, stray) || !fileExists(db, kept) {
+		t.Fatal("Recover collected the wrong files")
+	}
+}
+
+// Salvage of a store whose meta.db is gone makes a new one; the repair
+// then adopts every blob file into lost-found, and the store is clean.
+func TestSalvageAndAdopt(t *testing.T) {
+	root, kept := storeWithBlob(t)
+	os.Remove(filepath.Join(root, "meta.db"))
+	actions, err := Salvage(root, 0)
+	if err != nil {
+		t.Fatalf("Salvage: %v (%v)", err, actions)
+	}
+	db, err := Open(root, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rep, err := db.Check(CheckOptions{Repair: true})
+	if err != nil || len(rep.Remaining) != 0 {
+		t.Fatalf("repair after salvage: %v, remaining %v", err, rep.Remaining)
+	}
+	b, err := db.GetBlob(LostFoundNamespace, kept)
+	if err != nil || !b.Held {
+		t.Fatalf("the blob in %s: %+v, %v", LostFoundNamespace, b, err)
+	}
+	checkInvariants(t, db)
+}
