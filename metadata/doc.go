@@ -103,5 +103,7 @@
 //
 // Commits: writes are grouped into shared transactions when they arrive
 // together (batch.go), so concurrent writers share one fsync; a write
-// returns once its group is durably committed.
+// returns once its group is durably committed. A commit that only frees
+// space (a delete, gc) may use <root>/reserve when the disk is full
+// (reserve.go); writes never do.
 package metadata
