@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -280,6 +281,15 @@ func TestDamagedMetaDBNeverLosesABlob(t *testing.T) {
 			writeStoreFile(t, path, data)
 		}})
 	}
+	// A sub-bucket's root page number pointed past the file: bbolt's
+	// own check would fault on it in a goroutine no recover reaches.
+	cases = append(cases, damage{"page-number-past-the-file", func(t *testing.T, path string, r *rand.Rand) {
+		data := readFile(t, path)
+		if !pointPastTheFile(data) {
+			t.Fatal("no sub-bucket with a page of its own to damage")
+		}
+		writeStoreFile(t, path, data)
+	}})
 	for i := 0; i < 2; i++ {
 		cases = append(cases, damage{fmt.Sprintf("truncated-%d", i), func(t *testing.T, path string, r *rand.Rand) {
 			fi, err := os.Stat(path)
@@ -404,6 +414,34 @@ func plantCrashGarbage(t *testing.T, root string, seed int64, n int) {
 	for i := 0; i < n; i++ {
 		plantGarbage(t, root, seed*1000+int64(i))
 	}
+}
+
+// pointPastTheFile sets the root page number of the first sub-bucket that
+// has a page of its own to 1<<22, far past the end of the file. bbolt's
+// layout: 4096-byte pages, each a 16-byte header (id, flags, count,
+// overflow); a leaf page (flags 0x02) holds count elements of 16 bytes
+// (flags, pos, ksize, vsize), an element with flag 0x01 being a bucket
+// whose value starts with its root page number (0: inline).
+func pointPastTheFile(data []byte) bool {
+	const page = 4096
+	for p := 2; (p+1)*page <= len(data); p++ {
+		pg := data[p*page:]
+		if binary.LittleEndian.Uint16(pg[8:]) != 0x02 {
+			continue
+		}
+		count := int(binary.LittleEndian.Uint16(pg[10:]))
+		for i := 0; i < count && 16+16*(i+1) <= page; i++ {
+			el := 16 + 16*i
+			flags, pos, ksize := binary.LittleEndian.Uint32(pg[el:]), binary.LittleEndian.Uint32(pg[el+4:]), binary.LittleEndian.Uint32(pg[el+8:])
+			v := el + int(pos) + int(ksize)
+			if flags&1 == 0 || v+8 > page || binary.LittleEndian.Uint64(pg[v:]) == 0 {
+				continue
+			}
+			binary.LittleEndian.PutUint64(pg[v:], 1<<22)
+			return true
+		}
+	}
+	return false
 }
 
 func readFile(t *testing.T, p string) []byte {

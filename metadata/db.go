@@ -189,12 +189,22 @@ func (db *DB) initSchema(tx *bolt.Tx) error {
 		if v := getUint64(v1, keyVersion); v != schemaVersion {
 			return errors.WithMessagef(errCorrupt, "schema version %d, this nsfs reads version %d", v, schemaVersion)
 		}
-		// Stores written before unheld/ existed get it empty: their
-		// files are all named by content records.
+		// Stores written before unheld/ existed get it empty. A crash
+		// of the nsfs that wrote them may have left a blob file no
+		// record names: Recover then refuses the store once, and
+		// fsck --repair adopts the file.
 		if _, err := v1.CreateBucketIfNotExists(bucketUnheld); err != nil {
 			return err
 		}
 		return ensureShareableIndex(tx)
+	}
+	// A file with other buckets but no v1/ is a store whose v1/ lost its
+	// name: making a new, empty schema beside it would serve an empty
+	// store and bury the records (Salvage finds them).
+	if err := tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+		return errors.WithMessagef(errCorrupt, "meta.db has no v1/ bucket, but has %q", shorten(string(name)))
+	}); err != nil {
+		return err
 	}
 	v1, err := tx.CreateBucket(bucketV1)
 	if err != nil {

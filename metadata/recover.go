@@ -105,6 +105,11 @@ func openBolt(root, dbpath string, opts *bolt.Options) (bdb *bolt.DB, err error)
 		}
 		return nil, damaged(root, "meta.db is unreadable (%v)", err)
 	}
+	// Every page reachable from the root, read here, in this goroutine,
+	// where faults are panics; bbolt's check below runs in a goroutine of
+	// its own, where a page number pointing past the file would fault and
+	// kill the process.
+	_ = bdb.View(touchEveryPage) // a fault panics, recovered above
 	var problems []string
 	_ = bdb.View(func(tx *bolt.Tx) error {
 		for err := range tx.Check() {
@@ -125,6 +130,31 @@ func openBolt(root, dbpath string, opts *bolt.Options) (bdb *bolt.DB, err error)
 		return nil, errors.WithMessagef(err, "open store %s", root)
 	}
 	return openRW(root, dbpath, opts)
+}
+
+// touchEveryPage reads every key and value of every bucket, so that each
+// branch, leaf and overflow page the tree reaches is read once. Run inside
+// openBolt's guard: damage becomes a panic it recovers.
+func touchEveryPage(tx *bolt.Tx) error {
+	var sum byte
+	var walk func(b *bolt.Bucket)
+	walk = func(b *bolt.Bucket) {
+		c := b.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			for _, x := range v {
+				sum ^= x
+			}
+			if v == nil {
+				if sub := b.Bucket(k); sub != nil {
+					walk(sub)
+				}
+			}
+		}
+	}
+	return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+		walk(b)
+		return nil
+	})
 }
 
 // openRW is bolt.Open with nsfs's errors.

@@ -135,3 +135,40 @@ func TestSalvageAndAdopt(t *testing.T) {
 	}
 	checkInvariants(t, db)
 }
+
+// A v1/ bucket whose name was damaged is refused, never replaced by a new,
+// empty schema (which would serve an empty store); Salvage takes the one
+// other top bucket for it, and the namespaces come back.
+func TestRenamedV1IsRefusedAndSalvaged(t *testing.T) {
+	root, kept := storeWithBlob(t)
+	bdb, err := bolt.Open(filepath.Join(root, "meta.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Rename v1 -> v3 by copying, as a flipped bit in its key would.
+	if err := bdb.Update(func(tx *bolt.Tx) error {
+		v3, err := tx.CreateBucket([]byte("v3"))
+		if err != nil {
+			return err
+		}
+		salvageBucket(tx.Bucket(bucketV1), v3, "v1", func(string, ...any) {})
+		return tx.DeleteBucket(bucketV1)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	bdb.Close()
+	if _, err := Open(root, Options{}); !IsDamaged(err) {
+		t.Fatalf("Open of a store whose v1/ lost its name: %v, want ErrDamaged", err)
+	}
+	if _, err := Salvage(root, 0); err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(root, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if b, err := db.GetBlob(DefaultNamespace, kept); err != nil || !b.Held {
+		t.Fatalf("after the salvage, default's blob: %+v, %v", b, err)
+	}
+}

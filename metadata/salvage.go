@@ -54,7 +54,21 @@ func Salvage(root string, lockTimeout time.Duration) ([]string, error) {
 		if old != nil {
 			if err := guarded(func() error {
 				return old.View(func(otx *bolt.Tx) error {
-					if v1 := otx.Bucket(bucketV1); v1 != nil {
+					v1 := otx.Bucket(bucketV1)
+					if v1 == nil {
+						// v1/ may have lost its name: one other
+						// top bucket is taken for it.
+						var others [][]byte
+						_ = otx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+							others = append(others, append([]byte(nil), name...))
+							return nil
+						})
+						if len(others) == 1 {
+							v1 = otx.Bucket(others[0])
+							did("meta.db has no v1/ bucket: its one other top bucket %q is taken for it", others[0])
+						}
+					}
+					if v1 != nil {
 						dst, err := tx.CreateBucket(bucketV1)
 						if err != nil {
 							return err
