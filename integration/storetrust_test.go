@@ -460,3 +460,37 @@ func writeStoreFile(t *testing.T, p string, data []byte) {
 		t.Fatal(err)
 	}
 }
+
+// A symlink planted at <root>/reserve (the file of space kept for deletes
+// on a full disk) is never written through: the mount refuses the store
+// naming it, fsck --repair removes the link itself, and the store then
+// mounts with a reserve of its own. The link's target never changes.
+func TestPlantedReserveSymlinkIsRefused(t *testing.T) {
+	d, files := storeWithImages(t, 370)
+	victim := filepath.Join(t.TempDir(), "precious")
+	writeStoreFile(t, victim, []byte("not nsfs's\n"))
+	reserve := filepath.Join(d.root, "reserve")
+	if err := os.Remove(reserve); err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, reserve); err != nil {
+		t.Fatal(err)
+	}
+	mountMustFail(t, d.root, d.mnt, "reserve: is a symlink where the store keeps a file of reserved space")
+	r := run(t, "/", nsfsBin, "fsck", "--root", d.root, "--repair")
+	if r.code != 0 || !strings.Contains(r.stdout, "removed reserve, a symlink") {
+		t.Errorf("fsck --repair of a planted reserve link: %s", r)
+	}
+	if data := readFile(t, victim); string(data) != "not nsfs's\n" {
+		t.Fatalf("the link's target was written: %d bytes", len(data))
+	}
+	d = startNsfs(t, withStore(d.root, d.mnt))
+	d.stop(t)
+	if fi, err := os.Lstat(reserve); err != nil || !fi.Mode().IsRegular() {
+		t.Errorf("the reserve after the repair: %v, %v", fi, err)
+	}
+	if data := readFile(t, victim); string(data) != "not nsfs's\n" {
+		t.Fatalf("the link's target was written: %d bytes", len(data))
+	}
+	assertNoBlobLost(t, d.root, files)
+}

@@ -2,6 +2,7 @@ package metadata
 
 import (
 	"fmt"
+	"os"
 	"sort"
 	"time"
 
@@ -126,6 +127,7 @@ type fsckState struct {
 	corrupt            map[digest.Digest]string // blob files whose bytes are wrong, and why
 	ingests            []blobs.IngestInfo
 	strays             []blobs.Entry           // what is neither a blob file nor an ingest file: quarantined by a repair
+	badReserve         os.FileMode             // what is planted at <root>/reserve (0: nothing)
 	content            map[digest.Digest]int64 // content records and their sizes
 	unheld             map[digest.Digest]bool  // unheld/ entries: files this store may delete
 	damagedPages       bool                    // bbolt's own check failed: only a salvage repairs it
@@ -226,7 +228,7 @@ func (db *DB) scanFiles(s *fsckState, opts CheckOptions) error {
 	if err != nil {
 		return err
 	}
-	s.files, s.ingests, s.strays = found.files, found.ingests, found.strays
+	s.files, s.ingests, s.strays, s.badReserve = found.files, found.ingests, found.strays, found.badReserve
 	s.problems = append(s.problems, found.problems...)
 	if opts.VerifyBlobs {
 		var all []digest.Digest

@@ -2,6 +2,8 @@ package metadata
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 
 	"github.com/nsfs/nsfs/blobs"
@@ -73,6 +75,14 @@ func (db *DB) repair(s *fsckState) ([]string, error) {
 			return actions, errors.WithMessagef(err, "repair: quarantine blob file %s", blobFile(d))
 		}
 		did("moved corrupt blob file %s to %s (%s)", blobFile(d), to, s.corrupt[d])
+	}
+	if s.badReserve != 0 && !s.badReserve.IsDir() {
+		// A link (or fifo, device) itself goes; what it points at is
+		// never touched. The reserve is made anew at the next open.
+		if err := os.Remove(filepath.Join(db.root, reserveName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return actions, errors.WithMessagef(err, "repair: remove the planted %s", reserveName)
+		}
+		did("removed %s, %s where the store keeps its reserved space (its target, if any, untouched)", reserveName, blobs.KindOf(s.badReserve))
 	}
 	for _, e := range s.strays {
 		to, err := db.blobs.Quarantine(e)

@@ -234,6 +234,9 @@ type storeEntries struct {
 	ingests  []blobs.IngestInfo      // regular ingest files, by name
 	strays   []blobs.Entry           // anything else, by path: never followed, read or deleted
 	problems []Problem               // one per stray
+	// badReserve is the type of what is planted at <root>/reserve, if
+	// that is not a regular file (0: nothing planted).
+	badReserve os.FileMode
 }
 
 // walkStore lists the blob and ingest directories, whatever their entries
@@ -267,6 +270,10 @@ func (db *DB) walkStore() (storeEntries, error) {
 		return nil
 	}); err != nil {
 		return found, errors.WithMessagef(err, "store %s: ingest directory", db.root)
+	}
+	if fi, err := os.Lstat(filepath.Join(db.root, reserveName)); err == nil && !fi.Mode().IsRegular() {
+		found.badReserve = fi.Mode()
+		found.problems = append(found.problems, Problem{Object: reserveName, What: "is " + blobs.KindOf(fi.Mode()) + " where the store keeps a file of reserved space (never followed)"})
 	}
 	sort.Slice(found.ingests, func(i, j int) bool { return found.ingests[i].Name < found.ingests[j].Name })
 	sort.Slice(found.strays, func(i, j int) bool { return found.strays[i].Path < found.strays[j].Path })

@@ -101,9 +101,9 @@ func (db *DB) releaseReserveLocked() int64 {
 	path := filepath.Join(db.root, reserveName)
 	db.reserveHave = 0
 	db.reserveShort.Store(true)
-	fi, err := os.Stat(path)
-	if err != nil {
-		return 0
+	fi, err := os.Lstat(path)
+	if err != nil || !fi.Mode().IsRegular() {
+		return 0 // a planted link or the like: never ours to remove
 	}
 	if err := os.Remove(path); err != nil {
 		return 0
@@ -138,7 +138,12 @@ func (db *DB) restoreReserve() {
 	}
 	path := filepath.Join(db.root, reserveName)
 	have := int64(0)
-	if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() {
+	if fi, err := os.Lstat(path); err == nil {
+		if !fi.Mode().IsRegular() {
+			// Planted (a link would be written through): left alone,
+			// and no reserve is kept. The mount's check refuses it.
+			return
+		}
 		have = fi.Size()
 	}
 	if have >= want {
@@ -164,7 +169,9 @@ func (db *DB) restoreReserve() {
 // blocks up to size, and fsyncs it; on failure it is cut back to have
 // bytes (removed if it had none).
 func allocateFile(path string, have, size int64) (err error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o600)
+	// O_NOFOLLOW: a link planted since the Lstat is refused, not
+	// written through.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return err
 	}
