@@ -249,6 +249,29 @@ func TestCheckAndRepair(t *testing.T) {
 			}
 		},
 	}, {
+		name: "a record's size flipped, its file sound",
+		breakf: func(t *testing.T, s fsckStore) expect {
+			l := s.img.layer.Digest
+			update(t, s.db, func(tx *bolt.Tx) error {
+				return putInt64(contentBucket(tx).Bucket([]byte(l)), keySize, s.img.layer.Size^1)
+			})
+			// The layer verifies: it is kept where it is, with its images;
+			// only the record is corrected.
+			return expect{
+				problems: []string{
+					fmt.Sprintf(`namespace "default": image "app:v1": layer 1 blob %s is %d bytes, but the manifest says %d`, l, s.img.layer.Size^1, s.img.layer.Size),
+					fmt.Sprintf(`namespace "foo": image "app:v1": layer 1 blob %s is %d bytes, but the manifest says %d`, l, s.img.layer.Size^1, s.img.layer.Size),
+					fmt.Sprintf(`namespace "default": blob %s: hold records %d bytes, the content record %d`, l, s.img.layer.Size, s.img.layer.Size^1),
+					fmt.Sprintf(`namespace "foo": blob %s: hold records %d bytes, the content record %d`, l, s.img.layer.Size, s.img.layer.Size^1),
+					fmt.Sprintf(`blob %s: its record says %d bytes, but its file %s has %d and its bytes verify (the record is wrong)`, l, s.img.layer.Size^1, blobFile(l), s.img.layer.Size),
+				},
+				repairs: []string{
+					fmt.Sprintf(`blob %s is %d bytes, not %d: size corrected`, l, s.img.layer.Size, s.img.layer.Size^1),
+				},
+				images: 2,
+			}
+		},
+	}, {
 		name: "records that disagree",
 		breakf: func(t *testing.T, s fsckStore) expect {
 			c := s.img.config.Digest
