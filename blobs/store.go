@@ -357,14 +357,25 @@ func (s *Store) Open(d digest.Digest, size int64) (*os.File, error) {
 
 // Delete removes the committed blob file; a missing file is not an error,
 // anything but a regular file under the name is refused (ErrUnsafe) and
-// left alone. The directory is not fsynced: a delete lost to a crash
-// leaves a blob no namespace holds, which gc removes again.
+// left alone. The directory is not fsynced (SyncDeletes does that): a
+// delete lost to a crash leaves a file its records still prove garbage,
+// as long as they are not cleared before SyncDeletes returns.
 func (s *Store) Delete(d digest.Digest) error {
 	if err := ValidateDigest(d); err != nil {
 		return err
 	}
 	if err := s.removeRegular(s.blobDir, blobDirName, d.Encoded()); err != nil {
 		return errors.WithMessagef(err, "blob %s", d)
+	}
+	return nil
+}
+
+// SyncDeletes makes the deletes of blob files so far durable (fsyncs
+// blobs/sha256): the records that proved them garbage may go only after,
+// or a power cut could bring back a file no record names.
+func (s *Store) SyncDeletes() error {
+	if err := syncDir(s.blobDir); err != nil {
+		return errors.WithMessagef(err, "blob store %s", s.root)
 	}
 	return nil
 }

@@ -134,6 +134,11 @@ func (db *DB) collectStripe(stripe int, ds []digest.Digest, stats *GCStats) erro
 	if len(settled) == 0 {
 		return nil
 	}
+	// The deletes are durable before their records go, or a power cut
+	// could bring back a file no record names (which the mount refuses).
+	if err := db.blobs.SyncDeletes(); err != nil {
+		return errors.WithMessage(err, "garbage collection")
+	}
 	// Still under the lock: a writer of one of these digests cannot have
 	// recorded a new intent in between.
 	return errors.WithMessage(db.updateFreeing(func(tx *bolt.Tx) error {
@@ -213,6 +218,9 @@ func (db *DB) abandonLocked(d digest.Digest) {
 	outcome, _, err := db.collectLocked(d)
 	if err != nil || (outcome != garbageRemoved && outcome != garbageGone) {
 		return
+	}
+	if db.blobs.SyncDeletes() != nil {
+		return // the intent stays, and gc finishes the job
 	}
 	_ = db.batch(func(tx *bolt.Tx) error {
 		if contentBucket(tx).Bucket([]byte(d)) != nil {
