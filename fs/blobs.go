@@ -223,6 +223,7 @@ func (d *sha256Dir) Create(ctx context.Context, name string, flags uint32, mode 
 	if errno != 0 {
 		return nil, nil, 0, errno
 	}
+	defer slot.releaseIfPanicking()
 	w, err := d.fsys.db.WriteBlob(d.ns.name, d.ns.id, dg)
 	if err != nil {
 		slot.release()
@@ -391,6 +392,7 @@ func (f *blobFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 		if errno != 0 {
 			return nil, 0, errno
 		}
+		defer slot.releaseIfPanicking()
 		write := f.fsys.db.WriteBlob
 		if flags&syscall.O_TRUNC != 0 {
 			// cp over a blob whose file in the store is gone or
@@ -411,6 +413,7 @@ func (f *blobFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	if errno != 0 {
 		return nil, 0, errno
 	}
+	defer slot.releaseIfPanicking()
 	file, err := f.fsys.db.OpenBlob(f.ns.name, f.digest)
 	if err != nil {
 		slot.release()

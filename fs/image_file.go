@@ -336,8 +336,15 @@ func (f *imageFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, ui
 	}
 	slot, errno := f.fsys.handles.acquire(ctx, "open "+imagePath(f.ns, ref))
 	if errno != 0 {
+		if recreated {
+			// Not begun after all: the failed creation stays gone.
+			f.mu.Lock()
+			f.gone = true
+			f.mu.Unlock()
+		}
 		return nil, 0, errno
 	}
+	defer slot.releaseIfPanicking()
 	truncated := flags&syscall.O_TRUNC != 0
 	var initial []byte
 	switch {

@@ -344,6 +344,7 @@ func (d *imageDir) Create(ctx context.Context, name string, flags uint32, mode u
 	if errno != 0 {
 		return nil, nil, 0, errno
 	}
+	defer slot.releaseIfPanicking()
 	id, err := d.fsys.db.ReserveID()
 	if err != nil {
 		slot.release()

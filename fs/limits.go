@@ -157,6 +157,16 @@ func (l *handleLimiter) acquireUID(uid uint32, what string) (*handleSlot, syscal
 	return &handleSlot{limiter: l, uid: uid}, 0
 }
 
+// releaseIfPanicking gives the slot back when the operation that took it
+// panics (go-fuse answers EIO and serves on, so a lost slot would count
+// against the user for good). Deferred right after acquire.
+func (s *handleSlot) releaseIfPanicking() {
+	if r := recover(); r != nil {
+		s.release()
+		panic(r)
+	}
+}
+
 // refused logs a refusal, at most one a minute: a user who keeps hitting
 // a limit must not fill the log instead. Called with mu held.
 func (l *handleLimiter) refused(format string, args ...any) {

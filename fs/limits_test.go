@@ -210,3 +210,31 @@ func TestHandleLimiterConcurrent(t *testing.T) {
 		t.Errorf("after every release: %d handles, %d bytes", open, buffered)
 	}
 }
+
+// An operation that panics after taking a slot gives it back (go-fuse
+// answers EIO and serves on); one that returns keeps it for its handle.
+func TestHandleSlotReleasedWhenItsOpenPanics(t *testing.T) {
+	l := testLimiter(Limits{MaxOpenPerUser: 2, MaxOpen: 10, MaxBufferedPerUser: 100, MaxBuffered: 1000})
+	open := func(fail bool) {
+		s := mustAcquire(t, l, 1000)
+		defer s.releaseIfPanicking()
+		if fail {
+			panic("damaged page")
+		}
+	}
+	func() {
+		defer func() {
+			if r := recover(); r != "damaged page" {
+				t.Errorf("recovered %v, want the open's own panic", r)
+			}
+		}()
+		open(true)
+	}()
+	if n, _ := l.usageOf(1000); n != 0 {
+		t.Fatalf("after a panicking open: uid 1000 holds %d handles, want 0", n)
+	}
+	open(false)
+	if n, _ := l.usageOf(1000); n != 1 {
+		t.Fatalf("after an open that returned: uid 1000 holds %d handles, want 1", n)
+	}
+}

@@ -79,7 +79,24 @@ func (db *DB) batch(fn func(*bolt.Tx) error) error {
 	if err := <-c.done; err != errRunAlone {
 		return err
 	}
-	return db.bolt.Update(fn)
+	// Guarded like the group's commit: a panic of bbolt's on a damaged
+	// page must reach the caller as an error, so that its locks (content
+	// stripes, fs/'s name locks) are released on its error path.
+	// fn's own panic still reaches its caller as a panic.
+	var own *batchPanic
+	err := guarded(func() error {
+		return db.bolt.Update(func(tx *bolt.Tx) error {
+			err := callSafely(fn, tx)
+			if p, ok := err.(batchPanic); ok {
+				own = &p
+			}
+			return err
+		})
+	})
+	if own != nil {
+		panic(own.value)
+	}
+	return err
 }
 
 // leadGroup commits the pending calls (up to maxBatch) as one group, then
@@ -115,14 +132,18 @@ func (db *DB) commitGroup(calls []*batchCall) {
 	for len(calls) > 0 {
 		failed := -1
 		var failure error
-		err := db.bolt.Update(func(tx *bolt.Tx) error {
-			for i, c := range calls {
-				if err := callSafely(c.fn, tx); err != nil {
-					failed, failure = i, err
-					return err
+		// Guarded: a panic in bbolt's commit (a damaged page) fails this
+		// group instead of leaving the batcher led by nobody.
+		err := guarded(func() error {
+			return db.bolt.Update(func(tx *bolt.Tx) error {
+				for i, c := range calls {
+					if err := callSafely(c.fn, tx); err != nil {
+						failed, failure = i, err
+						return err
+					}
 				}
-			}
-			return nil
+				return nil
+			})
 		})
 		if failed < 0 {
 			db.batcher.commits.Add(1)
