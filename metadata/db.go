@@ -138,21 +138,25 @@ func Open(root string, opts Options) (*DB, error) {
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = defaultLockTimeout
 	}
-	if err := os.MkdirAll(root, 0o700); err != nil {
-		return nil, errors.WithMessagef(err, "create store %s", root)
-	}
 	dbpath := filepath.Join(root, "meta.db")
 	if err := checkMetaFile(root, dbpath, opts.ReadOnly); err != nil {
 		return nil, err
 	}
-	bdb, err := openBolt(root, dbpath, &bolt.Options{Timeout: opts.LockTimeout, ReadOnly: opts.ReadOnly})
-	if err != nil {
-		return nil, err
+	if !opts.ReadOnly {
+		if err := os.MkdirAll(root, 0o700); err != nil {
+			return nil, errors.WithMessagef(err, "create store %s", root)
+		}
 	}
+	// The blob directories first: one that is a planted link is refused
+	// before a new meta.db could be written beside it.
 	bs, err := blobs.Open(root)
 	if err != nil {
-		bdb.Close()
 		return nil, errors.WithMessagef(err, "open blob directory of store %s", root)
+	}
+	bdb, err := openBolt(root, dbpath, &bolt.Options{Timeout: opts.LockTimeout, ReadOnly: opts.ReadOnly})
+	if err != nil {
+		bs.Close()
+		return nil, err
 	}
 	db := &DB{root: root, opts: opts, bolt: bdb, blobs: bs}
 	initSchema := func() error {

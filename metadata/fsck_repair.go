@@ -57,10 +57,10 @@ func (db *DB) repair(s *fsckState) ([]string, error) {
 		return nil, errors.WithMessagef(err, "repair store %s", db.root)
 	}
 
-	// Files: what the records now prove garbage goes (the tombstones a
-	// repair wrote, the intents of a crash); corrupt files, and anything
-	// that is not a blob or an ingest file, are moved to quarantine/ and
-	// never deleted; ingest leftovers go.
+	// Files: corrupt files, and anything that is not a blob or an ingest
+	// file, are moved to quarantine/, never deleted; then blob files no
+	// record names are adopted; what the records prove garbage (a crash's
+	// intents and tombstones) goes, and so do ingest leftovers.
 	var corrupt []digest.Digest
 	for d := range s.corrupt {
 		corrupt = append(corrupt, d)
@@ -462,7 +462,8 @@ func (db *DB) repairNamespace(tx *bolt.Tx, ns string, available func(digest.Dige
 
 // repairContent makes content records agree with the holds: records of
 // gone blobs go, holder entries follow the holds, a hold gets its record,
-// a record without holders goes (its file then goes as an orphan).
+// a record without holders goes (its file, no record naming it now, is
+// then adopted into LostFoundNamespace).
 func repairContent(tx *bolt.Tx, available func(digest.Digest) (int64, string), did func(string, ...any)) error {
 	all, content := namespacesBucket(tx), contentBucket(tx)
 	holders := map[digest.Digest]map[string]bool{}

@@ -39,18 +39,17 @@ func checkMetaFile(root, dbpath string, readOnly bool) error {
 	if err == nil {
 		what = "empty"
 	}
-	if readOnly {
-		if err != nil {
-			return errors.WithMessagef(err, "no nsfs store at %s", root)
-		}
-		return damaged(root, "meta.db is empty")
-	}
 	n, err := countEntries(filepath.Join(root, "blobs", "sha256"))
 	if err != nil {
-		return errors.WithMessagef(err, "open store %s", root)
+		return damaged(root, "meta.db is %s, and %v", what, err)
 	}
-	if n > 0 {
+	switch {
+	case n > 0:
 		return damaged(root, "meta.db is %s, but blobs/sha256 holds %s: their records are lost", what, plural(n, "file"))
+	case readOnly && what == "missing":
+		return errors.Errorf("no nsfs store at %s (no meta.db)", root)
+	case readOnly:
+		return damaged(root, "meta.db is empty")
 	}
 	return nil
 }
@@ -58,10 +57,15 @@ func checkMetaFile(root, dbpath string, readOnly bool) error {
 // countEntries counts the entries of dir (0 when it does not exist), up to
 // a few: enough to tell empty from not.
 func countEntries(dir string) (int, error) {
-	f, err := os.Open(dir)
+	fi, err := os.Lstat(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil
 	}
+	if err == nil && !fi.IsDir() {
+		// Never followed: a link there is not the store's directory.
+		return 0, errors.Errorf("blobs/sha256 is %s, not a directory", blobs.KindOf(fi.Mode()))
+	}
+	f, err := os.Open(dir)
 	if err != nil {
 		return 0, err
 	}

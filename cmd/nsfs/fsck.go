@@ -135,15 +135,10 @@ func rootFlag() cli.Flag {
 // openStore opens an existing, unmounted store for fsck and gc: a missing
 // store is an error (never created), a mounted one ErrLocked's message.
 func openStore(root string, opts metadata.Options) (*metadata.DB, error) {
-	if _, err := os.Lstat(filepath.Join(root, "meta.db")); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			// Blob files without it: the records are lost, not the store.
-			if _, serr := os.Stat(filepath.Join(root, "blobs", "sha256")); serr == nil {
-				return nil, errors.WithMessagef(metadata.ErrDamaged, "store %s: meta.db is missing, but blobs/sha256 exists", root)
-			}
-			return nil, errors.Errorf("no nsfs store at %s (no meta.db)", root)
-		}
-		return nil, errors.Wrapf(err, "store %s", root)
+	if _, err := os.Lstat(filepath.Join(root, "meta.db")); errors.Is(err, os.ErrNotExist) {
+		// Never created here: read-only, metadata says whether the root
+		// is no store or one whose records are lost.
+		opts.ReadOnly = true
 	}
 	db, err := metadata.Open(root, opts)
 	if metadata.IsLocked(err) {
