@@ -1,6 +1,7 @@
 package metadata
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -171,4 +172,70 @@ func TestRenamedV1IsRefusedAndSalvaged(t *testing.T) {
 	if b, err := db.GetBlob(DefaultNamespace, kept); err != nil || !b.Held {
 		t.Fatalf("after the salvage, default's blob: %+v, %v", b, err)
 	}
+}
+
+// A damaged page loses only the records on it: Salvage copies the rest,
+// bucket by bucket, and the repair keeps every image whose records were
+// elsewhere (here: namespace a's, when b's images/ page is zeroed).
+func TestSalvageKeepsTheUndamagedRecords(t *testing.T) {
+	root := t.TempDir()
+	db, err := Open(root, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range []string{"a", "b"} {
+		if _, err := db.CreateNamespace(ns, nil); err != nil {
+			t.Fatal(err)
+		}
+		img := seedImage(t, db, ns, "app-"+ns)
+		// Enough refs that b's images/ has a page of its own.
+		for i := 0; i < 60; i++ {
+			ref := fmt.Sprintf("registry.example/%s/app:%03d-%s", ns, i, strings.Repeat("x", 40))
+			if _, err := db.PutImage(ImageWrite{Namespace: ns, Ref: ref, Manifest: img.manifest}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var page uint64
+	if err := db.bolt.View(func(tx *bolt.Tx) error {
+		page = uint64(namespacesBucket(tx).Bucket([]byte("b")).Bucket(bucketImages).Root())
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if page == 0 {
+		t.Fatal("b's images/ is inline: no page to damage")
+	}
+	f, err := os.OpenFile(filepath.Join(root, "meta.db"), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(make([]byte, 4096), int64(page)*4096); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	if _, err := Open(root, Options{}); !IsDamaged(err) {
+		t.Fatalf("Open of a zeroed page: %v, want ErrDamaged", err)
+	}
+	actions, err := Salvage(root, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(strings.Join(actions, "\n"), "no record could be read") {
+		t.Fatalf("Salvage read nothing:\n%s", strings.Join(actions, "\n"))
+	}
+	db, err = Open(root, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Check(CheckOptions{Repair: true}); err != nil {
+		t.Fatal(err)
+	}
+	if images, err := db.ListImages("a"); err != nil || len(images) != 60 {
+		t.Fatalf("a's images after the salvage: %d, %v; want all 60", len(images), err)
+	}
+	checkInvariants(t, db)
 }

@@ -148,9 +148,16 @@ func openDamaged(root, dbpath string, lockTimeout time.Duration) (db *bolt.DB, e
 	if !fi.Mode().IsRegular() || fi.Size() == 0 {
 		return nil, true, nil
 	}
-	db, err = openBolt(root, dbpath, &bolt.Options{Timeout: lockTimeout, ReadOnly: true})
-	if IsLocked(err) {
-		return nil, true, err
+	// Not openBolt, which refuses any damage: here a damaged file is the
+	// point, and every page is read under a guard (salvageBucket). A
+	// read-only open reads only the meta pages.
+	err = guarded(func() error {
+		var oerr error
+		db, oerr = bolt.Open(dbpath, 0o600, &bolt.Options{Timeout: lockTimeout, ReadOnly: true})
+		return oerr
+	})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, true, errors.WithMessagef(ErrLocked, "store %s is already in use by another nsfs (%s is locked)", root, dbpath)
 	}
 	if err != nil {
 		return nil, true, nil
