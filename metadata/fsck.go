@@ -4,7 +4,11 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/nsfs/nsfs/blobs"
 	"github.com/opencontainers/go-digest"
@@ -32,7 +36,39 @@ type Problem struct {
 	What string
 }
 
-func (p Problem) String() string { return p.Object + ": " + p.What }
+func (p Problem) String() string { return Printable(p.Object + ": " + p.What) }
+
+// Printable escapes what a damaged record may put in a message — bytes
+// that are not UTF-8, control characters — as Go does in a quoted string
+// (\xb2, \n), so that a report is one line of text a terminal shows as
+// it is. Printable text is unchanged.
+func Printable(s string) string {
+	clean := true
+	for _, r := range s {
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if (r == utf8.RuneError && n == 1) || !unicode.IsPrint(r) {
+			q := strconv.QuoteRune(r)
+			if r == utf8.RuneError {
+				q = fmt.Sprintf("'\\x%02x'", s[i])
+			}
+			b.WriteString(q[1 : len(q)-1])
+		} else {
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
+}
 
 // Report is what Check found and did.
 type Report struct {

@@ -42,8 +42,9 @@ func (db *DB) repair(s *fsckState) ([]string, error) {
 			names = append(names, k)
 			return nil
 		})
+		used := usedNamespaceIDs(all)
 		for _, name := range names {
-			if err := db.repairNamespace(tx, string(name), available, did); err != nil {
+			if err := db.repairNamespace(tx, string(name), used, available, did); err != nil {
 				return err
 			}
 		}
@@ -244,17 +245,21 @@ func repairShape(tx *bolt.Tx, did func(string, ...any)) error {
 		}
 		did("removed namespaces/%q: a key where a namespace bucket should be", k)
 	}
+	nsIDs := map[uint64]bool{}
 	for _, name := range names {
 		nsb := all.Bucket(name)
-		if len(nsb.Get(keyID)) != 8 {
-			id := v1.Sequence() + 1
-			if err := v1.SetSequence(id); err != nil {
+		if id := getUint64(nsb, keyID); len(nsb.Get(keyID)) != 8 || id == 0 || id > v1.Sequence() || nsIDs[id] {
+			newID := v1.Sequence() + 1
+			if err := v1.SetSequence(newID); err != nil {
 				return err
 			}
-			if err := putUint64(nsb, keyID, id); err != nil {
+			if err := putUint64(nsb, keyID, newID); err != nil {
 				return err
 			}
-			did("namespace %q had no ID: given ID %d", name, id)
+			did("namespace %q had no ID it can keep: given ID %d", name, newID)
+			nsIDs[newID] = true
+		} else {
+			nsIDs[id] = true
 		}
 		for _, sub := range [][]byte{bucketImages, bucketImageData, bucketDirs, bucketBlobs, bucketLabels} {
 			if made, err := remakeBucket(nsb, sub); err != nil {
@@ -282,12 +287,120 @@ func remakeBucket(parent *bolt.Bucket, name []byte) (bool, error) {
 	return err == nil, err
 }
 
+// usedNamespaceIDs is the set of the namespaces' IDs: image IDs come from
+// the same sequence and must not repeat them (fs/ makes inodes of both).
+func usedNamespaceIDs(all *bolt.Bucket) map[uint64]bool {
+	used := map[uint64]bool{}
+	_ = all.ForEachBucket(func(name []byte) error {
+		used[getUint64(all.Bucket(name), keyID)] = true
+		return nil
+	})
+	return used
+}
+
+// repairImageRecords mends what a damaged byte in an image record breaks
+// but the store can tell. A target media type that is no manifest's or
+// index's is read again from the target blob (if it is there and parses).
+// An image whose ID it cannot keep gets a new one: an ID another image of
+// the namespace has too (the imagedata stays with the image whose target
+// it claims; the other starts with empty imagedata, its labels lost and
+// its claims rebuilt by repairNamespace), an ID used elsewhere in the
+// store (used: namespaces, and images of the namespaces repaired before;
+// its imagedata moves with it), or one above the store's sequence.
+func repairImageRecords(tx *bolt.Tx, ns string, images, data *bolt.Bucket, used map[uint64]bool, available func(digest.Digest) (int64, string), parse func(digest.Digest) (parsedManifest, error), did func(string, ...any)) error {
+	type entry struct {
+		ref string
+		rec imageRecord
+	}
+	var all []entry
+	_ = images.ForEach(func(k, v []byte) error {
+		if v != nil {
+			if rec, err := decodeImageRecord(v); err == nil {
+				all = append(all, entry{string(k), rec})
+			}
+		}
+		return nil
+	})
+	v1 := root(tx)
+	changed := map[int]bool{}
+	for i := range all {
+		e := &all[i]
+		if isManifestType(e.rec.target.MediaType) || isIndexType(e.rec.target.MediaType) {
+			continue
+		}
+		if _, why := available(e.rec.target.Digest); why != "" {
+			continue
+		}
+		if pm, err := parse(e.rec.target.Digest); err == nil {
+			did("image %q of namespace %q: target media type %q corrected to %q (read from its target blob)", shorten(e.ref), ns, shorten(e.rec.target.MediaType), pm.mediaType)
+			e.rec.target.MediaType = pm.mediaType
+			changed[i] = true
+		}
+	}
+	// Who keeps a shared ID: the image whose target the imagedata claims.
+	owner := map[uint64]int{}
+	for i, e := range all {
+		idb := data.Bucket(encodeUint64(e.rec.id))
+		if _, taken := owner[e.rec.id]; !taken && idb != nil && hasKey(idb.Bucket(bucketBlobs), []byte(e.rec.target.Digest)) {
+			owner[e.rec.id] = i
+		}
+	}
+	for i, e := range all {
+		if _, taken := owner[e.rec.id]; !taken {
+			owner[e.rec.id] = i
+		}
+	}
+	for i := range all {
+		e := &all[i]
+		id := e.rec.id
+		keeps := owner[id] == i
+		if keeps && id != 0 && id <= v1.Sequence() && !used[id] {
+			used[id] = true
+			if data.Bucket(encodeUint64(id)) == nil {
+				if _, err := data.CreateBucket(encodeUint64(id)); err != nil {
+					return err
+				}
+				did("image %q of namespace %q: its imagedata/%d was missing: made anew (its labels are lost)", shorten(e.ref), ns, id)
+			}
+			continue
+		}
+		newID := v1.Sequence() + 1
+		if err := v1.SetSequence(newID); err != nil {
+			return err
+		}
+		dst, err := data.CreateBucket(encodeUint64(newID))
+		if err != nil {
+			return err
+		}
+		what := "its labels are lost"
+		if src := data.Bucket(encodeUint64(id)); keeps && src != nil {
+			salvageBucket(src, dst, "imagedata", did)
+			if err := data.DeleteBucket(encodeUint64(id)); err != nil {
+				return err
+			}
+			what = "its imagedata moves with it"
+		}
+		did("image %q of namespace %q: ID %d, which it cannot keep, changed to %d (%s)", shorten(e.ref), ns, id, newID, what)
+		e.rec.id = newID
+		used[newID] = true
+		changed[i] = true
+	}
+	for i, e := range all {
+		if changed[i] {
+			if err := images.Put([]byte(e.ref), e.rec.encode()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // repairNamespace removes the images of ns that need a blob that is gone,
 // imagedata of no image, holds of blobs that are gone; rebuilds claim
 // sets (an image claims its target and its manifest's blobs), holds of
 // claimed blobs, images counts and hold sizes. A namespace without its
 // buckets is left to a human.
-func (db *DB) repairNamespace(tx *bolt.Tx, ns string, available func(digest.Digest) (int64, string), did func(string, ...any)) error {
+func (db *DB) repairNamespace(tx *bolt.Tx, ns string, used map[uint64]bool, available func(digest.Digest) (int64, string), did func(string, ...any)) error {
 	nsb := namespacesBucket(tx).Bucket([]byte(ns))
 	images, data, bb := nsb.Bucket(bucketImages), nsb.Bucket(bucketImageData), nsb.Bucket(bucketBlobs)
 	if images == nil || data == nil || bb == nil {
@@ -301,6 +414,9 @@ func (db *DB) repairNamespace(tx *bolt.Tx, ns string, available func(digest.Dige
 	var keep []image
 	var remove []string
 	reasons := map[string]string{}
+	if err := repairImageRecords(tx, ns, images, data, used, available, db.parseBlob, did); err != nil {
+		return err
+	}
 	_ = images.ForEach(func(k, v []byte) error {
 		ref := string(k)
 		if v == nil {

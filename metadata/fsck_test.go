@@ -442,3 +442,69 @@ func ingestNames(t *testing.T, db *DB) []string {
 	}
 	return names
 }
+
+// A damaged byte in an image record that the store can tell is mended,
+// the image kept: a media type read again from the target blob, an ID
+// another image has too given anew.
+func TestRepairMendsDamagedImageRecords(t *testing.T) {
+	s := newFsckStore(t)
+	if _, err := s.db.PutImage(ImageWrite{Namespace: "default", Ref: "app:v2", Manifest: s.img.manifest}); err != nil {
+		t.Fatal(err)
+	}
+	update(t, s.db, func(tx *bolt.Tx) error {
+		images := namespacesBucket(tx).Bucket([]byte("default")).Bucket(bucketImages)
+		v1, err := decodeImageRecord(images.Get([]byte("app:v1")))
+		if err != nil {
+			return err
+		}
+		v2, err := decodeImageRecord(images.Get([]byte("app:v2")))
+		if err != nil {
+			return err
+		}
+		v1.target.MediaType = "application/vnd.oci.hmage.manifest.v1+json"
+		v2.id = v1.id
+		if err := images.Put([]byte("app:v1"), v1.encode()); err != nil {
+			return err
+		}
+		return images.Put([]byte("app:v2"), v2.encode())
+	})
+	rep := mustCheck(t, s.db, CheckOptions{})
+	if len(rep.Problems) == 0 {
+		t.Fatal("the damaged records were found clean")
+	}
+	rep = mustCheck(t, s.db, CheckOptions{Repair: true})
+	repairs := strings.Join(rep.Repairs, "\n")
+	for _, want := range []string{
+		`image "app:v1" of namespace "default": target media type "application/vnd.oci.hmage.manifest.v1+json" corrected to "application/vnd.oci.image.manifest.v1+json"`,
+		`image "app:v2" of namespace "default": ID `,
+	} {
+		if !strings.Contains(repairs, want) {
+			t.Errorf("repairs lack %q:\n%s", want, repairs)
+		}
+	}
+	if len(rep.Remaining) != 0 {
+		t.Fatalf("not clean after the repair:\n%s", problemLines(rep.Remaining))
+	}
+	if rep := mustCheck(t, s.db, CheckOptions{VerifyBlobs: true}); len(rep.Problems) != 0 || rep.Images != 3 {
+		t.Fatalf("after the repair: %d images (want 3), problems:\n%s", rep.Images, problemLines(rep.Problems))
+	}
+	if v, err := s.db.Label(Object{Namespace: "default", Image: "app:v1"}, "k"); err != nil || v != "v" {
+		t.Errorf("app:v1 kept its imagedata, so its label: %q, %v", v, err)
+	}
+	checkInvariants(t, s.db)
+}
+
+// What a damaged record puts in a report is escaped; the rest is as is.
+func TestPrintable(t *testing.T) {
+	for in, want := range map[string]string{
+		`namespace "foo": fine`:     `namespace "foo": fine`,
+		"blob sha\xb256:ab":         `blob sha\xb256:ab`,
+		"image \"a\nb\": x":         `image "a\nb": x`,
+		"ref \u0085 with NEL":       `ref \u0085 with NEL`,
+		"naïve ünïcode stays as is": "naïve ünïcode stays as is",
+	} {
+		if got := Printable(in); got != want {
+			t.Errorf("Printable(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -430,6 +430,16 @@ func schemaShape(tx *bolt.Tx) []Problem {
 	if all == nil {
 		return problems
 	}
+	// IDs are inode numbers in fs/: two objects with one would be one
+	// file to the kernel, and a delete of one would take the other's
+	// imagedata.
+	ids := map[uint64]string{}
+	useID := func(obj string, id uint64) {
+		if other, dup := ids[id]; dup {
+			problems = append(problems, Problem{Object: obj, What: fmt.Sprintf("has ID %d, which %s has too", id, other)})
+		}
+		ids[id] = obj
+	}
 	_ = all.ForEach(func(name, v []byte) error {
 		obj := fmt.Sprintf("namespace record %q", shorten(string(name)))
 		nsb := all.Bucket(name)
@@ -439,6 +449,16 @@ func schemaShape(tx *bolt.Tx) []Problem {
 		}
 		if len(nsb.Get(keyID)) != 8 {
 			problems = append(problems, Problem{Object: obj, What: "has no ID"})
+		} else {
+			useID(obj, getUint64(nsb, keyID))
+		}
+		if images := nsb.Bucket(bucketImages); images != nil {
+			_ = images.ForEach(func(ref, rec []byte) error {
+				if r, err := decodeImageRecord(rec); err == nil {
+					useID(fmt.Sprintf("image record %q of namespace %q", shorten(string(ref)), shorten(string(name))), r.id)
+				}
+				return nil
+			})
 		}
 		for _, sub := range [][]byte{bucketImages, bucketImageData, bucketDirs, bucketBlobs, bucketLabels} {
 			if nsb.Bucket(sub) == nil {

@@ -83,7 +83,7 @@ func runFsck(c *cli.Context) error {
 	}
 	if db == nil {
 		for _, a := range rep.Repairs {
-			fmt.Println(a)
+			fmt.Println(metadata.Printable(a))
 		}
 		return err
 	}
@@ -92,7 +92,7 @@ func runFsck(c *cli.Context) error {
 		fmt.Println(p)
 	}
 	for _, a := range rep.Repairs {
-		fmt.Println(a)
+		fmt.Println(metadata.Printable(a))
 	}
 	if err != nil {
 		return errors.WithMessage(err, "fsck")
