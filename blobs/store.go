@@ -191,8 +191,25 @@ func (s *Store) openDir(parent int, name, rel string) (int, error) {
 	return fd, nil
 }
 
+// notDirectory refuses one of the store's directories; only a person can
+// say what the thing in its place is, so the message says what to do.
 func (s *Store) notDirectory(rel string, mode os.FileMode) error {
-	return s.unsafe(rel, mode, "a directory")
+	err := s.unsafe(rel, mode, "a directory")
+	err.msg += fmt.Sprintf("; nothing was changed (move %s away and make it a directory again: mkdir %s)", s.display(rel), s.display(rel))
+	return err
+}
+
+// CheckQuarantine opens quarantine/ (making it if missing) as Quarantine
+// will, so that a repair can refuse before it changes anything when a
+// link or a file stands in its place.
+func (s *Store) CheckQuarantine() error {
+	return withFD(s.rootDir, func(root int) error {
+		fd, err := s.openDir(root, quarantineDir, quarantineDir)
+		if err != nil {
+			return err
+		}
+		return unix.Close(fd)
+	})
 }
 
 // unsafe is the ErrUnsafe for the entry rel, of the given mode, where

@@ -494,3 +494,36 @@ func TestPlantedReserveSymlinkIsRefused(t *testing.T) {
 	}
 	assertNoBlobLost(t, d.root, files)
 }
+
+// A link planted at <root>/quarantine (where a repair moves what it must
+// not delete) makes fsck --repair refuse before it changes anything; its
+// target is never written.
+func TestPlantedQuarantineLinkStopsTheRepairFirst(t *testing.T) {
+	d, files := storeWithImages(t, 380)
+	var victim string
+	for name := range files {
+		victim = name
+		break
+	}
+	// Something the repair would change: a blob file gone, so its images go.
+	if err := os.Remove(filepath.Join(d.root, "blobs", "sha256", victim)); err != nil {
+		t.Fatal(err)
+	}
+	elsewhere := t.TempDir()
+	if err := os.Symlink(elsewhere, filepath.Join(d.root, "quarantine")); err != nil {
+		t.Fatal(err)
+	}
+	dbBefore := readFile(t, filepath.Join(d.root, "meta.db"))
+	before := d.diskState(t)
+	r := run(t, "/", nsfsBin, "fsck", "--root", d.root, "--repair")
+	if r.code != 1 || !strings.Contains(r.stderr, "quarantine is a symlink, not a directory") || !strings.Contains(r.stderr, "mkdir "+filepath.Join(d.root, "quarantine")) {
+		t.Errorf("fsck --repair with a planted quarantine link: %s", r)
+	}
+	if string(readFile(t, filepath.Join(d.root, "meta.db"))) != string(dbBefore) {
+		t.Error("the refused repair changed meta.db")
+	}
+	assertSame(t, "a refused repair", before, d.diskState(t))
+	if entries, _ := os.ReadDir(elsewhere); len(entries) != 0 {
+		t.Errorf("the repair wrote through the link: %v", entries)
+	}
+}

@@ -15,6 +15,11 @@ import (
 // repair is Check's repair (see Check): one transaction over the records,
 // then the files. It returns the actions taken, one line each.
 func (db *DB) repair(s *fsckState) ([]string, error) {
+	// Where the repair moves what it never deletes must be sound before
+	// anything changes.
+	if err := db.blobs.CheckQuarantine(); err != nil {
+		return nil, errors.WithMessagef(err, "repair store %s", db.root)
+	}
 	var actions []string
 	did := func(format string, args ...any) { actions = append(actions, fmt.Sprintf(format, args...)) }
 

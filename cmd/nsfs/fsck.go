@@ -112,7 +112,7 @@ func runFsck(c *cli.Context) error {
 	for _, p := range rep.Remaining {
 		fmt.Printf("not repaired: %s\n", p)
 	}
-	return errors.Errorf("store %s still has %s that --repair cannot repair", root, count(len(rep.Remaining), "problem"))
+	return errors.Errorf("store %s still has %s that --repair cannot repair (listed above: they need a person)", root, count(len(rep.Remaining), "problem"))
 }
 
 // count says "1 image", "3 images".
