@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nsfs/nsfs/blobs"
 	"github.com/opencontainers/go-digest"
@@ -87,10 +88,22 @@ func refIsCleanRelativePath(ref string) bool {
 	return true
 }
 
-// hasControl: a byte below 0x20 or DEL, by strings.ContainsFunc over bytes
-// rather than ValidateRef's loop.
+// hasControl: a byte below 0x20 or DEL, a C1 control (U+0080-U+009F), or
+// a lone byte 0x80-0x9f that is not UTF-8, written apart from
+// ValidateRef's loop (strings.ContainsFunc sees a lone byte as RuneError,
+// so the bytes are looked at with utf8.DecodeRuneInString).
 func hasControl(s string) bool {
-	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
+	for len(s) > 0 {
+		r, n := utf8.DecodeRuneInString(s)
+		switch {
+		case r < 0x20 || r == 0x7f || (r >= 0x80 && r <= 0x9f):
+			return true
+		case r == utf8.RuneError && n == 1 && s[0] >= 0x80 && s[0] <= 0x9f:
+			return true
+		}
+		s = s[n:]
+	}
+	return false
 }
 
 // FuzzValidateRef: a ref is accepted exactly when it is a clean relative

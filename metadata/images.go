@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nsfs/nsfs/blobs"
 	"github.com/opencontainers/go-digest"
@@ -40,19 +41,22 @@ type Image struct {
 
 // ValidateRef checks that a ref is a clean relative path: components
 // separated by single '/', none empty, "." or "..", none over 255 bytes
-// (ErrNameTooLong), no control character (bytes below 0x20, and 0x7f: a
-// newline or an escape sequence in a name breaks every listing and can
-// drive the terminal that prints it), whole ref at most 4096 bytes
+// (ErrNameTooLong), no control character (indexControl: a newline or an
+// escape sequence in a name breaks every listing and can drive the
+// terminal that prints it), whole ref at most 4096 bytes
 // (ErrNameTooLong). Anything else is ErrInvalidArgument. Other printable
 // characters (spaces, quotes, backslashes) are valid; listings quote them.
 func ValidateRef(ref string) error {
 	if ref == "" {
 		return errors.WithMessage(ErrInvalidArgument, "image ref is empty")
 	}
-	if i := indexControl(ref); i >= 0 {
-		what := fmt.Sprintf("control character 0x%02x", ref[i])
-		if ref[i] == 0 {
+	if i, r := indexControl(ref); i >= 0 {
+		what := fmt.Sprintf("control character %U", r)
+		switch {
+		case r == 0:
 			what = "a NUL byte"
+		case r < 0x80 || r == utf8.RuneError:
+			what = fmt.Sprintf("control character 0x%02x", ref[i])
 		}
 		return errors.WithMessagef(ErrInvalidArgument, "image ref %q: contains %s at byte %d", shorten(ref), what, i)
 	}
@@ -77,15 +81,31 @@ func ValidateRef(ref string) error {
 	}
 }
 
-// indexControl is the index of the first control byte of s (below 0x20,
-// or DEL), or -1.
-func indexControl(s string) int {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] == 0x7f {
-			return i
+// indexControl is the index of the first control character of s and the
+// character, or -1: bytes below 0x20 and DEL, the C1 controls U+0080 to
+// U+009F (U+009B is a terminal's CSI), and a byte 0x80-0x9f that is not
+// part of a UTF-8 character (the same controls, to a terminal reading
+// bytes). Other bytes that are not UTF-8 are valid; listings quote them.
+func indexControl(s string) (int, rune) {
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < 0x80 {
+			if c < 0x20 || c == 0x7f {
+				return i, rune(c)
+			}
+			i++
+			continue
 		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if (r >= 0x80 && r <= 0x9f) || (r == utf8.RuneError && n == 1 && c <= 0x9f) {
+			if r == utf8.RuneError {
+				return i, utf8.RuneError
+			}
+			return i, r
+		}
+		i += n
 	}
-	return -1
+	return -1, 0
 }
 
 // imageRecord is the value of namespaces/<ns>/images/<ref>: everything a

@@ -412,6 +412,13 @@ func TestValidateRef(t *testing.T) {
 		{"\x1b[31mred", IsInvalidArgument},
 		{"app\x7f", IsInvalidArgument},
 		{"a\rb", IsInvalidArgument},
+		// C1 controls, as UTF-8 and as lone bytes (a terminal's CSI).
+		{"a\u0085b", IsInvalidArgument},
+		{"a\u009b31mb", IsInvalidArgument},
+		{"a\x9b31mb", IsInvalidArgument},
+		// Other bytes that are not UTF-8 stay valid (listings quote them).
+		{"a\xffb", nil},
+		{"\u00a0nbsp", nil},
 		{strings.Repeat("a", 5000) + "\n", IsInvalidArgument}, // the control byte, not the length
 		// Unusual printable characters stay valid: listings quote them.
 		{"app: v1 ", nil},
