@@ -193,6 +193,11 @@ func (s *fsckState) report() Report {
 
 // blobFile names a blob file as fsck prints it, relative to the root.
 func blobFile(d digest.Digest) string {
+	if ValidateDigest(d) != nil {
+		// A damaged record's digest: go-digest's Encoded panics on it.
+		_, hex, _ := strings.Cut(string(d), ":")
+		return "blobs/sha256/" + hex
+	}
 	return "blobs/sha256/" + d.Encoded()
 }
 

@@ -36,7 +36,10 @@ func (db *DB) repair(s *fsckState) ([]string, error) {
 		return size, ""
 	}
 
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	// Guarded: bbolt may find damage its check missed only when it writes
+	// (a page in use listed as free); that panic becomes ErrDamaged, and
+	// nsfs fsck salvages into a new file and repairs that instead.
+	err := db.guardedUpdate(func(tx *bolt.Tx) error {
 		actions = nil
 		if err := repairShape(tx, did); err != nil {
 			return err
@@ -113,7 +116,7 @@ func (db *DB) repair(s *fsckState) ([]string, error) {
 		did("moved corrupt blob file %s to %s (%s)", blobFile(d), to, s.corrupt[d])
 	}
 	if len(verified.good) > 0 {
-		if err := db.bolt.Update(func(tx *bolt.Tx) error {
+		if err := db.guardedUpdate(func(tx *bolt.Tx) error {
 			if err := adoptFiles(tx, verified.good, s.files, did); err != nil {
 				return err
 			}
@@ -214,6 +217,16 @@ func adoptFiles(tx *bolt.Tx, verified map[digest.Digest]bool, sizes map[digest.D
 	return nil
 }
 
+// guardedUpdate is bbolt's Update for a repair: a panic (damage bbolt
+// meets only when it writes) is ErrDamaged, with nothing committed.
+func (db *DB) guardedUpdate(fn func(*bolt.Tx) error) error {
+	err := guarded(func() error { return db.bolt.Update(fn) })
+	if errors.Is(err, errCorrupt) {
+		return damaged(db.root, "%v", err)
+	}
+	return err
+}
+
 // repairShape gives the store back the buckets every request relies on
 // (schemaShape), empty where they were lost; what was in a lost bucket
 // stays unreadable, and its blob files are adopted afterwards.
@@ -304,8 +317,9 @@ func usedNamespaceIDs(all *bolt.Bucket) map[uint64]bool {
 }
 
 // repairImageRecords mends what a damaged byte in an image record breaks
-// but the store can tell. A target media type that is no manifest's or
-// index's is read again from the target blob (if it is there and parses).
+// but the store can tell. The target's size is its blob's (when the blob
+// is there, sound), and a target media type that is no manifest's or
+// index's is read again from the target blob (if it parses).
 // An image whose ID it cannot keep gets a new one: an ID another image of
 // the namespace has too (the imagedata stays with the image whose target
 // it claims; the other starts with empty imagedata, its labels lost and
@@ -330,10 +344,16 @@ func repairImageRecords(tx *bolt.Tx, ns string, images, data *bolt.Bucket, used 
 	changed := map[int]bool{}
 	for i := range all {
 		e := &all[i]
-		if isManifestType(e.rec.target.MediaType) || isIndexType(e.rec.target.MediaType) {
+		size, why := available(e.rec.target.Digest)
+		if why != "" {
 			continue
 		}
-		if _, why := available(e.rec.target.Digest); why != "" {
+		if size != e.rec.target.Size {
+			did("image %q of namespace %q: target size %d corrected to %d (its target blob's)", shorten(e.ref), ns, e.rec.target.Size, size)
+			e.rec.target.Size = size
+			changed[i] = true
+		}
+		if isManifestType(e.rec.target.MediaType) || isIndexType(e.rec.target.MediaType) {
 			continue
 		}
 		if pm, err := parse(e.rec.target.Digest); err == nil {

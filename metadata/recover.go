@@ -1,9 +1,7 @@
 package metadata
 
 import (
-	"encoding/binary"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"os"
 	"path/filepath"
@@ -78,11 +76,11 @@ func countEntries(dir string) (int, error) {
 }
 
 // openBolt opens meta.db so that a damaged file is refused before bbolt
-// reads it: a panic inside bolt.Open would leave the file's lock held.
-// The meta pages are checked first (a truncated file's reads would fault),
-// then bbolt's own page check runs on a read-only open, which does not
-// load the freelist; only a sound file is opened for writing. Panics and
-// faults that remain become ErrDamaged.
+// reads it: a panic inside bolt.Open would leave the file's lock held, and
+// bbolt's readers trust the file. The page tree is read and checked first
+// (checkPageTree), then bbolt's own page check runs on a read-only open,
+// which does not load the freelist; only a sound file is opened for
+// writing. Panics and faults that remain become ErrDamaged.
 func openBolt(root, dbpath string, opts *bolt.Options) (bdb *bolt.DB, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
@@ -97,7 +95,7 @@ func openBolt(root, dbpath string, opts *bolt.Options) (bdb *bolt.DB, err error)
 		// A new store (checkMetaFile allowed it): bbolt writes it now.
 		return openRW(root, dbpath, opts)
 	}
-	if err := checkMetaPages(dbpath); err != nil {
+	if err := checkPageTree(dbpath); err != nil {
 		return nil, damaged(root, "meta.db %v", err)
 	}
 	roOpts := *opts
@@ -113,7 +111,6 @@ func openBolt(root, dbpath string, opts *bolt.Options) (bdb *bolt.DB, err error)
 	// where faults are panics; bbolt's check below runs in a goroutine of
 	// its own, where a page number pointing past the file would fault and
 	// kill the process.
-	_ = bdb.View(touchEveryPage) // a fault panics, recovered above
 	var problems []string
 	_ = bdb.View(func(tx *bolt.Tx) error {
 		for err := range tx.Check() {
@@ -136,31 +133,6 @@ func openBolt(root, dbpath string, opts *bolt.Options) (bdb *bolt.DB, err error)
 	return openRW(root, dbpath, opts)
 }
 
-// touchEveryPage reads every key and value of every bucket, so that each
-// branch, leaf and overflow page the tree reaches is read once. Run inside
-// openBolt's guard: damage becomes a panic it recovers.
-func touchEveryPage(tx *bolt.Tx) error {
-	var sum byte
-	var walk func(b *bolt.Bucket)
-	walk = func(b *bolt.Bucket) {
-		c := b.Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			for _, x := range v {
-				sum ^= x
-			}
-			if v == nil {
-				if sub := b.Bucket(k); sub != nil {
-					walk(sub)
-				}
-			}
-		}
-	}
-	return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
-		walk(b)
-		return nil
-	})
-}
-
 // openRW is bolt.Open with nsfs's errors.
 func openRW(root, dbpath string, opts *bolt.Options) (*bolt.DB, error) {
 	bdb, err := bolt.Open(dbpath, 0o600, opts)
@@ -173,54 +145,26 @@ func openRW(root, dbpath string, opts *bolt.Options) (*bolt.DB, error) {
 	return bdb, nil
 }
 
-// checkMetaPages reads bbolt's two meta pages (page header of 16 bytes,
-// then magic, version, page size, flags, root bucket, freelist, page
-// count, txid and an FNV-64a checksum, little-endian on the hosts nsfs
-// runs on) and refuses a file shorter than the pages the newest valid meta
-// page counts, or one with no valid meta page at all.
-func checkMetaPages(dbpath string) error {
-	f, err := os.Open(dbpath)
+// checkPageTree reads meta.db's pages itself (rawFile) before bbolt does:
+// the meta pages, then every page the tree reaches, once each. A
+// truncated file, a page number out of the file, a page reached twice (a
+// cycle would loop bbolt's cursors and its check forever), a page that is
+// not what its parent says, or elements that run past their page: any of
+// them is refused here, and bbolt's own check then finds the rest.
+func checkPageTree(dbpath string) error {
+	raw, err := openRawFile(dbpath)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	const magic = 0xED0CDAED
-	var best struct {
-		ok         bool
-		txid, high uint64
-	}
-	pageSize := int64(4096)
-	for i := int64(0); i < 2; i++ {
-		buf := make([]byte, 80)
-		if _, err := f.ReadAt(buf, i*pageSize); err != nil {
-			continue
+	defer raw.Close()
+	var problems []string
+	raw.walk(func([][]byte, []byte, []byte, bool, uint64) {}, func(p string) {
+		if len(problems) < 3 {
+			problems = append(problems, p)
 		}
-		meta := buf[16:]
-		if binary.LittleEndian.Uint32(meta[0:]) != magic {
-			continue
-		}
-		h := fnv.New64a()
-		h.Write(meta[:56])
-		if h.Sum64() != binary.LittleEndian.Uint64(meta[56:]) {
-			continue
-		}
-		if i == 0 {
-			pageSize = int64(binary.LittleEndian.Uint32(meta[8:]))
-		}
-		txid, pgid := binary.LittleEndian.Uint64(meta[48:]), binary.LittleEndian.Uint64(meta[40:])
-		if !best.ok || txid > best.txid {
-			best.ok, best.txid, best.high = true, txid, pgid*uint64(pageSize)
-		}
-	}
-	switch {
-	case !best.ok:
-		return errors.New("has no valid meta page (not a bbolt file, or both meta pages are damaged)")
-	case best.high > uint64(fi.Size()):
-		return errors.Errorf("is truncated: its pages reach byte %d, but the file has %d bytes", best.high, fi.Size())
+	})
+	if len(problems) > 0 {
+		return errors.Errorf("has damaged pages: %s", strings.Join(problems, "; "))
 	}
 	return nil
 }
@@ -454,8 +398,18 @@ func schemaShape(tx *bolt.Tx) []Problem {
 		}
 		if images := nsb.Bucket(bucketImages); images != nil {
 			_ = images.ForEach(func(ref, rec []byte) error {
-				if r, err := decodeImageRecord(rec); err == nil {
-					useID(fmt.Sprintf("image record %q of namespace %q", shorten(string(ref)), shorten(string(name))), r.id)
+				obj := fmt.Sprintf("image record %q of namespace %q", shorten(string(ref)), shorten(string(name)))
+				r, err := decodeImageRecord(rec)
+				switch {
+				case rec == nil:
+				case err != nil:
+					problems = append(problems, Problem{Object: obj, What: "does not decode: " + err.Error()})
+				case ValidateDigest(r.target.Digest) != nil:
+					problems = append(problems, Problem{Object: obj, What: fmt.Sprintf("has an invalid target digest %q", shorten(string(r.target.Digest)))})
+				case !isManifestType(r.target.MediaType) && !isIndexType(r.target.MediaType):
+					problems = append(problems, Problem{Object: obj, What: fmt.Sprintf("has a target media type %q that is no manifest's or index's", shorten(r.target.MediaType))})
+				default:
+					useID(obj, r.id)
 				}
 				return nil
 			})

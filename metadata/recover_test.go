@@ -239,3 +239,34 @@ func TestSalvageKeepsTheUndamagedRecords(t *testing.T) {
 	}
 	checkInvariants(t, db)
 }
+
+// Repair repairs a copy: the meta.db it started from stays beside the new
+// one, and a clean store is left alone.
+func TestRepairWorksOnACopy(t *testing.T) {
+	root, kept := storeWithBlob(t)
+	rep, err := Repair(root, CheckOptions{})
+	if err != nil || len(rep.Problems) != 0 || len(rep.Repairs) != 0 {
+		t.Fatalf("Repair of a clean store: %+v, %v", rep, err)
+	}
+	if matches, _ := filepath.Glob(filepath.Join(root, "meta.db.before-repair-*")); len(matches) != 0 {
+		t.Fatalf("a clean store was copied: %v", matches)
+	}
+	if err := os.Remove(filepath.Join(root, "blobs", "sha256", kept.Encoded())); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = Repair(root, CheckOptions{})
+	if err != nil || len(rep.Problems) == 0 || !rep.Clean() {
+		t.Fatalf("Repair: %+v, %v", rep, err)
+	}
+	if matches, _ := filepath.Glob(filepath.Join(root, "meta.db.before-repair-*")); len(matches) != 1 {
+		t.Fatalf("the meta.db the repair started from: %v, want one copy", matches)
+	}
+	db, err := Open(root, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if rep := mustCheck(t, db, CheckOptions{VerifyBlobs: true}); len(rep.Problems) != 0 {
+		t.Fatalf("after Repair: %s", problemLines(rep.Problems))
+	}
+}

@@ -11,13 +11,14 @@ import (
 )
 
 // Salvage replaces a damaged meta.db with a new one that holds every record
-// that can still be read: it copies the old file bucket by bucket, and a
-// bucket whose pages cannot be read loses what was past the damage (each
-// loss is one line of the result). The old file is kept beside it as
-// meta.db.damaged-<time>. A missing, empty or unopenable meta.db gives an
-// empty store. Blob files are not touched: Check with Repair, run next,
-// rebuilds what records can be derived and adopts the files no record
-// names. The store must not be mounted.
+// that can still be read: it walks the old file's pages itself (rawFile,
+// each page once, so that a page naming its ancestor cannot loop it) and
+// copies every key it reaches; what sat on a damaged page, or below one,
+// is lost (each loss is one line of the result). The old file is kept
+// beside it as meta.db.before-repair-<time>. A missing, empty or unreadable
+// meta.db gives an empty store. Blob files are not touched: Check with
+// Repair, run next, rebuilds what records can be derived and adopts the
+// files no record names. The store must not be mounted.
 //
 // It is safe against a crash at any point: the new file is written beside
 // the old one, fsynced, and renamed over it; the old one is hard-linked
@@ -30,6 +31,25 @@ func Salvage(root string, lockTimeout time.Duration) ([]string, error) {
 	did := func(format string, args ...any) { actions = append(actions, fmt.Sprintf(format, args...)) }
 	dbpath := filepath.Join(root, "meta.db")
 	tmp := dbpath + ".salvage"
+	// The old file's lock, shared: a daemon serving the store has it.
+	exists := false
+	if fi, err := os.Lstat(dbpath); err == nil {
+		exists = true
+		if fi.Mode().IsRegular() && fi.Size() > 0 {
+			var held *bolt.DB
+			err := guarded(func() error {
+				var err error
+				held, err = bolt.Open(dbpath, 0o600, &bolt.Options{Timeout: lockTimeout, ReadOnly: true})
+				return err
+			})
+			if errors.Is(err, bolt.ErrTimeout) {
+				return nil, errors.WithMessagef(ErrLocked, "store %s is already in use by another nsfs (%s is locked)", root, dbpath)
+			}
+			if err == nil && held != nil {
+				defer held.Close()
+			}
+		}
+	}
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, errors.WithMessagef(err, "salvage store %s", root)
 	}
@@ -38,49 +58,41 @@ func Salvage(root string, lockTimeout time.Duration) ([]string, error) {
 		return nil, errors.WithMessagef(err, "salvage store %s", root)
 	}
 	defer os.Remove(tmp) // gone by then when all went well
-	old, exists, err := openDamaged(root, dbpath, lockTimeout)
-	if err != nil {
-		fresh.Close()
-		return nil, err
-	}
-	if old == nil {
-		if exists {
-			did("meta.db could not be opened: no record could be read")
-		} else {
-			did("meta.db is missing: no record could be read")
+	var old *rawFile
+	switch {
+	case !exists:
+		did("meta.db is missing: no record could be read")
+	default:
+		if old, err = openRawFile(dbpath); err != nil {
+			did("meta.db %v: no record could be read", err)
+			old = nil
 		}
 	}
 	err = fresh.Update(func(tx *bolt.Tx) error {
 		if old != nil {
-			if err := guarded(func() error {
-				return old.View(func(otx *bolt.Tx) error {
-					v1 := otx.Bucket(bucketV1)
-					if v1 == nil {
-						// v1/ may have lost its name: one other
-						// top bucket is taken for it.
-						var others [][]byte
-						_ = otx.ForEach(func(name []byte, _ *bolt.Bucket) error {
-							others = append(others, append([]byte(nil), name...))
-							return nil
-						})
-						if len(others) == 1 {
-							v1 = otx.Bucket(others[0])
-							did("meta.db has no v1/ bucket: its one other top bucket %q is taken for it", others[0])
-						}
-					}
-					if v1 != nil {
-						dst, err := tx.CreateBucket(bucketV1)
-						if err != nil {
-							return err
-						}
-						salvageBucket(v1, dst, "v1", did)
-					} else {
-						did("meta.db has no v1/ bucket: no record could be read")
-					}
+			copied := copyRaw(old, tx, did)
+			did("copied %d records that could be read", copied)
+			if tx.Bucket(bucketV1) == nil {
+				// v1/ may have lost its name: one other top bucket is
+				// taken for it.
+				var others [][]byte
+				_ = tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+					others = append(others, append([]byte(nil), name...))
 					return nil
 				})
-			}); err != nil {
-				did("reading meta.db stopped: %v", err)
+				if len(others) == 1 {
+					dst, err := tx.CreateBucket(bucketV1)
+					if err != nil {
+						return err
+					}
+					salvageBucket(tx.Bucket(others[0]), dst, "v1", did)
+					if err := tx.DeleteBucket(others[0]); err != nil {
+						return err
+					}
+					did("meta.db has no v1/ bucket: its one other top bucket %q is taken for it", others[0])
+				} else {
+					did("meta.db has no v1/ bucket: no record could be read")
+				}
 			}
 		}
 		// What Open needs to open it; the rest of the shape is the
@@ -118,11 +130,11 @@ func Salvage(root string, lockTimeout time.Duration) ([]string, error) {
 		return actions, errors.WithMessagef(err, "salvage store %s", root)
 	}
 	if exists {
-		kept := fmt.Sprintf("%s.damaged-%s", dbpath, time.Now().UTC().Format("20060102T150405.000000000Z"))
+		kept := fmt.Sprintf("%s.before-repair-%s", dbpath, time.Now().UTC().Format("20060102T150405.000000000Z"))
 		if err := os.Link(dbpath, kept); err != nil {
 			return actions, errors.WithMessagef(err, "salvage store %s: keep the damaged meta.db", root)
 		}
-		did("kept the damaged meta.db as %s", filepath.Base(kept))
+		did("kept the meta.db the repair started from as %s", filepath.Base(kept))
 	}
 	if err := os.Rename(tmp, dbpath); err != nil {
 		return actions, errors.WithMessagef(err, "salvage store %s", root)
@@ -134,35 +146,53 @@ func Salvage(root string, lockTimeout time.Duration) ([]string, error) {
 	return actions, nil
 }
 
-// openDamaged opens meta.db read-only for Salvage: nil (and whether the
-// file exists) when there is nothing bbolt can open; ErrLocked when a
-// daemon serves the store.
-func openDamaged(root, dbpath string, lockTimeout time.Duration) (db *bolt.DB, exists bool, err error) {
-	fi, err := os.Lstat(dbpath)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, false, nil
+// copyRaw copies every key old's pages reach into tx, buckets made as
+// their paths say, and reports each damaged page through did. It returns
+// how many keys it copied.
+func copyRaw(old *rawFile, tx *bolt.Tx, did func(string, ...any)) int {
+	copied := 0
+	// The bucket of a path, made on the way (nil where that failed).
+	bucketOf := func(path [][]byte) *bolt.Bucket {
+		if len(path) == 0 {
+			return nil
+		}
+		b := tx.Bucket(path[0])
+		for _, name := range path[1:] {
+			if b == nil {
+				return nil
+			}
+			b = b.Bucket(name)
+		}
+		return b
 	}
-	if err != nil {
-		return nil, false, errors.WithMessagef(err, "salvage store %s", root)
-	}
-	if !fi.Mode().IsRegular() || fi.Size() == 0 {
-		return nil, true, nil
-	}
-	// Not openBolt, which refuses any damage: here a damaged file is the
-	// point, and every page is read under a guard (salvageBucket). A
-	// read-only open reads only the meta pages.
-	err = guarded(func() error {
-		var oerr error
-		db, oerr = bolt.Open(dbpath, 0o600, &bolt.Options{Timeout: lockTimeout, ReadOnly: true})
-		return oerr
+	old.walk(func(path [][]byte, key, value []byte, bucket bool, seq uint64) {
+		k := append([]byte(nil), key...)
+		if bucket {
+			var b *bolt.Bucket
+			var err error
+			if parent := bucketOf(path); len(path) == 0 {
+				b, err = tx.CreateBucketIfNotExists(k)
+			} else if parent != nil {
+				b, err = parent.CreateBucketIfNotExists(k)
+			}
+			if err != nil {
+				did("bucket %q: not copied (%v)", key, err)
+			}
+			if b != nil {
+				_ = b.SetSequence(seq)
+				copied++
+			}
+			return
+		}
+		if parent := bucketOf(path); parent != nil {
+			if err := parent.Put(k, append([]byte(nil), value...)); err == nil {
+				copied++
+			}
+		}
+	}, func(problem string) {
+		did("lost what meta.db's %s held", problem)
 	})
-	if errors.Is(err, bolt.ErrTimeout) {
-		return nil, true, errors.WithMessagef(ErrLocked, "store %s is already in use by another nsfs (%s is locked)", root, dbpath)
-	}
-	if err != nil {
-		return nil, true, nil
-	}
-	return db, true, nil
+	return copied
 }
 
 // salvageBucket copies src into dst, nested buckets and sequences included;
@@ -181,13 +211,16 @@ func salvageBucket(src, dst *bolt.Bucket, path string, did func(string, ...any))
 				if sub == nil {
 					continue
 				}
-				dsub, err := dst.CreateBucketIfNotExists(k)
+				// Copies: src's bytes live in the memory map, which a
+				// write transaction may remap (bbolt wants a key and a
+				// value valid for the whole transaction).
+				dsub, err := dst.CreateBucketIfNotExists(append([]byte(nil), k...))
 				if err != nil {
 					did("%s/%q: not copied (%v)", path, k, err)
 					continue
 				}
 				salvageBucket(sub, dsub, fmt.Sprintf("%s/%s", path, k), did)
-			} else if err := dst.Put(k, v); err != nil {
+			} else if err := dst.Put(append([]byte(nil), k...), append([]byte(nil), v...)); err != nil {
 				did("%s/%q: not copied (%v)", path, k, err)
 			}
 			copied++
@@ -207,4 +240,58 @@ func syncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// Repair is nsfs fsck --repair of the unmounted store at root: a check,
+// then, if it found anything, the repair, always on a copy. bbolt trusts
+// its file, and a write into one with damage its checks cannot see (a bit
+// flipped in a page's bookkeeping) can corrupt what was sound, so every
+// record that can be read is first copied into a new meta.db (Salvage;
+// the file it started from is kept beside it), and Check repairs that.
+// The report's Problems are the first check's; Repairs begin with the
+// salvage's lines.
+func Repair(root string, opts CheckOptions) (Report, error) {
+	opts.Repair = false
+	var first Report
+	db, err := Open(root, Options{})
+	if err == nil {
+		first, err = db.Check(opts)
+		if err == nil && len(first.Problems) > 0 {
+			// Where the repair moves what it never deletes must be
+			// sound before anything changes, the copy included.
+			if qerr := db.blobs.CheckQuarantine(); qerr != nil {
+				db.Close()
+				return first, errors.WithMessagef(qerr, "repair store %s", root)
+			}
+		}
+		db.Close()
+		if err == nil && len(first.Problems) == 0 {
+			return first, nil
+		}
+	}
+	if err != nil && !IsDamaged(err) {
+		return first, err
+	}
+	if err != nil {
+		// Unreadable as it is: the reason is the first problem.
+		first.Problems = append(first.Problems, Problem{Object: "meta.db", What: err.Error()})
+	}
+	salvaged, err := Salvage(root, 0)
+	if err != nil {
+		first.Repairs = salvaged
+		return first, err
+	}
+	if db, err = Open(root, Options{}); err != nil {
+		first.Repairs = salvaged
+		return first, err
+	}
+	defer db.Close()
+	opts.Repair = true
+	rep, err := db.Check(opts)
+	rep.Problems = first.Problems
+	rep.Repairs = append(salvaged, rep.Repairs...)
+	if err == nil && len(rep.Remaining) == 0 && len(rep.Repairs) > 0 {
+		rep.Remaining = []Problem{}
+	}
+	return rep, err
 }

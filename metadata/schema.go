@@ -147,14 +147,17 @@ func writeLabels(parent *bolt.Bucket, labels map[string]string) error {
 }
 
 // copyBucket copies every key and nested bucket of src into dst (bbolt has
-// no rename of a bucket key; RenameImage needs one).
+// no rename of a bucket key; RenameImage needs one). Keys and values are
+// copied out of the memory map first: bbolt wants them valid for the
+// whole transaction, and a write transaction that grows the file remaps it.
 func copyBucket(dst, src *bolt.Bucket) error {
 	if err := dst.SetSequence(src.Sequence()); err != nil {
 		return err
 	}
 	return src.ForEach(func(k, v []byte) error {
+		k = append([]byte(nil), k...)
 		if v != nil {
-			return dst.Put(k, v)
+			return dst.Put(k, append([]byte(nil), v...))
 		}
 		child, err := dst.CreateBucket(k)
 		if err != nil {

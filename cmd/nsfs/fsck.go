@@ -28,7 +28,7 @@ var fsckCommand = &cli.Command{
 one line per problem, naming the object, then exit status 1; a clean store
 prints one line and exits 0. --verify-blobs also hashes every blob file.
 --repair salvages a damaged meta.db into a new one (the old one is kept
-as meta.db.damaged-TIME), removes the records of blobs whose file is gone
+as meta.db.before-repair-TIME), removes the records of blobs whose file is gone
 and the images that need them, rebuilds what can be derived (holder
 records, counts, sizes), adopts every blob file no record names whose
 bytes verify into namespace lost-found, moves corrupt files and anything
@@ -53,41 +53,30 @@ func runFsck(c *cli.Context) error {
 		return err
 	}
 	repair := c.Bool("repair")
-	opts := metadata.CheckOptions{VerifyBlobs: c.Bool("verify-blobs"), Repair: repair}
-	db, err := openStore(root, metadata.Options{ReadOnly: !repair})
-	if !repair && metadata.IsDamaged(err) {
-		// Nothing more can be read: the reason is the report.
-		fmt.Println(err)
-		return errors.Errorf("store %s is damaged (run nsfs fsck --repair to salvage what is readable)", root)
-	}
+	opts := metadata.CheckOptions{VerifyBlobs: c.Bool("verify-blobs")}
 	var rep metadata.Report
-	if err == nil {
-		if rep, err = db.Check(opts); repair && metadata.IsDamaged(err) {
-			db.Close()
-			db = nil
+	if repair {
+		if err := refuseMissingStore(root); err != nil {
+			return err
 		}
+		rep, err = metadata.Repair(root, opts)
+		if metadata.IsLocked(err) {
+			return errors.Errorf("%v; unmount it first (nsfs umount MOUNTPOINT)", err)
+		}
+	} else {
+		var db *metadata.DB
+		db, err = openStore(root, metadata.Options{ReadOnly: true})
+		if metadata.IsDamaged(err) {
+			// Nothing more can be read: the reason is the report.
+			fmt.Println(err)
+			return errors.Errorf("store %s is damaged (run nsfs fsck --repair to salvage what is readable)", root)
+		}
+		if err != nil {
+			return err
+		}
+		rep, err = db.Check(opts)
+		db.Close()
 	}
-	if repair && metadata.IsDamaged(err) {
-		// meta.db cannot be repaired in place: its readable records go
-		// to a new one, then the repair runs on that.
-		var salvaged []string
-		if salvaged, err = metadata.Salvage(root, 0); err == nil {
-			if db, err = metadata.Open(root, metadata.Options{}); err == nil {
-				rep, err = db.Check(opts)
-			}
-		}
-		rep.Repairs = append(salvaged, rep.Repairs...)
-		if len(rep.Problems) == 0 {
-			rep.Problems = []metadata.Problem{{Object: "meta.db", What: "damaged: salvaged into a new meta.db"}}
-		}
-	}
-	if db == nil {
-		for _, a := range rep.Repairs {
-			fmt.Println(metadata.Printable(a))
-		}
-		return err
-	}
-	defer db.Close()
 	for _, p := range rep.Problems {
 		fmt.Println(p)
 	}
@@ -145,4 +134,21 @@ func openStore(root string, opts metadata.Options) (*metadata.DB, error) {
 		return nil, errors.Errorf("%v; unmount it first (nsfs umount MOUNTPOINT)", err)
 	}
 	return db, err
+}
+
+// refuseMissingStore is nil unless root holds no store at all (then the
+// repair would create one): a root whose meta.db is missing beside blob
+// files is a store to repair.
+func refuseMissingStore(root string) error {
+	if _, err := os.Lstat(filepath.Join(root, "meta.db")); !errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	db, err := metadata.Open(root, metadata.Options{ReadOnly: true})
+	if err == nil {
+		db.Close()
+	}
+	if err != nil && !metadata.IsDamaged(err) {
+		return err
+	}
+	return nil
 }
