@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/pkg/errors"
@@ -274,7 +275,8 @@ func Repair(root string, opts CheckOptions) (Report, error) {
 	}
 	if err != nil {
 		// Unreadable as it is: the reason is the first problem.
-		first.Problems = append(first.Problems, Problem{Object: "meta.db", What: err.Error()})
+		reason, _, _ := strings.Cut(strings.TrimPrefix(err.Error(), "store "+root+": "), "; nothing was changed")
+		first.Problems = append(first.Problems, Problem{Object: "store", What: reason})
 	}
 	salvaged, err := Salvage(root, 0)
 	if err != nil {

@@ -27,8 +27,8 @@ var fsckCommand = &cli.Command{
 	Description: `Checks every record of meta.db against the others and against the blob files:
 one line per problem, naming the object, then exit status 1; a clean store
 prints one line and exits 0. --verify-blobs also hashes every blob file.
---repair salvages a damaged meta.db into a new one (the old one is kept
-as meta.db.before-repair-TIME), removes the records of blobs whose file is gone
+--repair works on a copy: it reads every record it can into a new meta.db
+(the one it started from is kept as meta.db.before-repair-TIME), then removes the records of blobs whose file is gone
 and the images that need them, rebuilds what can be derived (holder
 records, counts, sizes), adopts every blob file no record names whose
 bytes verify into namespace lost-found, moves corrupt files and anything
