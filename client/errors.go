@@ -1,6 +1,7 @@
 package client
 
 import (
+	stderrors "errors"
 	"fmt"
 	"syscall"
 
@@ -104,6 +105,12 @@ func DaemonGone(err error, mountDir string) error {
 		if errors.Is(err, errno) {
 			return &daemonGoneError{mountDir: mountDir, err: err, reason: errno.Error()}
 		}
+	}
+	// A request in flight when the daemon died can also come back EIO
+	// (the kernel fails what it had queued): whether the daemon is gone,
+	// statfs says (only EIO is worth the look; it is rare).
+	if errors.Is(err, syscall.EIO) && errors.Is(Probe(mountDir, AnswerWait), syscall.ENOTCONN) {
+		return &daemonGoneError{mountDir: mountDir, err: stderrors.Join(err, syscall.ENOTCONN), reason: syscall.ENOTCONN.Error()}
 	}
 	return err
 }

@@ -38,6 +38,12 @@ func TestDaemonGone(t *testing.T) {
 	if got := DaemonGone(other, dir); got != error(other) {
 		t.Errorf("DaemonGone(ENOENT) = %v, want the error as it was", got)
 	}
+	// EIO is the daemon's only when statfs says the mount is dead; here
+	// there is no mount at all.
+	eio := &fs.PathError{Op: "write", Path: dir + "/ns/x", Err: syscall.EIO}
+	if got := DaemonGone(eio, dir); got != error(eio) {
+		t.Errorf("DaemonGone(EIO) of a live or missing mount = %v, want the error as it was", got)
+	}
 	if got := DaemonGone(nil, dir); got != nil {
 		t.Errorf("DaemonGone(nil) = %v, want nil", got)
 	}
