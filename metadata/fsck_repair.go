@@ -235,17 +235,8 @@ func repairShape(tx *bolt.Tx, did func(string, ...any)) error {
 	if err != nil {
 		return err
 	}
-	if getUint64(v1, keyVersion) == 0 {
-		if err := putUint64(v1, keyVersion, schemaVersion); err != nil {
-			return err
-		}
-	}
-	for _, b := range [][]byte{bucketNamespaces, bucketContent, bucketUnheld} {
-		if made, err := remakeBucket(v1, b); err != nil {
-			return err
-		} else if made {
-			did("v1/%s/ was missing: made anew, empty", b)
-		}
+	if err := repairTop(v1, did); err != nil {
+		return err
 	}
 	all := namespacesBucket(tx)
 	var keys, names [][]byte
@@ -285,6 +276,24 @@ func repairShape(tx *bolt.Tx, did func(string, ...any)) error {
 			} else if made {
 				did("namespace %q: its %s/ bucket was missing: made anew, empty", name, sub)
 			}
+		}
+	}
+	return nil
+}
+
+// repairTop gives v1/ its version and the buckets Open and every request
+// need, empty where they were lost.
+func repairTop(v1 *bolt.Bucket, did func(string, ...any)) error {
+	if getUint64(v1, keyVersion) == 0 {
+		if err := putUint64(v1, keyVersion, schemaVersion); err != nil {
+			return err
+		}
+	}
+	for _, b := range [][]byte{bucketNamespaces, bucketContent, bucketUnheld} {
+		if made, err := remakeBucket(v1, b); err != nil {
+			return err
+		} else if made {
+			did("v1/%s/ was missing: made anew, empty", b)
 		}
 	}
 	return nil

@@ -102,19 +102,7 @@ func Salvage(root string, lockTimeout time.Duration) ([]string, error) {
 		if v1 == nil {
 			return nil // Open makes a new store's schema
 		}
-		if getUint64(v1, keyVersion) == 0 {
-			if err := putUint64(v1, keyVersion, schemaVersion); err != nil {
-				return err
-			}
-		}
-		for _, b := range [][]byte{bucketNamespaces, bucketContent, bucketUnheld} {
-			if made, err := remakeBucket(v1, b); err != nil {
-				return err
-			} else if made {
-				did("v1/%s/ was lost: made anew, empty", b)
-			}
-		}
-		return nil
+		return repairTop(v1, did)
 	})
 	if old != nil {
 		old.Close()
