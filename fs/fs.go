@@ -45,7 +45,7 @@ import (
 const maxNameLen = 255
 
 // entryTimeout is how long the kernel keeps a name it looked up (1 s: a
-// cached stat then costs what it costs on tmpfs, FUSE-NOTES 7). The
+// cached stat then costs what it costs on tmpfs, as measured). The
 // mount has no default: each node that answers a name says it, with
 // cacheName, so that the one name the kernel must not keep, a blob's,
 // says nothing.

@@ -137,7 +137,7 @@ func newRoot(db *metadata.DB, inval *invalidator, limits Limits) *rootDir {
 }
 
 // MountOptions are the mount's options (fsName is what /proc/mounts shows
-// as the source); see FUSE-NOTES.md for why. They are exported for the
+// as the source); the comments on each say why. They are exported for the
 // benchmark's bare in-memory filesystem (bench/barefs), which mounts with
 // the same options so that its timings differ from nsfs's only by the
 // store.

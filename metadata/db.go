@@ -13,8 +13,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Sharing is the content-sharing policy chosen at mount (DESIGN.md,
-// "Content sharing").
+// Sharing is the content-sharing policy chosen at mount (README,
+// "Choices": which blobs a namespace can see).
 type Sharing string
 
 const (

@@ -71,7 +71,7 @@ func FuzzValidateNamespace(f *testing.F) {
 	})
 }
 
-// refIsCleanRelativePath is DESIGN.md's definition of a ref, stated with
+// refIsCleanRelativePath is the definition of a ref (ValidateRef's comment), stated with
 // the path package instead of ValidateRef's loop: non-empty, no control
 // character (NUL included), filepath.Clean leaves it as it is, relative,
 // no ".." component, no component over 255 bytes, at most 4096 bytes.

@@ -27,7 +27,7 @@ func statFile(t *testing.T, db *DB, d digest.Digest) fileID {
 	return fileID{fi.Sys().(*syscall.Stat_t).Ino, fi.ModTime().UnixNano()}
 }
 
-// The story of DESIGN.md: an image pulled into default, copied into foo
+// The containerd story the README tells: an image pulled into default, copied into foo
 // without moving bytes, removed from foo, foo removed; default cannot be.
 func TestSeedStory(t *testing.T) {
 	db := openTestDB(t, Options{})

@@ -176,8 +176,8 @@ func (d *dir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.Ent
 	return d.NewInode(ctx, child, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: inodes.Add(1), Gen: 1}), 0
 }
 
-// Rmdir refuses a directory with entries (go-fuse would answer success
-// and drop them: FUSE-NOTES.md, pitfall 1).
+// Rmdir refuses a directory with entries (go-fuse's default answers
+// success and drops them from its tree).
 func (d *dir) Rmdir(ctx context.Context, name string) syscall.Errno {
 	child := d.GetChild(name)
 	if child == nil {
