@@ -141,7 +141,8 @@ type rawVisit func(path [][]byte, key, value []byte, bucket bool, seq uint64)
 // and not entered again, and so is any page that is out of place or whose
 // elements run past it. The walk goes on past every problem.
 func (r *rawFile) walk(visit rawVisit, bad func(string)) {
-	w := rawWalk{r: r, seen: map[uint64]bool{}, last: map[string][]byte{}, visit: visit, bad: bad}
+	w := rawWalk{r: r, seen: map[uint64]bool{}, visit: visit, bad: bad}
+	w.enter(0)
 	w.tree(nil, r.root, 0)
 	if r.freelist == noFreelist {
 		return
@@ -186,24 +187,37 @@ func (r *rawFile) walk(visit rawVisit, bad func(string)) {
 type rawWalk struct {
 	r    *rawFile
 	seen map[uint64]bool
-	// last is the last key seen in each bucket (by path): a depth-first
-	// walk meets a bucket's keys in order, and bbolt's searches rely on
-	// it; a damaged key out of order sends a write to the wrong page.
-	last  map[string][]byte
+	// last[n] is the last key seen in the bucket n levels deep that is
+	// being walked: a depth-first walk meets a bucket's keys in order, and
+	// walks a nested bucket whole before it goes on with its parent's.
+	// bbolt's searches rely on the order; a damaged key out of order
+	// sends a write to the wrong page.
+	last  [][]byte
 	visit rawVisit
 	bad   func(string)
 }
 
 // inOrder reports whether key comes after the last key of its bucket,
 // and remembers it.
-func (w *rawWalk) inOrder(path [][]byte, key []byte, where string) bool {
-	p := string(bytes.Join(path, []byte{0}))
-	if last, ok := w.last[p]; ok && bytes.Compare(key, last) <= 0 {
+func (w *rawWalk) inOrder(depth int, key []byte, where string) bool {
+	for len(w.last) <= depth {
+		w.last = append(w.last, nil)
+	}
+	if last := w.last[depth]; last != nil && bytes.Compare(key, last) <= 0 {
 		w.bad(fmt.Sprintf("%s: key %q is out of order after %q", where, key, last))
 		return false
 	}
-	w.last[p] = append([]byte(nil), key...)
+	w.last[depth] = append(w.last[depth][:0], key...)
 	return true
+}
+
+// enter starts the walk of a bucket depth levels deep: its keys are
+// compared among themselves only.
+func (w *rawWalk) enter(depth int) {
+	for len(w.last) <= depth {
+		w.last = append(w.last, nil)
+	}
+	w.last[depth] = nil
 }
 
 func (w *rawWalk) tree(path [][]byte, id uint64, depth int) {
@@ -254,7 +268,7 @@ func (w *rawWalk) elements(path [][]byte, where string, buf []byte, depth int) {
 			continue
 		}
 		key, value := buf[k:k+ksize], buf[k+ksize:k+ksize+vsize]
-		if !w.inOrder(path, key, where) {
+		if !w.inOrder(len(path), key, where) {
 			continue
 		}
 		if eflags&rawBucketFlag == 0 {
@@ -267,6 +281,7 @@ func (w *rawWalk) elements(path [][]byte, where string, buf []byte, depth int) {
 		}
 		w.visit(path, key, nil, true, binary.LittleEndian.Uint64(value[8:]))
 		sub := append(append([][]byte(nil), path...), key)
+		w.enter(len(sub))
 		if root := binary.LittleEndian.Uint64(value); root != 0 {
 			w.tree(sub, root, depth+1)
 		} else {

@@ -78,9 +78,12 @@ func countEntries(dir string) (int, error) {
 // openBolt opens meta.db so that a damaged file is refused before bbolt
 // reads it: a panic inside bolt.Open would leave the file's lock held, and
 // bbolt's readers trust the file. The page tree is read and checked first
-// (checkPageTree), then bbolt's own page check runs on a read-only open,
-// which does not load the freelist; only a sound file is opened for
-// writing. Panics and faults that remain become ErrDamaged.
+// (checkPageTree: by reads, not through the memory map, so that checking a
+// large store does not map all of it into the daemon), and only a sound
+// file is opened for writing (after a read-only open, which takes the
+// lock shared and says whether another process has it). Panics and
+// faults that remain become ErrDamaged. bbolt's own page check (pages
+// neither used nor free) runs in nsfs fsck.
 func openBolt(root, dbpath string, opts *bolt.Options) (bdb *bolt.DB, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
@@ -95,9 +98,8 @@ func openBolt(root, dbpath string, opts *bolt.Options) (bdb *bolt.DB, err error)
 		// A new store (checkMetaFile allowed it): bbolt writes it now.
 		return openRW(root, dbpath, opts)
 	}
-	if err := checkPageTree(dbpath); err != nil {
-		return nil, damaged(root, "meta.db %v", err)
-	}
+	// The lock first (shared: a read-only open reads only the meta
+	// pages), so that no daemon is writing while the pages are checked.
 	roOpts := *opts
 	roOpts.ReadOnly = true
 	bdb, err = bolt.Open(dbpath, 0o600, &roOpts)
@@ -107,22 +109,9 @@ func openBolt(root, dbpath string, opts *bolt.Options) (bdb *bolt.DB, err error)
 		}
 		return nil, damaged(root, "meta.db is unreadable (%v)", err)
 	}
-	// Every page reachable from the root, read here, in this goroutine,
-	// where faults are panics; bbolt's check below runs in a goroutine of
-	// its own, where a page number pointing past the file would fault and
-	// kill the process.
-	var problems []string
-	_ = bdb.View(func(tx *bolt.Tx) error {
-		for err := range tx.Check() {
-			if len(problems) < 3 {
-				problems = append(problems, strings.TrimPrefix(err.Error(), "panic: "))
-			}
-		}
-		return nil
-	})
-	if len(problems) > 0 {
+	if err := checkPageTree(dbpath); err != nil {
 		bdb.Close()
-		return nil, damaged(root, "meta.db's pages are damaged: %s", strings.Join(problems, "; "))
+		return nil, damaged(root, "meta.db %v", err)
 	}
 	if opts.ReadOnly {
 		return bdb, nil
@@ -377,12 +366,12 @@ func schemaShape(tx *bolt.Tx) []Problem {
 	// IDs are inode numbers in fs/: two objects with one would be one
 	// file to the kernel, and a delete of one would take the other's
 	// imagedata.
-	ids := map[uint64]string{}
+	ids := map[uint64]struct{}{}
 	useID := func(obj string, id uint64) {
-		if other, dup := ids[id]; dup {
-			problems = append(problems, Problem{Object: obj, What: fmt.Sprintf("has ID %d, which %s has too", id, other)})
+		if _, dup := ids[id]; dup {
+			problems = append(problems, Problem{Object: obj, What: fmt.Sprintf("has ID %d, which another namespace or image has too", id)})
 		}
-		ids[id] = obj
+		ids[id] = struct{}{}
 	}
 	_ = all.ForEach(func(name, v []byte) error {
 		obj := fmt.Sprintf("namespace record %q", shorten(string(name)))
