@@ -54,7 +54,10 @@ func Salvage(root string, lockTimeout time.Duration) ([]string, error) {
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, errors.WithMessagef(err, "salvage store %s", root)
 	}
-	fresh, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: lockTimeout})
+	// NoSync: one fsync at the end (fresh.Sync) makes the whole copy
+	// durable before it is renamed into place; a crash before leaves only
+	// the temporary file, removed by the next salvage.
+	fresh, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: lockTimeout, NoSync: true})
 	if err != nil {
 		return nil, errors.WithMessagef(err, "salvage store %s", root)
 	}
@@ -69,10 +72,17 @@ func Salvage(root string, lockTimeout time.Duration) ([]string, error) {
 			old = nil
 		}
 	}
+	if old != nil {
+		copied, err := copyRaw(old, fresh, did)
+		if err != nil {
+			old.Close()
+			fresh.Close()
+			return actions, errors.WithMessagef(err, "salvage store %s", root)
+		}
+		did("copied %d records that could be read", copied)
+	}
 	err = fresh.Update(func(tx *bolt.Tx) error {
 		if old != nil {
-			copied := copyRaw(old, tx, did)
-			did("copied %d records that could be read", copied)
 			if tx.Bucket(bucketV1) == nil {
 				// v1/ may have lost its name: one other top bucket is
 				// taken for it.
@@ -135,11 +145,22 @@ func Salvage(root string, lockTimeout time.Duration) ([]string, error) {
 	return actions, nil
 }
 
-// copyRaw copies every key old's pages reach into tx, buckets made as
-// their paths say, and reports each damaged page through did. It returns
-// how many keys it copied.
-func copyRaw(old *rawFile, tx *bolt.Tx, did func(string, ...any)) int {
-	copied := 0
+// salvageBatch is how many keys Salvage copies per transaction: a bbolt
+// write transaction keeps every page it dirties in memory until it
+// commits, so one transaction for a large store would hold all of it.
+const salvageBatch = 20000
+
+// copyRaw copies every key old's pages reach into fresh, buckets made as
+// their paths say, in transactions of salvageBatch keys, and reports each
+// damaged page through did. It returns how many keys it copied.
+func copyRaw(old *rawFile, fresh *bolt.DB, did func(string, ...any)) (int, error) {
+	tx, err := fresh.Begin(true)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = tx.Rollback() }()
+	copied, pending := 0, 0
+	var failed error
 	// The bucket of a path, made on the way (nil where that failed).
 	bucketOf := func(path [][]byte) *bolt.Bucket {
 		if len(path) == 0 {
@@ -155,6 +176,18 @@ func copyRaw(old *rawFile, tx *bolt.Tx, did func(string, ...any)) int {
 		return b
 	}
 	old.walk(func(path [][]byte, key, value []byte, bucket bool, seq uint64) {
+		if failed != nil {
+			return
+		}
+		if pending >= salvageBatch {
+			if failed = tx.Commit(); failed != nil {
+				return
+			}
+			if tx, failed = fresh.Begin(true); failed != nil {
+				return
+			}
+			pending = 0
+		}
 		k := append([]byte(nil), key...)
 		if bucket {
 			var b *bolt.Bucket
@@ -170,18 +203,23 @@ func copyRaw(old *rawFile, tx *bolt.Tx, did func(string, ...any)) int {
 			if b != nil {
 				_ = b.SetSequence(seq)
 				copied++
+				pending++
 			}
 			return
 		}
 		if parent := bucketOf(path); parent != nil {
 			if err := parent.Put(k, append([]byte(nil), value...)); err == nil {
 				copied++
+				pending++
 			}
 		}
 	}, func(problem string) {
 		did("lost what meta.db's %s held", problem)
 	})
-	return copied
+	if failed != nil {
+		return copied, failed
+	}
+	return copied, tx.Commit()
 }
 
 // salvageBucket copies src into dst, nested buckets and sequences included;
