@@ -33,8 +33,8 @@ type fixedDir struct {
 }
 
 func (d *fixedDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	if d.fsys.nsGone(d.ns) {
-		return syscall.ENOENT
+	if errno := d.fsys.enter(&d.ns); errno != 0 {
+		return errno
 	}
 	d.fsys.fillDir(&out.Attr, d.fsys.started, d.fsys.started)
 	return 0
@@ -55,13 +55,10 @@ var (
 )
 
 func (d *blobsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if d.fsys.nsGone(d.ns) {
-		return nil, syscall.ENOENT
+	if errno := d.fsys.enter(&d.ns, name); errno != 0 {
+		return nil, errno
 	}
 	if name != sha256Name {
-		if len(name) > maxNameLen {
-			return nil, syscall.ENAMETOOLONG
-		}
 		return nil, syscall.ENOENT
 	}
 	d.fsys.fillDir(&out.Attr, d.fsys.started, d.fsys.started)
@@ -71,8 +68,8 @@ func (d *blobsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 }
 
 func (d *blobsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	if d.fsys.nsGone(d.ns) {
-		return nil, syscall.ENOENT
+	if errno := d.fsys.enter(&d.ns); errno != 0 {
+		return nil, errno
 	}
 	entries := dirEntries(d.EmbeddedInode(), 1)
 	entries = append(entries, fuse.DirEntry{Name: sha256Name, Mode: syscall.S_IFDIR, Ino: d.fsys.inodes.dir(d.ns.id, sha256Key)})
@@ -84,18 +81,18 @@ func (d *blobsDir) Mkdir(ctx context.Context, name string, mode uint32, out *fus
 	if name == sha256Name {
 		return nil, syscall.EEXIST
 	}
-	return nil, refuseName(name)
+	return nil, d.refuse(name)
 }
 
 // Rmdir of sha256/ succeeds once the namespace holds no blob; it stays.
 func (d *blobsDir) Rmdir(ctx context.Context, name string) syscall.Errno {
-	if d.fsys.nsGone(d.ns) {
-		return syscall.ENOENT
+	if errno := d.fsys.enter(&d.ns); errno != 0 {
+		return errno
 	}
 	if name == sha256Name {
 		return d.fsys.rmdirBlobs(d.ns, "ns/"+d.ns.name+"/blobs/sha256", sha256Key)
 	}
-	return refuseName(name)
+	return d.refuse(name)
 }
 
 // sha256Dir is blobs/sha256: it lists the blobs the namespace holds, and
@@ -145,11 +142,8 @@ func (d *sha256Dir) blobNode(ctx context.Context, name string, dg digest.Digest)
 }
 
 func (d *sha256Dir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if d.fsys.nsGone(d.ns) {
-		return nil, syscall.ENOENT
-	}
-	if len(name) > maxNameLen {
-		return nil, syscall.ENAMETOOLONG
+	if errno := d.fsys.enter(&d.ns, name); errno != 0 {
+		return nil, errno
 	}
 	dg := blobDigest(name)
 	b, err := d.fsys.db.StatBlob(d.ns.name, dg)
@@ -193,8 +187,8 @@ func fillBlob(fsys *filesystem, a *fuse.Attr, b *metadata.Blob) {
 
 // Readdir lists the blobs the namespace holds (what rmdir counts).
 func (d *sha256Dir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	if d.fsys.nsGone(d.ns) {
-		return nil, syscall.ENOENT
+	if errno := d.fsys.enter(&d.ns); errno != 0 {
+		return nil, errno
 	}
 	list, err := d.fsys.db.ListBlobs(d.ns.name)
 	if err != nil {
@@ -212,11 +206,8 @@ func (d *sha256Dir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno)
 // name that is no sha256 digest. Without O_EXCL an existing blob is opened
 // instead (for writing: EPERM, blobs are read-only).
 func (d *sha256Dir) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
-	if d.fsys.nsGone(d.ns) {
-		return nil, nil, 0, syscall.ENOENT
-	}
-	if len(name) > maxNameLen {
-		return nil, nil, 0, syscall.ENAMETOOLONG
+	if errno := d.fsys.enter(&d.ns, name); errno != 0 {
+		return nil, nil, 0, errno
 	}
 	dg := blobDigest(name)
 	slot, errno := d.fsys.handles.acquire(ctx, "create "+d.display(name))
@@ -249,11 +240,8 @@ func (d *sha256Dir) Create(ctx context.Context, name string, flags uint32, mode 
 // Unlink makes the namespace drop the blob (EBUSY while one of its images
 // uses it). Unlinking a blob still being written ends its ingest.
 func (d *sha256Dir) Unlink(ctx context.Context, name string) syscall.Errno {
-	if d.fsys.nsGone(d.ns) {
-		return syscall.ENOENT
-	}
-	if len(name) > maxNameLen {
-		return syscall.ENAMETOOLONG
+	if errno := d.fsys.enter(&d.ns, name); errno != 0 {
+		return errno
 	}
 	var child *blobFile
 	if ch := d.GetChild(name); ch != nil {
@@ -272,11 +260,8 @@ func (d *sha256Dir) Unlink(ctx context.Context, name string) syscall.Errno {
 
 // Rmdir: everything in blobs/sha256 is a file.
 func (d *sha256Dir) Rmdir(ctx context.Context, name string) syscall.Errno {
-	if d.fsys.nsGone(d.ns) {
-		return syscall.ENOENT
-	}
-	if len(name) > maxNameLen {
-		return syscall.ENAMETOOLONG
+	if errno := d.fsys.enter(&d.ns, name); errno != 0 {
+		return errno
 	}
 	if _, err := d.fsys.db.StatBlob(d.ns.name, blobDigest(name)); err == nil {
 		return syscall.ENOTDIR
@@ -319,8 +304,8 @@ func newBlobFile(fsys *filesystem, ns nsRef, dg digest.Digest) *blobFile {
 func (f *blobFile) display() string { return blobPath(f.ns, f.digest.Encoded()) }
 
 func (f *blobFile) labelObject() (metadata.Object, string, syscall.Errno) {
-	if f.fsys.nsGone(f.ns) {
-		return metadata.Object{}, "", syscall.ENOENT
+	if errno := f.fsys.enter(&f.ns); errno != 0 {
+		return metadata.Object{}, "", errno
 	}
 	return metadata.Object{Namespace: f.ns.name, Blob: f.digest}, f.display(), 0
 }
@@ -333,8 +318,8 @@ func (f *blobFile) activeIngest() *blobIngest {
 }
 
 func (f *blobFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	if f.fsys.nsGone(f.ns) {
-		return syscall.ENOENT
+	if errno := f.fsys.enter(&f.ns); errno != 0 {
+		return errno
 	}
 	if ing := f.activeIngest(); ing != nil {
 		f.fsys.fillFile(&out.Attr, blobPerm, ing.w.Size(), ing.started, ing.started)
@@ -352,8 +337,8 @@ func (f *blobFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.At
 // written sequentially, EINVAL otherwise); a committed blob not at all
 // (EPERM). Times, mode and owner are accepted and not stored.
 func (f *blobFile) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	if f.fsys.nsGone(f.ns) {
-		return syscall.ENOENT
+	if errno := f.fsys.enter(&f.ns); errno != 0 {
+		return errno
 	}
 	if size, ok := in.GetSize(); ok {
 		ing, _ := fh.(*blobIngest)
@@ -381,8 +366,8 @@ func (f *blobFile) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.Set
 // name of an ingest that failed). Both handles hold a descriptor until
 // their release, and count against the caller's limits (handleLimiter).
 func (f *blobFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	if f.fsys.nsGone(f.ns) {
-		return nil, 0, syscall.ENOENT
+	if errno := f.fsys.enter(&f.ns); errno != 0 {
+		return nil, 0, errno
 	}
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY {
 		if f.activeIngest() != nil {

@@ -142,8 +142,8 @@ func (f *imageFile) display() string {
 }
 
 func (f *imageFile) labelObject() (metadata.Object, string, syscall.Errno) {
-	if f.fsys.nsGone(f.ns) {
-		return metadata.Object{}, "", syscall.ENOENT
+	if errno := f.fsys.enter(&f.ns); errno != 0 {
+		return metadata.Object{}, "", errno
 	}
 	ref := f.currentRef()
 	if ref == "" {
@@ -170,8 +170,8 @@ func (f *imageFile) state() imageState {
 // Getattr shows the buffered bytes while a handle holds uncommitted ones
 // (a new image, or one being rewritten), else the image's target.
 func (f *imageFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	if f.fsys.nsGone(f.ns) {
-		return syscall.ENOENT
+	if errno := f.fsys.enter(&f.ns); errno != 0 {
+		return errno
 	}
 	s := f.state()
 	if s.gone || s.ref == "" {
@@ -202,8 +202,8 @@ func (f *imageFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.A
 // rewrite of the image); times, mode and owner are accepted and not stored
 // (see the comment above nodeBase).
 func (f *imageFile) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	if f.fsys.nsGone(f.ns) {
-		return syscall.ENOENT
+	if errno := f.fsys.enter(&f.ns); errno != 0 {
+		return errno
 	}
 	if size, ok := in.GetSize(); ok {
 		w, _ := fh.(*imageWriter)
@@ -312,8 +312,8 @@ func (f *imageFile) committedBytes(ref string, slot *handleSlot) ([]byte, syscal
 // changes at will (O_TRUNC makes it 0), and the reader would get an empty
 // or truncated manifest. Direct, a reader gets all of what it opened.
 func (f *imageFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	if f.fsys.nsGone(f.ns) {
-		return nil, 0, syscall.ENOENT
+	if errno := f.fsys.enter(&f.ns); errno != 0 {
+		return nil, 0, errno
 	}
 	if flags&syscall.O_ACCMODE == syscall.O_RDONLY {
 		target, errno := f.committedTarget()
@@ -566,8 +566,8 @@ var _ = (gofs.FileReader)((*imageReader)(nil))
 
 func (r *imageReader) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	f := r.file
-	if f.fsys.nsGone(f.ns) {
-		return nil, syscall.ENOENT
+	if errno := f.fsys.enter(&f.ns); errno != 0 {
+		return nil, errno
 	}
 	if off < 0 {
 		return nil, syscall.EINVAL

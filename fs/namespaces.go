@@ -46,8 +46,8 @@ func lookupErrno(op string, err error) syscall.Errno {
 }
 
 func (d *namespacesDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if len(name) > maxNameLen {
-		return nil, syscall.ENAMETOOLONG
+	if errno := d.fsys.enter(nil, name); errno != 0 {
+		return nil, errno
 	}
 	ns, err := d.fsys.db.StatNamespace(name)
 	if err != nil {
@@ -85,8 +85,8 @@ func (d *namespacesDir) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse
 
 // Mkdir creates a namespace.
 func (d *namespacesDir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if len(name) > maxNameLen {
-		return nil, syscall.ENAMETOOLONG
+	if errno := d.fsys.enter(nil, name); errno != 0 {
+		return nil, errno
 	}
 	ns, err := d.fsys.db.CreateNamespace(name, nil)
 	if err != nil {
@@ -98,8 +98,8 @@ func (d *namespacesDir) Mkdir(ctx context.Context, name string, mode uint32, out
 // Rmdir deletes a namespace; metadata refuses while it has images or
 // blobs, inside the transaction that deletes.
 func (d *namespacesDir) Rmdir(ctx context.Context, name string) syscall.Errno {
-	if len(name) > maxNameLen {
-		return syscall.ENAMETOOLONG
+	if errno := d.fsys.enter(nil, name); errno != 0 {
+		return errno
 	}
 	ns, err := d.fsys.db.DeleteNamespace(name)
 	if err != nil {
@@ -159,15 +159,15 @@ func newNamespaceDir(fsys *filesystem, ns nsRef) *namespaceDir {
 }
 
 func (d *namespaceDir) labelObject() (metadata.Object, string, syscall.Errno) {
-	if d.fsys.nsGone(d.ns) {
-		return metadata.Object{}, "", syscall.ENOENT
+	if errno := d.fsys.enter(&d.ns); errno != 0 {
+		return metadata.Object{}, "", errno
 	}
 	return metadata.Object{Namespace: d.ns.name}, "ns/" + d.ns.name, 0
 }
 
 func (d *namespaceDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if d.fsys.nsGone(d.ns) {
-		return nil, syscall.ENOENT
+	if errno := d.fsys.enter(&d.ns, name); errno != 0 {
+		return nil, errno
 	}
 	switch name {
 	case imagesName:
@@ -179,15 +179,12 @@ func (d *namespaceDir) Lookup(ctx context.Context, name string, out *fuse.EntryO
 		cacheName(out)
 		return d.NewInode(ctx, &blobsDir{fixedDir{dirBase: d.dirBase, ns: d.ns}}, dirAttr(d.fsys.inodes.dir(d.ns.id, blobsKey))), 0
 	}
-	if len(name) > maxNameLen {
-		return nil, syscall.ENAMETOOLONG
-	}
 	return nil, syscall.ENOENT
 }
 
 func (d *namespaceDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	if d.fsys.nsGone(d.ns) {
-		return nil, syscall.ENOENT
+	if errno := d.fsys.enter(&d.ns); errno != 0 {
+		return nil, errno
 	}
 	entries := dirEntries(d.EmbeddedInode(), 2)
 	entries = append(entries,
@@ -198,8 +195,8 @@ func (d *namespaceDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Err
 }
 
 func (d *namespaceDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	if d.fsys.nsGone(d.ns) {
-		return syscall.ENOENT
+	if errno := d.fsys.enter(&d.ns); errno != 0 {
+		return errno
 	}
 	ns, err := d.fsys.db.StatNamespace(d.ns.name)
 	if err != nil {
@@ -215,20 +212,20 @@ func (d *namespaceDir) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.
 
 // Mkdir: images/ and blobs/ always exist; nothing else can.
 func (d *namespaceDir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if d.fsys.nsGone(d.ns) {
-		return nil, syscall.ENOENT
+	if errno := d.fsys.enter(&d.ns); errno != 0 {
+		return nil, errno
 	}
 	if name == imagesName || name == blobsName {
 		return nil, syscall.EEXIST
 	}
-	return nil, refuseName(name)
+	return nil, d.refuse(name)
 }
 
 // Rmdir of images/ or blobs/ succeeds once they are empty, so that rm -rf
 // of a namespace exits 0; they stay while the namespace does.
 func (d *namespaceDir) Rmdir(ctx context.Context, name string) syscall.Errno {
-	if d.fsys.nsGone(d.ns) {
-		return syscall.ENOENT
+	if errno := d.fsys.enter(&d.ns); errno != 0 {
+		return errno
 	}
 	switch name {
 	case imagesName:
@@ -240,7 +237,7 @@ func (d *namespaceDir) Rmdir(ctx context.Context, name string) syscall.Errno {
 	case blobsName:
 		return d.fsys.rmdirBlobs(d.ns, "ns/"+d.ns.name+"/blobs", blobsKey, sha256Key)
 	}
-	return refuseName(name)
+	return d.refuse(name)
 }
 
 // rmdirBlobs answers rmdir of blobs/ or blobs/sha256: metadata says

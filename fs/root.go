@@ -35,8 +35,8 @@ var (
 const namespacesName = "ns"
 
 func (r *rootDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if len(name) > maxNameLen {
-		return nil, syscall.ENAMETOOLONG
+	if errno := r.fsys.enter(nil, name); errno != 0 {
+		return nil, errno
 	}
 	if name != namespacesName {
 		return nil, syscall.ENOENT
