@@ -675,14 +675,19 @@ func (db *DB) DeleteImage(ns, ref string) error {
 		if err != nil {
 			return err
 		}
-		if !isImage(nsb, ref) && isDir(nsb, ref) {
-			return errors.WithMessagef(ErrIsDirectory, "image ref %q is a directory in namespace %q", shorten(ref), ns)
-		}
-		if err := releaseImage(tx, nsb, ns, ref, rel); err != nil {
-			return err
-		}
-		return keepParentDir(nsb, ref)
+		return deleteImage(tx, nsb, ns, ref, rel)
 	})
+}
+
+// deleteImage is DeleteImage's transaction.
+func deleteImage(tx *bolt.Tx, nsb *bolt.Bucket, ns, ref string, rel *releases) error {
+	if !isImage(nsb, ref) && isDir(nsb, ref) {
+		return errors.WithMessagef(ErrIsDirectory, "image ref %q is a directory in namespace %q", shorten(ref), ns)
+	}
+	if err := releaseImage(tx, nsb, ns, ref, rel); err != nil {
+		return err
+	}
+	return keepParentDir(nsb, ref)
 }
 
 // checkSameNamespace refuses to rename or link an image into another
@@ -707,16 +712,25 @@ func checkSameNamespace(op, fromNS, from, toNS string) error {
 // The image also keeps its labels, creation and update times (a rename
 // changes neither the manifest nor its labels). from == to is a no-op.
 func (db *DB) RenameImage(fromNS, from, toNS, to string, noReplace bool) error {
+	_, err := db.renameImage(fromNS, from, toNS, to, noReplace, nil)
+	return err
+}
+
+// renameImage is RenameImage; when from names nothing, absent (if not nil)
+// decides in the same transaction instead of ErrNotFound, and wasAbsent
+// says so.
+func (db *DB) renameImage(fromNS, from, toNS, to string, noReplace bool, absent func(tx *bolt.Tx, nsb *bolt.Bucket, rel *releases) error) (wasAbsent bool, err error) {
 	if err := checkSameNamespace("rename", fromNS, from, toNS); err != nil {
-		return err
+		return false, err
 	}
 	ns := fromNS
 	for _, ref := range []string{from, to} {
 		if err := ValidateRef(ref); err != nil {
-			return err
+			return false, err
 		}
 	}
-	return db.updateReleasing(ns, func(tx *bolt.Tx, rel *releases) error {
+	err = db.updateReleasing(ns, func(tx *bolt.Tx, rel *releases) error {
+		wasAbsent = false
 		nsb, err := namespaceBucket(tx, ns)
 		if err != nil {
 			return err
@@ -725,6 +739,10 @@ func (db *DB) RenameImage(fromNS, from, toNS, to string, noReplace bool) error {
 			return errors.WithMessagef(ErrCrossNamespace, "rename images/%s in namespace %q: it is a directory, and only images can be renamed (copy it instead)", shorten(from), ns)
 		}
 		rec, err := getImageRecord(nsb, ns, from)
+		if IsNotFound(err) && absent != nil {
+			wasAbsent = true
+			return absent(tx, nsb, rel)
+		}
 		if err != nil {
 			return err
 		}
@@ -752,6 +770,7 @@ func (db *DB) RenameImage(fromNS, from, toNS, to string, noReplace bool) error {
 		}
 		return keepParentDir(nsb, from)
 	})
+	return wasAbsent, err
 }
 
 // LinkImage creates image to of toNS with the target and labels of image
