@@ -3,7 +3,6 @@ package fs
 import (
 	"context"
 	"io"
-	"maps"
 	"sync"
 	"syscall"
 	"time"
@@ -64,15 +63,51 @@ type imageFile struct {
 	nameMu sync.Mutex
 
 	mu      sync.Mutex
-	ref     string            // "" once unlinked or replaced
-	lastRef string            // ref before it was cleared: what a later commit names
-	pending bool              // created, not committed yet
-	gone    bool              // pending, and its creation failed or was abandoned
-	created time.Time         // when pending
-	labels  map[string]string // labels set while pending, applied at commit
+	life    imageLife
+	ref     string                 // the image's ref; once removed, its last one (what a later commit names)
+	created time.Time              // when its creation began
+	labels  metadata.PendingLabels // labels set while being created, stored by the first commit
 	writers map[*imageWriter]bool
 	latest  *imageWriter // the writer that wrote last: Getattr shows its size
 }
+
+// imageLife is where an image node is in its life; only the methods of
+// imageFile change it, under its mu.
+//
+//	         create            first commit
+//	(none) ─────────▶ creating ────────────▶ stored ──────────▶ removed
+//	                  │   ▲                       unlink, or
+//	  failed commit,  │   │ open for writing      replaced by a rename
+//	  last release    ▼   │
+//	                abandoned  (creating, abandoned) ──────────▶ removedUnborn
+//	                                             unlink, or replaced
+type imageLife uint8
+
+const (
+	// stored: the store has the image under ref.
+	stored imageLife = iota
+	// creating: created by a writer and not committed yet, it exists for
+	// its writers only (stat, setfattr, more writers, not a reader), and
+	// its labels are kept in the node until the first commit stores them.
+	creating
+	// abandoned: its creation failed, or its last writer left without a
+	// commit; the kernel is told to forget it, and an open for writing of
+	// the name it may still hold begins the creation again. A later close
+	// of a writer whose commit failed can still create it.
+	abandoned
+	// removed: unlinked or replaced after a commit; what its handles
+	// still write goes nowhere (metadata refuses the commit, by ID).
+	removed
+	// removedUnborn: unlinked or replaced before its first commit; it
+	// never was in the store, and no commit puts it there.
+	removedUnborn
+)
+
+// unborn says the image was never committed: its commit creates it.
+func (l imageLife) unborn() bool { return l == creating || l == abandoned || l == removedUnborn }
+
+// isRemoved says the image is gone from its name: it has no ref.
+func (l imageLife) isRemoved() bool { return l == removed || l == removedUnborn }
 
 var (
 	_ = (gofs.InodeEmbedder)((*imageFile)(nil))
@@ -88,17 +123,25 @@ var (
 func newImageFile(fsys *filesystem, ns nsRef, ref string, id uint64, pending bool) *imageFile {
 	// writers is made by the first open for writing: most nodes are only
 	// ever looked up, and 100,000 of them should not carry empty maps.
-	f := &imageFile{nodeBase: nodeBase{fsys}, ns: ns, id: id, ref: ref, pending: pending}
+	f := &imageFile{nodeBase: nodeBase{fsys}, ns: ns, id: id, ref: ref}
 	if pending {
-		f.created = time.Now()
+		f.life, f.created = creating, time.Now()
 	}
 	f.labelXattrs = labelXattrs{db: fsys.db, subject: f}
 	return f
 }
 
+// currentRef is the image's ref, "" once it is removed.
 func (f *imageFile) currentRef() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	return f.currentRefLocked()
+}
+
+func (f *imageFile) currentRefLocked() string {
+	if f.life.isRemoved() {
+		return ""
+	}
 	return f.ref
 }
 
@@ -113,17 +156,20 @@ func (f *imageFile) setRef(ref string) {
 func (f *imageFile) detach() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.ref != "" {
-		f.lastRef = f.ref
+	switch f.life {
+	case stored:
+		f.life = removed
+	case creating, abandoned:
+		f.life = removedUnborn
 	}
-	f.ref = ""
-	f.labels = nil
+	f.labels = metadata.PendingLabels{}
 }
 
+// isPending says the image is being created.
 func (f *imageFile) isPending() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.pending && !f.gone && f.ref != ""
+	return f.life == creating
 }
 
 // pendingNode answers a lookup of an image still being created.
@@ -152,11 +198,10 @@ func (f *imageFile) labelObject() (metadata.Object, string, syscall.Errno) {
 	return metadata.Object{Namespace: f.ns.name, Image: ref}, imagePath(f.ns, ref), 0
 }
 
-// state is what Getattr and Open need to know, read under one lock.
+// imageState is what Getattr and Open need to know, read under one lock.
 type imageState struct {
-	ref     string
-	pending bool
-	gone    bool
+	ref     string // "" once removed
+	life    imageLife
 	created time.Time
 	latest  *imageWriter
 }
@@ -164,7 +209,7 @@ type imageState struct {
 func (f *imageFile) state() imageState {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return imageState{f.ref, f.pending, f.gone, f.created, f.latest}
+	return imageState{f.currentRefLocked(), f.life, f.created, f.latest}
 }
 
 // Getattr shows the buffered bytes while a handle holds uncommitted ones
@@ -174,19 +219,19 @@ func (f *imageFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.A
 		return errno
 	}
 	s := f.state()
-	if s.gone || s.ref == "" {
+	if s.life != stored && s.life != creating {
 		return syscall.ENOENT
 	}
 	w, _ := fh.(*imageWriter)
 	if w == nil || !w.isDirty() {
 		w = s.latest
 	}
-	if w != nil && (s.pending || w.isDirty()) {
+	if w != nil && (s.life == creating || w.isDirty()) {
 		size, mtime := w.sizeAndTime()
 		f.fsys.fillFile(&out.Attr, imagePerm, size, mtime, mtime)
 		return 0
 	}
-	if s.pending {
+	if s.life == creating {
 		f.fsys.fillFile(&out.Attr, imagePerm, 0, s.created, s.created)
 		return 0
 	}
@@ -239,7 +284,7 @@ func (f *imageFile) anyWriter() *imageWriter {
 // bytes become the image, if they still are a manifest.
 func (f *imageFile) truncateCommitted(size int64) syscall.Errno {
 	s := f.state()
-	if s.gone || s.pending || s.ref == "" {
+	if s.life != stored {
 		return syscall.ENOENT
 	}
 	data, errno := f.committedBytes(s.ref, nil)
@@ -323,13 +368,13 @@ func (f *imageFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, ui
 		return &imageReader{file: f, digest: target.Digest, size: target.Size}, fuse.FOPEN_DIRECT_IO, 0
 	}
 	f.mu.Lock()
-	recreated := f.gone
+	recreated := f.life == abandoned
 	if recreated {
 		// The kernel may still hold the name of a creation that failed:
 		// opening it for writing begins the creation again.
-		f.gone, f.created = false, time.Now()
+		f.life, f.created = creating, time.Now()
 	}
-	ref, pending, latest := f.ref, f.pending, f.latest
+	ref, pending, latest := f.currentRefLocked(), f.life == creating, f.latest
 	f.mu.Unlock()
 	if ref == "" {
 		return nil, 0, syscall.ENOENT
@@ -337,9 +382,11 @@ func (f *imageFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, ui
 	slot, errno := f.fsys.handles.acquire(ctx, "open "+imagePath(f.ns, ref))
 	if errno != 0 {
 		if recreated {
-			// Not begun after all: the failed creation stays gone.
+			// Not begun after all: the failed creation stays abandoned.
 			f.mu.Lock()
-			f.gone = true
+			if f.life == creating {
+				f.life = abandoned
+			}
 			f.mu.Unlock()
 		}
 		return nil, 0, errno
@@ -370,7 +417,7 @@ func (f *imageFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, ui
 // setfattr, more writers) but cannot be read until its first commit.
 func (f *imageFile) committedTarget() (ocispec.Descriptor, syscall.Errno) {
 	s := f.state()
-	if s.gone || s.ref == "" || s.pending {
+	if s.life != stored {
 		return ocispec.Descriptor{}, syscall.ENOENT
 	}
 	img, err := f.fsys.db.StatImage(f.ns.name, s.ref)
@@ -408,8 +455,13 @@ func (f *imageFile) wrote(w *imageWriter) {
 // now (its labels went into the commit's transaction).
 func (f *imageFile) committed() {
 	f.mu.Lock()
-	f.pending, f.gone = false, false
-	f.labels = nil
+	switch f.life {
+	case creating, abandoned:
+		f.life = stored
+	case removedUnborn:
+		f.life = removed // removed while the commit stored it
+	}
+	f.labels = metadata.PendingLabels{}
 	f.mu.Unlock()
 }
 
@@ -418,9 +470,9 @@ func (f *imageFile) committed() {
 // filesystem.notify).
 func (f *imageFile) commitFailed(now bool) {
 	f.mu.Lock()
-	forget := f.pending && !f.gone
-	if forget {
-		f.gone = true
+	forget := f.life == creating || f.life == removedUnborn
+	if f.life == creating {
+		f.life = abandoned
 	}
 	f.mu.Unlock()
 	if forget {
@@ -438,13 +490,13 @@ func (f *imageFile) released(w *imageWriter, dirty bool) {
 	if f.latest == w {
 		f.latest = nil
 	}
-	abandoned := f.pending && !f.gone && len(f.writers) == 0
-	if abandoned {
-		f.gone = true
+	left := (f.life == creating || f.life == removedUnborn) && len(f.writers) == 0
+	if left && f.life == creating {
+		f.life = abandoned
 	}
 	f.mu.Unlock()
 	switch {
-	case abandoned:
+	case left:
 		f.fsys.inval.post(func() { forgetName(f.EmbeddedInode()) })
 	case dirty:
 		f.fsys.inval.post(func() { f.NotifyContent(0, 0) })
@@ -455,21 +507,19 @@ func (f *imageFile) released(w *imageWriter, dirty bool) {
 // memory, so that cp -a and mv across namespaces (which set xattrs before
 // they close) keep them; they are written at the commit.
 
-// withPendingLabels runs fn on the labels of an image still being created,
-// under the node's lock (a commit may end the creation at any moment);
-// false when the image is not being created.
-func (f *imageFile) withPendingLabels(fn func(labels map[string]string)) bool {
+// withPendingLabels runs fn on the labels of an image still being created
+// (o names it in messages), under the node's lock (a commit may end the
+// creation at any moment); false when the image is not being created.
+// The rules are metadata's (PendingLabels).
+func (f *imageFile) withPendingLabels(fn func(o metadata.Object, labels *metadata.PendingLabels)) bool {
 	f.nameMu.Lock()
 	defer f.nameMu.Unlock()
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if !f.pending || f.gone {
+	if f.life != creating && f.life != removedUnborn {
 		return false
 	}
-	if f.labels == nil {
-		f.labels = map[string]string{}
-	}
-	fn(f.labels)
+	fn(metadata.Object{Namespace: f.ns.name, Image: f.ref}, &f.labels)
 	return true
 }
 
@@ -478,11 +528,15 @@ func (f *imageFile) Getxattr(ctx context.Context, attr string, dest []byte) (uin
 	if errno != 0 {
 		return 0, errno
 	}
-	var n uint32
-	if f.withPendingLabels(func(labels map[string]string) { n, errno = getLabel(labels, key, dest) }) {
-		return n, errno
+	var value string
+	var err error
+	if !f.withPendingLabels(func(o metadata.Object, labels *metadata.PendingLabels) { value, err = labels.Label(o, key) }) {
+		return f.labelXattrs.Getxattr(ctx, attr, dest)
 	}
-	return f.labelXattrs.Getxattr(ctx, attr, dest)
+	if err != nil {
+		return 0, toErrno("getxattr "+f.display()+" "+attr, err)
+	}
+	return getValue(value, dest)
 }
 
 func (f *imageFile) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
@@ -490,29 +544,11 @@ func (f *imageFile) Setxattr(ctx context.Context, attr string, data []byte, flag
 	if errno != 0 {
 		return errno
 	}
-	value := string(data)
 	var err error
-	pending := f.withPendingLabels(func(labels map[string]string) {
-		_, exists := labels[key]
-		if err = cond.Check(exists); err != nil {
-			return
-		}
-		if value == "" {
-			delete(labels, key)
-			return
-		}
-		old, had := labels[key]
-		labels[key] = value
-		// The same limits as the commit's (f.mu is held: f.ref is current).
-		if err = metadata.ValidateLabels(metadata.Object{Namespace: f.ns.name, Image: f.ref}, labels); err != nil {
-			if had {
-				labels[key] = old
-			} else {
-				delete(labels, key)
-			}
-		}
-	})
-	if !pending {
+	if !f.withPendingLabels(func(o metadata.Object, labels *metadata.PendingLabels) {
+		// string(data) copies: go-fuse reuses the buffer.
+		err = labels.Set(o, key, string(data), cond.Check)
+	}) {
 		return f.labelXattrs.Setxattr(ctx, attr, data, flags)
 	}
 	if err != nil {
@@ -526,25 +562,22 @@ func (f *imageFile) Removexattr(ctx context.Context, attr string) syscall.Errno 
 	if errno != 0 {
 		return errno
 	}
-	if f.withPendingLabels(func(labels map[string]string) {
-		if _, ok := labels[key]; !ok {
-			errno = syscall.ENODATA
-			return
-		}
-		delete(labels, key)
-	}) {
-		return errno
+	var err error
+	if !f.withPendingLabels(func(o metadata.Object, labels *metadata.PendingLabels) { err = labels.Remove(o, key) }) {
+		return f.labelXattrs.Removexattr(ctx, attr)
 	}
-	return f.labelXattrs.Removexattr(ctx, attr)
+	if err != nil {
+		return toErrno("removexattr "+f.display()+" "+attr, err)
+	}
+	return 0
 }
 
 func (f *imageFile) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	var n uint32
-	var errno syscall.Errno
-	if f.withPendingLabels(func(labels map[string]string) { n, errno = listLabels(labels, dest) }) {
-		return n, errno
+	var labels map[string]string
+	if !f.withPendingLabels(func(_ metadata.Object, pending *metadata.PendingLabels) { labels = pending.Labels() }) {
+		return f.labelXattrs.Listxattr(ctx, dest)
 	}
-	return f.labelXattrs.Listxattr(ctx, dest)
+	return listLabels(labels, dest)
 }
 
 // imageReader reads the manifest the image was at open: the blob of that
@@ -763,17 +796,14 @@ func (w *imageWriter) commit(op string) syscall.Errno {
 	f := w.file
 	f.nameMu.Lock()
 	f.mu.Lock()
-	ref, pending := f.ref, f.pending
-	if ref == "" {
-		ref = f.lastRef
-	}
+	ref, life := f.ref, f.life
 	var labels map[string]string
-	if pending {
-		labels = maps.Clone(f.labels)
+	if life.unborn() {
+		labels = f.labels.Labels()
 	}
 	f.mu.Unlock()
 	var err error
-	if pending && f.currentRef() == "" {
+	if life == removedUnborn {
 		// Unlinked while being created: it never was in the store.
 		err = errors.Wrapf(metadata.ErrImageGone, "image %q in namespace %q was removed before its first commit", ref, f.ns.name)
 	} else {
@@ -783,12 +813,12 @@ func (w *imageWriter) commit(op string) syscall.Errno {
 			Ref:         ref,
 			Manifest:    w.buf,
 			ID:          f.id,
-			Create:      pending,
+			Create:      life.unborn(),
 			Labels:      labels,
 		})
 	}
 	if err == nil {
-		// Before another commit can read pending (under nameMu): a
+		// Before another commit can read its life (under nameMu): a
 		// second Create of an image unlinked since would recreate it.
 		f.committed()
 	}

@@ -231,40 +231,25 @@ func (d *imageDir) Rename(ctx context.Context, name string, newParent gofs.Inode
 		src.nameMu.Lock()
 		defer src.nameMu.Unlock()
 	}
-	err := d.fsys.db.RenameImage(d.ns.name, from, dst.ns.name, to, noReplace)
+	var pending bool
+	var err error
+	if src != nil && src.isPending() {
+		// Metadata finds out, in the transaction that renames, whether the
+		// store has the image yet; if not, it frees the new name, under
+		// which the first commit creates it.
+		pending, err = d.fsys.db.RenamePendingImage(d.ns.name, from, dst.ns.name, to, noReplace)
+	} else {
+		err = d.fsys.db.RenameImage(d.ns.name, from, dst.ns.name, to, noReplace)
+	}
 	if err != nil {
-		if metadata.IsNotFound(err) && src != nil && src.isPending() {
-			return d.renamePending(src, dst, newName, to, noReplace, op)
-		}
 		return toErrno(op, err)
 	}
 	if replaced := dst.childImage(newName); replaced != nil && replaced != src {
 		replaced.detach()
 	}
-	if src != nil && src.currentRef() == from {
+	if pending || src != nil && src.currentRef() == from {
 		src.setRef(to)
 	}
-	return 0
-}
-
-// renamePending renames an image that is still being written (write,
-// rename, close): it is committed under its new name. What that name
-// held goes now, as a rename replaces its target; the caller holds
-// src.nameMu.
-func (d *imageDir) renamePending(src *imageFile, dst *imageDir, newName, to string, noReplace bool, op string) syscall.Errno {
-	if noReplace {
-		if _, err := d.fsys.db.LookupImagePath(dst.ns.name, to); err == nil {
-			return syscall.EEXIST
-		} else if !metadata.IsNotFound(err) {
-			return toErrno(op, err)
-		}
-	} else if err := d.fsys.db.DeleteImage(dst.ns.name, to); err != nil && !metadata.IsNotFound(err) {
-		return toErrno(op, err)
-	}
-	if replaced := dst.childImage(newName); replaced != nil && replaced != src {
-		replaced.detach()
-	}
-	src.setRef(to)
 	return 0
 }
 
