@@ -1,14 +1,17 @@
 // Package fs shows an nsfs store as a FUSE filesystem (go-fuse v2 nodes).
 //
-//	<mountpoint>/
-//	  ns/                          root.go, namespaces.go
-//	    <name>/                    namespaces.go (xattrs = namespace labels)
-//	      images/<ref path…>       images.go, image_file.go
-//	      blobs/sha256/<hex>       blobs.go
+//	<mountpoint>/                  root.go
+//	  ns/                          namespaces_dir.go
+//	    <name>/                    namespace_dir.go (xattrs = namespace labels)
+//	      images/<ref path…>       image_dir.go, image_node.go, image_handles.go
+//	      blobs/                   blobs_dir.go
+//	        sha256/<hex>           sha256_dir.go, blob_node.go, blob_handles.go
 //
-// The nodes translate system calls into metadata calls and errors into
-// errno (errno.go); every rule lives in package metadata. A shell session
-// shows what the code produces:
+// One file holds one node type, or the handles of one; each node's doc
+// comment shows the shell session it serves. Every operation passes one
+// gate first (enter, gate.go). The nodes translate system calls into
+// metadata calls and errors into errno (errno.go); every rule lives in
+// package metadata. A shell session shows what the code produces:
 //
 //	$ mkdir /mnt/ns/dev
 //	$ setfattr -n user.team -v infra /mnt/ns/dev
