@@ -48,15 +48,6 @@ var (
 	_ = (gofs.NodeRenamer)((*namespacesDir)(nil))
 )
 
-// lookupErrno maps the error of a lookup: a name that cannot exist (not a
-// valid namespace, ref or digest) is simply not there.
-func lookupErrno(op string, err error) syscall.Errno {
-	if metadata.IsInvalidArgument(err) {
-		return syscall.ENOENT
-	}
-	return toErrno(op, err)
-}
-
 func (d *namespacesDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	if errno := d.fsys.enter(nil, name); errno != 0 {
 		return nil, errno
