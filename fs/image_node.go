@@ -40,8 +40,8 @@ import (
 // final one from the start, and the node stays the image's across its
 // commits, renames and lookups.
 //
-// The node keeps its ref as a field, updated by Rename and cleared by
-// Unlink (go-fuse hands back the same node for the same inode number, so
+// The node keeps its ref as a field, updated by Rename, and its life
+// (imageLife), which Unlink ends (go-fuse hands back the same node for the same inode number, so
 // the name it was found under is not the truth). Every commit names the
 // image by ref and ID (metadata.ImageWrite), and metadata checks both in
 // its transaction: a commit of an image that was removed, renamed away or
@@ -102,7 +102,8 @@ const (
 	removedUnborn
 )
 
-// unborn says the image was never committed: its commit creates it.
+// unborn says the image was never committed: a commit of it (unless
+// removed) creates it.
 func (l imageLife) unborn() bool { return l == creating || l == abandoned || l == removedUnborn }
 
 // isRemoved says the image is gone from its name: it has no ref.
