@@ -78,6 +78,15 @@ func toErrno(op string, err error) syscall.Errno {
 	return errno
 }
 
+// lookupErrno maps the error of a lookup: a name that cannot exist (not a
+// valid namespace, ref or digest) is simply not there.
+func lookupErrno(op string, err error) syscall.Errno {
+	if metadata.IsInvalidArgument(err) {
+		return syscall.ENOENT
+	}
+	return toErrno(op, err)
+}
+
 func errnoOf(err error) syscall.Errno {
 	for _, k := range errnoKinds {
 		if errors.Is(err, k.kind) {

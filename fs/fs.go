@@ -1,14 +1,17 @@
 // Package fs shows an nsfs store as a FUSE filesystem (go-fuse v2 nodes).
 //
-//	<mountpoint>/
-//	  ns/                          root.go, namespaces.go
-//	    <name>/                    namespaces.go (xattrs = namespace labels)
-//	      images/<ref path…>       images.go, image_file.go
-//	      blobs/sha256/<hex>       blobs.go
+//	<mountpoint>/                  root.go
+//	  ns/                          namespaces_dir.go
+//	    <name>/                    namespace_dir.go (xattrs = namespace labels)
+//	      images/<ref path…>       image_dir.go, image_node.go, image_handles.go
+//	      blobs/                   blobs_dir.go
+//	        sha256/<hex>           sha256_dir.go, blob_node.go, blob_handles.go
 //
-// The nodes translate system calls into metadata calls and errors into
-// errno (errno.go); every rule lives in package metadata. A shell session
-// shows what the code produces:
+// One file holds one node type, or the handles of one; each node's doc
+// comment shows the shell session it serves. Every operation passes one
+// gate first (enter, gate.go). The nodes translate system calls into
+// metadata calls and errors into errno (errno.go); every rule lives in
+// package metadata. A shell session shows what the code produces:
 //
 //	$ mkdir /mnt/ns/dev
 //	$ setfattr -n user.team -v infra /mnt/ns/dev
@@ -41,9 +44,6 @@ import (
 	"github.com/nsfs/nsfs/metadata"
 )
 
-// maxNameLen is NAME_MAX: the kernel passes FUSE names up to 1024 bytes.
-const maxNameLen = 255
-
 // entryTimeout is how long the kernel keeps a name it looked up (1 s: a
 // cached stat then costs what it costs on tmpfs, as measured). The
 // mount has no default: each node that answers a name says it, with
@@ -72,33 +72,10 @@ type filesystem struct {
 	handles *handleLimiter // what each user's open handles may hold
 
 	// deleted maps a namespace name to the highest ID of a namespace of
-	// that name deleted while mounted (uint64): see nsGone. One entry per
+	// that name deleted while mounted (uint64): see enter. One entry per
 	// name, however often it is deleted and made again.
 	deleted   sync.Map
 	deletedMu sync.Mutex // serialises updates of one entry
-}
-
-// nsGone says whether namespace ns was deleted. Its nodes can outlive it
-// (a shell's working directory, an open descriptor), and they name the
-// namespace for metadata by its name, which a new namespace may take: so
-// they answer ENOENT, as a removed directory does, and never reach into
-// the new one. IDs only grow and a name names one namespace at a time, so
-// every namespace of that name with an ID up to the highest deleted one
-// is gone. (Writes do not rely on this: metadata checks the namespace's
-// ID in the transaction that commits them.)
-func (f *filesystem) nsGone(ns nsRef) bool {
-	last, ok := f.deleted.Load(ns.name)
-	return ok && ns.id <= last.(uint64)
-}
-
-// namespaceDeleted records that namespace ns (as DeleteNamespace returned
-// it) is gone.
-func (f *filesystem) namespaceDeleted(ns metadata.Namespace) {
-	f.deletedMu.Lock()
-	defer f.deletedMu.Unlock()
-	if last, ok := f.deleted.Load(ns.Name); !ok || last.(uint64) < ns.ID {
-		f.deleted.Store(ns.Name, ns.ID)
-	}
 }
 
 // nsRef names the namespace a node belongs to. A namespace cannot be
@@ -192,44 +169,34 @@ var (
 	_ = (gofs.NodeFsyncer)((*dirBase)(nil))
 )
 
-func refuseName(name string) syscall.Errno {
-	if len(name) > maxNameLen {
-		return syscall.ENAMETOOLONG
-	}
-	return syscall.EPERM
+func (d *dirBase) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, d.refuse(name)
 }
 
-func (*dirBase) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	return nil, refuseName(name)
+func (d *dirBase) Rmdir(ctx context.Context, name string) syscall.Errno { return d.refuse(name) }
+
+func (d *dirBase) Unlink(ctx context.Context, name string) syscall.Errno { return d.refuse(name) }
+
+func (d *dirBase) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	return d.refuse(name, newName)
 }
 
-func (*dirBase) Rmdir(ctx context.Context, name string) syscall.Errno { return refuseName(name) }
-
-func (*dirBase) Unlink(ctx context.Context, name string) syscall.Errno { return refuseName(name) }
-
-func (*dirBase) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
-	if len(name) > maxNameLen {
-		return syscall.ENAMETOOLONG
-	}
-	return refuseName(newName)
-}
-
-func (*dirBase) Link(ctx context.Context, target gofs.InodeEmbedder, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	return nil, refuseName(name)
+func (d *dirBase) Link(ctx context.Context, target gofs.InodeEmbedder, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, d.refuse(name)
 }
 
 // Symlink is refused everywhere: nothing in the store is a symlink.
-func (*dirBase) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	return nil, refuseName(name)
+func (d *dirBase) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, d.refuse(name)
 }
 
-func (*dirBase) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
-	return nil, nil, 0, refuseName(name)
+func (d *dirBase) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	return nil, nil, 0, d.refuse(name)
 }
 
 // Mknod is refused everywhere: images and blobs are made by writing them.
-func (*dirBase) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	return nil, refuseName(name)
+func (d *dirBase) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, d.refuse(name)
 }
 
 // Fsync of a directory succeeds: every change was durable when it returned.

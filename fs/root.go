@@ -26,17 +26,31 @@ type rootDir struct {
 
 var (
 	_ = (gofs.InodeEmbedder)((*rootDir)(nil))
-	_ = (gofs.NodeLookuper)((*rootDir)(nil))
-	_ = (gofs.NodeReaddirer)((*rootDir)(nil))
+	_ = (gofs.NodeStatfser)((*rootDir)(nil))
 	_ = (gofs.NodeGetattrer)((*rootDir)(nil))
 	_ = (gofs.NodeSetattrer)((*rootDir)(nil))
+	_ = (gofs.NodeGetxattrer)((*rootDir)(nil))
+	_ = (gofs.NodeSetxattrer)((*rootDir)(nil))
+	_ = (gofs.NodeRemovexattrer)((*rootDir)(nil))
+	_ = (gofs.NodeListxattrer)((*rootDir)(nil))
+	_ = (gofs.NodeFsyncer)((*rootDir)(nil))
+	_ = (gofs.NodeLookuper)((*rootDir)(nil))
+	_ = (gofs.NodeReaddirer)((*rootDir)(nil))
+	_ = (gofs.NodeMkdirer)((*rootDir)(nil))
+	_ = (gofs.NodeMknoder)((*rootDir)(nil))
+	_ = (gofs.NodeLinker)((*rootDir)(nil))
+	_ = (gofs.NodeSymlinker)((*rootDir)(nil))
+	_ = (gofs.NodeCreater)((*rootDir)(nil))
+	_ = (gofs.NodeUnlinker)((*rootDir)(nil))
+	_ = (gofs.NodeRmdirer)((*rootDir)(nil))
+	_ = (gofs.NodeRenamer)((*rootDir)(nil))
 )
 
 const namespacesName = "ns"
 
 func (r *rootDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if len(name) > maxNameLen {
-		return nil, syscall.ENAMETOOLONG
+	if errno := r.fsys.enter(nil, name); errno != 0 {
+		return nil, errno
 	}
 	if name != namespacesName {
 		return nil, syscall.ENOENT

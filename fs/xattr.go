@@ -79,14 +79,6 @@ func labelKey(op, attr string, notUser syscall.Errno) (string, syscall.Errno) {
 	return key, 0
 }
 
-func getLabel(labels map[string]string, key string, dest []byte) (uint32, syscall.Errno) {
-	value, ok := labels[key]
-	if !ok {
-		return 0, syscall.ENODATA
-	}
-	return getValue(value, dest)
-}
-
 // getValue answers getxattr with a label's value (ERANGE when dest is too
 // small, with the size needed).
 func getValue(value string, dest []byte) (uint32, syscall.Errno) {

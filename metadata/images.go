@@ -385,101 +385,24 @@ func (db *DB) putImage(tx *bolt.Tx, w ImageWrite, target ocispec.Descriptor, pm 
 	if err != nil {
 		return Image{}, errors.WithMessagef(err, "image %q", shorten(ref))
 	}
-	images, err := subBucket(nsb, bucketImages)
+	old, err := imageBeingWritten(tx, nsb, w)
 	if err != nil {
 		return Image{}, err
-	}
-	allData, err := subBucket(nsb, bucketImageData)
-	if err != nil {
-		return Image{}, err
-	}
-	var old *imageRecord
-	if v := images.Get([]byte(ref)); v != nil {
-		rec, err := decodeImageRecord(v)
-		if err != nil {
-			return Image{}, err
-		}
-		old = &rec
-	}
-	if w.ID != 0 {
-		switch {
-		case old != nil && old.id != w.ID:
-			return Image{}, errors.WithMessagef(ErrImageGone, "image %q in namespace %q is another image now: the one written was renamed, removed or replaced meanwhile", shorten(ref), ns)
-		case old == nil && !w.Create:
-			return Image{}, errors.WithMessagef(ErrImageGone, "image %q in namespace %q was renamed or removed meanwhile", shorten(ref), ns)
-		case old == nil && allData.Bucket(encodeUint64(w.ID)) != nil:
-			return Image{}, errors.WithMessagef(ErrImageGone, "image %q in namespace %q: the image being created was renamed meanwhile", shorten(ref), ns)
-		case old == nil && w.ID > root(tx).Sequence():
-			return Image{}, errors.WithMessagef(ErrInvalidArgument, "image %q in namespace %q: ID %d was not reserved", shorten(ref), ns, w.ID)
-		}
 	}
 	if err := checkRefPlacement(nsb, ns, ref); err != nil {
 		return Image{}, err
 	}
-
-	claims := map[digest.Digest]int64{target.Digest: target.Size}
-	for _, r := range pm.refs {
-		size, ok := db.visible(tx, ns, r.digest)
-		if !ok {
-			if pm.isIndex || r.foreign {
-				continue // an absent child (platform not pulled), a foreign layer
-			}
-			return Image{}, errors.WithMessagef(ErrNotFound, "image %q: blob %s (%s) not found in namespace %q", shorten(ref), r.digest, r.role, ns)
-		}
-		if size != r.size {
-			return Image{}, errors.WithMessagef(ErrInvalidArgument, "image %q: blob %s (%s) is %d bytes, but the %s says %d (lying size)", shorten(ref), r.digest, r.role, size, kindOf(pm), r.size)
-		}
-		claims[r.digest] = size
-		if pm.isIndex {
-			db.claimBelow(tx, ns, r, children, claims, 1)
-		}
-	}
-
-	t := now()
-	rec := imageRecord{createdAt: t, updatedAt: t, target: target}
-	var oldClaims []digest.Digest
-	var data *bolt.Bucket
-	if old != nil {
-		// Replace: the image keeps its ID, creation time and labels.
-		rec.id, rec.createdAt = old.id, old.createdAt
-		if data, err = subBucket(allData, encodeUint64(old.id)); err != nil {
-			return Image{}, err
-		}
-		oldClaims = claimSet(data)
-		if err := data.DeleteBucket(bucketBlobs); err != nil {
-			return Image{}, err
-		}
-	} else {
-		if rec.id = w.ID; rec.id == 0 {
-			if rec.id, err = nextID(tx); err != nil {
-				return Image{}, err
-			}
-		}
-		if data, err = allData.CreateBucket(encodeUint64(rec.id)); err != nil {
-			return Image{}, err
-		}
-		kept := nonEmptyLabels(w.Labels)
-		if err := checkLabelsFit(Object{Namespace: ns, Image: ref}, LabelsSize(kept)); err != nil {
-			return Image{}, err
-		}
-		if err := writeLabels(data, kept); err != nil {
-			return Image{}, err
-		}
-	}
-	if err := images.Put([]byte(ref), rec.encode()); err != nil {
-		return Image{}, err
-	}
-	cb, err := data.CreateBucket(bucketBlobs)
+	claims, err := db.manifestClaims(tx, ns, ref, target, pm, children)
 	if err != nil {
 		return Image{}, err
 	}
-	for d, size := range claims {
-		if err := cb.Put([]byte(d), member); err != nil {
-			return Image{}, err
-		}
-		if err := claim(tx, nsb, ns, d, size, t); err != nil {
-			return Image{}, err
-		}
+	t := now()
+	rec, data, oldClaims, err := putImageRecord(tx, nsb, w, old, target, t)
+	if err != nil {
+		return Image{}, err
+	}
+	if err := putClaims(tx, nsb, ns, data, claims, t); err != nil {
+		return Image{}, err
 	}
 	// Released after the new claims are counted, so a blob both targets
 	// share is never dropped (and its labels kept).
@@ -489,6 +412,126 @@ func (db *DB) putImage(tx *bolt.Tx, w ImageWrite, target ocispec.Descriptor, pm 
 		}
 	}
 	return toImage(nsb, ns, ref, rec, true), nil
+}
+
+// imageBeingWritten is the record w.Ref has now (nil: none), once it is
+// checked to be the image w names (ImageWrite.ID): ErrImageGone when that
+// image was renamed, removed or replaced meanwhile.
+func imageBeingWritten(tx *bolt.Tx, nsb *bolt.Bucket, w ImageWrite) (*imageRecord, error) {
+	ns, ref := w.Namespace, w.Ref
+	images, err := subBucket(nsb, bucketImages)
+	if err != nil {
+		return nil, err
+	}
+	allData, err := subBucket(nsb, bucketImageData)
+	if err != nil {
+		return nil, err
+	}
+	var old *imageRecord
+	if v := images.Get([]byte(ref)); v != nil {
+		rec, err := decodeImageRecord(v)
+		if err != nil {
+			return nil, err
+		}
+		old = &rec
+	}
+	if w.ID == 0 {
+		return old, nil
+	}
+	switch {
+	case old != nil && old.id != w.ID:
+		return nil, errors.WithMessagef(ErrImageGone, "image %q in namespace %q is another image now: the one written was renamed, removed or replaced meanwhile", shorten(ref), ns)
+	case old == nil && !w.Create:
+		return nil, errors.WithMessagef(ErrImageGone, "image %q in namespace %q was renamed or removed meanwhile", shorten(ref), ns)
+	case old == nil && allData.Bucket(encodeUint64(w.ID)) != nil:
+		return nil, errors.WithMessagef(ErrImageGone, "image %q in namespace %q: the image being created was renamed meanwhile", shorten(ref), ns)
+	case old == nil && w.ID > root(tx).Sequence():
+		return nil, errors.WithMessagef(ErrInvalidArgument, "image %q in namespace %q: ID %d was not reserved", shorten(ref), ns, w.ID)
+	}
+	return old, nil
+}
+
+// manifestClaims is what image ref with target claims in ns, with sizes:
+// the manifest and every visible blob it references (ErrNotFound for a
+// manifest's blob ns cannot see; an absent index child or foreign layer
+// is skipped), recursively through an index's present children. Sizes
+// named must be the blobs' (ErrInvalidArgument).
+func (db *DB) manifestClaims(tx *bolt.Tx, ns, ref string, target ocispec.Descriptor, pm parsedManifest, children map[digest.Digest]parsedManifest) (map[digest.Digest]int64, error) {
+	claims := map[digest.Digest]int64{target.Digest: target.Size}
+	for _, r := range pm.refs {
+		size, ok := db.visible(tx, ns, r.digest)
+		if !ok {
+			if pm.isIndex || r.foreign {
+				continue // an absent child (platform not pulled), a foreign layer
+			}
+			return nil, errors.WithMessagef(ErrNotFound, "image %q: blob %s (%s) not found in namespace %q", shorten(ref), r.digest, r.role, ns)
+		}
+		if size != r.size {
+			return nil, errors.WithMessagef(ErrInvalidArgument, "image %q: blob %s (%s) is %d bytes, but the %s says %d (lying size)", shorten(ref), r.digest, r.role, size, kindOf(pm), r.size)
+		}
+		claims[r.digest] = size
+		if pm.isIndex {
+			db.claimBelow(tx, ns, r, children, claims, 1)
+		}
+	}
+	return claims, nil
+}
+
+// putImageRecord writes the record of image w.Ref with target: a replace
+// (old not nil) keeps the image's ID, creation time and labels, and
+// returns the claims it had; a new image gets w.ID or a new one, and
+// w.Labels. data is the image's data bucket, without claims.
+func putImageRecord(tx *bolt.Tx, nsb *bolt.Bucket, w ImageWrite, old *imageRecord, target ocispec.Descriptor, t time.Time) (rec imageRecord, data *bolt.Bucket, oldClaims []digest.Digest, err error) {
+	allData := nsb.Bucket(bucketImageData)
+	rec = imageRecord{createdAt: t, updatedAt: t, target: target}
+	if old != nil {
+		rec.id, rec.createdAt = old.id, old.createdAt
+		if data, err = subBucket(allData, encodeUint64(old.id)); err != nil {
+			return rec, nil, nil, err
+		}
+		oldClaims = claimSet(data)
+		if err := data.DeleteBucket(bucketBlobs); err != nil {
+			return rec, nil, nil, err
+		}
+	} else {
+		if rec.id = w.ID; rec.id == 0 {
+			if rec.id, err = nextID(tx); err != nil {
+				return rec, nil, nil, err
+			}
+		}
+		if data, err = allData.CreateBucket(encodeUint64(rec.id)); err != nil {
+			return rec, nil, nil, err
+		}
+		kept := nonEmptyLabels(w.Labels)
+		if err := checkLabelsFit(Object{Namespace: w.Namespace, Image: w.Ref}, LabelsSize(kept)); err != nil {
+			return rec, nil, nil, err
+		}
+		if err := writeLabels(data, kept); err != nil {
+			return rec, nil, nil, err
+		}
+	}
+	if err := nsb.Bucket(bucketImages).Put([]byte(w.Ref), rec.encode()); err != nil {
+		return rec, nil, nil, err
+	}
+	return rec, data, oldClaims, nil
+}
+
+// putClaims records claims as the image's (in data) and as the
+// namespace's holds.
+func putClaims(tx *bolt.Tx, nsb *bolt.Bucket, ns string, data *bolt.Bucket, claims map[digest.Digest]int64, t time.Time) error {
+	cb, err := data.CreateBucket(bucketBlobs)
+	if err != nil {
+		return err
+	}
+	for d, size := range claims {
+		if err := cb.Put([]byte(d), member); err != nil {
+			return err
+		}
+		if err := claim(tx, nsb, ns, d, size, t); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func kindOf(pm parsedManifest) string {
@@ -675,14 +718,19 @@ func (db *DB) DeleteImage(ns, ref string) error {
 		if err != nil {
 			return err
 		}
-		if !isImage(nsb, ref) && isDir(nsb, ref) {
-			return errors.WithMessagef(ErrIsDirectory, "image ref %q is a directory in namespace %q", shorten(ref), ns)
-		}
-		if err := releaseImage(tx, nsb, ns, ref, rel); err != nil {
-			return err
-		}
-		return keepParentDir(nsb, ref)
+		return deleteImage(tx, nsb, ns, ref, rel)
 	})
+}
+
+// deleteImage is DeleteImage's transaction.
+func deleteImage(tx *bolt.Tx, nsb *bolt.Bucket, ns, ref string, rel *releases) error {
+	if !isImage(nsb, ref) && isDir(nsb, ref) {
+		return errors.WithMessagef(ErrIsDirectory, "image ref %q is a directory in namespace %q", shorten(ref), ns)
+	}
+	if err := releaseImage(tx, nsb, ns, ref, rel); err != nil {
+		return err
+	}
+	return keepParentDir(nsb, ref)
 }
 
 // checkSameNamespace refuses to rename or link an image into another
@@ -707,16 +755,25 @@ func checkSameNamespace(op, fromNS, from, toNS string) error {
 // The image also keeps its labels, creation and update times (a rename
 // changes neither the manifest nor its labels). from == to is a no-op.
 func (db *DB) RenameImage(fromNS, from, toNS, to string, noReplace bool) error {
+	_, err := db.renameImage(fromNS, from, toNS, to, noReplace, nil)
+	return err
+}
+
+// renameImage is RenameImage; when from names nothing, absent (if not nil)
+// decides in the same transaction instead of ErrNotFound, and wasAbsent
+// says so.
+func (db *DB) renameImage(fromNS, from, toNS, to string, noReplace bool, absent func(tx *bolt.Tx, nsb *bolt.Bucket, rel *releases) error) (wasAbsent bool, err error) {
 	if err := checkSameNamespace("rename", fromNS, from, toNS); err != nil {
-		return err
+		return false, err
 	}
 	ns := fromNS
 	for _, ref := range []string{from, to} {
 		if err := ValidateRef(ref); err != nil {
-			return err
+			return false, err
 		}
 	}
-	return db.updateReleasing(ns, func(tx *bolt.Tx, rel *releases) error {
+	err = db.updateReleasing(ns, func(tx *bolt.Tx, rel *releases) error {
+		wasAbsent = false
 		nsb, err := namespaceBucket(tx, ns)
 		if err != nil {
 			return err
@@ -725,6 +782,10 @@ func (db *DB) RenameImage(fromNS, from, toNS, to string, noReplace bool) error {
 			return errors.WithMessagef(ErrCrossNamespace, "rename images/%s in namespace %q: it is a directory, and only images can be renamed (copy it instead)", shorten(from), ns)
 		}
 		rec, err := getImageRecord(nsb, ns, from)
+		if IsNotFound(err) && absent != nil {
+			wasAbsent = true
+			return absent(tx, nsb, rel)
+		}
 		if err != nil {
 			return err
 		}
@@ -752,6 +813,7 @@ func (db *DB) RenameImage(fromNS, from, toNS, to string, noReplace bool) error {
 		}
 		return keepParentDir(nsb, from)
 	})
+	return wasAbsent, err
 }
 
 // LinkImage creates image to of toNS with the target and labels of image

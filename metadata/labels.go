@@ -142,7 +142,7 @@ func (db *DB) Label(o Object, key string) (string, error) {
 			}
 		}
 		if v == nil {
-			return errors.WithMessagef(ErrNoLabel, "%s has no label %q", o, key)
+			return noLabel(o, key)
 		}
 		value = string(v)
 		return nil
@@ -173,22 +173,8 @@ func (db *DB) SetLabel(o Object, key, value string, check func(exists bool) erro
 		wasShareable := o.isNamespace() && isShareable(owner)
 		old := lb.Get([]byte(key))
 		exists := old != nil
-		if check != nil {
-			if err := check(exists); err != nil {
-				return err
-			}
-		}
-		if value != "" {
-			before := bucketLabelsSize(lb)
-			after := before + LabelSize(key, value)
-			if exists {
-				after -= LabelSize(key, string(old))
-			}
-			if after > before {
-				if err := checkLabelsFit(o, after); err != nil {
-					return err
-				}
-			}
+		if err := checkLabelChange(o, key, value, string(old), exists, func() int { return bucketLabelsSize(lb) }, check); err != nil {
+			return err
 		}
 		if value == "" {
 			if !exists {
@@ -210,6 +196,36 @@ func (db *DB) SetLabel(o Object, key, value string, check func(exists bool) erro
 	})
 }
 
+// checkLabelChange applies SetLabel's rules, once ValidateLabel passed,
+// to setting key=value on o, whose label key has the value old now when
+// exists: check (if not nil) with whether it exists, then the limit on all
+// of o's labels (size: what they take now), taken only when the change
+// grows them.
+func checkLabelChange(o Object, key, value, old string, exists bool, size func() int, check func(exists bool) error) error {
+	if check != nil {
+		if err := check(exists); err != nil {
+			return err
+		}
+	}
+	if value == "" {
+		return nil
+	}
+	before := size()
+	after := before + LabelSize(key, value)
+	if exists {
+		after -= LabelSize(key, old)
+	}
+	if after > before {
+		return checkLabelsFit(o, after)
+	}
+	return nil
+}
+
+// noLabel is the error of a label o does not have.
+func noLabel(o Object, key string) error {
+	return errors.WithMessagef(ErrNoLabel, "%s has no label %q", o, key)
+}
+
 // RemoveLabel removes key from o (ErrNoLabel when absent).
 func (db *DB) RemoveLabel(o Object, key string) error {
 	return db.batch(func(tx *bolt.Tx) error {
@@ -222,7 +238,7 @@ func (db *DB) RemoveLabel(o Object, key string) error {
 			lb = owner.Bucket(bucketLabels)
 		}
 		if lb == nil || lb.Get([]byte(key)) == nil {
-			return errors.WithMessagef(ErrNoLabel, "%s has no label %q", o, key)
+			return noLabel(o, key)
 		}
 		wasShareable := o.isNamespace() && isShareable(owner)
 		if err := lb.Delete([]byte(key)); err != nil {

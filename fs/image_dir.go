@@ -36,16 +36,24 @@ type imageDir struct {
 
 var (
 	_ = (gofs.InodeEmbedder)((*imageDir)(nil))
-	_ = (gofs.NodeLookuper)((*imageDir)(nil))
-	_ = (gofs.NodeReaddirer)((*imageDir)(nil))
+	_ = (gofs.NodeStatfser)((*imageDir)(nil))
 	_ = (gofs.NodeGetattrer)((*imageDir)(nil))
 	_ = (gofs.NodeSetattrer)((*imageDir)(nil))
+	_ = (gofs.NodeGetxattrer)((*imageDir)(nil))
+	_ = (gofs.NodeSetxattrer)((*imageDir)(nil))
+	_ = (gofs.NodeRemovexattrer)((*imageDir)(nil))
+	_ = (gofs.NodeListxattrer)((*imageDir)(nil))
+	_ = (gofs.NodeFsyncer)((*imageDir)(nil))
+	_ = (gofs.NodeLookuper)((*imageDir)(nil))
+	_ = (gofs.NodeReaddirer)((*imageDir)(nil))
 	_ = (gofs.NodeMkdirer)((*imageDir)(nil))
-	_ = (gofs.NodeRmdirer)((*imageDir)(nil))
-	_ = (gofs.NodeUnlinker)((*imageDir)(nil))
-	_ = (gofs.NodeRenamer)((*imageDir)(nil))
+	_ = (gofs.NodeMknoder)((*imageDir)(nil))
 	_ = (gofs.NodeLinker)((*imageDir)(nil))
+	_ = (gofs.NodeSymlinker)((*imageDir)(nil))
 	_ = (gofs.NodeCreater)((*imageDir)(nil))
+	_ = (gofs.NodeUnlinker)((*imageDir)(nil))
+	_ = (gofs.NodeRmdirer)((*imageDir)(nil))
+	_ = (gofs.NodeRenamer)((*imageDir)(nil))
 )
 
 func newImageDir(fsys *filesystem, ns nsRef, path string) *imageDir {
@@ -91,11 +99,8 @@ func (d *imageDir) imageNode(ctx context.Context, name string, img *metadata.Ima
 }
 
 func (d *imageDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if d.fsys.nsGone(d.ns) {
-		return nil, syscall.ENOENT
-	}
-	if len(name) > maxNameLen {
-		return nil, syscall.ENAMETOOLONG
+	if errno := d.fsys.enter(&d.ns, name); errno != 0 {
+		return nil, errno
 	}
 	path := joinPath(d.path, name)
 	e, err := d.fsys.db.LookupImagePath(d.ns.name, path)
@@ -115,8 +120,8 @@ func (d *imageDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 
 // Readdir lists from one snapshot, without a store call per entry.
 func (d *imageDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	if d.fsys.nsGone(d.ns) {
-		return nil, syscall.ENOENT
+	if errno := d.fsys.enter(&d.ns); errno != 0 {
+		return nil, errno
 	}
 	list, err := d.fsys.db.ReadImageDir(d.ns.name, d.path)
 	if err != nil {
@@ -135,8 +140,8 @@ func (d *imageDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) 
 }
 
 func (d *imageDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	if d.fsys.nsGone(d.ns) {
-		return syscall.ENOENT
+	if errno := d.fsys.enter(&d.ns); errno != 0 {
+		return errno
 	}
 	// An implicit directory goes when its last image does.
 	if d.path != "" {
@@ -153,11 +158,8 @@ func (d *imageDir) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetA
 }
 
 func (d *imageDir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if d.fsys.nsGone(d.ns) {
-		return nil, syscall.ENOENT
-	}
-	if len(name) > maxNameLen {
-		return nil, syscall.ENAMETOOLONG
+	if errno := d.fsys.enter(&d.ns, name); errno != 0 {
+		return nil, errno
 	}
 	path := joinPath(d.path, name)
 	if err := d.fsys.db.MakeImageDir(d.ns.name, path); err != nil {
@@ -167,11 +169,8 @@ func (d *imageDir) Mkdir(ctx context.Context, name string, mode uint32, out *fus
 }
 
 func (d *imageDir) Rmdir(ctx context.Context, name string) syscall.Errno {
-	if d.fsys.nsGone(d.ns) {
-		return syscall.ENOENT
-	}
-	if len(name) > maxNameLen {
-		return syscall.ENAMETOOLONG
+	if errno := d.fsys.enter(&d.ns, name); errno != 0 {
+		return errno
 	}
 	path := joinPath(d.path, name)
 	if err := d.fsys.db.RemoveImageDir(d.ns.name, path); err != nil {
@@ -193,11 +192,8 @@ func (d *imageDir) childImage(name string) *imageFile {
 // Unlink deletes an image; metadata then releases the blobs only it held.
 // Unlinking an image still being created discards it.
 func (d *imageDir) Unlink(ctx context.Context, name string) syscall.Errno {
-	if d.fsys.nsGone(d.ns) {
-		return syscall.ENOENT
-	}
-	if len(name) > maxNameLen {
-		return syscall.ENAMETOOLONG
+	if errno := d.fsys.enter(&d.ns, name); errno != 0 {
+		return errno
 	}
 	path := joinPath(d.path, name)
 	child := d.childImage(name)
@@ -220,11 +216,8 @@ func (d *imageDir) Unlink(ctx context.Context, name string) syscall.Errno {
 // RENAME_NOREPLACE is checked in the transaction that renames;
 // RENAME_EXCHANGE is EINVAL.
 func (d *imageDir) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
-	if d.fsys.nsGone(d.ns) {
-		return syscall.ENOENT
-	}
-	if len(name) > maxNameLen || len(newName) > maxNameLen {
-		return syscall.ENAMETOOLONG
+	if errno := d.fsys.enter(&d.ns, name, newName); errno != 0 {
+		return errno
 	}
 	if flags&^unix.RENAME_NOREPLACE != 0 {
 		return syscall.EINVAL
@@ -233,8 +226,8 @@ func (d *imageDir) Rename(ctx context.Context, name string, newParent gofs.Inode
 	if !ok {
 		return syscall.EPERM
 	}
-	if d.fsys.nsGone(dst.ns) {
-		return syscall.ENOENT
+	if errno := d.fsys.enter(&dst.ns); errno != 0 {
+		return errno
 	}
 	noReplace := flags&unix.RENAME_NOREPLACE != 0
 	from, to := joinPath(d.path, name), joinPath(dst.path, newName)
@@ -246,58 +239,40 @@ func (d *imageDir) Rename(ctx context.Context, name string, newParent gofs.Inode
 		src.nameMu.Lock()
 		defer src.nameMu.Unlock()
 	}
-	err := d.fsys.db.RenameImage(d.ns.name, from, dst.ns.name, to, noReplace)
+	var pending bool
+	var err error
+	if src != nil && src.isPending() {
+		// Metadata finds out, in the transaction that renames, whether the
+		// store has the image yet; if not, it frees the new name, under
+		// which the first commit creates it.
+		pending, err = d.fsys.db.RenamePendingImage(d.ns.name, from, dst.ns.name, to, noReplace)
+	} else {
+		err = d.fsys.db.RenameImage(d.ns.name, from, dst.ns.name, to, noReplace)
+	}
 	if err != nil {
-		if metadata.IsNotFound(err) && src != nil && src.isPending() {
-			return d.renamePending(src, dst, newName, to, noReplace, op)
-		}
 		return toErrno(op, err)
 	}
 	if replaced := dst.childImage(newName); replaced != nil && replaced != src {
 		replaced.detach()
 	}
-	if src != nil && src.currentRef() == from {
+	if pending || src != nil && src.currentRef() == from {
 		src.setRef(to)
 	}
-	return 0
-}
-
-// renamePending renames an image that is still being written (write,
-// rename, close): it is committed under its new name. What that name
-// held goes now, as a rename replaces its target; the caller holds
-// src.nameMu.
-func (d *imageDir) renamePending(src *imageFile, dst *imageDir, newName, to string, noReplace bool, op string) syscall.Errno {
-	if noReplace {
-		if _, err := d.fsys.db.LookupImagePath(dst.ns.name, to); err == nil {
-			return syscall.EEXIST
-		} else if !metadata.IsNotFound(err) {
-			return toErrno(op, err)
-		}
-	} else if err := d.fsys.db.DeleteImage(dst.ns.name, to); err != nil && !metadata.IsNotFound(err) {
-		return toErrno(op, err)
-	}
-	if replaced := dst.childImage(newName); replaced != nil && replaced != src {
-		replaced.detach()
-	}
-	src.setRef(to)
 	return 0
 }
 
 // Link gives the image a second ref with the same target and labels
 // (`ctr images tag`), as a new image with its own inode.
 func (d *imageDir) Link(ctx context.Context, target gofs.InodeEmbedder, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if d.fsys.nsGone(d.ns) {
-		return nil, syscall.ENOENT
-	}
-	if len(name) > maxNameLen {
-		return nil, syscall.ENAMETOOLONG
+	if errno := d.fsys.enter(&d.ns, name); errno != 0 {
+		return nil, errno
 	}
 	src, ok := target.(*imageFile)
 	if !ok {
 		return nil, syscall.EPERM
 	}
-	if d.fsys.nsGone(src.ns) {
-		return nil, syscall.ENOENT
+	if errno := d.fsys.enter(&src.ns); errno != 0 {
+		return nil, errno
 	}
 	from, to := src.currentRef(), joinPath(d.path, name)
 	if from == "" {
@@ -315,11 +290,8 @@ func (d *imageDir) Link(ctx context.Context, target gofs.InodeEmbedder, name str
 // Create opens an image for writing: an existing one (unless O_EXCL), or a
 // new one, which exists only for its writer until the first commit.
 func (d *imageDir) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
-	if d.fsys.nsGone(d.ns) {
-		return nil, nil, 0, syscall.ENOENT
-	}
-	if len(name) > maxNameLen {
-		return nil, nil, 0, syscall.ENAMETOOLONG
+	if errno := d.fsys.enter(&d.ns, name); errno != 0 {
+		return nil, nil, 0, errno
 	}
 	path := joinPath(d.path, name)
 	e, err := d.fsys.db.LookupImagePath(d.ns.name, path)

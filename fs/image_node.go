@@ -3,7 +3,6 @@ package fs
 import (
 	"context"
 	"io"
-	"maps"
 	"sync"
 	"syscall"
 	"time"
@@ -11,14 +10,13 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/nsfs/nsfs/metadata"
-	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/pkg/errors"
 )
 
 // imageFile is an image: its bytes are the manifest or index its target
 // names, so sha256sum prints the image digest; its labels are user.*
-// xattrs.
+// xattrs. Its handles are in image_handles.go.
 //
 //	$ cp manifest.json images/redis          # create, write, close = PutImage
 //	$ sha256sum images/redis
@@ -42,8 +40,8 @@ import (
 // final one from the start, and the node stays the image's across its
 // commits, renames and lookups.
 //
-// The node keeps its ref as a field, updated by Rename and cleared by
-// Unlink (go-fuse hands back the same node for the same inode number, so
+// The node keeps its ref as a field, updated by Rename, and its life
+// (imageLife), which Unlink ends (go-fuse hands back the same node for the same inode number, so
 // the name it was found under is not the truth). Every commit names the
 // image by ref and ID (metadata.ImageWrite), and metadata checks both in
 // its transaction: a commit of an image that was removed, renamed away or
@@ -64,41 +62,87 @@ type imageFile struct {
 	nameMu sync.Mutex
 
 	mu      sync.Mutex
-	ref     string            // "" once unlinked or replaced
-	lastRef string            // ref before it was cleared: what a later commit names
-	pending bool              // created, not committed yet
-	gone    bool              // pending, and its creation failed or was abandoned
-	created time.Time         // when pending
-	labels  map[string]string // labels set while pending, applied at commit
+	life    imageLife
+	ref     string                 // the image's ref; once removed, its last one (what a later commit names)
+	created time.Time              // when its creation began
+	labels  metadata.PendingLabels // labels set while being created, stored by the first commit
 	writers map[*imageWriter]bool
 	latest  *imageWriter // the writer that wrote last: Getattr shows its size
 }
 
+// imageLife is where an image node is in its life; only the methods of
+// imageFile change it, under its mu.
+//
+//	         create            first commit
+//	(none) ─────────▶ creating ────────────▶ stored ──────────▶ removed
+//	                  │   ▲                       unlink, or
+//	  failed commit,  │   │ open for writing      replaced by a rename
+//	  last release    ▼   │
+//	                abandoned  (creating, abandoned) ──────────▶ removedUnborn
+//	                                             unlink, or replaced
+type imageLife uint8
+
+const (
+	// stored: the store has the image under ref.
+	stored imageLife = iota
+	// creating: created by a writer and not committed yet, it exists for
+	// its writers only (stat, setfattr, more writers, not a reader), and
+	// its labels are kept in the node until the first commit stores them.
+	creating
+	// abandoned: its creation failed, or its last writer left without a
+	// commit; the kernel is told to forget it, and an open for writing of
+	// the name it may still hold begins the creation again. A later close
+	// of a writer whose commit failed can still create it.
+	abandoned
+	// removed: unlinked or replaced after a commit; what its handles
+	// still write goes nowhere (metadata refuses the commit, by ID).
+	removed
+	// removedUnborn: unlinked or replaced before its first commit; it
+	// never was in the store, and no commit puts it there.
+	removedUnborn
+)
+
+// unborn says the image was never committed: a commit of it (unless
+// removed) creates it.
+func (l imageLife) unborn() bool { return l == creating || l == abandoned || l == removedUnborn }
+
+// isRemoved says the image is gone from its name: it has no ref.
+func (l imageLife) isRemoved() bool { return l == removed || l == removedUnborn }
+
 var (
 	_ = (gofs.InodeEmbedder)((*imageFile)(nil))
+	_ = (gofs.NodeStatfser)((*imageFile)(nil))
 	_ = (gofs.NodeGetattrer)((*imageFile)(nil))
 	_ = (gofs.NodeSetattrer)((*imageFile)(nil))
-	_ = (gofs.NodeOpener)((*imageFile)(nil))
 	_ = (gofs.NodeGetxattrer)((*imageFile)(nil))
 	_ = (gofs.NodeSetxattrer)((*imageFile)(nil))
 	_ = (gofs.NodeRemovexattrer)((*imageFile)(nil))
 	_ = (gofs.NodeListxattrer)((*imageFile)(nil))
+	_ = (gofs.NodeOpener)((*imageFile)(nil))
 )
 
 func newImageFile(fsys *filesystem, ns nsRef, ref string, id uint64, pending bool) *imageFile {
 	// writers is made by the first open for writing: most nodes are only
 	// ever looked up, and 100,000 of them should not carry empty maps.
-	f := &imageFile{nodeBase: nodeBase{fsys}, ns: ns, id: id, ref: ref, pending: pending}
+	f := &imageFile{nodeBase: nodeBase{fsys}, ns: ns, id: id, ref: ref}
 	if pending {
-		f.created = time.Now()
+		f.life, f.created = creating, time.Now()
 	}
 	f.labelXattrs = labelXattrs{db: fsys.db, subject: f}
 	return f
 }
 
+// currentRef is the image's ref, "" once it is removed.
 func (f *imageFile) currentRef() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	return f.currentRefLocked()
+}
+
+func (f *imageFile) currentRefLocked() string {
+	if f.life.isRemoved() {
+		return ""
+	}
 	return f.ref
 }
 
@@ -113,17 +157,20 @@ func (f *imageFile) setRef(ref string) {
 func (f *imageFile) detach() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.ref != "" {
-		f.lastRef = f.ref
+	switch f.life {
+	case stored:
+		f.life = removed
+	case creating, abandoned:
+		f.life = removedUnborn
 	}
-	f.ref = ""
-	f.labels = nil
+	f.labels = metadata.PendingLabels{}
 }
 
+// isPending says the image is being created.
 func (f *imageFile) isPending() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.pending && !f.gone && f.ref != ""
+	return f.life == creating
 }
 
 // pendingNode answers a lookup of an image still being created.
@@ -142,8 +189,8 @@ func (f *imageFile) display() string {
 }
 
 func (f *imageFile) labelObject() (metadata.Object, string, syscall.Errno) {
-	if f.fsys.nsGone(f.ns) {
-		return metadata.Object{}, "", syscall.ENOENT
+	if errno := f.fsys.enter(&f.ns); errno != 0 {
+		return metadata.Object{}, "", errno
 	}
 	ref := f.currentRef()
 	if ref == "" {
@@ -152,11 +199,10 @@ func (f *imageFile) labelObject() (metadata.Object, string, syscall.Errno) {
 	return metadata.Object{Namespace: f.ns.name, Image: ref}, imagePath(f.ns, ref), 0
 }
 
-// state is what Getattr and Open need to know, read under one lock.
+// imageState is what Getattr and Open need to know, read under one lock.
 type imageState struct {
-	ref     string
-	pending bool
-	gone    bool
+	ref     string // "" once removed
+	life    imageLife
 	created time.Time
 	latest  *imageWriter
 }
@@ -164,29 +210,29 @@ type imageState struct {
 func (f *imageFile) state() imageState {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return imageState{f.ref, f.pending, f.gone, f.created, f.latest}
+	return imageState{f.currentRefLocked(), f.life, f.created, f.latest}
 }
 
 // Getattr shows the buffered bytes while a handle holds uncommitted ones
 // (a new image, or one being rewritten), else the image's target.
 func (f *imageFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	if f.fsys.nsGone(f.ns) {
-		return syscall.ENOENT
+	if errno := f.fsys.enter(&f.ns); errno != 0 {
+		return errno
 	}
 	s := f.state()
-	if s.gone || s.ref == "" {
+	if s.life != stored && s.life != creating {
 		return syscall.ENOENT
 	}
 	w, _ := fh.(*imageWriter)
 	if w == nil || !w.isDirty() {
 		w = s.latest
 	}
-	if w != nil && (s.pending || w.isDirty()) {
+	if w != nil && (s.life == creating || w.isDirty()) {
 		size, mtime := w.sizeAndTime()
 		f.fsys.fillFile(&out.Attr, imagePerm, size, mtime, mtime)
 		return 0
 	}
-	if s.pending {
+	if s.life == creating {
 		f.fsys.fillFile(&out.Attr, imagePerm, 0, s.created, s.created)
 		return 0
 	}
@@ -202,8 +248,8 @@ func (f *imageFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.A
 // rewrite of the image); times, mode and owner are accepted and not stored
 // (see the comment above nodeBase).
 func (f *imageFile) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	if f.fsys.nsGone(f.ns) {
-		return syscall.ENOENT
+	if errno := f.fsys.enter(&f.ns); errno != 0 {
+		return errno
 	}
 	if size, ok := in.GetSize(); ok {
 		w, _ := fh.(*imageWriter)
@@ -239,7 +285,7 @@ func (f *imageFile) anyWriter() *imageWriter {
 // bytes become the image, if they still are a manifest.
 func (f *imageFile) truncateCommitted(size int64) syscall.Errno {
 	s := f.state()
-	if s.gone || s.pending || s.ref == "" {
+	if s.life != stored {
 		return syscall.ENOENT
 	}
 	data, errno := f.committedBytes(s.ref, nil)
@@ -312,8 +358,8 @@ func (f *imageFile) committedBytes(ref string, slot *handleSlot) ([]byte, syscal
 // changes at will (O_TRUNC makes it 0), and the reader would get an empty
 // or truncated manifest. Direct, a reader gets all of what it opened.
 func (f *imageFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	if f.fsys.nsGone(f.ns) {
-		return nil, 0, syscall.ENOENT
+	if errno := f.fsys.enter(&f.ns); errno != 0 {
+		return nil, 0, errno
 	}
 	if flags&syscall.O_ACCMODE == syscall.O_RDONLY {
 		target, errno := f.committedTarget()
@@ -323,13 +369,13 @@ func (f *imageFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, ui
 		return &imageReader{file: f, digest: target.Digest, size: target.Size}, fuse.FOPEN_DIRECT_IO, 0
 	}
 	f.mu.Lock()
-	recreated := f.gone
+	recreated := f.life == abandoned
 	if recreated {
 		// The kernel may still hold the name of a creation that failed:
 		// opening it for writing begins the creation again.
-		f.gone, f.created = false, time.Now()
+		f.life, f.created = creating, time.Now()
 	}
-	ref, pending, latest := f.ref, f.pending, f.latest
+	ref, pending, latest := f.currentRefLocked(), f.life == creating, f.latest
 	f.mu.Unlock()
 	if ref == "" {
 		return nil, 0, syscall.ENOENT
@@ -337,9 +383,11 @@ func (f *imageFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, ui
 	slot, errno := f.fsys.handles.acquire(ctx, "open "+imagePath(f.ns, ref))
 	if errno != 0 {
 		if recreated {
-			// Not begun after all: the failed creation stays gone.
+			// Not begun after all: the failed creation stays abandoned.
 			f.mu.Lock()
-			f.gone = true
+			if f.life == creating {
+				f.life = abandoned
+			}
 			f.mu.Unlock()
 		}
 		return nil, 0, errno
@@ -370,7 +418,7 @@ func (f *imageFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, ui
 // setfattr, more writers) but cannot be read until its first commit.
 func (f *imageFile) committedTarget() (ocispec.Descriptor, syscall.Errno) {
 	s := f.state()
-	if s.gone || s.ref == "" || s.pending {
+	if s.life != stored {
 		return ocispec.Descriptor{}, syscall.ENOENT
 	}
 	img, err := f.fsys.db.StatImage(f.ns.name, s.ref)
@@ -408,8 +456,13 @@ func (f *imageFile) wrote(w *imageWriter) {
 // now (its labels went into the commit's transaction).
 func (f *imageFile) committed() {
 	f.mu.Lock()
-	f.pending, f.gone = false, false
-	f.labels = nil
+	switch f.life {
+	case creating, abandoned:
+		f.life = stored
+	case removedUnborn:
+		f.life = removed // removed while the commit stored it
+	}
+	f.labels = metadata.PendingLabels{}
 	f.mu.Unlock()
 }
 
@@ -418,9 +471,9 @@ func (f *imageFile) committed() {
 // filesystem.notify).
 func (f *imageFile) commitFailed(now bool) {
 	f.mu.Lock()
-	forget := f.pending && !f.gone
-	if forget {
-		f.gone = true
+	forget := f.life == creating || f.life == removedUnborn
+	if f.life == creating {
+		f.life = abandoned
 	}
 	f.mu.Unlock()
 	if forget {
@@ -438,13 +491,13 @@ func (f *imageFile) released(w *imageWriter, dirty bool) {
 	if f.latest == w {
 		f.latest = nil
 	}
-	abandoned := f.pending && !f.gone && len(f.writers) == 0
-	if abandoned {
-		f.gone = true
+	left := (f.life == creating || f.life == removedUnborn) && len(f.writers) == 0
+	if left && f.life == creating {
+		f.life = abandoned
 	}
 	f.mu.Unlock()
 	switch {
-	case abandoned:
+	case left:
 		f.fsys.inval.post(func() { forgetName(f.EmbeddedInode()) })
 	case dirty:
 		f.fsys.inval.post(func() { f.NotifyContent(0, 0) })
@@ -455,21 +508,19 @@ func (f *imageFile) released(w *imageWriter, dirty bool) {
 // memory, so that cp -a and mv across namespaces (which set xattrs before
 // they close) keep them; they are written at the commit.
 
-// withPendingLabels runs fn on the labels of an image still being created,
-// under the node's lock (a commit may end the creation at any moment);
-// false when the image is not being created.
-func (f *imageFile) withPendingLabels(fn func(labels map[string]string)) bool {
+// withPendingLabels runs fn on the labels of an image still being created
+// (o names it in messages), under the node's lock (a commit may end the
+// creation at any moment); false when the image is not being created.
+// The rules are metadata's (PendingLabels).
+func (f *imageFile) withPendingLabels(fn func(o metadata.Object, labels *metadata.PendingLabels)) bool {
 	f.nameMu.Lock()
 	defer f.nameMu.Unlock()
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if !f.pending || f.gone {
+	if f.life != creating && f.life != removedUnborn {
 		return false
 	}
-	if f.labels == nil {
-		f.labels = map[string]string{}
-	}
-	fn(f.labels)
+	fn(metadata.Object{Namespace: f.ns.name, Image: f.ref}, &f.labels)
 	return true
 }
 
@@ -478,11 +529,15 @@ func (f *imageFile) Getxattr(ctx context.Context, attr string, dest []byte) (uin
 	if errno != 0 {
 		return 0, errno
 	}
-	var n uint32
-	if f.withPendingLabels(func(labels map[string]string) { n, errno = getLabel(labels, key, dest) }) {
-		return n, errno
+	var value string
+	var err error
+	if !f.withPendingLabels(func(o metadata.Object, labels *metadata.PendingLabels) { value, err = labels.Label(o, key) }) {
+		return f.labelXattrs.Getxattr(ctx, attr, dest)
 	}
-	return f.labelXattrs.Getxattr(ctx, attr, dest)
+	if err != nil {
+		return 0, toErrno("getxattr "+f.display()+" "+attr, err)
+	}
+	return getValue(value, dest)
 }
 
 func (f *imageFile) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
@@ -490,29 +545,11 @@ func (f *imageFile) Setxattr(ctx context.Context, attr string, data []byte, flag
 	if errno != 0 {
 		return errno
 	}
-	value := string(data)
 	var err error
-	pending := f.withPendingLabels(func(labels map[string]string) {
-		_, exists := labels[key]
-		if err = cond.Check(exists); err != nil {
-			return
-		}
-		if value == "" {
-			delete(labels, key)
-			return
-		}
-		old, had := labels[key]
-		labels[key] = value
-		// The same limits as the commit's (f.mu is held: f.ref is current).
-		if err = metadata.ValidateLabels(metadata.Object{Namespace: f.ns.name, Image: f.ref}, labels); err != nil {
-			if had {
-				labels[key] = old
-			} else {
-				delete(labels, key)
-			}
-		}
-	})
-	if !pending {
+	if !f.withPendingLabels(func(o metadata.Object, labels *metadata.PendingLabels) {
+		// string(data) copies: go-fuse reuses the buffer.
+		err = labels.Set(o, key, string(data), cond.Check)
+	}) {
 		return f.labelXattrs.Setxattr(ctx, attr, data, flags)
 	}
 	if err != nil {
@@ -526,315 +563,20 @@ func (f *imageFile) Removexattr(ctx context.Context, attr string) syscall.Errno 
 	if errno != 0 {
 		return errno
 	}
-	if f.withPendingLabels(func(labels map[string]string) {
-		if _, ok := labels[key]; !ok {
-			errno = syscall.ENODATA
-			return
-		}
-		delete(labels, key)
-	}) {
-		return errno
+	var err error
+	if !f.withPendingLabels(func(o metadata.Object, labels *metadata.PendingLabels) { err = labels.Remove(o, key) }) {
+		return f.labelXattrs.Removexattr(ctx, attr)
 	}
-	return f.labelXattrs.Removexattr(ctx, attr)
+	if err != nil {
+		return toErrno("removexattr "+f.display()+" "+attr, err)
+	}
+	return 0
 }
 
 func (f *imageFile) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	var n uint32
-	var errno syscall.Errno
-	if f.withPendingLabels(func(labels map[string]string) { n, errno = listLabels(labels, dest) }) {
-		return n, errno
-	}
-	return f.labelXattrs.Listxattr(ctx, dest)
-}
-
-// imageReader reads the manifest the image was at open: the blob of that
-// digest, one snapshot whatever the image becomes meanwhile. It holds
-// neither the bytes nor a descriptor: each read opens the blob's file,
-// reads into the kernel's buffer and closes it, so that a user's open
-// descriptors cost the daemon nothing (a copy per open let 500 of them
-// on one 4 MiB image take gigabytes). The bytes stay readable as long as
-// the namespace holds the blob: a reader of an image that is removed or
-// replaced, and whose manifest no image of the namespace still names,
-// gets ENOENT: the bytes it opened are gone from the store.
-type imageReader struct {
-	file   *imageFile
-	digest digest.Digest
-	size   int64
-}
-
-var _ = (gofs.FileReader)((*imageReader)(nil))
-
-func (r *imageReader) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	f := r.file
-	if f.fsys.nsGone(f.ns) {
-		return nil, syscall.ENOENT
-	}
-	if off < 0 {
-		return nil, syscall.EINVAL
-	}
-	if off >= r.size {
-		// The end, without opening anything (a read to EOF asks once more).
-		return fuse.ReadResultData(nil), 0
-	}
-	dest = dest[:min(int64(len(dest)), r.size-off)]
-	blob, err := f.fsys.db.OpenBlob(f.ns.name, r.digest)
-	if err != nil {
-		return nil, toErrno("read "+f.display()+" (manifest "+string(r.digest)+")", err)
-	}
-	defer blob.Close()
-	n, err := blob.ReadAt(dest, off)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, toErrno("read "+f.display()+" (manifest "+string(r.digest)+")", err)
-	}
-	return readResult(dest[:n]), 0
-}
-
-// readResult answers a read with data, written to the kernel with writev.
-// (go-fuse would first try to splice a ReadResultData through a pipe,
-// which cannot hold a 1 MiB read, and log each failure: one log line per
-// MiB any user reads.)
-func readResult(data []byte) fuse.ReadResult {
-	return fuse.ReadResultVector([][]byte{data})
-}
-
-// imageWriter is a write handle: the bytes in memory, committed with
-// PutImage at fsync and close. The buffer's capacity counts against the
-// caller's limits (slot): a write or truncate that would pass them is
-// ENOMEM.
-type imageWriter struct {
-	file  *imageFile
-	slot  *handleSlot // released with the handle
-	owner process     // the process that opened it (see closedByOther)
-
-	mu      sync.Mutex
-	buf     []byte
-	dirty   bool // buf differs from the committed image: Getattr shows buf
-	written bool // changed since the last commit: commit at close
-	failed  bool // the last commit failed, and nothing changed since
-	// refused: a write was refused (EFBIG past metadata.MaxManifestSize,
-	// ENOMEM past the caller's buffer limit); the buffer holds only part
-	// of what the writer meant, which no commit may store (a manifest
-	// padded with whitespace would pass as one). Until a truncate starts
-	// the bytes over, commits fail with that errno.
-	refused syscall.Errno
-	mtime   time.Time
-}
-
-var (
-	_ = (gofs.FileReader)((*imageWriter)(nil))
-	_ = (gofs.FileWriter)((*imageWriter)(nil))
-	_ = (gofs.FileFlusher)((*imageWriter)(nil))
-	_ = (gofs.FileFsyncer)((*imageWriter)(nil))
-	_ = (gofs.FileReleaser)((*imageWriter)(nil))
-)
-
-func (w *imageWriter) isDirty() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.dirty
-}
-
-func (w *imageWriter) sizeAndTime() (int64, time.Time) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return int64(len(w.buf)), w.mtime
-}
-
-func (w *imageWriter) snapshot() ([]byte, bool) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return append([]byte(nil), w.buf...), w.dirty
-}
-
-// Read serves O_RDWR handles from the buffer.
-func (w *imageWriter) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if off >= int64(len(w.buf)) {
-		return fuse.ReadResultData(nil), 0
-	}
-	// Into the kernel's own buffer: w.buf may change once the lock is gone.
-	n := copy(dest, w.buf[off:])
-	return readResult(dest[:n]), 0
-}
-
-// Write puts data at off in the buffer; past metadata.MaxManifestSize it
-// is EFBIG, and past the caller's buffer limit ENOMEM, at write time.
-func (w *imageWriter) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
-	end := off + int64(len(data))
-	if off < 0 || end > metadata.MaxManifestSize {
-		w.mu.Lock()
-		w.refused = syscall.EFBIG
-		w.mu.Unlock()
-		return 0, w.file.tooLarge("write", end)
-	}
-	w.mu.Lock()
-	if end > int64(len(w.buf)) {
-		if errno := w.resize(end); errno != 0 {
-			w.refused = errno
-			w.mu.Unlock()
-			return 0, errno
-		}
-	}
-	copy(w.buf[off:], data)
-	w.dirty, w.written, w.failed, w.mtime = true, true, false, time.Now()
-	w.mu.Unlock()
-	w.file.wrote(w)
-	return uint32(len(data)), 0
-}
-
-func (w *imageWriter) truncate(size int64) syscall.Errno {
-	if size > metadata.MaxManifestSize {
-		return w.file.tooLarge("truncate", size)
-	}
-	w.mu.Lock()
-	if errno := w.resize(size); errno != 0 {
-		w.mu.Unlock()
-		return errno
-	}
-	w.dirty, w.written, w.failed, w.refused, w.mtime = true, true, false, 0, time.Now()
-	w.mu.Unlock()
-	w.file.wrote(w)
-	return 0
-}
-
-// resize makes the buffer size bytes long (zeros past its end), counting
-// its capacity against the caller's limits first (ENOMEM over them; the
-// buffer is then unchanged). It grows by doubling, up to
-// metadata.MaxManifestSize, so that many small writes stay cheap, and
-// gives memory back when it shrinks to under half. Called with w.mu held.
-func (w *imageWriter) resize(size int64) syscall.Errno {
-	what := "write " + w.file.display()
-	capacity := int64(cap(w.buf))
-	switch {
-	case size > capacity:
-		grown := max(size, min(2*capacity, metadata.MaxManifestSize))
-		if errno := w.slot.setBuffered(grown, what); errno != 0 {
-			return errno
-		}
-		buf := make([]byte, size, grown)
-		copy(buf, w.buf)
-		w.buf = buf
-	case size < capacity/2:
-		w.buf = append([]byte(nil), w.buf[:size]...)
-		w.slot.setBuffered(int64(cap(w.buf)), what)
-	default:
-		w.buf = resize(w.buf, size)
-	}
-	return 0
-}
-
-// Flush commits at a close by the process that opened the handle.
-func (w *imageWriter) Flush(ctx context.Context) syscall.Errno {
-	if closedByOther(ctx, w.owner) {
-		return 0
-	}
-	return w.commit(opClose)
-}
-
-func (w *imageWriter) Fsync(ctx context.Context, flags uint32) syscall.Errno {
-	return w.commit(opFsync)
-}
-
-// commit stores the buffer as the image when bytes were written since the
-// last commit. On failure the buffer stays, so that a later close (of
-// another descriptor of this handle) can still commit.
-//
-// The write names the image by ref, ID and namespace ID; metadata decides
-// in its transaction whether that is still the image (a new one is
-// created with its reserved ID and the labels set while it was pending).
-// An image that is gone (ErrImageGone: removed, renamed away or replaced
-// meanwhile) takes the bytes with it and the close succeeds; a namespace
-// deleted meanwhile is ENOENT.
-func (w *imageWriter) commit(op string) syscall.Errno {
-	w.mu.Lock()
-	if !w.written {
-		w.mu.Unlock()
-		return 0
-	}
-	if refused := w.refused; refused != 0 {
-		// Its buffer is no image, not even the writer's: stat shows the
-		// stored one again, also before the handle's release.
-		w.failed, w.dirty = true, false
-		w.mu.Unlock()
-		w.file.commitFailed(op == opClose)
-		return refused
-	}
-	f := w.file
-	f.nameMu.Lock()
-	f.mu.Lock()
-	ref, pending := f.ref, f.pending
-	if ref == "" {
-		ref = f.lastRef
-	}
 	var labels map[string]string
-	if pending {
-		labels = maps.Clone(f.labels)
+	if !f.withPendingLabels(func(_ metadata.Object, pending *metadata.PendingLabels) { labels = pending.Labels() }) {
+		return f.labelXattrs.Listxattr(ctx, dest)
 	}
-	f.mu.Unlock()
-	var err error
-	if pending && f.currentRef() == "" {
-		// Unlinked while being created: it never was in the store.
-		err = errors.Wrapf(metadata.ErrImageGone, "image %q in namespace %q was removed before its first commit", ref, f.ns.name)
-	} else {
-		_, err = f.fsys.db.PutImage(metadata.ImageWrite{
-			Namespace:   f.ns.name,
-			NamespaceID: f.ns.id,
-			Ref:         ref,
-			Manifest:    w.buf,
-			ID:          f.id,
-			Create:      pending,
-			Labels:      labels,
-		})
-	}
-	if err == nil {
-		// Before another commit can read pending (under nameMu): a
-		// second Create of an image unlinked since would recreate it.
-		f.committed()
-	}
-	f.nameMu.Unlock()
-	gone := metadata.IsImageGone(err)
-	if err == nil || gone {
-		w.dirty, w.written = false, false
-	} else {
-		w.failed = true
-	}
-	w.mu.Unlock()
-	switch {
-	case gone:
-		// Its bytes go with it, as on any filesystem.
-		f.detach()
-		return 0
-	case err != nil:
-		var errno syscall.Errno
-		if len(w.buf) == 0 {
-			// What a shell closes after `> images/x` opened it and before
-			// the command writes: EINVAL, but not worth a log line.
-			errno = errnoOf(err)
-		} else {
-			errno = toErrno("commit "+imagePath(f.ns, ref)+" ("+op+")", err)
-		}
-		f.commitFailed(op == opClose)
-		return errno
-	}
-	return 0
-}
-
-// Release ends the handle. Bytes no close committed (the last close was
-// another process's) are committed now, where no error can be returned:
-// a failure is only logged.
-func (w *imageWriter) Release(ctx context.Context) syscall.Errno {
-	w.mu.Lock()
-	retry := w.written && !w.failed
-	w.mu.Unlock()
-	if retry {
-		w.commit(opRelease)
-	}
-	w.mu.Lock()
-	dirty := w.dirty
-	w.buf = nil
-	w.mu.Unlock()
-	w.slot.release()
-	w.file.released(w, dirty)
-	return 0
+	return listLabels(labels, dest)
 }

@@ -9,109 +9,6 @@ import (
 	"github.com/nsfs/nsfs/metadata"
 )
 
-// namespacesDir is ns/: one directory per namespace.
-//
-//	$ mkdir /mnt/ns/dev
-//	$ ls /mnt/ns
-//	default  dev
-//	$ mkdir /mnt/ns/-bad
-//	mkdir: cannot create directory '/mnt/ns/-bad': Invalid argument
-//	$ rmdir /mnt/ns/default
-//	rmdir: failed to remove '/mnt/ns/default': Directory not empty
-//	$ touch /mnt/ns/file
-//	touch: cannot touch '/mnt/ns/file': Operation not permitted
-type namespacesDir struct {
-	gofs.Inode
-	dirBase
-	noXattrs
-}
-
-var (
-	_ = (gofs.InodeEmbedder)((*namespacesDir)(nil))
-	_ = (gofs.NodeLookuper)((*namespacesDir)(nil))
-	_ = (gofs.NodeReaddirer)((*namespacesDir)(nil))
-	_ = (gofs.NodeGetattrer)((*namespacesDir)(nil))
-	_ = (gofs.NodeSetattrer)((*namespacesDir)(nil))
-	_ = (gofs.NodeMkdirer)((*namespacesDir)(nil))
-	_ = (gofs.NodeRmdirer)((*namespacesDir)(nil))
-)
-
-// lookupErrno maps the error of a lookup: a name that cannot exist (not a
-// valid namespace, ref or digest) is simply not there.
-func lookupErrno(op string, err error) syscall.Errno {
-	if metadata.IsInvalidArgument(err) {
-		return syscall.ENOENT
-	}
-	return toErrno(op, err)
-}
-
-func (d *namespacesDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if len(name) > maxNameLen {
-		return nil, syscall.ENAMETOOLONG
-	}
-	ns, err := d.fsys.db.StatNamespace(name)
-	if err != nil {
-		return nil, lookupErrno("lookup ns/"+name, err)
-	}
-	return d.namespaceNode(ctx, ns, out), 0
-}
-
-func (d *namespacesDir) namespaceNode(ctx context.Context, ns metadata.Namespace, out *fuse.EntryOut) *gofs.Inode {
-	d.fsys.fillDir(&out.Attr, ns.UpdatedAt, ns.UpdatedAt)
-	cacheName(out)
-	return d.NewInode(ctx, newNamespaceDir(d.fsys, nsRef{ns.Name, ns.ID}), dirAttr(recordIno(ns.ID)))
-}
-
-func (d *namespacesDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	list, err := d.fsys.db.ListNamespaces()
-	if err != nil {
-		return nil, toErrno("readdir ns", err)
-	}
-	entries := dirEntries(d.EmbeddedInode(), len(list))
-	for _, ns := range list {
-		entries = append(entries, fuse.DirEntry{Name: ns.Name, Mode: syscall.S_IFDIR, Ino: recordIno(ns.ID)})
-	}
-	return gofs.NewListDirStream(entries), 0
-}
-
-func (d *namespacesDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	d.fsys.fillDir(&out.Attr, d.fsys.started, d.fsys.started)
-	return 0
-}
-
-func (d *namespacesDir) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	return setattrDir(in, out, d)
-}
-
-// Mkdir creates a namespace.
-func (d *namespacesDir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if len(name) > maxNameLen {
-		return nil, syscall.ENAMETOOLONG
-	}
-	ns, err := d.fsys.db.CreateNamespace(name, nil)
-	if err != nil {
-		return nil, toErrno("mkdir ns/"+name, err)
-	}
-	return d.namespaceNode(ctx, ns, out), 0
-}
-
-// Rmdir deletes a namespace; metadata refuses while it has images or
-// blobs, inside the transaction that deletes.
-func (d *namespacesDir) Rmdir(ctx context.Context, name string) syscall.Errno {
-	if len(name) > maxNameLen {
-		return syscall.ENAMETOOLONG
-	}
-	ns, err := d.fsys.db.DeleteNamespace(name)
-	if err != nil {
-		return toErrno("rmdir ns/"+name, err)
-	}
-	// Before the kernel can let anyone make the name again (it holds ns/
-	// until we return).
-	d.fsys.namespaceDeleted(ns)
-	d.fsys.inodes.forgetNamespace(ns.ID)
-	return 0
-}
-
 // namespaceDir is ns/<name>: images/ then blobs/ (rm -rf relies on the
 // order: removing the images first releases their blobs), and the
 // namespace's labels as user.* xattrs.
@@ -129,16 +26,24 @@ type namespaceDir struct {
 
 var (
 	_ = (gofs.InodeEmbedder)((*namespaceDir)(nil))
-	_ = (gofs.NodeLookuper)((*namespaceDir)(nil))
-	_ = (gofs.NodeReaddirer)((*namespaceDir)(nil))
+	_ = (gofs.NodeStatfser)((*namespaceDir)(nil))
 	_ = (gofs.NodeGetattrer)((*namespaceDir)(nil))
 	_ = (gofs.NodeSetattrer)((*namespaceDir)(nil))
-	_ = (gofs.NodeMkdirer)((*namespaceDir)(nil))
-	_ = (gofs.NodeRmdirer)((*namespaceDir)(nil))
 	_ = (gofs.NodeGetxattrer)((*namespaceDir)(nil))
 	_ = (gofs.NodeSetxattrer)((*namespaceDir)(nil))
 	_ = (gofs.NodeRemovexattrer)((*namespaceDir)(nil))
 	_ = (gofs.NodeListxattrer)((*namespaceDir)(nil))
+	_ = (gofs.NodeFsyncer)((*namespaceDir)(nil))
+	_ = (gofs.NodeLookuper)((*namespaceDir)(nil))
+	_ = (gofs.NodeReaddirer)((*namespaceDir)(nil))
+	_ = (gofs.NodeMkdirer)((*namespaceDir)(nil))
+	_ = (gofs.NodeMknoder)((*namespaceDir)(nil))
+	_ = (gofs.NodeLinker)((*namespaceDir)(nil))
+	_ = (gofs.NodeSymlinker)((*namespaceDir)(nil))
+	_ = (gofs.NodeCreater)((*namespaceDir)(nil))
+	_ = (gofs.NodeUnlinker)((*namespaceDir)(nil))
+	_ = (gofs.NodeRmdirer)((*namespaceDir)(nil))
+	_ = (gofs.NodeRenamer)((*namespaceDir)(nil))
 )
 
 // Names and inode-table keys of the fixed directories of a namespace.
@@ -159,15 +64,15 @@ func newNamespaceDir(fsys *filesystem, ns nsRef) *namespaceDir {
 }
 
 func (d *namespaceDir) labelObject() (metadata.Object, string, syscall.Errno) {
-	if d.fsys.nsGone(d.ns) {
-		return metadata.Object{}, "", syscall.ENOENT
+	if errno := d.fsys.enter(&d.ns); errno != 0 {
+		return metadata.Object{}, "", errno
 	}
 	return metadata.Object{Namespace: d.ns.name}, "ns/" + d.ns.name, 0
 }
 
 func (d *namespaceDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if d.fsys.nsGone(d.ns) {
-		return nil, syscall.ENOENT
+	if errno := d.fsys.enter(&d.ns, name); errno != 0 {
+		return nil, errno
 	}
 	switch name {
 	case imagesName:
@@ -179,15 +84,12 @@ func (d *namespaceDir) Lookup(ctx context.Context, name string, out *fuse.EntryO
 		cacheName(out)
 		return d.NewInode(ctx, &blobsDir{fixedDir{dirBase: d.dirBase, ns: d.ns}}, dirAttr(d.fsys.inodes.dir(d.ns.id, blobsKey))), 0
 	}
-	if len(name) > maxNameLen {
-		return nil, syscall.ENAMETOOLONG
-	}
 	return nil, syscall.ENOENT
 }
 
 func (d *namespaceDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	if d.fsys.nsGone(d.ns) {
-		return nil, syscall.ENOENT
+	if errno := d.fsys.enter(&d.ns); errno != 0 {
+		return nil, errno
 	}
 	entries := dirEntries(d.EmbeddedInode(), 2)
 	entries = append(entries,
@@ -198,8 +100,8 @@ func (d *namespaceDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Err
 }
 
 func (d *namespaceDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	if d.fsys.nsGone(d.ns) {
-		return syscall.ENOENT
+	if errno := d.fsys.enter(&d.ns); errno != 0 {
+		return errno
 	}
 	ns, err := d.fsys.db.StatNamespace(d.ns.name)
 	if err != nil {
@@ -215,20 +117,20 @@ func (d *namespaceDir) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.
 
 // Mkdir: images/ and blobs/ always exist; nothing else can.
 func (d *namespaceDir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if d.fsys.nsGone(d.ns) {
-		return nil, syscall.ENOENT
+	if errno := d.fsys.enter(&d.ns); errno != 0 {
+		return nil, errno
 	}
 	if name == imagesName || name == blobsName {
 		return nil, syscall.EEXIST
 	}
-	return nil, refuseName(name)
+	return nil, d.refuse(name)
 }
 
 // Rmdir of images/ or blobs/ succeeds once they are empty, so that rm -rf
 // of a namespace exits 0; they stay while the namespace does.
 func (d *namespaceDir) Rmdir(ctx context.Context, name string) syscall.Errno {
-	if d.fsys.nsGone(d.ns) {
-		return syscall.ENOENT
+	if errno := d.fsys.enter(&d.ns); errno != 0 {
+		return errno
 	}
 	switch name {
 	case imagesName:
@@ -240,7 +142,7 @@ func (d *namespaceDir) Rmdir(ctx context.Context, name string) syscall.Errno {
 	case blobsName:
 		return d.fsys.rmdirBlobs(d.ns, "ns/"+d.ns.name+"/blobs", blobsKey, sha256Key)
 	}
-	return refuseName(name)
+	return d.refuse(name)
 }
 
 // rmdirBlobs answers rmdir of blobs/ or blobs/sha256: metadata says

@@ -1,0 +1,58 @@
+package fs
+
+import (
+	"syscall"
+
+	"github.com/nsfs/nsfs/metadata"
+)
+
+// maxNameLen is NAME_MAX: the kernel passes FUSE names up to 1024 bytes.
+const maxNameLen = 255
+
+// enter is the gate every node operation passes before it acts: the
+// namespace the node belongs to (ns; nil above the namespaces) must not
+// have been deleted (ENOENT), and each name the operation is given must
+// fit in NAME_MAX (ENAMETOOLONG), in that order, as path resolution
+// would answer. What the operation then refuses or does is its own; the
+// handle limiter and the recovery from a panic stay with the handles.
+//
+// A namespace's nodes can outlive it (a shell's working directory, an
+// open descriptor), and they name the namespace for metadata by its name,
+// which a new namespace may take: so they answer ENOENT, as a removed
+// directory does, and never reach into the new one. IDs only grow and a
+// name names one namespace at a time, so every namespace of that name
+// with an ID up to the highest deleted one is gone. (Writes do not rely
+// on this: metadata checks the namespace's ID in the transaction that
+// commits them.)
+func (f *filesystem) enter(ns *nsRef, names ...string) syscall.Errno {
+	if ns != nil {
+		if last, ok := f.deleted.Load(ns.name); ok && ns.id <= last.(uint64) {
+			return syscall.ENOENT
+		}
+	}
+	for _, name := range names {
+		if len(name) > maxNameLen {
+			return syscall.ENAMETOOLONG
+		}
+	}
+	return 0
+}
+
+// namespaceDeleted records that namespace ns (as DeleteNamespace returned
+// it) is gone: enter refuses its nodes from now on.
+func (f *filesystem) namespaceDeleted(ns metadata.Namespace) {
+	f.deletedMu.Lock()
+	defer f.deletedMu.Unlock()
+	if last, ok := f.deleted.Load(ns.Name); !ok || last.(uint64) < ns.ID {
+		f.deleted.Store(ns.Name, ns.ID)
+	}
+}
+
+// refuse answers a mutation a directory does not allow: EPERM, as for a
+// directory the user may not change, once the names passed the gate.
+func (d *dirBase) refuse(names ...string) syscall.Errno {
+	if errno := d.fsys.enter(nil, names...); errno != 0 {
+		return errno
+	}
+	return syscall.EPERM
+}

@@ -1,0 +1,46 @@
+package fs
+
+import (
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/nsfs/nsfs/metadata"
+)
+
+// The gate answers as path resolution would: a deleted namespace first
+// (ENOENT), then a name over NAME_MAX (ENAMETOOLONG); a namespace of the
+// same name made again after the delete passes.
+func TestEnterGate(t *testing.T) {
+	f := &filesystem{}
+	old, again := nsRef{"dev", 3}, nsRef{"dev", 9}
+	long := strings.Repeat("x", maxNameLen+1)
+	fits := strings.Repeat("x", maxNameLen)
+	if errno := f.enter(&old, fits); errno != 0 {
+		t.Fatalf("before the delete: %v", errno)
+	}
+	if errno := f.enter(&old, "a", long); errno != syscall.ENAMETOOLONG {
+		t.Fatalf("second name too long: %v, want ENAMETOOLONG", errno)
+	}
+	f.namespaceDeleted(metadata.Namespace{Name: "dev", ID: 3})
+	if errno := f.enter(&old, long); errno != syscall.ENOENT {
+		t.Fatalf("deleted namespace with a long name: %v, want ENOENT first", errno)
+	}
+	if errno := f.enter(&again, fits); errno != 0 {
+		t.Fatalf("the namespace made again: %v", errno)
+	}
+	f.namespaceDeleted(metadata.Namespace{Name: "dev", ID: 2}) // an older one: changes nothing
+	if errno := f.enter(&again); errno != 0 {
+		t.Fatalf("the namespace made again, after an older delete: %v", errno)
+	}
+	if errno := f.enter(nil, long); errno != syscall.ENAMETOOLONG {
+		t.Fatalf("no namespace, long name: %v", errno)
+	}
+	d := &dirBase{nodeBase{f}}
+	if errno := d.refuse("a", long); errno != syscall.ENAMETOOLONG {
+		t.Fatalf("refuse of a long name: %v", errno)
+	}
+	if errno := d.refuse("a"); errno != syscall.EPERM {
+		t.Fatalf("refuse: %v, want EPERM", errno)
+	}
+}
