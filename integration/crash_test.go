@@ -352,7 +352,7 @@ func (cw *crashWorker) ingestLoose(ns string) bool {
 // writeFileSyscalls creates path and writes data in pieces (so a kill can
 // land between them), with fsync before close when asked.
 func writeFileSyscalls(path string, data []byte, extraFlags int, fsync, chunked bool) error {
-	fd, err := unix.Open(path, unix.O_CREAT|unix.O_WRONLY|unix.O_TRUNC|extraFlags, 0o644)
+	fd, err := unix.Open(path, unix.O_CREAT|unix.O_WRONLY|unix.O_TRUNC|unix.O_CLOEXEC|extraFlags, 0o644)
 	if err != nil {
 		return err
 	}
