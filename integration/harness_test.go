@@ -4,7 +4,10 @@
 //
 // Every test runs the daemon as a separate process built from cmd/nsfs (a
 // process that both serves and uses a FUSE mount can deadlock), waits for
-// readiness by polling, and unmounts in t.Cleanup, even on failure.
+// readiness by polling, and unmounts in t.Cleanup, even on failure. Every
+// child process is made and started by children_test.go's functions
+// (command, childCommand, spawn), which bound it and let none outlive
+// the suite, even one that go test's -timeout ends.
 package integration
 
 import (
