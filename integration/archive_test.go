@@ -741,7 +741,7 @@ func TestExportErrors(t *testing.T) {
 // before the signal arrives — and returns how the command ended.
 func interruptCLI(t *testing.T, d *daemon, ready func() bool, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(nsfsBin, append([]string{"--mount", d.mnt}, args...)...)
+	cmd := childCommand(nsfsBin, append([]string{"--mount", d.mnt}, args...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	exited := startBackground(t, cmd)
@@ -872,7 +872,7 @@ func TestExportDaemonKilled(t *testing.T) {
 	d.putImage(t, "default", "big:v1", img)
 	dir := t.TempDir()
 	file := filepath.Join(dir, "big.tar")
-	cmd := exec.Command(nsfsBin, "--mount", d.mnt, "images", "export", file, "big:v1")
+	cmd := childCommand(nsfsBin, "--mount", d.mnt, "images", "export", file, "big:v1")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	exited := startBackground(t, cmd)

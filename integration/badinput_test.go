@@ -119,7 +119,7 @@ func TestBadInputHundredMegabyteManifest(t *testing.T) {
 		buf[i] = '{'
 	}
 	for _, ref := range []string{"huge", "app"} { // a new image, and one that exists
-		fd, err := unix.Open(d.path(imagePath("default", ref)), unix.O_CREAT|unix.O_WRONLY|unix.O_TRUNC, 0o644)
+		fd, err := unix.Open(d.path(imagePath("default", ref)), unix.O_CREAT|unix.O_WRONLY|unix.O_TRUNC|unix.O_CLOEXEC, 0o644)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -180,7 +180,7 @@ func TestBadInputTenThousandDeepRef(t *testing.T) {
 	// One level at a time, as a program walking with *at calls would:
 	// 15-byte components, so that 256 levels make a 4095-byte ref.
 	const comp = "aaaaaaaaaaaaaaa"
-	dirfd, err := unix.Open(d.path("ns/default/images"), unix.O_DIRECTORY|unix.O_RDONLY, 0)
+	dirfd, err := unix.Open(d.path("ns/default/images"), unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func TestBadInputTenThousandDeepRef(t *testing.T) {
 		if mkdirErr = unix.Mkdirat(dirfd, comp, 0o755); mkdirErr != nil {
 			break
 		}
-		next, err := unix.Openat(dirfd, comp, unix.O_DIRECTORY|unix.O_RDONLY, 0)
+		next, err := unix.Openat(dirfd, comp, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			t.Fatalf("open of level %d: %v", depth+1, err)
 		}
@@ -203,7 +203,7 @@ func TestBadInputTenThousandDeepRef(t *testing.T) {
 	if depth != 256 {
 		t.Errorf("mkdir one level at a time stopped at depth %d, want 256 (refs up to 4096 bytes)", depth)
 	}
-	fd, err := unix.Openat(dirfd, "x:v1", unix.O_CREAT|unix.O_WRONLY|unix.O_EXCL, 0o644)
+	fd, err := unix.Openat(dirfd, "x:v1", unix.O_CREAT|unix.O_WRONLY|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
 	if err == nil {
 		unix.Write(fd, img.manifest.data)
 		err = unix.Close(fd)
@@ -278,7 +278,7 @@ func TestBadInputOversizedManifestIsNotCutToSize(t *testing.T) {
 		spaces[i] = ' '
 	}
 	for _, ref := range []string{"padded", "app"} {
-		fd, err := unix.Open(d.path(imagePath("default", ref)), unix.O_CREAT|unix.O_WRONLY|unix.O_TRUNC, 0o644)
+		fd, err := unix.Open(d.path(imagePath("default", ref)), unix.O_CREAT|unix.O_WRONLY|unix.O_TRUNC|unix.O_CLOEXEC, 0o644)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -38,7 +38,7 @@ func runCLIWith(t *testing.T, env []string, name string, args ...string) result 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), toolTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
+	cmd := command(ctx, name, args...)
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		if !slices.Contains(cliEnvVars, k) {
@@ -49,7 +49,7 @@ func runCLIWith(t *testing.T, env []string, name string, args ...string) result 
 	cmd.Env = append(cmd.Env, "LC_ALL=C")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
+	err := runChild(t, cmd)
 	r := result{
 		cmdline: strings.TrimSpace(strings.Join(env, " ") + " " + filepath.Base(name) + " " + shortArgs(args)),
 		stdout:  stdout.String(),

@@ -10,6 +10,7 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -352,7 +353,7 @@ func (cw *crashWorker) ingestLoose(ns string) bool {
 // writeFileSyscalls creates path and writes data in pieces (so a kill can
 // land between them), with fsync before close when asked.
 func writeFileSyscalls(path string, data []byte, extraFlags int, fsync, chunked bool) error {
-	fd, err := unix.Open(path, unix.O_CREAT|unix.O_WRONLY|unix.O_TRUNC|extraFlags, 0o644)
+	fd, err := unix.Open(path, unix.O_CREAT|unix.O_WRONLY|unix.O_TRUNC|unix.O_CLOEXEC|extraFlags, 0o644)
 	if err != nil {
 		return err
 	}
@@ -694,17 +695,20 @@ func checkStoreInvariants(mnt, root string) []string {
 
 // fsckAvailable reports whether this nsfs has the fsck command.
 func fsckAvailable() bool {
-	return exec.Command(nsfsBin, "fsck", "--help").Run() == nil
+	_, err := runWithin(nil, toolTimeout, nsfsBin, "fsck", "--help")
+	return err == nil
 }
 
 // runFsck runs `nsfs fsck --root ROOT --verify-blobs` on an unmounted store
 // and returns its output and exit code.
 func runFsck(t *testing.T, root string) (string, int) {
 	t.Helper()
-	cmd := exec.Command(nsfsBin, "fsck", "--root", root, "--verify-blobs")
+	ctx, cancel := context.WithTimeout(context.Background(), toolTimeout)
+	defer cancel()
+	cmd := command(ctx, nsfsBin, "fsck", "--root", root, "--verify-blobs")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
+	err := runChild(t, cmd)
 	var exitErr *exec.ExitError
 	if err != nil && !errors.As(err, &exitErr) {
 		t.Fatalf("nsfs fsck: %v", err)

@@ -6,7 +6,6 @@ package integration
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -112,7 +111,7 @@ func TestWritersThatRunCommandsMidWrite(t *testing.T) {
 		if _, err := f.Write(b.data[:half]); err != nil {
 			t.Fatalf("write: %v", err)
 		}
-		if out, err := exec.Command("true").CombinedOutput(); err != nil {
+		if out, err := runWithin(t, toolTimeout, "true"); err != nil {
 			t.Fatalf("true: %v %s", err, out)
 		}
 		if _, err := f.Write(b.data[half:]); err != nil {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -19,11 +18,12 @@ func smallTmpfs(t *testing.T, sizeMiB int) string {
 	t.Helper()
 	requireMount(t)
 	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%dm,mode=0755", sizeMiB), "tmpfs", dir).CombinedOutput(); err != nil {
+	suiteReaper.mount(dir)
+	if out, err := runWithin(t, toolTimeout, "mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%dm,mode=0755", sizeMiB), "tmpfs", dir); err != nil {
 		t.Skipf("mount tmpfs: %v: %s", err, out)
 	}
 	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+		if out, err := runWithin(t, toolTimeout, "umount", dir); err != nil {
 			t.Errorf("umount %s: %v: %s", dir, err, out)
 		}
 	})

@@ -317,11 +317,11 @@ func TestDirectoriesOfADeletedNamespaceStayDeleted(t *testing.T) {
 	if names, err := oldImages.Readdirnames(-1); err == nil && len(names) > 0 {
 		t.Errorf("readdir of images/ of the deleted namespace lists the new one's: %v", names)
 	}
-	if fd, err := unix.Openat(int(oldImages.Fd()), "app", unix.O_RDONLY, 0); err == nil {
+	if fd, err := unix.Openat(int(oldImages.Fd()), "app", unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
 		unix.Close(fd)
 		t.Errorf("open of app through images/ of the deleted namespace succeeded")
 	}
-	if fd, err := unix.Openat(int(oldImages.Fd()), "new", unix.O_CREAT|unix.O_WRONLY|unix.O_EXCL, 0o644); err == nil {
+	if fd, err := unix.Openat(int(oldImages.Fd()), "new", unix.O_CREAT|unix.O_WRONLY|unix.O_EXCL|unix.O_CLOEXEC, 0o644); err == nil {
 		unix.Write(fd, img.manifest.data)
 		unix.Close(fd)
 		t.Errorf("create through images/ of the deleted namespace succeeded")

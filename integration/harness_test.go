@@ -4,7 +4,10 @@
 //
 // Every test runs the daemon as a separate process built from cmd/nsfs (a
 // process that both serves and uses a FUSE mount can deadlock), waits for
-// readiness by polling, and unmounts in t.Cleanup, even on failure.
+// readiness by polling, and unmounts in t.Cleanup, even on failure. Every
+// child process is made and started by children_test.go's functions
+// (command, childCommand, spawn), which bound it and let none outlive
+// the suite, even one that go test's -timeout ends.
 package integration
 
 import (
@@ -41,13 +44,30 @@ const (
 	readyTimeout = 15 * time.Second // mount until `stat MNT/ns` answers
 	exitTimeout  = 10 * time.Second // unmount until the process is gone
 	toolTimeout  = 90 * time.Second // any one tool run
+	buildTimeout = 5 * time.Minute  // go build ./cmd/nsfs
+	// backgroundTimeout bounds a command a test starts in the background
+	// (startBackground) and ends itself.
+	backgroundTimeout = toolTimeout
+	// registryTimeout bounds a docker-registry's life: as long as the
+	// longest watchdog of a daemon.
+	registryTimeout = 5 * time.Minute
 	// watchdogTimeout bounds a whole test's use of one daemon: a request
 	// the daemon never answers would otherwise hang the test process in
 	// the kernel until go test's timeout, which runs no cleanup.
 	watchdogTimeout = 150 * time.Second
 )
 
-func TestMain(m *testing.M) { os.Exit(testMain(m)) }
+// binEnv names an nsfs binary to use instead of building one (the
+// sub-runs of TestTimedOutRunLeavesNoOrphan).
+const binEnv = "NSFS_INTEGRATION_BIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(reaperEnv) != "" {
+		os.Exit(runReaper(os.Stdin))
+	}
+	closeInheritedOnExec()
+	os.Exit(testMain(m))
+}
 
 func testMain(m *testing.M) int {
 	skipReason = mountPrerequisites()
@@ -58,6 +78,28 @@ func testMain(m *testing.M) int {
 			return 1
 		}
 		fmt.Fprintf(os.Stderr, "integration: skipping every test: %s\n", skipReason)
+		return m.Run()
+	}
+	if err := suiteReaper.start(); err != nil {
+		fmt.Fprintf(os.Stderr, "integration: start the reaper: %v\n", err)
+		return 1
+	}
+	code := runSuite(m)
+	if err := suiteReaper.finish(); err != nil {
+		fmt.Fprintf(os.Stderr, "integration: %v\n", err)
+		code = 1
+	}
+	if fds := inheritableDescriptors(); len(fds) > 0 {
+		fmt.Fprintf(os.Stderr, "integration: descriptors without close-on-exec after the suite: %s\n", strings.Join(fds, ", "))
+		code = 1
+	}
+	return code
+}
+
+// runSuite builds the daemon (unless binEnv names one) and runs the tests.
+func runSuite(m *testing.M) int {
+	if bin := os.Getenv(binEnv); bin != "" {
+		nsfsBin = bin
 		return m.Run()
 	}
 	dir, err := os.MkdirTemp("", "nsfs-integration-bin-")
@@ -72,9 +114,11 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	nsfsBin = filepath.Join(dir, "nsfs")
-	build := exec.Command("go", "build", "-o", nsfsBin, "./cmd/nsfs")
+	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
+	defer cancel()
+	build := command(ctx, "go", "build", "-o", nsfsBin, "./cmd/nsfs")
 	build.Dir = ".." // the module root: go test runs in the package directory
-	if out, err := build.CombinedOutput(); err != nil {
+	if out, err := combinedOutput(nil, build); err != nil {
 		fmt.Fprintf(os.Stderr, "integration: go build ./cmd/nsfs: %v\n%s", err, out)
 		return 1
 	}
@@ -197,16 +241,19 @@ func startNsfs(t *testing.T, opts ...daemonOption) *daemon {
 	}
 	args := append([]string{"mount", "--root", d.root}, d.flags...)
 	args = append(args, d.mnt)
-	d.cmd = exec.Command(nsfsBin, args...)
+	// If the test binary dies (a timeout panic runs no cleanup), the
+	// daemon gets SIGKILL and the reaper unmounts its mount lazily.
+	d.cmd = childCommand(nsfsBin, args...)
 	d.cmd.Stdout = d.stdout
 	d.cmd.Stderr = d.logs
-	// If the test binary dies (timeout panic), the daemon unmounts itself.
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := d.cmd.Start(); err != nil {
+	suiteReaper.mount(d.mnt)
+	proc, err := spawn(t, d.cmd) // the watchdog is its deadline
+	if err != nil {
 		t.Fatalf("start nsfs: %v", err)
 	}
 	go func() {
-		d.waitErr = d.cmd.Wait()
+		<-proc.exited
+		d.waitErr = proc.waitErr
 		close(d.exited)
 	}()
 	// SIGKILL makes every request the daemon never answered fail with
@@ -218,7 +265,7 @@ func startNsfs(t *testing.T, opts ...daemonOption) *daemon {
 		if conn, ok := d.conn.Load().(string); ok {
 			_ = os.WriteFile(filepath.Join(conn, "abort"), []byte("1"), 0)
 		}
-		_ = d.cmd.Process.Kill()
+		_ = killGroup(d.cmd)
 	})
 	t.Cleanup(func() { d.cleanup(t) })
 
@@ -290,9 +337,17 @@ type mountEntry struct{ device, mountpoint, fstype string }
 
 func mountinfo(t *testing.T) []mountEntry {
 	t.Helper()
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	entries, err := readMountinfo()
 	if err != nil {
 		t.Fatal(err)
+	}
+	return entries
+}
+
+func readMountinfo() ([]mountEntry, error) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
 	}
 	var entries []mountEntry
 	for _, line := range strings.Split(string(data), "\n") {
@@ -309,7 +364,7 @@ func mountinfo(t *testing.T) []mountEntry {
 		}
 		entries = append(entries, mountEntry{device: fields[2], mountpoint: unescapeMountinfo(fields[4]), fstype: fields[sep+1]})
 	}
-	return entries
+	return entries, nil
 }
 
 // unescapeMountinfo undoes the kernel's octal escapes (\040 for space).
@@ -376,7 +431,7 @@ func (d *daemon) stop(t *testing.T) {
 			t.Errorf("nsfs at %s went away before the test unmounted it", d.mnt)
 			break
 		}
-		out, err := exec.Command("umount", d.mnt).CombinedOutput()
+		out, err := runWithin(t, toolTimeout, "umount", d.mnt)
 		if err == nil {
 			unmounted = true
 			break
@@ -452,7 +507,7 @@ func (d *daemon) removeLeftoverMounts(t *testing.T, complain bool) {
 		if complain {
 			t.Errorf("a mount is left at %s after the daemon exited; umount -l", d.mnt)
 		}
-		if out, err := exec.Command("umount", "-l", d.mnt).CombinedOutput(); err != nil {
+		if out, err := runWithin(t, toolTimeout, "umount", "-l", d.mnt); err != nil {
 			t.Errorf("umount -l %s: %v: %s", d.mnt, err, out)
 		}
 	}
@@ -571,12 +626,12 @@ func run(t *testing.T, dir, name string, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), toolTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
+	cmd := command(ctx, name, args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
+	err := runChild(t, cmd)
 	r := result{
 		cmdline: strings.TrimSpace(name + " " + shortArgs(args)),
 		stdout:  stdout.String(),
@@ -596,29 +651,26 @@ func run(t *testing.T, dir, name string, args ...string) result {
 	return r
 }
 
-// startBackground starts cmd and returns a channel closed once it has
-// exited (cmd.ProcessState is set then). A command still running when the
-// test ends is killed (by its PID) and waited for at cleanup; cleanups
-// the caller registers later run before that.
+// startBackground starts cmd (made by command or childCommand) and
+// returns a channel closed once it has exited (cmd.ProcessState is set
+// then). Its group is killed after backgroundTimeout; a command still
+// running when the test ends is killed (with its group) and waited for at
+// cleanup; cleanups the caller registers later run before that.
 func startBackground(t *testing.T, cmd *exec.Cmd) <-chan struct{} {
 	t.Helper()
-	if err := cmd.Start(); err != nil {
+	c, err := spawnWithin(t, cmd, backgroundTimeout)
+	if err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
 	t.Cleanup(func() {
 		select {
-		case <-exited:
+		case <-c.exited:
 		default:
-			_ = cmd.Process.Kill()
-			<-exited
+			_ = killGroup(cmd)
+			<-c.exited
 		}
 	})
-	return exited
+	return c.exited
 }
 
 // shortArgs keeps failure messages readable when an argument is 4 KiB.

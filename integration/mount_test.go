@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -76,15 +75,16 @@ func TestSecondMountOfTheSameRootFailsAtOnce(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, nsfsBin, "mount", "--root", d.root, mnt2)
+	cmd := command(ctx, nsfsBin, "mount", "--root", d.root, mnt2)
 	var stderr syncBuffer
 	cmd.Stderr = &stderr
+	suiteReaper.mount(mnt2)
 	start := time.Now()
-	err := cmd.Run()
+	err := runChild(t, cmd)
 	elapsed := time.Since(start)
 	if mountedAt(t, mnt2) > 0 {
 		t.Errorf("the second daemon mounted %s", mnt2)
-		_ = exec.Command("umount", "-l", mnt2).Run()
+		_, _ = runWithin(t, toolTimeout, "umount", "-l", mnt2)
 	}
 	if err == nil {
 		t.Fatalf("a second mount of %s succeeded", d.root)
@@ -146,8 +146,8 @@ func TestMountRefusesBadArguments(t *testing.T) {
 	}
 	for _, args := range cases {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		cmd := exec.CommandContext(ctx, nsfsBin, args...)
-		out, err := cmd.CombinedOutput()
+		cmd := command(ctx, nsfsBin, args...)
+		out, err := combinedOutput(t, cmd)
 		cancel()
 		if err == nil || cmd.ProcessState.ExitCode() <= 0 {
 			t.Errorf("nsfs %s: %v, want a non-zero exit\n%s", strings.Join(args, " "), err, out)
@@ -157,7 +157,7 @@ func TestMountRefusesBadArguments(t *testing.T) {
 		}
 		if mountedAt(t, mnt) > 0 {
 			t.Errorf("nsfs %s mounted %s", strings.Join(args, " "), mnt)
-			_ = exec.Command("umount", "-l", mnt).Run()
+			_, _ = runWithin(t, toolTimeout, "umount", "-l", mnt)
 		}
 	}
 	if !strings.Contains(runNsfs(t, "mount", "--root", filepath.Join(base, "root"), "--content-sharing", "bogus", mnt), "bogus") {
@@ -170,7 +170,7 @@ func runNsfs(t *testing.T, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	out, _ := exec.CommandContext(ctx, nsfsBin, args...).CombinedOutput()
+	out, _ := combinedOutput(t, command(ctx, nsfsBin, args...))
 	return string(out)
 }
 
@@ -320,28 +320,28 @@ wait $pid`, varLib, nsfsBin, mnt)
 				env = append(env, "XDG_DATA_HOME="+filepath.Join(base, c.xdg))
 			}
 			mnt := filepath.Join(base, "mnt")
-			cmd := exec.Command(nsfsBin, "mount", mnt)
+			cmd := childCommand(nsfsBin, "mount", mnt)
 			cmd.Env = env
 			var stderr syncBuffer
 			cmd.Stderr = &stderr
-			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}, Pdeathsig: syscall.SIGTERM}
-			if err := cmd.Start(); err != nil {
+			cmd.SysProcAttr.Credential = &syscall.Credential{Uid: nobody, Gid: nobody}
+			suiteReaper.mount(mnt)
+			proc, err := spawnWithin(t, cmd, toolTimeout)
+			if err != nil {
 				t.Fatal(err)
 			}
-			exited := make(chan struct{})
-			go func() { _ = cmd.Wait(); close(exited) }()
 			t.Cleanup(func() {
 				if mountedAt(t, mnt) > 0 {
-					_ = exec.Command("umount", mnt).Run()
+					_, _ = runWithin(t, toolTimeout, "umount", mnt)
 				}
 				select {
-				case <-exited:
+				case <-proc.exited:
 				case <-time.After(exitTimeout):
-					_ = cmd.Process.Kill()
-					<-exited
+					_ = killGroup(cmd)
+					<-proc.exited
 				}
 				if mountedAt(t, mnt) > 0 {
-					_ = exec.Command("umount", "-l", mnt).Run()
+					_, _ = runWithin(t, toolTimeout, "umount", "-l", mnt)
 				}
 			})
 			// The store is opened before the mount, so it shows even where

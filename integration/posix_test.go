@@ -101,7 +101,7 @@ func TestPosixDirectories(t *testing.T) {
 
 // dirSeek is the part of posixtest.DirSeek after it made its files.
 func dirSeek(t *testing.T, dir string, minEntries int) {
-	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
+	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,11 +34,11 @@ func runPullCLI(t *testing.T, d *daemon, env []string, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), toolTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, nsfsBin, append([]string{"--mount", d.mnt}, args...)...)
+	cmd := command(ctx, nsfsBin, append([]string{"--mount", d.mnt}, args...)...)
 	cmd.Env = append(append(os.Environ(), "LC_ALL=C", "DOCKER_CONFIG="+emptyDockerConfig(t)), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
+	err := runChild(t, cmd)
 	r := result{cmdline: "nsfs " + shortArgs(args), stdout: stdout.String(), stderr: stderr.String(), code: cmd.ProcessState.ExitCode()}
 	if ctx.Err() != nil {
 		t.Errorf("%s: still running after %v; killed", r.cmdline, toolTimeout)
@@ -506,7 +506,9 @@ func TestPullProgressOnTerminal(t *testing.T) {
 	ref := reg.addr + "/test/tty:v1"
 
 	master, slave := openPTY(t, 40, 160)
-	cmd := exec.Command(nsfsBin, "--mount", d.mnt, "pull", "--plain-http", ref)
+	ctx, cancel := context.WithTimeout(context.Background(), toolTimeout)
+	defer cancel()
+	cmd := command(ctx, nsfsBin, "--mount", d.mnt, "pull", "--plain-http", ref)
 	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+emptyDockerConfig(t))
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = slave, &stderr
@@ -516,7 +518,7 @@ func TestPullProgressOnTerminal(t *testing.T) {
 		_, _ = screen.ReadFrom(master) // EIO once the last slave is closed
 		close(read)
 	}()
-	if err := cmd.Run(); err != nil {
+	if err := runChild(t, cmd); err != nil {
 		t.Fatalf("nsfs pull on a terminal: %v\nstderr: %s", err, &stderr)
 	}
 	slave.Close()
@@ -616,7 +618,7 @@ type bgPull struct {
 func startBgPull(t *testing.T, d *daemon, args ...string) *bgPull {
 	t.Helper()
 	p := &bgPull{stdout: &syncBuffer{}, stderr: &syncBuffer{}}
-	p.cmd = exec.Command(nsfsBin, append([]string{"--mount", d.mnt}, args...)...)
+	p.cmd = childCommand(nsfsBin, append([]string{"--mount", d.mnt}, args...)...)
 	p.cmd.Env = append(os.Environ(), "LC_ALL=C", "DOCKER_CONFIG="+emptyDockerConfig(t))
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
 	p.exited = startBackground(t, p.cmd)
@@ -846,7 +848,7 @@ func TestPullProgressOnTerminalInterrupted(t *testing.T) {
 		close(read)
 	}()
 	// A pull on the terminal: its stdout, as a user sees it, is the screen.
-	pull := &bgPull{cmd: exec.Command(nsfsBin, "--mount", d.mnt, "pull", "--plain-http", ref), stdout: screen, stderr: &syncBuffer{}}
+	pull := &bgPull{cmd: childCommand(nsfsBin, "--mount", d.mnt, "pull", "--plain-http", ref), stdout: screen, stderr: &syncBuffer{}}
 	pull.cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+emptyDockerConfig(t))
 	pull.cmd.Stdout, pull.cmd.Stderr = slave, pull.stderr
 	pull.exited = startBackground(t, pull.cmd)

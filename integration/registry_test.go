@@ -129,14 +129,14 @@ http:
 		t.Fatal(err)
 	}
 	r := &testRegistry{addr: addr, out: &syncBuffer{}, exited: make(chan struct{})}
-	r.cmd = exec.Command(registryBin, "serve", configPath)
+	r.cmd = childCommand(registryBin, "serve", configPath)
 	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
-	r.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := r.cmd.Start(); err != nil {
+	proc, err := spawnWithin(t, r.cmd, registryTimeout)
+	if err != nil {
 		t.Fatalf("start %s: %v", registryBin, err)
 	}
 	go func() {
-		_ = r.cmd.Wait()
+		<-proc.exited
 		close(r.exited)
 	}()
 	t.Cleanup(func() {

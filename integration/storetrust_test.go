@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -77,11 +76,11 @@ func mountMustFail(t *testing.T, root, mnt string, wants ...string) string {
 	requireMount(t)
 	ctx, cancel := context.WithTimeout(context.Background(), toolTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, nsfsBin, "mount", "--root", root, mnt)
-	cmd.WaitDelay = time.Second
-	out, err := cmd.CombinedOutput()
+	cmd := command(ctx, nsfsBin, "mount", "--root", root, mnt)
+	suiteReaper.mount(mnt)
+	out, err := combinedOutput(t, cmd)
 	if mountedAt(t, mnt) > 0 {
-		_ = exec.Command("umount", "-l", mnt).Run()
+		_, _ = runWithin(t, toolTimeout, "umount", "-l", mnt)
 		t.Fatalf("nsfs mount of the damaged store %s mounted it", root)
 	}
 	if err == nil || cmd.ProcessState.ExitCode() != 1 {
@@ -319,8 +318,7 @@ func TestDamagedMetaDBNeverLosesABlob(t *testing.T) {
 			// file goes either way.
 			ctx, cancel := context.WithTimeout(context.Background(), toolTimeout)
 			defer cancel()
-			cmd := exec.CommandContext(ctx, nsfsBin, "mount", "--root", d.root, d.mnt)
-			cmd.WaitDelay = time.Second
+			cmd := command(ctx, nsfsBin, "mount", "--root", d.root, d.mnt)
 			var out syncBuffer
 			cmd.Stdout, cmd.Stderr = &out, &out
 			exited := startBackground(t, cmd)
@@ -386,8 +384,7 @@ func TestKillDuringRepairAndGC(t *testing.T) {
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), toolTimeout)
 				defer cancel()
-				cmd := exec.CommandContext(ctx, nsfsBin, args...)
-				cmd.WaitDelay = time.Second
+				cmd := command(ctx, nsfsBin, args...)
 				exited := startBackground(t, cmd)
 				select {
 				case <-exited:

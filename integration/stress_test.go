@@ -45,9 +45,9 @@ func TestStressNgInImages(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "stress-ng", "--dir", "2", "--dentry", "2", "--xattr", "2",
+	cmd := command(ctx, "stress-ng", "--dir", "2", "--dentry", "2", "--xattr", "2",
 		"--timeout", "10s", "--temp-path", d.path("ns/default/images"), "--metrics-brief")
-	out, err := cmd.CombinedOutput()
+	out, err := combinedOutput(t, cmd)
 	if ctx.Err() != nil {
 		t.Fatalf("stress-ng still running after 60 s (a hang?):\n%s", out)
 	}

@@ -2,7 +2,6 @@ package integration
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -33,7 +32,7 @@ func TestUmountBusyDetachesLazily(t *testing.T) {
 	d := startNsfs(t)
 	mustRun(t, d.mnt, "mkdir", "ns/foo")
 	// A shell inside the mount, waiting for a line on stdin.
-	shell := exec.Command("sh", "-c", "read line; ls")
+	shell := childCommand("sh", "-c", "read line; ls")
 	shell.Dir = d.path("ns", "foo")
 	stdin, err := shell.StdinPipe()
 	if err != nil {
@@ -41,10 +40,7 @@ func TestUmountBusyDetachesLazily(t *testing.T) {
 	}
 	out := &syncBuffer{}
 	shell.Stdout = out
-	if err := shell.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer shell.Process.Kill()
+	exited := startBackground(t, shell)
 	dir, err := os.Open(d.path("ns"))
 	if err != nil {
 		t.Fatal(err)
@@ -69,8 +65,9 @@ func TestUmountBusyDetachesLazily(t *testing.T) {
 	}
 	dir.Close()
 	stdin.Write([]byte("go\n"))
-	if err := shell.Wait(); err != nil {
-		t.Errorf("the shell in the detached mount: %v", err)
+	<-exited
+	if !shell.ProcessState.Success() {
+		t.Errorf("the shell in the detached mount: %v", shell.ProcessState)
 	}
 	if code, _ := d.waitExit(t, exitTimeout); code != 0 {
 		t.Errorf("the daemon exited %d once its last user left, want 0\nstderr:\n%s", code, d.logs)
