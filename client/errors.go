@@ -5,32 +5,25 @@ import (
 	"fmt"
 	"syscall"
 
+	"github.com/nsfs/nsfs/errdefs"
+	"github.com/nsfs/nsfs/names"
 	"github.com/pkg/errors"
 )
 
 // Kinds of error the client's operations return, so that a caller can tell
-// them apart with errors.Is; messages read like containerd's
-// (`image "x": not found`).
+// them apart with errors.Is; they are the kinds the store returns
+// (errdefs), and messages read like containerd's (`image "x": not found`).
 var (
-	ErrNotFound      = errors.New("not found")
-	ErrAlreadyExists = errors.New("already exists")
-	ErrInvalid       = errors.New("invalid argument")
-	ErrNotEmpty      = errors.New("not empty")
+	ErrNotFound      = errdefs.ErrNotFound
+	ErrAlreadyExists = errdefs.ErrExists
+	ErrInvalid       = errdefs.ErrInvalidArgument
+	ErrNotEmpty      = errdefs.ErrNotEmpty
 )
 
-// kindError is an error of a kind whose message already says it all
-// (no ": not found" suffix).
-type kindError struct {
-	kind error
-	msg  string
-}
-
-func (e *kindError) Error() string        { return e.msg }
-func (e *kindError) Is(target error) bool { return target == e.kind }
-
-// withKind is an error of kind with exactly the message format makes.
+// withKind is an error of kind with exactly the message format makes (no
+// ": not found" suffix).
 func withKind(kind error, format string, args ...any) error {
-	return &kindError{kind: kind, msg: fmt.Sprintf(format, args...)}
+	return errdefs.Errorf(kind, format, args...)
 }
 
 // namespaceError turns the filesystem's answer to an operation on
@@ -52,7 +45,7 @@ func namespaceError(name string, err error) error {
 
 // invalidNamespaceName says what a namespace name must look like.
 func invalidNamespaceName(name string) error {
-	return withKind(ErrInvalid, "namespace %q: invalid namespace name: it must match ^[A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*$ and be at most 76 characters", name)
+	return withKind(ErrInvalid, "namespace %q: invalid namespace name: it must match %s and be at most %d characters", name, names.NamespacePattern, names.MaxNamespaceLen)
 }
 
 // ErrDaemonGone is the kind of error DaemonGone returns: the mount is

@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/nsfs/nsfs/metadata"
+	"github.com/nsfs/nsfs/names"
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
 )
@@ -236,10 +236,10 @@ func (n Namespace) Ensure() error {
 }
 
 // Check refuses a name that is no namespace name (containerd's rule, as
-// metadata applies it) before it becomes a path (`-n ../..` must not leave
+// the store applies it) before it becomes a path (`-n ../..` must not leave
 // ns/), as containerd checks it on every request.
 func (n Namespace) Check() error {
-	if metadata.ValidateNamespace(n.Name) != nil {
+	if names.ValidateNamespace(n.Name) != nil {
 		return invalidNamespaceName(n.Name)
 	}
 	return nil

@@ -10,7 +10,11 @@
 // image gone under a writer) stay in metadata.
 package errdefs
 
-import "github.com/pkg/errors"
+import (
+	"fmt"
+
+	"github.com/pkg/errors"
+)
 
 var (
 	ErrNotFound        = errors.New("not found")         // ENOENT
@@ -29,3 +33,19 @@ var (
 	ErrCrossNamespace  = errors.New("across namespaces") // EXDEV
 	ErrReadOnly        = errors.New("read-only")         // EPERM
 )
+
+// Errorf is an error of kind (errors.Is sees it) whose message is exactly
+// what format makes, with no ": kind" after it: for a message that
+// already says it all, as the CLI prints it (`label "=v": the key is
+// empty`).
+func Errorf(kind error, format string, args ...any) error {
+	return &kindError{kind: kind, msg: fmt.Sprintf(format, args...)}
+}
+
+type kindError struct {
+	kind error
+	msg  string
+}
+
+func (e *kindError) Error() string        { return e.msg }
+func (e *kindError) Is(target error) bool { return target == e.kind }

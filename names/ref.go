@@ -45,7 +45,7 @@ func RefProblem(ref string) string {
 // refProblem is ValidateRef's verdict: nil, or the kind and the problem.
 func refProblem(ref string) (kind error, problem string) {
 	if ref == "" {
-		return errdefs.ErrInvalidArgument, "empty"
+		return errdefs.ErrInvalidArgument, "empty ref"
 	}
 	if i, r := indexControl(ref); i >= 0 {
 		what := fmt.Sprintf("control character %U", r)
