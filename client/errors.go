@@ -52,25 +52,21 @@ func invalidNamespaceName(name string) error {
 // still in the mount table, but the daemon that served it died.
 var ErrDaemonGone = errors.New("the nsfs daemon is gone")
 
-// daemonGoneError says that the daemon serving a mount died, and how to
-// get the mount back. It unwraps to the file operation's own error, so
-// errors.Is(err, syscall.ENOTCONN) still holds.
-type daemonGoneError struct {
-	mountDir string
+// DaemonGoneError says that the daemon serving a mount died. It unwraps
+// to the file operation's own error, so errors.Is(err, syscall.ENOTCONN)
+// still holds. How to get the mount back is the CLI's to say.
+type DaemonGoneError struct {
+	MountDir string // the mountpoint whose daemon died
 	err      error  // the failed file operation's error
 	reason   string // the errno's text
 }
 
-func (e *daemonGoneError) Error() string {
-	remedy := "`nsfs mount " + e.mountDir + "`"
-	if root := storeRootOf(e.mountDir); root != "" {
-		remedy = "`nsfs mount --root " + root + " " + e.mountDir + "`"
-	}
-	return fmt.Sprintf("the nsfs daemon serving %s is gone (%s): run %s again to recover", e.mountDir, e.reason, remedy)
+func (e *DaemonGoneError) Error() string {
+	return fmt.Sprintf("the nsfs daemon serving %s is gone (%s)", e.MountDir, e.reason)
 }
 
-func (e *daemonGoneError) Unwrap() error        { return e.err }
-func (e *daemonGoneError) Is(target error) bool { return target == ErrDaemonGone }
+func (e *DaemonGoneError) Unwrap() error        { return e.err }
+func (e *DaemonGoneError) Is(target error) bool { return target == ErrDaemonGone }
 
 // DaemonGone turns the error of a file operation under mountDir into one
 // that says the daemon is gone when the kernel answered ENOTCONN (the
@@ -85,25 +81,25 @@ func (e *daemonGoneError) Is(target error) bool { return target == ErrDaemonGone
 //
 // which reads, after a kill -9 of the daemon:
 //
-//	nsfs: the nsfs daemon serving /mnt is gone (transport endpoint is not connected): run `nsfs mount --root /var/lib/nsfs /mnt` again to recover
+//	the nsfs daemon serving /mnt is gone (transport endpoint is not connected)
 func DaemonGone(err error, mountDir string) error {
 	if err == nil {
 		return nil
 	}
-	var gone *daemonGoneError
+	var gone *DaemonGoneError
 	if errors.As(err, &gone) {
 		return err
 	}
 	for _, errno := range []syscall.Errno{syscall.ENOTCONN, syscall.ECONNABORTED} {
 		if errors.Is(err, errno) {
-			return &daemonGoneError{mountDir: mountDir, err: err, reason: errno.Error()}
+			return &DaemonGoneError{MountDir: mountDir, err: err, reason: errno.Error()}
 		}
 	}
 	// A request in flight when the daemon died can also come back EIO
 	// (the kernel fails what it had queued): whether the daemon is gone,
 	// statfs says (only EIO is worth the look; it is rare).
 	if errors.Is(err, syscall.EIO) && errors.Is(Probe(mountDir, AnswerWait), syscall.ENOTCONN) {
-		return &daemonGoneError{mountDir: mountDir, err: stderrors.Join(err, syscall.ENOTCONN), reason: syscall.ENOTCONN.Error()}
+		return &DaemonGoneError{MountDir: mountDir, err: stderrors.Join(err, syscall.ENOTCONN), reason: syscall.ENOTCONN.Error()}
 	}
 	return err
 }

@@ -203,13 +203,3 @@ func mountAt(path, dir string) (fstype, source string, err error) {
 	e, _ := mountinfo.At(entries, dir)
 	return e.FSType, e.Source, err
 }
-
-// storeRootOf is the store root the nsfs mount at dir serves, as the
-// mount table names it; "" when unknown.
-func storeRootOf(dir string) string {
-	fstype, source, err := mountAt(mountinfo.Self, dir)
-	if err != nil || fstype != FSType || !filepath.IsAbs(source) {
-		return ""
-	}
-	return source
-}
