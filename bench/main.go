@@ -41,7 +41,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"cmp"
 	"crypto/sha256"
@@ -64,6 +63,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nsfs/nsfs/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -333,22 +333,12 @@ func (t *target) mountTmpfs() error {
 
 // isMountpoint reports whether dir is a mountpoint (/proc/self/mountinfo).
 func isMountpoint(dir string) bool {
-	f, err := os.Open("/proc/self/mountinfo")
+	entries, err := mountinfo.Read(mountinfo.Self)
 	if err != nil {
 		return false
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if fields := strings.Fields(sc.Text()); len(fields) > 4 && unescapeMountinfo(fields[4]) == dir {
-			return true
-		}
-	}
-	return false
-}
-
-func unescapeMountinfo(s string) string {
-	return strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`).Replace(s)
+	_, ok := mountinfo.At(entries, dir)
+	return ok
 }
 
 // listingSize is how many refs the listing workloads list.

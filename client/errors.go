@@ -5,32 +5,25 @@ import (
 	"fmt"
 	"syscall"
 
+	"github.com/nsfs/nsfs/errdefs"
+	"github.com/nsfs/nsfs/names"
 	"github.com/pkg/errors"
 )
 
 // Kinds of error the client's operations return, so that a caller can tell
-// them apart with errors.Is; messages read like containerd's
-// (`image "x": not found`).
+// them apart with errors.Is; they are the kinds the store returns
+// (errdefs), and messages read like containerd's (`image "x": not found`).
 var (
-	ErrNotFound      = errors.New("not found")
-	ErrAlreadyExists = errors.New("already exists")
-	ErrInvalid       = errors.New("invalid argument")
-	ErrNotEmpty      = errors.New("not empty")
+	ErrNotFound      = errdefs.ErrNotFound
+	ErrAlreadyExists = errdefs.ErrExists
+	ErrInvalid       = errdefs.ErrInvalidArgument
+	ErrNotEmpty      = errdefs.ErrNotEmpty
 )
 
-// kindError is an error of a kind whose message already says it all
-// (no ": not found" suffix).
-type kindError struct {
-	kind error
-	msg  string
-}
-
-func (e *kindError) Error() string        { return e.msg }
-func (e *kindError) Is(target error) bool { return target == e.kind }
-
-// withKind is an error of kind with exactly the message format makes.
+// withKind is an error of kind with exactly the message format makes (no
+// ": not found" suffix).
 func withKind(kind error, format string, args ...any) error {
-	return &kindError{kind: kind, msg: fmt.Sprintf(format, args...)}
+	return errdefs.Errorf(kind, format, args...)
 }
 
 // namespaceError turns the filesystem's answer to an operation on
@@ -52,32 +45,28 @@ func namespaceError(name string, err error) error {
 
 // invalidNamespaceName says what a namespace name must look like.
 func invalidNamespaceName(name string) error {
-	return withKind(ErrInvalid, "namespace %q: invalid namespace name: it must match ^[A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*$ and be at most 76 characters", name)
+	return withKind(ErrInvalid, "namespace %q: invalid namespace name: it must match %s and be at most %d characters", name, names.NamespacePattern, names.MaxNamespaceLen)
 }
 
 // ErrDaemonGone is the kind of error DaemonGone returns: the mount is
 // still in the mount table, but the daemon that served it died.
 var ErrDaemonGone = errors.New("the nsfs daemon is gone")
 
-// daemonGoneError says that the daemon serving a mount died, and how to
-// get the mount back. It unwraps to the file operation's own error, so
-// errors.Is(err, syscall.ENOTCONN) still holds.
-type daemonGoneError struct {
-	mountDir string
+// DaemonGoneError says that the daemon serving a mount died. It unwraps
+// to the file operation's own error, so errors.Is(err, syscall.ENOTCONN)
+// still holds. How to get the mount back is the CLI's to say.
+type DaemonGoneError struct {
+	MountDir string // the mountpoint whose daemon died
 	err      error  // the failed file operation's error
 	reason   string // the errno's text
 }
 
-func (e *daemonGoneError) Error() string {
-	remedy := "`nsfs mount " + e.mountDir + "`"
-	if root := storeRootOf(e.mountDir); root != "" {
-		remedy = "`nsfs mount --root " + root + " " + e.mountDir + "`"
-	}
-	return fmt.Sprintf("the nsfs daemon serving %s is gone (%s): run %s again to recover", e.mountDir, e.reason, remedy)
+func (e *DaemonGoneError) Error() string {
+	return fmt.Sprintf("the nsfs daemon serving %s is gone (%s)", e.MountDir, e.reason)
 }
 
-func (e *daemonGoneError) Unwrap() error        { return e.err }
-func (e *daemonGoneError) Is(target error) bool { return target == ErrDaemonGone }
+func (e *DaemonGoneError) Unwrap() error        { return e.err }
+func (e *DaemonGoneError) Is(target error) bool { return target == ErrDaemonGone }
 
 // DaemonGone turns the error of a file operation under mountDir into one
 // that says the daemon is gone when the kernel answered ENOTCONN (the
@@ -92,25 +81,25 @@ func (e *daemonGoneError) Is(target error) bool { return target == ErrDaemonGone
 //
 // which reads, after a kill -9 of the daemon:
 //
-//	nsfs: the nsfs daemon serving /mnt is gone (transport endpoint is not connected): run `nsfs mount --root /var/lib/nsfs /mnt` again to recover
+//	the nsfs daemon serving /mnt is gone (transport endpoint is not connected)
 func DaemonGone(err error, mountDir string) error {
 	if err == nil {
 		return nil
 	}
-	var gone *daemonGoneError
+	var gone *DaemonGoneError
 	if errors.As(err, &gone) {
 		return err
 	}
 	for _, errno := range []syscall.Errno{syscall.ENOTCONN, syscall.ECONNABORTED} {
 		if errors.Is(err, errno) {
-			return &daemonGoneError{mountDir: mountDir, err: err, reason: errno.Error()}
+			return &DaemonGoneError{MountDir: mountDir, err: err, reason: errno.Error()}
 		}
 	}
 	// A request in flight when the daemon died can also come back EIO
 	// (the kernel fails what it had queued): whether the daemon is gone,
 	// statfs says (only EIO is worth the look; it is rare).
 	if errors.Is(err, syscall.EIO) && errors.Is(Probe(mountDir, AnswerWait), syscall.ENOTCONN) {
-		return &daemonGoneError{mountDir: mountDir, err: stderrors.Join(err, syscall.ENOTCONN), reason: syscall.ENOTCONN.Error()}
+		return &DaemonGoneError{MountDir: mountDir, err: stderrors.Join(err, syscall.ENOTCONN), reason: syscall.ENOTCONN.Error()}
 	}
 	return err
 }

@@ -5,12 +5,12 @@
 package client
 
 import (
-	"bufio"
 	"os"
 	"path/filepath"
 	"strings"
 
-	"github.com/nsfs/nsfs/metadata"
+	"github.com/nsfs/nsfs/mountinfo"
+	"github.com/nsfs/nsfs/names"
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
 )
@@ -30,9 +30,8 @@ type Mount struct {
 // /proc/self/mountinfo. None, or several, is an error that says what to
 // do; so is a mount whose daemon died (see DaemonGone).
 func FindMount(dir string) (Mount, error) {
-	const mountinfo = "/proc/self/mountinfo"
 	if dir == "" {
-		mounts, err := nsfsMounts(mountinfo)
+		mounts, err := nsfsMounts(mountinfo.Self)
 		if err != nil {
 			return Mount{}, err
 		}
@@ -49,7 +48,7 @@ func FindMount(dir string) (Mount, error) {
 	if err != nil {
 		return Mount{}, errors.Wrapf(err, "mount %q", dir)
 	}
-	fstype, _, err := mountAt(mountinfo, abs)
+	fstype, _, err := mountAt(mountinfo.Self, abs)
 	if err != nil {
 		return Mount{}, err
 	}
@@ -58,7 +57,7 @@ func FindMount(dir string) (Mount, error) {
 		// mount's own path cannot be resolved, and needs not be: it was
 		// found above.)
 		if real, rerr := filepath.EvalSymlinks(abs); rerr == nil && real != abs {
-			if fstype, _, err = mountAt(mountinfo, real); err != nil {
+			if fstype, _, err = mountAt(mountinfo.Self, real); err != nil {
 				return Mount{}, err
 			}
 			if fstype != "" {
@@ -70,7 +69,7 @@ func FindMount(dir string) (Mount, error) {
 	case FSType:
 		return checkAlive(Mount{Dir: abs})
 	case "":
-		return Mount{}, notAMount(mountinfo, abs)
+		return Mount{}, notAMount(mountinfo.Self, abs)
 	default:
 		return Mount{}, errors.Errorf("%s is not a mounted nsfs store (its filesystem is %s): name an nsfs mountpoint with --mount or NSFS_MOUNT", abs, fstype)
 	}
@@ -79,8 +78,8 @@ func FindMount(dir string) (Mount, error) {
 // notAMount says why dir, where nothing is mounted, is no nsfs store: it
 // lies inside an nsfs mount (a path there is no mountpoint), it does not
 // exist, or it is a plain directory.
-func notAMount(mountinfo, dir string) error {
-	mounts, _ := nsfsMounts(mountinfo)
+func notAMount(table, dir string) error {
+	mounts, _ := nsfsMounts(table)
 	inside := enclosingMount(mounts, dir)
 	if inside == "" {
 		if real, err := filepath.EvalSymlinks(dir); err == nil {
@@ -124,77 +123,28 @@ func checkAlive(m Mount) (Mount, error) {
 
 // nsfsMounts lists the mountpoints of fuse.nsfs filesystems in a
 // mountinfo file.
-func nsfsMounts(mountinfo string) ([]string, error) {
-	entries, err := readMountinfo(mountinfo, "looking for nsfs mounts")
+func nsfsMounts(path string) ([]string, error) {
+	entries, err := readMountinfo(path, "looking for nsfs mounts")
 	var mounts []string
 	for _, e := range entries {
-		if e.fstype == FSType {
-			mounts = append(mounts, e.dir)
+		if e.FSType == FSType {
+			mounts = append(mounts, e.Mountpoint)
 		}
 	}
 	return mounts, err
 }
 
-// mountEntry is one mount of a mountinfo file.
-type mountEntry struct {
-	dir    string // the mountpoint
-	fstype string // fuse.nsfs, ext4, ...
-	source string // for nsfs, the store root; "" when the line has none
-}
-
-// readMountinfo parses a mountinfo file (proc(5)) in its order: a later
-// entry at the same dir is mounted on top of an earlier one. A file that
-// cannot be opened is an error wrapped with doing (what the caller was
-// doing); one that cannot be read to its end yields the entries before.
-func readMountinfo(mountinfo, doing string) ([]mountEntry, error) {
-	f, err := os.Open(mountinfo)
+// readMountinfo reads a mountinfo file. A file that cannot be opened is
+// an error wrapped with doing (what the caller was doing); one that
+// cannot be read to its end yields the entries before.
+func readMountinfo(path, doing string) ([]mountinfo.Entry, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, errors.Wrap(err, doing)
 	}
 	defer f.Close()
-	var entries []mountEntry
-	scanner := bufio.NewScanner(f)
-	scanner.Buffer(make([]byte, 64*1024), 1024*1024)
-	for scanner.Scan() {
-		// "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - fuse.nsfs /root rw":
-		// field 4 the mountpoint; after the optional fields and "-", the
-		// type and the source.
-		fields := strings.Fields(scanner.Text())
-		sep := -1
-		for i, field := range fields {
-			if field == "-" {
-				sep = i
-				break
-			}
-		}
-		if sep < 5 || sep+1 >= len(fields) {
-			continue
-		}
-		e := mountEntry{dir: unescapeOctal(fields[4]), fstype: fields[sep+1]}
-		if sep+2 < len(fields) {
-			e.source = unescapeOctal(fields[sep+2])
-		}
-		entries = append(entries, e)
-	}
-	return entries, errors.Wrap(scanner.Err(), "reading "+mountinfo)
-}
-
-// unescapeOctal undoes mountinfo's \040-style escaping of spaces, tabs,
-// newlines and backslashes.
-func unescapeOctal(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			o := s[i+1 : i+4]
-			if len(o) == 3 && o[0] >= '0' && o[0] <= '3' && o[1] >= '0' && o[1] <= '7' && o[2] >= '0' && o[2] <= '7' {
-				b.WriteByte((o[0]-'0')<<6 | (o[1]-'0')<<3 | (o[2] - '0'))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	entries, err := mountinfo.Parse(f)
+	return entries, errors.Wrap(err, "reading "+path)
 }
 
 // NamespaceDir is the directory of namespace name: <mount>/ns/<name>.
@@ -236,10 +186,10 @@ func (n Namespace) Ensure() error {
 }
 
 // Check refuses a name that is no namespace name (containerd's rule, as
-// metadata applies it) before it becomes a path (`-n ../..` must not leave
+// the store applies it) before it becomes a path (`-n ../..` must not leave
 // ns/), as containerd checks it on every request.
 func (n Namespace) Check() error {
-	if metadata.ValidateNamespace(n.Name) != nil {
+	if names.ValidateNamespace(n.Name) != nil {
 		return invalidNamespaceName(n.Name)
 	}
 	return nil
@@ -248,22 +198,8 @@ func (n Namespace) Check() error {
 // mountAt is the topmost mount at dir in a mountinfo file: its filesystem
 // type and its source (for nsfs, the store root); "" when nothing is
 // mounted at dir itself.
-func mountAt(mountinfo, dir string) (fstype, source string, err error) {
-	entries, err := readMountinfo(mountinfo, "reading the mount table")
-	for _, e := range entries {
-		if e.dir == dir {
-			fstype, source = e.fstype, e.source // later lines are mounted on top
-		}
-	}
-	return fstype, source, err
-}
-
-// storeRootOf is the store root the nsfs mount at dir serves, as the
-// mount table names it; "" when unknown.
-func storeRootOf(dir string) string {
-	fstype, source, err := mountAt("/proc/self/mountinfo", dir)
-	if err != nil || fstype != FSType || !filepath.IsAbs(source) {
-		return ""
-	}
-	return source
+func mountAt(path, dir string) (fstype, source string, err error) {
+	entries, err := readMountinfo(path, "reading the mount table")
+	e, _ := mountinfo.At(entries, dir)
+	return e.FSType, e.Source, err
 }

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/nsfs/nsfs/metadata"
+	"github.com/nsfs/nsfs/names"
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
 )
@@ -41,7 +41,7 @@ func (m Mount) Namespaces() ([]NamespaceInfo, error) {
 		}
 		if errors.Is(err, unix.E2BIG) {
 			out = append(out, NamespaceInfo{Name: e.Name(), LabelsErr: errors.Errorf(
-				"namespace %q: its labels are over %d bytes and cannot be listed; remove some (setfattr -x, nsfs namespaces label NAME KEY=)", e.Name(), metadata.MaxLabelsSize)})
+				"namespace %q: its labels are over %d bytes and cannot be listed; remove some (setfattr -x, nsfs namespaces label NAME KEY=)", e.Name(), names.MaxLabelsSize)})
 			continue
 		}
 		if err != nil {
@@ -139,7 +139,7 @@ func anyFileBelow(dir string) (bool, error) {
 // SetLabels sets the labels of namespace n, as `ctr namespaces label`
 // does: an empty value removes the label (`setfattr -x`; an absent one is
 // no error). The namespace must exist. Labels that would take the
-// namespace's over metadata.MaxLabelsSize are refused before any is set.
+// namespace's over names.MaxLabelsSize are refused before any is set.
 func (n Namespace) SetLabels(labels map[string]string) error {
 	if err := n.Check(); err != nil {
 		return err
@@ -174,45 +174,23 @@ func (n Namespace) SetLabels(labels map[string]string) error {
 	return nil
 }
 
-// ParseLabels reads ctr-style label arguments: KEY=VALUE sets KEY, a
-// bare KEY means KEY=true, and KEY= (an empty value) removes KEY.
-//
-//	nsfs namespaces label foo team=infra pinned old=
-func ParseLabels(args []string) (map[string]string, error) {
-	labels := make(map[string]string, len(args))
-	for _, arg := range args {
-		k, v, ok := strings.Cut(arg, "=")
-		if !ok {
-			v = "true"
-		}
-		if k == "" {
-			return nil, withKind(ErrInvalid, "label %q: the key is empty", arg)
-		}
-		labels[k] = v
-	}
-	return labels, nil
-}
-
 // labelPrefix is the xattr namespace that carries labels: label k is the
 // xattr user.k.
 const labelPrefix = "user."
 
-// maxLabelSize is containerd's limit on len(key)+len(value), the one the
-// filesystem enforces.
-const maxLabelSize = metadata.MaxLabelSize
-
-// checkLabels refuses what the filesystem would refuse, with a message
-// that names the label, before anything is changed.
+// checkLabels refuses what the filesystem would refuse (the store's rule,
+// names.LabelProblem, and what an xattr cannot carry), with a message that
+// names the label, before anything is changed.
 func checkLabels(labels map[string]string) error {
 	for _, k := range sortedKeys(labels) {
 		v := labels[k]
-		switch {
+		switch problem := names.LabelProblem(k, v); {
 		case k == "":
 			return withKind(ErrInvalid, "label %q: the key is empty", k+"="+v)
-		case len(k)+len(v) > maxLabelSize:
-			return withKind(ErrInvalid, "label %q: key and value length (%d bytes) greater than maximum size (%d bytes)", k, len(k)+len(v), maxLabelSize)
-		case len(labelPrefix)+len(k) > 255:
-			return withKind(ErrInvalid, "label %q: the key is longer than %d bytes", k, 255-len(labelPrefix))
+		case problem != "":
+			return withKind(ErrInvalid, "label %q: %s", k, problem)
+		case len(labelPrefix)+len(k) > names.MaxNameLen:
+			return withKind(ErrInvalid, "label %q: the key is longer than %d bytes", k, names.MaxNameLen-len(labelPrefix))
 		case strings.ContainsRune(k, 0) || strings.ContainsRune(v, 0):
 			return withKind(ErrInvalid, "label %q: a NUL byte", k)
 		}
@@ -232,9 +210,9 @@ func checkLabelsFit(name string, current, changes map[string]string) error {
 	for k, v := range changes {
 		after[k] = v
 	}
-	before, total := metadata.LabelsSize(current), metadata.LabelsSize(after)
-	if total > metadata.MaxLabelsSize && total > before {
-		return withKind(ErrInvalid, "namespace %q: its labels would take %d bytes, over the limit of %d (each label counts len(key)+len(value)+6, so that listxattr fits in 64 KiB)", name, total, metadata.MaxLabelsSize)
+	before, total := names.LabelsSize(current), names.LabelsSize(after)
+	if problem := names.LabelsSizeProblem(total); problem != "" && total > before {
+		return withKind(ErrInvalid, "namespace %q: %s", name, problem)
 	}
 	return nil
 }
@@ -263,7 +241,7 @@ func labelError(path, k string, err error) error {
 	case unix.E2BIG, unix.EINVAL, unix.ERANGE:
 		return withKind(ErrInvalid, "label %q: %v", k, err)
 	case unix.ENOSPC:
-		return withKind(ErrInvalid, "label %q: the labels of %s are full (at most %d bytes, len(key)+len(value)+6 per label)", k, path, metadata.MaxLabelsSize)
+		return withKind(ErrInvalid, "label %q: the labels of %s are full (at most %d bytes, len(key)+len(value)+6 per label)", k, path, names.MaxLabelsSize)
 	}
 	return errors.Wrapf(err, "label %q", k)
 }

@@ -7,25 +7,6 @@ import (
 	"testing"
 )
 
-func TestParseLabels(t *testing.T) {
-	got, err := ParseLabels([]string{"a=1", "bare", "gone=", "eq=x=y", "a=2"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]string{"a": "2", "bare": "true", "gone": "", "eq": "x=y"}
-	if len(got) != len(want) {
-		t.Fatalf("ParseLabels = %v, want %v", got, want)
-	}
-	for k, v := range want {
-		if got[k] != v {
-			t.Errorf("label %q = %q, want %q", k, got[k], v)
-		}
-	}
-	if _, err := ParseLabels([]string{"=v"}); !errors.Is(err, ErrInvalid) {
-		t.Errorf("ParseLabels(=v): %v, want ErrInvalid", err)
-	}
-}
-
 func TestCheckLabels(t *testing.T) {
 	for _, bad := range []map[string]string{
 		{"k": strings.Repeat("v", 4096)},

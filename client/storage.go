@@ -7,10 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
+	"github.com/nsfs/nsfs/names"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/pkg/errors"
@@ -60,13 +60,15 @@ func (t *Target) BlobPath(d digest.Digest) (string, error) {
 }
 
 // ImagePath is the file of image ref in t's namespace; a '/' in ref is a
-// sub-directory of images/.
+// sub-directory of images/. A ref the store would refuse
+// (names.ValidateRef) is errdef.ErrInvalidReference, before it becomes a
+// path.
 func (t *Target) ImagePath(ref string) (string, error) {
 	if err := t.ns.Check(); err != nil {
 		return "", err
 	}
-	if ref == "" || strings.HasPrefix(ref, "/") || filepath.Clean(ref) != ref || ref == "." || strings.HasPrefix(ref, "../") || ref == ".." {
-		return "", errors.Wrapf(errdef.ErrInvalidReference, "image %q: a ref must be a clean relative path", ref)
+	if problem := names.RefProblem(ref); problem != "" {
+		return "", errors.Wrapf(errdef.ErrInvalidReference, "image %q: %s", ref, problem)
 	}
 	return filepath.Join(t.ns.ImagesDir(), filepath.FromSlash(ref)), nil
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nsfs/nsfs/mountinfo"
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
 )
@@ -37,13 +38,13 @@ func Unmount(dir string) (Unmounted, error) {
 	if err != nil {
 		return Unmounted{}, errors.Wrapf(err, "unmount %q", dir)
 	}
-	fstype, _, err := mountAt("/proc/self/mountinfo", abs)
+	fstype, _, err := mountAt(mountinfo.Self, abs)
 	if err == nil && fstype == "" {
 		// A path through a symlink: mountinfo has the real one. (A dead
 		// mount's own path cannot be resolved, and needs not be.)
 		if real, rerr := filepath.EvalSymlinks(abs); rerr == nil && real != abs {
 			abs = real
-			fstype, _, err = mountAt("/proc/self/mountinfo", abs)
+			fstype, _, err = mountAt(mountinfo.Self, abs)
 		}
 	}
 	switch {

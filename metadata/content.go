@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nsfs/nsfs/blobs"
+	"github.com/nsfs/nsfs/names"
 	"github.com/opencontainers/go-digest"
 	"github.com/pkg/errors"
 	bolt "go.etcd.io/bbolt"
@@ -22,15 +23,9 @@ type Blob struct {
 	CreatedAt time.Time
 }
 
-// ValidateDigest checks "sha256:<64 lowercase hex>" (ErrInvalidArgument).
-// The format is the blob store's (blobs.ValidateDigest); this gives its
-// refusal metadata's kind.
-func ValidateDigest(d digest.Digest) error {
-	if err := blobs.ValidateDigest(d); err != nil {
-		return errors.WithMessagef(ErrInvalidArgument, "digest %q: must be sha256: and 64 lowercase hex digits", shorten(string(d)))
-	}
-	return nil
-}
+// ValidateDigest checks "sha256:<64 lowercase hex>" (names.ValidateDigest:
+// ErrInvalidArgument).
+func ValidateDigest(d digest.Digest) error { return names.ValidateDigest(d) }
 
 // visible reports whether ns can see blob d under the sharing policy, and
 // its size. Shared: every blob some namespace holds. Isolated: what ns

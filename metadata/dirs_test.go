@@ -35,7 +35,7 @@ func putImages(t testing.TB, db *DB, ns string, manifest []byte, refs []string) 
 	}
 }
 
-func names(entries []Entry) string {
+func entryNames(entries []Entry) string {
 	var out []string
 	for _, e := range entries {
 		n := e.Name
@@ -63,21 +63,21 @@ func TestImageDirs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := names(root); got != "alpine docker.io/ docker.io-mirror" {
+	if got := entryNames(root); got != "alpine docker.io/ docker.io-mirror" {
 		t.Fatalf("images/ lists %q", got)
 	}
 	lib, err := db.ReadImageDir("default", "docker.io")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := names(lib); got != "library/ library-x library.y/" {
+	if got := entryNames(lib); got != "library/ library-x library.y/" {
 		t.Fatalf("images/docker.io lists %q", got)
 	}
 	redis, err := db.ReadImageDir("default", "docker.io/library")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := names(redis); got != "redis:7 redis:latest" {
+	if got := entryNames(redis); got != "redis:7 redis:latest" {
 		t.Fatalf("images/docker.io/library lists %q", got)
 	}
 	e := redis[1]
@@ -151,11 +151,11 @@ func TestImageDirs(t *testing.T) {
 			t.Errorf("MakeImageDir(%q) = %v", dir, err)
 		}
 	}
-	if got, _ := db.ReadImageDir("default", ""); names(got) != "alpine docker.io/ docker.io-mirror quay.io/" {
-		t.Fatalf("images/ lists %q", names(got))
+	if got, _ := db.ReadImageDir("default", ""); entryNames(got) != "alpine docker.io/ docker.io-mirror quay.io/" {
+		t.Fatalf("images/ lists %q", entryNames(got))
 	}
-	if got, _ := db.ReadImageDir("default", "docker.io/library"); names(got) != "empty/ redis:7 redis:latest" {
-		t.Fatalf("images/docker.io/library lists %q", names(got))
+	if got, _ := db.ReadImageDir("default", "docker.io/library"); entryNames(got) != "empty/ redis:7 redis:latest" {
+		t.Fatalf("images/docker.io/library lists %q", entryNames(got))
 	}
 	for ref, is := range map[string]func(error) bool{
 		"quay.io":                          IsIsDirectory,
@@ -198,8 +198,8 @@ func TestImageDirs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got, _ := db.ReadImageDir("default", "docker.io/library"); names(got) != "empty/" {
-		t.Fatalf("images/docker.io/library lists %q", names(got))
+	if got, _ := db.ReadImageDir("default", "docker.io/library"); entryNames(got) != "empty/" {
+		t.Fatalf("images/docker.io/library lists %q", entryNames(got))
 	}
 	if err := db.RemoveImageDir("default", "docker.io/library"); !IsNotEmpty(err) {
 		t.Fatalf("rmdir of a directory holding an explicit one: %v", err)
@@ -281,8 +281,8 @@ func TestReadImageDir10k(t *testing.T) {
 		}
 	}
 	sub, err := db.ReadImageDir("default", "many/sub3")
-	if err != nil || names(sub) != "a/ b/" {
-		t.Fatalf("many/sub3 lists %q, %v", names(sub), err)
+	if err != nil || entryNames(sub) != "a/ b/" {
+		t.Fatalf("many/sub3 lists %q, %v", entryNames(sub), err)
 	}
 }
 
@@ -315,7 +315,7 @@ func TestDirectoryOutlivesItsLastRef(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := names(root); got != "app:v1 docker.io/ quay.io/" {
+	if got := entryNames(root); got != "app:v1 docker.io/ quay.io/" {
 		t.Fatalf("images/ lists %q after removing the refs below docker.io and quay.io", got)
 	}
 	for _, dir := range []string{"docker.io/library", "docker.io", "quay.io"} {
@@ -323,7 +323,7 @@ func TestDirectoryOutlivesItsLastRef(t *testing.T) {
 			t.Fatalf("rmdir images/%s: %v", dir, err)
 		}
 	}
-	if root, _ := db.ReadImageDir("default", ""); names(root) != "app:v1" {
-		t.Fatalf("images/ lists %q after the rmdirs", names(root))
+	if root, _ := db.ReadImageDir("default", ""); entryNames(root) != "app:v1" {
+		t.Fatalf("images/ lists %q after the rmdirs", entryNames(root))
 	}
 }

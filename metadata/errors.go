@@ -3,6 +3,7 @@ package metadata
 import (
 	"fmt"
 
+	"github.com/nsfs/nsfs/errdefs"
 	"github.com/pkg/errors"
 )
 
@@ -10,24 +11,29 @@ import (
 // (errors.WithMessagef(ErrNotEmpty, "namespace %q must be empty, but it still has
 // images, blobs")), so that errors.Is and the Is… helpers see the kind and
 // the message names the object and the reason. fs/ maps kinds to errno in one
-// place.
+// place. The shared kinds are errdefs's, named here too so that callers of
+// metadata need only metadata.
 var (
-	ErrNotFound        = errors.New("not found")         // ENOENT
-	ErrExists          = errors.New("already exists")    // EEXIST
-	ErrNotEmpty        = errors.New("not empty")         // ENOTEMPTY
-	ErrInvalidArgument = errors.New("invalid argument")  // EINVAL
-	ErrNameTooLong     = errors.New("name too long")     // ENAMETOOLONG
-	ErrInUse           = errors.New("in use")            // EBUSY
-	ErrTooLarge        = errors.New("too large")         // EFBIG
-	ErrLabelTooLarge   = errors.New("label too large")   // E2BIG
-	ErrLabelsFull      = errors.New("labels full")       // ENOSPC
-	ErrNoLabel         = errors.New("no such label")     // ENODATA
-	ErrDigestMismatch  = errors.New("digest mismatch")   // EBADMSG
-	ErrNotDirectory    = errors.New("not a directory")   // ENOTDIR
-	ErrIsDirectory     = errors.New("is a directory")    // EISDIR
-	ErrCrossNamespace  = errors.New("across namespaces") // EXDEV
-	ErrReadOnly        = errors.New("read-only")         // EPERM
-	ErrLocked          = errors.New("store in use")      // mount refuses
+	ErrNotFound        = errdefs.ErrNotFound        // ENOENT
+	ErrExists          = errdefs.ErrExists          // EEXIST
+	ErrNotEmpty        = errdefs.ErrNotEmpty        // ENOTEMPTY
+	ErrInvalidArgument = errdefs.ErrInvalidArgument // EINVAL
+	ErrNameTooLong     = errdefs.ErrNameTooLong     // ENAMETOOLONG
+	ErrInUse           = errdefs.ErrInUse           // EBUSY
+	ErrTooLarge        = errdefs.ErrTooLarge        // EFBIG
+	ErrLabelTooLarge   = errdefs.ErrLabelTooLarge   // E2BIG
+	ErrLabelsFull      = errdefs.ErrLabelsFull      // ENOSPC
+	ErrNoLabel         = errdefs.ErrNoLabel         // ENODATA
+	ErrDigestMismatch  = errdefs.ErrDigestMismatch  // EBADMSG
+	ErrNotDirectory    = errdefs.ErrNotDirectory    // ENOTDIR
+	ErrIsDirectory     = errdefs.ErrIsDirectory     // EISDIR
+	ErrCrossNamespace  = errdefs.ErrCrossNamespace  // EXDEV
+	ErrReadOnly        = errdefs.ErrReadOnly        // EPERM
+)
+
+// Kinds only the store returns.
+var (
+	ErrLocked = errors.New("store in use") // mount refuses
 	// ErrDamaged: the store's records are unreadable or disagree with its
 	// files in a way only nsfs fsck may settle; mount refuses.
 	ErrDamaged = errors.New("store damaged")
@@ -41,21 +47,11 @@ var (
 // and its close succeeds, as on any filesystem.
 var ErrImageGone = fmt.Errorf("image gone: %w", ErrNotFound)
 
+// The Is… helpers code outside metadata uses; metadata's tests have the
+// others (errors_test.go), and errors.Is serves every kind.
 func IsNotFound(err error) bool        { return errors.Is(err, ErrNotFound) }
 func IsExists(err error) bool          { return errors.Is(err, ErrExists) }
-func IsNotEmpty(err error) bool        { return errors.Is(err, ErrNotEmpty) }
 func IsInvalidArgument(err error) bool { return errors.Is(err, ErrInvalidArgument) }
-func IsNameTooLong(err error) bool     { return errors.Is(err, ErrNameTooLong) }
-func IsInUse(err error) bool           { return errors.Is(err, ErrInUse) }
-func IsTooLarge(err error) bool        { return errors.Is(err, ErrTooLarge) }
-func IsLabelTooLarge(err error) bool   { return errors.Is(err, ErrLabelTooLarge) }
-func IsLabelsFull(err error) bool      { return errors.Is(err, ErrLabelsFull) }
-func IsNoLabel(err error) bool         { return errors.Is(err, ErrNoLabel) }
-func IsDigestMismatch(err error) bool  { return errors.Is(err, ErrDigestMismatch) }
-func IsNotDirectory(err error) bool    { return errors.Is(err, ErrNotDirectory) }
-func IsIsDirectory(err error) bool     { return errors.Is(err, ErrIsDirectory) }
-func IsCrossNamespace(err error) bool  { return errors.Is(err, ErrCrossNamespace) }
-func IsReadOnly(err error) bool        { return errors.Is(err, ErrReadOnly) }
 func IsLocked(err error) bool          { return errors.Is(err, ErrLocked) }
 func IsDamaged(err error) bool         { return errors.Is(err, ErrDamaged) }
 func IsImageGone(err error) bool       { return errors.Is(err, ErrImageGone) }

@@ -2,13 +2,11 @@ package metadata
 
 import (
 	"encoding/binary"
-	"fmt"
 	"io"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/nsfs/nsfs/blobs"
+	"github.com/nsfs/nsfs/names"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/pkg/errors"
@@ -17,12 +15,6 @@ import (
 
 // MaxManifestSize bounds an image's manifest or index (ErrTooLarge).
 const MaxManifestSize = 4 << 20
-
-// Limits of a ref (DESIGN: a ref is a path).
-const (
-	maxRefLen       = 4096 // PATH_MAX
-	maxRefComponent = 255  // NAME_MAX
-)
 
 // maxIndexDepth bounds how deep PutImage follows indexes of indexes when
 // claiming their children.
@@ -39,74 +31,10 @@ type Image struct {
 	UpdatedAt time.Time
 }
 
-// ValidateRef checks that a ref is a clean relative path: components
-// separated by single '/', none empty, "." or "..", none over 255 bytes
-// (ErrNameTooLong), no control character (indexControl: a newline or an
-// escape sequence in a name breaks every listing and can drive the
-// terminal that prints it), whole ref at most 4096 bytes
-// (ErrNameTooLong). Anything else is ErrInvalidArgument. Other printable
-// characters (spaces, quotes, backslashes) are valid; listings quote them.
-func ValidateRef(ref string) error {
-	if ref == "" {
-		return errors.WithMessage(ErrInvalidArgument, "image ref is empty")
-	}
-	if i, r := indexControl(ref); i >= 0 {
-		what := fmt.Sprintf("control character %U", r)
-		switch {
-		case r == 0:
-			what = "a NUL byte"
-		case r < 0x80 || r == utf8.RuneError:
-			what = fmt.Sprintf("control character 0x%02x", ref[i])
-		}
-		return errors.WithMessagef(ErrInvalidArgument, "image ref %q: contains %s at byte %d", shorten(ref), what, i)
-	}
-	switch {
-	case len(ref) > maxRefLen:
-		return errors.WithMessagef(ErrNameTooLong, "image ref %q: %d bytes, over the %d-byte limit", shorten(ref), len(ref), maxRefLen)
-	}
-	for rest := ref; ; {
-		comp, tail, more := strings.Cut(rest, "/")
-		switch {
-		case comp == "":
-			return errors.WithMessagef(ErrInvalidArgument, "image ref %q: empty path component (a leading, trailing or doubled '/')", shorten(ref))
-		case comp == "." || comp == "..":
-			return errors.WithMessagef(ErrInvalidArgument, "image ref %q: path component %q is not allowed", shorten(ref), comp)
-		case len(comp) > maxRefComponent:
-			return errors.WithMessagef(ErrNameTooLong, "image ref %q: path component of %d bytes, over the %d-byte limit", shorten(ref), len(comp), maxRefComponent)
-		}
-		if !more {
-			return nil
-		}
-		rest = tail
-	}
-}
-
-// indexControl is the index of the first control character of s and the
-// character, or -1: bytes below 0x20 and DEL, the C1 controls U+0080 to
-// U+009F (U+009B is a terminal's CSI), and a byte 0x80-0x9f that is not
-// part of a UTF-8 character (the same controls, to a terminal reading
-// bytes). Other bytes that are not UTF-8 are valid; listings quote them.
-func indexControl(s string) (int, rune) {
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < 0x80 {
-			if c < 0x20 || c == 0x7f {
-				return i, rune(c)
-			}
-			i++
-			continue
-		}
-		r, n := utf8.DecodeRuneInString(s[i:])
-		if (r >= 0x80 && r <= 0x9f) || (r == utf8.RuneError && n == 1 && c <= 0x9f) {
-			if r == utf8.RuneError {
-				return i, utf8.RuneError
-			}
-			return i, r
-		}
-		i += n
-	}
-	return -1, 0
-}
+// ValidateRef checks that a ref is a clean relative path within the
+// limits of a path (names.ValidateRef: ErrInvalidArgument, or
+// ErrNameTooLong for a ref or a component too long).
+func ValidateRef(ref string) error { return names.ValidateRef(ref) }
 
 // imageRecord is the value of namespaces/<ns>/images/<ref>: everything a
 // listing shows, so that listing a directory reads one value per entry.

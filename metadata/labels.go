@@ -3,43 +3,31 @@ package metadata
 import (
 	"fmt"
 
+	"github.com/nsfs/nsfs/names"
 	"github.com/opencontainers/go-digest"
 	"github.com/pkg/errors"
 	bolt "go.etcd.io/bbolt"
 )
 
-// MaxLabelSize bounds len(key)+len(value) of one label (containerd's rule).
-const MaxLabelSize = 4096
+// The limits of labels (names/).
+const (
+	MaxLabelSize  = names.MaxLabelSize  // len(key)+len(value) of one label
+	MaxLabelsSize = names.MaxLabelsSize // the sum of LabelSize over an object's labels
+)
 
-// MaxLabelsSize bounds all the labels of one object (a namespace, an
-// image, a namespace's hold of a blob): the sum of LabelSize over them.
-// listxattr's answer, "user.<key>\0" per label, then always fits in the
-// 64 KiB Linux allows (XATTR_LIST_MAX); an object with more would make
-// listxattr fail with E2BIG, and every tool that lists labels with it.
-const MaxLabelsSize = 65536
-
-// LabelSize is what one label counts against MaxLabelsSize:
-// len("user.")+len(key)+1 in listxattr's answer, plus its value.
-func LabelSize(key, value string) int { return len(key) + len(value) + len("user.") + 1 }
+// LabelSize is what one label counts against MaxLabelsSize.
+func LabelSize(key, value string) int { return names.LabelSize(key, value) }
 
 // LabelsSize is the sum of LabelSize over labels (empty values, which
 // are no label, count nothing).
-func LabelsSize(labels map[string]string) int {
-	n := 0
-	for k, v := range labels {
-		if v != "" {
-			n += LabelSize(k, v)
-		}
-	}
-	return n
-}
+func LabelsSize(labels map[string]string) int { return names.LabelsSize(labels) }
 
 // bucketLabelsSize is LabelsSize of a labels bucket (nil: 0).
 func bucketLabelsSize(lb *bolt.Bucket) int {
 	n := 0
 	if lb != nil {
 		_ = lb.ForEach(func(k, v []byte) error {
-			n += len(k) + len(v) + len("user.") + 1
+			n += LabelSize(string(k), string(v))
 			return nil
 		})
 	}
@@ -49,22 +37,10 @@ func bucketLabelsSize(lb *bolt.Bucket) int {
 // ValidateLabels checks each label (ValidateLabel) and that together they
 // fit in MaxLabelsSize (ErrLabelsFull): the labels an object is created
 // with, or would have after a change. o names the object in messages.
-func ValidateLabels(o Object, labels map[string]string) error {
-	for k, v := range labels {
-		if err := ValidateLabel(k, v); err != nil {
-			return errors.WithMessage(err, o.String())
-		}
-	}
-	return checkLabelsFit(o, LabelsSize(labels))
-}
+func ValidateLabels(o Object, labels map[string]string) error { return names.ValidateLabels(o, labels) }
 
 // checkLabelsFit refuses a total over MaxLabelsSize.
-func checkLabelsFit(o Object, total int) error {
-	if total > MaxLabelsSize {
-		return errors.WithMessagef(ErrLabelsFull, "%s: its labels would take %d bytes, over the limit of %d (each label counts len(key)+len(value)+6, so that listxattr fits in 64 KiB); remove some first", o, total, MaxLabelsSize)
-	}
-	return nil
-}
+func checkLabelsFit(o Object, total int) error { return names.CheckLabelsSize(o, total) }
 
 // Object names what a label belongs to: a namespace (Image and Blob empty),
 // an image of it (Image set), or a blob it can see (Blob set). Content
@@ -97,15 +73,7 @@ func (o Object) String() string {
 
 // ValidateLabel checks one label: key non-empty (ErrInvalidArgument),
 // len(key)+len(value) <= MaxLabelSize (ErrLabelTooLarge).
-func ValidateLabel(key, value string) error {
-	if key == "" {
-		return errors.WithMessage(ErrInvalidArgument, "label key is empty")
-	}
-	if n := len(key) + len(value); n > MaxLabelSize {
-		return errors.WithMessagef(ErrLabelTooLarge, "label key and value length (%d bytes) greater than maximum size (%d bytes)", n, MaxLabelSize)
-	}
-	return nil
-}
+func ValidateLabel(key, value string) error { return names.ValidateLabel(key, value) }
 
 // Labels returns the object's labels (ErrNotFound when the object is gone).
 func (db *DB) Labels(o Object) (map[string]string, error) {

@@ -1,10 +1,10 @@
 package metadata
 
 import (
-	"regexp"
 	"strings"
 	"time"
 
+	"github.com/nsfs/nsfs/names"
 	"github.com/pkg/errors"
 	bolt "go.etcd.io/bbolt"
 )
@@ -18,39 +18,13 @@ type Namespace struct {
 	UpdatedAt time.Time
 }
 
-// containerd's namespace name rule (identifiers.Validate).
-var namespaceRe = regexp.MustCompile(`^[A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*$`)
-
-const (
-	maxNamespaceLen = 76  // containerd's limit
-	maxNameLen      = 255 // NAME_MAX: longer cannot be a directory entry
-)
-
-// ValidateNamespace checks a namespace name against containerd's rule:
-// ^[A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*$, at most 76 bytes
-// (ErrInvalidArgument; over 255 bytes ErrNameTooLong).
-func ValidateNamespace(name string) error {
-	switch {
-	case len(name) > maxNameLen:
-		return errors.WithMessagef(ErrNameTooLong, "namespace name %q: %d bytes, over the %d-byte limit", shorten(name), len(name), maxNamespaceLen)
-	case name == "":
-		return errors.WithMessage(ErrInvalidArgument, "namespace name is empty")
-	case len(name) > maxNamespaceLen:
-		return errors.WithMessagef(ErrInvalidArgument, "namespace name %q: %d bytes, over the %d-byte limit", name, len(name), maxNamespaceLen)
-	case !namespaceRe.MatchString(name):
-		return errors.WithMessagef(ErrInvalidArgument, "namespace name %q: must match %s", name, namespaceRe)
-	}
-	return nil
-}
+// ValidateNamespace checks a namespace name against containerd's rule
+// (names.ValidateNamespace: ErrInvalidArgument, over 255 bytes
+// ErrNameTooLong).
+func ValidateNamespace(name string) error { return names.ValidateNamespace(name) }
 
 // shorten keeps error messages readable when a name is absurdly long.
-func shorten(s string) string {
-	const max = 64
-	if len(s) <= max {
-		return s
-	}
-	return s[:max] + "..."
-}
+func shorten(s string) string { return names.Shorten(s) }
 
 // CreateNamespace creates a namespace (ErrExists, ErrInvalidArgument).
 func (db *DB) CreateNamespace(name string, labels map[string]string) (Namespace, error) {

@@ -188,7 +188,7 @@ func main() {
 		if dir, ok := app.Metadata[mountKey].(string); ok {
 			err = client.DaemonGone(err, dir)
 		}
-		fmt.Fprintf(os.Stderr, "nsfs: %v\n", err)
+		fmt.Fprintf(os.Stderr, "nsfs: %v%s\n", err, remedy(err))
 		os.Exit(1)
 	}
 }

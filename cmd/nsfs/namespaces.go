@@ -39,7 +39,7 @@ func namespaceLabelsAction(do func(m client.Mount, name string, labels map[strin
 		if c.NArg() < 1 {
 			return usageError(c, "a namespace NAME is required")
 		}
-		labels, err := client.ParseLabels(c.Args().Tail())
+		labels, err := parseLabels(c.Args().Tail())
 		if err != nil {
 			return err
 		}
