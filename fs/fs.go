@@ -32,6 +32,7 @@ package fs
 
 import (
 	"context"
+	"github.com/nsfs/nsfs/names"
 	"os"
 	"strconv"
 	"strings"
@@ -146,7 +147,7 @@ func (b *nodeBase) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errn
 	out.Ffree = st.Ffree
 	out.Bsize = bsize
 	out.Frsize = bsize
-	out.NameLen = maxNameLen
+	out.NameLen = names.MaxNameLen
 	return 0
 }
 

@@ -4,10 +4,8 @@ import (
 	"syscall"
 
 	"github.com/nsfs/nsfs/metadata"
+	"github.com/nsfs/nsfs/names"
 )
-
-// maxNameLen is NAME_MAX: the kernel passes FUSE names up to 1024 bytes.
-const maxNameLen = 255
 
 // enter is the gate every node operation passes before it acts: the
 // namespace the node belongs to (ns; nil above the namespaces) must not
@@ -24,14 +22,14 @@ const maxNameLen = 255
 // with an ID up to the highest deleted one is gone. (Writes do not rely
 // on this: metadata checks the namespace's ID in the transaction that
 // commits them.)
-func (f *filesystem) enter(ns *nsRef, names ...string) syscall.Errno {
+func (f *filesystem) enter(ns *nsRef, entryNames ...string) syscall.Errno {
 	if ns != nil {
 		if last, ok := f.deleted.Load(ns.name); ok && ns.id <= last.(uint64) {
 			return syscall.ENOENT
 		}
 	}
-	for _, name := range names {
-		if len(name) > maxNameLen {
+	for _, name := range entryNames {
+		if len(name) > names.MaxNameLen {
 			return syscall.ENAMETOOLONG
 		}
 	}

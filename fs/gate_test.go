@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"github.com/nsfs/nsfs/names"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,8 +15,8 @@ import (
 func TestEnterGate(t *testing.T) {
 	f := &filesystem{}
 	old, again := nsRef{"dev", 3}, nsRef{"dev", 9}
-	long := strings.Repeat("x", maxNameLen+1)
-	fits := strings.Repeat("x", maxNameLen)
+	long := strings.Repeat("x", names.MaxNameLen+1)
+	fits := strings.Repeat("x", names.MaxNameLen)
 	if errno := f.enter(&old, fits); errno != 0 {
 		t.Fatalf("before the delete: %v", errno)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/nsfs/nsfs/mountinfo"
 	"io"
 	"os"
 	"os/exec"
@@ -373,12 +374,12 @@ func liveGroupsInSession(session int) map[int]bool {
 
 // isMountpoint: something is mounted at path in our mount namespace.
 func isMountpoint(path string) bool {
-	entries, err := readMountinfo()
+	entries, err := mountinfo.Read(mountinfo.Self)
 	if err != nil {
 		return false
 	}
 	for _, m := range entries {
-		if m.mountpoint == path {
+		if m.Mountpoint == path {
 			return true
 		}
 	}

@@ -627,8 +627,8 @@ exit 99`
 // command lists mounts in).
 func cliMountIndex(t *testing.T, mnt string) int {
 	t.Helper()
-	for i, m := range mountinfo(t) {
-		if m.mountpoint == mnt && m.fstype == "fuse.nsfs" {
+	for i, m := range mountTable(t) {
+		if m.Mountpoint == mnt && m.FSType == "fuse.nsfs" {
 			return i
 		}
 	}

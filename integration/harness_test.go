@@ -17,6 +17,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/nsfs/nsfs/mountinfo"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -300,9 +301,9 @@ func startNsfs(t *testing.T, opts ...daemonOption) *daemon {
 // abort it when the daemon hangs.
 func (d *daemon) rememberConnection(t *testing.T) {
 	t.Helper()
-	for _, m := range mountinfo(t) {
-		if m.mountpoint == d.mnt && m.fstype == "fuse.nsfs" {
-			if _, minor, ok := strings.Cut(m.device, ":"); ok {
+	for _, m := range mountTable(t) {
+		if m.Mountpoint == d.mnt && m.FSType == "fuse.nsfs" {
+			if _, minor, ok := strings.Cut(m.Device, ":"); ok {
 				d.conn.Store(filepath.Join("/sys/fs/fuse/connections", minor))
 			}
 		}
@@ -313,8 +314,8 @@ func (d *daemon) rememberConnection(t *testing.T) {
 func countMounts(t *testing.T, mnt string) int {
 	t.Helper()
 	n := 0
-	for _, m := range mountinfo(t) {
-		if m.mountpoint == mnt && m.fstype == "fuse.nsfs" {
+	for _, m := range mountTable(t) {
+		if m.Mountpoint == mnt && m.FSType == "fuse.nsfs" {
 			n++
 		}
 	}
@@ -325,65 +326,22 @@ func countMounts(t *testing.T, mnt string) int {
 func mountedAt(t *testing.T, mnt string) int {
 	t.Helper()
 	n := 0
-	for _, m := range mountinfo(t) {
-		if m.mountpoint == mnt {
+	for _, m := range mountTable(t) {
+		if m.Mountpoint == mnt {
 			n++
 		}
 	}
 	return n
 }
 
-type mountEntry struct{ device, mountpoint, fstype string }
-
-func mountinfo(t *testing.T) []mountEntry {
+// mountTable is the mount table of the test process's mount namespace.
+func mountTable(t *testing.T) []mountinfo.Entry {
 	t.Helper()
-	entries, err := readMountinfo()
+	entries, err := mountinfo.Read(mountinfo.Self)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return entries
-}
-
-func readMountinfo() ([]mountEntry, error) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	var entries []mountEntry
-	for _, line := range strings.Split(string(data), "\n") {
-		fields := strings.Fields(line)
-		sep := -1
-		for i, f := range fields {
-			if f == "-" {
-				sep = i
-				break
-			}
-		}
-		if len(fields) < 5 || sep < 0 || sep+1 >= len(fields) {
-			continue
-		}
-		entries = append(entries, mountEntry{device: fields[2], mountpoint: unescapeMountinfo(fields[4]), fstype: fields[sep+1]})
-	}
-	return entries, nil
-}
-
-// unescapeMountinfo undoes the kernel's octal escapes (\040 for space).
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // pid is the daemon's process id.

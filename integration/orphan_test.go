@@ -69,9 +69,9 @@ func TestTimedOutRunLeavesNoOrphan(t *testing.T) {
 	if len(left) > 0 {
 		t.Errorf("%v after the sub-run timed out, these remain:\n%s\nthe sub-run:\n%s", exitTimeout, strings.Join(left, "\n"), out)
 		// Leave no orphan of our own.
-		for _, m := range mountinfo(t) {
-			if strings.HasPrefix(m.mountpoint, base+"/") {
-				_, _ = runWithin(t, toolTimeout, "umount", "-l", m.mountpoint)
+		for _, m := range mountTable(t) {
+			if strings.HasPrefix(m.Mountpoint, base+"/") {
+				_, _ = runWithin(t, toolTimeout, "umount", "-l", m.Mountpoint)
 			}
 		}
 	}
@@ -97,9 +97,9 @@ func leftoversOf(t *testing.T, bin, mntns, base string) []string {
 			left = append(left, fmt.Sprintf("process %d (%s, %s)", pid, exe, ns))
 		}
 	}
-	for _, m := range mountinfo(t) {
-		if strings.HasPrefix(m.mountpoint, base+"/") {
-			left = append(left, fmt.Sprintf("mount %s (%s)", m.mountpoint, m.fstype))
+	for _, m := range mountTable(t) {
+		if strings.HasPrefix(m.Mountpoint, base+"/") {
+			left = append(left, fmt.Sprintf("mount %s (%s)", m.Mountpoint, m.FSType))
 		}
 	}
 	return left
