@@ -19,7 +19,7 @@ test:
 	@unformatted="$$(gofmt -l .)"; if [ -n "$$unformatted" ]; then \
 		echo "gofmt -l: these files need gofmt -w:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
-	$(GO) test -race ./metadata/ ./blobs/ ./xattr/ ./fs/ ./client/ ./cmd/nsfs/
+	$(GO) test -race ./imagegraph/ ./metadata/ ./blobs/ ./xattr/ ./fs/ ./client/ ./cmd/nsfs/
 	$(MAKE) --no-print-directory fuzz-smoke
 	$(GO) test -count=1 -timeout 10m ./integration/
 
@@ -31,7 +31,7 @@ test:
 FUZZTIME ?= 30s
 FUZZ_TARGETS = \
 	./metadata/:FuzzValidateNamespace ./metadata/:FuzzValidateRef ./metadata/:FuzzValidateLabel \
-	./metadata/:FuzzParseManifest ./metadata/:FuzzDecodeImageRecord ./metadata/:FuzzImageRecordRoundTrip \
+	./imagegraph/:FuzzParseManifest ./metadata/:FuzzDecodeImageRecord ./metadata/:FuzzImageRecordRoundTrip \
 	./xattr/:FuzzKey ./xattr/:FuzzList ./xattr/:FuzzLabelRoundTrip ./xattr/:FuzzGet ./xattr/:FuzzParseFlags
 
 .PHONY: fuzz fuzz-smoke
