@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nsfs/nsfs/imagegraph"
 	"github.com/nsfs/nsfs/metadata"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -51,7 +52,6 @@ const (
 	annotationContainerdName  = "io.containerd.image.name"
 	dockerManifestFile        = "manifest.json"
 	maxArchiveJSON            = 20 << 20 // index.json, manifest.json (containerd's limit)
-	maxManifestBytes          = metadata.MaxManifestSize
 	importPushConcurrency     = 3
 	archiveBlobMode           = 0o444
 	archiveFileMode           = 0o644
@@ -411,7 +411,7 @@ func (a *tarArchive) plan(prefix string, filterPrefix bool) (*importPlan, error)
 		if err := metadata.ValidateRef(name); err != nil {
 			return nil, errors.Errorf("image %q of the archive cannot be an nsfs ref: %s", name, refProblem(name, err))
 		}
-		if !IsManifestType(root.MediaType) && !IsIndexType(root.MediaType) {
+		if !imagegraph.IsDocument(root.MediaType) {
 			return nil, errors.Errorf("image %q: %s is a %q, not an image manifest or index", name, root.Digest, root.MediaType)
 		}
 		if _, err := p.need(root, fmt.Sprintf("image %q", name), true, 0); err != nil {
@@ -464,14 +464,18 @@ func (a *tarArchive) ociImages(prefix string, filterPrefix bool) ([]ocispec.Desc
 	if data, err = a.readEntry(ie, maxArchiveJSON); err != nil {
 		return nil, nil, err
 	}
-	var index ocispec.Index
-	if err := json.Unmarshal(data, &index); err != nil {
-		return nil, nil, errors.Errorf("OCI image layout: index.json is not valid JSON: %v", err)
+	index, err := imagegraph.Parse(data)
+	if err != nil {
+		return nil, nil, errors.Errorf("OCI image layout: index.json: %v", err)
+	}
+	if !index.IsIndex() {
+		return nil, nil, errors.Errorf("OCI image layout: index.json is a %s, not an index", index.MediaType)
 	}
 	translate := ImportRefTranslator(prefix)
 	var roots []ocispec.Descriptor
 	var names []string
-	for _, m := range index.Manifests {
+	for _, c := range index.Children {
+		m := c.Descriptor
 		name := m.Annotations[annotationContainerdName]
 		if name == "" {
 			if name = m.Annotations[ocispec.AnnotationRefName]; name != "" {
@@ -546,7 +550,7 @@ func (a *tarArchive) dockerImages(p *importPlan) ([]ocispec.Descriptor, []string
 		}
 		m := dockerSchema2Manifest{
 			SchemaVersion: 2,
-			MediaType:     mediaTypeDockerManifest,
+			MediaType:     imagegraph.MediaTypeDockerManifest,
 			Config:        ocispec.Descriptor{MediaType: archiveDockerConfig, Digest: ce.digest, Size: ce.size},
 			Layers:        []ocispec.Descriptor{},
 		}
@@ -571,7 +575,7 @@ func (a *tarArchive) dockerImages(p *importPlan) ([]ocispec.Descriptor, []string
 		if err != nil {
 			return nil, nil, err
 		}
-		desc := ocispec.Descriptor{MediaType: mediaTypeDockerManifest, Digest: digest.FromBytes(mb), Size: int64(len(mb))}
+		desc := ocispec.Descriptor{MediaType: imagegraph.MediaTypeDockerManifest, Digest: digest.FromBytes(mb), Size: int64(len(mb))}
 		p.blobs[desc.Digest] = planBlob{desc: desc, data: mb, manifest: true}
 		if len(img.RepoTags) == 0 {
 			roots = append(roots, desc)
@@ -630,14 +634,14 @@ func (p *importPlan) lookup(desc ocispec.Descriptor, role string) (planBlob, boo
 
 // need adds blob desc, and everything it names, to the plan, children
 // first. A required blob must be there; an index's manifests need not be
-// (an image may come with some of its platforms). It reports whether desc
-// is there.
+// (an image may come with some of its platforms). depth is how many
+// indexes lie above desc. It reports whether desc is there.
 func (p *importPlan) need(desc ocispec.Descriptor, role string, required bool, depth int) (bool, error) {
 	if p.visited[desc.Digest] {
 		return true, nil
 	}
-	if depth > 8 {
-		return false, errors.Errorf("%s: indexes nested more than 8 deep", role)
+	if depth > imagegraph.MaxIndexDepth && imagegraph.IsDocument(desc.MediaType) {
+		return false, errors.Errorf("%s: indexes nested more than %d deep", role, imagegraph.MaxIndexDepth)
 	}
 	b, ok, err := p.lookup(desc, role)
 	if err != nil {
@@ -657,41 +661,10 @@ func (p *importPlan) need(desc ocispec.Descriptor, role string, required bool, d
 		return false, errors.Errorf("%s: blob %s has %d bytes in the archive, but its descriptor says %d", role, desc.Digest, size, desc.Size)
 	}
 	b.desc = ocispec.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: desc.Size}
-	if IsManifestType(desc.MediaType) || IsIndexType(desc.MediaType) {
+	if imagegraph.IsDocument(desc.MediaType) {
 		b.manifest = true
-		data := b.data
-		if data == nil {
-			if data, err = p.arch.readEntry(b.entry, maxManifestBytes); err != nil {
-				return false, errors.WithMessage(err, role)
-			}
-		}
-		var m struct {
-			Config    *ocispec.Descriptor  `json:"config"`
-			Layers    []ocispec.Descriptor `json:"layers"`
-			Manifests []ocispec.Descriptor `json:"manifests"`
-		}
-		if err := json.Unmarshal(data, &m); err != nil {
-			return false, errors.Errorf("%s: %s %s is not valid JSON: %v", role, mediaTypeWord(desc.MediaType), desc.Digest, err)
-		}
-		if IsManifestType(desc.MediaType) {
-			if m.Config == nil {
-				return false, errors.Errorf("%s: manifest %s has no config", role, desc.Digest)
-			}
-			if _, err := p.need(*m.Config, role+" config", true, depth+1); err != nil {
-				return false, err
-			}
-			for i, l := range m.Layers {
-				// A foreign layer (with URLs) may live elsewhere.
-				if _, err := p.need(l, fmt.Sprintf("%s layer %d", role, i+1), len(l.URLs) == 0, depth+1); err != nil {
-					return false, err
-				}
-			}
-		} else {
-			for i, c := range m.Manifests {
-				if _, err := p.need(c, fmt.Sprintf("%s manifest %d", role, i+1), false, depth+1); err != nil {
-					return false, err
-				}
-			}
+		if err := p.needChildren(b, role, depth); err != nil {
+			return false, err
 		}
 	}
 	p.visited[desc.Digest] = true
@@ -700,8 +673,37 @@ func (p *importPlan) need(desc ocispec.Descriptor, role string, required bool, d
 	return true, nil
 }
 
-func mediaTypeWord(mt string) string {
-	if IsIndexType(mt) {
+// needChildren adds what the manifest or index b names to the plan: a
+// manifest's config and layers, required (a foreign layer, with URLs, may
+// live elsewhere), an index's manifests, not required.
+func (p *importPlan) needChildren(b planBlob, role string, depth int) error {
+	data := b.data
+	if data == nil {
+		var err error
+		if data, err = p.arch.readEntry(b.entry, imagegraph.MaxDocumentSize); err != nil {
+			return errors.WithMessage(err, role)
+		}
+	}
+	doc, err := imagegraph.Parse(data)
+	if err != nil {
+		return errors.Errorf("%s: %s %s: %v", role, documentWord(b.desc.MediaType), b.desc.Digest, err)
+	}
+	childDepth := depth
+	if doc.IsIndex() {
+		childDepth++
+	}
+	for _, c := range doc.Children {
+		required := !doc.IsIndex() && !c.Foreign
+		if _, err := p.need(c.Descriptor, role+" "+c.Role, required, childDepth); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// documentWord names a manifest or index in messages, by its media type.
+func documentWord(mt string) string {
+	if imagegraph.IsIndex(mt) {
 		return "index"
 	}
 	return "manifest"
@@ -962,7 +964,7 @@ func (n Namespace) Export(ctx context.Context, w io.Writer, refs []string, opts 
 		if err != nil {
 			return errors.Wrapf(err, "image %q in namespace %q", ref, n.Name)
 		}
-		desc := ocispec.Descriptor{MediaType: ManifestMediaType(data), Digest: digest.FromBytes(data), Size: int64(len(data))}
+		desc := ocispec.Descriptor{MediaType: manifestMediaType(data), Digest: digest.FromBytes(data), Size: int64(len(data))}
 		if err := g.add(ctx, desc, fmt.Sprintf("image %q", ref), true, 0); err != nil {
 			return err
 		}
@@ -976,7 +978,7 @@ func (n Namespace) Export(ctx context.Context, w io.Writer, refs []string, opts 
 		// Docker's manifest.json: the manifest itself, or the index's
 		// manifest for the platform.
 		m := desc
-		if IsIndexType(desc.MediaType) {
+		if imagegraph.IsIndex(desc.MediaType) {
 			var ok bool
 			if m, ok = g.dockerManifest(desc, opts.Platform, 0); !ok {
 				continue
@@ -1062,12 +1064,13 @@ func blobTarPath(d digest.Digest) string {
 // add puts blob desc and everything it names into the export. A required
 // blob the namespace cannot see is an error; for an index's manifests
 // (not required) the manifest goes only when the namespace has all of it.
+// depth is how many indexes lie above desc.
 func (g *exportGraph) add(ctx context.Context, desc ocispec.Descriptor, role string, required bool, depth int) error {
 	if _, ok := g.blobs[desc.Digest]; ok {
 		return nil
 	}
-	if depth > 8 {
-		return errors.Errorf("%s: indexes nested more than 8 deep", role)
+	if depth > imagegraph.MaxIndexDepth && imagegraph.IsDocument(desc.MediaType) {
+		return errors.Errorf("%s: indexes nested more than %d deep", role, imagegraph.MaxIndexDepth)
 	}
 	ok, err := g.t.Exists(ctx, desc)
 	if err != nil {
@@ -1080,73 +1083,78 @@ func (g *exportGraph) add(ctx context.Context, desc ocispec.Descriptor, role str
 		g.missing[desc.Digest] = true
 		return nil
 	}
-	if !IsManifestType(desc.MediaType) && !IsIndexType(desc.MediaType) {
+	if !imagegraph.IsDocument(desc.MediaType) {
 		g.blobs[desc.Digest] = ocispec.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: desc.Size}
 		return nil
 	}
-	rc, err := g.t.Fetch(ctx, desc)
-	if err != nil {
-		return errors.WithMessage(err, role)
-	}
-	data, err := io.ReadAll(io.LimitReader(rc, maxManifestBytes+1))
-	rc.Close()
+	data, err := imagegraph.Fetch(ctx, g.t, desc)
 	if err != nil {
 		return errors.Wrapf(err, "%s: reading %s", role, desc.Digest)
 	}
-	var m struct {
-		Config    *ocispec.Descriptor  `json:"config"`
-		Layers    []ocispec.Descriptor `json:"layers"`
-		Manifests []ocispec.Descriptor `json:"manifests"`
+	doc, err := imagegraph.Parse(data)
+	if err != nil {
+		return errors.Errorf("%s: %s %s: %v", role, documentWord(desc.MediaType), desc.Digest, err)
 	}
-	if err := json.Unmarshal(data, &m); err != nil {
-		return errors.Errorf("%s: %s %s is not valid JSON: %v", role, mediaTypeWord(desc.MediaType), desc.Digest, err)
-	}
-	pm := exportManifest{}
-	if IsManifestType(desc.MediaType) {
-		if m.Config == nil {
-			return errors.Errorf("%s: manifest %s has no config", role, desc.Digest)
-		}
-		// A child of an index goes whole or not at all: check first.
-		need := append([]ocispec.Descriptor{*m.Config}, m.Layers...)
-		present := make([]bool, len(need)) // each blob is asked about once
-		for i, b := range need {
-			ok, err := g.t.Exists(ctx, b)
-			if err != nil {
-				return errors.WithMessage(err, role)
-			}
-			present[i] = ok
-			if ok || (i > 0 && len(b.URLs) > 0) {
-				continue
-			}
-			if !required {
-				g.missing[desc.Digest] = true
-				return nil
-			}
-			what := "config"
-			if i > 0 {
-				what = fmt.Sprintf("layer %d", i)
-			}
-			return errors.Errorf("%s: %s %s is not in namespace %q", role, what, b.Digest, g.t.Namespace().Name)
-		}
-		for i, b := range need {
-			if present[i] {
-				g.blobs[b.Digest] = ocispec.Descriptor{MediaType: b.MediaType, Digest: b.Digest, Size: b.Size}
-			}
-		}
-		pm.config, pm.layers = m.Config, m.Layers
+	var pm exportManifest
+	if doc.IsIndex() {
+		pm, err = g.addIndex(ctx, doc, role, depth)
 	} else {
-		for i, c := range m.Manifests {
-			if err := g.add(ctx, c, fmt.Sprintf("%s manifest %d", role, i+1), false, depth+1); err != nil {
-				return err
-			}
-			if _, ok := g.blobs[c.Digest]; ok {
-				pm.manifests = append(pm.manifests, c)
-			}
+		var complete bool
+		if complete, err = g.addManifest(ctx, doc, role, required); err == nil && !complete {
+			g.missing[desc.Digest] = true
+			return nil
 		}
+		pm = exportManifest{config: &doc.Children[0].Descriptor, layers: descriptors(doc.Children[1:])}
+	}
+	if err != nil {
+		return err
 	}
 	g.parsed[desc.Digest] = pm
 	g.blobs[desc.Digest] = ocispec.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: desc.Size}
 	return nil
+}
+
+// addManifest puts the config and layers of manifest doc into the export.
+// A child of an index goes whole or not at all: it reports false, and
+// adds nothing, when the namespace lacks a blob of it that is not
+// foreign; for a required manifest that is an error.
+func (g *exportGraph) addManifest(ctx context.Context, doc imagegraph.Document, role string, required bool) (bool, error) {
+	present := make([]bool, len(doc.Children)) // each blob is asked about once
+	for i, b := range doc.Children {
+		ok, err := g.t.Exists(ctx, b.Descriptor)
+		if err != nil {
+			return false, errors.WithMessage(err, role)
+		}
+		present[i] = ok
+		if ok || b.Foreign {
+			continue
+		}
+		if !required {
+			return false, nil
+		}
+		return false, errors.Errorf("%s: %s %s is not in namespace %q", role, b.Role, b.Digest, g.t.Namespace().Name)
+	}
+	for i, b := range doc.Children {
+		if present[i] {
+			g.blobs[b.Digest] = ocispec.Descriptor{MediaType: b.MediaType, Digest: b.Digest, Size: b.Size}
+		}
+	}
+	return true, nil
+}
+
+// addIndex puts the manifests of index doc that the namespace holds whole
+// into the export.
+func (g *exportGraph) addIndex(ctx context.Context, doc imagegraph.Document, role string, depth int) (exportManifest, error) {
+	var pm exportManifest
+	for _, c := range doc.Children {
+		if err := g.add(ctx, c.Descriptor, role+" "+c.Role, false, depth+1); err != nil {
+			return exportManifest{}, err
+		}
+		if _, ok := g.blobs[c.Digest]; ok {
+			pm.manifests = append(pm.manifests, c.Descriptor)
+		}
+	}
+	return pm, nil
 }
 
 // dockerManifest picks the manifest of index desc that manifest.json
@@ -1159,15 +1167,15 @@ func (g *exportGraph) dockerManifest(desc ocispec.Descriptor, want ocispec.Platf
 	var first *ocispec.Descriptor
 	for _, c := range g.parsed[desc.Digest].manifests {
 		c := c
-		if IsIndexType(c.MediaType) {
-			if depth < 8 {
+		if imagegraph.IsIndex(c.MediaType) {
+			if depth < imagegraph.MaxIndexDepth {
 				if m, ok := g.dockerManifest(c, want, depth+1); ok && first == nil {
 					first = &m
 				}
 			}
 			continue
 		}
-		if !IsManifestType(c.MediaType) {
+		if !imagegraph.IsManifest(c.MediaType) {
 			continue
 		}
 		if c.Platform != nil && platformMatches(want, *c.Platform) {

@@ -36,8 +36,8 @@ type Document struct {
 type Child struct {
 	// Role names it in messages: "config", "layer 2", "manifest 1".
 	Role string
-	// Descriptor is its media type, digest, size, and the urls and
-	// platform it names (the platform as far as it decodes).
+	// Descriptor is its media type, digest, size, and the urls, platform
+	// and annotations it names (the last two as far as they decode).
 	ocispec.Descriptor
 	// Foreign: a layer with URLs, whose bytes may live elsewhere.
 	Foreign bool
@@ -61,9 +61,10 @@ type jsonDescriptor struct {
 	Digest    string   `json:"digest"`
 	Size      *int64   `json:"size"`
 	URLs      []string `json:"urls"`
-	// Platform is kept raw: what it holds is no reason to refuse a
-	// document, and checkJSONKeys does not read it.
-	Platform json.RawMessage `json:"platform"`
+	// Platform and Annotations are kept raw: what they hold is no reason
+	// to refuse a document, and checkJSONKeys does not read them.
+	Platform    json.RawMessage `json:"platform"`
+	Annotations json.RawMessage `json:"annotations"`
 }
 
 type jsonManifest struct {
@@ -192,6 +193,12 @@ func checkDescriptor(role string, d jsonDescriptor) (Child, error) {
 		var p ocispec.Platform
 		if json.Unmarshal(d.Platform, &p) == nil && !bytes.Equal(d.Platform, []byte("null")) {
 			c.Platform = &p
+		}
+	}
+	if len(d.Annotations) > 0 {
+		var a map[string]string
+		if json.Unmarshal(d.Annotations, &a) == nil && len(a) > 0 {
+			c.Annotations = a
 		}
 	}
 	return c, nil
