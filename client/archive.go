@@ -26,8 +26,14 @@ import (
 // failed import leaves no image behind; blobs it had sent stay held by
 // the namespace until `rm blobs/sha256/<hex>`, as a blob written without
 // an image does.
+//
+// By job: archive_toc.go reads the tar's table of contents, archive_plan.go
+// checks and orders what an import writes, archive_docker.go converts a
+// docker save archive, archive_import.go writes, archive_export.go
+// exports. The CLI's files ("-", a temporary file then a rename) are
+// cmd/nsfs's.
 
-// Media types and annotations an archive uses (beside pull.go's).
+// Media types and annotations an archive uses (beside imagegraph's).
 const (
 	archiveDockerConfig       = "application/vnd.docker.container.image.v1+json"
 	archiveDockerLayer        = "application/vnd.docker.image.rootfs.diff.tar"
