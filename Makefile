@@ -19,7 +19,7 @@ test:
 	@unformatted="$$(gofmt -l .)"; if [ -n "$$unformatted" ]; then \
 		echo "gofmt -l: these files need gofmt -w:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
-	$(GO) test -race ./metadata/ ./names/ ./errdefs/ ./mountinfo/ ./blobs/ ./xattr/ ./fs/ ./client/ ./cmd/nsfs/
+	$(GO) test -race ./metadata/ ./names/ ./errdefs/ ./mountinfo/ ./imagegraph/ ./blobs/ ./xattr/ ./fs/ ./client/ ./cmd/nsfs/
 	$(MAKE) --no-print-directory fuzz-smoke
 	$(GO) test -count=1 -timeout 10m ./integration/
 
@@ -31,7 +31,7 @@ test:
 FUZZTIME ?= 30s
 FUZZ_TARGETS = \
 	./names/:FuzzValidateNamespace ./names/:FuzzValidateRef ./names/:FuzzValidateLabel \
-	./metadata/:FuzzParseManifest ./metadata/:FuzzDecodeImageRecord ./metadata/:FuzzImageRecordRoundTrip \
+	./imagegraph/:FuzzParseManifest ./metadata/:FuzzDecodeImageRecord ./metadata/:FuzzImageRecordRoundTrip \
 	./xattr/:FuzzKey ./xattr/:FuzzList ./xattr/:FuzzLabelRoundTrip ./xattr/:FuzzGet ./xattr/:FuzzParseFlags
 
 .PHONY: fuzz fuzz-smoke

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nsfs/nsfs/imagegraph"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -222,7 +223,7 @@ func TestPlanDockerSave(t *testing.T) {
 		t.Fatalf("images %+v, want docker.io/library/redis:latest and example.com/x/y:2", p.images)
 	}
 	for _, img := range p.images {
-		if img.Target.Digest != wantDigest || img.Target.MediaType != mediaTypeDockerManifest {
+		if img.Target.Digest != wantDigest || img.Target.MediaType != imagegraph.MediaTypeDockerManifest {
 			t.Errorf("image %s: target %+v, want %s", img.Ref, img.Target, wantDigest)
 		}
 	}
@@ -351,7 +352,7 @@ func TestSeekableArchiveFile(t *testing.T) {
 // import writes (containerd's), which decides the image digest.
 func TestDockerSchema2ManifestJSON(t *testing.T) {
 	t.Parallel()
-	m := dockerSchema2Manifest{SchemaVersion: 2, MediaType: mediaTypeDockerManifest,
+	m := dockerSchema2Manifest{SchemaVersion: 2, MediaType: imagegraph.MediaTypeDockerManifest,
 		Config: ocispec.Descriptor{MediaType: archiveDockerConfig, Digest: digest.FromString("c"), Size: 1},
 		Layers: []ocispec.Descriptor{}}
 	b, _ := json.Marshal(m)

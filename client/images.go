@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io/fs"
@@ -12,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nsfs/nsfs/imagegraph"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/pkg/errors"
@@ -35,30 +37,9 @@ type Image struct {
 	Labels map[string]string
 }
 
-// manifestDoc is the part of a manifest or index the listing reads.
-type manifestDoc struct {
-	MediaType string               `json:"mediaType"`
-	Config    *ocispec.Descriptor  `json:"config"`
-	Layers    []ocispec.Descriptor `json:"layers"`
-	Manifests []ocispec.Descriptor `json:"manifests"`
-}
-
-// mediaType is the document's media type: its mediaType field, else what
-// its shape says (as the filesystem decides when it accepts it).
-func (m manifestDoc) mediaType() string {
-	switch {
-	case m.MediaType != "":
-		return m.MediaType
-	case m.Manifests != nil:
-		return ocispec.MediaTypeImageIndex
-	default:
-		return ocispec.MediaTypeImageManifest
-	}
-}
-
-// maxDocumentSize bounds what the listing reads of a blob it takes for a
-// manifest or config: the filesystem refuses manifests over 4 MiB.
-const maxDocumentSize = 16 << 20
+// maxConfigSize bounds what the listing reads of an image config for its
+// platform (manifests and indexes are bounded by the image graph's limit).
+const maxConfigSize = 16 << 20
 
 // Images lists the images of namespace n, sorted by ref. A namespace that
 // does not exist has none (as `ctr images ls` in a new namespace).
@@ -145,17 +126,18 @@ func (n Namespace) image(ref string, held map[string]bool) (Image, error) {
 	if err != nil {
 		return Image{}, errors.Wrapf(err, "image %q", ref)
 	}
-	var doc manifestDoc
-	_ = json.Unmarshal(data, &doc) // the filesystem accepted it as a manifest or index
 	img := Image{
-		Ref:       ref,
-		MediaType: doc.mediaType(),
-		Digest:    digest.FromBytes(data),
-		Labels:    labels,
+		Ref:    ref,
+		Digest: digest.FromBytes(data),
+		Labels: labels,
 	}
-	w := imageWalk{n: n, held: held, seen: map[digest.Digest]bool{}, platforms: map[string]bool{}}
+	w := imageWalk{t: n.Target(), held: held, seen: map[digest.Digest]bool{}, platforms: map[string]bool{}}
 	w.count(img.Digest, int64(len(data)))
-	w.document(doc, 0)
+	// The filesystem accepted the bytes as a manifest or index.
+	if doc, err := imagegraph.Parse(data); err == nil {
+		img.MediaType = doc.MediaType
+		w.walk(doc)
+	}
 	img.Size = w.size
 	for p := range w.platforms {
 		img.Platforms = append(img.Platforms, p)
@@ -167,7 +149,7 @@ func (n Namespace) image(ref string, held map[string]bool) (Image, error) {
 // imageWalk adds up what a namespace holds of one image and collects the
 // image's platforms.
 type imageWalk struct {
-	n         Namespace
+	t         *Target
 	held      map[string]bool
 	seen      map[digest.Digest]bool
 	size      int64
@@ -183,93 +165,43 @@ func (w *imageWalk) count(d digest.Digest, size int64) {
 	w.size += size
 }
 
-// document walks a manifest or index; depth stops an index of indexes of
-// ... that never ends.
-func (w *imageWalk) document(doc manifestDoc, depth int) {
-	if depth > 4 {
-		return
+// walk counts every blob of the graph below root (imagegraph.Walk: as
+// deep as the filesystem claims blobs), and collects the platforms: those
+// an index's entries name, else those of the manifests' configs.
+func (w *imageWalk) walk(root imagegraph.Document) {
+	ctx := context.Background()
+	if !root.IsIndex() {
+		w.configPlatform(ctx, root.Children[0].Descriptor)
 	}
-	if doc.Manifests != nil || IsIndexType(doc.mediaType()) {
-		for _, m := range doc.Manifests {
-			w.count(m.Digest, m.Size)
-			child, readable := w.readDocument(m)
-			if m.Platform != nil {
-				if m.Platform.OS != "unknown" && m.Platform.Architecture != "unknown" {
-					w.platforms[FormatPlatform(*m.Platform)] = true
-				}
-				// The entry names its platform; a manifest below it would
-				// only repeat it, but its blobs still count.
-				if readable {
-					w.blobs(child, depth+1, false)
-				}
-				continue
+	_ = imagegraph.Walk(ctx, w.t, root, func(parent imagegraph.Document, c imagegraph.Child, _ int, doc *imagegraph.Document) error {
+		w.count(c.Digest, c.Size)
+		switch {
+		case !parent.IsIndex():
+		case c.Platform != nil:
+			// The entry names its platform; a manifest below it would
+			// only repeat it, but its blobs still count.
+			if c.Platform.OS != "unknown" && c.Platform.Architecture != "unknown" {
+				w.platforms[FormatPlatform(*c.Platform)] = true
 			}
-			if readable {
-				w.blobs(child, depth+1, true)
-			}
+		case doc != nil && !doc.IsIndex():
+			w.configPlatform(ctx, doc.Children[0].Descriptor)
 		}
+		return nil
+	})
+}
+
+// configPlatform adds os/arch[/variant] of an image config, when the
+// namespace can read it.
+func (w *imageWalk) configPlatform(ctx context.Context, desc ocispec.Descriptor) {
+	data, err := imagegraph.FetchLimited(ctx, w.t, desc, maxConfigSize)
+	if err != nil {
 		return
-	}
-	w.blobs(doc, depth, true)
-}
-
-// blobs counts the config and layers of a manifest (or walks an index
-// below an index), and reads the platform from the config when asked.
-func (w *imageWalk) blobs(doc manifestDoc, depth int, wantPlatform bool) {
-	if doc.Manifests != nil || IsIndexType(doc.mediaType()) {
-		w.document(doc, depth)
-		return
-	}
-	if doc.Config != nil {
-		w.count(doc.Config.Digest, doc.Config.Size)
-		if wantPlatform {
-			if p, ok := w.configPlatform(*doc.Config); ok {
-				w.platforms[p] = true
-			}
-		}
-	}
-	for _, l := range doc.Layers {
-		w.count(l.Digest, l.Size)
-	}
-}
-
-// readDocument reads the manifest or index desc names, when the namespace
-// can read it.
-func (w *imageWalk) readDocument(desc ocispec.Descriptor) (manifestDoc, bool) {
-	data, ok := w.read(desc)
-	if !ok {
-		return manifestDoc{}, false
-	}
-	var doc manifestDoc
-	if json.Unmarshal(data, &doc) != nil {
-		return manifestDoc{}, false
-	}
-	return doc, true
-}
-
-// configPlatform is os/arch[/variant] of an image config.
-func (w *imageWalk) configPlatform(desc ocispec.Descriptor) (string, bool) {
-	data, ok := w.read(desc)
-	if !ok {
-		return "", false
 	}
 	var cfg ocispec.Image
 	if json.Unmarshal(data, &cfg) != nil || cfg.OS == "" || cfg.Architecture == "" {
-		return "", false
+		return
 	}
-	return FormatPlatform(normalizePlatform(cfg.Platform)), true
-}
-
-// read reads a small blob the namespace can see.
-func (w *imageWalk) read(desc ocispec.Descriptor) ([]byte, bool) {
-	if desc.Digest.Validate() != nil || desc.Digest.Algorithm() != digest.SHA256 || desc.Size > maxDocumentSize {
-		return nil, false
-	}
-	data, err := os.ReadFile(filepath.Join(w.n.BlobsDir(), desc.Digest.Encoded()))
-	if err != nil || digest.FromBytes(data) != desc.Digest {
-		return nil, false
-	}
-	return data, true
+	w.platforms[FormatPlatform(normalizePlatform(cfg.Platform))] = true
 }
 
 // RefPath is the file of image ref in namespace n. A ref must be a clean
@@ -424,4 +356,15 @@ func (n Namespace) imagePrefix(ref string) string {
 		}
 	}
 	return ""
+}
+
+// manifestMediaType is the media type of the manifest or index an image
+// file holds, as the filesystem decided when it accepted the bytes; ""
+// when they do not parse (the file changed under the reader).
+func manifestMediaType(data []byte) string {
+	doc, err := imagegraph.Parse(data)
+	if err != nil {
+		return ""
+	}
+	return doc.MediaType
 }

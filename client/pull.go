@@ -2,12 +2,12 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"slices"
 	"strings"
 	"sync"
 
+	"github.com/nsfs/nsfs/imagegraph"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/pkg/errors"
@@ -15,29 +15,6 @@ import (
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/errdef"
 )
-
-// Media types of Docker's schema 2, which registries still serve.
-const (
-	mediaTypeDockerManifest     = "application/vnd.docker.distribution.manifest.v2+json"
-	mediaTypeDockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
-	mediaTypeDockerForeignLayer = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
-)
-
-// IsManifestType says whether mt is an OCI or Docker image manifest.
-func IsManifestType(mt string) bool {
-	return mt == ocispec.MediaTypeImageManifest || mt == mediaTypeDockerManifest
-}
-
-// IsIndexType says whether mt is an OCI index or a Docker manifest list.
-func IsIndexType(mt string) bool {
-	return mt == ocispec.MediaTypeImageIndex || mt == mediaTypeDockerManifestList
-}
-
-// isForeignLayer: a layer whose bytes registries do not serve (Windows
-// base layers); oras.Copy skips them, and so do the checks here.
-func isForeignLayer(mt string) bool {
-	return mt == mediaTypeDockerForeignLayer || strings.HasPrefix(mt, "application/vnd.oci.image.layer.nondistributable.")
-}
 
 // Blob kinds, as ctr names them in its progress.
 const (
@@ -112,7 +89,7 @@ func (n Namespace) Pull(ctx context.Context, src oras.ReadOnlyTarget, srcRef, re
 	copyOpts := oras.CopyOptions{
 		MapRoot: func(_ context.Context, _ content.ReadOnlyStorage, root ocispec.Descriptor) (ocispec.Descriptor, error) {
 			kind := KindManifest
-			if IsIndexType(root.MediaType) {
+			if imagegraph.IsIndex(root.MediaType) {
 				kind = KindIndex
 			}
 			p.setKind(root, kind)
@@ -212,30 +189,25 @@ func (p *puller) findSuccessors(ctx context.Context, fetcher content.Fetcher, de
 // successors lists what the pull needs below desc, read through fetcher,
 // and records each child's kind.
 func (p *puller) successors(ctx context.Context, fetcher content.Fetcher, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
-	isManifest, isIndex := IsManifestType(desc.MediaType), IsIndexType(desc.MediaType)
-	if !isManifest && !isIndex {
+	if !imagegraph.IsDocument(desc.MediaType) {
 		return nil, nil
 	}
-	data, err := content.FetchAll(ctx, fetcher, desc)
+	data, err := imagegraph.Fetch(ctx, fetcher, desc)
 	if err != nil {
 		return nil, errors.Wrapf(err, "%s %s", p.kind(desc), desc.Digest)
 	}
-	var m struct {
-		Config    *ocispec.Descriptor  `json:"config"`
-		Layers    []ocispec.Descriptor `json:"layers"`
-		Manifests []ocispec.Descriptor `json:"manifests"`
+	doc, err := imagegraph.Parse(data)
+	if err != nil {
+		return nil, errors.Errorf("%s %s: %v", p.kind(desc), desc.Digest, err)
 	}
-	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, errors.Errorf("%s %s is not valid JSON: %v", p.kind(desc), desc.Digest, err)
-	}
-	if isIndex {
-		children, err := p.selectManifests(desc, m.Manifests)
+	if doc.IsIndex() {
+		children, err := p.selectManifests(desc, descriptors(doc.Children))
 		if err != nil {
 			return nil, err
 		}
 		for _, c := range children {
 			kind := KindManifest
-			if IsIndexType(c.MediaType) {
+			if imagegraph.IsIndex(c.MediaType) {
 				kind = KindIndex
 			}
 			p.setKind(c, kind)
@@ -243,18 +215,26 @@ func (p *puller) successors(ctx context.Context, fetcher content.Fetcher, desc o
 		return children, nil
 	}
 	var children []ocispec.Descriptor
-	if m.Config != nil {
-		p.setKind(*m.Config, KindConfig)
-		children = append(children, *m.Config)
-	}
-	for _, l := range m.Layers {
-		if isForeignLayer(l.MediaType) {
-			continue
+	for i, c := range doc.Children {
+		kind := KindLayer
+		if i == 0 {
+			kind = KindConfig
+		} else if imagegraph.IsNonDistributable(c.MediaType) {
+			continue // registries do not serve it
 		}
-		p.setKind(l, KindLayer)
-		children = append(children, l)
+		p.setKind(c.Descriptor, kind)
+		children = append(children, c.Descriptor)
 	}
 	return children, nil
+}
+
+// descriptors are the descriptors of children.
+func descriptors(children []imagegraph.Child) []ocispec.Descriptor {
+	out := make([]ocispec.Descriptor, len(children))
+	for i, c := range children {
+		out[i] = c.Descriptor
+	}
+	return out
 }
 
 // selectManifests keeps, in the index's order, the first manifest that

@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
@@ -356,28 +355,10 @@ func (t *Target) Resolve(_ context.Context, ref string) (ocispec.Descriptor, err
 		return ocispec.Descriptor{}, errors.Wrapf(err, "image %q in namespace %q", ref, t.ns.Name)
 	}
 	return ocispec.Descriptor{
-		MediaType: ManifestMediaType(data),
+		MediaType: manifestMediaType(data),
 		Digest:    digest.FromBytes(data),
 		Size:      int64(len(data)),
 	}, nil
-}
-
-// ManifestMediaType is the media type of a manifest or index: its
-// mediaType field, else OCI index when it has manifests, else OCI manifest.
-func ManifestMediaType(data []byte) string {
-	var m struct {
-		MediaType string            `json:"mediaType"`
-		Manifests []json.RawMessage `json:"manifests"`
-	}
-	_ = json.Unmarshal(data, &m) // the filesystem accepted it as a manifest
-	switch {
-	case m.MediaType != "":
-		return m.MediaType
-	case m.Manifests != nil:
-		return ocispec.MediaTypeImageIndex
-	default:
-		return ocispec.MediaTypeImageManifest
-	}
 }
 
 // ctxReader stops a copy once ctx is done, so that an interrupted pull

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nsfs/nsfs/imagegraph"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -17,7 +18,7 @@ func putImages(t testing.TB, db *DB, ns string, manifest []byte, refs []string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	pm, err := parseManifest(manifest)
+	pm, err := imagegraph.Parse(manifest)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/nsfs/nsfs/blobs"
+	"github.com/nsfs/nsfs/imagegraph"
 	"github.com/opencontainers/go-digest"
 	"github.com/pkg/errors"
 	bolt "go.etcd.io/bbolt"
@@ -173,7 +174,7 @@ type fsckState struct {
 
 // parsedTarget is an image target as checkManifest read it.
 type parsedTarget struct {
-	pm  parsedManifest
+	pm  imagegraph.Document
 	err string // why it cannot be checked
 }
 
@@ -444,7 +445,7 @@ func (s *fsckState) scanRecords(tx *bolt.Tx) error {
 			}
 			s.checkLabels(iobj, idb.Bucket(bucketLabels))
 			t := rec.target
-			if !isManifestType(t.MediaType) && !isIndexType(t.MediaType) {
+			if !imagegraph.IsDocument(t.MediaType) {
 				s.add(iobj, "target media type %q is not a manifest or index", t.MediaType)
 			}
 			if ValidateDigest(t.Digest) != nil {
@@ -614,7 +615,7 @@ func (s *fsckState) checkManifest(object string, rec imageRecord, claimed map[di
 		data, err := s.db.readSmallBlob(rec.target.Digest)
 		if err != nil {
 			parsed.err = fmt.Sprintf("target blob %s cannot be read: %v", rec.target.Digest, err)
-		} else if parsed.pm, err = parseManifest(data); err != nil {
+		} else if parsed.pm, err = imagegraph.Parse(data); err != nil {
 			parsed.err = fmt.Sprintf("target blob %s is not a manifest or index: %v", rec.target.Digest, err)
 		}
 		s.manifests[rec.target.Digest] = parsed
@@ -624,26 +625,26 @@ func (s *fsckState) checkManifest(object string, rec imageRecord, claimed map[di
 		return
 	}
 	pm := parsed.pm
-	if pm.mediaType != rec.target.MediaType {
-		s.add(object, "target blob %s is a %s, but the image records %s", rec.target.Digest, pm.mediaType, rec.target.MediaType)
+	if pm.MediaType != rec.target.MediaType {
+		s.add(object, "target blob %s is a %s, but the image records %s", rec.target.Digest, pm.MediaType, rec.target.MediaType)
 	}
-	if pm.isIndex {
+	if pm.IsIndex() {
 		return
 	}
-	for _, r := range pm.refs {
-		if r.foreign {
+	for _, r := range pm.Children {
+		if r.Foreign {
 			continue
 		}
-		if !held(r.digest) {
-			s.add(object, "%s blob %s is not held by the namespace", r.role, r.digest)
+		if !held(r.Digest) {
+			s.add(object, "%s blob %s is not held by the namespace", r.Role, r.Digest)
 			continue
 		}
-		if !claimed[r.digest] {
-			s.add(object, "%s blob %s is held by the namespace, but not claimed by the image", r.role, r.digest)
+		if !claimed[r.Digest] {
+			s.add(object, "%s blob %s is held by the namespace, but not claimed by the image", r.Role, r.Digest)
 		}
-		if cb := content.Bucket([]byte(r.digest)); cb != nil {
-			if size := getInt64(cb, keySize); size != r.size {
-				s.add(object, "%s blob %s is %d bytes, but the manifest says %d", r.role, r.digest, size, r.size)
+		if cb := content.Bucket([]byte(r.Digest)); cb != nil {
+			if size := getInt64(cb, keySize); size != r.Size {
+				s.add(object, "%s blob %s is %d bytes, but the manifest says %d", r.Role, r.Digest, size, r.Size)
 			}
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"sort"
 
 	"github.com/nsfs/nsfs/blobs"
+	"github.com/nsfs/nsfs/imagegraph"
 	"github.com/opencontainers/go-digest"
 	"github.com/pkg/errors"
 	bolt "go.etcd.io/bbolt"
@@ -335,7 +336,7 @@ func usedNamespaceIDs(all *bolt.Bucket) map[uint64]bool {
 // its claims rebuilt by repairNamespace), an ID used elsewhere in the
 // store (used: namespaces, and images of the namespaces repaired before;
 // its imagedata moves with it), or one above the store's sequence.
-func repairImageRecords(tx *bolt.Tx, ns string, images, data *bolt.Bucket, used map[uint64]bool, available func(digest.Digest) (int64, string), parse func(digest.Digest) (parsedManifest, error), did func(string, ...any)) error {
+func repairImageRecords(tx *bolt.Tx, ns string, images, data *bolt.Bucket, used map[uint64]bool, available func(digest.Digest) (int64, string), parse func(digest.Digest) (imagegraph.Document, error), did func(string, ...any)) error {
 	type entry struct {
 		ref string
 		rec imageRecord
@@ -362,12 +363,12 @@ func repairImageRecords(tx *bolt.Tx, ns string, images, data *bolt.Bucket, used 
 			e.rec.target.Size = size
 			changed[i] = true
 		}
-		if isManifestType(e.rec.target.MediaType) || isIndexType(e.rec.target.MediaType) {
+		if imagegraph.IsDocument(e.rec.target.MediaType) {
 			continue
 		}
 		if pm, err := parse(e.rec.target.Digest); err == nil {
-			did("image %q of namespace %q: target media type %q corrected to %q (read from its target blob)", shorten(e.ref), ns, shorten(e.rec.target.MediaType), pm.mediaType)
-			e.rec.target.MediaType = pm.mediaType
+			did("image %q of namespace %q: target media type %q corrected to %q (read from its target blob)", shorten(e.ref), ns, shorten(e.rec.target.MediaType), pm.MediaType)
+			e.rec.target.MediaType = pm.MediaType
 			changed[i] = true
 		}
 	}
@@ -512,10 +513,10 @@ func (db *DB) repairNamespace(tx *bolt.Tx, ns string, used map[uint64]bool, avai
 			return err
 		}
 		want := []digest.Digest{img.rec.target.Digest}
-		if pm, err := db.parseBlob(img.rec.target.Digest); err == nil && !pm.isIndex {
-			for _, r := range pm.refs {
-				if _, why := available(r.digest); !r.foreign && why == "" {
-					want = append(want, r.digest)
+		if pm, err := db.parseBlob(img.rec.target.Digest); err == nil && !pm.IsIndex() {
+			for _, r := range pm.Children {
+				if _, why := available(r.Digest); !r.Foreign && why == "" {
+					want = append(want, r.Digest)
 				}
 			}
 		}
@@ -719,10 +720,10 @@ func repairContent(tx *bolt.Tx, available func(digest.Digest) (int64, string), d
 }
 
 // parseBlob reads and parses a manifest or index blob.
-func (db *DB) parseBlob(d digest.Digest) (parsedManifest, error) {
+func (db *DB) parseBlob(d digest.Digest) (imagegraph.Document, error) {
 	data, err := db.readSmallBlob(d)
 	if err != nil {
-		return parsedManifest{}, err
+		return imagegraph.Document{}, err
 	}
-	return parseManifest(data)
+	return imagegraph.Parse(data)
 }

@@ -1,24 +1,24 @@
 package metadata
 
 import (
+	"context"
 	"encoding/binary"
 	"io"
 	"time"
 
 	"github.com/nsfs/nsfs/blobs"
+	"github.com/nsfs/nsfs/imagegraph"
 	"github.com/nsfs/nsfs/names"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/pkg/errors"
 	bolt "go.etcd.io/bbolt"
+	"oras.land/oras-go/v2/content"
 )
 
-// MaxManifestSize bounds an image's manifest or index (ErrTooLarge).
-const MaxManifestSize = 4 << 20
-
-// maxIndexDepth bounds how deep PutImage follows indexes of indexes when
-// claiming their children.
-const maxIndexDepth = 8
+// MaxManifestSize bounds an image's manifest or index (ErrTooLarge): the
+// image graph's document limit.
+const MaxManifestSize = imagegraph.MaxDocumentSize
 
 // Image is a named reference to a manifest or index in a namespace.
 type Image struct {
@@ -87,19 +87,9 @@ func decodeImageRecord(b []byte) (imageRecord, error) {
 		strs[i] = rest[k : k+int(n)]
 		rest = rest[k+int(n):]
 	}
-	r.target.MediaType, r.target.Digest = internMediaType(strs[0]), digest.Digest(string(strs[1]))
+	// Interned: records decoded in a listing share their media types.
+	r.target.MediaType, r.target.Digest = imagegraph.Intern(strs[0]), digest.Digest(string(strs[1]))
 	return r, nil
-}
-
-// internMediaType returns the constant for one of the four target media
-// types, so that records decoded in a listing share their strings.
-func internMediaType(b []byte) string {
-	for _, mt := range []string{ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageIndex, MediaTypeDockerManifest, MediaTypeDockerManifestList} {
-		if string(b) == mt {
-			return mt
-		}
-	}
-	return string(b)
 }
 
 // getImageRecord reads image ref's record or returns ErrNotFound.
@@ -231,12 +221,12 @@ func (db *DB) PutImage(w ImageWrite) (Image, error) {
 	if err := ValidateLabels(Object{Namespace: ns, Image: ref}, w.Labels); err != nil {
 		return Image{}, err
 	}
-	pm, err := parseManifest(manifest)
+	pm, err := imagegraph.Parse(manifest)
 	if err != nil {
 		return Image{}, errors.WithMessagef(ErrInvalidArgument, "image %q: %v", shorten(ref), err)
 	}
 	target := ocispec.Descriptor{
-		MediaType: pm.mediaType,
+		MediaType: pm.MediaType,
 		Digest:    digest.FromBytes(manifest),
 		Size:      int64(len(manifest)),
 	}
@@ -307,7 +297,7 @@ func (db *DB) prepareBytes(d digest.Digest, data []byte) (*blobs.Writer, error) 
 
 // putImage is PutImage's transaction: every check, then the claims, then
 // the release of a replaced image's claims.
-func (db *DB) putImage(tx *bolt.Tx, w ImageWrite, target ocispec.Descriptor, pm parsedManifest, children map[digest.Digest]parsedManifest, rel *releases) (Image, error) {
+func (db *DB) putImage(tx *bolt.Tx, w ImageWrite, target ocispec.Descriptor, pm imagegraph.Document, children map[digest.Digest]imagegraph.Document, rel *releases) (Image, error) {
 	ns, ref := w.Namespace, w.Ref
 	nsb, err := namespaceWithID(tx, ns, w.NamespaceID)
 	if err != nil {
@@ -384,21 +374,21 @@ func imageBeingWritten(tx *bolt.Tx, nsb *bolt.Bucket, w ImageWrite) (*imageRecor
 // manifest's blob ns cannot see; an absent index child or foreign layer
 // is skipped), recursively through an index's present children. Sizes
 // named must be the blobs' (ErrInvalidArgument).
-func (db *DB) manifestClaims(tx *bolt.Tx, ns, ref string, target ocispec.Descriptor, pm parsedManifest, children map[digest.Digest]parsedManifest) (map[digest.Digest]int64, error) {
+func (db *DB) manifestClaims(tx *bolt.Tx, ns, ref string, target ocispec.Descriptor, pm imagegraph.Document, children map[digest.Digest]imagegraph.Document) (map[digest.Digest]int64, error) {
 	claims := map[digest.Digest]int64{target.Digest: target.Size}
-	for _, r := range pm.refs {
-		size, ok := db.visible(tx, ns, r.digest)
+	for _, r := range pm.Children {
+		size, ok := db.visible(tx, ns, r.Digest)
 		if !ok {
-			if pm.isIndex || r.foreign {
+			if pm.IsIndex() || r.Foreign {
 				continue // an absent child (platform not pulled), a foreign layer
 			}
-			return nil, errors.WithMessagef(ErrNotFound, "image %q: blob %s (%s) not found in namespace %q", shorten(ref), r.digest, r.role, ns)
+			return nil, errors.WithMessagef(ErrNotFound, "image %q: blob %s (%s) not found in namespace %q", shorten(ref), r.Digest, r.Role, ns)
 		}
-		if size != r.size {
-			return nil, errors.WithMessagef(ErrInvalidArgument, "image %q: blob %s (%s) is %d bytes, but the %s says %d (lying size)", shorten(ref), r.digest, r.role, size, kindOf(pm), r.size)
+		if size != r.Size {
+			return nil, errors.WithMessagef(ErrInvalidArgument, "image %q: blob %s (%s) is %d bytes, but the %s says %d (lying size)", shorten(ref), r.Digest, r.Role, size, pm.Kind(), r.Size)
 		}
-		claims[r.digest] = size
-		if pm.isIndex {
+		claims[r.Digest] = size
+		if pm.IsIndex() {
 			db.claimBelow(tx, ns, r, children, claims, 1)
 		}
 	}
@@ -462,45 +452,25 @@ func putClaims(tx *bolt.Tx, nsb *bolt.Bucket, ns string, data *bolt.Bucket, clai
 	return nil
 }
 
-func kindOf(pm parsedManifest) string {
-	if pm.isIndex {
-		return "index"
-	}
-	return "manifest"
-}
-
 // readIndexChildren reads and parses, from disk and before any lock, the
-// children of an index (recursively, up to maxIndexDepth) that are there
-// and parse as manifests or indexes; claimBelow then only looks them up.
-// Whether ns may see them is decided in the transaction.
-func (db *DB) readIndexChildren(pm parsedManifest) map[digest.Digest]parsedManifest {
-	children := map[digest.Digest]parsedManifest{}
-	var walk func(refs []reference, depth int)
-	walk = func(refs []reference, depth int) {
-		if depth > maxIndexDepth {
-			return
-		}
-		for _, r := range refs {
-			if _, seen := children[r.digest]; seen || !isManifestType(r.mediaType) && !isIndexType(r.mediaType) {
-				continue
-			}
-			data, err := db.readSmallBlob(r.digest)
-			if err != nil {
-				continue
-			}
-			child, err := parseManifest(data)
-			if err != nil {
-				continue
-			}
-			children[r.digest] = child
-			if child.isIndex {
-				walk(child.refs, depth+1)
-			}
-		}
+// documents below an index (imagegraph.Walk: those there, verified and
+// parsable, at most imagegraph.MaxIndexDepth indexes deep); claimBelow
+// then only looks them up. Whether ns may see them is decided in the
+// transaction.
+func (db *DB) readIndexChildren(pm imagegraph.Document) map[digest.Digest]imagegraph.Document {
+	children := map[digest.Digest]imagegraph.Document{}
+	if !pm.IsIndex() {
+		return children
 	}
-	if pm.isIndex {
-		walk(pm.refs, 1)
-	}
+	fetch := content.FetcherFunc(func(_ context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
+		return db.blobs.Open(desc.Digest, -1)
+	})
+	_ = imagegraph.Walk(context.Background(), fetch, pm, func(_ imagegraph.Document, c imagegraph.Child, _ int, doc *imagegraph.Document) error {
+		if doc != nil {
+			children[c.Digest] = *doc
+		}
+		return nil
+	})
 	return children
 }
 
@@ -508,24 +478,24 @@ func (db *DB) readIndexChildren(pm parsedManifest) map[digest.Digest]parsedManif
 // ns can see, recursively, from the children readIndexChildren parsed. It
 // is lenient: the child's bytes were never checked as a manifest, and an
 // index may be pulled partially.
-func (db *DB) claimBelow(tx *bolt.Tx, ns string, r reference, children map[digest.Digest]parsedManifest, claims map[digest.Digest]int64, depth int) {
-	if depth > maxIndexDepth || (!isManifestType(r.mediaType) && !isIndexType(r.mediaType)) {
+func (db *DB) claimBelow(tx *bolt.Tx, ns string, r imagegraph.Child, children map[digest.Digest]imagegraph.Document, claims map[digest.Digest]int64, depth int) {
+	if depth > imagegraph.MaxIndexDepth || !imagegraph.IsDocument(r.MediaType) {
 		return
 	}
-	pm, ok := children[r.digest]
+	pm, ok := children[r.Digest]
 	if !ok {
 		return
 	}
-	for _, child := range pm.refs {
-		if _, seen := claims[child.digest]; seen {
+	for _, child := range pm.Children {
+		if _, seen := claims[child.Digest]; seen {
 			continue
 		}
-		size, ok := db.visible(tx, ns, child.digest)
+		size, ok := db.visible(tx, ns, child.Digest)
 		if !ok {
 			continue
 		}
-		claims[child.digest] = size
-		if pm.isIndex {
+		claims[child.Digest] = size
+		if pm.IsIndex() {
 			db.claimBelow(tx, ns, child, children, claims, depth+1)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/nsfs/nsfs/imagegraph"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -369,8 +370,8 @@ func TestInvalidManifests(t *testing.T) {
 	if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "foreign", Manifest: foreign}); err != nil {
 		t.Fatalf("foreign layer: %v", err)
 	}
-	docker := bytes.Replace(img.manifest, []byte(ocispec.MediaTypeImageManifest), []byte(MediaTypeDockerManifest), 1)
-	if got, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "docker", Manifest: docker}); err != nil || got.Target.MediaType != MediaTypeDockerManifest {
+	docker := bytes.Replace(img.manifest, []byte(ocispec.MediaTypeImageManifest), []byte(imagegraph.MediaTypeDockerManifest), 1)
+	if got, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "docker", Manifest: docker}); err != nil || got.Target.MediaType != imagegraph.MediaTypeDockerManifest {
 		t.Fatalf("docker manifest: %+v %v", got.Target, err)
 	}
 	plain := bytes.Replace(img.manifest, []byte(`"mediaType":"`+ocispec.MediaTypeImageManifest+`",`), nil, 1)

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/nsfs/nsfs/blobs"
+	"github.com/nsfs/nsfs/imagegraph"
 	"github.com/opencontainers/go-digest"
 	"github.com/pkg/errors"
 	bolt "go.etcd.io/bbolt"
@@ -395,7 +396,7 @@ func schemaShape(tx *bolt.Tx) []Problem {
 					problems = append(problems, Problem{Object: obj, What: "does not decode: " + err.Error()})
 				case ValidateDigest(r.target.Digest) != nil:
 					problems = append(problems, Problem{Object: obj, What: fmt.Sprintf("has an invalid target digest %q", shorten(string(r.target.Digest)))})
-				case !isManifestType(r.target.MediaType) && !isIndexType(r.target.MediaType):
+				case !imagegraph.IsDocument(r.target.MediaType):
 					problems = append(problems, Problem{Object: obj, What: fmt.Sprintf("has a target media type %q that is no manifest's or index's", shorten(r.target.MediaType))})
 				default:
 					useID(obj, r.id)

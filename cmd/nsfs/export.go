@@ -51,7 +51,7 @@ manifests of it the namespace holds; manifest.json names the one for
 			return err
 		}
 		file := c.Args().First()
-		if err := ns.ExportFile(ctx, file, c.Args().Tail(), opts); err != nil {
+		if err := exportArchive(ctx, ns, file, c.Args().Tail(), opts); err != nil {
 			what := "export " + file
 			if file == "-" {
 				what = "export"

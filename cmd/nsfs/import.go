@@ -47,7 +47,7 @@ nothing.`,
 		}
 		file := c.Args().First()
 		start := time.Now()
-		res, err := ns.ImportFile(ctx, file, client.ImportOptions{BaseName: c.String("base-name")})
+		res, err := importArchive(ctx, ns, file, client.ImportOptions{BaseName: c.String("base-name")})
 		if err != nil {
 			what := "import " + file
 			if file == "-" {

@@ -1,4 +1,4 @@
-package metadata
+package imagegraph
 
 import (
 	"bytes"
@@ -11,35 +11,47 @@ import (
 	"github.com/pkg/errors"
 )
 
-// Media types an image's target may have.
+// Limits of the graph. They are those the metadata store enforces when an
+// image is written (see the package doc).
 const (
-	MediaTypeDockerManifest     = "application/vnd.docker.distribution.manifest.v2+json"
-	MediaTypeDockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
+	// MaxDocumentSize bounds a manifest or index, in bytes.
+	MaxDocumentSize = 4 << 20
+	// MaxIndexDepth bounds how many indexes may lie above a document that
+	// is still read: the children of the documents at most MaxIndexDepth
+	// indexes deep are walked, those below are not.
+	MaxIndexDepth = 8
 )
 
-// isManifestType and isIndexType tell the accepted media types apart.
-func isManifestType(mt string) bool {
-	return mt == ocispec.MediaTypeImageManifest || mt == MediaTypeDockerManifest
+// Document is what a manifest or index says.
+type Document struct {
+	// MediaType is the document's mediaType field, or what its shape says
+	// when it has none.
+	MediaType string
+	// Children are a manifest's config then layers, or an index's
+	// manifests, in the document's order.
+	Children []Child
 }
 
-func isIndexType(mt string) bool {
-	return mt == ocispec.MediaTypeImageIndex || mt == MediaTypeDockerManifestList
+// Child is one descriptor a manifest or index names.
+type Child struct {
+	// Role names it in messages: "config", "layer 2", "manifest 1".
+	Role string
+	// Descriptor is its media type, digest, size, and the urls, platform
+	// and annotations it names (the last two as far as they decode).
+	ocispec.Descriptor
+	// Foreign: a layer with URLs, whose bytes may live elsewhere.
+	Foreign bool
 }
 
-// reference is one descriptor a manifest or index names.
-type reference struct {
-	role      string // for messages: "config", "layer 2", "manifest 1"
-	mediaType string
-	digest    digest.Digest
-	size      int64
-	foreign   bool // a layer with URLs: its bytes may live elsewhere
-}
+// IsIndex says whether the document is an index (else a manifest).
+func (d Document) IsIndex() bool { return IsIndex(d.MediaType) }
 
-// parsedManifest is what an image's target says.
-type parsedManifest struct {
-	mediaType string
-	isIndex   bool
-	refs      []reference // config then layers, or an index's manifests
+// Kind is "index" or "manifest", for messages.
+func (d Document) Kind() string {
+	if d.IsIndex() {
+		return "index"
+	}
+	return "manifest"
 }
 
 // The JSON shapes read; pointers tell an absent field from an empty one,
@@ -49,6 +61,10 @@ type jsonDescriptor struct {
 	Digest    string   `json:"digest"`
 	Size      *int64   `json:"size"`
 	URLs      []string `json:"urls"`
+	// Platform and Annotations are kept raw: what they hold is no reason
+	// to refuse a document, and checkJSONKeys does not read them.
+	Platform    json.RawMessage `json:"platform"`
+	Annotations json.RawMessage `json:"annotations"`
 }
 
 type jsonManifest struct {
@@ -59,108 +75,142 @@ type jsonManifest struct {
 	Manifests     *[]jsonDescriptor `json:"manifests"`
 }
 
-// parseManifest checks that data is an OCI or Docker schema 2 manifest or
-// index whose descriptors are well formed, and returns what it references.
-// The error (plain; the caller adds the kind and the image) says what is
+// Parse checks that data is an OCI or Docker schema 2 manifest or index
+// whose descriptors are well formed, and returns what it references. The
+// error (plain; the caller adds the kind and the object) says what is
 // wrong.
-func parseManifest(data []byte) (parsedManifest, error) {
+func Parse(data []byte) (Document, error) {
 	trimmed := bytes.TrimLeft(data, " \t\r\n")
 	if len(trimmed) == 0 || trimmed[0] != '{' {
-		return parsedManifest{}, errors.New("not a JSON object")
+		return Document{}, errors.New("not a JSON object")
 	}
 	var m jsonManifest
 	if err := json.Unmarshal(data, &m); err != nil {
-		return parsedManifest{}, errors.Errorf("not valid manifest JSON: %v", err)
+		return Document{}, errors.Errorf("not valid manifest JSON: %v", err)
 	}
 	if err := checkJSONKeys(data); err != nil {
-		return parsedManifest{}, err
+		return Document{}, err
 	}
 	if m.SchemaVersion == nil {
-		return parsedManifest{}, errors.New("schemaVersion is missing")
+		return Document{}, errors.New("schemaVersion is missing")
 	}
 	if *m.SchemaVersion != 2 {
-		return parsedManifest{}, errors.Errorf("schemaVersion %d is not supported (only 2)", *m.SchemaVersion)
+		return Document{}, errors.Errorf("schemaVersion %d is not supported (only 2)", *m.SchemaVersion)
 	}
 
-	p := parsedManifest{mediaType: m.MediaType}
-	switch {
-	case m.MediaType != "":
-		if !isManifestType(m.MediaType) && !isIndexType(m.MediaType) {
-			return parsedManifest{}, errors.Errorf("media type %q is not an OCI or Docker manifest or index", m.MediaType)
-		}
-	case m.Manifests != nil:
-		p.mediaType = ocispec.MediaTypeImageIndex
-	case m.Config != nil:
-		p.mediaType = ocispec.MediaTypeImageManifest
-	default:
-		return parsedManifest{}, errors.New("neither a manifest (no config) nor an index (no manifests)")
+	mediaType, err := mediaTypeOf(m)
+	if err != nil {
+		return Document{}, err
 	}
-	p.isIndex = isIndexType(p.mediaType)
-
-	if p.isIndex {
+	p := Document{MediaType: mediaType}
+	if p.IsIndex() {
 		if m.Config != nil || (m.Layers != nil && len(*m.Layers) > 0) {
-			return parsedManifest{}, errors.Errorf("media type %s is an index, but it has a config or layers", p.mediaType)
+			return Document{}, errors.Errorf("media type %s is an index, but it has a config or layers", p.MediaType)
 		}
 		if m.Manifests == nil {
-			return parsedManifest{}, errors.Errorf("index (%s) has no manifests", p.mediaType)
+			return Document{}, errors.Errorf("index (%s) has no manifests", p.MediaType)
 		}
 		for i, d := range *m.Manifests {
 			r, err := checkDescriptor(fmt.Sprintf("manifest %d", i+1), d)
 			if err != nil {
-				return parsedManifest{}, err
+				return Document{}, err
 			}
-			p.refs = append(p.refs, r)
+			p.Children = append(p.Children, r)
 		}
 		return p, nil
 	}
 
 	if m.Manifests != nil && len(*m.Manifests) > 0 {
-		return parsedManifest{}, errors.Errorf("media type %s is a manifest, but it has manifests", p.mediaType)
+		return Document{}, errors.Errorf("media type %s is a manifest, but it has manifests", p.MediaType)
 	}
 	if m.Config == nil {
-		return parsedManifest{}, errors.Errorf("manifest (%s) has no config", p.mediaType)
+		return Document{}, errors.Errorf("manifest (%s) has no config", p.MediaType)
 	}
 	r, err := checkDescriptor("config", *m.Config)
 	if err != nil {
-		return parsedManifest{}, err
+		return Document{}, err
 	}
-	p.refs = append(p.refs, r)
+	p.Children = append(p.Children, r)
 	if m.Layers != nil {
 		for i, d := range *m.Layers {
 			r, err := checkDescriptor(fmt.Sprintf("layer %d", i+1), d)
 			if err != nil {
-				return parsedManifest{}, err
+				return Document{}, err
 			}
-			r.foreign = len(d.URLs) > 0
-			p.refs = append(p.refs, r)
+			r.Foreign = len(d.URLs) > 0
+			p.Children = append(p.Children, r)
 		}
 	}
 	return p, nil
 }
 
+// mediaTypeOf is the document's media type: its mediaType field, which
+// must be a manifest's or an index's, else what its shape says (an index
+// has manifests, a manifest a config). It is the one place that infers
+// it.
+func mediaTypeOf(m jsonManifest) (string, error) {
+	switch {
+	case m.MediaType != "":
+		if !IsDocument(m.MediaType) {
+			return "", errors.Errorf("media type %q is not an OCI or Docker manifest or index", m.MediaType)
+		}
+		return m.MediaType, nil
+	case m.Manifests != nil:
+		return ocispec.MediaTypeImageIndex, nil
+	case m.Config != nil:
+		return ocispec.MediaTypeImageManifest, nil
+	}
+	return "", errors.New("neither a manifest (no config) nor an index (no manifests)")
+}
+
 // checkDescriptor checks one descriptor: a sha256 digest, a size, a media
 // type.
-func checkDescriptor(role string, d jsonDescriptor) (reference, error) {
+func checkDescriptor(role string, d jsonDescriptor) (Child, error) {
 	if d.MediaType == "" {
-		return reference{}, errors.Errorf("%s has no mediaType", role)
+		return Child{}, errors.Errorf("%s has no mediaType", role)
 	}
 	if d.Digest == "" {
-		return reference{}, errors.Errorf("%s has no digest", role)
+		return Child{}, errors.Errorf("%s has no digest", role)
 	}
 	if alg, _, _ := strings.Cut(d.Digest, ":"); alg != string(digest.SHA256) {
-		return reference{}, errors.Errorf("%s: digest %q: a digest of another algorithm than sha256 is not supported", role, shorten(d.Digest))
+		return Child{}, errors.Errorf("%s: digest %q: a digest of another algorithm than sha256 is not supported", role, shorten(d.Digest))
 	}
 	dg, err := digest.Parse(d.Digest)
 	if err != nil {
-		return reference{}, errors.Errorf("%s: digest %q: %v", role, shorten(d.Digest), err)
+		return Child{}, errors.Errorf("%s: digest %q: %v", role, shorten(d.Digest), err)
 	}
 	if d.Size == nil {
-		return reference{}, errors.Errorf("%s (%s) has no size", role, dg)
+		return Child{}, errors.Errorf("%s (%s) has no size", role, dg)
 	}
 	if *d.Size < 0 {
-		return reference{}, errors.Errorf("%s (%s) has a negative size %d", role, dg, *d.Size)
+		return Child{}, errors.Errorf("%s (%s) has a negative size %d", role, dg, *d.Size)
 	}
-	return reference{role: role, mediaType: d.MediaType, digest: dg, size: *d.Size}, nil
+	c := Child{Role: role, Descriptor: ocispec.Descriptor{MediaType: d.MediaType, Digest: dg, Size: *d.Size}}
+	if len(d.URLs) > 0 {
+		c.URLs = d.URLs
+	}
+	if len(d.Platform) > 0 {
+		var p ocispec.Platform
+		if json.Unmarshal(d.Platform, &p) == nil && !bytes.Equal(d.Platform, []byte("null")) {
+			c.Platform = &p
+		}
+	}
+	if len(d.Annotations) > 0 {
+		var a map[string]string
+		if json.Unmarshal(d.Annotations, &a) == nil && len(a) > 0 {
+			c.Annotations = a
+		}
+	}
+	return c, nil
+}
+
+// shorten keeps error messages readable when a value is absurdly long.
+func shorten(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "..."
 }
 
 // maxJSONDepth bounds how deeply objects and arrays may nest in a manifest
