@@ -1,14 +1,11 @@
 package client
 
 import (
-	"fmt"
 	"path"
-	"strings"
 
 	"github.com/nsfs/nsfs/imagegraph"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"github.com/pkg/errors"
 )
 
 // Image archives: `nsfs images import` reads an OCI image-layout tar or a
@@ -55,16 +52,6 @@ const (
 type ArchiveImage struct {
 	Ref    string
 	Target ocispec.Descriptor
-}
-
-// refProblem is what metadata.ValidateRef found wrong with ref, without
-// the ref and the error kind that the caller's message already says.
-func refProblem(ref string, err error) string {
-	msg := strings.TrimSuffix(err.Error(), ": "+errors.Cause(err).Error())
-	for _, prefix := range []string{fmt.Sprintf("image ref %q: ", ref), "image ref "} {
-		msg = strings.TrimPrefix(msg, prefix)
-	}
-	return msg
 }
 
 // documentWord names a manifest or index in messages, by its media type.

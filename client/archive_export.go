@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/nsfs/nsfs/imagegraph"
-	"github.com/nsfs/nsfs/metadata"
+	"github.com/nsfs/nsfs/names"
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -138,8 +138,8 @@ func (g *exportGraph) plan(ctx context.Context, refs []string, opts ExportOption
 // everything below it, into the export.
 func (g *exportGraph) addImage(ctx context.Context, ref string) (ocispec.Descriptor, error) {
 	ns := g.t.Namespace().Name
-	if err := metadata.ValidateRef(ref); err != nil {
-		return ocispec.Descriptor{}, errors.Errorf("image %q: not an nsfs ref: %s", ref, refProblem(ref, err))
+	if problem := names.RefProblem(ref); problem != "" {
+		return ocispec.Descriptor{}, errors.Errorf("image %q: not an nsfs ref: %s", ref, problem)
 	}
 	imgPath, err := g.t.ImagePath(ref)
 	if err != nil {

@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/nsfs/nsfs/imagegraph"
-	"github.com/nsfs/nsfs/metadata"
+	"github.com/nsfs/nsfs/names"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/pkg/errors"
@@ -44,14 +44,14 @@ func (a *tarArchive) plan(prefix string, filterPrefix bool) (*importPlan, error)
 	p := &importPlan{arch: a, blobs: map[digest.Digest]planBlob{}, visited: map[digest.Digest]bool{}}
 	var (
 		roots []ocispec.Descriptor
-		names []string
+		refs  []string
 		err   error
 	)
 	switch {
 	case a.has(ocispec.ImageLayoutFile):
-		roots, names, err = a.ociImages(prefix, filterPrefix)
+		roots, refs, err = a.ociImages(prefix, filterPrefix)
 	case a.has(dockerManifestFile):
-		roots, names, err = a.dockerImages(p)
+		roots, refs, err = a.dockerImages(p)
 	default:
 		return nil, errors.New("neither an OCI image layout (no oci-layout and index.json) nor a docker save archive (no manifest.json)")
 	}
@@ -66,12 +66,12 @@ func (a *tarArchive) plan(prefix string, filterPrefix bool) (*importPlan, error)
 	}
 	byRef := map[string]int{}
 	for i, root := range roots {
-		name := names[i]
+		name := refs[i]
 		if name == "" {
 			name = prefix + "@" + root.Digest.String()
 		}
-		if err := metadata.ValidateRef(name); err != nil {
-			return nil, errors.Errorf("image %q of the archive cannot be an nsfs ref: %s", name, refProblem(name, err))
+		if problem := names.RefProblem(name); problem != "" {
+			return nil, errors.Errorf("image %q of the archive cannot be an nsfs ref: %s", name, problem)
 		}
 		if !imagegraph.IsDocument(root.MediaType) {
 			return nil, errors.Errorf("image %q: %s is a %q, not an image manifest or index", name, root.Digest, root.MediaType)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nsfs/nsfs/imagegraph"
+	"github.com/nsfs/nsfs/names"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/pkg/errors"
@@ -204,14 +205,23 @@ func (w *imageWalk) configPlatform(ctx context.Context, desc ocispec.Descriptor)
 	w.platforms[FormatPlatform(normalizePlatform(cfg.Platform))] = true
 }
 
-// RefPath is the file of image ref in namespace n. A ref must be a clean
-// relative path (no empty, "." or ".." component): anything else could
-// name a file outside images/.
+// RefPath is the file of image ref in namespace n. A ref must be valid by
+// names.ValidateRef, the store's own rule: a clean relative path, so that
+// it can name no file outside images/.
 func (n Namespace) RefPath(ref string) (string, error) {
-	if ref == "" || strings.HasPrefix(ref, "/") || strings.ContainsRune(ref, 0) || path.Clean(ref) != ref || ref == "." || ref == ".." || strings.HasPrefix(ref, "../") {
-		return "", withKind(ErrInvalid, "image %q: invalid reference: a ref must be a clean relative path (no empty, \".\" or \"..\" component)", ref)
+	if problem := names.RefProblem(ref); problem != "" {
+		if !isCleanRelative(ref) {
+			problem = `a ref must be a clean relative path (no empty, "." or ".." component)`
+		}
+		return "", withKind(ErrInvalid, "image %q: invalid reference: %s", ref, problem)
 	}
 	return filepath.Join(n.ImagesDir(), filepath.FromSlash(ref)), nil
+}
+
+// isCleanRelative: ref is a path without an empty, "." or ".." component,
+// the part of the rule most refused refs break, said in one sentence.
+func isCleanRelative(ref string) bool {
+	return ref != "" && !strings.HasPrefix(ref, "/") && path.Clean(ref) == ref && ref != "." && ref != ".." && !strings.HasPrefix(ref, "../")
 }
 
 // RemoveImage deletes image ref (`rm images/<ref>`); the filesystem then
