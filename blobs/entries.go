@@ -5,13 +5,11 @@ import (
 	"path"
 	"strconv"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
 )
-
-// quarantineDir is where a repair moves what it must not delete and must
-// not serve: corrupt blob files, links and other strays.
-const quarantineDir = "quarantine"
 
 // Quarantine moves the entry (as WalkBlobEntries or WalkIngestEntries
 // named it; a symlink is moved itself, never followed) to
@@ -54,4 +52,12 @@ func (s *Store) Quarantine(e Entry) (string, error) {
 		}
 		return quarantineDir + "/" + to, syncDir(q)
 	}
+}
+
+// QuarantineBlob is Quarantine of blob d's file in blobs/sha256.
+func (s *Store) QuarantineBlob(d digest.Digest) (string, error) {
+	if err := ValidateDigest(d); err != nil {
+		return "", err
+	}
+	return s.Quarantine(Entry{Path: RelPath(d), Name: d.Encoded()})
 }

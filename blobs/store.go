@@ -89,12 +89,6 @@ type Store struct {
 	ingestDir *os.File // <root>/ingest, likewise
 }
 
-// The store's directories relative to its root, as messages name them.
-const (
-	blobDirName   = "blobs/sha256"
-	ingestDirName = "ingest"
-)
-
 // dirMode is the mode of the directories the store creates.
 const dirMode = 0o755
 
@@ -290,11 +284,8 @@ func (s *Store) Path(d digest.Digest) string {
 	if ValidateDigest(d) != nil {
 		return s.display(blobDirName + "/" + invalidDigestName)
 	}
-	return s.display(blobRel(d))
+	return s.display(RelPath(d))
 }
-
-// blobRel names blob d's file relative to the root.
-func blobRel(d digest.Digest) string { return blobDirName + "/" + d.Encoded() }
 
 // Stat returns the committed blob's info as lstat sees it (Mode tells a
 // link or fifo planted under the name), or an error satisfying
@@ -325,10 +316,10 @@ func (s *Store) Check(d digest.Digest, size int64) error {
 // checkFile is Check of a file already stat'ed.
 func (s *Store) checkFile(d digest.Digest, mode os.FileMode, got, size int64) error {
 	if !mode.IsRegular() {
-		return s.unsafe(blobRel(d), mode, "a regular file")
+		return s.unsafe(RelPath(d), mode, "a regular file")
 	}
 	if size >= 0 && got != size {
-		return &storeError{kind: ErrDamaged, msg: fmt.Sprintf("blob store %s: %s has %d bytes, not the blob's %d (damaged)", s.root, blobRel(d), got, size)}
+		return &storeError{kind: ErrDamaged, msg: fmt.Sprintf("blob store %s: %s has %d bytes, not the blob's %d (damaged)", s.root, RelPath(d), got, size)}
 	}
 	return nil
 }
@@ -345,7 +336,7 @@ func (s *Store) Open(d digest.Digest, size int64) (*os.File, error) {
 	// driver's open, whatever the fstat after it then says.
 	if st, err := s.lstat(s.blobDir, d.Encoded()); err == nil {
 		if mode := fileMode(&st); !mode.IsRegular() {
-			return nil, s.unsafe(blobRel(d), mode, "a regular file")
+			return nil, s.unsafe(RelPath(d), mode, "a regular file")
 		}
 	}
 	var fd int
@@ -356,7 +347,7 @@ func (s *Store) Open(d digest.Digest, size int64) (*os.File, error) {
 		return err
 	})
 	if err == unix.ELOOP {
-		return nil, s.unsafe(blobRel(d), os.ModeSymlink, "a regular file")
+		return nil, s.unsafe(RelPath(d), os.ModeSymlink, "a regular file")
 	}
 	if err != nil {
 		return nil, errors.WithMessagef(&os.PathError{Op: "open", Path: s.Path(d), Err: err}, "blob %s", d)

@@ -353,7 +353,7 @@ func (s *Store) publish(tempName string, d digest.Digest, size int64) (existed b
 		}
 		mode := fileMode(&st)
 		if mode.IsDir() {
-			return false, s.unsafe(blobRel(d), mode, "a regular file")
+			return false, s.unsafe(RelPath(d), mode, "a regular file")
 		}
 		if s.checkFile(d, mode, st.Size, size) == nil {
 			return true, nil

@@ -123,6 +123,10 @@ const DefaultNamespace = "default"
 // defaultLockTimeout bounds the wait for another process's lock on meta.db.
 const defaultLockTimeout = 500 * time.Millisecond
 
+// metaPath is where the store at root keeps its records; the blob files
+// below root are package blobs' layout.
+func metaPath(root string) string { return filepath.Join(root, "meta.db") }
+
 // Open opens (creating if needed) the store at root: <root>/meta.db and the
 // blob directory. A new store gets the namespace "default". A store open in
 // another process (or another DB of this one) gives ErrLocked after
@@ -138,7 +142,7 @@ func Open(root string, opts Options) (*DB, error) {
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = defaultLockTimeout
 	}
-	dbpath := filepath.Join(root, "meta.db")
+	dbpath := metaPath(root)
 	if err := checkMetaFile(root, dbpath, opts.ReadOnly); err != nil {
 		return nil, err
 	}

@@ -191,16 +191,6 @@ func (s *fsckState) report() Report {
 	}
 }
 
-// blobFile names a blob file as fsck prints it, relative to the root.
-func blobFile(d digest.Digest) string {
-	if ValidateDigest(d) != nil {
-		// A damaged record's digest: go-digest's Encoded panics on it.
-		_, hex, _ := strings.Cut(string(d), ":")
-		return "blobs/sha256/" + hex
-	}
-	return "blobs/sha256/" + d.Encoded()
-}
-
 func nsObject(ns string) string { return fmt.Sprintf("namespace %q", ns) }
 
 func imageObject(ns, ref string) string {
@@ -255,11 +245,11 @@ func (db *DB) scan(opts CheckOptions) (*fsckState, error) {
 			// removes it; the store is consistent.
 			continue
 		} else {
-			s.add("blob file "+blobFile(d), "no record names it (%d bytes; its record is lost, or it was put there by hand)", s.files[d])
+			s.add("blob file "+blobs.RelPath(d), "no record names it (%d bytes; its record is lost, or it was put there by hand)", s.files[d])
 		}
 	}
 	for _, in := range s.ingests {
-		s.add("ingest/"+in.Name, "unfinished ingest (%d bytes, last written %s)", in.Size, in.ModTime.UTC().Format(time.RFC3339))
+		s.add(blobs.IngestRelPath(in.Name), "unfinished ingest (%d bytes, last written %s)", in.Size, in.ModTime.UTC().Format(time.RFC3339))
 	}
 	return s, nil
 }
@@ -286,7 +276,7 @@ func (db *DB) scanFiles(s *fsckState, opts CheckOptions) error {
 			}
 			if got != d {
 				s.corrupt[d] = fmt.Sprintf("its bytes hash to %s", got)
-				s.add("blob file "+blobFile(d), "its bytes hash to %s (corrupt)", got)
+				s.add("blob file "+blobs.RelPath(d), "its bytes hash to %s (corrupt)", got)
 			}
 		}
 	}
@@ -298,11 +288,11 @@ func (db *DB) scanFiles(s *fsckState, opts CheckOptions) error {
 func (db *DB) hashBlob(d digest.Digest, size int64) (digest.Digest, error) {
 	f, err := db.blobs.Open(d, size)
 	if err != nil {
-		return "", errors.WithMessagef(err, "verify blob file %s", blobFile(d))
+		return "", errors.WithMessagef(err, "verify blob file %s", blobs.RelPath(d))
 	}
 	defer f.Close()
 	got, err := digest.SHA256.FromReader(f)
-	return got, errors.WithMessagef(err, "verify blob file %s", blobFile(d))
+	return got, errors.WithMessagef(err, "verify blob file %s", blobs.RelPath(d))
 }
 
 func sortDigests(ds []digest.Digest) {
@@ -462,7 +452,7 @@ func (s *fsckState) scanRecords(tx *bolt.Tx) error {
 					continue // said below
 				}
 				if _, ok := s.files[d]; !ok {
-					s.add(iobj, "blob %s it claims is missing (its file %s is gone)", d, blobFile(d))
+					s.add(iobj, "blob %s it claims is missing (its file %s is gone)", d, blobs.RelPath(d))
 				} else if why := s.corrupt[d]; why != "" {
 					s.add(iobj, "blob %s it claims is corrupt (%s)", d, why)
 				}
@@ -475,7 +465,7 @@ func (s *fsckState) scanRecords(tx *bolt.Tx) error {
 			case cb == nil:
 				s.add(iobj, "target blob %s has no content record", t.Digest)
 			case !hasFile:
-				s.add(iobj, "target blob %s is missing (its file %s is gone)", t.Digest, blobFile(t.Digest))
+				s.add(iobj, "target blob %s is missing (its file %s is gone)", t.Digest, blobs.RelPath(t.Digest))
 			case fsize != t.Size:
 				s.add(iobj, "target blob %s is %d bytes, but the image records %d", t.Digest, fsize, t.Size)
 			case s.corrupt[t.Digest] != "":
@@ -549,11 +539,11 @@ func (s *fsckState) scanRecords(tx *bolt.Tx) error {
 		fsize, hasFile := s.files[d]
 		switch {
 		case !hasFile:
-			s.add(cobj, "its file %s is missing", blobFile(d))
+			s.add(cobj, "its file %s is missing", blobs.RelPath(d))
 		case fsize != size && s.sizeWrong[d]:
-			s.add(cobj, "its record says %d bytes, but its file %s has %d and its bytes verify (the record is wrong)", size, blobFile(d), fsize)
+			s.add(cobj, "its record says %d bytes, but its file %s has %d and its bytes verify (the record is wrong)", size, blobs.RelPath(d), fsize)
 		case fsize != size:
-			s.add(cobj, "its file %s is %d bytes, but %d were recorded", blobFile(d), fsize, size)
+			s.add(cobj, "its file %s is %d bytes, but %d were recorded", blobs.RelPath(d), fsize, size)
 		}
 		return nil
 	})

@@ -3,7 +3,6 @@ package metadata
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 
 	"github.com/nsfs/nsfs/blobs"
@@ -79,16 +78,16 @@ func (db *DB) repair(s *fsckState) ([]string, error) {
 		if _, ok := s.files[d]; !ok {
 			continue
 		}
-		to, err := db.blobs.Quarantine(blobs.Entry{Path: blobFile(d), Name: d.Encoded()})
+		to, err := db.blobs.QuarantineBlob(d)
 		if err != nil {
-			return actions, errors.WithMessagef(err, "repair: quarantine blob file %s", blobFile(d))
+			return actions, errors.WithMessagef(err, "repair: quarantine blob file %s", blobs.RelPath(d))
 		}
-		did("moved corrupt blob file %s to %s (%s)", blobFile(d), to, s.corrupt[d])
+		did("moved corrupt blob file %s to %s (%s)", blobs.RelPath(d), to, s.corrupt[d])
 	}
 	if s.badReserve != 0 && !s.badReserve.IsDir() {
 		// A link (or fifo, device) itself goes; what it points at is
 		// never touched. The reserve is made anew at the next open.
-		if err := os.Remove(filepath.Join(db.root, reserveName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := os.Remove(db.reservePath()); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return actions, errors.WithMessagef(err, "repair: remove the planted %s", reserveName)
 		}
 		did("removed %s, %s where the store keeps its reserved space (its target, if any, untouched)", reserveName, blobs.KindOf(s.badReserve))
@@ -109,11 +108,11 @@ func (db *DB) repair(s *fsckState) ([]string, error) {
 		return actions, err
 	}
 	for _, d := range verified.corrupt {
-		to, err := db.blobs.Quarantine(blobs.Entry{Path: blobFile(d), Name: d.Encoded()})
+		to, err := db.blobs.QuarantineBlob(d)
 		if err != nil {
-			return actions, errors.WithMessagef(err, "repair: quarantine blob file %s", blobFile(d))
+			return actions, errors.WithMessagef(err, "repair: quarantine blob file %s", blobs.RelPath(d))
 		}
-		did("moved corrupt blob file %s to %s (%s)", blobFile(d), to, s.corrupt[d])
+		did("moved corrupt blob file %s to %s (%s)", blobs.RelPath(d), to, s.corrupt[d])
 	}
 	if len(verified.good) > 0 {
 		if err := db.guardedUpdate(func(tx *bolt.Tx) error {
@@ -135,9 +134,9 @@ func (db *DB) repair(s *fsckState) ([]string, error) {
 	}
 	for _, in := range s.ingests {
 		if err := db.blobs.RemoveIngest(in.Name); err != nil {
-			return actions, errors.WithMessagef(err, "repair: remove ingest/%s", in.Name)
+			return actions, errors.WithMessagef(err, "repair: remove %s", blobs.IngestRelPath(in.Name))
 		}
-		did("removed unfinished ingest ingest/%s (%d bytes)", in.Name, in.Size)
+		did("removed unfinished ingest %s (%d bytes)", blobs.IngestRelPath(in.Name), in.Size)
 	}
 	return actions, nil
 }
@@ -212,7 +211,7 @@ func adoptFiles(tx *bolt.Tx, verified map[digest.Digest]bool, sizes map[digest.D
 		if _, err := hold(tx, nsb, LostFoundNamespace, d, sizes[d], t); err != nil {
 			return err
 		}
-		did("adopted blob file %s (%d bytes, its digest verified) into namespace %q", blobFile(d), sizes[d], LostFoundNamespace)
+		did("adopted blob file %s (%d bytes, its digest verified) into namespace %q", blobs.RelPath(d), sizes[d], LostFoundNamespace)
 	}
 	return nil
 }
@@ -641,7 +640,7 @@ func repairContent(tx *bolt.Tx, available func(digest.Digest) (int64, string), d
 		if why == "" && len(holders[d]) == 0 {
 			why = "no namespace holds it"
 		} else if why != "" {
-			why = "its file " + blobFile(d) + " " + why
+			why = "its file " + blobs.RelPath(d) + " " + why
 		}
 		if why != "" {
 			if err := content.DeleteBucket([]byte(d)); err != nil {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nsfs/nsfs/blobs"
 	"github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
 )
@@ -71,7 +72,7 @@ func TestCollectGarbage(t *testing.T) {
 	for _, g := range stats.Removed {
 		removed = append(removed, g.Path)
 	}
-	want := []string{blobFile(crashed), "ingest/" + abandonedName}
+	want := []string{blobs.RelPath(crashed), "ingest/" + abandonedName}
 	if strings.Join(removed, " ") != strings.Join(want, " ") || stats.Blobs != 1 || stats.Ingests != 1 || stats.Bytes != 21+5 {
 		t.Fatalf("removed %v (%d blobs, %d ingests, %d bytes), want %v (1, 1, 26 bytes)", removed, stats.Blobs, stats.Ingests, stats.Bytes, want)
 	}

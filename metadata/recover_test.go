@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nsfs/nsfs/blobs"
 	"github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
 )
@@ -94,8 +95,8 @@ func TestRecoverRefusesUnrecordedFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := db.Recover(); !IsDamaged(err) || !strings.Contains(err.Error(), blobFile(stray)+": no record names it") {
-		t.Fatalf("Recover: %v, want ErrDamaged naming %s", err, blobFile(stray))
+	if _, err := db.Recover(); !IsDamaged(err) || !strings.Contains(err.Error(), blobs.RelPath(stray)+": no record names it") {
+		t.Fatalf("Recover: %v, want ErrDamaged naming %s", err, blobs.RelPath(stray))
 	}
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("the refusal removed the unrecorded file: %v", err)

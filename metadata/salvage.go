@@ -30,7 +30,7 @@ func Salvage(root string, lockTimeout time.Duration) ([]string, error) {
 	}
 	var actions []string
 	did := func(format string, args ...any) { actions = append(actions, fmt.Sprintf(format, args...)) }
-	dbpath := filepath.Join(root, "meta.db")
+	dbpath := metaPath(root)
 	tmp := dbpath + ".salvage"
 	// The old file's lock, shared: a daemon serving the store has it.
 	exists := false
