@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/nsfs/nsfs/blobs"
-	"github.com/opencontainers/go-digest"
 	"github.com/pkg/errors"
 	bolt "go.etcd.io/bbolt"
 )
@@ -35,11 +34,6 @@ type Options struct {
 	// LockTimeout bounds the wait for the bbolt file lock; a store already
 	// open elsewhere gives ErrLocked naming the root. Default 500ms.
 	LockTimeout time.Duration
-	// OnBlobReleased, if set, is called after a commit by which namespace
-	// ns stopped holding blob d (image removed or replaced, blob removed).
-	// fs/ uses it to invalidate the kernel's cache. It must not block and
-	// must not call back into the DB synchronously.
-	OnBlobReleased func(ns string, d digest.Digest)
 	// ReadOnly opens an existing store without writing to it (nsfs fsck
 	// without --repair): a missing meta.db is an error, and every
 	// mutation fails. It takes the lock shared, so it still waits for a

@@ -176,6 +176,27 @@ func heldDigests(t testing.TB, db *DB, ns string) []digest.Digest {
 	return ds
 }
 
+// releasedBy runs op and returns, sorted, the blobs ns held before it and
+// does not hold after it: what op released.
+func releasedBy(t testing.TB, db *DB, ns string, op func() error) []digest.Digest {
+	t.Helper()
+	before := heldDigests(t, db, ns)
+	if err := op(); err != nil {
+		t.Fatal(err)
+	}
+	after := map[digest.Digest]bool{}
+	for _, d := range heldDigests(t, db, ns) {
+		after[d] = true
+	}
+	var released []digest.Digest
+	for _, d := range before {
+		if !after[d] {
+			released = append(released, d)
+		}
+	}
+	return sortedDigests(released...)
+}
+
 func sortedDigests(ds ...digest.Digest) []digest.Digest {
 	out := append([]digest.Digest(nil), ds...)
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })

@@ -355,7 +355,6 @@ func (db *DB) PutImage(w ImageWrite) (Image, error) {
 	// Unlocked first: an orphaned blob may share the target's stripe.
 	unlock()
 	db.deleteOrphans(rel)
-	db.notify(rel)
 	return img, nil
 }
 
