@@ -57,10 +57,12 @@ type DB struct {
 	// other for the same digest (doc.go, "Files and records"; lockContent).
 	contentLocks [contentLockStripes]sync.Mutex
 
-	// batcher groups concurrent writes into shared commits (batch.go);
-	// benchmarks compare other commit modes.
+	// batcher groups concurrent writes into shared commits (batch.go).
 	batcher batcher
-	commits commitMode
+	// commitForTests, nil in production, replaces the group commit for
+	// tests and benchmarks that compare other ways to commit
+	// (setCommitMode, export_test.go).
+	commitForTests func(func(*bolt.Tx) error) error
 
 	// ids is the block of IDs ReserveID hands out, taken from the
 	// sequence in one transaction per idBlock IDs.
