@@ -11,10 +11,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Quarantine moves the entry (as WalkBlobEntries or WalkIngestEntries
-// named it; a symlink is moved itself, never followed) to
-// <root>/quarantine/, under a name not yet taken there, and returns its new
-// path relative to the root. quarantine/ itself must be a directory, not
+// Quarantine moves the entry (as List reported a stray; a symlink is
+// moved itself, never followed) to <root>/quarantine/, under a name not
+// yet taken there, and returns its new path relative to the root. quarantine/ itself must be a directory, not
 // a link to one (ErrUnsafe).
 func (s *Store) Quarantine(e Entry) (string, error) {
 	dir, name := path.Split(e.Path)

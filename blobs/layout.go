@@ -85,7 +85,7 @@ type Stray struct {
 func (s *Store) List() (Contents, error) {
 	found := Contents{Files: map[digest.Digest]int64{}}
 	stray := func(e Entry, why string) { found.Strays = append(found.Strays, Stray{Entry: e, Why: why}) }
-	if err := s.WalkBlobEntries(func(e Entry) error {
+	if err := s.walkBlobEntries(func(e Entry) error {
 		d := digest.NewDigestFromEncoded(digest.SHA256, e.Name)
 		switch {
 		case !e.Mode.IsRegular():
@@ -99,7 +99,7 @@ func (s *Store) List() (Contents, error) {
 	}); err != nil {
 		return found, errors.WithMessagef(err, "store %s: blob directory", s.root)
 	}
-	if err := s.WalkIngestEntries(func(e Entry) error {
+	if err := s.walkIngestEntries(func(e Entry) error {
 		if !e.Mode.IsRegular() {
 			stray(e, "is "+KindOf(e.Mode)+" where an ingest file should be (never followed)")
 			return nil

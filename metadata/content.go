@@ -233,14 +233,8 @@ func (db *DB) commitReleasing(ns string, commit func(func(*bolt.Tx) error) error
 	return nil
 }
 
-// GetBlob returns a blob ns can see, with its labels (ErrNotFound
-// otherwise).
-func (db *DB) GetBlob(ns string, d digest.Digest) (Blob, error) {
-	return db.getBlob(ns, d, true)
-}
-
-// StatBlob is GetBlob without the labels (Labels is nil): what a lookup or
-// a stat needs, without a map built on every one.
+// StatBlob returns a blob ns can see, without its labels (Labels is nil:
+// a lookup or a stat needs no map built on every one), or ErrNotFound.
 func (db *DB) StatBlob(ns string, d digest.Digest) (Blob, error) {
 	return db.getBlob(ns, d, false)
 }
@@ -283,7 +277,7 @@ func readHold(b *Blob, rec *bolt.Bucket, withLabels bool) {
 }
 
 // ListBlobs returns the blobs ns holds, sorted by digest. Their Labels
-// are nil: a listing does not read them (GetBlob or Labels does).
+// are nil: a listing does not read them (Labels does).
 func (db *DB) ListBlobs(ns string) ([]Blob, error) {
 	var list []Blob
 	err := db.bolt.View(func(tx *bolt.Tx) error {

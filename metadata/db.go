@@ -112,9 +112,9 @@ func (db *DB) ReserveID() (uint64, error) {
 	return id, nil
 }
 
-// DefaultNamespace is created with a new store, so a fresh mount shows
+// defaultNamespace is created with a new store, so a fresh mount shows
 // ns/default as containerd and ctr users expect.
-const DefaultNamespace = "default"
+const defaultNamespace = "default"
 
 // defaultLockTimeout bounds the wait for another process's lock on meta.db.
 const defaultLockTimeout = 500 * time.Millisecond
@@ -204,7 +204,7 @@ func (db *DB) initSchema(tx *bolt.Tx) error {
 	}
 	// A file with other buckets but no v1/ is a store whose v1/ lost its
 	// name: making a new, empty schema beside it would serve an empty
-	// store and bury the records (Salvage finds them).
+	// store and bury the records (salvageStore finds them).
 	if err := tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
 		return errors.WithMessagef(errCorrupt, "meta.db has no v1/ bucket, but has %q", shorten(string(name)))
 	}); err != nil {
@@ -229,7 +229,7 @@ func (db *DB) initSchema(tx *bolt.Tx) error {
 	if err := ensureShareableIndex(tx); err != nil {
 		return err
 	}
-	_, err = createNamespace(tx, DefaultNamespace, nil)
+	_, err = createNamespace(tx, defaultNamespace, nil)
 	return err
 }
 

@@ -31,7 +31,7 @@ type Entry struct {
 	IsDir bool
 	// Image is set for files. Its Labels are nil, from ReadImageDir and
 	// LookupImagePath alike: lookups and listings are the hot paths of the
-	// filesystem and never show labels (GetImage or Labels reads them).
+	// filesystem and never show labels (Labels reads them).
 	Image *Image
 }
 

@@ -101,7 +101,7 @@ func (db *DB) repair(s *fsckState) ([]string, error) {
 	}
 	// Blob files no record names now are someone's data (their records
 	// were lost, or the repair dropped the images that held them): those
-	// whose bytes verify are adopted, held by LostFoundNamespace; the
+	// whose bytes verify are adopted, held by lostFoundNamespace; the
 	// others are quarantined. Never deleted.
 	verified, err := db.verifyUnrecorded(s)
 	if err != nil {
@@ -183,7 +183,7 @@ func (db *DB) verifyUnrecorded(s *fsckState) (unrecordedFiles, error) {
 	return out, nil
 }
 
-// adoptFiles makes LostFoundNamespace hold every verified blob file that
+// adoptFiles makes lostFoundNamespace hold every verified blob file that
 // no content record names after the repair, creating the namespace if
 // needed: the bytes stay, and a person can look at them, tag them or
 // delete them through the mount.
@@ -198,20 +198,20 @@ func adoptFiles(tx *bolt.Tx, verified map[digest.Digest]bool, sizes map[digest.D
 		return nil
 	}
 	sortDigests(orphans)
-	nsb := namespacesBucket(tx).Bucket([]byte(LostFoundNamespace))
+	nsb := namespacesBucket(tx).Bucket([]byte(lostFoundNamespace))
 	if nsb == nil {
-		if _, err := createNamespace(tx, LostFoundNamespace, nil); err != nil {
+		if _, err := createNamespace(tx, lostFoundNamespace, nil); err != nil {
 			return err
 		}
-		nsb = namespacesBucket(tx).Bucket([]byte(LostFoundNamespace))
-		did("created namespace %q for blob files no record names", LostFoundNamespace)
+		nsb = namespacesBucket(tx).Bucket([]byte(lostFoundNamespace))
+		did("created namespace %q for blob files no record names", lostFoundNamespace)
 	}
 	t := now()
 	for _, d := range orphans {
-		if _, err := hold(tx, nsb, LostFoundNamespace, d, sizes[d], t); err != nil {
+		if _, err := hold(tx, nsb, lostFoundNamespace, d, sizes[d], t); err != nil {
 			return err
 		}
-		did("adopted blob file %s (%d bytes, its digest verified) into namespace %q", blobs.RelPath(d), sizes[d], LostFoundNamespace)
+		did("adopted blob file %s (%d bytes, its digest verified) into namespace %q", blobs.RelPath(d), sizes[d], lostFoundNamespace)
 	}
 	return nil
 }
@@ -612,7 +612,7 @@ func (db *DB) repairNamespace(tx *bolt.Tx, ns string, used map[uint64]bool, avai
 // repairContent makes content records agree with the holds: records of
 // gone blobs go, holder entries follow the holds, a hold gets its record,
 // a record without holders goes (its file, no record naming it now, is
-// then adopted into LostFoundNamespace).
+// then adopted into lostFoundNamespace).
 func repairContent(tx *bolt.Tx, available func(digest.Digest) (int64, string), did func(string, ...any)) error {
 	all, content := namespacesBucket(tx), contentBucket(tx)
 	holders := map[digest.Digest]map[string]bool{}

@@ -136,7 +136,7 @@ func TestCheckAndRepair(t *testing.T) {
 		name: "layer file deleted",
 		breakf: func(t *testing.T, s fsckStore) expect {
 			l := s.img.layer.Digest
-			removeFile(t, s.db.blobs.Path(l))
+			removeFile(t, blobPath(s.db, l))
 			return expect{
 				problems: []string{
 					fmt.Sprintf(`namespace "default": image "app:v1": blob %s it claims is missing (its file %s is gone)`, l, blobs.RelPath(l)),
@@ -150,7 +150,7 @@ func TestCheckAndRepair(t *testing.T) {
 		name: "manifest file deleted",
 		breakf: func(t *testing.T, s fsckStore) expect {
 			m := s.img.digest
-			removeFile(t, s.db.blobs.Path(m))
+			removeFile(t, blobPath(s.db, m))
 			return expect{
 				problems: []string{
 					fmt.Sprintf(`namespace "default": image "app:v1": target blob %s is missing (its file %s is gone)`, m, blobs.RelPath(m)),
@@ -192,7 +192,7 @@ func TestCheckAndRepair(t *testing.T) {
 		verify: true,
 		breakf: func(t *testing.T, s fsckStore) expect {
 			l := s.img.layer.Digest
-			path := s.db.blobs.Path(l)
+			path := blobPath(s.db, l)
 			data, err := os.ReadFile(path)
 			if err != nil {
 				t.Fatal(err)
@@ -219,7 +219,7 @@ func TestCheckAndRepair(t *testing.T) {
 		name: "a blob file truncated",
 		breakf: func(t *testing.T, s fsckStore) expect {
 			x := s.extra
-			overwrite(t, s.db.blobs.Path(x), []byte("written"))
+			overwrite(t, blobPath(s.db, x), []byte("written"))
 			why := "7 bytes, 25 recorded"
 			return expect{
 				problems: []string{
@@ -237,7 +237,7 @@ func TestCheckAndRepair(t *testing.T) {
 		name: "a layer file truncated",
 		breakf: func(t *testing.T, s fsckStore) expect {
 			l := s.img.layer.Digest
-			overwrite(t, s.db.blobs.Path(l), []byte("layer"))
+			overwrite(t, blobPath(s.db, l), []byte("layer"))
 			why := fmt.Sprintf("5 bytes, %d recorded", s.img.layer.Size)
 			return expect{
 				problems: []string{
@@ -362,7 +362,7 @@ func TestRepairLeavesWhatNeedsAHuman(t *testing.T) {
 	update(t, s.db, func(tx *bolt.Tx) error {
 		return namespacesBucket(tx).Bucket([]byte("foo")).Bucket(bucketLabels).Put([]byte("k"), []byte(long))
 	})
-	stray := filepath.Join(filepath.Dir(s.db.blobs.Path(s.extra)), "not-a-blob")
+	stray := filepath.Join(filepath.Dir(blobPath(s.db, s.extra)), "not-a-blob")
 	if err := os.WriteFile(stray, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}

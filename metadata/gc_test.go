@@ -20,7 +20,7 @@ func TestCollectGarbage(t *testing.T) {
 	held := mustWriteBlob(t, db, "default", []byte("held"))
 	old := time.Now().Add(-2 * time.Hour)
 	// Even an old file stays while a record names it.
-	if err := os.Chtimes(db.blobs.Path(held.Digest), old, old); err != nil {
+	if err := os.Chtimes(blobPath(db, held.Digest), old, old); err != nil {
 		t.Fatal(err)
 	}
 	file := func(data string) digest.Digest {
@@ -28,7 +28,7 @@ func TestCollectGarbage(t *testing.T) {
 		if _, err := db.blobs.WriteBytes(d, []byte(data)); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Chtimes(db.blobs.Path(d), old, old); err != nil {
+		if err := os.Chtimes(blobPath(db, d), old, old); err != nil {
 			t.Fatal(err)
 		}
 		return d

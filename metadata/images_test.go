@@ -19,7 +19,7 @@ type fileID struct {
 
 func statFile(t *testing.T, db *DB, d digest.Digest) fileID {
 	t.Helper()
-	fi, err := os.Stat(db.blobs.Path(d))
+	fi, err := os.Stat(blobPath(db, d))
 	if err != nil {
 		t.Fatalf("blob file %s: %v", d, err)
 	}

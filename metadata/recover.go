@@ -13,9 +13,9 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// LostFoundNamespace is where nsfs fsck --repair puts the blob files no
+// lostFoundNamespace is where nsfs fsck --repair puts the blob files no
 // record names: kept, held, and visible in ns/lost-found/blobs/sha256/.
-const LostFoundNamespace = "lost-found"
+const lostFoundNamespace = "lost-found"
 
 // checkMetaFile refuses a meta.db that bbolt would silently make anew: a
 // missing or empty file beside blob files means the records of those

@@ -11,7 +11,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Salvage replaces a damaged meta.db with a new one that holds every record
+// salvageStore replaces a damaged meta.db with a new one that holds every record
 // that can still be read: it walks the old file's pages itself (rawFile,
 // each page once, so that a page naming its ancestor cannot loop it) and
 // copies every key it reaches; what sat on a damaged page, or below one,
@@ -24,7 +24,7 @@ import (
 // It is safe against a crash at any point: the new file is written beside
 // the old one, fsynced, and renamed over it; the old one is hard-linked
 // to its new name first, so meta.db is never missing.
-func Salvage(root string, lockTimeout time.Duration) ([]string, error) {
+func salvageStore(root string, lockTimeout time.Duration) ([]string, error) {
 	if lockTimeout <= 0 {
 		lockTimeout = defaultLockTimeout
 	}
@@ -145,7 +145,7 @@ func Salvage(root string, lockTimeout time.Duration) ([]string, error) {
 	return actions, nil
 }
 
-// salvageBatch is how many keys Salvage copies per transaction: a bbolt
+// salvageBatch is how many keys salvageStore copies per transaction: a bbolt
 // write transaction keeps every page it dirties in memory until it
 // commits, so one transaction for a large store would hold all of it.
 const salvageBatch = 20000
@@ -273,7 +273,7 @@ func syncDir(dir string) error {
 // then, if it found anything, the repair, always on a copy. bbolt trusts
 // its file, and a write into one with damage its checks cannot see (a bit
 // flipped in a page's bookkeeping) can corrupt what was sound, so every
-// record that can be read is first copied into a new meta.db (Salvage;
+// record that can be read is first copied into a new meta.db (salvageStore;
 // the file it started from is kept beside it), and Check repairs that.
 // The report's Problems are the first check's; Repairs begin with the
 // salvage's lines.
@@ -304,7 +304,7 @@ func Repair(root string, opts CheckOptions) (Report, error) {
 		reason, _, _ := strings.Cut(strings.TrimPrefix(err.Error(), "store "+root+": "), "; nothing was changed")
 		first.Problems = append(first.Problems, Problem{Object: "store", What: reason})
 	}
-	salvaged, err := Salvage(root, 0)
+	salvaged, err := salvageStore(root, 0)
 	if err != nil {
 		first.Repairs = salvaged
 		return first, err
