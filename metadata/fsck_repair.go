@@ -439,67 +439,114 @@ func (db *DB) repairNamespace(tx *bolt.Tx, ns string, used map[uint64]bool, avai
 	if images == nil || data == nil || bb == nil {
 		return nil
 	}
-
-	type image struct {
-		ref string
-		rec imageRecord
-	}
-	var keep []image
-	var remove []string
-	reasons := map[string]string{}
 	if err := repairImageRecords(tx, ns, images, data, used, available, db.parseBlob, did); err != nil {
 		return err
 	}
-	_ = images.ForEach(func(k, v []byte) error {
+	r := &nsRepair{db: db, tx: tx, ns: ns, nsb: nsb, images: images, data: data, bb: bb, available: available, did: did}
+	keep, remove := r.triageImages()
+	released, err := r.removeImages(remove)
+	if err != nil {
+		return err
+	}
+	claims, sizes, err := r.reclaim(keep)
+	if err != nil {
+		return err
+	}
+	if err := r.dropHolds(claims, released); err != nil {
+		return err
+	}
+	if err := r.holdClaimed(claims, sizes); err != nil {
+		return err
+	}
+	return r.correctHolds(claims)
+}
+
+// nsRepair is what the steps of repairNamespace share: the namespace's
+// buckets and the repair's view of the files.
+type nsRepair struct {
+	db                    *DB
+	tx                    *bolt.Tx
+	ns                    string
+	nsb, images, data, bb *bolt.Bucket // the namespace, its images/, imagedata/ and blobs/
+	available             func(digest.Digest) (int64, string)
+	did                   func(string, ...any)
+}
+
+// repairImage is an image record that decodes.
+type repairImage struct {
+	ref string
+	rec imageRecord
+}
+
+// doomedImage is an image the repair removes, and why.
+type doomedImage struct {
+	ref, why string
+}
+
+// triageImages sorts the namespace's images into those that stay and
+// those that need a blob that is gone (or whose record or imagedata is).
+func (r *nsRepair) triageImages() (keep []repairImage, remove []doomedImage) {
+	_ = r.images.ForEach(func(k, v []byte) error {
 		ref := string(k)
 		if v == nil {
 			return nil // a bucket where a record should be: a human's job
 		}
 		rec, err := decodeImageRecord(v)
 		if err != nil {
-			remove, reasons[ref] = append(remove, ref), "its record is malformed"
+			remove = append(remove, doomedImage{ref, "its record is malformed"})
 			return nil
 		}
-		idb := data.Bucket(encodeUint64(rec.id))
+		idb := r.data.Bucket(encodeUint64(rec.id))
 		if idb == nil {
-			remove, reasons[ref] = append(remove, ref), fmt.Sprintf("its imagedata/%d is missing", rec.id)
+			remove = append(remove, doomedImage{ref, fmt.Sprintf("its imagedata/%d is missing", rec.id)})
 			return nil
 		}
 		need := append([]digest.Digest{rec.target.Digest}, claimSet(idb)...)
 		for i, d := range need {
-			if _, why := available(d); why != "" {
+			if _, why := r.available(d); why != "" {
 				what := "blob " + string(d) + " it claims"
 				if i == 0 {
 					what = "its target blob " + string(d)
 				}
-				remove, reasons[ref] = append(remove, ref), what+" "+why
+				remove = append(remove, doomedImage{ref, what + " " + why})
 				return nil
 			}
 		}
-		keep = append(keep, image{ref, rec})
+		keep = append(keep, repairImage{ref, rec})
 		return nil
 	})
-	// What removed images claimed is released as rm of an image releases
-	// it: the namespace drops what no remaining image claims.
+	return keep, remove
+}
+
+// removeImages removes the images and their imagedata. What they claimed
+// is released as rm of an image releases it: the namespace then drops
+// what no remaining image claims (dropHolds).
+func (r *nsRepair) removeImages(remove []doomedImage) (map[digest.Digest]bool, error) {
 	released := map[digest.Digest]bool{}
-	for _, ref := range remove {
-		if v := images.Get([]byte(ref)); v != nil {
-			if rec, err := decodeImageRecord(v); err == nil && data.Bucket(encodeUint64(rec.id)) != nil {
-				for _, d := range claimSet(data.Bucket(encodeUint64(rec.id))) {
+	for _, img := range remove {
+		if v := r.images.Get([]byte(img.ref)); v != nil {
+			if rec, err := decodeImageRecord(v); err == nil && r.data.Bucket(encodeUint64(rec.id)) != nil {
+				for _, d := range claimSet(r.data.Bucket(encodeUint64(rec.id))) {
 					released[d] = true
 				}
-				if err := data.DeleteBucket(encodeUint64(rec.id)); err != nil {
-					return err
+				if err := r.data.DeleteBucket(encodeUint64(rec.id)); err != nil {
+					return nil, err
 				}
 			}
 		}
-		if err := images.Delete([]byte(ref)); err != nil {
-			return err
+		if err := r.images.Delete([]byte(img.ref)); err != nil {
+			return nil, err
 		}
-		did("removed image %q of namespace %q: %s", shorten(ref), ns, reasons[ref])
+		r.did("removed image %q of namespace %q: %s", shorten(img.ref), r.ns, img.why)
 	}
+	return released, nil
+}
 
-	// Claim sets: the target and a manifest's blobs, where they can be had.
+// reclaim rebuilds the claim sets of the images that stay (the target
+// and a manifest's blobs, where they can be had), removes the imagedata
+// of no image, and counts the claims of each blob and its size.
+func (r *nsRepair) reclaim(keep []repairImage) (map[digest.Digest]uint64, map[digest.Digest]int64, error) {
+	db, ns, data, available, did := r.db, r.ns, r.data, r.available, r.did
 	owned := map[uint64]bool{}
 	claims := map[digest.Digest]uint64{}
 	sizes := map[digest.Digest]int64{}
@@ -508,7 +555,7 @@ func (db *DB) repairNamespace(tx *bolt.Tx, ns string, used map[uint64]bool, avai
 		idb := data.Bucket(encodeUint64(img.rec.id))
 		cb, err := idb.CreateBucketIfNotExists(bucketBlobs)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		want := []digest.Digest{img.rec.target.Digest}
 		if pm, err := db.parseBlob(img.rec.target.Digest); err == nil && !pm.isIndex {
@@ -521,7 +568,7 @@ func (db *DB) repairNamespace(tx *bolt.Tx, ns string, used map[uint64]bool, avai
 		for _, d := range want {
 			if !hasKey(cb, []byte(d)) {
 				if err := cb.Put([]byte(d), member); err != nil {
-					return err
+					return nil, nil, err
 				}
 				did("image %q of namespace %q claims blob %s again", shorten(img.ref), ns, d)
 			}
@@ -531,31 +578,40 @@ func (db *DB) repairNamespace(tx *bolt.Tx, ns string, used map[uint64]bool, avai
 			sizes[d], _ = available(d)
 		}
 	}
+	return claims, sizes, r.removeOrphanData(owned)
+}
+
+// removeOrphanData removes the imagedata buckets no image owns.
+func (r *nsRepair) removeOrphanData(owned map[uint64]bool) error {
 	var orphanData [][]byte
-	_ = data.ForEach(func(k, _ []byte) error {
+	_ = r.data.ForEach(func(k, _ []byte) error {
 		if len(k) != 8 || !owned[decodeUint64(k)] {
 			orphanData = append(orphanData, append([]byte(nil), k...))
 		}
 		return nil
 	})
 	for _, k := range orphanData {
-		if data.Bucket(k) == nil {
+		if r.data.Bucket(k) == nil {
 			continue
 		}
-		if err := data.DeleteBucket(k); err != nil {
+		if err := r.data.DeleteBucket(k); err != nil {
 			return err
 		}
-		did("removed imagedata/%d of namespace %q: it belonged to no image", decodeUint64(k), ns)
+		r.did("removed imagedata/%d of namespace %q: it belonged to no image", decodeUint64(k), r.ns)
 	}
+	return nil
+}
 
-	// Holds: gone blobs go; claimed blobs are held; counts and sizes follow.
+// dropHolds drops the holds of blobs whose file is gone, and of blobs
+// only removed images claimed.
+func (r *nsRepair) dropHolds(claims map[digest.Digest]uint64, released map[digest.Digest]bool) error {
 	var holds []digest.Digest
-	_ = bb.ForEachBucket(func(k []byte) error {
+	_ = r.bb.ForEachBucket(func(k []byte) error {
 		holds = append(holds, digest.Digest(k))
 		return nil
 	})
 	for _, d := range holds {
-		_, why := available(d)
+		_, why := r.available(d)
 		switch _, claimed := claims[d]; {
 		case why != "":
 			why = "its file " + why
@@ -564,11 +620,17 @@ func (db *DB) repairNamespace(tx *bolt.Tx, ns string, used map[uint64]bool, avai
 		default:
 			continue
 		}
-		if err := bb.DeleteBucket([]byte(d)); err != nil {
+		if err := r.bb.DeleteBucket([]byte(d)); err != nil {
 			return err
 		}
-		did("namespace %q dropped blob %s: %s", ns, d, why)
+		r.did("namespace %q dropped blob %s: %s", r.ns, d, why)
 	}
+	return nil
+}
+
+// holdClaimed makes the namespace hold every blob an image claims, with
+// the count of the images that claim it.
+func (r *nsRepair) holdClaimed(claims map[digest.Digest]uint64, sizes map[digest.Digest]int64) error {
 	t := now()
 	claimed := make([]digest.Digest, 0, len(claims))
 	for d := range claims {
@@ -577,21 +639,28 @@ func (db *DB) repairNamespace(tx *bolt.Tx, ns string, used map[uint64]bool, avai
 	sortDigests(claimed)
 	for _, d := range claimed {
 		n := claims[d]
-		rec := bb.Bucket([]byte(d))
+		rec := r.bb.Bucket([]byte(d))
 		if rec == nil {
 			var err error
-			if rec, err = hold(tx, nsb, ns, d, sizes[d], t); err != nil {
+			if rec, err = hold(r.tx, r.nsb, r.ns, d, sizes[d], t); err != nil {
 				return err
 			}
-			did("namespace %q holds blob %s again: an image claims it", ns, d)
+			r.did("namespace %q holds blob %s again: an image claims it", r.ns, d)
 		}
 		if got := getUint64(rec, keyImages); got != n {
 			if err := putUint64(rec, keyImages, n); err != nil {
 				return err
 			}
-			did("namespace %q: blob %s is claimed by %d image(s), not %d: count corrected", ns, d, n, got)
+			r.did("namespace %q: blob %s is claimed by %d image(s), not %d: count corrected", r.ns, d, n, got)
 		}
 	}
+	return nil
+}
+
+// correctHolds gives the holds no image claims a count of 0, and every
+// hold its blob's size.
+func (r *nsRepair) correctHolds(claims map[digest.Digest]uint64) error {
+	ns, bb, did := r.ns, r.bb, r.did
 	return bb.ForEachBucket(func(k []byte) error {
 		d := digest.Digest(k)
 		rec := bb.Bucket(k)
@@ -601,7 +670,7 @@ func (db *DB) repairNamespace(tx *bolt.Tx, ns string, used map[uint64]bool, avai
 				return err
 			}
 		}
-		if size, _ := available(d); getInt64(rec, keySize) != size {
+		if size, _ := r.available(d); getInt64(rec, keySize) != size {
 			did("namespace %q: blob %s is %d bytes, not %d: size corrected", ns, d, size, getInt64(rec, keySize))
 			return putInt64(rec, keySize, size)
 		}
