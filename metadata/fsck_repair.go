@@ -22,53 +22,69 @@ func (db *DB) repair(s *fsckState) ([]string, error) {
 	var actions []string
 	did := func(format string, args ...any) { actions = append(actions, fmt.Sprintf(format, args...)) }
 
-	// available says whether a blob can be used: its file is there with
-	// the bytes it should have. A content record then gets the file's size.
-	available := func(d digest.Digest) (int64, string) {
-		size, ok := s.files[d]
-		switch {
-		case !ok:
-			return 0, "is missing"
-		case s.corrupt[d] != "":
-			return 0, "is corrupt (" + s.corrupt[d] + ")"
-		}
-		return size, ""
-	}
-
 	// Guarded: bbolt may find damage its check missed only when it writes
 	// (a page in use listed as free); that panic becomes ErrDamaged, and
 	// nsfs fsck salvages into a new file and repairs that instead.
 	err := db.guardedUpdate(func(tx *bolt.Tx) error {
 		actions = nil
-		if err := repairShape(tx, did); err != nil {
-			return err
-		}
-		all := namespacesBucket(tx)
-		var names [][]byte
-		_ = all.ForEachBucket(func(k []byte) error {
-			names = append(names, k)
-			return nil
-		})
-		used := usedNamespaceIDs(all)
-		for _, name := range names {
-			if err := db.repairNamespace(tx, string(name), used, available, did); err != nil {
-				return err
-			}
-		}
-		if err := repairContent(tx, available, did); err != nil {
-			return err
-		}
-		// Holds were changed directly: the shareable index is recounted.
-		return rebuildShareableIndex(tx)
+		return db.repairRecords(tx, s.available, did)
 	})
 	if err != nil {
 		return nil, errors.WithMessagef(err, "repair store %s", db.root)
 	}
+	// Then the files, in this order: what must not be served is moved
+	// aside, what no record names is adopted, what the records prove
+	// garbage goes.
+	for _, step := range []func(*fsckState, func(string, ...any)) error{db.quarantineFiles, db.adoptUnrecorded, db.removeGarbageFiles} {
+		if err := step(s, did); err != nil {
+			return actions, err
+		}
+	}
+	return actions, nil
+}
 
-	// Files: corrupt files, and anything that is not a blob or an ingest
-	// file, are moved to quarantine/, never deleted; then blob files no
-	// record names are adopted; what the records prove garbage (a crash's
-	// intents and tombstones) goes, and so do ingest leftovers.
+// available says whether a blob can be used: its file is there with the
+// bytes it should have. A content record then gets the file's size.
+func (s *fsckState) available(d digest.Digest) (int64, string) {
+	size, ok := s.files[d]
+	switch {
+	case !ok:
+		return 0, "is missing"
+	case s.corrupt[d] != "":
+		return 0, "is corrupt (" + s.corrupt[d] + ")"
+	}
+	return size, ""
+}
+
+// repairRecords is the repair's transaction: the schema's shape, then
+// each namespace, then the content records.
+func (db *DB) repairRecords(tx *bolt.Tx, available func(digest.Digest) (int64, string), did func(string, ...any)) error {
+	if err := repairShape(tx, did); err != nil {
+		return err
+	}
+	all := namespacesBucket(tx)
+	var names [][]byte
+	_ = all.ForEachBucket(func(k []byte) error {
+		names = append(names, k)
+		return nil
+	})
+	used := usedNamespaceIDs(all)
+	for _, name := range names {
+		if err := db.repairNamespace(tx, string(name), used, available, did); err != nil {
+			return err
+		}
+	}
+	if err := repairContent(tx, available, did); err != nil {
+		return err
+	}
+	// Holds were changed directly: the shareable index is recounted.
+	return rebuildShareableIndex(tx)
+}
+
+// quarantineFiles moves corrupt blob files, and anything that is not a
+// blob or an ingest file, to quarantine/: never deleted. A planted
+// reserve (a link, a fifo) is removed itself.
+func (db *DB) quarantineFiles(s *fsckState, did func(string, ...any)) error {
 	var corrupt []digest.Digest
 	for d := range s.corrupt {
 		corrupt = append(corrupt, d)
@@ -80,7 +96,7 @@ func (db *DB) repair(s *fsckState) ([]string, error) {
 		}
 		to, err := db.blobs.QuarantineBlob(d)
 		if err != nil {
-			return actions, errors.WithMessagef(err, "repair: quarantine blob file %s", blobs.RelPath(d))
+			return errors.WithMessagef(err, "repair: quarantine blob file %s", blobs.RelPath(d))
 		}
 		did("moved corrupt blob file %s to %s (%s)", blobs.RelPath(d), to, s.corrupt[d])
 	}
@@ -88,57 +104,67 @@ func (db *DB) repair(s *fsckState) ([]string, error) {
 		// A link (or fifo, device) itself goes; what it points at is
 		// never touched. The reserve is made anew at the next open.
 		if err := os.Remove(db.reservePath()); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return actions, errors.WithMessagef(err, "repair: remove the planted %s", reserveName)
+			return errors.WithMessagef(err, "repair: remove the planted %s", reserveName)
 		}
 		did("removed %s, %s where the store keeps its reserved space (its target, if any, untouched)", reserveName, blobs.KindOf(s.badReserve))
 	}
 	for _, e := range s.strays {
 		to, err := db.blobs.Quarantine(e)
 		if err != nil {
-			return actions, errors.WithMessagef(err, "repair: quarantine %s", e.Path)
+			return errors.WithMessagef(err, "repair: quarantine %s", e.Path)
 		}
 		did("moved %s (%s) to %s", e.Path, blobs.KindOf(e.Mode), to)
 	}
-	// Blob files no record names now are someone's data (their records
-	// were lost, or the repair dropped the images that held them): those
-	// whose bytes verify are adopted, held by lostFoundNamespace; the
-	// others are quarantined. Never deleted.
+	return nil
+}
+
+// adoptUnrecorded deals with the blob files no record names now: they are
+// someone's data (their records were lost, or the repair dropped the
+// images that held them). Those whose bytes verify are adopted, held by
+// lostFoundNamespace; the others are quarantined. Never deleted.
+func (db *DB) adoptUnrecorded(s *fsckState, did func(string, ...any)) error {
 	verified, err := db.verifyUnrecorded(s)
 	if err != nil {
-		return actions, err
+		return err
 	}
 	for _, d := range verified.corrupt {
 		to, err := db.blobs.QuarantineBlob(d)
 		if err != nil {
-			return actions, errors.WithMessagef(err, "repair: quarantine blob file %s", blobs.RelPath(d))
+			return errors.WithMessagef(err, "repair: quarantine blob file %s", blobs.RelPath(d))
 		}
 		did("moved corrupt blob file %s to %s (%s)", blobs.RelPath(d), to, s.corrupt[d])
 	}
-	if len(verified.good) > 0 {
-		if err := db.guardedUpdate(func(tx *bolt.Tx) error {
-			if err := adoptFiles(tx, verified.good, s.files, did); err != nil {
-				return err
-			}
-			return rebuildShareableIndex(tx)
-		}); err != nil {
-			return actions, errors.WithMessagef(err, "repair store %s", db.root)
-		}
+	if len(verified.good) == 0 {
+		return nil
 	}
-	// What the records prove garbage (the intents of a crash) goes.
+	if err := db.guardedUpdate(func(tx *bolt.Tx) error {
+		if err := adoptFiles(tx, verified.good, s.files, did); err != nil {
+			return err
+		}
+		return rebuildShareableIndex(tx)
+	}); err != nil {
+		return errors.WithMessagef(err, "repair store %s", db.root)
+	}
+	return nil
+}
+
+// removeGarbageFiles removes what the records prove garbage (the intents
+// of a crash), and the ingest leftovers.
+func (db *DB) removeGarbageFiles(s *fsckState, did func(string, ...any)) error {
 	var stats GCStats
 	if err := db.collectBlobs(&stats); err != nil {
-		return actions, err
+		return err
 	}
 	for _, g := range stats.Removed {
 		did("removed blob file %s: no namespace holds it", g.Path)
 	}
 	for _, in := range s.ingests {
 		if err := db.blobs.RemoveIngest(in.Name); err != nil {
-			return actions, errors.WithMessagef(err, "repair: remove %s", blobs.IngestRelPath(in.Name))
+			return errors.WithMessagef(err, "repair: remove %s", blobs.IngestRelPath(in.Name))
 		}
 		did("removed unfinished ingest %s (%d bytes)", blobs.IngestRelPath(in.Name), in.Size)
 	}
-	return actions, nil
+	return nil
 }
 
 // unrecordedFiles are the blob files no record names after a repair's
@@ -683,7 +709,17 @@ func (r *nsRepair) correctHolds(claims map[digest.Digest]uint64) error {
 // a record without holders goes (its file, no record naming it now, is
 // then adopted into lostFoundNamespace).
 func repairContent(tx *bolt.Tx, available func(digest.Digest) (int64, string), did func(string, ...any)) error {
-	all, content := namespacesBucket(tx), contentBucket(tx)
+	holders := holdersByBlob(namespacesBucket(tx))
+	content := contentBucket(tx)
+	if err := pruneContentRecords(content, holders, available, did); err != nil {
+		return err
+	}
+	return recordHeldBlobs(content, holders, available, did)
+}
+
+// holdersByBlob is, for every blob a namespace holds, the namespaces
+// that hold it.
+func holdersByBlob(all *bolt.Bucket) map[digest.Digest]map[string]bool {
 	holders := map[digest.Digest]map[string]bool{}
 	_ = all.ForEachBucket(func(name []byte) error {
 		if bb := all.Bucket(name).Bucket(bucketBlobs); bb != nil {
@@ -698,12 +734,17 @@ func repairContent(tx *bolt.Tx, available func(digest.Digest) (int64, string), d
 		}
 		return nil
 	})
+	return holders
+}
+
+// pruneContentRecords removes the records of gone or unheld blobs, and
+// corrects the size and holder entries of the others.
+func pruneContentRecords(content *bolt.Bucket, holders map[digest.Digest]map[string]bool, available func(digest.Digest) (int64, string), did func(string, ...any)) error {
 	var records []digest.Digest
 	_ = content.ForEachBucket(func(k []byte) error {
 		records = append(records, digest.Digest(k))
 		return nil
 	})
-	t := now()
 	for _, d := range records {
 		size, why := available(d)
 		if why == "" && len(holders[d]) == 0 {
@@ -725,24 +766,40 @@ func repairContent(tx *bolt.Tx, available func(digest.Digest) (int64, string), d
 				return err
 			}
 		}
-		hb, err := cb.CreateBucketIfNotExists(bucketHolders)
-		if err != nil {
+		if err := dropStaleHolders(cb, d, holders[d], did); err != nil {
 			return err
 		}
-		var stale [][]byte
-		_ = hb.ForEach(func(ns, _ []byte) error {
-			if !holders[d][string(ns)] {
-				stale = append(stale, append([]byte(nil), ns...))
-			}
-			return nil
-		})
-		for _, ns := range stale {
-			if err := hb.Delete(ns); err != nil {
-				return err
-			}
-			did("blob %s: removed holder namespace %q, which does not hold it", d, ns)
-		}
 	}
+	return nil
+}
+
+// dropStaleHolders removes the holder entries of blob d's record (cb)
+// that name a namespace not among those holding it.
+func dropStaleHolders(cb *bolt.Bucket, d digest.Digest, holding map[string]bool, did func(string, ...any)) error {
+	hb, err := cb.CreateBucketIfNotExists(bucketHolders)
+	if err != nil {
+		return err
+	}
+	var stale [][]byte
+	_ = hb.ForEach(func(ns, _ []byte) error {
+		if !holding[string(ns)] {
+			stale = append(stale, append([]byte(nil), ns...))
+		}
+		return nil
+	})
+	for _, ns := range stale {
+		if err := hb.Delete(ns); err != nil {
+			return err
+		}
+		did("blob %s: removed holder namespace %q, which does not hold it", d, ns)
+	}
+	return nil
+}
+
+// recordHeldBlobs gives every held blob its record (its file is there:
+// a hold of a gone blob was dropped before) naming all its holders.
+func recordHeldBlobs(content *bolt.Bucket, holders map[digest.Digest]map[string]bool, available func(digest.Digest) (int64, string), did func(string, ...any)) error {
+	t := now()
 	held := make([]digest.Digest, 0, len(holders))
 	for d := range holders {
 		held = append(held, d)
