@@ -361,20 +361,33 @@ func usedNamespaceIDs(all *bolt.Bucket) map[uint64]bool {
 // store (used: namespaces, and images of the namespaces repaired before;
 // its imagedata moves with it), or one above the store's sequence.
 func repairImageRecords(tx *bolt.Tx, ns string, images, data *bolt.Bucket, used map[uint64]bool, available func(digest.Digest) (int64, string), parse func(digest.Digest) (parsedManifest, error), did func(string, ...any)) error {
-	type entry struct {
-		ref string
-		rec imageRecord
-	}
-	var all []entry
+	var all []repairImage
 	_ = images.ForEach(func(k, v []byte) error {
 		if v != nil {
 			if rec, err := decodeImageRecord(v); err == nil {
-				all = append(all, entry{string(k), rec})
+				all = append(all, repairImage{string(k), rec})
 			}
 		}
 		return nil
 	})
-	v1 := root(tx)
+	changed := correctTargets(ns, all, available, parse, did)
+	if err := reassignImageIDs(root(tx), ns, all, data, used, changed, did); err != nil {
+		return err
+	}
+	for i, e := range all {
+		if changed[i] {
+			if err := images.Put([]byte(e.ref), e.rec.encode()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// correctTargets gives each image's target the size of its blob, and a
+// media type that is no manifest's or index's the one read from the blob.
+// It returns which images changed.
+func correctTargets(ns string, all []repairImage, available func(digest.Digest) (int64, string), parse func(digest.Digest) (parsedManifest, error), did func(string, ...any)) map[int]bool {
 	changed := map[int]bool{}
 	for i := range all {
 		e := &all[i]
@@ -396,7 +409,12 @@ func repairImageRecords(tx *bolt.Tx, ns string, images, data *bolt.Bucket, used 
 			changed[i] = true
 		}
 	}
-	// Who keeps a shared ID: the image whose target the imagedata claims.
+	return changed
+}
+
+// idOwners says, for each ID the images have, which image keeps it: the
+// one whose target the imagedata claims, else the first.
+func idOwners(all []repairImage, data *bolt.Bucket) map[uint64]int {
 	owner := map[uint64]int{}
 	for i, e := range all {
 		idb := data.Bucket(encodeUint64(e.rec.id))
@@ -409,6 +427,14 @@ func repairImageRecords(tx *bolt.Tx, ns string, images, data *bolt.Bucket, used 
 			owner[e.rec.id] = i
 		}
 	}
+	return owner
+}
+
+// reassignImageIDs gives every image that cannot keep its ID (see
+// repairImageRecords) a new one from the sequence (of v1), and every
+// image that keeps it its imagedata; changed gets the images it changed.
+func reassignImageIDs(v1 *bolt.Bucket, ns string, all []repairImage, data *bolt.Bucket, used map[uint64]bool, changed map[int]bool, did func(string, ...any)) error {
+	owner := idOwners(all, data)
 	for i := range all {
 		e := &all[i]
 		id := e.rec.id
@@ -443,13 +469,6 @@ func repairImageRecords(tx *bolt.Tx, ns string, images, data *bolt.Bucket, used 
 		e.rec.id = newID
 		used[newID] = true
 		changed[i] = true
-	}
-	for i, e := range all {
-		if changed[i] {
-			if err := images.Put([]byte(e.ref), e.rec.encode()); err != nil {
-				return err
-			}
-		}
 	}
 	return nil
 }
