@@ -31,9 +31,6 @@ const ShareableLabel = "containerd.io/namespace.shareable"
 // Options configure a DB.
 type Options struct {
 	Sharing Sharing // default SharingShared
-	// LockTimeout bounds the wait for the bbolt file lock; a store already
-	// open elsewhere gives ErrLocked naming the root. Default 500ms.
-	LockTimeout time.Duration
 	// ReadOnly opens an existing store without writing to it (nsfs fsck
 	// without --repair): a missing meta.db is an error, and every
 	// mutation fails. It takes the lock shared, so it still waits for a
@@ -116,8 +113,9 @@ func (db *DB) ReserveID() (uint64, error) {
 // ns/default as containerd and ctr users expect.
 const defaultNamespace = "default"
 
-// defaultLockTimeout bounds the wait for another process's lock on meta.db.
-const defaultLockTimeout = 500 * time.Millisecond
+// lockTimeout bounds the wait for another process's lock on meta.db; a
+// store already open elsewhere gives ErrLocked naming the root.
+const lockTimeout = 500 * time.Millisecond
 
 // metaPath is where the store at root keeps its records; the blob files
 // below root are package blobs' layout.
@@ -126,7 +124,7 @@ func metaPath(root string) string { return filepath.Join(root, "meta.db") }
 // Open opens (creating if needed) the store at root: <root>/meta.db and the
 // blob directory. A new store gets the namespace "default". A store open in
 // another process (or another DB of this one) gives ErrLocked after
-// Options.LockTimeout.
+// lockTimeout.
 func Open(root string, opts Options) (*DB, error) {
 	switch opts.Sharing {
 	case "":
@@ -134,9 +132,6 @@ func Open(root string, opts Options) (*DB, error) {
 	case SharingShared, SharingIsolated:
 	default:
 		return nil, errors.WithMessagef(ErrInvalidArgument, "content sharing %q: must be %q or %q", opts.Sharing, SharingShared, SharingIsolated)
-	}
-	if opts.LockTimeout <= 0 {
-		opts.LockTimeout = defaultLockTimeout
 	}
 	dbpath := metaPath(root)
 	if err := checkMetaFile(root, dbpath, opts.ReadOnly); err != nil {
@@ -153,7 +148,7 @@ func Open(root string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, errors.WithMessagef(err, "open blob directory of store %s", root)
 	}
-	bdb, err := openBolt(root, dbpath, &bolt.Options{Timeout: opts.LockTimeout, ReadOnly: opts.ReadOnly})
+	bdb, err := openBolt(root, dbpath, &bolt.Options{Timeout: lockTimeout, ReadOnly: opts.ReadOnly})
 	if err != nil {
 		bs.Close()
 		return nil, err

@@ -118,7 +118,7 @@ func TestRecoverRefusesUnrecordedFiles(t *testing.T) {
 func TestSalvageAndAdopt(t *testing.T) {
 	root, kept := storeWithBlob(t)
 	os.Remove(filepath.Join(root, "meta.db"))
-	actions, err := salvageStore(root, 0)
+	actions, err := salvageStore(root)
 	if err != nil {
 		t.Fatalf("salvageStore: %v (%v)", err, actions)
 	}
@@ -162,7 +162,7 @@ func TestRenamedV1IsRefusedAndSalvaged(t *testing.T) {
 	if _, err := Open(root, Options{}); !IsDamaged(err) {
 		t.Fatalf("Open of a store whose v1/ lost its name: %v, want ErrDamaged", err)
 	}
-	if _, err := salvageStore(root, 0); err != nil {
+	if _, err := salvageStore(root); err != nil {
 		t.Fatal(err)
 	}
 	db, err := Open(root, Options{})
@@ -220,7 +220,7 @@ func TestSalvageKeepsTheUndamagedRecords(t *testing.T) {
 	if _, err := Open(root, Options{}); !IsDamaged(err) {
 		t.Fatalf("Open of a zeroed page: %v, want ErrDamaged", err)
 	}
-	actions, err := salvageStore(root, 0)
+	actions, err := salvageStore(root)
 	if err != nil {
 		t.Fatal(err)
 	}

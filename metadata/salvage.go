@@ -25,15 +25,12 @@ import (
 // It is safe against a crash at any point: the new file is written beside
 // the old one, fsynced, and renamed over it; the old one is hard-linked
 // to its new name first, so meta.db is never missing.
-func salvageStore(root string, lockTimeout time.Duration) ([]string, error) {
-	if lockTimeout <= 0 {
-		lockTimeout = defaultLockTimeout
-	}
+func salvageStore(root string) ([]string, error) {
 	var actions []string
 	did := func(format string, args ...any) { actions = append(actions, fmt.Sprintf(format, args...)) }
 	dbpath := metaPath(root)
 	tmp := dbpath + ".salvage"
-	exists, unlock, err := lockOldMeta(root, dbpath, lockTimeout)
+	exists, unlock, err := lockOldMeta(root, dbpath)
 	if err != nil {
 		return nil, err
 	}
@@ -70,7 +67,7 @@ func salvageStore(root string, lockTimeout time.Duration) ([]string, error) {
 // lockOldMeta takes the old meta.db's lock, shared (a daemon serving the
 // store has it: ErrLocked), until unlock is called. exists says whether
 // there is a meta.db at all.
-func lockOldMeta(root, dbpath string, lockTimeout time.Duration) (exists bool, unlock func(), err error) {
+func lockOldMeta(root, dbpath string) (exists bool, unlock func(), err error) {
 	unlock = func() {}
 	fi, err := os.Lstat(dbpath)
 	if err != nil {
@@ -333,7 +330,7 @@ func Repair(root string, opts CheckOptions) (Report, error) {
 		reason, _, _ := strings.Cut(strings.TrimPrefix(err.Error(), "store "+root+": "), "; nothing was changed")
 		first.Problems = append(first.Problems, Problem{Object: "store", What: reason})
 	}
-	salvaged, err := salvageStore(root, 0)
+	salvaged, err := salvageStore(root)
 	if err != nil {
 		first.Repairs = salvaged
 		return first, err
