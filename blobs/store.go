@@ -4,6 +4,12 @@
 //
 //	<root>/blobs/sha256/<hex>   committed blobs, mode 0444, never modified
 //	<root>/ingest/<hex>-<rand>  ingests in progress (cleaned up by gc)
+//	<root>/quarantine/<name>    what a repair moved aside (Quarantine)
+//
+// This package alone knows that layout (layout.go): others name a blob's
+// file with RelPath, an ingest's with IngestRelPath, and list what the
+// directories hold with List; metadata keeps only its own files
+// (meta.db, the reserve) beside them.
 //
 // A blob becomes visible only by an atomic rename after its bytes were
 // verified against the expected digest and fsynced, so readers never see a
