@@ -5,18 +5,15 @@ import (
 	"path"
 	"strconv"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
 )
 
-// quarantineDir is where a repair moves what it must not delete and must
-// not serve: corrupt blob files, links and other strays.
-const quarantineDir = "quarantine"
-
-// Quarantine moves the entry (as WalkBlobEntries or WalkIngestEntries
-// named it; a symlink is moved itself, never followed) to
-// <root>/quarantine/, under a name not yet taken there, and returns its new
-// path relative to the root. quarantine/ itself must be a directory, not
+// Quarantine moves the entry (as List reported a stray; a symlink is
+// moved itself, never followed) to <root>/quarantine/, under a name not
+// yet taken there, and returns its new path relative to the root. quarantine/ itself must be a directory, not
 // a link to one (ErrUnsafe).
 func (s *Store) Quarantine(e Entry) (string, error) {
 	dir, name := path.Split(e.Path)
@@ -54,4 +51,12 @@ func (s *Store) Quarantine(e Entry) (string, error) {
 		}
 		return quarantineDir + "/" + to, syncDir(q)
 	}
+}
+
+// QuarantineBlob is Quarantine of blob d's file in blobs/sha256.
+func (s *Store) QuarantineBlob(d digest.Digest) (string, error) {
+	if err := ValidateDigest(d); err != nil {
+		return "", err
+	}
+	return s.Quarantine(Entry{Path: RelPath(d), Name: d.Encoded()})
 }

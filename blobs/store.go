@@ -4,6 +4,12 @@
 //
 //	<root>/blobs/sha256/<hex>   committed blobs, mode 0444, never modified
 //	<root>/ingest/<hex>-<rand>  ingests in progress (cleaned up by gc)
+//	<root>/quarantine/<name>    what a repair moved aside (Quarantine)
+//
+// This package alone knows that layout (layout.go): others name a blob's
+// file with RelPath, an ingest's with IngestRelPath, and list what the
+// directories hold with List; metadata keeps only its own files
+// (meta.db, the reserve) beside them.
 //
 // A blob becomes visible only by an atomic rename after its bytes were
 // verified against the expected digest and fsynced, so readers never see a
@@ -89,20 +95,14 @@ type Store struct {
 	ingestDir *os.File // <root>/ingest, likewise
 }
 
-// The store's directories relative to its root, as messages name them.
-const (
-	blobDirName   = "blobs/sha256"
-	ingestDirName = "ingest"
-)
-
 // dirMode is the mode of the directories the store creates.
 const dirMode = 0o755
 
 // blobMode is the mode of a committed blob: its bytes never change.
 const blobMode = 0o444
 
-// walkBatch bounds how many directory entries Walk and WalkIngests hold at
-// once, so that walking a store of millions of blobs stays small in memory.
+// walkBatch bounds how many directory entries a walk holds at once, so
+// that walking a store of millions of blobs stays small in memory.
 const walkBatch = 1024
 
 // invalidDigestName is the file name Path gives for an invalid digest. It
@@ -281,20 +281,17 @@ func invalidDigest(d digest.Digest) error {
 	return errors.WithMessagef(digest.ErrDigestInvalidFormat, "digest %q", string(d))
 }
 
-// Path is where the committed blob d lives (whether or not it exists),
+// blobPath is where the committed blob d lives (whether or not it exists),
 // for messages and for tests that reach into the store: the store itself
 // never goes through it. For an invalid digest it is a name inside the
 // blob directory that no blob ever has, so the path never escapes the
 // directory.
-func (s *Store) Path(d digest.Digest) string {
+func (s *Store) blobPath(d digest.Digest) string {
 	if ValidateDigest(d) != nil {
 		return s.display(blobDirName + "/" + invalidDigestName)
 	}
-	return s.display(blobRel(d))
+	return s.display(RelPath(d))
 }
-
-// blobRel names blob d's file relative to the root.
-func blobRel(d digest.Digest) string { return blobDirName + "/" + d.Encoded() }
 
 // Stat returns the committed blob's info as lstat sees it (Mode tells a
 // link or fifo planted under the name), or an error satisfying
@@ -305,7 +302,7 @@ func (s *Store) Stat(d digest.Digest) (Info, error) {
 	}
 	st, err := s.lstat(s.blobDir, d.Encoded())
 	if err != nil {
-		return Info{}, errors.WithMessagef(&os.PathError{Op: "lstat", Path: s.Path(d), Err: err}, "blob %s", d)
+		return Info{}, errors.WithMessagef(&os.PathError{Op: "lstat", Path: s.blobPath(d), Err: err}, "blob %s", d)
 	}
 	return Info{Digest: d, Size: st.Size, ModTime: modTime(&st), Mode: fileMode(&st)}, nil
 }
@@ -325,10 +322,10 @@ func (s *Store) Check(d digest.Digest, size int64) error {
 // checkFile is Check of a file already stat'ed.
 func (s *Store) checkFile(d digest.Digest, mode os.FileMode, got, size int64) error {
 	if !mode.IsRegular() {
-		return s.unsafe(blobRel(d), mode, "a regular file")
+		return s.unsafe(RelPath(d), mode, "a regular file")
 	}
 	if size >= 0 && got != size {
-		return &storeError{kind: ErrDamaged, msg: fmt.Sprintf("blob store %s: %s has %d bytes, not the blob's %d (damaged)", s.root, blobRel(d), got, size)}
+		return &storeError{kind: ErrDamaged, msg: fmt.Sprintf("blob store %s: %s has %d bytes, not the blob's %d (damaged)", s.root, RelPath(d), got, size)}
 	}
 	return nil
 }
@@ -345,7 +342,7 @@ func (s *Store) Open(d digest.Digest, size int64) (*os.File, error) {
 	// driver's open, whatever the fstat after it then says.
 	if st, err := s.lstat(s.blobDir, d.Encoded()); err == nil {
 		if mode := fileMode(&st); !mode.IsRegular() {
-			return nil, s.unsafe(blobRel(d), mode, "a regular file")
+			return nil, s.unsafe(RelPath(d), mode, "a regular file")
 		}
 	}
 	var fd int
@@ -356,15 +353,15 @@ func (s *Store) Open(d digest.Digest, size int64) (*os.File, error) {
 		return err
 	})
 	if err == unix.ELOOP {
-		return nil, s.unsafe(blobRel(d), os.ModeSymlink, "a regular file")
+		return nil, s.unsafe(RelPath(d), os.ModeSymlink, "a regular file")
 	}
 	if err != nil {
-		return nil, errors.WithMessagef(&os.PathError{Op: "open", Path: s.Path(d), Err: err}, "blob %s", d)
+		return nil, errors.WithMessagef(&os.PathError{Op: "open", Path: s.blobPath(d), Err: err}, "blob %s", d)
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		unix.Close(fd)
-		return nil, errors.WithMessagef(&os.PathError{Op: "stat", Path: s.Path(d), Err: err}, "blob %s", d)
+		return nil, errors.WithMessagef(&os.PathError{Op: "stat", Path: s.blobPath(d), Err: err}, "blob %s", d)
 	}
 	if err := s.checkFile(d, fileMode(&st), st.Size, size); err != nil {
 		unix.Close(fd)
@@ -374,9 +371,9 @@ func (s *Store) Open(d digest.Digest, size int64) (*os.File, error) {
 	// either way, but its readers expect an ordinary descriptor.
 	if err := unix.SetNonblock(fd, false); err != nil {
 		unix.Close(fd)
-		return nil, errors.WithMessagef(&os.PathError{Op: "fcntl", Path: s.Path(d), Err: err}, "blob %s", d)
+		return nil, errors.WithMessagef(&os.PathError{Op: "fcntl", Path: s.blobPath(d), Err: err}, "blob %s", d)
 	}
-	return os.NewFile(uintptr(fd), s.Path(d)), nil
+	return os.NewFile(uintptr(fd), s.blobPath(d)), nil
 }
 
 // Delete removes the committed blob file; a missing file is not an error,
@@ -428,24 +425,10 @@ func (s *Store) removeRegular(dir *os.File, rel, name string) error {
 	return nil
 }
 
-// Walk calls fn for every committed blob (order unspecified): the regular
-// files named by a sha256 hex digest; everything else (WalkBlobEntries
-// sees it) is skipped, as are blobs deleted while the walk runs. An error
-// from fn stops the walk and is returned.
-func (s *Store) Walk(fn func(Info) error) error {
-	return s.WalkBlobEntries(func(e Entry) error {
-		d := digest.NewDigestFromEncoded(digest.SHA256, e.Name)
-		if !e.Mode.IsRegular() || ValidateDigest(d) != nil {
-			return nil
-		}
-		return fn(Info{Digest: d, Size: e.Size, ModTime: e.ModTime, Mode: e.Mode})
-	})
-}
-
-// WalkBlobEntries calls fn for every entry of blobs/sha256, whatever its
+// walkBlobEntries calls fn for every entry of blobs/sha256, whatever its
 // name or kind, so that planted links, fifos and directories can be
 // reported.
-func (s *Store) WalkBlobEntries(fn func(Entry) error) error {
+func (s *Store) walkBlobEntries(fn func(Entry) error) error {
 	return s.walkDir(s.blobDir, blobDirName, fn)
 }
 
@@ -460,7 +443,7 @@ type IngestInfo struct {
 // ModTime is the time of the last write, which is what a grace period is
 // measured against.
 func (s *Store) WalkIngests(fn func(IngestInfo) error) error {
-	return s.WalkIngestEntries(func(e Entry) error {
+	return s.walkIngestEntries(func(e Entry) error {
 		if !e.Mode.IsRegular() {
 			return nil
 		}
@@ -468,8 +451,8 @@ func (s *Store) WalkIngests(fn func(IngestInfo) error) error {
 	})
 }
 
-// WalkIngestEntries calls fn for every entry of ingest/, whatever its kind.
-func (s *Store) WalkIngestEntries(fn func(Entry) error) error {
+// walkIngestEntries calls fn for every entry of ingest/, whatever its kind.
+func (s *Store) walkIngestEntries(fn func(Entry) error) error {
 	return s.walkDir(s.ingestDir, ingestDirName, fn)
 }
 

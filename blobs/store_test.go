@@ -118,7 +118,7 @@ func TestOpenFailsOnAFile(t *testing.T) {
 func TestPath(t *testing.T) {
 	s, root := newStore(t)
 	d := digest.FromString("hello")
-	if got, want := s.Path(d), filepath.Join(blobDir(root), d.Encoded()); got != want {
+	if got, want := s.blobPath(d), filepath.Join(blobDir(root), d.Encoded()); got != want {
 		t.Fatalf("Path(%s) = %s, want %s", d, got, want)
 	}
 	for _, bad := range []digest.Digest{
@@ -126,7 +126,7 @@ func TestPath(t *testing.T) {
 		"sha256:/etc/passwd", "sha256:..", "sha256:" + digest.Digest(strings.Repeat("A", 64)),
 		"sha512:" + digest.Digest(strings.Repeat("a", 128)), "foo:bar/../../x",
 	} {
-		p := s.Path(bad)
+		p := s.blobPath(bad)
 		if filepath.Dir(p) != blobDir(root) {
 			t.Errorf("Path(%q) = %s escapes %s", bad, p, blobDir(root))
 		}
@@ -160,7 +160,7 @@ func TestRoundTrip(t *testing.T) {
 	if err := w.Prepare(); err != nil {
 		t.Fatalf("Prepare: %v", err)
 	}
-	if _, err := os.Stat(s.Path(d)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(s.blobPath(d)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("blob visible before Commit: %v", err)
 	}
 	existed, err := w.Commit()
@@ -184,7 +184,7 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("read back %q, %v; want %q", got, err, data)
 	}
-	fi, err := os.Stat(s.Path(d))
+	fi, err := os.Stat(s.blobPath(d))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +284,7 @@ func TestExistingBlobKeepsItsInode(t *testing.T) {
 	s, root := newStore(t)
 	data := []byte("shared layer")
 	d := mustWriteBytes(t, s, data)
-	ino := inode(t, s.Path(d))
+	ino := inode(t, s.blobPath(d))
 
 	existed, err := s.WriteBytes(d, data)
 	if err != nil || !existed {
@@ -295,7 +295,7 @@ func TestExistingBlobKeepsItsInode(t *testing.T) {
 	if err != nil || !existed {
 		t.Fatalf("Commit of an existing blob = %v, %v; want true, nil", existed, err)
 	}
-	if got := inode(t, s.Path(d)); got != ino {
+	if got := inode(t, s.blobPath(d)); got != ino {
 		t.Fatalf("blob file replaced: inode %d, was %d", got, ino)
 	}
 	if left := names(t, ingestDir(root)); len(left) != 0 {
@@ -825,13 +825,13 @@ func TestPrepareThenCommit(t *testing.T) {
 	if _, err := w.Write([]byte("more")); err == nil {
 		t.Fatal("Write after Prepare succeeded")
 	}
-	if _, err := os.Stat(s.Path(d)); !os.IsNotExist(err) {
+	if _, err := os.Stat(s.blobPath(d)); !os.IsNotExist(err) {
 		t.Fatalf("blob visible before Commit: %v", err)
 	}
 	if existed, err := w.Commit(); err != nil || existed {
 		t.Fatalf("Commit = %v, %v; want false, nil", existed, err)
 	}
-	if got, _ := os.ReadFile(s.Path(d)); string(got) != string(data) {
+	if got, _ := os.ReadFile(s.blobPath(d)); string(got) != string(data) {
 		t.Fatalf("published %q, want %q", got, data)
 	}
 
@@ -846,7 +846,7 @@ func TestPrepareThenCommit(t *testing.T) {
 	if existed, err := w.Commit(); err != nil || existed {
 		t.Fatalf("Commit after the other copy went = %v, %v; want false, nil", existed, err)
 	}
-	fi, err := os.Stat(s.Path(d))
+	fi, err := os.Stat(s.blobPath(d))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -352,7 +352,7 @@ func TestWalkEntriesReportEverything(t *testing.T) {
 	defer w.Abort()
 
 	got := map[string]os.FileMode{}
-	if err := s.WalkBlobEntries(func(e Entry) error {
+	if err := s.walkBlobEntries(func(e Entry) error {
 		if e.Path != "blobs/sha256/"+e.Name || e.ModTime.IsZero() {
 			t.Errorf("entry %+v", e)
 		}
@@ -367,11 +367,11 @@ func TestWalkEntriesReportEverything(t *testing.T) {
 		"blobs/sha256/fifo":              os.ModeNamedPipe,
 	}
 	if len(got) != len(want) {
-		t.Fatalf("WalkBlobEntries = %v, want %v", got, want)
+		t.Fatalf("walkBlobEntries = %v, want %v", got, want)
 	}
 	for p, m := range want {
 		if got[p] != m {
-			t.Errorf("WalkBlobEntries: %s is %v, want %v", p, got[p], m)
+			t.Errorf("walkBlobEntries: %s is %v, want %v", p, got[p], m)
 		}
 	}
 	var walked []digest.Digest
@@ -383,7 +383,7 @@ func TestWalkEntriesReportEverything(t *testing.T) {
 	}
 
 	kinds := map[os.FileMode]int{}
-	if err := s.WalkIngestEntries(func(e Entry) error {
+	if err := s.walkIngestEntries(func(e Entry) error {
 		if e.Path != "ingest/"+e.Name {
 			t.Errorf("entry %+v", e)
 		}
@@ -393,7 +393,7 @@ func TestWalkEntriesReportEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(kinds) != 2 || kinds[0] != 1 || kinds[os.ModeSymlink] != 1 {
-		t.Fatalf("WalkIngestEntries kinds = %v, want one regular file and one link", kinds)
+		t.Fatalf("walkIngestEntries kinds = %v, want one regular file and one link", kinds)
 	}
 	var ingests []IngestInfo
 	if err := s.WalkIngests(func(in IngestInfo) error { ingests = append(ingests, in); return nil }); err != nil {
@@ -541,7 +541,7 @@ func TestQuarantineMovesEntriesNeverTargets(t *testing.T) {
 		t.Fatal(err)
 	}
 	var planted Entry
-	if err := s.WalkBlobEntries(func(e Entry) error { planted = e; return nil }); err != nil {
+	if err := s.walkBlobEntries(func(e Entry) error { planted = e; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	to, err := s.Quarantine(planted)

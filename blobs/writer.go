@@ -349,25 +349,25 @@ func (s *Store) publish(tempName string, d digest.Digest, size int64) (existed b
 			// Something appeared meanwhile: look at what.
 			continue
 		case err != nil:
-			return false, &os.PathError{Op: "lstat", Path: s.Path(d), Err: err}
+			return false, &os.PathError{Op: "lstat", Path: s.blobPath(d), Err: err}
 		}
 		mode := fileMode(&st)
 		if mode.IsDir() {
-			return false, s.unsafe(blobRel(d), mode, "a regular file")
+			return false, s.unsafe(RelPath(d), mode, "a regular file")
 		}
 		if s.checkFile(d, mode, st.Size, size) == nil {
 			return true, nil
 		}
 		return false, s.renameError(tempName, d, renameat(s.ingestDir, tempName, s.blobDir, name, 0))
 	}
-	return false, &os.PathError{Op: "rename", Path: s.Path(d), Err: unix.EAGAIN}
+	return false, &os.PathError{Op: "rename", Path: s.blobPath(d), Err: unix.EAGAIN}
 }
 
 func (s *Store) renameError(tempName string, d digest.Digest, err error) error {
 	if err == nil {
 		return nil
 	}
-	return &os.LinkError{Op: "rename", Old: s.display(ingestDirName + "/" + tempName), New: s.Path(d), Err: err}
+	return &os.LinkError{Op: "rename", Old: s.display(ingestDirName + "/" + tempName), New: s.blobPath(d), Err: err}
 }
 
 // renameat is renameat2 between two of the store's directories; the

@@ -36,16 +36,6 @@ type batchCall struct {
 	done chan error
 }
 
-// commitMode chooses how writes commit; the others than groupCommit are
-// for benchmarks to compare.
-type commitMode int
-
-const (
-	groupCommit     commitMode = iota // batch: shared commits, no delay
-	commitEach                        // one transaction and fsync per write
-	commitBoltBatch                   // bbolt's DB.Batch (MaxBatchDelay 10 ms)
-)
-
 // maxBatch bounds how many writes share one transaction.
 const maxBatch = 1000
 
@@ -60,11 +50,8 @@ func (db *DB) batch(fn func(*bolt.Tx) error) error {
 	if db.reserveShort.Load() {
 		db.restoreReserve() // space may have been freed outside the store
 	}
-	switch db.commits {
-	case commitEach:
-		return db.bolt.Update(fn)
-	case commitBoltBatch:
-		return db.bolt.Batch(fn)
+	if db.commitForTests != nil {
+		return db.commitForTests(fn)
 	}
 	c := &batchCall{fn: fn, done: make(chan error, 1)}
 	b := &db.batcher

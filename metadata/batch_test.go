@@ -205,7 +205,7 @@ func BenchmarkParallelCreateNamespace(b *testing.B) {
 		for _, par := range []int{1, 8} {
 			b.Run(fmt.Sprintf("%s/writers=%d", m.name, par), func(b *testing.B) {
 				db := openTestDB(b, Options{})
-				db.commits = m.mode
+				db.setCommitMode(m.mode)
 				var next atomic.Int64
 				b.SetParallelism((par + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
 				if par == 1 {
@@ -235,7 +235,7 @@ func BenchmarkParallelSetLabel(b *testing.B) {
 	for _, m := range commitModes {
 		b.Run(m.name, func(b *testing.B) {
 			db := openTestDB(b, Options{})
-			db.commits = m.mode
+			db.setCommitMode(m.mode)
 			var next atomic.Int64
 			b.SetParallelism(8 / runtime.GOMAXPROCS(0))
 			b.RunParallel(func(pb *testing.PB) {

@@ -65,12 +65,10 @@ func heldBlob(nsb *bolt.Bucket, d digest.Digest) *bolt.Bucket {
 	return bb.Bucket([]byte(d))
 }
 
-// releases collects, during one write transaction, the blobs a namespace
-// stopped holding and the digests no namespace holds any more; they are
-// acted on after the commit (files deleted, OnBlobReleased called).
+// releases collects, during one write transaction, the digests no
+// namespace holds any more; their files are deleted after the commit.
 type releases struct {
-	ns       string
-	released []digest.Digest // ns stopped holding these
+	ns       string          // the namespace that stopped holding blobs
 	orphaned []digest.Digest // no holder left: the file goes
 }
 
@@ -135,7 +133,6 @@ func drop(tx *bolt.Tx, nsb *bolt.Bucket, d digest.Digest, rel *releases) error {
 	if err := nsb.Bucket(bucketBlobs).DeleteBucket([]byte(d)); err != nil {
 		return err
 	}
-	rel.released = append(rel.released, d)
 	if isShareable(nsb) {
 		if err := countShareable(tx, d, -1); err != nil {
 			return err
@@ -202,19 +199,9 @@ func (db *DB) deleteOrphans(rel *releases) {
 	}
 }
 
-// notify tells the OnBlobReleased hook, outside every lock and transaction.
-func (db *DB) notify(rel *releases) {
-	if db.opts.OnBlobReleased == nil || rel == nil {
-		return
-	}
-	for _, d := range rel.released {
-		db.opts.OnBlobReleased(rel.ns, d)
-	}
-}
-
-// updateReleasing runs fn in a (batched) write transaction, deletes the
-// files its commit orphaned, and then notifies. fn may run more than once
-// (batch); rel starts empty on every run.
+// updateReleasing runs fn in a (batched) write transaction, then deletes
+// the files its commit orphaned. fn may run more than once (batch); rel
+// starts empty on every run.
 func (db *DB) updateReleasing(ns string, fn func(tx *bolt.Tx, rel *releases) error) error {
 	return db.commitReleasing(ns, db.batch, fn)
 }
@@ -238,18 +225,11 @@ func (db *DB) commitReleasing(ns string, commit func(func(*bolt.Tx) error) error
 		return err
 	}
 	db.deleteOrphans(rel)
-	db.notify(rel)
 	return nil
 }
 
-// GetBlob returns a blob ns can see, with its labels (ErrNotFound
-// otherwise).
-func (db *DB) GetBlob(ns string, d digest.Digest) (Blob, error) {
-	return db.getBlob(ns, d, true)
-}
-
-// StatBlob is GetBlob without the labels (Labels is nil): what a lookup or
-// a stat needs, without a map built on every one.
+// StatBlob returns a blob ns can see, without its labels (Labels is nil:
+// a lookup or a stat needs no map built on every one), or ErrNotFound.
 func (db *DB) StatBlob(ns string, d digest.Digest) (Blob, error) {
 	return db.getBlob(ns, d, false)
 }
@@ -292,7 +272,7 @@ func readHold(b *Blob, rec *bolt.Bucket, withLabels bool) {
 }
 
 // ListBlobs returns the blobs ns holds, sorted by digest. Their Labels
-// are nil: a listing does not read them (GetBlob or Labels does).
+// are nil: a listing does not read them (Labels does).
 func (db *DB) ListBlobs(ns string) ([]Blob, error) {
 	var list []Blob
 	err := db.bolt.View(func(tx *bolt.Tx) error {

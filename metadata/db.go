@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/nsfs/nsfs/blobs"
-	"github.com/opencontainers/go-digest"
 	"github.com/pkg/errors"
 	bolt "go.etcd.io/bbolt"
 )
@@ -32,14 +31,6 @@ const ShareableLabel = "containerd.io/namespace.shareable"
 // Options configure a DB.
 type Options struct {
 	Sharing Sharing // default SharingShared
-	// LockTimeout bounds the wait for the bbolt file lock; a store already
-	// open elsewhere gives ErrLocked naming the root. Default 500ms.
-	LockTimeout time.Duration
-	// OnBlobReleased, if set, is called after a commit by which namespace
-	// ns stopped holding blob d (image removed or replaced, blob removed).
-	// fs/ uses it to invalidate the kernel's cache. It must not block and
-	// must not call back into the DB synchronously.
-	OnBlobReleased func(ns string, d digest.Digest)
 	// ReadOnly opens an existing store without writing to it (nsfs fsck
 	// without --repair): a missing meta.db is an error, and every
 	// mutation fails. It takes the lock shared, so it still waits for a
@@ -63,10 +54,12 @@ type DB struct {
 	// other for the same digest (doc.go, "Files and records"; lockContent).
 	contentLocks [contentLockStripes]sync.Mutex
 
-	// batcher groups concurrent writes into shared commits (batch.go);
-	// benchmarks compare other commit modes.
+	// batcher groups concurrent writes into shared commits (batch.go).
 	batcher batcher
-	commits commitMode
+	// commitForTests, nil in production, replaces the group commit for
+	// tests and benchmarks that compare other ways to commit
+	// (setCommitMode, export_test.go).
+	commitForTests func(func(*bolt.Tx) error) error
 
 	// ids is the block of IDs ReserveID hands out, taken from the
 	// sequence in one transaction per idBlock IDs.
@@ -116,17 +109,22 @@ func (db *DB) ReserveID() (uint64, error) {
 	return id, nil
 }
 
-// DefaultNamespace is created with a new store, so a fresh mount shows
+// defaultNamespace is created with a new store, so a fresh mount shows
 // ns/default as containerd and ctr users expect.
-const DefaultNamespace = "default"
+const defaultNamespace = "default"
 
-// defaultLockTimeout bounds the wait for another process's lock on meta.db.
-const defaultLockTimeout = 500 * time.Millisecond
+// lockTimeout bounds the wait for another process's lock on meta.db; a
+// store already open elsewhere gives ErrLocked naming the root.
+const lockTimeout = 500 * time.Millisecond
+
+// metaPath is where the store at root keeps its records; the blob files
+// below root are package blobs' layout.
+func metaPath(root string) string { return filepath.Join(root, "meta.db") }
 
 // Open opens (creating if needed) the store at root: <root>/meta.db and the
 // blob directory. A new store gets the namespace "default". A store open in
 // another process (or another DB of this one) gives ErrLocked after
-// Options.LockTimeout.
+// lockTimeout.
 func Open(root string, opts Options) (*DB, error) {
 	switch opts.Sharing {
 	case "":
@@ -135,10 +133,7 @@ func Open(root string, opts Options) (*DB, error) {
 	default:
 		return nil, errors.WithMessagef(ErrInvalidArgument, "content sharing %q: must be %q or %q", opts.Sharing, SharingShared, SharingIsolated)
 	}
-	if opts.LockTimeout <= 0 {
-		opts.LockTimeout = defaultLockTimeout
-	}
-	dbpath := filepath.Join(root, "meta.db")
+	dbpath := metaPath(root)
 	if err := checkMetaFile(root, dbpath, opts.ReadOnly); err != nil {
 		return nil, err
 	}
@@ -153,7 +148,7 @@ func Open(root string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, errors.WithMessagef(err, "open blob directory of store %s", root)
 	}
-	bdb, err := openBolt(root, dbpath, &bolt.Options{Timeout: opts.LockTimeout, ReadOnly: opts.ReadOnly})
+	bdb, err := openBolt(root, dbpath, &bolt.Options{Timeout: lockTimeout, ReadOnly: opts.ReadOnly})
 	if err != nil {
 		bs.Close()
 		return nil, err
@@ -204,7 +199,7 @@ func (db *DB) initSchema(tx *bolt.Tx) error {
 	}
 	// A file with other buckets but no v1/ is a store whose v1/ lost its
 	// name: making a new, empty schema beside it would serve an empty
-	// store and bury the records (Salvage finds them).
+	// store and bury the records (salvageStore finds them).
 	if err := tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
 		return errors.WithMessagef(errCorrupt, "meta.db has no v1/ bucket, but has %q", shorten(string(name)))
 	}); err != nil {
@@ -229,7 +224,7 @@ func (db *DB) initSchema(tx *bolt.Tx) error {
 	if err := ensureShareableIndex(tx); err != nil {
 		return err
 	}
-	_, err = createNamespace(tx, DefaultNamespace, nil)
+	_, err = createNamespace(tx, defaultNamespace, nil)
 	return err
 }
 

@@ -106,7 +106,7 @@ func TestConcurrentOperations(t *testing.T) {
 }
 
 func testConcurrent(t *testing.T, sharing Sharing) {
-	db := openTestDB(t, Options{Sharing: sharing, OnBlobReleased: func(string, digest.Digest) {}})
+	db := openTestDB(t, Options{Sharing: sharing})
 	namespaces := []string{"default", "a", "b", "tmp"}
 	for _, ns := range namespaces[1:3] {
 		if _, err := db.CreateNamespace(ns, nil); err != nil {

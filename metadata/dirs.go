@@ -31,7 +31,7 @@ type Entry struct {
 	IsDir bool
 	// Image is set for files. Its Labels are nil, from ReadImageDir and
 	// LookupImagePath alike: lookups and listings are the hot paths of the
-	// filesystem and never show labels (GetImage or Labels reads them).
+	// filesystem and never show labels (Labels reads them).
 	Image *Image
 }
 
@@ -121,6 +121,46 @@ func pathError(nsb *bolt.Bucket, ns, path string) error {
 	return errors.WithMessagef(ErrNotFound, "images/%s not found in namespace %q", shorten(path), ns)
 }
 
+// dirPrefix is the key prefix of what directory dir ("" for images/) of
+// namespace ns (nsb) holds: ErrNotDirectory for an image, ErrNotFound for
+// no directory.
+func dirPrefix(nsb *bolt.Bucket, ns, dir string) ([]byte, error) {
+	if dir == "" {
+		return nil, nil
+	}
+	if isImage(nsb, dir) {
+		return nil, errors.WithMessagef(ErrNotDirectory, "images/%s is an image, not a directory, in namespace %q", shorten(dir), ns)
+	}
+	if !isDir(nsb, dir) {
+		return nil, pathError(nsb, ns, dir)
+	}
+	return []byte(dir + "/"), nil
+}
+
+// walkBelow visits the names directly below prefix in bucket b: leaf keys
+// go to leaf, deeper keys become one directory each (subdir, once per
+// run of keys below it: the cursor seeks past them).
+func walkBelow(b *bolt.Bucket, prefix []byte, leaf func(key, value []byte) error, subdir func(name string)) error {
+	c := b.Cursor()
+	k, v := c.Seek(prefix)
+	for k != nil && bytes.HasPrefix(k, prefix) {
+		rest := k[len(prefix):]
+		i := bytes.IndexByte(rest, '/')
+		if i < 0 {
+			if err := leaf(k, v); err != nil {
+				return err
+			}
+			k, v = c.Next()
+			continue
+		}
+		subdir(string(rest[:i]))
+		past := make([]byte, 0, len(prefix)+i+1)
+		past = append(append(append(past, prefix...), rest[:i]...), '/'+1)
+		k, v = c.Seek(past)
+	}
+	return nil
+}
+
 // ReadImageDir lists directory dir ("" for images/) from one snapshot,
 // sorted by name (ErrNotFound, ErrNotDirectory).
 func (db *DB) ReadImageDir(ns, dir string) ([]Entry, error) {
@@ -143,15 +183,9 @@ func (db *DB) ReadImageDir(ns, dir string) ([]Entry, error) {
 		if err != nil {
 			return err
 		}
-		var prefix []byte
-		if dir != "" {
-			if isImage(nsb, dir) {
-				return errors.WithMessagef(ErrNotDirectory, "images/%s is an image, not a directory, in namespace %q", shorten(dir), ns)
-			}
-			if !isDir(nsb, dir) {
-				return pathError(nsb, ns, dir)
-			}
-			prefix = []byte(dir + "/")
+		prefix, err := dirPrefix(nsb, ns, dir)
+		if err != nil {
+			return err
 		}
 
 		seenDir := map[string]bool{}
@@ -161,27 +195,8 @@ func (db *DB) ReadImageDir(ns, dir string) ([]Entry, error) {
 				entries = append(entries, Entry{Name: name, Path: string(prefix) + name, IsDir: true})
 			}
 		}
-		// walk visits the names directly below prefix in bucket b: leaf keys
-		// go to leaf, deeper keys become one directory each.
 		walk := func(b *bolt.Bucket, leaf func(key, value []byte) error) error {
-			c := b.Cursor()
-			k, v := c.Seek(prefix)
-			for k != nil && bytes.HasPrefix(k, prefix) {
-				rest := k[len(prefix):]
-				i := bytes.IndexByte(rest, '/')
-				if i < 0 {
-					if err := leaf(k, v); err != nil {
-						return err
-					}
-					k, v = c.Next()
-					continue
-				}
-				addDir(string(rest[:i]))
-				past := make([]byte, 0, len(prefix)+i+1)
-				past = append(append(append(past, prefix...), rest[:i]...), '/'+1)
-				k, v = c.Seek(past)
-			}
-			return nil
+			return walkBelow(b, prefix, leaf, addDir)
 		}
 		// Images are allocated in chunks: one allocation per entry is
 		// what a listing of 10,000 refs would otherwise spend its time on.

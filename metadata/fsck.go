@@ -192,16 +192,6 @@ func (s *fsckState) report() Report {
 	}
 }
 
-// blobFile names a blob file as fsck prints it, relative to the root.
-func blobFile(d digest.Digest) string {
-	if ValidateDigest(d) != nil {
-		// A damaged record's digest: go-digest's Encoded panics on it.
-		_, hex, _ := strings.Cut(string(d), ":")
-		return "blobs/sha256/" + hex
-	}
-	return "blobs/sha256/" + d.Encoded()
-}
-
 func nsObject(ns string) string { return fmt.Sprintf("namespace %q", ns) }
 
 func imageObject(ns, ref string) string {
@@ -256,11 +246,11 @@ func (db *DB) scan(opts CheckOptions) (*fsckState, error) {
 			// removes it; the store is consistent.
 			continue
 		} else {
-			s.add("blob file "+blobFile(d), "no record names it (%d bytes; its record is lost, or it was put there by hand)", s.files[d])
+			s.add("blob file "+blobs.RelPath(d), "no record names it (%d bytes; its record is lost, or it was put there by hand)", s.files[d])
 		}
 	}
 	for _, in := range s.ingests {
-		s.add("ingest/"+in.Name, "unfinished ingest (%d bytes, last written %s)", in.Size, in.ModTime.UTC().Format(time.RFC3339))
+		s.add(blobs.IngestRelPath(in.Name), "unfinished ingest (%d bytes, last written %s)", in.Size, in.ModTime.UTC().Format(time.RFC3339))
 	}
 	return s, nil
 }
@@ -287,7 +277,7 @@ func (db *DB) scanFiles(s *fsckState, opts CheckOptions) error {
 			}
 			if got != d {
 				s.corrupt[d] = fmt.Sprintf("its bytes hash to %s", got)
-				s.add("blob file "+blobFile(d), "its bytes hash to %s (corrupt)", got)
+				s.add("blob file "+blobs.RelPath(d), "its bytes hash to %s (corrupt)", got)
 			}
 		}
 	}
@@ -299,11 +289,11 @@ func (db *DB) scanFiles(s *fsckState, opts CheckOptions) error {
 func (db *DB) hashBlob(d digest.Digest, size int64) (digest.Digest, error) {
 	f, err := db.blobs.Open(d, size)
 	if err != nil {
-		return "", errors.WithMessagef(err, "verify blob file %s", blobFile(d))
+		return "", errors.WithMessagef(err, "verify blob file %s", blobs.RelPath(d))
 	}
 	defer f.Close()
 	got, err := digest.SHA256.FromReader(f)
-	return got, errors.WithMessagef(err, "verify blob file %s", blobFile(d))
+	return got, errors.WithMessagef(err, "verify blob file %s", blobs.RelPath(d))
 }
 
 func sortDigests(ds []digest.Digest) {
@@ -316,7 +306,9 @@ type holdKey struct {
 	d  digest.Digest
 }
 
-// scanRecords checks the bbolt tree; s.files is already known.
+// scanRecords checks the bbolt tree; s.files is already known. Its steps
+// share a recordScan: the IDs seen so far, and the holds and claims that
+// the content records are compared with at the end.
 func (s *fsckState) scanRecords(tx *bolt.Tx) error {
 	v1 := root(tx)
 	all, content := v1.Bucket(bucketNamespaces), v1.Bucket(bucketContent)
@@ -324,14 +316,61 @@ func (s *fsckState) scanRecords(tx *bolt.Tx) error {
 		s.add("meta.db", "the namespaces/ or content/ bucket is missing; the store cannot be checked further")
 		return nil
 	}
+	s.readUnheld(v1)
+	s.judgeFileSizes(content)
+	r := &recordScan{
+		fsckState: s,
+		records:   content,
+		seq:       v1.Sequence(),
+		ids:       map[uint64]string{},
+		holds:     map[holdKey]holdInfo{},
+		claims:    map[holdKey]uint64{},
+		holders:   map[holdKey]bool{},
+	}
+	if err := all.ForEach(func(name, v []byte) error {
+		r.scanNamespace(all, name, v)
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := content.ForEach(r.scanContentRecord); err != nil {
+		return err
+	}
+	r.checkHolds()
+	return nil
+}
+
+// recordScan is what one scanRecords pass gathers across namespaces.
+type recordScan struct {
+	*fsckState
+	records *bolt.Bucket         // v1/content/
+	seq     uint64               // the store's ID sequence
+	ids     map[uint64]string    // every namespace and image ID, to its owner
+	holds   map[holdKey]holdInfo // every hold of a blob by a namespace
+	claims  map[holdKey]uint64   // how many images of the namespace claim the blob
+	holders map[holdKey]bool     // the holders the content records name
+}
+
+// holdInfo is what a namespace's hold of a blob records.
+type holdInfo struct {
+	size   int64
+	images uint64
+}
+
+// readUnheld notes the unheld/ entries: files the store may delete.
+func (s *fsckState) readUnheld(v1 *bolt.Bucket) {
 	if unheld := v1.Bucket(bucketUnheld); unheld != nil {
 		_ = unheld.ForEach(func(k, _ []byte) error {
 			s.unheld[digest.Digest(k)] = true
 			return nil
 		})
 	}
-	// A file whose size is not the recorded one (cut short, grown) cannot
-	// be its blob: known first, so that the images needing it say so.
+}
+
+// judgeFileSizes tells, for each blob file whose size is not the
+// recorded one (cut short, grown), whether the file or the record is
+// wrong. It runs first, so that the images needing such a blob say so.
+func (s *fsckState) judgeFileSizes(content *bolt.Bucket) {
 	_ = content.ForEachBucket(func(k []byte) error {
 		d := digest.Digest(k)
 		if fsize, ok := s.files[d]; ok && ValidateDigest(d) == nil {
@@ -347,240 +386,279 @@ func (s *fsckState) scanRecords(tx *bolt.Tx) error {
 		}
 		return nil
 	})
-	seq := v1.Sequence()
-	ids := map[uint64]string{} // every namespace and image ID, to its owner
-	useID := func(object string, id uint64) {
-		switch other, dup := ids[id]; {
-		case id == 0:
-			s.add(object, "has no ID")
-		case dup:
-			s.add(object, "has ID %d, which %s has too", id, other)
-		case id > seq:
-			s.add(object, "has ID %d, above the store's sequence %d (IDs would be reused)", id, seq)
-		default:
-			ids[id] = object
+}
+
+// useID checks the ID of a namespace or image (object names it): set,
+// unique in the store, and taken from the sequence.
+func (s *recordScan) useID(object string, id uint64) {
+	switch other, dup := s.ids[id]; {
+	case id == 0:
+		s.add(object, "has no ID")
+	case dup:
+		s.add(object, "has ID %d, which %s has too", id, other)
+	case id > s.seq:
+		s.add(object, "has ID %d, above the store's sequence %d (IDs would be reused)", id, s.seq)
+	default:
+		s.ids[id] = object
+	}
+}
+
+// scanNamespace checks one entry of namespaces/ (v is its value: nil for
+// a bucket): its name, ID and buckets, then its labels, holds, images,
+// imagedata and directories.
+func (s *recordScan) scanNamespace(all *bolt.Bucket, name, v []byte) {
+	ns := string(name)
+	obj := nsObject(ns)
+	if v != nil {
+		s.add(fmt.Sprintf("namespaces/%q", ns), "is a key, not a namespace bucket")
+		return
+	}
+	s.namespaces++
+	nsb := all.Bucket(name)
+	if err := ValidateNamespace(ns); err != nil {
+		s.add(obj, "invalid name: %v", err)
+	}
+	s.useID(obj, getUint64(nsb, keyID))
+	missing := false
+	for _, sub := range [][]byte{bucketImages, bucketImageData, bucketDirs, bucketBlobs, bucketLabels} {
+		if nsb.Bucket(sub) == nil {
+			s.add(obj, "its %s/ bucket is missing", sub)
+			missing = true
 		}
 	}
-
-	type holdInfo struct {
-		size   int64
-		images uint64
+	if missing {
+		return
 	}
-	holds := map[holdKey]holdInfo{}
-	claims := map[holdKey]uint64{}
-
-	err := all.ForEach(func(name, v []byte) error {
-		ns := string(name)
-		obj := nsObject(ns)
-		if v != nil {
-			s.add(fmt.Sprintf("namespaces/%q", ns), "is a key, not a namespace bucket")
-			return nil
+	s.checkLabels(obj, nsb.Bucket(bucketLabels))
+	s.scanHolds(ns, nsb.Bucket(bucketBlobs))
+	owned := map[uint64]bool{}
+	_ = nsb.Bucket(bucketImages).ForEach(func(k, v []byte) error {
+		if id, ok := s.scanImage(ns, nsb, k, v); ok {
+			owned[id] = true
 		}
-		s.namespaces++
-		nsb := all.Bucket(name)
-		if err := ValidateNamespace(ns); err != nil {
-			s.add(obj, "invalid name: %v", err)
-		}
-		useID(obj, getUint64(nsb, keyID))
-		missing := false
-		for _, sub := range [][]byte{bucketImages, bucketImageData, bucketDirs, bucketBlobs, bucketLabels} {
-			if nsb.Bucket(sub) == nil {
-				s.add(obj, "its %s/ bucket is missing", sub)
-				missing = true
-			}
-		}
-		if missing {
-			return nil
-		}
-		s.checkLabels(obj, nsb.Bucket(bucketLabels))
-
-		bb := nsb.Bucket(bucketBlobs)
-		_ = bb.ForEach(func(k, v []byte) error {
-			d := digest.Digest(k)
-			bobj := fmt.Sprintf("%s: blob %s", obj, shorten(string(k)))
-			if v != nil || bb.Bucket(k) == nil {
-				s.add(bobj, "hold is a key, not a bucket")
-				return nil
-			}
-			if err := ValidateDigest(d); err != nil {
-				s.add(bobj, "invalid digest")
-				return nil
-			}
-			rec := bb.Bucket(k)
-			holds[holdKey{ns, d}] = holdInfo{size: getInt64(rec, keySize), images: getUint64(rec, keyImages)}
-			s.checkLabels(bobj, rec.Bucket(bucketLabels))
-			return nil
-		})
-
-		images, data, dirs := nsb.Bucket(bucketImages), nsb.Bucket(bucketImageData), nsb.Bucket(bucketDirs)
-		owned := map[uint64]bool{}
-		_ = images.ForEach(func(k, v []byte) error {
-			ref := string(k)
-			iobj := imageObject(ns, ref)
-			if v == nil {
-				s.add(iobj, "is a bucket, not an image record")
-				return nil
-			}
-			s.images++
-			if err := ValidateRef(ref); err != nil {
-				s.add(iobj, "invalid ref: %v", err)
-			}
-			if parent, ok := imageAbove(nsb, ref); ok {
-				s.add(iobj, "is below image %q (an image cannot be a directory)", shorten(parent))
-			}
-			if hasKey(dirs, k) {
-				s.add(iobj, "is also an explicit directory")
-			}
-			rec, err := decodeImageRecord(v)
-			if err != nil {
-				s.add(iobj, "record is malformed: %v", err)
-				return nil
-			}
-			useID(iobj, rec.id)
-			owned[rec.id] = true
-			idb := data.Bucket(encodeUint64(rec.id))
-			if idb == nil {
-				s.add(iobj, "its imagedata/%d bucket is missing", rec.id)
-				return nil
-			}
-			s.checkLabels(iobj, idb.Bucket(bucketLabels))
-			t := rec.target
-			if !imagegraph.IsDocument(t.MediaType) {
-				s.add(iobj, "target media type %q is not a manifest or index", t.MediaType)
-			}
-			if ValidateDigest(t.Digest) != nil {
-				s.add(iobj, "target digest %q is invalid", shorten(string(t.Digest)))
-				return nil
-			}
-			set := map[digest.Digest]bool{}
-			for _, d := range claimSet(idb) {
-				set[d] = true
-				claims[holdKey{ns, d}]++
-				if bb.Bucket([]byte(d)) == nil {
-					s.add(iobj, "claims blob %s, which the namespace does not hold", d)
-				}
-				if d == t.Digest {
-					continue // said below
-				}
-				if _, ok := s.files[d]; !ok {
-					s.add(iobj, "blob %s it claims is missing (its file %s is gone)", d, blobFile(d))
-				} else if why := s.corrupt[d]; why != "" {
-					s.add(iobj, "blob %s it claims is corrupt (%s)", d, why)
-				}
-			}
-			cb := content.Bucket([]byte(t.Digest))
-			fsize, hasFile := s.files[t.Digest]
-			switch {
-			case cb == nil && !hasFile:
-				s.add(iobj, "target blob %s is missing (no record, no file)", t.Digest)
-			case cb == nil:
-				s.add(iobj, "target blob %s has no content record", t.Digest)
-			case !hasFile:
-				s.add(iobj, "target blob %s is missing (its file %s is gone)", t.Digest, blobFile(t.Digest))
-			case fsize != t.Size:
-				s.add(iobj, "target blob %s is %d bytes, but the image records %d", t.Digest, fsize, t.Size)
-			case s.corrupt[t.Digest] != "":
-				s.add(iobj, "target blob %s is corrupt (%s)", t.Digest, s.corrupt[t.Digest])
-			}
-			if !set[t.Digest] {
-				s.add(iobj, "does not claim its target blob %s", t.Digest)
-			}
-			if hasFile && s.corrupt[t.Digest] == "" && fsize <= MaxManifestSize {
-				s.checkManifest(iobj, rec, set, func(d digest.Digest) bool { return bb.Bucket([]byte(d)) != nil }, content)
-			}
-			return nil
-		})
-		_ = data.ForEach(func(k, v []byte) error {
-			if v != nil || len(k) != 8 {
-				s.add(obj, "imagedata/%x is not an image's bucket", k)
-				return nil
-			}
-			if id := decodeUint64(k); !owned[id] {
-				s.add(obj, "imagedata/%d belongs to no image", id)
-			}
-			return nil
-		})
-		_ = dirs.ForEach(func(k, _ []byte) error {
-			path := string(k)
-			dobj := fmt.Sprintf("%s: directory images/%s", obj, shorten(path))
-			if err := ValidateRef(path); err != nil {
-				s.add(dobj, "invalid path: %v", err)
-				return nil
-			}
-			if parent, ok := imageAbove(nsb, path); ok {
-				s.add(dobj, "is below image %q", shorten(parent))
-			}
-			return nil
-		})
 		return nil
 	})
-	if err != nil {
-		return err
-	}
+	s.scanImageData(obj, nsb.Bucket(bucketImageData), owned)
+	s.scanDirs(obj, nsb)
+}
 
-	holders := map[holdKey]bool{}
-	err = content.ForEach(func(k, v []byte) error {
+// scanHolds checks the holds of namespace ns (its blobs/ bucket bb) and
+// notes them for the content records.
+func (s *recordScan) scanHolds(ns string, bb *bolt.Bucket) {
+	obj := nsObject(ns)
+	_ = bb.ForEach(func(k, v []byte) error {
 		d := digest.Digest(k)
-		cobj := "blob " + string(k)
-		if v != nil || ValidateDigest(d) != nil {
-			s.add("content/"+shorten(string(k)), "is not a blob's content record")
+		bobj := fmt.Sprintf("%s: blob %s", obj, shorten(string(k)))
+		if v != nil || bb.Bucket(k) == nil {
+			s.add(bobj, "hold is a key, not a bucket")
 			return nil
 		}
-		cb := content.Bucket(k)
-		size := getInt64(cb, keySize)
-		s.content[d] = size
-		n := 0
-		if hb := cb.Bucket(bucketHolders); hb != nil {
-			_ = hb.ForEach(func(ns, _ []byte) error {
-				n++
-				holders[holdKey{string(ns), d}] = true
-				h, ok := holds[holdKey{string(ns), d}]
-				switch {
-				case !ok:
-					s.add(cobj, "names holder namespace %q, which does not hold it", ns)
-				case h.size != size:
-					s.add(nsObject(string(ns))+": blob "+string(d), "hold records %d bytes, the content record %d", h.size, size)
-				}
-				return nil
-			})
+		if err := ValidateDigest(d); err != nil {
+			s.add(bobj, "invalid digest")
+			return nil
 		}
-		if n == 0 {
-			s.add(cobj, "has no holder")
+		rec := bb.Bucket(k)
+		s.holds[holdKey{ns, d}] = holdInfo{size: getInt64(rec, keySize), images: getUint64(rec, keyImages)}
+		s.checkLabels(bobj, rec.Bucket(bucketLabels))
+		return nil
+	})
+}
+
+// scanImage checks one entry k (value v) of the images/ bucket of
+// namespace ns (nsb): its ref, its record, its imagedata, its claims and
+// its target. It returns the image's ID once its record decodes.
+func (s *recordScan) scanImage(ns string, nsb *bolt.Bucket, k, v []byte) (uint64, bool) {
+	data, dirs := nsb.Bucket(bucketImageData), nsb.Bucket(bucketDirs)
+	ref := string(k)
+	iobj := imageObject(ns, ref)
+	if v == nil {
+		s.add(iobj, "is a bucket, not an image record")
+		return 0, false
+	}
+	s.images++
+	if err := ValidateRef(ref); err != nil {
+		s.add(iobj, "invalid ref: %v", err)
+	}
+	if parent, ok := imageAbove(nsb, ref); ok {
+		s.add(iobj, "is below image %q (an image cannot be a directory)", shorten(parent))
+	}
+	if hasKey(dirs, k) {
+		s.add(iobj, "is also an explicit directory")
+	}
+	rec, err := decodeImageRecord(v)
+	if err != nil {
+		s.add(iobj, "record is malformed: %v", err)
+		return 0, false
+	}
+	s.useID(iobj, rec.id)
+	idb := data.Bucket(encodeUint64(rec.id))
+	if idb == nil {
+		s.add(iobj, "its imagedata/%d bucket is missing", rec.id)
+		return rec.id, true
+	}
+	s.checkLabels(iobj, idb.Bucket(bucketLabels))
+	t := rec.target
+	if !imagegraph.IsDocument(t.MediaType) {
+		s.add(iobj, "target media type %q is not a manifest or index", t.MediaType)
+	}
+	if ValidateDigest(t.Digest) != nil {
+		s.add(iobj, "target digest %q is invalid", shorten(string(t.Digest)))
+		return rec.id, true
+	}
+	set := s.scanClaims(ns, iobj, idb, nsb.Bucket(bucketBlobs), t.Digest)
+	s.checkTarget(iobj, rec, set, nsb.Bucket(bucketBlobs))
+	return rec.id, true
+}
+
+// scanClaims checks the blobs an image (iobj, of namespace ns, its
+// imagedata idb) claims other than its target: held by the namespace
+// (bb), their files there and sound. It returns the claim set.
+func (s *recordScan) scanClaims(ns, iobj string, idb, bb *bolt.Bucket, target digest.Digest) map[digest.Digest]bool {
+	set := map[digest.Digest]bool{}
+	for _, d := range claimSet(idb) {
+		set[d] = true
+		s.claims[holdKey{ns, d}]++
+		if bb.Bucket([]byte(d)) == nil {
+			s.add(iobj, "claims blob %s, which the namespace does not hold", d)
 		}
-		fsize, hasFile := s.files[d]
-		switch {
-		case !hasFile:
-			s.add(cobj, "its file %s is missing", blobFile(d))
-		case fsize != size && s.sizeWrong[d]:
-			s.add(cobj, "its record says %d bytes, but its file %s has %d and its bytes verify (the record is wrong)", size, blobFile(d), fsize)
-		case fsize != size:
-			s.add(cobj, "its file %s is %d bytes, but %d were recorded", blobFile(d), fsize, size)
+		if d == target {
+			continue // said by checkTarget
+		}
+		if _, ok := s.files[d]; !ok {
+			s.add(iobj, "blob %s it claims is missing (its file %s is gone)", d, blobs.RelPath(d))
+		} else if why := s.corrupt[d]; why != "" {
+			s.add(iobj, "blob %s it claims is corrupt (%s)", d, why)
+		}
+	}
+	return set
+}
+
+// checkTarget checks an image's target blob: recorded, its file there,
+// sound and of the recorded size, claimed (set); then, when it can be
+// read, that it is the manifest or index the image records.
+func (s *recordScan) checkTarget(iobj string, rec imageRecord, set map[digest.Digest]bool, bb *bolt.Bucket) {
+	content := s.records
+	t := rec.target
+	cb := content.Bucket([]byte(t.Digest))
+	fsize, hasFile := s.files[t.Digest]
+	switch {
+	case cb == nil && !hasFile:
+		s.add(iobj, "target blob %s is missing (no record, no file)", t.Digest)
+	case cb == nil:
+		s.add(iobj, "target blob %s has no content record", t.Digest)
+	case !hasFile:
+		s.add(iobj, "target blob %s is missing (its file %s is gone)", t.Digest, blobs.RelPath(t.Digest))
+	case fsize != t.Size:
+		s.add(iobj, "target blob %s is %d bytes, but the image records %d", t.Digest, fsize, t.Size)
+	case s.corrupt[t.Digest] != "":
+		s.add(iobj, "target blob %s is corrupt (%s)", t.Digest, s.corrupt[t.Digest])
+	}
+	if !set[t.Digest] {
+		s.add(iobj, "does not claim its target blob %s", t.Digest)
+	}
+	if hasFile && s.corrupt[t.Digest] == "" && fsize <= MaxManifestSize {
+		s.checkManifest(iobj, rec, set, func(d digest.Digest) bool { return bb.Bucket([]byte(d)) != nil }, content)
+	}
+}
+
+// scanImageData checks that every imagedata bucket of a namespace (obj)
+// belongs to an image (owned).
+func (s *recordScan) scanImageData(obj string, data *bolt.Bucket, owned map[uint64]bool) {
+	_ = data.ForEach(func(k, v []byte) error {
+		if v != nil || len(k) != 8 {
+			s.add(obj, "imagedata/%x is not an image's bucket", k)
+			return nil
+		}
+		if id := decodeUint64(k); !owned[id] {
+			s.add(obj, "imagedata/%d belongs to no image", id)
 		}
 		return nil
 	})
-	if err != nil {
-		return err
+}
+
+// scanDirs checks the explicit directories of a namespace (obj, nsb):
+// valid paths, none below an image.
+func (s *recordScan) scanDirs(obj string, nsb *bolt.Bucket) {
+	_ = nsb.Bucket(bucketDirs).ForEach(func(k, _ []byte) error {
+		path := string(k)
+		dobj := fmt.Sprintf("%s: directory images/%s", obj, shorten(path))
+		if err := ValidateRef(path); err != nil {
+			s.add(dobj, "invalid path: %v", err)
+			return nil
+		}
+		if parent, ok := imageAbove(nsb, path); ok {
+			s.add(dobj, "is below image %q", shorten(parent))
+		}
+		return nil
+	})
+}
+
+// scanContentRecord checks one entry of content/ (k, v): a blob's record
+// with holders that hold it, with the holds' size, and its file of that
+// size.
+func (s *recordScan) scanContentRecord(k, v []byte) error {
+	content := s.records
+	d := digest.Digest(k)
+	cobj := "blob " + string(k)
+	if v != nil || ValidateDigest(d) != nil {
+		s.add("content/"+shorten(string(k)), "is not a blob's content record")
+		return nil
 	}
-	keys := make([]holdKey, 0, len(holds))
-	for k := range holds {
+	cb := content.Bucket(k)
+	size := getInt64(cb, keySize)
+	s.content[d] = size
+	n := 0
+	if hb := cb.Bucket(bucketHolders); hb != nil {
+		_ = hb.ForEach(func(ns, _ []byte) error {
+			n++
+			s.holders[holdKey{string(ns), d}] = true
+			h, ok := s.holds[holdKey{string(ns), d}]
+			switch {
+			case !ok:
+				s.add(cobj, "names holder namespace %q, which does not hold it", ns)
+			case h.size != size:
+				s.add(nsObject(string(ns))+": blob "+string(d), "hold records %d bytes, the content record %d", h.size, size)
+			}
+			return nil
+		})
+	}
+	if n == 0 {
+		s.add(cobj, "has no holder")
+	}
+	fsize, hasFile := s.files[d]
+	switch {
+	case !hasFile:
+		s.add(cobj, "its file %s is missing", blobs.RelPath(d))
+	case fsize != size && s.sizeWrong[d]:
+		s.add(cobj, "its record says %d bytes, but its file %s has %d and its bytes verify (the record is wrong)", size, blobs.RelPath(d), fsize)
+	case fsize != size:
+		s.add(cobj, "its file %s is %d bytes, but %d were recorded", blobs.RelPath(d), fsize, size)
+	}
+	return nil
+}
+
+// checkHolds checks, in order, every hold against the content records
+// and the images that claim the blob.
+func (s *recordScan) checkHolds() {
+	keys := make([]holdKey, 0, len(s.holds))
+	for k := range s.holds {
 		keys = append(keys, k)
 	}
 	sort.Slice(keys, func(i, j int) bool {
 		return keys[i].ns < keys[j].ns || keys[i].ns == keys[j].ns && keys[i].d < keys[j].d
 	})
 	for _, k := range keys {
-		h := holds[k]
+		h := s.holds[k]
 		hobj := nsObject(k.ns) + ": blob " + string(k.d)
 		if _, ok := s.content[k.d]; !ok {
 			s.add(hobj, "is held, but the blob has no content record")
-		} else if !holders[k] {
+		} else if !s.holders[k] {
 			s.add(hobj, "is held, but the content record does not name the namespace")
 		}
-		if h.images != claims[k] {
-			s.add(hobj, "records %d image(s) claiming it, but %d do", h.images, claims[k])
+		if h.images != s.claims[k] {
+			s.add(hobj, "records %d image(s) claiming it, but %d do", h.images, s.claims[k])
 		}
 	}
-	return nil
 }
 
 // checkLabels checks the limits of one labels bucket.

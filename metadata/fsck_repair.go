@@ -3,7 +3,6 @@ package metadata
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 
 	"github.com/nsfs/nsfs/blobs"
@@ -24,53 +23,69 @@ func (db *DB) repair(s *fsckState) ([]string, error) {
 	var actions []string
 	did := func(format string, args ...any) { actions = append(actions, fmt.Sprintf(format, args...)) }
 
-	// available says whether a blob can be used: its file is there with
-	// the bytes it should have. A content record then gets the file's size.
-	available := func(d digest.Digest) (int64, string) {
-		size, ok := s.files[d]
-		switch {
-		case !ok:
-			return 0, "is missing"
-		case s.corrupt[d] != "":
-			return 0, "is corrupt (" + s.corrupt[d] + ")"
-		}
-		return size, ""
-	}
-
 	// Guarded: bbolt may find damage its check missed only when it writes
 	// (a page in use listed as free); that panic becomes ErrDamaged, and
 	// nsfs fsck salvages into a new file and repairs that instead.
 	err := db.guardedUpdate(func(tx *bolt.Tx) error {
 		actions = nil
-		if err := repairShape(tx, did); err != nil {
-			return err
-		}
-		all := namespacesBucket(tx)
-		var names [][]byte
-		_ = all.ForEachBucket(func(k []byte) error {
-			names = append(names, k)
-			return nil
-		})
-		used := usedNamespaceIDs(all)
-		for _, name := range names {
-			if err := db.repairNamespace(tx, string(name), used, available, did); err != nil {
-				return err
-			}
-		}
-		if err := repairContent(tx, available, did); err != nil {
-			return err
-		}
-		// Holds were changed directly: the shareable index is recounted.
-		return rebuildShareableIndex(tx)
+		return db.repairRecords(tx, s.available, did)
 	})
 	if err != nil {
 		return nil, errors.WithMessagef(err, "repair store %s", db.root)
 	}
+	// Then the files, in this order: what must not be served is moved
+	// aside, what no record names is adopted, what the records prove
+	// garbage goes.
+	for _, step := range []func(*fsckState, func(string, ...any)) error{db.quarantineFiles, db.adoptUnrecorded, db.removeGarbageFiles} {
+		if err := step(s, did); err != nil {
+			return actions, err
+		}
+	}
+	return actions, nil
+}
 
-	// Files: corrupt files, and anything that is not a blob or an ingest
-	// file, are moved to quarantine/, never deleted; then blob files no
-	// record names are adopted; what the records prove garbage (a crash's
-	// intents and tombstones) goes, and so do ingest leftovers.
+// available says whether a blob can be used: its file is there with the
+// bytes it should have. A content record then gets the file's size.
+func (s *fsckState) available(d digest.Digest) (int64, string) {
+	size, ok := s.files[d]
+	switch {
+	case !ok:
+		return 0, "is missing"
+	case s.corrupt[d] != "":
+		return 0, "is corrupt (" + s.corrupt[d] + ")"
+	}
+	return size, ""
+}
+
+// repairRecords is the repair's transaction: the schema's shape, then
+// each namespace, then the content records.
+func (db *DB) repairRecords(tx *bolt.Tx, available func(digest.Digest) (int64, string), did func(string, ...any)) error {
+	if err := repairShape(tx, did); err != nil {
+		return err
+	}
+	all := namespacesBucket(tx)
+	var names [][]byte
+	_ = all.ForEachBucket(func(k []byte) error {
+		names = append(names, k)
+		return nil
+	})
+	used := usedNamespaceIDs(all)
+	for _, name := range names {
+		if err := db.repairNamespace(tx, string(name), used, available, did); err != nil {
+			return err
+		}
+	}
+	if err := repairContent(tx, available, did); err != nil {
+		return err
+	}
+	// Holds were changed directly: the shareable index is recounted.
+	return rebuildShareableIndex(tx)
+}
+
+// quarantineFiles moves corrupt blob files, and anything that is not a
+// blob or an ingest file, to quarantine/: never deleted. A planted
+// reserve (a link, a fifo) is removed itself.
+func (db *DB) quarantineFiles(s *fsckState, did func(string, ...any)) error {
 	var corrupt []digest.Digest
 	for d := range s.corrupt {
 		corrupt = append(corrupt, d)
@@ -80,67 +95,77 @@ func (db *DB) repair(s *fsckState) ([]string, error) {
 		if _, ok := s.files[d]; !ok {
 			continue
 		}
-		to, err := db.blobs.Quarantine(blobs.Entry{Path: blobFile(d), Name: d.Encoded()})
+		to, err := db.blobs.QuarantineBlob(d)
 		if err != nil {
-			return actions, errors.WithMessagef(err, "repair: quarantine blob file %s", blobFile(d))
+			return errors.WithMessagef(err, "repair: quarantine blob file %s", blobs.RelPath(d))
 		}
-		did("moved corrupt blob file %s to %s (%s)", blobFile(d), to, s.corrupt[d])
+		did("moved corrupt blob file %s to %s (%s)", blobs.RelPath(d), to, s.corrupt[d])
 	}
 	if s.badReserve != 0 && !s.badReserve.IsDir() {
 		// A link (or fifo, device) itself goes; what it points at is
 		// never touched. The reserve is made anew at the next open.
-		if err := os.Remove(filepath.Join(db.root, reserveName)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return actions, errors.WithMessagef(err, "repair: remove the planted %s", reserveName)
+		if err := os.Remove(db.reservePath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return errors.WithMessagef(err, "repair: remove the planted %s", reserveName)
 		}
 		did("removed %s, %s where the store keeps its reserved space (its target, if any, untouched)", reserveName, blobs.KindOf(s.badReserve))
 	}
 	for _, e := range s.strays {
 		to, err := db.blobs.Quarantine(e)
 		if err != nil {
-			return actions, errors.WithMessagef(err, "repair: quarantine %s", e.Path)
+			return errors.WithMessagef(err, "repair: quarantine %s", e.Path)
 		}
 		did("moved %s (%s) to %s", e.Path, blobs.KindOf(e.Mode), to)
 	}
-	// Blob files no record names now are someone's data (their records
-	// were lost, or the repair dropped the images that held them): those
-	// whose bytes verify are adopted, held by LostFoundNamespace; the
-	// others are quarantined. Never deleted.
+	return nil
+}
+
+// adoptUnrecorded deals with the blob files no record names now: they are
+// someone's data (their records were lost, or the repair dropped the
+// images that held them). Those whose bytes verify are adopted, held by
+// lostFoundNamespace; the others are quarantined. Never deleted.
+func (db *DB) adoptUnrecorded(s *fsckState, did func(string, ...any)) error {
 	verified, err := db.verifyUnrecorded(s)
 	if err != nil {
-		return actions, err
+		return err
 	}
 	for _, d := range verified.corrupt {
-		to, err := db.blobs.Quarantine(blobs.Entry{Path: blobFile(d), Name: d.Encoded()})
+		to, err := db.blobs.QuarantineBlob(d)
 		if err != nil {
-			return actions, errors.WithMessagef(err, "repair: quarantine blob file %s", blobFile(d))
+			return errors.WithMessagef(err, "repair: quarantine blob file %s", blobs.RelPath(d))
 		}
-		did("moved corrupt blob file %s to %s (%s)", blobFile(d), to, s.corrupt[d])
+		did("moved corrupt blob file %s to %s (%s)", blobs.RelPath(d), to, s.corrupt[d])
 	}
-	if len(verified.good) > 0 {
-		if err := db.guardedUpdate(func(tx *bolt.Tx) error {
-			if err := adoptFiles(tx, verified.good, s.files, did); err != nil {
-				return err
-			}
-			return rebuildShareableIndex(tx)
-		}); err != nil {
-			return actions, errors.WithMessagef(err, "repair store %s", db.root)
+	if len(verified.good) == 0 {
+		return nil
+	}
+	if err := db.guardedUpdate(func(tx *bolt.Tx) error {
+		if err := adoptFiles(tx, verified.good, s.files, did); err != nil {
+			return err
 		}
+		return rebuildShareableIndex(tx)
+	}); err != nil {
+		return errors.WithMessagef(err, "repair store %s", db.root)
 	}
-	// What the records prove garbage (the intents of a crash) goes.
+	return nil
+}
+
+// removeGarbageFiles removes what the records prove garbage (the intents
+// of a crash), and the ingest leftovers.
+func (db *DB) removeGarbageFiles(s *fsckState, did func(string, ...any)) error {
 	var stats GCStats
 	if err := db.collectBlobs(&stats); err != nil {
-		return actions, err
+		return err
 	}
 	for _, g := range stats.Removed {
 		did("removed blob file %s: no namespace holds it", g.Path)
 	}
 	for _, in := range s.ingests {
 		if err := db.blobs.RemoveIngest(in.Name); err != nil {
-			return actions, errors.WithMessagef(err, "repair: remove ingest/%s", in.Name)
+			return errors.WithMessagef(err, "repair: remove %s", blobs.IngestRelPath(in.Name))
 		}
-		did("removed unfinished ingest ingest/%s (%d bytes)", in.Name, in.Size)
+		did("removed unfinished ingest %s (%d bytes)", blobs.IngestRelPath(in.Name), in.Size)
 	}
-	return actions, nil
+	return nil
 }
 
 // unrecordedFiles are the blob files no record names after a repair's
@@ -185,7 +210,7 @@ func (db *DB) verifyUnrecorded(s *fsckState) (unrecordedFiles, error) {
 	return out, nil
 }
 
-// adoptFiles makes LostFoundNamespace hold every verified blob file that
+// adoptFiles makes lostFoundNamespace hold every verified blob file that
 // no content record names after the repair, creating the namespace if
 // needed: the bytes stay, and a person can look at them, tag them or
 // delete them through the mount.
@@ -200,20 +225,20 @@ func adoptFiles(tx *bolt.Tx, verified map[digest.Digest]bool, sizes map[digest.D
 		return nil
 	}
 	sortDigests(orphans)
-	nsb := namespacesBucket(tx).Bucket([]byte(LostFoundNamespace))
+	nsb := namespacesBucket(tx).Bucket([]byte(lostFoundNamespace))
 	if nsb == nil {
-		if _, err := createNamespace(tx, LostFoundNamespace, nil); err != nil {
+		if _, err := createNamespace(tx, lostFoundNamespace, nil); err != nil {
 			return err
 		}
-		nsb = namespacesBucket(tx).Bucket([]byte(LostFoundNamespace))
-		did("created namespace %q for blob files no record names", LostFoundNamespace)
+		nsb = namespacesBucket(tx).Bucket([]byte(lostFoundNamespace))
+		did("created namespace %q for blob files no record names", lostFoundNamespace)
 	}
 	t := now()
 	for _, d := range orphans {
-		if _, err := hold(tx, nsb, LostFoundNamespace, d, sizes[d], t); err != nil {
+		if _, err := hold(tx, nsb, lostFoundNamespace, d, sizes[d], t); err != nil {
 			return err
 		}
-		did("adopted blob file %s (%d bytes, its digest verified) into namespace %q", blobFile(d), sizes[d], LostFoundNamespace)
+		did("adopted blob file %s (%d bytes, its digest verified) into namespace %q", blobs.RelPath(d), sizes[d], lostFoundNamespace)
 	}
 	return nil
 }
@@ -337,20 +362,33 @@ func usedNamespaceIDs(all *bolt.Bucket) map[uint64]bool {
 // store (used: namespaces, and images of the namespaces repaired before;
 // its imagedata moves with it), or one above the store's sequence.
 func repairImageRecords(tx *bolt.Tx, ns string, images, data *bolt.Bucket, used map[uint64]bool, available func(digest.Digest) (int64, string), parse func(digest.Digest) (imagegraph.Document, error), did func(string, ...any)) error {
-	type entry struct {
-		ref string
-		rec imageRecord
-	}
-	var all []entry
+	var all []repairImage
 	_ = images.ForEach(func(k, v []byte) error {
 		if v != nil {
 			if rec, err := decodeImageRecord(v); err == nil {
-				all = append(all, entry{string(k), rec})
+				all = append(all, repairImage{string(k), rec})
 			}
 		}
 		return nil
 	})
-	v1 := root(tx)
+	changed := correctTargets(ns, all, available, parse, did)
+	if err := reassignImageIDs(root(tx), ns, all, data, used, changed, did); err != nil {
+		return err
+	}
+	for i, e := range all {
+		if changed[i] {
+			if err := images.Put([]byte(e.ref), e.rec.encode()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// correctTargets gives each image's target the size of its blob, and a
+// media type that is no manifest's or index's the one read from the blob.
+// It returns which images changed.
+func correctTargets(ns string, all []repairImage, available func(digest.Digest) (int64, string), parse func(digest.Digest) (imagegraph.Document, error), did func(string, ...any)) map[int]bool {
 	changed := map[int]bool{}
 	for i := range all {
 		e := &all[i]
@@ -372,7 +410,12 @@ func repairImageRecords(tx *bolt.Tx, ns string, images, data *bolt.Bucket, used 
 			changed[i] = true
 		}
 	}
-	// Who keeps a shared ID: the image whose target the imagedata claims.
+	return changed
+}
+
+// idOwners says, for each ID the images have, which image keeps it: the
+// one whose target the imagedata claims, else the first.
+func idOwners(all []repairImage, data *bolt.Bucket) map[uint64]int {
 	owner := map[uint64]int{}
 	for i, e := range all {
 		idb := data.Bucket(encodeUint64(e.rec.id))
@@ -385,6 +428,14 @@ func repairImageRecords(tx *bolt.Tx, ns string, images, data *bolt.Bucket, used 
 			owner[e.rec.id] = i
 		}
 	}
+	return owner
+}
+
+// reassignImageIDs gives every image that cannot keep its ID (see
+// repairImageRecords) a new one from the sequence (of v1), and every
+// image that keeps it its imagedata; changed gets the images it changed.
+func reassignImageIDs(v1 *bolt.Bucket, ns string, all []repairImage, data *bolt.Bucket, used map[uint64]bool, changed map[int]bool, did func(string, ...any)) error {
+	owner := idOwners(all, data)
 	for i := range all {
 		e := &all[i]
 		id := e.rec.id
@@ -420,13 +471,6 @@ func repairImageRecords(tx *bolt.Tx, ns string, images, data *bolt.Bucket, used 
 		used[newID] = true
 		changed[i] = true
 	}
-	for i, e := range all {
-		if changed[i] {
-			if err := images.Put([]byte(e.ref), e.rec.encode()); err != nil {
-				return err
-			}
-		}
-	}
 	return nil
 }
 
@@ -441,67 +485,114 @@ func (db *DB) repairNamespace(tx *bolt.Tx, ns string, used map[uint64]bool, avai
 	if images == nil || data == nil || bb == nil {
 		return nil
 	}
-
-	type image struct {
-		ref string
-		rec imageRecord
-	}
-	var keep []image
-	var remove []string
-	reasons := map[string]string{}
 	if err := repairImageRecords(tx, ns, images, data, used, available, db.parseBlob, did); err != nil {
 		return err
 	}
-	_ = images.ForEach(func(k, v []byte) error {
+	r := &nsRepair{db: db, tx: tx, ns: ns, nsb: nsb, images: images, data: data, bb: bb, available: available, did: did}
+	keep, remove := r.triageImages()
+	released, err := r.removeImages(remove)
+	if err != nil {
+		return err
+	}
+	claims, sizes, err := r.reclaim(keep)
+	if err != nil {
+		return err
+	}
+	if err := r.dropHolds(claims, released); err != nil {
+		return err
+	}
+	if err := r.holdClaimed(claims, sizes); err != nil {
+		return err
+	}
+	return r.correctHolds(claims)
+}
+
+// nsRepair is what the steps of repairNamespace share: the namespace's
+// buckets and the repair's view of the files.
+type nsRepair struct {
+	db                    *DB
+	tx                    *bolt.Tx
+	ns                    string
+	nsb, images, data, bb *bolt.Bucket // the namespace, its images/, imagedata/ and blobs/
+	available             func(digest.Digest) (int64, string)
+	did                   func(string, ...any)
+}
+
+// repairImage is an image record that decodes.
+type repairImage struct {
+	ref string
+	rec imageRecord
+}
+
+// doomedImage is an image the repair removes, and why.
+type doomedImage struct {
+	ref, why string
+}
+
+// triageImages sorts the namespace's images into those that stay and
+// those that need a blob that is gone (or whose record or imagedata is).
+func (r *nsRepair) triageImages() (keep []repairImage, remove []doomedImage) {
+	_ = r.images.ForEach(func(k, v []byte) error {
 		ref := string(k)
 		if v == nil {
 			return nil // a bucket where a record should be: a human's job
 		}
 		rec, err := decodeImageRecord(v)
 		if err != nil {
-			remove, reasons[ref] = append(remove, ref), "its record is malformed"
+			remove = append(remove, doomedImage{ref, "its record is malformed"})
 			return nil
 		}
-		idb := data.Bucket(encodeUint64(rec.id))
+		idb := r.data.Bucket(encodeUint64(rec.id))
 		if idb == nil {
-			remove, reasons[ref] = append(remove, ref), fmt.Sprintf("its imagedata/%d is missing", rec.id)
+			remove = append(remove, doomedImage{ref, fmt.Sprintf("its imagedata/%d is missing", rec.id)})
 			return nil
 		}
 		need := append([]digest.Digest{rec.target.Digest}, claimSet(idb)...)
 		for i, d := range need {
-			if _, why := available(d); why != "" {
+			if _, why := r.available(d); why != "" {
 				what := "blob " + string(d) + " it claims"
 				if i == 0 {
 					what = "its target blob " + string(d)
 				}
-				remove, reasons[ref] = append(remove, ref), what+" "+why
+				remove = append(remove, doomedImage{ref, what + " " + why})
 				return nil
 			}
 		}
-		keep = append(keep, image{ref, rec})
+		keep = append(keep, repairImage{ref, rec})
 		return nil
 	})
-	// What removed images claimed is released as rm of an image releases
-	// it: the namespace drops what no remaining image claims.
+	return keep, remove
+}
+
+// removeImages removes the images and their imagedata. What they claimed
+// is released as rm of an image releases it: the namespace then drops
+// what no remaining image claims (dropHolds).
+func (r *nsRepair) removeImages(remove []doomedImage) (map[digest.Digest]bool, error) {
 	released := map[digest.Digest]bool{}
-	for _, ref := range remove {
-		if v := images.Get([]byte(ref)); v != nil {
-			if rec, err := decodeImageRecord(v); err == nil && data.Bucket(encodeUint64(rec.id)) != nil {
-				for _, d := range claimSet(data.Bucket(encodeUint64(rec.id))) {
+	for _, img := range remove {
+		if v := r.images.Get([]byte(img.ref)); v != nil {
+			if rec, err := decodeImageRecord(v); err == nil && r.data.Bucket(encodeUint64(rec.id)) != nil {
+				for _, d := range claimSet(r.data.Bucket(encodeUint64(rec.id))) {
 					released[d] = true
 				}
-				if err := data.DeleteBucket(encodeUint64(rec.id)); err != nil {
-					return err
+				if err := r.data.DeleteBucket(encodeUint64(rec.id)); err != nil {
+					return nil, err
 				}
 			}
 		}
-		if err := images.Delete([]byte(ref)); err != nil {
-			return err
+		if err := r.images.Delete([]byte(img.ref)); err != nil {
+			return nil, err
 		}
-		did("removed image %q of namespace %q: %s", shorten(ref), ns, reasons[ref])
+		r.did("removed image %q of namespace %q: %s", shorten(img.ref), r.ns, img.why)
 	}
+	return released, nil
+}
 
-	// Claim sets: the target and a manifest's blobs, where they can be had.
+// reclaim rebuilds the claim sets of the images that stay (the target
+// and a manifest's blobs, where they can be had), removes the imagedata
+// of no image, and counts the claims of each blob and its size.
+func (r *nsRepair) reclaim(keep []repairImage) (map[digest.Digest]uint64, map[digest.Digest]int64, error) {
+	db, ns, data, available, did := r.db, r.ns, r.data, r.available, r.did
 	owned := map[uint64]bool{}
 	claims := map[digest.Digest]uint64{}
 	sizes := map[digest.Digest]int64{}
@@ -510,7 +601,7 @@ func (db *DB) repairNamespace(tx *bolt.Tx, ns string, used map[uint64]bool, avai
 		idb := data.Bucket(encodeUint64(img.rec.id))
 		cb, err := idb.CreateBucketIfNotExists(bucketBlobs)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		want := []digest.Digest{img.rec.target.Digest}
 		if pm, err := db.parseBlob(img.rec.target.Digest); err == nil && !pm.IsIndex() {
@@ -523,7 +614,7 @@ func (db *DB) repairNamespace(tx *bolt.Tx, ns string, used map[uint64]bool, avai
 		for _, d := range want {
 			if !hasKey(cb, []byte(d)) {
 				if err := cb.Put([]byte(d), member); err != nil {
-					return err
+					return nil, nil, err
 				}
 				did("image %q of namespace %q claims blob %s again", shorten(img.ref), ns, d)
 			}
@@ -533,31 +624,40 @@ func (db *DB) repairNamespace(tx *bolt.Tx, ns string, used map[uint64]bool, avai
 			sizes[d], _ = available(d)
 		}
 	}
+	return claims, sizes, r.removeOrphanData(owned)
+}
+
+// removeOrphanData removes the imagedata buckets no image owns.
+func (r *nsRepair) removeOrphanData(owned map[uint64]bool) error {
 	var orphanData [][]byte
-	_ = data.ForEach(func(k, _ []byte) error {
+	_ = r.data.ForEach(func(k, _ []byte) error {
 		if len(k) != 8 || !owned[decodeUint64(k)] {
 			orphanData = append(orphanData, append([]byte(nil), k...))
 		}
 		return nil
 	})
 	for _, k := range orphanData {
-		if data.Bucket(k) == nil {
+		if r.data.Bucket(k) == nil {
 			continue
 		}
-		if err := data.DeleteBucket(k); err != nil {
+		if err := r.data.DeleteBucket(k); err != nil {
 			return err
 		}
-		did("removed imagedata/%d of namespace %q: it belonged to no image", decodeUint64(k), ns)
+		r.did("removed imagedata/%d of namespace %q: it belonged to no image", decodeUint64(k), r.ns)
 	}
+	return nil
+}
 
-	// Holds: gone blobs go; claimed blobs are held; counts and sizes follow.
+// dropHolds drops the holds of blobs whose file is gone, and of blobs
+// only removed images claimed.
+func (r *nsRepair) dropHolds(claims map[digest.Digest]uint64, released map[digest.Digest]bool) error {
 	var holds []digest.Digest
-	_ = bb.ForEachBucket(func(k []byte) error {
+	_ = r.bb.ForEachBucket(func(k []byte) error {
 		holds = append(holds, digest.Digest(k))
 		return nil
 	})
 	for _, d := range holds {
-		_, why := available(d)
+		_, why := r.available(d)
 		switch _, claimed := claims[d]; {
 		case why != "":
 			why = "its file " + why
@@ -566,11 +666,17 @@ func (db *DB) repairNamespace(tx *bolt.Tx, ns string, used map[uint64]bool, avai
 		default:
 			continue
 		}
-		if err := bb.DeleteBucket([]byte(d)); err != nil {
+		if err := r.bb.DeleteBucket([]byte(d)); err != nil {
 			return err
 		}
-		did("namespace %q dropped blob %s: %s", ns, d, why)
+		r.did("namespace %q dropped blob %s: %s", r.ns, d, why)
 	}
+	return nil
+}
+
+// holdClaimed makes the namespace hold every blob an image claims, with
+// the count of the images that claim it.
+func (r *nsRepair) holdClaimed(claims map[digest.Digest]uint64, sizes map[digest.Digest]int64) error {
 	t := now()
 	claimed := make([]digest.Digest, 0, len(claims))
 	for d := range claims {
@@ -579,21 +685,28 @@ func (db *DB) repairNamespace(tx *bolt.Tx, ns string, used map[uint64]bool, avai
 	sortDigests(claimed)
 	for _, d := range claimed {
 		n := claims[d]
-		rec := bb.Bucket([]byte(d))
+		rec := r.bb.Bucket([]byte(d))
 		if rec == nil {
 			var err error
-			if rec, err = hold(tx, nsb, ns, d, sizes[d], t); err != nil {
+			if rec, err = hold(r.tx, r.nsb, r.ns, d, sizes[d], t); err != nil {
 				return err
 			}
-			did("namespace %q holds blob %s again: an image claims it", ns, d)
+			r.did("namespace %q holds blob %s again: an image claims it", r.ns, d)
 		}
 		if got := getUint64(rec, keyImages); got != n {
 			if err := putUint64(rec, keyImages, n); err != nil {
 				return err
 			}
-			did("namespace %q: blob %s is claimed by %d image(s), not %d: count corrected", ns, d, n, got)
+			r.did("namespace %q: blob %s is claimed by %d image(s), not %d: count corrected", r.ns, d, n, got)
 		}
 	}
+	return nil
+}
+
+// correctHolds gives the holds no image claims a count of 0, and every
+// hold its blob's size.
+func (r *nsRepair) correctHolds(claims map[digest.Digest]uint64) error {
+	ns, bb, did := r.ns, r.bb, r.did
 	return bb.ForEachBucket(func(k []byte) error {
 		d := digest.Digest(k)
 		rec := bb.Bucket(k)
@@ -603,7 +716,7 @@ func (db *DB) repairNamespace(tx *bolt.Tx, ns string, used map[uint64]bool, avai
 				return err
 			}
 		}
-		if size, _ := available(d); getInt64(rec, keySize) != size {
+		if size, _ := r.available(d); getInt64(rec, keySize) != size {
 			did("namespace %q: blob %s is %d bytes, not %d: size corrected", ns, d, size, getInt64(rec, keySize))
 			return putInt64(rec, keySize, size)
 		}
@@ -614,9 +727,19 @@ func (db *DB) repairNamespace(tx *bolt.Tx, ns string, used map[uint64]bool, avai
 // repairContent makes content records agree with the holds: records of
 // gone blobs go, holder entries follow the holds, a hold gets its record,
 // a record without holders goes (its file, no record naming it now, is
-// then adopted into LostFoundNamespace).
+// then adopted into lostFoundNamespace).
 func repairContent(tx *bolt.Tx, available func(digest.Digest) (int64, string), did func(string, ...any)) error {
-	all, content := namespacesBucket(tx), contentBucket(tx)
+	holders := holdersByBlob(namespacesBucket(tx))
+	content := contentBucket(tx)
+	if err := pruneContentRecords(content, holders, available, did); err != nil {
+		return err
+	}
+	return recordHeldBlobs(content, holders, available, did)
+}
+
+// holdersByBlob is, for every blob a namespace holds, the namespaces
+// that hold it.
+func holdersByBlob(all *bolt.Bucket) map[digest.Digest]map[string]bool {
 	holders := map[digest.Digest]map[string]bool{}
 	_ = all.ForEachBucket(func(name []byte) error {
 		if bb := all.Bucket(name).Bucket(bucketBlobs); bb != nil {
@@ -631,18 +754,23 @@ func repairContent(tx *bolt.Tx, available func(digest.Digest) (int64, string), d
 		}
 		return nil
 	})
+	return holders
+}
+
+// pruneContentRecords removes the records of gone or unheld blobs, and
+// corrects the size and holder entries of the others.
+func pruneContentRecords(content *bolt.Bucket, holders map[digest.Digest]map[string]bool, available func(digest.Digest) (int64, string), did func(string, ...any)) error {
 	var records []digest.Digest
 	_ = content.ForEachBucket(func(k []byte) error {
 		records = append(records, digest.Digest(k))
 		return nil
 	})
-	t := now()
 	for _, d := range records {
 		size, why := available(d)
 		if why == "" && len(holders[d]) == 0 {
 			why = "no namespace holds it"
 		} else if why != "" {
-			why = "its file " + blobFile(d) + " " + why
+			why = "its file " + blobs.RelPath(d) + " " + why
 		}
 		if why != "" {
 			if err := content.DeleteBucket([]byte(d)); err != nil {
@@ -658,24 +786,40 @@ func repairContent(tx *bolt.Tx, available func(digest.Digest) (int64, string), d
 				return err
 			}
 		}
-		hb, err := cb.CreateBucketIfNotExists(bucketHolders)
-		if err != nil {
+		if err := dropStaleHolders(cb, d, holders[d], did); err != nil {
 			return err
 		}
-		var stale [][]byte
-		_ = hb.ForEach(func(ns, _ []byte) error {
-			if !holders[d][string(ns)] {
-				stale = append(stale, append([]byte(nil), ns...))
-			}
-			return nil
-		})
-		for _, ns := range stale {
-			if err := hb.Delete(ns); err != nil {
-				return err
-			}
-			did("blob %s: removed holder namespace %q, which does not hold it", d, ns)
-		}
 	}
+	return nil
+}
+
+// dropStaleHolders removes the holder entries of blob d's record (cb)
+// that name a namespace not among those holding it.
+func dropStaleHolders(cb *bolt.Bucket, d digest.Digest, holding map[string]bool, did func(string, ...any)) error {
+	hb, err := cb.CreateBucketIfNotExists(bucketHolders)
+	if err != nil {
+		return err
+	}
+	var stale [][]byte
+	_ = hb.ForEach(func(ns, _ []byte) error {
+		if !holding[string(ns)] {
+			stale = append(stale, append([]byte(nil), ns...))
+		}
+		return nil
+	})
+	for _, ns := range stale {
+		if err := hb.Delete(ns); err != nil {
+			return err
+		}
+		did("blob %s: removed holder namespace %q, which does not hold it", d, ns)
+	}
+	return nil
+}
+
+// recordHeldBlobs gives every held blob its record (its file is there:
+// a hold of a gone blob was dropped before) naming all its holders.
+func recordHeldBlobs(content *bolt.Bucket, holders map[digest.Digest]map[string]bool, available func(digest.Digest) (int64, string), did func(string, ...any)) error {
+	t := now()
 	held := make([]digest.Digest, 0, len(holders))
 	for d := range holders {
 		held = append(held, d)

@@ -6,8 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/nsfs/nsfs/blobs"
 	"github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
 )
@@ -59,11 +59,11 @@ func (s fsckStore) imageRemoved(bad digest.Digest, removal, why string) []string
 	sizes := map[digest.Digest]int{s.img.digest: len(s.img.manifest), s.img.config.Digest: int(s.img.config.Size), s.img.layer.Digest: int(s.img.layer.Size)}
 	for _, d := range []digest.Digest{s.img.digest, s.img.config.Digest, s.img.layer.Digest} {
 		if d == bad {
-			lines = append(lines, fmt.Sprintf(`removed the record of blob %s: its file %s %s`, d, blobFile(d), why))
+			lines = append(lines, fmt.Sprintf(`removed the record of blob %s: its file %s %s`, d, blobs.RelPath(d), why))
 		} else {
 			// Their bytes verify: kept, never deleted.
 			lines = append(lines, fmt.Sprintf(`removed the record of blob %s: no namespace holds it`, d),
-				fmt.Sprintf(`adopted blob file %s (%d bytes, its digest verified) into namespace "lost-found"`, blobFile(d), sizes[d]))
+				fmt.Sprintf(`adopted blob file %s (%d bytes, its digest verified) into namespace "lost-found"`, blobs.RelPath(d), sizes[d]))
 		}
 	}
 	return append(lines, `created namespace "lost-found" for blob files no record names`)
@@ -135,12 +135,12 @@ func TestCheckAndRepair(t *testing.T) {
 		name: "layer file deleted",
 		breakf: func(t *testing.T, s fsckStore) expect {
 			l := s.img.layer.Digest
-			removeFile(t, s.db.blobs.Path(l))
+			removeFile(t, blobPath(s.db, l))
 			return expect{
 				problems: []string{
-					fmt.Sprintf(`namespace "default": image "app:v1": blob %s it claims is missing (its file %s is gone)`, l, blobFile(l)),
-					fmt.Sprintf(`namespace "foo": image "app:v1": blob %s it claims is missing (its file %s is gone)`, l, blobFile(l)),
-					fmt.Sprintf(`blob %s: its file %s is missing`, l, blobFile(l)),
+					fmt.Sprintf(`namespace "default": image "app:v1": blob %s it claims is missing (its file %s is gone)`, l, blobs.RelPath(l)),
+					fmt.Sprintf(`namespace "foo": image "app:v1": blob %s it claims is missing (its file %s is gone)`, l, blobs.RelPath(l)),
+					fmt.Sprintf(`blob %s: its file %s is missing`, l, blobs.RelPath(l)),
 				},
 				repairs: s.imageRemoved(l, fmt.Sprintf("blob %s it claims is missing", l), "is missing"),
 			}
@@ -149,12 +149,12 @@ func TestCheckAndRepair(t *testing.T) {
 		name: "manifest file deleted",
 		breakf: func(t *testing.T, s fsckStore) expect {
 			m := s.img.digest
-			removeFile(t, s.db.blobs.Path(m))
+			removeFile(t, blobPath(s.db, m))
 			return expect{
 				problems: []string{
-					fmt.Sprintf(`namespace "default": image "app:v1": target blob %s is missing (its file %s is gone)`, m, blobFile(m)),
-					fmt.Sprintf(`namespace "foo": image "app:v1": target blob %s is missing (its file %s is gone)`, m, blobFile(m)),
-					fmt.Sprintf(`blob %s: its file %s is missing`, m, blobFile(m)),
+					fmt.Sprintf(`namespace "default": image "app:v1": target blob %s is missing (its file %s is gone)`, m, blobs.RelPath(m)),
+					fmt.Sprintf(`namespace "foo": image "app:v1": target blob %s is missing (its file %s is gone)`, m, blobs.RelPath(m)),
+					fmt.Sprintf(`blob %s: its file %s is missing`, m, blobs.RelPath(m)),
 				},
 				repairs: s.imageRemoved(m, fmt.Sprintf("its target blob %s is missing", m), "is missing"),
 			}
@@ -174,13 +174,13 @@ func TestCheckAndRepair(t *testing.T) {
 			name := ingestNames(t, s.db)[0]
 			return expect{
 				problems: []string{
-					fmt.Sprintf(`blob file %s: no record names it (6 bytes; its record is lost, or it was put there by hand)`, blobFile(orphan)),
+					fmt.Sprintf(`blob file %s: no record names it (6 bytes; its record is lost, or it was put there by hand)`, blobs.RelPath(orphan)),
 					fmt.Sprintf(`ingest/%s: unfinished ingest (5 bytes, last written `, name),
 				},
 				// Never deleted: it may be someone's data.
 				repairs: []string{
 					`created namespace "lost-found" for blob files no record names`,
-					fmt.Sprintf(`adopted blob file %s (6 bytes, its digest verified) into namespace "lost-found"`, blobFile(orphan)),
+					fmt.Sprintf(`adopted blob file %s (6 bytes, its digest verified) into namespace "lost-found"`, blobs.RelPath(orphan)),
 					fmt.Sprintf(`removed unfinished ingest ingest/%s (5 bytes)`, name),
 				},
 				images: 2,
@@ -191,7 +191,7 @@ func TestCheckAndRepair(t *testing.T) {
 		verify: true,
 		breakf: func(t *testing.T, s fsckStore) expect {
 			l := s.img.layer.Digest
-			path := s.db.blobs.Path(l)
+			path := blobPath(s.db, l)
 			data, err := os.ReadFile(path)
 			if err != nil {
 				t.Fatal(err)
@@ -206,28 +206,28 @@ func TestCheckAndRepair(t *testing.T) {
 			why := "its bytes hash to " + string(got)
 			return expect{
 				problems: []string{
-					fmt.Sprintf(`blob file %s: %s (corrupt)`, blobFile(l), why),
+					fmt.Sprintf(`blob file %s: %s (corrupt)`, blobs.RelPath(l), why),
 					fmt.Sprintf(`namespace "default": image "app:v1": blob %s it claims is corrupt (%s)`, l, why),
 					fmt.Sprintf(`namespace "foo": image "app:v1": blob %s it claims is corrupt (%s)`, l, why),
 				},
 				repairs: append(s.imageRemoved(l, fmt.Sprintf("blob %s it claims is corrupt (%s)", l, why), "is corrupt ("+why+")"),
-					fmt.Sprintf(`moved corrupt blob file %s to quarantine/%s (%s)`, blobFile(l), l.Encoded(), why)),
+					fmt.Sprintf(`moved corrupt blob file %s to quarantine/%s (%s)`, blobs.RelPath(l), l.Encoded(), why)),
 			}
 		},
 	}, {
 		name: "a blob file truncated",
 		breakf: func(t *testing.T, s fsckStore) expect {
 			x := s.extra
-			overwrite(t, s.db.blobs.Path(x), []byte("written"))
+			overwrite(t, blobPath(s.db, x), []byte("written"))
 			why := "7 bytes, 25 recorded"
 			return expect{
 				problems: []string{
-					fmt.Sprintf(`blob %s: its file %s is 7 bytes, but 25 were recorded`, x, blobFile(x)),
+					fmt.Sprintf(`blob %s: its file %s is 7 bytes, but 25 were recorded`, x, blobs.RelPath(x)),
 				},
 				repairs: []string{
 					fmt.Sprintf(`namespace "default" dropped blob %s: its file is corrupt (%s)`, x, why),
-					fmt.Sprintf(`removed the record of blob %s: its file %s is corrupt (%s)`, x, blobFile(x), why),
-					fmt.Sprintf(`moved corrupt blob file %s to quarantine/%s (%s)`, blobFile(x), x.Encoded(), why),
+					fmt.Sprintf(`removed the record of blob %s: its file %s is corrupt (%s)`, x, blobs.RelPath(x), why),
+					fmt.Sprintf(`moved corrupt blob file %s to quarantine/%s (%s)`, blobs.RelPath(x), x.Encoded(), why),
 				},
 				images: 2,
 			}
@@ -236,16 +236,16 @@ func TestCheckAndRepair(t *testing.T) {
 		name: "a layer file truncated",
 		breakf: func(t *testing.T, s fsckStore) expect {
 			l := s.img.layer.Digest
-			overwrite(t, s.db.blobs.Path(l), []byte("layer"))
+			overwrite(t, blobPath(s.db, l), []byte("layer"))
 			why := fmt.Sprintf("5 bytes, %d recorded", s.img.layer.Size)
 			return expect{
 				problems: []string{
 					fmt.Sprintf(`namespace "default": image "app:v1": blob %s it claims is corrupt (%s)`, l, why),
 					fmt.Sprintf(`namespace "foo": image "app:v1": blob %s it claims is corrupt (%s)`, l, why),
-					fmt.Sprintf(`blob %s: its file %s is 5 bytes, but %d were recorded`, l, blobFile(l), s.img.layer.Size),
+					fmt.Sprintf(`blob %s: its file %s is 5 bytes, but %d were recorded`, l, blobs.RelPath(l), s.img.layer.Size),
 				},
 				repairs: append(s.imageRemoved(l, fmt.Sprintf("blob %s it claims is corrupt (%s)", l, why), "is corrupt ("+why+")"),
-					fmt.Sprintf(`moved corrupt blob file %s to quarantine/%s (%s)`, blobFile(l), l.Encoded(), why)),
+					fmt.Sprintf(`moved corrupt blob file %s to quarantine/%s (%s)`, blobs.RelPath(l), l.Encoded(), why)),
 			}
 		},
 	}, {
@@ -263,7 +263,7 @@ func TestCheckAndRepair(t *testing.T) {
 					fmt.Sprintf(`namespace "foo": image "app:v1": layer 1 blob %s is %d bytes, but the manifest says %d`, l, s.img.layer.Size^1, s.img.layer.Size),
 					fmt.Sprintf(`namespace "default": blob %s: hold records %d bytes, the content record %d`, l, s.img.layer.Size, s.img.layer.Size^1),
 					fmt.Sprintf(`namespace "foo": blob %s: hold records %d bytes, the content record %d`, l, s.img.layer.Size, s.img.layer.Size^1),
-					fmt.Sprintf(`blob %s: its record says %d bytes, but its file %s has %d and its bytes verify (the record is wrong)`, l, s.img.layer.Size^1, blobFile(l), s.img.layer.Size),
+					fmt.Sprintf(`blob %s: its record says %d bytes, but its file %s has %d and its bytes verify (the record is wrong)`, l, s.img.layer.Size^1, blobs.RelPath(l), s.img.layer.Size),
 				},
 				repairs: []string{
 					fmt.Sprintf(`blob %s is %d bytes, not %d: size corrected`, l, s.img.layer.Size, s.img.layer.Size^1),
@@ -361,7 +361,7 @@ func TestRepairLeavesWhatNeedsAHuman(t *testing.T) {
 	update(t, s.db, func(tx *bolt.Tx) error {
 		return namespacesBucket(tx).Bucket([]byte("foo")).Bucket(bucketLabels).Put([]byte("k"), []byte(long))
 	})
-	stray := filepath.Join(filepath.Dir(s.db.blobs.Path(s.extra)), "not-a-blob")
+	stray := filepath.Join(filepath.Dir(blobPath(s.db, s.extra)), "not-a-blob")
 	if err := os.WriteFile(stray, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -398,7 +398,7 @@ func TestCheckReadOnly(t *testing.T) {
 	if _, err := ro.CreateNamespace("x", nil); err == nil {
 		t.Fatal("a read-only store took a namespace")
 	}
-	if _, err := Open(root, Options{LockTimeout: 50 * time.Millisecond}); !IsLocked(err) {
+	if _, err := Open(root, Options{}); !IsLocked(err) {
 		t.Fatalf("a writer opened a store being checked: %v", err)
 	}
 	if _, err := Open(t.TempDir(), Options{ReadOnly: true}); err == nil || !strings.Contains(err.Error(), "no nsfs store at") {

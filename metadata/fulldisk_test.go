@@ -392,7 +392,7 @@ func TestReserveCoversOneDeleteCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	db.commits = commitEach
+	db.setCommitMode(commitEach)
 	const images = 2000
 	base := mustWriteBlob(t, db, "default", []byte("a base layer every image shares"))
 	for i := 0; i < images; i++ {

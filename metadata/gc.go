@@ -125,7 +125,7 @@ func (db *DB) collectStripe(stripe int, ds []digest.Digest, stats *GCStats) erro
 		case garbageRemoved:
 			stats.Blobs++
 			stats.Bytes += info.Size
-			stats.Removed = append(stats.Removed, Garbage{Path: blobFile(d), Size: info.Size, ModTime: info.ModTime})
+			stats.Removed = append(stats.Removed, Garbage{Path: blobs.RelPath(d), Size: info.Size, ModTime: info.ModTime})
 			settled = append(settled, d)
 		case garbageHeld, garbageGone:
 			settled = append(settled, d)
@@ -186,7 +186,7 @@ func (db *DB) collectLocked(d digest.Digest) (garbageOutcome, blobs.Info, error)
 		return garbageGone, blobs.Info{}, nil
 	}
 	if err != nil {
-		return garbageUnproven, blobs.Info{}, errors.WithMessagef(err, "garbage collection: blob file %s", blobFile(d))
+		return garbageUnproven, blobs.Info{}, errors.WithMessagef(err, "garbage collection: blob file %s", blobs.RelPath(d))
 	}
 	if !info.Mode.IsRegular() {
 		// Planted (a link, a fifo): not this store's file to delete;
@@ -194,7 +194,7 @@ func (db *DB) collectLocked(d digest.Digest) (garbageOutcome, blobs.Info, error)
 		return garbageUnproven, blobs.Info{}, nil
 	}
 	if err := db.blobs.Delete(d); err != nil {
-		return garbageUnproven, blobs.Info{}, errors.WithMessagef(err, "garbage collection: delete blob file %s", blobFile(d))
+		return garbageUnproven, blobs.Info{}, errors.WithMessagef(err, "garbage collection: delete blob file %s", blobs.RelPath(d))
 	}
 	return garbageRemoved, info, nil
 }
@@ -284,7 +284,7 @@ func (db *DB) collectIngests(cutoff time.Time, stats *GCStats) error {
 		}
 		stats.Ingests++
 		stats.Bytes += info.Size
-		stats.Removed = append(stats.Removed, Garbage{Path: "ingest/" + info.Name, Size: info.Size, ModTime: info.ModTime})
+		stats.Removed = append(stats.Removed, Garbage{Path: blobs.IngestRelPath(info.Name), Size: info.Size, ModTime: info.ModTime})
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nsfs/nsfs/blobs"
 	"github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
 )
@@ -19,7 +20,7 @@ func TestCollectGarbage(t *testing.T) {
 	held := mustWriteBlob(t, db, "default", []byte("held"))
 	old := time.Now().Add(-2 * time.Hour)
 	// Even an old file stays while a record names it.
-	if err := os.Chtimes(db.blobs.Path(held.Digest), old, old); err != nil {
+	if err := os.Chtimes(blobPath(db, held.Digest), old, old); err != nil {
 		t.Fatal(err)
 	}
 	file := func(data string) digest.Digest {
@@ -27,7 +28,7 @@ func TestCollectGarbage(t *testing.T) {
 		if _, err := db.blobs.WriteBytes(d, []byte(data)); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Chtimes(db.blobs.Path(d), old, old); err != nil {
+		if err := os.Chtimes(blobPath(db, d), old, old); err != nil {
 			t.Fatal(err)
 		}
 		return d
@@ -71,7 +72,7 @@ func TestCollectGarbage(t *testing.T) {
 	for _, g := range stats.Removed {
 		removed = append(removed, g.Path)
 	}
-	want := []string{blobFile(crashed), "ingest/" + abandonedName}
+	want := []string{blobs.RelPath(crashed), "ingest/" + abandonedName}
 	if strings.Join(removed, " ") != strings.Join(want, " ") || stats.Blobs != 1 || stats.Ingests != 1 || stats.Bytes != 21+5 {
 		t.Fatalf("removed %v (%d blobs, %d ingests, %d bytes), want %v (1, 1, 26 bytes)", removed, stats.Blobs, stats.Ingests, stats.Bytes, want)
 	}

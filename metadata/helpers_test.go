@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -146,19 +147,23 @@ func dump(t testing.TB, db *DB) string {
 // blobFiles lists the committed blob files, sorted.
 func blobFiles(t testing.TB, db *DB) []digest.Digest {
 	t.Helper()
+	listed, err := db.blobs.List()
+	if err != nil {
+		t.Fatalf("list blobs: %v", err)
+	}
 	var files []digest.Digest
-	if err := db.blobs.Walk(func(info blobs.Info) error {
-		files = append(files, info.Digest)
-		return nil
-	}); err != nil {
-		t.Fatalf("walk blobs: %v", err)
+	for d := range listed.Files {
+		files = append(files, d)
 	}
 	sort.Slice(files, func(i, j int) bool { return files[i] < files[j] })
 	return files
 }
 
+// blobPath is where blob d's file lives in db's store.
+func blobPath(db *DB, d digest.Digest) string { return filepath.Join(db.root, blobs.RelPath(d)) }
+
 func fileExists(db *DB, d digest.Digest) bool {
-	_, err := os.Stat(db.blobs.Path(d))
+	_, err := os.Stat(blobPath(db, d))
 	return err == nil
 }
 
@@ -174,6 +179,27 @@ func heldDigests(t testing.TB, db *DB, ns string) []digest.Digest {
 		ds = append(ds, b.Digest)
 	}
 	return ds
+}
+
+// releasedBy runs op and returns, sorted, the blobs ns held before it and
+// does not hold after it: what op released.
+func releasedBy(t testing.TB, db *DB, ns string, op func() error) []digest.Digest {
+	t.Helper()
+	before := heldDigests(t, db, ns)
+	if err := op(); err != nil {
+		t.Fatal(err)
+	}
+	after := map[digest.Digest]bool{}
+	for _, d := range heldDigests(t, db, ns) {
+		after[d] = true
+	}
+	var released []digest.Digest
+	for _, d := range before {
+		if !after[d] {
+			released = append(released, d)
+		}
+	}
+	return sortedDigests(released...)
 }
 
 func sortedDigests(ds ...digest.Digest) []digest.Digest {

@@ -273,7 +273,6 @@ func (db *DB) PutImage(w ImageWrite) (Image, error) {
 	// Unlocked first: an orphaned blob may share the target's stripe.
 	unlock()
 	db.deleteOrphans(rel)
-	db.notify(rel)
 	return img, nil
 }
 
@@ -556,13 +555,8 @@ func releaseImage(tx *bolt.Tx, nsb *bolt.Bucket, ns, ref string, rel *releases) 
 	return nil
 }
 
-// GetImage returns one image with its labels (ErrNotFound).
-func (db *DB) GetImage(ns, ref string) (Image, error) {
-	return db.getImage(ns, ref, true)
-}
-
-// StatImage is GetImage without the labels (Labels is nil): what a stat
-// needs, without a map built on every getattr.
+// StatImage returns one image without its labels (Labels is nil: a stat
+// needs no map built on every getattr), or ErrNotFound.
 func (db *DB) StatImage(ns, ref string) (Image, error) {
 	return db.getImage(ns, ref, false)
 }
@@ -582,30 +576,6 @@ func (db *DB) getImage(ns, ref string, withLabels bool) (Image, error) {
 		return nil
 	})
 	return img, err
-}
-
-// ListImages returns every image of ns sorted by name.
-func (db *DB) ListImages(ns string) ([]Image, error) {
-	var list []Image
-	err := db.bolt.View(func(tx *bolt.Tx) error {
-		nsb, err := namespaceBucket(tx, ns)
-		if err != nil {
-			return err
-		}
-		images, err := subBucket(nsb, bucketImages)
-		if err != nil {
-			return err
-		}
-		return images.ForEach(func(k, v []byte) error {
-			rec, err := decodeImageRecord(v)
-			if err != nil {
-				return err
-			}
-			list = append(list, toImage(nsb, ns, string(k), rec, true))
-			return nil
-		})
-	})
-	return list, err
 }
 
 // DeleteImage deletes an image, then releases the blobs that no other image

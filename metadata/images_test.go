@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 
@@ -21,7 +20,7 @@ type fileID struct {
 
 func statFile(t *testing.T, db *DB, d digest.Digest) fileID {
 	t.Helper()
-	fi, err := os.Stat(db.blobs.Path(d))
+	fi, err := os.Stat(blobPath(db, d))
 	if err != nil {
 		t.Fatalf("blob file %s: %v", d, err)
 	}
@@ -111,33 +110,30 @@ func TestSeedStory(t *testing.T) {
 }
 
 func TestDeleteImageDropsBlobs(t *testing.T) {
-	var mu sync.Mutex
-	var released []string
-	db := openTestDB(t, Options{OnBlobReleased: func(ns string, d digest.Digest) {
-		mu.Lock()
-		released = append(released, ns+" "+string(d))
-		mu.Unlock()
-	}})
+	db := openTestDB(t, Options{})
 	a := seedImage(t, db, "default", "a")
 	b := seedImage(t, db, "default", "b")
 	// b shares a's layer.
 	bm := manifestJSON(b.config, a.layer)
-	if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "a", Manifest: a.manifest}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "b", Manifest: bm}); err != nil {
-		t.Fatal(err)
+	var released []digest.Digest
+	for _, w := range []ImageWrite{{Namespace: "default", Ref: "a", Manifest: a.manifest}, {Namespace: "default", Ref: "b", Manifest: bm}} {
+		released = append(released, releasedBy(t, db, "default", func() error {
+			_, err := db.PutImage(w)
+			return err
+		})...)
 	}
 
-	err := db.DeleteBlob("default", a.layer.Digest)
+	var err error
+	released = append(released, releasedBy(t, db, "default", func() error {
+		err = db.DeleteBlob("default", a.layer.Digest)
+		return nil
+	})...)
 	wantKind(t, "rm a layer two images use", err, IsInUse, "ErrInUse")
 	if !strings.Contains(err.Error(), string(a.layer.Digest)) {
 		t.Fatalf("message %q does not name the blob", err)
 	}
 
-	if err := db.DeleteImage("default", "a"); err != nil {
-		t.Fatal(err)
-	}
+	released = append(released, releasedBy(t, db, "default", func() error { return db.DeleteImage("default", "a") })...)
 	// a's manifest and config go (from the namespace and, as nobody else
 	// holds them, from the disk); the shared layer stays, still in use.
 	for _, d := range []digest.Digest{a.digest, a.config.Digest} {
@@ -155,12 +151,8 @@ func TestDeleteImageDropsBlobs(t *testing.T) {
 	if bl, err := db.GetBlob("default", b.layer.Digest); err != nil || bl.InUse || !bl.Held {
 		t.Fatalf("unused blob b.layer: %+v, %v", bl, err)
 	}
-	mu.Lock()
-	got := strings.Join(released, "\n")
-	mu.Unlock()
-	want := strings.Join([]string{"default " + string(a.config.Digest), "default " + string(a.digest)}, "\n")
-	if sortLines(got) != sortLines(want) {
-		t.Fatalf("OnBlobReleased calls:\n%s\nwant\n%s", got, want)
+	if want := sortedDigests(a.config.Digest, a.digest); !equalDigests(sortedDigests(released...), want) {
+		t.Fatalf("released %v, want %v", released, want)
 	}
 
 	wantKind(t, "rm image a twice", db.DeleteImage("default", "a"), IsNotFound, "ErrNotFound")
@@ -531,12 +523,7 @@ func TestReplaceRenameLink(t *testing.T) {
 	if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "c", Manifest: a.manifest}); err != nil {
 		t.Fatal(err)
 	}
-	var released []digest.Digest
-	db.opts.OnBlobReleased = func(_ string, d digest.Digest) { released = append(released, d) }
-	if err := db.RenameImage("default", "dir/z", "default", "c", false); err != nil {
-		t.Fatal(err)
-	}
-	db.opts.OnBlobReleased = nil
+	released := releasedBy(t, db, "default", func() error { return db.RenameImage("default", "dir/z", "default", "c", false) })
 	got, err := db.GetImage("default", "c")
 	if err != nil || got.ID != linked.ID || got.Target.Digest != b.digest {
 		t.Fatalf("c after rename over it: %+v %v", got, err)

@@ -84,13 +84,8 @@ func createNamespace(tx *bolt.Tx, name string, labels map[string]string) (Namesp
 	return Namespace{Name: name, ID: id, Labels: kept, CreatedAt: t, UpdatedAt: t}, nil
 }
 
-// GetNamespace returns one namespace with its labels (ErrNotFound).
-func (db *DB) GetNamespace(name string) (Namespace, error) {
-	return db.getNamespace(name, true)
-}
-
-// StatNamespace is GetNamespace without the labels (Labels is nil): what
-// a lookup or a stat needs, without a map built on every one.
+// StatNamespace returns one namespace without its labels (Labels is nil:
+// a lookup or a stat needs no map built on every one), or ErrNotFound.
 func (db *DB) StatNamespace(name string) (Namespace, error) {
 	return db.getNamespace(name, false)
 }
@@ -122,7 +117,7 @@ func readNamespace(name string, nsb *bolt.Bucket, withLabels bool) Namespace {
 }
 
 // ListNamespaces returns all namespaces sorted by name. Their Labels are
-// nil: a listing does not read them (GetNamespace or Labels does).
+// nil: a listing does not read them (Labels does).
 func (db *DB) ListNamespaces() ([]Namespace, error) {
 	var list []Namespace
 	err := db.bolt.View(func(tx *bolt.Tx) error {

@@ -2,9 +2,7 @@ package metadata
 
 import (
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
 	"runtime/debug"
 	"sort"
 	"strings"
@@ -16,9 +14,9 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// LostFoundNamespace is where nsfs fsck --repair puts the blob files no
+// lostFoundNamespace is where nsfs fsck --repair puts the blob files no
 // record names: kept, held, and visible in ns/lost-found/blobs/sha256/.
-const LostFoundNamespace = "lost-found"
+const lostFoundNamespace = "lost-found"
 
 // checkMetaFile refuses a meta.db that bbolt would silently make anew: a
 // missing or empty file beside blob files means the records of those
@@ -38,7 +36,7 @@ func checkMetaFile(root, dbpath string, readOnly bool) error {
 	if err == nil {
 		what = "empty"
 	}
-	n, err := countEntries(filepath.Join(root, "blobs", "sha256"))
+	n, err := blobs.CountBlobEntries(root, 1024)
 	if err != nil {
 		return damaged(root, "meta.db is %s, and %v", what, err)
 	}
@@ -51,29 +49,6 @@ func checkMetaFile(root, dbpath string, readOnly bool) error {
 		return damaged(root, "meta.db is empty")
 	}
 	return nil
-}
-
-// countEntries counts the entries of dir (0 when it does not exist), up to
-// a few: enough to tell empty from not.
-func countEntries(dir string) (int, error) {
-	fi, err := os.Lstat(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil
-	}
-	if err == nil && !fi.IsDir() {
-		// Never followed: a link there is not the store's directory.
-		return 0, errors.Errorf("blobs/sha256 is %s, not a directory", blobs.KindOf(fi.Mode()))
-	}
-	f, err := os.Open(dir)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(1024)
-	if err != nil && err != io.EOF {
-		return 0, err
-	}
-	return len(names), nil
 }
 
 // openBolt opens meta.db so that a damaged file is refused before bbolt
@@ -178,43 +153,21 @@ type storeEntries struct {
 }
 
 // walkStore lists the blob and ingest directories, whatever their entries
-// are (lstat: a link is a link).
+// are (lstat: a link is a link), and looks at the reserve.
 func (db *DB) walkStore() (storeEntries, error) {
-	found := storeEntries{files: map[digest.Digest]int64{}}
-	stray := func(e blobs.Entry, why string) {
-		found.strays = append(found.strays, e)
-		found.problems = append(found.problems, Problem{Object: e.Path, What: why})
+	listed, err := db.blobs.List()
+	found := storeEntries{files: listed.Files, ingests: listed.Ingests}
+	if err != nil {
+		return found, err
 	}
-	if err := db.blobs.WalkBlobEntries(func(e blobs.Entry) error {
-		d := digest.NewDigestFromEncoded(digest.SHA256, e.Name)
-		switch {
-		case !e.Mode.IsRegular():
-			stray(e, "is "+blobs.KindOf(e.Mode)+" where a blob file should be (never followed)")
-		case ValidateDigest(d) != nil:
-			stray(e, "is not a blob (the name must be 64 lowercase hex digits)")
-		default:
-			found.files[d] = e.Size
-		}
-		return nil
-	}); err != nil {
-		return found, errors.WithMessagef(err, "store %s: blob directory", db.root)
+	for _, e := range listed.Strays {
+		found.strays = append(found.strays, e.Entry)
+		found.problems = append(found.problems, Problem{Object: e.Path, What: e.Why})
 	}
-	if err := db.blobs.WalkIngestEntries(func(e blobs.Entry) error {
-		if !e.Mode.IsRegular() {
-			stray(e, "is "+blobs.KindOf(e.Mode)+" where an ingest file should be (never followed)")
-			return nil
-		}
-		found.ingests = append(found.ingests, blobs.IngestInfo{Name: e.Name, Size: e.Size, ModTime: e.ModTime})
-		return nil
-	}); err != nil {
-		return found, errors.WithMessagef(err, "store %s: ingest directory", db.root)
-	}
-	if fi, err := os.Lstat(filepath.Join(db.root, reserveName)); err == nil && !fi.Mode().IsRegular() {
+	if fi, err := os.Lstat(db.reservePath()); err == nil && !fi.Mode().IsRegular() {
 		found.badReserve = fi.Mode()
 		found.problems = append(found.problems, Problem{Object: reserveName, What: "is " + blobs.KindOf(fi.Mode()) + " where the store keeps a file of reserved space (never followed)"})
 	}
-	sort.Slice(found.ingests, func(i, j int) bool { return found.ingests[i].Name < found.ingests[j].Name })
-	sort.Slice(found.strays, func(i, j int) bool { return found.strays[i].Path < found.strays[j].Path })
 	sort.Slice(found.problems, func(i, j int) bool { return found.problems[i].Object < found.problems[j].Object })
 	return found, nil
 }
@@ -321,9 +274,9 @@ func (db *DB) auditFiles() ([]Problem, error) {
 			switch {
 			case !ok && strays[d]:
 			case !ok && !strays[d]:
-				problems = append(problems, Problem{Object: "blob " + string(d), What: "its file " + blobFile(d) + " is missing"})
+				problems = append(problems, Problem{Object: "blob " + string(d), What: "its file " + blobs.RelPath(d) + " is missing"})
 			case size != getInt64(content.Bucket(k), keySize):
-				problems = append(problems, Problem{Object: "blob file " + blobFile(d), What: fmt.Sprintf("has %d bytes, its record says %d", size, getInt64(content.Bucket(k), keySize))})
+				problems = append(problems, Problem{Object: "blob file " + blobs.RelPath(d), What: fmt.Sprintf("has %d bytes, its record says %d", size, getInt64(content.Bucket(k), keySize))})
 			}
 			delete(files, d)
 			return nil
@@ -333,7 +286,7 @@ func (db *DB) auditFiles() ([]Problem, error) {
 		unheld := unheldBucket(tx)
 		for d := range files {
 			if unheld == nil || unheld.Get([]byte(d)) == nil {
-				problems = append(problems, Problem{Object: "blob file " + blobFile(d), What: "no record names it (its record is lost, or it was put there by hand)"})
+				problems = append(problems, Problem{Object: "blob file " + blobs.RelPath(d), What: "no record names it (its record is lost, or it was put there by hand)"})
 			}
 		}
 		return nil

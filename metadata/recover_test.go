@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nsfs/nsfs/blobs"
 	"github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
 )
@@ -20,7 +21,7 @@ func storeWithBlob(t *testing.T) (string, digest.Digest) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := mustWriteBlob(t, db, DefaultNamespace, []byte("kept")).Digest
+	d := mustWriteBlob(t, db, defaultNamespace, []byte("kept")).Digest
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -94,8 +95,8 @@ func TestRecoverRefusesUnrecordedFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := db.Recover(); !IsDamaged(err) || !strings.Contains(err.Error(), blobFile(stray)+": no record names it") {
-		t.Fatalf("Recover: %v, want ErrDamaged naming %s", err, blobFile(stray))
+	if _, err := db.Recover(); !IsDamaged(err) || !strings.Contains(err.Error(), blobs.RelPath(stray)+": no record names it") {
+		t.Fatalf("Recover: %v, want ErrDamaged naming %s", err, blobs.RelPath(stray))
 	}
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("the refusal removed the unrecorded file: %v", err)
@@ -112,14 +113,14 @@ func TestRecoverRefusesUnrecordedFiles(t *testing.T) {
 	}
 }
 
-// Salvage of a store whose meta.db is gone makes a new one; the repair
+// salvageStore of a store whose meta.db is gone makes a new one; the repair
 // then adopts every blob file into lost-found, and the store is clean.
 func TestSalvageAndAdopt(t *testing.T) {
 	root, kept := storeWithBlob(t)
 	os.Remove(filepath.Join(root, "meta.db"))
-	actions, err := Salvage(root, 0)
+	actions, err := salvageStore(root)
 	if err != nil {
-		t.Fatalf("Salvage: %v (%v)", err, actions)
+		t.Fatalf("salvageStore: %v (%v)", err, actions)
 	}
 	db, err := Open(root, Options{})
 	if err != nil {
@@ -130,15 +131,15 @@ func TestSalvageAndAdopt(t *testing.T) {
 	if err != nil || len(rep.Remaining) != 0 {
 		t.Fatalf("repair after salvage: %v, remaining %v", err, rep.Remaining)
 	}
-	b, err := db.GetBlob(LostFoundNamespace, kept)
+	b, err := db.GetBlob(lostFoundNamespace, kept)
 	if err != nil || !b.Held {
-		t.Fatalf("the blob in %s: %+v, %v", LostFoundNamespace, b, err)
+		t.Fatalf("the blob in %s: %+v, %v", lostFoundNamespace, b, err)
 	}
 	checkInvariants(t, db)
 }
 
 // A v1/ bucket whose name was damaged is refused, never replaced by a new,
-// empty schema (which would serve an empty store); Salvage takes the one
+// empty schema (which would serve an empty store); salvageStore takes the one
 // other top bucket for it, and the namespaces come back.
 func TestRenamedV1IsRefusedAndSalvaged(t *testing.T) {
 	root, kept := storeWithBlob(t)
@@ -161,7 +162,7 @@ func TestRenamedV1IsRefusedAndSalvaged(t *testing.T) {
 	if _, err := Open(root, Options{}); !IsDamaged(err) {
 		t.Fatalf("Open of a store whose v1/ lost its name: %v, want ErrDamaged", err)
 	}
-	if _, err := Salvage(root, 0); err != nil {
+	if _, err := salvageStore(root); err != nil {
 		t.Fatal(err)
 	}
 	db, err := Open(root, Options{})
@@ -169,12 +170,12 @@ func TestRenamedV1IsRefusedAndSalvaged(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if b, err := db.GetBlob(DefaultNamespace, kept); err != nil || !b.Held {
+	if b, err := db.GetBlob(defaultNamespace, kept); err != nil || !b.Held {
 		t.Fatalf("after the salvage, default's blob: %+v, %v", b, err)
 	}
 }
 
-// A damaged page loses only the records on it: Salvage copies the rest,
+// A damaged page loses only the records on it: salvageStore copies the rest,
 // bucket by bucket, and the repair keeps every image whose records were
 // elsewhere (here: namespace a's, when b's images/ page is zeroed).
 func TestSalvageKeepsTheUndamagedRecords(t *testing.T) {
@@ -219,12 +220,12 @@ func TestSalvageKeepsTheUndamagedRecords(t *testing.T) {
 	if _, err := Open(root, Options{}); !IsDamaged(err) {
 		t.Fatalf("Open of a zeroed page: %v, want ErrDamaged", err)
 	}
-	actions, err := Salvage(root, 0)
+	actions, err := salvageStore(root)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if strings.Contains(strings.Join(actions, "\n"), "no record could be read") {
-		t.Fatalf("Salvage read nothing:\n%s", strings.Join(actions, "\n"))
+		t.Fatalf("salvageStore read nothing:\n%s", strings.Join(actions, "\n"))
 	}
 	db, err = Open(root, Options{})
 	if err != nil {

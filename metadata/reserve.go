@@ -40,6 +40,9 @@ import (
 // the reserve without replacing it.
 const reserveName = "reserve"
 
+// reservePath is where the store keeps its reserve.
+func (db *DB) reservePath() string { return filepath.Join(db.root, reserveName) }
+
 // minReserve is the reserve of a small store.
 const minReserve = 8 << 20
 
@@ -98,7 +101,7 @@ func (db *DB) commitWithReserve(fn func(*bolt.Tx) error) error {
 
 // releaseReserveLocked deletes the reserve and says how many bytes it had.
 func (db *DB) releaseReserveLocked() int64 {
-	path := filepath.Join(db.root, reserveName)
+	path := db.reservePath()
 	db.reserveHave = 0
 	db.reserveShort.Store(true)
 	fi, err := os.Lstat(path)
@@ -136,7 +139,7 @@ func (db *DB) restoreReserve() {
 	if db.reserveHave >= want {
 		return
 	}
-	path := filepath.Join(db.root, reserveName)
+	path := db.reservePath()
 	have := int64(0)
 	if fi, err := os.Lstat(path); err == nil {
 		if !fi.Mode().IsRegular() {

@@ -11,46 +11,30 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Salvage replaces a damaged meta.db with a new one that holds every record
-// that can still be read: it walks the old file's pages itself (rawFile,
-// each page once, so that a page naming its ancestor cannot loop it) and
-// copies every key it reaches; what sat on a damaged page, or below one,
-// is lost (each loss is one line of the result). The old file is kept
-// beside it as meta.db.before-repair-<time>. A missing, empty or unreadable
-// meta.db gives an empty store. Blob files are not touched: Check with
-// Repair, run next, rebuilds what records can be derived and adopts the
-// files no record names. The store must not be mounted.
+// salvageStore replaces a damaged meta.db with a new one that holds every
+// record that can still be read: it walks the old file's pages itself
+// (rawFile, each page once, so that a page naming its ancestor cannot
+// loop it) and copies every key it reaches; what sat on a damaged page,
+// or below one, is lost (each loss is one line of the result). The old
+// file is kept beside it as meta.db.before-repair-<time>. A missing,
+// empty or unreadable meta.db gives an empty store. Blob files are not
+// touched: Check with Repair, run next, rebuilds what records can be
+// derived and adopts the files no record names. The store must not be
+// mounted.
 //
 // It is safe against a crash at any point: the new file is written beside
 // the old one, fsynced, and renamed over it; the old one is hard-linked
 // to its new name first, so meta.db is never missing.
-func Salvage(root string, lockTimeout time.Duration) ([]string, error) {
-	if lockTimeout <= 0 {
-		lockTimeout = defaultLockTimeout
-	}
+func salvageStore(root string) ([]string, error) {
 	var actions []string
 	did := func(format string, args ...any) { actions = append(actions, fmt.Sprintf(format, args...)) }
-	dbpath := filepath.Join(root, "meta.db")
+	dbpath := metaPath(root)
 	tmp := dbpath + ".salvage"
-	// The old file's lock, shared: a daemon serving the store has it.
-	exists := false
-	if fi, err := os.Lstat(dbpath); err == nil {
-		exists = true
-		if fi.Mode().IsRegular() && fi.Size() > 0 {
-			var held *bolt.DB
-			err := guarded(func() error {
-				var err error
-				held, err = bolt.Open(dbpath, 0o600, &bolt.Options{Timeout: lockTimeout, ReadOnly: true})
-				return err
-			})
-			if errors.Is(err, bolt.ErrTimeout) {
-				return nil, errors.WithMessagef(ErrLocked, "store %s is already in use by another nsfs (%s is locked)", root, dbpath)
-			}
-			if err == nil && held != nil {
-				defer held.Close()
-			}
-		}
+	exists, unlock, err := lockOldMeta(root, dbpath)
+	if err != nil {
+		return nil, err
 	}
+	defer unlock()
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, errors.WithMessagef(err, "salvage store %s", root)
 	}
@@ -62,62 +46,7 @@ func Salvage(root string, lockTimeout time.Duration) ([]string, error) {
 		return nil, errors.WithMessagef(err, "salvage store %s", root)
 	}
 	defer os.Remove(tmp) // gone by then when all went well
-	var old *rawFile
-	switch {
-	case !exists:
-		did("meta.db is missing: no record could be read")
-	default:
-		if old, err = openRawFile(dbpath); err != nil {
-			did("meta.db %v: no record could be read", err)
-			old = nil
-		}
-	}
-	if old != nil {
-		copied, err := copyRaw(old, fresh, did)
-		if err != nil {
-			old.Close()
-			fresh.Close()
-			return actions, errors.WithMessagef(err, "salvage store %s", root)
-		}
-		did("copied %d records that could be read", copied)
-	}
-	err = fresh.Update(func(tx *bolt.Tx) error {
-		if old != nil {
-			if tx.Bucket(bucketV1) == nil {
-				// v1/ may have lost its name: one other top bucket is
-				// taken for it.
-				var others [][]byte
-				_ = tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
-					others = append(others, append([]byte(nil), name...))
-					return nil
-				})
-				if len(others) == 1 {
-					dst, err := tx.CreateBucket(bucketV1)
-					if err != nil {
-						return err
-					}
-					salvageBucket(tx.Bucket(others[0]), dst, "v1", did)
-					if err := tx.DeleteBucket(others[0]); err != nil {
-						return err
-					}
-					did("meta.db has no v1/ bucket: its one other top bucket %q is taken for it", others[0])
-				} else {
-					did("meta.db has no v1/ bucket: no record could be read")
-				}
-			}
-		}
-		// What Open needs to open it; the rest of the shape is the
-		// repair's (repairShape), which runs next on the new file.
-		v1 := tx.Bucket(bucketV1)
-		if v1 == nil {
-			return nil // Open makes a new store's schema
-		}
-		return repairTop(v1, did)
-	})
-	if old != nil {
-		old.Close()
-	}
-	if err != nil {
+	if err := copyReadable(dbpath, exists, fresh, did); err != nil {
 		fresh.Close()
 		return actions, errors.WithMessagef(err, "salvage store %s", root)
 	}
@@ -128,25 +57,122 @@ func Salvage(root string, lockTimeout time.Duration) ([]string, error) {
 	if err := fresh.Close(); err != nil {
 		return actions, errors.WithMessagef(err, "salvage store %s", root)
 	}
-	if exists {
-		kept := fmt.Sprintf("%s.before-repair-%s", dbpath, time.Now().UTC().Format("20060102T150405.000000000Z"))
-		if err := os.Link(dbpath, kept); err != nil {
-			return actions, errors.WithMessagef(err, "salvage store %s: keep the damaged meta.db", root)
-		}
-		did("kept the meta.db the repair started from as %s", filepath.Base(kept))
-	}
-	if err := os.Rename(tmp, dbpath); err != nil {
-		return actions, errors.WithMessagef(err, "salvage store %s", root)
-	}
-	if err := syncDir(root); err != nil {
-		return actions, errors.WithMessagef(err, "salvage store %s", root)
+	if err := replaceMeta(root, dbpath, tmp, exists, did); err != nil {
+		return actions, err
 	}
 	did("wrote a new meta.db with the records that could be read")
 	return actions, nil
 }
 
-// salvageBatch is how many keys Salvage copies per transaction: a bbolt
-// write transaction keeps every page it dirties in memory until it
+// lockOldMeta takes the old meta.db's lock, shared (a daemon serving the
+// store has it: ErrLocked), until unlock is called. exists says whether
+// there is a meta.db at all.
+func lockOldMeta(root, dbpath string) (exists bool, unlock func(), err error) {
+	unlock = func() {}
+	fi, err := os.Lstat(dbpath)
+	if err != nil {
+		return false, unlock, nil
+	}
+	if fi.Mode().IsRegular() && fi.Size() > 0 {
+		var held *bolt.DB
+		err := guarded(func() error {
+			var err error
+			held, err = bolt.Open(dbpath, 0o600, &bolt.Options{Timeout: lockTimeout, ReadOnly: true})
+			return err
+		})
+		if errors.Is(err, bolt.ErrTimeout) {
+			return true, unlock, errors.WithMessagef(ErrLocked, "store %s is already in use by another nsfs (%s is locked)", root, dbpath)
+		}
+		if err == nil && held != nil {
+			unlock = func() { held.Close() }
+		}
+	}
+	return true, unlock, nil
+}
+
+// copyReadable copies every record of the old meta.db (at dbpath, if it
+// exists) that can be read into fresh, then gives fresh what Open needs
+// to open it; the rest of the shape is the repair's (repairShape), which
+// runs next on the new file.
+func copyReadable(dbpath string, exists bool, fresh *bolt.DB, did func(string, ...any)) error {
+	var old *rawFile
+	switch {
+	case !exists:
+		did("meta.db is missing: no record could be read")
+	default:
+		var err error
+		if old, err = openRawFile(dbpath); err != nil {
+			did("meta.db %v: no record could be read", err)
+			old = nil
+		}
+	}
+	if old != nil {
+		defer old.Close()
+		copied, err := copyRaw(old, fresh, did)
+		if err != nil {
+			return err
+		}
+		did("copied %d records that could be read", copied)
+	}
+	return fresh.Update(func(tx *bolt.Tx) error {
+		if old != nil && tx.Bucket(bucketV1) == nil {
+			if err := renameToV1(tx, did); err != nil {
+				return err
+			}
+		}
+		v1 := tx.Bucket(bucketV1)
+		if v1 == nil {
+			return nil // Open makes a new store's schema
+		}
+		return repairTop(v1, did)
+	})
+}
+
+// renameToV1 gives a copy without v1/ its one other top bucket as v1/:
+// v1/ may have lost its name.
+func renameToV1(tx *bolt.Tx, did func(string, ...any)) error {
+	var others [][]byte
+	_ = tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+		others = append(others, append([]byte(nil), name...))
+		return nil
+	})
+	if len(others) != 1 {
+		did("meta.db has no v1/ bucket: no record could be read")
+		return nil
+	}
+	dst, err := tx.CreateBucket(bucketV1)
+	if err != nil {
+		return err
+	}
+	salvageBucket(tx.Bucket(others[0]), dst, "v1", did)
+	if err := tx.DeleteBucket(others[0]); err != nil {
+		return err
+	}
+	did("meta.db has no v1/ bucket: its one other top bucket %q is taken for it", others[0])
+	return nil
+}
+
+// replaceMeta keeps the old meta.db (if any) under a name of its own,
+// then renames the new one (tmp) over it, durably.
+func replaceMeta(root, dbpath, tmp string, exists bool, did func(string, ...any)) error {
+	if exists {
+		kept := fmt.Sprintf("%s.before-repair-%s", dbpath, time.Now().UTC().Format("20060102T150405.000000000Z"))
+		if err := os.Link(dbpath, kept); err != nil {
+			return errors.WithMessagef(err, "salvage store %s: keep the damaged meta.db", root)
+		}
+		did("kept the meta.db the repair started from as %s", filepath.Base(kept))
+	}
+	if err := os.Rename(tmp, dbpath); err != nil {
+		return errors.WithMessagef(err, "salvage store %s", root)
+	}
+	if err := syncDir(root); err != nil {
+		return errors.WithMessagef(err, "salvage store %s", root)
+	}
+	return nil
+}
+
+// salvageBatch is how many keys salvageStore copies per transaction: a
+// bbolt write transaction keeps every page it dirties in memory until it
 // commits, so one transaction for a large store would hold all of it.
 const salvageBatch = 20000
 
@@ -273,7 +299,7 @@ func syncDir(dir string) error {
 // then, if it found anything, the repair, always on a copy. bbolt trusts
 // its file, and a write into one with damage its checks cannot see (a bit
 // flipped in a page's bookkeeping) can corrupt what was sound, so every
-// record that can be read is first copied into a new meta.db (Salvage;
+// record that can be read is first copied into a new meta.db (salvageStore;
 // the file it started from is kept beside it), and Check repairs that.
 // The report's Problems are the first check's; Repairs begin with the
 // salvage's lines.
@@ -304,7 +330,7 @@ func Repair(root string, opts CheckOptions) (Report, error) {
 		reason, _, _ := strings.Cut(strings.TrimPrefix(err.Error(), "store "+root+": "), "; nothing was changed")
 		first.Problems = append(first.Problems, Problem{Object: "store", What: reason})
 	}
-	salvaged, err := Salvage(root, 0)
+	salvaged, err := salvageStore(root)
 	if err != nil {
 		first.Repairs = salvaged
 		return first, err

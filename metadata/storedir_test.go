@@ -20,12 +20,12 @@ import (
 func TestOpenBlobRefusesAFileThatIsNotTheBlob(t *testing.T) {
 	db := openTestDB(t, Options{})
 	data := []byte("layer bytes")
-	desc := mustWriteBlob(t, db, DefaultNamespace, data)
+	desc := mustWriteBlob(t, db, defaultNamespace, data)
 	secret := t.TempDir() + "/secret"
 	if err := os.WriteFile(secret, []byte("not yours"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	path := db.blobs.Path(desc.Digest)
+	path := blobPath(db, desc.Digest)
 	for _, tc := range []struct {
 		name  string
 		plant func() error
@@ -40,7 +40,7 @@ func TestOpenBlobRefusesAFileThatIsNotTheBlob(t *testing.T) {
 		if err := tc.plant(); err != nil {
 			t.Fatal(err)
 		}
-		f, err := db.OpenBlob(DefaultNamespace, desc.Digest)
+		f, err := db.OpenBlob(defaultNamespace, desc.Digest)
 		if err == nil {
 			f.Close()
 			t.Fatalf("OpenBlob of a planted %s succeeded", tc.name)
@@ -50,7 +50,7 @@ func TestOpenBlobRefusesAFileThatIsNotTheBlob(t *testing.T) {
 			t.Fatalf("OpenBlob of a planted %s = %v, want %v naming the blob and namespace", tc.name, err, tc.kind)
 		}
 		// WriteBlob still says it exists; RewriteBlob repairs it.
-		if _, err := db.WriteBlob(DefaultNamespace, 0, desc.Digest); !IsExists(err) {
+		if _, err := db.WriteBlob(defaultNamespace, 0, desc.Digest); !IsExists(err) {
 			t.Fatalf("WriteBlob over a planted %s = %v, want ErrExists", tc.name, err)
 		}
 		rewriteBlob(t, db, desc.Digest, data)
@@ -63,7 +63,7 @@ func TestOpenBlobRefusesAFileThatIsNotTheBlob(t *testing.T) {
 // rewriteBlob writes data again through RewriteBlob and checks it reads.
 func rewriteBlob(t *testing.T, db *DB, d digest.Digest, data []byte) {
 	t.Helper()
-	w, err := db.RewriteBlob(DefaultNamespace, 0, d)
+	w, err := db.RewriteBlob(defaultNamespace, 0, d)
 	if err != nil {
 		t.Fatalf("RewriteBlob: %v", err)
 	}
@@ -73,7 +73,7 @@ func rewriteBlob(t *testing.T, db *DB, d digest.Digest, data []byte) {
 	if err := w.Commit(); err != nil {
 		t.Fatalf("Commit of the rewrite: %v", err)
 	}
-	f, err := db.OpenBlob(DefaultNamespace, d)
+	f, err := db.OpenBlob(defaultNamespace, d)
 	if err != nil {
 		t.Fatalf("OpenBlob after the rewrite: %v", err)
 	}
@@ -86,15 +86,15 @@ func rewriteBlob(t *testing.T, db *DB, d digest.Digest, data []byte) {
 func TestRewriteBlob(t *testing.T) {
 	db := openTestDB(t, Options{})
 	data := []byte("deleted behind our back")
-	desc := mustWriteBlob(t, db, DefaultNamespace, data)
+	desc := mustWriteBlob(t, db, defaultNamespace, data)
 	before := dump(t, db)
-	if _, err := db.RewriteBlob(DefaultNamespace, 0, desc.Digest); !IsExists(err) {
+	if _, err := db.RewriteBlob(defaultNamespace, 0, desc.Digest); !IsExists(err) {
 		t.Fatalf("RewriteBlob of a sound blob = %v, want ErrExists", err)
 	}
-	if err := os.Remove(db.blobs.Path(desc.Digest)); err != nil {
+	if err := os.Remove(blobPath(db, desc.Digest)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.OpenBlob(DefaultNamespace, desc.Digest); !IsNotFound(err) {
+	if _, err := db.OpenBlob(defaultNamespace, desc.Digest); !IsNotFound(err) {
 		t.Fatalf("OpenBlob of a deleted file = %v, want ErrNotFound", err)
 	}
 	rewriteBlob(t, db, desc.Digest, data)
@@ -102,10 +102,10 @@ func TestRewriteBlob(t *testing.T) {
 		t.Fatalf("the rewrite changed the records:\n%s\n---\n%s", before, after)
 	}
 	// Wrong bytes repair nothing.
-	if err := os.Remove(db.blobs.Path(desc.Digest)); err != nil {
+	if err := os.Remove(blobPath(db, desc.Digest)); err != nil {
 		t.Fatal(err)
 	}
-	w, err := db.RewriteBlob(DefaultNamespace, 0, desc.Digest)
+	w, err := db.RewriteBlob(defaultNamespace, 0, desc.Digest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +144,7 @@ func TestBlobWriterFullDiskKeepsENOSPC(t *testing.T) {
 	defer db.Close()
 	data := bytes.Repeat([]byte("no room "), 256<<10) // 2 MiB
 	d := digest.FromBytes(data)
-	w, err := db.WriteBlob(DefaultNamespace, 0, d)
+	w, err := db.WriteBlob(defaultNamespace, 0, d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +160,7 @@ func TestBlobWriterFullDiskKeepsENOSPC(t *testing.T) {
 	if !errors.As(err, &errno) || errno != syscall.ENOSPC || IsDigestMismatch(err) {
 		t.Fatalf("Commit after ENOSPC = %v, want ENOSPC", err)
 	}
-	if _, err := db.StatBlob(DefaultNamespace, d); !IsNotFound(err) {
+	if _, err := db.StatBlob(defaultNamespace, d); !IsNotFound(err) {
 		t.Fatalf("blob recorded after ENOSPC: %v", err)
 	}
 }
