@@ -162,7 +162,7 @@ func MountOptions(fsName string, cfg Config) *gofs.Options {
 		// listing and the kernel make an inode of each: listing 10,000
 		// refs takes 6-7x longer (make bench, "list"). ls -l would gain
 		// its lookups, but its two getxattr probes per file still cost a
-		// round trip each (README, "Performance").
+		// round trip each (docs/performance.md).
 		DisableReadDirPlus: true,
 		// A record the start-up checks could not see is damaged (bbolt
 		// panics on it): that request fails, the daemon serves on, and

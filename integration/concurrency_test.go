@@ -4,7 +4,7 @@ package integration
 // same names at once — rmdir of a namespace while images are written into
 // it, two writers of one ref, rm while cp reads — and the daemon must
 // neither deadlock nor panic, every tool must fail only with the errors
-// the README lists, and the store must be consistent afterwards.
+// docs/design.md lists, and the store must be consistent afterwards.
 
 import (
 	"bytes"
@@ -40,14 +40,14 @@ var (
 	raceRefs       = []string{"r0", "r1", "lib/r2", "lib/r3"}
 )
 
-// toolErrorsThatAreBugs are messages no operation in the README answers:
+// toolErrorsThatAreBugs are messages no operation in docs/design.md answers:
 // an unmapped error, a dead or hung daemon, an interrupted request.
 var toolErrorsThatAreBugs = []string{
 	"Input/output error", "Function not implemented", "Transport endpoint", "Software caused connection abort",
 	"Interrupted system call", "Operation not supported", "Stale file handle", "Bad address",
 }
 
-// unexpectedErrno: errnos no operation in the README answers.
+// unexpectedErrno: errnos no operation in docs/design.md answers.
 var unexpectedErrno = map[syscall.Errno]bool{
 	syscall.EIO: true, syscall.ENOSYS: true, syscall.ENOTCONN: true, syscall.ECONNABORTED: true,
 	syscall.EINTR: true, syscall.ENOTSUP: true, syscall.ESTALE: true, syscall.EFAULT: true,
@@ -201,7 +201,7 @@ func (rf raceFiles) syscallClient(mnt string, rng *rand.Rand, n int) []string {
 			switch {
 			case err != nil || rf.isManifest(data):
 				// ENOENT also for an image still being created: it cannot
-				// be read before its first commit (README, "Choices").
+				// be read before its first commit (docs/design.md).
 			default:
 				bad = append(bad, fmt.Sprintf("read of image %s/%s gave %d bytes that are neither a manifest of the pool nor the start of one", ns, ref, len(data)))
 			}

@@ -372,7 +372,7 @@ func writeFileSyscalls(path string, data []byte, extraFlags int, fsync, chunked 
 	}
 	if fsync {
 		// A failed fsync is not the outcome: the close that follows
-		// commits again (DESIGN: errors are reported at fsync and close),
+		// commits again (docs/design.md: errors are reported at fsync and close),
 		// and may succeed, say once a blob the manifest names has come.
 		ferr := unix.Fsync(fd)
 		if cerr := unix.Close(fd); cerr != nil || ferr == nil {

@@ -1,7 +1,7 @@
 package integration
 
 // The mount used the way people and their tools use a filesystem, beyond
-// the operations the README lists: installers and archivers that set modes
+// the operations docs/design.md lists: installers and archivers that set modes
 // and owners, writers slower than the kernel's name cache, readers racing
 // a replacement, and programs that keep a directory of a deleted
 // namespace open.

@@ -109,7 +109,7 @@ func TestMkdirRmdirNamespace(t *testing.T) {
 	mustFail(t, m, "No such attribute", "getfattr", "-n", "user.x", "ns/foo")
 
 	// Only namespaces live in ns/, and only images/ and blobs/ in one.
-	// (README, Choices: EPERM, as in a directory the user may not change.)
+	// (docs/design.md: EPERM, as in a directory the user may not change.)
 	before = d.state(t)
 	mustFail(t, m, "Operation not permitted", "touch", "ns/afile")
 	mustFail(t, m, "Operation not permitted", "mkdir", "ns/foo/other")

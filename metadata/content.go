@@ -174,7 +174,7 @@ func claim(tx *bolt.Tx, nsb *bolt.Bucket, ns string, d digest.Digest, size int64
 
 // unclaim removes one image's reference; the namespace drops the blob when
 // no image of it references the blob any more, even if the namespace wrote
-// it itself (DESIGN: rm of an image drops the blobs only it held).
+// it itself (docs/design.md: rm of an image drops the blobs only it held).
 func unclaim(tx *bolt.Tx, nsb *bolt.Bucket, d digest.Digest, rel *releases) error {
 	rec := heldBlob(nsb, d)
 	if rec == nil {
