@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nsfs/nsfs/imagegraph"
 	"github.com/nsfs/nsfs/names"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -285,17 +286,10 @@ func (t *Target) Tag(ctx context.Context, desc ocispec.Descriptor, ref string) e
 	if err != nil {
 		return err
 	}
-	rc, err := t.Fetch(ctx, desc)
+	// Verified: the bytes written are the ones desc names.
+	data, err := imagegraph.Fetch(ctx, t, desc)
 	if err != nil {
-		return err
-	}
-	data, err := io.ReadAll(io.LimitReader(rc, desc.Size+1))
-	rc.Close()
-	if err != nil {
-		return errors.Wrapf(err, "reading manifest %s in namespace %q", desc.Digest, t.ns.Name)
-	}
-	if int64(len(data)) != desc.Size || digest.FromBytes(data) != desc.Digest {
-		return errors.Errorf("manifest %s in namespace %q does not match its descriptor", desc.Digest, t.ns.Name)
+		return errors.WithMessagef(err, "reading manifest %s in namespace %q", desc.Digest, t.ns.Name)
 	}
 	return t.WriteImage(ref, path, data)
 }
