@@ -16,6 +16,7 @@ import (
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/pkg/errors"
+	"oras.land/oras-go/v2/content"
 )
 
 // Export: images of a namespace written as an OCI image-layout tar that
@@ -372,13 +373,12 @@ func (g *exportGraph) writeBlob(ctx context.Context, tw *tar.Writer, desc ocispe
 	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: blobTarPath(desc.Digest), Mode: archiveBlobMode, Size: desc.Size, ModTime: mtime}); err != nil {
 		return err
 	}
-	h := desc.Digest.Algorithm().Digester()
-	n, err := io.Copy(io.MultiWriter(tw, h.Hash()), &ctxReader{ctx: ctx, r: io.LimitReader(rc, desc.Size)})
-	if err != nil {
+	vr := content.NewVerifyReader(rc, desc)
+	if _, err := io.Copy(tw, &ctxReader{ctx: ctx, r: vr}); err != nil {
 		return errors.Wrapf(err, "exporting blob %s", desc.Digest)
 	}
-	if n != desc.Size || h.Digest() != desc.Digest {
-		return errors.Errorf("exporting blob %s: the namespace gave %d bytes hashing to %s", desc.Digest, n, h.Digest())
+	if err := vr.Verify(); err != nil {
+		return errors.Wrapf(err, "exporting blob %s: the namespace gave other bytes", desc.Digest)
 	}
 	return nil
 }
