@@ -103,7 +103,7 @@ func (d *namespaceDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse
 	if errno := d.fsys.enter(&d.ns); errno != 0 {
 		return errno
 	}
-	ns, err := d.fsys.db.StatNamespace(d.ns.name)
+	ns, err := d.fsys.db.Namespaces().Stat(d.ns.name)
 	if err != nil {
 		return toErrno("getattr ns/"+d.ns.name, err)
 	}

@@ -141,7 +141,7 @@ func TestBatchRacingCreations(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				_, errs[i] = db.CreateNamespace(name, nil)
+				_, errs[i] = db.Namespaces().Create(name, nil)
 			}()
 		}
 		wg.Wait()
@@ -210,7 +210,7 @@ func BenchmarkParallelCreateNamespace(b *testing.B) {
 				b.SetParallelism((par + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
 				if par == 1 {
 					for b.Loop() {
-						if _, err := db.CreateNamespace(fmt.Sprintf("ns%d", next.Add(1)), nil); err != nil {
+						if _, err := db.Namespaces().Create(fmt.Sprintf("ns%d", next.Add(1)), nil); err != nil {
 							b.Fatal(err)
 						}
 					}
@@ -218,7 +218,7 @@ func BenchmarkParallelCreateNamespace(b *testing.B) {
 				}
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
-						if _, err := db.CreateNamespace(fmt.Sprintf("ns%d", next.Add(1)), nil); err != nil {
+						if _, err := db.Namespaces().Create(fmt.Sprintf("ns%d", next.Add(1)), nil); err != nil {
 							b.Error(err)
 							return
 						}

@@ -12,10 +12,10 @@ func BenchmarkCreateDeleteNamespace(b *testing.B) {
 	db := openTestDB(b, Options{})
 	for i := 0; b.Loop(); i++ {
 		name := fmt.Sprintf("ns%d", i)
-		if _, err := db.CreateNamespace(name, nil); err != nil {
+		if _, err := db.Namespaces().Create(name, nil); err != nil {
 			b.Fatal(err)
 		}
-		if _, err := db.DeleteNamespace(name); err != nil {
+		if _, err := db.Namespaces().Delete(name); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -134,7 +134,7 @@ func BenchmarkStatNamespace(b *testing.B) {
 		}
 	}
 	for b.Loop() {
-		if _, err := db.StatNamespace("default"); err != nil {
+		if _, err := db.Namespaces().Stat("default"); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -209,7 +209,7 @@ func BenchmarkPutImageInOtherNamespace(b *testing.B) {
 	if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "src", Manifest: img.manifest}); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := db.CreateNamespace("other", nil); err != nil {
+	if _, err := db.Namespaces().Create("other", nil); err != nil {
 		b.Fatal(err)
 	}
 	for i := 0; b.Loop(); i++ {
@@ -230,7 +230,7 @@ func BenchmarkSecondNamespacePull(b *testing.B) {
 	}
 	for i := 0; b.Loop(); i++ {
 		ns := fmt.Sprintf("second%d", i)
-		if _, err := db.CreateNamespace(ns, nil); err != nil {
+		if _, err := db.Namespaces().Create(ns, nil); err != nil {
 			b.Fatal(err)
 		}
 		for _, dir := range []string{"registry.local", "registry.local/bench"} {
@@ -284,7 +284,7 @@ func BenchmarkListAll100kImages(b *testing.B) {
 	}
 	for i := 0; i < 100; i++ {
 		ns := fmt.Sprintf("bench%03d", i)
-		if _, err := db.CreateNamespace(ns, nil); err != nil {
+		if _, err := db.Namespaces().Create(ns, nil); err != nil {
 			b.Fatal(err)
 		}
 		putImages(b, db, ns, seedImage(b, db, ns, ns).manifest, refs)
@@ -338,13 +338,13 @@ func TestPopulateBenchStore(t *testing.T) {
 	case "listing":
 		img := seedImage(t, db, "default", "src")
 		putImages(t, db, "default", img.manifest, append([]string{"src"}, refs("many/img-%05d", 10000)...))
-		if _, err := db.CreateNamespace("other", nil); err != nil {
+		if _, err := db.Namespaces().Create("other", nil); err != nil {
 			t.Fatal(err)
 		}
 	case "rss":
 		for i := 0; i < 100; i++ {
 			ns := fmt.Sprintf("bench%03d", i)
-			if _, err := db.CreateNamespace(ns, nil); err != nil {
+			if _, err := db.Namespaces().Create(ns, nil); err != nil {
 				t.Fatal(err)
 			}
 			img := seedImage(t, db, ns, ns)

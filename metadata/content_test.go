@@ -77,7 +77,7 @@ func TestWriteBlob(t *testing.T) {
 		t.Fatalf("WriteBlob of a held blob: %v, want ErrExists", err)
 	}
 	// Shared policy: another namespace sees it without holding it.
-	if _, err := db.CreateNamespace("foo", nil); err != nil {
+	if _, err := db.Namespaces().Create("foo", nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.WriteBlob("foo", 0, d); !IsExists(err) {
@@ -125,7 +125,7 @@ func TestWriteBlobDigestMismatch(t *testing.T) {
 
 func TestWriteBlobNamespaceGone(t *testing.T) {
 	db := openTestDB(t, Options{})
-	if _, err := db.CreateNamespace("foo", nil); err != nil {
+	if _, err := db.Namespaces().Create("foo", nil); err != nil {
 		t.Fatal(err)
 	}
 	before := dump(t, db)
@@ -135,11 +135,11 @@ func TestWriteBlobNamespaceGone(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Write(data)
-	if _, err := db.DeleteNamespace("foo"); err != nil {
+	if _, err := db.Namespaces().Delete("foo"); err != nil {
 		t.Fatal(err)
 	}
 	wantKind(t, "commit into a deleted namespace", w.Commit(), IsNotFound, "ErrNotFound")
-	if _, err := db.CreateNamespace("foo", nil); err != nil {
+	if _, err := db.Namespaces().Create("foo", nil); err != nil {
 		t.Fatal(err)
 	}
 	after := dump(t, db)

@@ -19,7 +19,7 @@ func TestReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.CreateNamespace("foo", map[string]string{"k": "v"}); err != nil {
+	if _, err := db.Namespaces().Create("foo", map[string]string{"k": "v"}); err != nil {
 		t.Fatal(err)
 	}
 	img := seedImage(t, db, "foo", "x")
@@ -50,16 +50,16 @@ func TestReopen(t *testing.T) {
 	if err != nil || got.ID != put.ID || got.Target.Digest != put.Target.Digest {
 		t.Fatalf("image after reopen: %+v %v", got, err)
 	}
-	list, _ := db.ListNamespaces()
+	list, _ := db.Namespaces().List()
 	if len(list) != 2 {
 		t.Fatalf("namespaces after reopen: %+v (default must not be re-created or lost)", list)
 	}
 	// IDs keep counting from where they were.
-	ns, err := db.CreateNamespace("bar", nil)
+	ns, err := db.Namespaces().Create("bar", nil)
 	if err != nil || ns.ID <= put.ID {
 		t.Fatalf("new ID %d after reopen, last was %d (%v)", ns.ID, put.ID, err)
 	}
-	if _, err := db.DeleteNamespace("default"); err != nil {
+	if _, err := db.Namespaces().Delete("default"); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
@@ -109,7 +109,7 @@ func testConcurrent(t *testing.T, sharing Sharing) {
 	db := openTestDB(t, Options{Sharing: sharing})
 	namespaces := []string{"default", "a", "b", "tmp"}
 	for _, ns := range namespaces[1:3] {
-		if _, err := db.CreateNamespace(ns, nil); err != nil {
+		if _, err := db.Namespaces().Create(ns, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -190,7 +190,7 @@ func testConcurrent(t *testing.T, sharing Sharing) {
 					check("LinkImage", err)
 				case 8:
 					if r.IntN(2) == 0 {
-						_, err := db.CreateNamespace("tmp", nil)
+						_, err := db.Namespaces().Create("tmp", nil)
 						check("CreateNamespace", err)
 					} else {
 						// rm -rf ns/tmp, racing with the others' writes.
@@ -202,7 +202,7 @@ func testConcurrent(t *testing.T, sharing Sharing) {
 						for _, b := range blobs {
 							check("DeleteBlob", db.DeleteBlob("tmp", b.Digest))
 						}
-						_, err := db.DeleteNamespace("tmp")
+						_, err := db.Namespaces().Delete("tmp")
 						check("DeleteNamespace", err)
 					}
 				case 9:

@@ -26,7 +26,7 @@ func newFsckStore(t *testing.T) fsckStore {
 	img := seedImage(t, db, "default", "app")
 	for _, ns := range []string{"default", "foo"} {
 		if ns != "default" {
-			if _, err := db.CreateNamespace(ns, map[string]string{"team": "a"}); err != nil {
+			if _, err := db.Namespaces().Create(ns, map[string]string{"team": "a"}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -324,7 +324,7 @@ func TestCheckAndRepair(t *testing.T) {
 			}
 			checkInvariants(t, s.db)
 			// What is left works: the namespaces can be emptied and removed.
-			namespaces, err := s.db.ListNamespaces()
+			namespaces, err := s.db.Namespaces().List()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -342,7 +342,7 @@ func TestCheckAndRepair(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				if _, err := s.db.DeleteNamespace(ns); err != nil {
+				if _, err := s.db.Namespaces().Delete(ns); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -395,7 +395,7 @@ func TestCheckReadOnly(t *testing.T) {
 	if rep := mustCheck(t, ro, CheckOptions{}); !rep.Clean() {
 		t.Fatalf("problems: %s", problemLines(rep.Problems))
 	}
-	if _, err := ro.CreateNamespace("x", nil); err == nil {
+	if _, err := ro.Namespaces().Create("x", nil); err == nil {
 		t.Fatal("a read-only store took a namespace")
 	}
 	if _, err := Open(root, Options{}); !IsLocked(err) {

@@ -108,7 +108,7 @@ func exhaustMetadata(t *testing.T, db *DB) {
 			}
 			before := dump(t, db)
 			labels := map[string]string{"pad": string(make([]byte, pad))}
-			_, err := db.CreateNamespace(fmt.Sprintf("filler-%d", i), labels)
+			_, err := db.Namespaces().Create(fmt.Sprintf("filler-%d", i), labels)
 			if err == nil {
 				continue
 			}
@@ -192,7 +192,7 @@ func TestFullDiskDeletesSucceedAndFreeSpace(t *testing.T) {
 	if got := reserveBytes(t, db); got != minReserve {
 		t.Fatalf("reserve: %d bytes, want %d", got, minReserve)
 	}
-	if _, err := db.CreateNamespace("doomed", nil); err != nil {
+	if _, err := db.Namespaces().Create("doomed", nil); err != nil {
 		t.Fatal(err)
 	}
 	putBigImage(t, db, "default", "a", 2<<20)
@@ -242,7 +242,7 @@ func TestFullDiskDeletesSucceedAndFreeSpace(t *testing.T) {
 			t.Fatalf("DeleteBlob on a full disk: %v", err)
 		}
 	}
-	if _, err := db.DeleteNamespace("doomed"); err != nil {
+	if _, err := db.Namespaces().Delete("doomed"); err != nil {
 		t.Fatalf("DeleteNamespace on a full disk: %v", err)
 	}
 	checkInvariants(t, db)
@@ -252,7 +252,7 @@ func TestFullDiskDeletesSucceedAndFreeSpace(t *testing.T) {
 
 	// What fits now is written.
 	mustWriteBlob(t, db, "default", randomData(t, 512<<10))
-	if _, err := db.CreateNamespace("after", nil); err != nil {
+	if _, err := db.Namespaces().Create("after", nil); err != nil {
 		t.Fatalf("CreateNamespace once space was freed: %v", err)
 	}
 
@@ -341,7 +341,7 @@ func TestFullDiskGroupCommitRetriesOnlyTheDelete(t *testing.T) {
 	deleted, created := make(chan error, 1), make(chan error, 1)
 	go func() { deleted <- db.DeleteImage("default", "a") }()
 	go func() {
-		_, err := db.CreateNamespace("late", map[string]string{"pad": string(make([]byte, 1000))})
+		_, err := db.Namespaces().Create("late", map[string]string{"pad": string(make([]byte, 1000))})
 		created <- err
 	}()
 	waitPending(t, db, 2)

@@ -31,7 +31,7 @@ func TestReserveID(t *testing.T) {
 	for range idBlock + 5 { // across a block boundary
 		reserve()
 	}
-	ns, err := db.CreateNamespace("foo", nil)
+	ns, err := db.Namespaces().Create("foo", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ func TestPutImageLabelsAreValidated(t *testing.T) {
 // name (rmdir + mkdir meanwhile).
 func TestWritesCheckTheNamespaceID(t *testing.T) {
 	db := openTestDB(t, Options{})
-	old, err := db.CreateNamespace("foo", nil)
+	old, err := db.Namespaces().Create("foo", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,14 +166,14 @@ func TestWritesCheckTheNamespaceID(t *testing.T) {
 	if _, err := w.Write(data); err != nil {
 		t.Fatal(err)
 	}
-	deleted, err := db.DeleteNamespace("foo")
+	deleted, err := db.Namespaces().Delete("foo")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if deleted.ID != old.ID {
 		t.Fatalf("DeleteNamespace returned ID %d, want %d", deleted.ID, old.ID)
 	}
-	if _, err := db.CreateNamespace("foo", nil); err != nil {
+	if _, err := db.Namespaces().Create("foo", nil); err != nil {
 		t.Fatal(err)
 	}
 	img := seedImage(t, db, "default", "x")
@@ -197,7 +197,7 @@ func TestWritesCheckTheNamespaceID(t *testing.T) {
 
 func TestRenameAndLinkRules(t *testing.T) {
 	db := openTestDB(t, Options{})
-	if _, err := db.CreateNamespace("foo", nil); err != nil {
+	if _, err := db.Namespaces().Create("foo", nil); err != nil {
 		t.Fatal(err)
 	}
 	a := seedImage(t, db, "default", "a")

@@ -60,7 +60,7 @@ func TestSeedStory(t *testing.T) {
 		files[d] = statFile(t, db, d)
 	}
 
-	if _, err := db.CreateNamespace("foo", nil); err != nil {
+	if _, err := db.Namespaces().Create("foo", nil); err != nil {
 		t.Fatal(err)
 	}
 	fooImg, err := db.PutImage(ImageWrite{Namespace: "foo", Ref: ref, Manifest: img.manifest})
@@ -98,10 +98,10 @@ func TestSeedStory(t *testing.T) {
 			t.Fatalf("blob %s left the disk though default holds it", d)
 		}
 	}
-	if _, err := db.DeleteNamespace("foo"); err != nil {
+	if _, err := db.Namespaces().Delete("foo"); err != nil {
 		t.Fatalf("rmdir foo: %v", err)
 	}
-	_, err = db.DeleteNamespace("default")
+	_, err = db.Namespaces().Delete("default")
 	wantKind(t, "rmdir default", err, IsNotEmpty, "ErrNotEmpty")
 	if want := `namespace "default" must be empty, but it still has images, blobs: not empty`; err.Error() != want {
 		t.Fatalf("message %q, want %q", err, want)
@@ -172,7 +172,7 @@ func TestDeleteImageDropsBlobs(t *testing.T) {
 	if files := blobFiles(t, db); len(files) != 0 {
 		t.Fatalf("files left: %v", files)
 	}
-	if _, err := db.DeleteNamespace("default"); err != nil {
+	if _, err := db.Namespaces().Delete("default"); err != nil {
 		t.Fatal(err)
 	}
 	checkInvariants(t, db)
@@ -193,7 +193,7 @@ func sortLines(s string) string {
 func TestIsolatedSharing(t *testing.T) {
 	db := openTestDB(t, Options{Sharing: SharingIsolated})
 	for _, ns := range []string{"a", "b"} {
-		if _, err := db.CreateNamespace(ns, nil); err != nil {
+		if _, err := db.Namespaces().Create(ns, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -288,7 +288,7 @@ func TestIndexWithAbsentChildren(t *testing.T) {
 func TestInvalidManifests(t *testing.T) {
 	db := openTestDB(t, Options{})
 	img := seedImage(t, db, "default", "x")
-	if _, err := db.CreateNamespace("other", nil); err != nil {
+	if _, err := db.Namespaces().Create("other", nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "existing/image", Manifest: img.manifest}); err != nil {

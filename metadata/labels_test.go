@@ -144,7 +144,7 @@ func TestImageAndBlobLabels(t *testing.T) {
 
 	// Content labels are per namespace: foo sees the blob (shared) but does
 	// not hold it, so it has no labels and cannot set any.
-	if _, err := db.CreateNamespace("foo", nil); err != nil {
+	if _, err := db.Namespaces().Create("foo", nil); err != nil {
 		t.Fatal(err)
 	}
 	fo := Object{Namespace: "foo", Blob: img.layer.Digest}
@@ -239,13 +239,13 @@ func TestLabelsOfOneObjectAreBounded(t *testing.T) {
 func TestLabelsSetInBulkAreBounded(t *testing.T) {
 	db := openTestDB(t, Options{})
 	img := seedImage(t, db, "default", "x")
-	if _, err := db.CreateNamespace("full", fullLabels()); err != nil {
+	if _, err := db.Namespaces().Create("full", fullLabels()); err != nil {
 		t.Fatalf("a namespace created with labels of exactly the limit: %v", err)
 	}
 	over := fullLabels()
 	over["x"] = "1"
 	before := dump(t, db)
-	_, err := db.CreateNamespace("over", over)
+	_, err := db.Namespaces().Create("over", over)
 	wantKind(t, "a namespace created with labels over the limit", err, IsLabelsFull, "ErrLabelsFull")
 	if !strings.Contains(err.Error(), `namespace "over": its labels would take 65544 bytes`) {
 		t.Errorf("message %q does not name the namespace and the size", err)

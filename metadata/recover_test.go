@@ -185,7 +185,7 @@ func TestSalvageKeepsTheUndamagedRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, ns := range []string{"a", "b"} {
-		if _, err := db.CreateNamespace(ns, nil); err != nil {
+		if _, err := db.Namespaces().Create(ns, nil); err != nil {
 			t.Fatal(err)
 		}
 		img := seedImage(t, db, ns, "app-"+ns)

@@ -38,7 +38,7 @@ func checkShareable(t testing.TB, db *DB) {
 func TestShareableIndexFollowsHoldsAndLabels(t *testing.T) {
 	db := openTestDB(t, Options{Sharing: SharingIsolated})
 	for _, ns := range []string{"a", "b", "c"} {
-		if _, err := db.CreateNamespace(ns, nil); err != nil {
+		if _, err := db.Namespaces().Create(ns, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -111,7 +111,7 @@ func TestShareableIndexFollowsHoldsAndLabels(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := db.DeleteNamespace("b"); err != nil {
+	if _, err := db.Namespaces().Delete("b"); err != nil {
 		t.Fatal(err)
 	}
 	want("b deleted", img.layer.Digest, 0)
@@ -126,10 +126,10 @@ func TestShareableIndexIsBuiltForAnOldStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.CreateNamespace("pub", map[string]string{ShareableLabel: "true"}); err != nil {
+	if _, err := db.Namespaces().Create("pub", map[string]string{ShareableLabel: "true"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.CreateNamespace("priv", nil); err != nil {
+	if _, err := db.Namespaces().Create("priv", nil); err != nil {
 		t.Fatal(err)
 	}
 	pub := mustWriteBlob(t, db, "pub", []byte("public")).Digest
@@ -180,7 +180,7 @@ func TestShareableIndexIsBuiltForAnOldStore(t *testing.T) {
 // rebuildShareableIndex cures it.
 func TestCheckShareableIndexFindsStaleCounts(t *testing.T) {
 	db := openTestDB(t, Options{Sharing: SharingIsolated})
-	if _, err := db.CreateNamespace("pub", map[string]string{ShareableLabel: "true"}); err != nil {
+	if _, err := db.Namespaces().Create("pub", map[string]string{ShareableLabel: "true"}); err != nil {
 		t.Fatal(err)
 	}
 	d := mustWriteBlob(t, db, "pub", []byte("public")).Digest
@@ -214,7 +214,7 @@ func BenchmarkStatBlobIsolated(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := db.CreateNamespace("tenant", nil); err != nil {
+	if _, err := db.Namespaces().Create("tenant", nil); err != nil {
 		b.Fatal(err)
 	}
 	held := map[int]digest.Digest{}
@@ -222,7 +222,7 @@ func BenchmarkStatBlobIsolated(b *testing.B) {
 		data := []byte(fmt.Sprintf("held by %d", holders))
 		for i := 0; i < holders; i++ {
 			ns := fmt.Sprintf("h%d-%d", holders, i)
-			if _, err := db.CreateNamespace(ns, nil); err != nil {
+			if _, err := db.Namespaces().Create(ns, nil); err != nil {
 				b.Fatal(err)
 			}
 			mustWriteBlob(b, db, ns, data)

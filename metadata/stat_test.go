@@ -25,14 +25,14 @@ func TestStatLeavesLabelsOut(t *testing.T) {
 	if err != nil || gotNS.Labels["k"] != "v" {
 		t.Fatalf("GetNamespace = %+v, %v; want label k=v", gotNS, err)
 	}
-	statNS, err := db.StatNamespace("default")
+	statNS, err := db.Namespaces().Stat("default")
 	if err != nil || statNS.Labels != nil {
 		t.Fatalf("StatNamespace = %+v, %v; want no labels", statNS, err)
 	}
 	if statNS.Labels = gotNS.Labels; statNS.ID == 0 || !equalNamespaces(statNS, gotNS) {
 		t.Fatalf("StatNamespace = %+v, GetNamespace = %+v", statNS, gotNS)
 	}
-	list, err := db.ListNamespaces()
+	list, err := db.Namespaces().List()
 	if err != nil || len(list) != 1 || list[0].Labels != nil || list[0].ID != gotNS.ID {
 		t.Fatalf("ListNamespaces = %+v, %v; want default without labels", list, err)
 	}
@@ -75,7 +75,7 @@ func TestStatLeavesLabelsOut(t *testing.T) {
 	}
 
 	// The same refusals as the Get variants.
-	_, err = db.StatNamespace("nope")
+	_, err = db.Namespaces().Stat("nope")
 	wantKind(t, "StatNamespace of a missing namespace", err, IsNotFound, "ErrNotFound")
 	_, err = db.StatImage("default", "nope")
 	wantKind(t, "StatImage of a missing image", err, IsNotFound, "ErrNotFound")
@@ -97,7 +97,7 @@ func TestLabel(t *testing.T) {
 	db := openTestDB(t, Options{})
 	img := seedImage(t, db, "default", "x")
 	putImages(t, db, "default", img.manifest, []string{"x"})
-	if _, err := db.CreateNamespace("foo", nil); err != nil {
+	if _, err := db.Namespaces().Create("foo", nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, o := range []Object{
