@@ -241,7 +241,7 @@ func BenchmarkParallelSetLabel(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				key := fmt.Sprintf("key%d", next.Add(1))
 				for i := 0; pb.Next(); i++ {
-					if err := db.SetLabel(Object{Namespace: "default"}, key, fmt.Sprint(i), nil); err != nil {
+					if err := db.Labels().Set(Object{Namespace: "default"}, key, fmt.Sprint(i), nil); err != nil {
 						b.Error(err)
 						return
 					}

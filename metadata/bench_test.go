@@ -25,7 +25,7 @@ func BenchmarkSetLabel(b *testing.B) {
 	db := openTestDB(b, Options{})
 	o := Object{Namespace: "default"}
 	for i := 0; b.Loop(); i++ {
-		if err := db.SetLabel(o, "key", fmt.Sprint(i), nil); err != nil {
+		if err := db.Labels().Set(o, "key", fmt.Sprint(i), nil); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -85,7 +85,7 @@ func labelledBlob(b *testing.B, db *DB) Object {
 	d := mustWriteBlob(b, db, "default", []byte("a layer")).Digest
 	o := Object{Namespace: "default", Blob: d}
 	for i := 0; i < 3; i++ {
-		if err := db.SetLabel(o, fmt.Sprintf("containerd.io/label%d", i), "sha256:0123456789abcdef", nil); err != nil {
+		if err := db.Labels().Set(o, fmt.Sprintf("containerd.io/label%d", i), "sha256:0123456789abcdef", nil); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -119,7 +119,7 @@ func BenchmarkLabel(b *testing.B) {
 	db := openTestDB(b, Options{})
 	o := labelledBlob(b, db)
 	for b.Loop() {
-		if v, err := db.Label(o, "containerd.io/label1"); err != nil || v == "" {
+		if v, err := db.Labels().Get(o, "containerd.io/label1"); err != nil || v == "" {
 			b.Fatal(v, err)
 		}
 	}
@@ -129,7 +129,7 @@ func BenchmarkLabel(b *testing.B) {
 func BenchmarkStatNamespace(b *testing.B) {
 	db := openTestDB(b, Options{})
 	for i := 0; i < 3; i++ {
-		if err := db.SetLabel(Object{Namespace: "default"}, fmt.Sprintf("team%d", i), "infra", nil); err != nil {
+		if err := db.Labels().Set(Object{Namespace: "default"}, fmt.Sprintf("team%d", i), "infra", nil); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -152,10 +152,10 @@ func BenchmarkSetGetLabel(b *testing.B) {
 	o := Object{Namespace: "default"}
 	for i := 0; b.Loop(); i++ {
 		v := fmt.Sprint(i)
-		if err := db.SetLabel(o, "bench", v, nil); err != nil {
+		if err := db.Labels().Set(o, "bench", v, nil); err != nil {
 			b.Fatal(err)
 		}
-		if got, err := db.Label(o, "bench"); err != nil || got != v {
+		if got, err := db.Labels().Get(o, "bench"); err != nil || got != v {
 			b.Fatal(got, err)
 		}
 	}

@@ -30,7 +30,7 @@ func TestReopen(t *testing.T) {
 	if err := db.MakeImageDir("foo", "quay.io"); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.SetLabel(Object{Namespace: "foo", Blob: img.layer.Digest}, "l", "w", nil); err != nil {
+	if err := db.Labels().Set(Object{Namespace: "foo", Blob: img.layer.Digest}, "l", "w", nil); err != nil {
 		t.Fatal(err)
 	}
 	before := dump(t, db)
@@ -210,8 +210,8 @@ func testConcurrent(t *testing.T, sharing Sharing) {
 					if r.IntN(2) == 0 {
 						value = "true"
 					}
-					check("SetLabel", db.SetLabel(Object{Namespace: "a"}, ShareableLabel, value, nil))
-					check("SetLabel", db.SetLabel(Object{Namespace: ns, Blob: digest.FromBytes(contents[r.IntN(len(contents))])}, "k", value, nil))
+					check("SetLabel", db.Labels().Set(Object{Namespace: "a"}, ShareableLabel, value, nil))
+					check("SetLabel", db.Labels().Set(Object{Namespace: ns, Blob: digest.FromBytes(contents[r.IntN(len(contents))])}, "k", value, nil))
 					check("RemoveImageDir", db.RemoveImageDir(ns, "d"))
 				case 10:
 					d := digest.FromBytes(contents[r.IntN(len(contents))])

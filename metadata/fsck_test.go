@@ -35,7 +35,7 @@ func newFsckStore(t *testing.T) fsckStore {
 		}
 	}
 	extra := mustWriteBlob(t, db, "default", []byte("written, never referenced")).Digest
-	if err := db.SetLabel(Object{Namespace: "default", Image: "app:v1"}, "k", "v", nil); err != nil {
+	if err := db.Labels().Set(Object{Namespace: "default", Image: "app:v1"}, "k", "v", nil); err != nil {
 		t.Fatal(err)
 	}
 	return fsckStore{db: db, img: img, extra: extra}
@@ -488,7 +488,7 @@ func TestRepairMendsDamagedImageRecords(t *testing.T) {
 	if rep := mustCheck(t, s.db, CheckOptions{VerifyBlobs: true}); len(rep.Problems) != 0 || rep.Images != 3 {
 		t.Fatalf("after the repair: %d images (want 3), problems:\n%s", rep.Images, problemLines(rep.Problems))
 	}
-	if v, err := s.db.Label(Object{Namespace: "default", Image: "app:v1"}, "k"); err != nil || v != "v" {
+	if v, err := s.db.Labels().Get(Object{Namespace: "default", Image: "app:v1"}, "k"); err != nil || v != "v" {
 		t.Errorf("app:v1 kept its imagedata, so its label: %q, %v", v, err)
 	}
 	checkInvariants(t, s.db)

@@ -228,7 +228,7 @@ func TestIsolatedSharing(t *testing.T) {
 	}
 
 	// A shareable namespace's blobs are visible to all.
-	if err := db.SetLabel(Object{Namespace: "a"}, ShareableLabel, "true", nil); err != nil {
+	if err := db.Labels().Set(Object{Namespace: "a"}, ShareableLabel, "true", nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.GetBlob("b", img.config.Digest); err != nil {
@@ -241,7 +241,7 @@ func TestIsolatedSharing(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Once b claims them they are b's, shareable label or not.
-	if err := db.SetLabel(Object{Namespace: "a"}, ShareableLabel, "", nil); err != nil {
+	if err := db.Labels().Set(Object{Namespace: "a"}, ShareableLabel, "", nil); err != nil {
 		t.Fatal(err)
 	}
 	if b, err := db.GetBlob("b", img.config.Digest); err != nil || !b.Held {
@@ -463,7 +463,7 @@ func TestReplaceRenameLink(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.SetLabel(Object{Namespace: "default", Image: "x"}, "k", "v", nil); err != nil {
+	if err := db.Labels().Set(Object{Namespace: "default", Image: "x"}, "k", "v", nil); err != nil {
 		t.Fatal(err)
 	}
 	// Replace keeps the ID and releases what only the old target claimed.

@@ -14,14 +14,14 @@ import (
 // frees its new name (RenamePendingImage); the rules are the store's.
 
 // PendingLabels are the labels of an image being written, set and removed
-// by the rules and with the messages of SetLabel and RemoveLabel, so that
+// by the rules and with the messages of LabelStore.Set and Remove, so that
 // its first commit (ImageWrite.Labels) can store them. The zero value has
 // no labels. It is not safe for concurrent use.
 type PendingLabels struct {
 	labels map[string]string
 }
 
-// Set sets key=value on o's pending labels as SetLabel does on a stored
+// Set sets key=value on o's pending labels as LabelStore.Set does on a stored
 // object: an empty value removes the label, check (if not nil) is called
 // with whether the label exists, and the labels must stay within
 // MaxLabelsSize (ErrLabelsFull). Nothing changes on error.

@@ -55,7 +55,7 @@ func TestPendingLabelsFollowSetLabel(t *testing.T) {
 		check      func(bool) error
 	}{"over the limit of all labels", "last", big, nil})
 	for _, s := range steps {
-		stored := db.SetLabel(o, s.key, s.value, s.check)
+		stored := db.Labels().Set(o, s.key, s.value, s.check)
 		pending := p.Set(o, s.key, s.value, s.check)
 		if !sameError(stored, pending) {
 			t.Fatalf("%s: SetLabel says %v, PendingLabels.Set %v", s.what, stored, pending)
@@ -64,7 +64,7 @@ func TestPendingLabelsFollowSetLabel(t *testing.T) {
 			wantKind(t, s.what, pending, IsLabelsFull, "ErrLabelsFull")
 		}
 	}
-	labels, err := db.Labels(o)
+	labels, err := db.Labels().All(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,12 +77,12 @@ func TestPendingLabelsFollowSetLabel(t *testing.T) {
 			t.Fatalf("Label(%q) = %q, %v; stored %q", k, got, err, v)
 		}
 	}
-	_, storedErr := db.Label(o, "missing")
+	_, storedErr := db.Labels().Get(o, "missing")
 	_, pendingErr := p.Label(o, "missing")
 	if !sameError(storedErr, pendingErr) || !IsNoLabel(pendingErr) {
 		t.Fatalf("Label of a missing label: stored %v, pending %v", storedErr, pendingErr)
 	}
-	if stored, pending := db.RemoveLabel(o, "missing"), p.Remove(o, "missing"); !sameError(stored, pending) || !IsNoLabel(pending) {
+	if stored, pending := db.Labels().Remove(o, "missing"), p.Remove(o, "missing"); !sameError(stored, pending) || !IsNoLabel(pending) {
 		t.Fatalf("Remove of a missing label: stored %v, pending %v", stored, pending)
 	}
 	if err := p.Remove(o, "k"); err != nil {

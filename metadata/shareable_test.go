@@ -48,7 +48,7 @@ func TestShareableIndexFollowsHoldsAndLabels(t *testing.T) {
 		if on {
 			value = "true"
 		}
-		if err := db.SetLabel(Object{Namespace: ns}, ShareableLabel, value, nil); err != nil {
+		if err := db.Labels().Set(Object{Namespace: ns}, ShareableLabel, value, nil); err != nil {
 			t.Fatal(err)
 		}
 		checkShareable(t, db)
@@ -81,11 +81,11 @@ func TestShareableIndexFollowsHoldsAndLabels(t *testing.T) {
 	}
 	want("b claims a's blob", blob, 2)
 	// A label set to another value turns it off, as removing it does.
-	if err := db.SetLabel(Object{Namespace: "a"}, ShareableLabel, "yes", nil); err != nil {
+	if err := db.Labels().Set(Object{Namespace: "a"}, ShareableLabel, "yes", nil); err != nil {
 		t.Fatal(err)
 	}
 	want("a's label is not \"true\" any more", blob, 1)
-	if err := db.RemoveLabel(Object{Namespace: "a"}, ShareableLabel); err != nil {
+	if err := db.Labels().Remove(Object{Namespace: "a"}, ShareableLabel); err != nil {
 		t.Fatal(err)
 	}
 	want("a's label removed", blob, 1)
@@ -101,7 +101,7 @@ func TestShareableIndexFollowsHoldsAndLabels(t *testing.T) {
 	}
 	want("b dropped its own blob", other, 0)
 	// Unrelated labels change nothing.
-	if err := db.SetLabel(Object{Namespace: "b"}, "team", "x", nil); err != nil {
+	if err := db.Labels().Set(Object{Namespace: "b"}, "team", "x", nil); err != nil {
 		t.Fatal(err)
 	}
 	want("an unrelated label", img.layer.Digest, 1)

@@ -16,7 +16,7 @@ func TestStatLeavesLabelsOut(t *testing.T) {
 		{Namespace: "default", Image: "dir/x"},
 		{Namespace: "default", Blob: img.layer.Digest},
 	} {
-		if err := db.SetLabel(o, "k", "v", nil); err != nil {
+		if err := db.Labels().Set(o, "k", "v", nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -105,26 +105,26 @@ func TestLabel(t *testing.T) {
 		{Namespace: "default", Image: "x"},
 		{Namespace: "default", Blob: img.layer.Digest},
 	} {
-		if err := db.SetLabel(o, "team", "infra", nil); err != nil {
+		if err := db.Labels().Set(o, "team", "infra", nil); err != nil {
 			t.Fatal(err)
 		}
-		if err := db.SetLabel(o, "other", "1", nil); err != nil {
+		if err := db.Labels().Set(o, "other", "1", nil); err != nil {
 			t.Fatal(err)
 		}
-		if v, err := db.Label(o, "team"); err != nil || v != "infra" {
+		if v, err := db.Labels().Get(o, "team"); err != nil || v != "infra" {
 			t.Errorf("Label(%s, team) = %q, %v; want infra", o, v, err)
 		}
-		_, err := db.Label(o, "absent")
+		_, err := db.Labels().Get(o, "absent")
 		wantKind(t, "Label of an absent key of "+o.String(), err, IsNoLabel, "ErrNoLabel")
-		if err := db.SetLabel(o, "team", "", nil); err != nil { // removes it
+		if err := db.Labels().Set(o, "team", "", nil); err != nil { // removes it
 			t.Fatal(err)
 		}
-		_, err = db.Label(o, "team")
+		_, err = db.Labels().Get(o, "team")
 		wantKind(t, "Label of a removed key of "+o.String(), err, IsNoLabel, "ErrNoLabel")
 	}
 
 	// foo sees default's blob (shared) but holds none of its labels.
-	_, err := db.Label(Object{Namespace: "foo", Blob: img.layer.Digest}, "other")
+	_, err := db.Labels().Get(Object{Namespace: "foo", Blob: img.layer.Digest}, "other")
 	wantKind(t, "Label of a blob foo sees but does not hold", err, IsNoLabel, "ErrNoLabel")
 
 	for what, o := range map[string]Object{
@@ -132,9 +132,9 @@ func TestLabel(t *testing.T) {
 		"a missing image":     {Namespace: "default", Image: "nope"},
 		"an absent blob":      {Namespace: "default", Blob: digest.FromString("nobody has this")},
 	} {
-		_, err := db.Label(o, "other")
+		_, err := db.Labels().Get(o, "other")
 		wantKind(t, "Label of "+what, err, IsNotFound, "ErrNotFound")
 	}
-	_, err = db.Label(Object{Namespace: "default", Blob: "sha256:XYZ"}, "other")
+	_, err = db.Labels().Get(Object{Namespace: "default", Blob: "sha256:XYZ"}, "other")
 	wantKind(t, "Label of a bad digest", err, IsInvalidArgument, "ErrInvalidArgument")
 }
