@@ -44,7 +44,7 @@ func (r *imageReader) Read(ctx context.Context, dest []byte, off int64) (fuse.Re
 		return fuse.ReadResultData(nil), 0
 	}
 	dest = dest[:min(int64(len(dest)), r.size-off)]
-	blob, err := f.fsys.db.OpenBlob(f.ns.name, r.digest)
+	blob, err := f.fsys.db.Content().Open(f.ns.name, r.digest)
 	if err != nil {
 		return nil, toErrno("read "+f.display()+" (manifest "+string(r.digest)+")", err)
 	}

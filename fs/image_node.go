@@ -337,7 +337,7 @@ func (f *imageFile) committedBytes(ref string, slot *handleSlot) ([]byte, syscal
 			return nil, errno
 		}
 	}
-	r, err := f.fsys.db.OpenBlob(f.ns.name, img.Target.Digest)
+	r, err := f.fsys.db.Content().Open(f.ns.name, img.Target.Digest)
 	if err != nil {
 		return nil, toErrno("open "+imagePath(f.ns, ref), err)
 	}

@@ -148,7 +148,7 @@ func (d *namespaceDir) Rmdir(ctx context.Context, name string) syscall.Errno {
 // rmdirBlobs answers rmdir of blobs/ or blobs/sha256: metadata says
 // whether they are empty (they stay while the namespace does).
 func (f *filesystem) rmdirBlobs(ns nsRef, path string, keys ...string) syscall.Errno {
-	if err := f.db.RemoveBlobDir(ns.name); err != nil {
+	if err := f.db.Content().RemoveDir(ns.name); err != nil {
 		return toErrno("rmdir "+path, err)
 	}
 	f.inodes.forget(ns.id, keys...)

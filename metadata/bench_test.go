@@ -108,7 +108,7 @@ func BenchmarkStatBlob(b *testing.B) {
 	db := openTestDB(b, Options{})
 	o := labelledBlob(b, db)
 	for b.Loop() {
-		if _, err := db.StatBlob("default", o.Blob); err != nil {
+		if _, err := db.Content().Stat("default", o.Blob); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -255,7 +255,7 @@ func BenchmarkWriteBlob64MiB(b *testing.B) {
 	d := digest.FromBytes(data)
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
-		w, err := db.WriteBlob("default", 0, d)
+		w, err := db.Content().Writer("default", 0, d)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -267,7 +267,7 @@ func BenchmarkWriteBlob64MiB(b *testing.B) {
 		if err := w.Commit(); err != nil {
 			b.Fatal(err)
 		}
-		if err := db.DeleteBlob("default", d); err != nil {
+		if err := db.Content().Delete("default", d); err != nil {
 			b.Fatal(err)
 		}
 	}

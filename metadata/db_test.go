@@ -161,7 +161,7 @@ func testConcurrent(t *testing.T, sharing Sharing) {
 					if r.IntN(4) == 0 {
 						data = manifests[r.IntN(len(manifests))]
 					}
-					w, err := db.WriteBlob(ns, 0, digest.FromBytes(data))
+					w, err := db.Content().Writer(ns, 0, digest.FromBytes(data))
 					if err != nil {
 						check("WriteBlob", err)
 						continue
@@ -179,10 +179,10 @@ func testConcurrent(t *testing.T, sharing Sharing) {
 					check("DeleteImage", db.DeleteImage(ns, ref))
 				case 5:
 					d := digest.FromBytes(contents[r.IntN(len(contents))])
-					if held, _ := db.ListBlobs(ns); len(held) > 0 && r.IntN(2) == 0 {
+					if held, _ := db.Content().List(ns); len(held) > 0 && r.IntN(2) == 0 {
 						d = held[r.IntN(len(held))].Digest
 					}
-					check("DeleteBlob", db.DeleteBlob(ns, d))
+					check("DeleteBlob", db.Content().Delete(ns, d))
 				case 6:
 					check("RenameImage", db.RenameImage(ns, ref, ns, refs[r.IntN(len(refs))], false))
 				case 7:
@@ -198,9 +198,9 @@ func testConcurrent(t *testing.T, sharing Sharing) {
 						for _, img := range images {
 							check("DeleteImage", db.DeleteImage("tmp", img.Name))
 						}
-						blobs, _ := db.ListBlobs("tmp")
+						blobs, _ := db.Content().List("tmp")
 						for _, b := range blobs {
-							check("DeleteBlob", db.DeleteBlob("tmp", b.Digest))
+							check("DeleteBlob", db.Content().Delete("tmp", b.Digest))
 						}
 						_, err := db.Namespaces().Delete("tmp")
 						check("DeleteNamespace", err)
@@ -215,7 +215,7 @@ func testConcurrent(t *testing.T, sharing Sharing) {
 					check("RemoveImageDir", db.RemoveImageDir(ns, "d"))
 				case 10:
 					d := digest.FromBytes(contents[r.IntN(len(contents))])
-					if f, err := db.OpenBlob(ns, d); err == nil {
+					if f, err := db.Content().Open(ns, d); err == nil {
 						data, _ := io.ReadAll(f)
 						f.Close()
 						if digest.FromBytes(data) != d {

@@ -336,9 +336,9 @@ func TestCheckAndRepair(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				blobs, _ := s.db.ListBlobs(ns)
+				blobs, _ := s.db.Content().List(ns)
 				for _, b := range blobs {
-					if err := s.db.DeleteBlob(ns, b.Digest); err != nil {
+					if err := s.db.Content().Delete(ns, b.Digest); err != nil {
 						t.Fatal(err)
 					}
 				}

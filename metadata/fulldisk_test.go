@@ -206,7 +206,7 @@ func TestFullDiskDeletesSucceedAndFreeSpace(t *testing.T) {
 	// A blob write cannot fit: ENOSPC, and nothing is kept.
 	before := dump(t, db)
 	data := randomData(t, 64<<10)
-	w, err := db.WriteBlob("default", 0, digest.FromBytes(data))
+	w, err := db.Content().Writer("default", 0, digest.FromBytes(data))
 	if err != nil {
 		t.Fatalf("WriteBlob: %v", err)
 	}
@@ -231,14 +231,14 @@ func TestFullDiskDeletesSucceedAndFreeSpace(t *testing.T) {
 	if got := reserveBytes(t, db); got != 0 {
 		t.Errorf("reserve after the first delete on a full disk: %d bytes, want 0 (used)", got)
 	}
-	if err := db.DeleteBlob("default", loose.Digest); err != nil {
+	if err := db.Content().Delete("default", loose.Digest); err != nil {
 		t.Fatalf("DeleteBlob on a full disk: %v", err)
 	}
 	if err := db.DeleteImage("doomed", "c"); err != nil {
 		t.Fatalf("DeleteImage on a full disk: %v", err)
 	}
 	for _, d := range heldDigests(t, db, "doomed") {
-		if err := db.DeleteBlob("doomed", d); err != nil {
+		if err := db.Content().Delete("doomed", d); err != nil {
 			t.Fatalf("DeleteBlob on a full disk: %v", err)
 		}
 	}

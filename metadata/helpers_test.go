@@ -31,7 +31,7 @@ func openTestDB(t testing.TB, opts Options) *DB {
 func mustWriteBlob(t testing.TB, db *DB, ns string, data []byte) ocispec.Descriptor {
 	t.Helper()
 	d := digest.FromBytes(data)
-	w, err := db.WriteBlob(ns, 0, d)
+	w, err := db.Content().Writer(ns, 0, d)
 	if err != nil {
 		t.Fatalf("WriteBlob(%s, %s): %v", ns, d, err)
 	}
@@ -170,7 +170,7 @@ func fileExists(db *DB, d digest.Digest) bool {
 // heldDigests lists what ns holds.
 func heldDigests(t testing.TB, db *DB, ns string) []digest.Digest {
 	t.Helper()
-	list, err := db.ListBlobs(ns)
+	list, err := db.Content().List(ns)
 	if err != nil {
 		t.Fatalf("ListBlobs(%s): %v", ns, err)
 	}

@@ -159,7 +159,7 @@ func TestWritesCheckTheNamespaceID(t *testing.T) {
 		t.Fatal(err)
 	}
 	data := []byte("blob of the old foo")
-	w, err := db.WriteBlob("foo", old.ID, digest.FromBytes(data))
+	w, err := db.Content().Writer("foo", old.ID, digest.FromBytes(data))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +182,7 @@ func TestWritesCheckTheNamespaceID(t *testing.T) {
 		t.Fatalf("a refused commit kept the blob")
 	}
 	before := dump(t, db)
-	_, err = db.WriteBlob("foo", old.ID, digest.FromString("other"))
+	_, err = db.Content().Writer("foo", old.ID, digest.FromString("other"))
 	wantKind(t, "WriteBlob into a namespace made again", err, IsNotFound, "ErrNotFound")
 	_, err = db.PutImage(ImageWrite{Namespace: "foo", NamespaceID: old.ID, Ref: "x", Manifest: img.manifest})
 	wantKind(t, "PutImage into a namespace made again", err, IsNotFound, "ErrNotFound")
@@ -226,20 +226,20 @@ func TestRenameAndLinkRules(t *testing.T) {
 // rmdir of blobs/ and blobs/sha256 is metadata's answer.
 func TestRemoveBlobDir(t *testing.T) {
 	db := openTestDB(t, Options{})
-	if err := db.RemoveBlobDir("default"); err != nil {
+	if err := db.Content().RemoveDir("default"); err != nil {
 		t.Fatalf("RemoveBlobDir of an empty blobs/: %v", err)
 	}
-	wantKind(t, "RemoveBlobDir of a missing namespace", db.RemoveBlobDir("nope"), IsNotFound, "ErrNotFound")
+	wantKind(t, "RemoveBlobDir of a missing namespace", db.Content().RemoveDir("nope"), IsNotFound, "ErrNotFound")
 	b := mustWriteBlob(t, db, "default", []byte("held"))
-	err := db.RemoveBlobDir("default")
+	err := db.Content().RemoveDir("default")
 	wantKind(t, "RemoveBlobDir while a blob is held", err, IsNotEmpty, "ErrNotEmpty")
 	if !strings.Contains(err.Error(), `blobs/ of namespace "default" is not empty`) {
 		t.Errorf("error %q does not say what is not empty", err)
 	}
-	if err := db.DeleteBlob("default", b.Digest); err != nil {
+	if err := db.Content().Delete("default", b.Digest); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.RemoveBlobDir("default"); err != nil {
+	if err := db.Content().RemoveDir("default"); err != nil {
 		t.Fatalf("RemoveBlobDir once empty again: %v", err)
 	}
 }

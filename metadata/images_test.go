@@ -45,7 +45,7 @@ func TestSeedStory(t *testing.T) {
 		t.Fatalf("image %+v", got)
 	}
 	// The image's bytes are the manifest, stored as a blob.
-	f, err := db.OpenBlob("default", img.digest)
+	f, err := db.Content().Open("default", img.digest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func TestDeleteImageDropsBlobs(t *testing.T) {
 
 	var err error
 	released = append(released, releasedBy(t, db, "default", func() error {
-		err = db.DeleteBlob("default", a.layer.Digest)
+		err = db.Content().Delete("default", a.layer.Digest)
 		return nil
 	})...)
 	wantKind(t, "rm a layer two images use", err, IsInUse, "ErrInUse")
@@ -156,10 +156,10 @@ func TestDeleteImageDropsBlobs(t *testing.T) {
 	}
 
 	wantKind(t, "rm image a twice", db.DeleteImage("default", "a"), IsNotFound, "ErrNotFound")
-	if err := db.DeleteBlob("default", b.layer.Digest); err != nil {
+	if err := db.Content().Delete("default", b.layer.Digest); err != nil {
 		t.Fatal(err)
 	}
-	wantKind(t, "rm blob twice", db.DeleteBlob("default", b.layer.Digest), IsNotFound, "ErrNotFound")
+	wantKind(t, "rm blob twice", db.Content().Delete("default", b.layer.Digest), IsNotFound, "ErrNotFound")
 	if fileExists(db, b.layer.Digest) {
 		t.Fatal("a dropped blob's file stayed")
 	}
@@ -201,7 +201,7 @@ func TestIsolatedSharing(t *testing.T) {
 	if _, err := db.GetBlob("b", img.layer.Digest); !IsNotFound(err) {
 		t.Fatalf("b sees a's blob: %v", err)
 	}
-	if _, err := db.OpenBlob("b", img.layer.Digest); !IsNotFound(err) {
+	if _, err := db.Content().Open("b", img.layer.Digest); !IsNotFound(err) {
 		t.Fatalf("b opens a's blob: %v", err)
 	}
 	before := dump(t, db)
@@ -234,7 +234,7 @@ func TestIsolatedSharing(t *testing.T) {
 	if _, err := db.GetBlob("b", img.config.Digest); err != nil {
 		t.Fatalf("b cannot see a shareable namespace's blob: %v", err)
 	}
-	if _, err := db.WriteBlob("b", 0, img.config.Digest); !IsExists(err) {
+	if _, err := db.Content().Writer("b", 0, img.config.Digest); !IsExists(err) {
 		t.Fatalf("WriteBlob of a visible blob: %v, want ErrExists", err)
 	}
 	if _, err := db.PutImage(ImageWrite{Namespace: "b", Ref: "x", Manifest: img.manifest}); err != nil {

@@ -166,7 +166,7 @@ func TestDeleteNamespaceNotEmpty(t *testing.T) {
 	if want := `namespace "foo" must be empty, but it still has blobs: not empty`; err == nil || err.Error() != want {
 		t.Fatalf("delete foo with a blob: %v, want %q", err, want)
 	}
-	if err := db.DeleteBlob("foo", blob.Digest); err != nil {
+	if err := db.Content().Delete("foo", blob.Digest); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.Namespaces().Delete("foo"); err != nil {

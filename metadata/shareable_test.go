@@ -64,7 +64,7 @@ func TestShareableIndexFollowsHoldsAndLabels(t *testing.T) {
 	want("a private namespace holds it", blob, 0)
 	shareable("a", true)
 	want("a, now shareable, holds it", blob, 1)
-	if _, err := db.StatBlob("c", blob); err != nil {
+	if _, err := db.Content().Stat("c", blob); err != nil {
 		t.Fatalf("c cannot see a shareable namespace's blob: %v", err)
 	}
 	// b can see it, so it cannot write it; it holds it by an image.
@@ -93,10 +93,10 @@ func TestShareableIndexFollowsHoldsAndLabels(t *testing.T) {
 		t.Fatal(err)
 	}
 	want("b dropped a's blob", blob, 0)
-	if _, err := db.StatBlob("c", blob); !IsNotFound(err) {
+	if _, err := db.Content().Stat("c", blob); !IsNotFound(err) {
 		t.Fatalf("c sees a blob only a private namespace holds: %v", err)
 	}
-	if err := db.DeleteBlob("b", other); err != nil {
+	if err := db.Content().Delete("b", other); err != nil {
 		t.Fatal(err)
 	}
 	want("b dropped its own blob", other, 0)
@@ -107,7 +107,7 @@ func TestShareableIndexFollowsHoldsAndLabels(t *testing.T) {
 	want("an unrelated label", img.layer.Digest, 1)
 	// Emptied and deleted, b leaves nothing in the index.
 	for _, d := range heldDigests(t, db, "b") {
-		if err := db.DeleteBlob("b", d); err != nil {
+		if err := db.Content().Delete("b", d); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -144,10 +144,10 @@ func TestShareableIndexIsBuiltForAnOldStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ro.StatBlob("default", pub); err != nil {
+	if _, err := ro.Content().Stat("default", pub); err != nil {
 		t.Errorf("read-only, without the index: a shareable namespace's blob: %v", err)
 	}
-	if _, err := ro.StatBlob("default", priv); !IsNotFound(err) {
+	if _, err := ro.Content().Stat("default", priv); !IsNotFound(err) {
 		t.Errorf("read-only, without the index: a private namespace's blob: %v", err)
 	}
 	ro.Close()
@@ -233,7 +233,7 @@ func BenchmarkStatBlobIsolated(b *testing.B) {
 	for _, holders := range []int{0, 1, 300} {
 		b.Run(fmt.Sprintf("holders=%d", holders), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				if _, err := db.StatBlob("tenant", held[holders]); !IsNotFound(err) {
+				if _, err := db.Content().Stat("tenant", held[holders]); !IsNotFound(err) {
 					b.Fatal(err)
 				}
 			}

@@ -57,14 +57,14 @@ func TestStatLeavesLabelsOut(t *testing.T) {
 	if err != nil || gotBlob.Labels["k"] != "v" {
 		t.Fatalf("GetBlob = %+v, %v; want label k=v", gotBlob, err)
 	}
-	statBlob, err := db.StatBlob("default", img.layer.Digest)
+	statBlob, err := db.Content().Stat("default", img.layer.Digest)
 	if err != nil || statBlob.Labels != nil {
 		t.Fatalf("StatBlob = %+v, %v; want no labels", statBlob, err)
 	}
 	if statBlob.Size != gotBlob.Size || statBlob.Size != img.layer.Size || !statBlob.Held || !statBlob.InUse || !statBlob.CreatedAt.Equal(gotBlob.CreatedAt) {
 		t.Fatalf("StatBlob = %+v, GetBlob = %+v", statBlob, gotBlob)
 	}
-	blobs, err := db.ListBlobs("default")
+	blobs, err := db.Content().List("default")
 	if err != nil || len(blobs) != 3 {
 		t.Fatalf("ListBlobs = %+v, %v; want manifest, config and layer", blobs, err)
 	}
@@ -81,9 +81,9 @@ func TestStatLeavesLabelsOut(t *testing.T) {
 	wantKind(t, "StatImage of a missing image", err, IsNotFound, "ErrNotFound")
 	_, err = db.StatImage("nope", "dir/x")
 	wantKind(t, "StatImage in a missing namespace", err, IsNotFound, "ErrNotFound")
-	_, err = db.StatBlob("default", digest.FromString("nobody has this"))
+	_, err = db.Content().Stat("default", digest.FromString("nobody has this"))
 	wantKind(t, "StatBlob of an absent blob", err, IsNotFound, "ErrNotFound")
-	_, err = db.StatBlob("default", "sha256:XYZ")
+	_, err = db.Content().Stat("default", "sha256:XYZ")
 	wantKind(t, "StatBlob of a bad digest", err, IsInvalidArgument, "ErrInvalidArgument")
 }
 

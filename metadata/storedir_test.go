@@ -40,7 +40,7 @@ func TestOpenBlobRefusesAFileThatIsNotTheBlob(t *testing.T) {
 		if err := tc.plant(); err != nil {
 			t.Fatal(err)
 		}
-		f, err := db.OpenBlob(defaultNamespace, desc.Digest)
+		f, err := db.Content().Open(defaultNamespace, desc.Digest)
 		if err == nil {
 			f.Close()
 			t.Fatalf("OpenBlob of a planted %s succeeded", tc.name)
@@ -50,7 +50,7 @@ func TestOpenBlobRefusesAFileThatIsNotTheBlob(t *testing.T) {
 			t.Fatalf("OpenBlob of a planted %s = %v, want %v naming the blob and namespace", tc.name, err, tc.kind)
 		}
 		// WriteBlob still says it exists; RewriteBlob repairs it.
-		if _, err := db.WriteBlob(defaultNamespace, 0, desc.Digest); !IsExists(err) {
+		if _, err := db.Content().Writer(defaultNamespace, 0, desc.Digest); !IsExists(err) {
 			t.Fatalf("WriteBlob over a planted %s = %v, want ErrExists", tc.name, err)
 		}
 		rewriteBlob(t, db, desc.Digest, data)
@@ -63,7 +63,7 @@ func TestOpenBlobRefusesAFileThatIsNotTheBlob(t *testing.T) {
 // rewriteBlob writes data again through RewriteBlob and checks it reads.
 func rewriteBlob(t *testing.T, db *DB, d digest.Digest, data []byte) {
 	t.Helper()
-	w, err := db.RewriteBlob(defaultNamespace, 0, d)
+	w, err := db.Content().Rewriter(defaultNamespace, 0, d)
 	if err != nil {
 		t.Fatalf("RewriteBlob: %v", err)
 	}
@@ -73,7 +73,7 @@ func rewriteBlob(t *testing.T, db *DB, d digest.Digest, data []byte) {
 	if err := w.Commit(); err != nil {
 		t.Fatalf("Commit of the rewrite: %v", err)
 	}
-	f, err := db.OpenBlob(defaultNamespace, d)
+	f, err := db.Content().Open(defaultNamespace, d)
 	if err != nil {
 		t.Fatalf("OpenBlob after the rewrite: %v", err)
 	}
@@ -88,13 +88,13 @@ func TestRewriteBlob(t *testing.T) {
 	data := []byte("deleted behind our back")
 	desc := mustWriteBlob(t, db, defaultNamespace, data)
 	before := dump(t, db)
-	if _, err := db.RewriteBlob(defaultNamespace, 0, desc.Digest); !IsExists(err) {
+	if _, err := db.Content().Rewriter(defaultNamespace, 0, desc.Digest); !IsExists(err) {
 		t.Fatalf("RewriteBlob of a sound blob = %v, want ErrExists", err)
 	}
 	if err := os.Remove(blobPath(db, desc.Digest)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.OpenBlob(defaultNamespace, desc.Digest); !IsNotFound(err) {
+	if _, err := db.Content().Open(defaultNamespace, desc.Digest); !IsNotFound(err) {
 		t.Fatalf("OpenBlob of a deleted file = %v, want ErrNotFound", err)
 	}
 	rewriteBlob(t, db, desc.Digest, data)
@@ -105,7 +105,7 @@ func TestRewriteBlob(t *testing.T) {
 	if err := os.Remove(blobPath(db, desc.Digest)); err != nil {
 		t.Fatal(err)
 	}
-	w, err := db.RewriteBlob(defaultNamespace, 0, desc.Digest)
+	w, err := db.Content().Rewriter(defaultNamespace, 0, desc.Digest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +144,7 @@ func TestBlobWriterFullDiskKeepsENOSPC(t *testing.T) {
 	defer db.Close()
 	data := bytes.Repeat([]byte("no room "), 256<<10) // 2 MiB
 	d := digest.FromBytes(data)
-	w, err := db.WriteBlob(defaultNamespace, 0, d)
+	w, err := db.Content().Writer(defaultNamespace, 0, d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +160,7 @@ func TestBlobWriterFullDiskKeepsENOSPC(t *testing.T) {
 	if !errors.As(err, &errno) || errno != syscall.ENOSPC || IsDigestMismatch(err) {
 		t.Fatalf("Commit after ENOSPC = %v, want ENOSPC", err)
 	}
-	if _, err := db.StatBlob(defaultNamespace, d); !IsNotFound(err) {
+	if _, err := db.Content().Stat(defaultNamespace, d); !IsNotFound(err) {
 		t.Fatalf("blob recorded after ENOSPC: %v", err)
 	}
 }
