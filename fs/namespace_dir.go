@@ -134,7 +134,7 @@ func (d *namespaceDir) Rmdir(ctx context.Context, name string) syscall.Errno {
 	}
 	switch name {
 	case imagesName:
-		if err := d.fsys.db.RemoveImageDir(d.ns.name, ""); err != nil {
+		if err := d.fsys.db.Images().RemoveDir(d.ns.name, ""); err != nil {
 			return toErrno("rmdir ns/"+d.ns.name+"/images", err)
 		}
 		d.fsys.inodes.forget(d.ns.id, imagesKey)

@@ -47,7 +47,7 @@ func setup10k(b *testing.B) *DB {
 func BenchmarkReadImageDir10k(b *testing.B) {
 	db := setup10k(b)
 	for b.Loop() {
-		entries, err := db.ReadImageDir("default", "many")
+		entries, err := db.Images().ReadDir("default", "many")
 		if err != nil || len(entries) != 10000 {
 			b.Fatal(len(entries), err)
 		}
@@ -59,7 +59,7 @@ func BenchmarkReadImageDir10k(b *testing.B) {
 func BenchmarkReadImageDirOf100Subdirs(b *testing.B) {
 	db := setup10k(b)
 	for b.Loop() {
-		entries, err := db.ReadImageDir("default", "other")
+		entries, err := db.Images().ReadDir("default", "other")
 		if err != nil || len(entries) != 100 {
 			b.Fatal(len(entries), err)
 		}
@@ -73,7 +73,7 @@ func BenchmarkLookupImagePath(b *testing.B) {
 		if i%2 == 1 {
 			path = fmt.Sprintf("other/d%02d", i%100)
 		}
-		if _, err := db.LookupImagePath("default", path); err != nil {
+		if _, err := db.Images().Lookup("default", path); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -166,7 +166,7 @@ func BenchmarkSetGetLabel(b *testing.B) {
 func BenchmarkLookupImage(b *testing.B) {
 	db := setup10k(b)
 	for i := 0; b.Loop(); i++ {
-		if e, err := db.LookupImagePath("default", fmt.Sprintf("many/img-%05d", i%10000)); err != nil || e.Image == nil {
+		if e, err := db.Images().Lookup("default", fmt.Sprintf("many/img-%05d", i%10000)); err != nil || e.Image == nil {
 			b.Fatal(e, err)
 		}
 	}
@@ -177,7 +177,7 @@ func BenchmarkLookupImage(b *testing.B) {
 func BenchmarkLookupMissing(b *testing.B) {
 	db := setup10k(b)
 	for b.Loop() {
-		if _, err := db.LookupImagePath("default", "many/missing"); !IsNotFound(err) {
+		if _, err := db.Images().Lookup("default", "many/missing"); !IsNotFound(err) {
 			b.Fatal(err)
 		}
 	}
@@ -188,12 +188,12 @@ func BenchmarkLookupMissing(b *testing.B) {
 func BenchmarkReadImageDirAndLookup10k(b *testing.B) {
 	db := setup10k(b)
 	for b.Loop() {
-		entries, err := db.ReadImageDir("default", "many")
+		entries, err := db.Images().ReadDir("default", "many")
 		if err != nil || len(entries) != 10000 {
 			b.Fatal(len(entries), err)
 		}
 		for _, e := range entries {
-			if _, err := db.LookupImagePath("default", e.Path); err != nil {
+			if _, err := db.Images().Lookup("default", e.Path); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -206,14 +206,14 @@ func BenchmarkReadImageDirAndLookup10k(b *testing.B) {
 func BenchmarkPutImageInOtherNamespace(b *testing.B) {
 	db := openTestDB(b, Options{})
 	img := seedImage(b, db, "default", "src")
-	if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "src", Manifest: img.manifest}); err != nil {
+	if _, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: "src", Manifest: img.manifest}); err != nil {
 		b.Fatal(err)
 	}
 	if _, err := db.Namespaces().Create("other", nil); err != nil {
 		b.Fatal(err)
 	}
 	for i := 0; b.Loop(); i++ {
-		if _, err := db.PutImage(ImageWrite{Namespace: "other", Ref: fmt.Sprintf("cp-%d", i), Manifest: img.manifest}); err != nil {
+		if _, err := db.Images().Put(ImageWrite{Namespace: "other", Ref: fmt.Sprintf("cp-%d", i), Manifest: img.manifest}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -225,7 +225,7 @@ func BenchmarkPutImageInOtherNamespace(b *testing.B) {
 func BenchmarkSecondNamespacePull(b *testing.B) {
 	db := openTestDB(b, Options{})
 	img := seedImage(b, db, "default", "src")
-	if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "src", Manifest: img.manifest}); err != nil {
+	if _, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: "src", Manifest: img.manifest}); err != nil {
 		b.Fatal(err)
 	}
 	for i := 0; b.Loop(); i++ {
@@ -234,11 +234,11 @@ func BenchmarkSecondNamespacePull(b *testing.B) {
 			b.Fatal(err)
 		}
 		for _, dir := range []string{"registry.local", "registry.local/bench"} {
-			if err := db.MakeImageDir(ns, dir); err != nil {
+			if err := db.Images().MakeDir(ns, dir); err != nil {
 				b.Fatal(err)
 			}
 		}
-		if _, err := db.PutImage(ImageWrite{Namespace: ns, Ref: "registry.local/bench/big:v1", Manifest: img.manifest}); err != nil {
+		if _, err := db.Images().Put(ImageWrite{Namespace: ns, Ref: "registry.local/bench/big:v1", Manifest: img.manifest}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -293,7 +293,7 @@ func BenchmarkListAll100kImages(b *testing.B) {
 	for b.Loop() {
 		n := 0
 		for i := 0; i < 100; i++ {
-			entries, err := db.ReadImageDir(fmt.Sprintf("bench%03d", i), "")
+			entries, err := db.Images().ReadDir(fmt.Sprintf("bench%03d", i), "")
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -64,7 +64,7 @@ type ContentStore interface {
 	// bytes in place. With a sound file it is ErrExists, as for Writer.
 	Rewriter(ns string, nsID uint64, d digest.Digest) (*BlobWriter, error)
 	// RemoveDir answers rmdir of blobs/ and blobs/sha256 of ns, which stay
-	// while the namespace does (as ImageDirStore.RemoveDir(ns, "") does for
+	// while the namespace does (as ImageStore.RemoveDir(ns, "") does for
 	// images/): nil when ns holds no blob, ErrNotEmpty while it holds some,
 	// ErrNotFound without the namespace. Nothing is deleted.
 	RemoveDir(ns string) error

@@ -23,11 +23,11 @@ func TestReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	img := seedImage(t, db, "foo", "x")
-	put, err := db.PutImage(ImageWrite{Namespace: "foo", Ref: "docker.io/x", Manifest: img.manifest})
+	put, err := db.Images().Put(ImageWrite{Namespace: "foo", Ref: "docker.io/x", Manifest: img.manifest})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.MakeImageDir("foo", "quay.io"); err != nil {
+	if err := db.Images().MakeDir("foo", "quay.io"); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.Labels().Set(Object{Namespace: "foo", Blob: img.layer.Digest}, "l", "w", nil); err != nil {
@@ -173,10 +173,10 @@ func testConcurrent(t *testing.T, sharing Sharing) {
 						check("Commit", w.Commit())
 					}
 				case 2, 3:
-					_, err := db.PutImage(ImageWrite{Namespace: ns, Ref: ref, Manifest: manifests[r.IntN(len(manifests))]})
+					_, err := db.Images().Put(ImageWrite{Namespace: ns, Ref: ref, Manifest: manifests[r.IntN(len(manifests))]})
 					check("PutImage", err)
 				case 4:
-					check("DeleteImage", db.DeleteImage(ns, ref))
+					check("DeleteImage", db.Images().Delete(ns, ref))
 				case 5:
 					d := digest.FromBytes(contents[r.IntN(len(contents))])
 					if held, _ := db.Content().List(ns); len(held) > 0 && r.IntN(2) == 0 {
@@ -184,9 +184,9 @@ func testConcurrent(t *testing.T, sharing Sharing) {
 					}
 					check("DeleteBlob", db.Content().Delete(ns, d))
 				case 6:
-					check("RenameImage", db.RenameImage(ns, ref, ns, refs[r.IntN(len(refs))], false))
+					check("RenameImage", db.Images().Rename(ns, ref, ns, refs[r.IntN(len(refs))], false))
 				case 7:
-					_, err := db.LinkImage(ns, ref, ns, refs[r.IntN(len(refs))])
+					_, err := db.Images().Link(ns, ref, ns, refs[r.IntN(len(refs))])
 					check("LinkImage", err)
 				case 8:
 					if r.IntN(2) == 0 {
@@ -196,7 +196,7 @@ func testConcurrent(t *testing.T, sharing Sharing) {
 						// rm -rf ns/tmp, racing with the others' writes.
 						images, _ := db.ListImages("tmp")
 						for _, img := range images {
-							check("DeleteImage", db.DeleteImage("tmp", img.Name))
+							check("DeleteImage", db.Images().Delete("tmp", img.Name))
 						}
 						blobs, _ := db.Content().List("tmp")
 						for _, b := range blobs {
@@ -212,7 +212,7 @@ func testConcurrent(t *testing.T, sharing Sharing) {
 					}
 					check("SetLabel", db.Labels().Set(Object{Namespace: "a"}, ShareableLabel, value, nil))
 					check("SetLabel", db.Labels().Set(Object{Namespace: ns, Blob: digest.FromBytes(contents[r.IntN(len(contents))])}, "k", value, nil))
-					check("RemoveImageDir", db.RemoveImageDir(ns, "d"))
+					check("RemoveImageDir", db.Images().RemoveDir(ns, "d"))
 				case 10:
 					d := digest.FromBytes(contents[r.IntN(len(contents))])
 					if f, err := db.Content().Open(ns, d); err == nil {
@@ -224,7 +224,7 @@ func testConcurrent(t *testing.T, sharing Sharing) {
 					} else {
 						check("OpenBlob", err)
 					}
-					_, err := db.ReadImageDir(ns, "")
+					_, err := db.Images().ReadDir(ns, "")
 					check("ReadImageDir", err)
 					// Every blob file, however young, that no record
 					// names: a file being published (recorded under

@@ -30,7 +30,7 @@ func newFsckStore(t *testing.T) fsckStore {
 				t.Fatal(err)
 			}
 		}
-		if _, err := db.PutImage(ImageWrite{Namespace: ns, Ref: "app:v1", Manifest: img.manifest}); err != nil {
+		if _, err := db.Images().Put(ImageWrite{Namespace: ns, Ref: "app:v1", Manifest: img.manifest}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -332,7 +332,7 @@ func TestCheckAndRepair(t *testing.T) {
 				ns := n.Name
 				images, _ := s.db.ListImages(ns)
 				for _, img := range images {
-					if err := s.db.DeleteImage(ns, img.Name); err != nil {
+					if err := s.db.Images().Delete(ns, img.Name); err != nil {
 						t.Fatal(err)
 					}
 				}
@@ -448,7 +448,7 @@ func ingestNames(t *testing.T, db *DB) []string {
 // another image has too given anew.
 func TestRepairMendsDamagedImageRecords(t *testing.T) {
 	s := newFsckStore(t)
-	if _, err := s.db.PutImage(ImageWrite{Namespace: "default", Ref: "app:v2", Manifest: s.img.manifest}); err != nil {
+	if _, err := s.db.Images().Put(ImageWrite{Namespace: "default", Ref: "app:v2", Manifest: s.img.manifest}); err != nil {
 		t.Fatal(err)
 	}
 	update(t, s.db, func(tx *bolt.Tx) error {

@@ -136,7 +136,7 @@ func putBigImage(t *testing.T, db *DB, ns, ref string, layerSize int) digest.Dig
 	t.Helper()
 	config := mustWriteBlob(t, db, ns, []byte(`{"architecture":"amd64","os":"linux","ref":"`+ref+`"}`))
 	layer := mustWriteBlob(t, db, ns, randomData(t, layerSize))
-	if _, err := db.PutImage(ImageWrite{Namespace: ns, Ref: ref, Manifest: manifestJSON(config, layer)}); err != nil {
+	if _, err := db.Images().Put(ImageWrite{Namespace: ns, Ref: ref, Manifest: manifestJSON(config, layer)}); err != nil {
 		t.Fatalf("PutImage %s: %v", ref, err)
 	}
 	return layer.Digest
@@ -220,7 +220,7 @@ func TestFullDiskDeletesSucceedAndFreeSpace(t *testing.T) {
 	}
 
 	free := freeBytes(t, fsDir)
-	if err := db.DeleteImage("default", "a"); err != nil {
+	if err := db.Images().Delete("default", "a"); err != nil {
 		t.Fatalf("DeleteImage on a full disk: %v", err)
 	}
 	if got := freeBytes(t, fsDir); got < free+2<<20 {
@@ -234,7 +234,7 @@ func TestFullDiskDeletesSucceedAndFreeSpace(t *testing.T) {
 	if err := db.Content().Delete("default", loose.Digest); err != nil {
 		t.Fatalf("DeleteBlob on a full disk: %v", err)
 	}
-	if err := db.DeleteImage("doomed", "c"); err != nil {
+	if err := db.Images().Delete("doomed", "c"); err != nil {
 		t.Fatalf("DeleteImage on a full disk: %v", err)
 	}
 	for _, d := range heldDigests(t, db, "doomed") {
@@ -260,7 +260,7 @@ func TestFullDiskDeletesSucceedAndFreeSpace(t *testing.T) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.DeleteImage("default", "b"); err != nil {
+	if err := db.Images().Delete("default", "b"); err != nil {
 		t.Fatal(err)
 	}
 	if got := reserveBytes(t, db); got != minReserve {
@@ -283,7 +283,7 @@ func TestFullDiskWithoutReserveFailsCleanly(t *testing.T) {
 	exhaustMetadata(t, db)
 
 	before := dump(t, db)
-	err := db.DeleteImage("default", "a")
+	err := db.Images().Delete("default", "a")
 	wantNoSpace(t, "DeleteImage on a full disk without a reserve", err)
 	if after := dump(t, db); after != before {
 		t.Fatalf("a failed DeleteImage changed the store:\n%s\n---\n%s", before, after)
@@ -293,7 +293,7 @@ func TestFullDiskWithoutReserveFailsCleanly(t *testing.T) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.DeleteImage("default", "a"); err != nil {
+	if err := db.Images().Delete("default", "a"); err != nil {
 		t.Fatalf("DeleteImage once space was freed: %v", err)
 	}
 	checkInvariants(t, db)
@@ -339,7 +339,7 @@ func TestFullDiskGroupCommitRetriesOnlyTheDelete(t *testing.T) {
 	}()
 	<-held
 	deleted, created := make(chan error, 1), make(chan error, 1)
-	go func() { deleted <- db.DeleteImage("default", "a") }()
+	go func() { deleted <- db.Images().Delete("default", "a") }()
 	go func() {
 		_, err := db.Namespaces().Create("late", map[string]string{"pad": string(make([]byte, 1000))})
 		created <- err
@@ -399,7 +399,7 @@ func TestReserveCoversOneDeleteCommit(t *testing.T) {
 		config := mustWriteBlob(t, db, "default", []byte(fmt.Sprintf(`{"architecture":"amd64","os":"linux","n":%d}`, i)))
 		layer := mustWriteBlob(t, db, "default", []byte(fmt.Sprintf("layer %d", i)))
 		m := manifestJSON(config, base, layer)
-		if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: fmt.Sprintf("library/app-%04d:v1", i), Manifest: m}); err != nil {
+		if _, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: fmt.Sprintf("library/app-%04d:v1", i), Manifest: m}); err != nil {
 			t.Fatal(err)
 		}
 	}

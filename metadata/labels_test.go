@@ -108,7 +108,7 @@ func TestNamespaceLabels(t *testing.T) {
 func TestImageAndBlobLabels(t *testing.T) {
 	db := openTestDB(t, Options{})
 	img := seedImage(t, db, "default", "x")
-	put, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "x", Manifest: img.manifest})
+	put, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: "x", Manifest: img.manifest})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +122,7 @@ func TestImageAndBlobLabels(t *testing.T) {
 	}
 	// Replacing the image's target keeps its labels, as a file keeps its
 	// xattrs across truncate and write.
-	if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "x", Manifest: img.manifest}); err != nil {
+	if _, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: "x", Manifest: img.manifest}); err != nil {
 		t.Fatal(err)
 	}
 	if labels, _ := db.Labels().All(io); labels["containerd.io/gc.ref"] != "y" {
@@ -155,7 +155,7 @@ func TestImageAndBlobLabels(t *testing.T) {
 	wantKind(t, "set a label on a blob foo does not hold", db.Labels().Set(fo, "k", "v", nil), IsNotFound, "ErrNotFound")
 	wantKind(t, "remove a label of a blob foo does not hold", db.Labels().Remove(fo, "k"), IsNoLabel, "ErrNoLabel")
 	// Once foo claims it through an image, the labels are foo's own.
-	if _, err := db.PutImage(ImageWrite{Namespace: "foo", Ref: "x", Manifest: img.manifest}); err != nil {
+	if _, err := db.Images().Put(ImageWrite{Namespace: "foo", Ref: "x", Manifest: img.manifest}); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.Labels().Set(fo, "k", "foo's", nil); err != nil {
@@ -190,7 +190,7 @@ func fullLabels() map[string]string {
 func TestLabelsOfOneObjectAreBounded(t *testing.T) {
 	db := openTestDB(t, Options{})
 	img := seedImage(t, db, "default", "x")
-	if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "app", Manifest: img.manifest}); err != nil {
+	if _, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: "app", Manifest: img.manifest}); err != nil {
 		t.Fatal(err)
 	}
 	for _, o := range []Object{
@@ -250,7 +250,7 @@ func TestLabelsSetInBulkAreBounded(t *testing.T) {
 	if !strings.Contains(err.Error(), `namespace "over": its labels would take 65544 bytes`) {
 		t.Errorf("message %q does not name the namespace and the size", err)
 	}
-	_, err = db.PutImage(ImageWrite{Namespace: "default", Ref: "app", Manifest: img.manifest, Labels: over})
+	_, err = db.Images().Put(ImageWrite{Namespace: "default", Ref: "app", Manifest: img.manifest, Labels: over})
 	wantKind(t, "an image created with labels over the limit", err, IsLabelsFull, "ErrLabelsFull")
 	if !strings.Contains(err.Error(), `image "app" in namespace "default": its labels would take 65544 bytes`) {
 		t.Errorf("message %q does not name the image and the size", err)
@@ -261,11 +261,11 @@ func TestLabelsSetInBulkAreBounded(t *testing.T) {
 	// Empty values are no labels and count nothing.
 	withEmpty := fullLabels()
 	withEmpty["gone"] = ""
-	if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "app", Manifest: img.manifest, Labels: withEmpty}); err != nil {
+	if _, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: "app", Manifest: img.manifest, Labels: withEmpty}); err != nil {
 		t.Fatalf("an image created with labels of exactly the limit, and an empty one: %v", err)
 	}
 	// A tag copies the labels: the copy fits as the original does.
-	if _, err := db.LinkImage("default", "app", "default", "app2"); err != nil {
+	if _, err := db.Images().Link("default", "app", "default", "app2"); err != nil {
 		t.Fatal(err)
 	}
 }

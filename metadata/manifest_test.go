@@ -15,7 +15,7 @@ func TestPutImageRefusesDuplicateKeys(t *testing.T) {
 	// first and one that keeps the last would still disagree on bytes.
 	bad := strings.Replace(good, `"config":`, `"config":{"mediaType":"x","digest":"`+string(img.layer.Digest)+`","size":1},"config":`, 1)
 	before := dump(t, db)
-	_, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "app", Manifest: []byte(bad)})
+	_, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: "app", Manifest: []byte(bad)})
 	wantKind(t, "PutImage with two configs", err, IsInvalidArgument, "ErrInvalidArgument")
 	if !strings.Contains(err.Error(), `image "app": duplicate key "config" at the top level`) {
 		t.Errorf("message %q does not name the image and the key", err)
@@ -23,7 +23,7 @@ func TestPutImageRefusesDuplicateKeys(t *testing.T) {
 	if after := dump(t, db); after != before {
 		t.Fatalf("a refused manifest changed the store:\n%s\n%s", before, after)
 	}
-	if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "app", Manifest: img.manifest}); err != nil {
+	if _, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: "app", Manifest: img.manifest}); err != nil {
 		t.Fatalf("the manifest without the duplicate: %v", err)
 	}
 }

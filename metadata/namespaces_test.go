@@ -145,7 +145,7 @@ func TestDeleteNamespaceNotEmpty(t *testing.T) {
 	}
 
 	img := seedImage(t, db, "foo", "x")
-	if _, err := db.PutImage(ImageWrite{Namespace: "foo", Ref: "x", Manifest: img.manifest}); err != nil {
+	if _, err := db.Images().Put(ImageWrite{Namespace: "foo", Ref: "x", Manifest: img.manifest}); err != nil {
 		t.Fatal(err)
 	}
 	_, err = db.Namespaces().Delete("foo")
@@ -156,10 +156,10 @@ func TestDeleteNamespaceNotEmpty(t *testing.T) {
 	// Empty it the way rm -rf does: images first (dropping their blobs),
 	// then what the namespace wrote itself; an explicit directory goes
 	// with the namespace.
-	if err := db.MakeImageDir("foo", "docker.io"); err != nil {
+	if err := db.Images().MakeDir("foo", "docker.io"); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.DeleteImage("foo", "x"); err != nil {
+	if err := db.Images().Delete("foo", "x"); err != nil {
 		t.Fatal(err)
 	}
 	_, err = db.Namespaces().Delete("foo")
@@ -175,7 +175,7 @@ func TestDeleteNamespaceNotEmpty(t *testing.T) {
 	if _, err := db.Namespaces().Create("foo", nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.LookupImagePath("foo", "docker.io"); !IsNotFound(err) {
+	if _, err := db.Images().Lookup("foo", "docker.io"); !IsNotFound(err) {
 		t.Fatalf("the directory of the deleted foo came back: %v", err)
 	}
 	checkInvariants(t, db)

@@ -13,7 +13,7 @@ import (
 func TestPendingLabelsFollowSetLabel(t *testing.T) {
 	db := openTestDB(t, Options{})
 	img := seedImage(t, db, "default", "x")
-	if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "x", Manifest: img.manifest}); err != nil {
+	if _, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: "x", Manifest: img.manifest}); err != nil {
 		t.Fatal(err)
 	}
 	o := Object{Namespace: "default", Image: "x"}
@@ -106,40 +106,40 @@ func sameError(a, b error) bool {
 func TestRenamePendingImage(t *testing.T) {
 	db := openTestDB(t, Options{})
 	img := seedImage(t, db, "default", "y")
-	if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "y", Manifest: img.manifest}); err != nil {
+	if _, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: "y", Manifest: img.manifest}); err != nil {
 		t.Fatal(err)
 	}
 	stored := seedImage(t, db, "default", "w")
-	if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "w", Manifest: stored.manifest}); err != nil {
+	if _, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: "w", Manifest: stored.manifest}); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.MakeImageDir("default", "dir"); err != nil {
+	if err := db.Images().MakeDir("default", "dir"); err != nil {
 		t.Fatal(err)
 	}
 	before := dump(t, db)
-	_, err := db.RenamePendingImage("default", "new", "default", "y", true)
+	_, err := db.Images().RenamePending("default", "new", "default", "y", true)
 	wantKind(t, "onto an image with noReplace", err, IsExists, "ErrExists")
-	_, err = db.RenamePendingImage("default", "new", "default", "dir", true)
+	_, err = db.Images().RenamePending("default", "new", "default", "dir", true)
 	wantKind(t, "onto a directory with noReplace", err, IsExists, "ErrExists")
-	_, err = db.RenamePendingImage("default", "new", "default", "y/z", true)
+	_, err = db.Images().RenamePending("default", "new", "default", "y/z", true)
 	wantKind(t, "below an image with noReplace", err, IsNotDirectory, "ErrNotDirectory")
-	_, err = db.RenamePendingImage("default", "new", "default", "dir", false)
+	_, err = db.Images().RenamePending("default", "new", "default", "dir", false)
 	wantKind(t, "onto a directory", err, IsIsDirectory, "ErrIsDirectory")
-	_, err = db.RenamePendingImage("default", "new", "other", "y", false)
+	_, err = db.Images().RenamePending("default", "new", "other", "y", false)
 	wantKind(t, "across namespaces", err, IsCrossNamespace, "ErrCrossNamespace")
 	if after := dump(t, db); after != before {
 		t.Fatalf("refused renames changed the store:\n%s\nwant\n%s", after, before)
 	}
 
-	pending, err := db.RenamePendingImage("default", "new", "default", "free", true)
+	pending, err := db.Images().RenamePending("default", "new", "default", "free", true)
 	if err != nil || !pending {
 		t.Fatalf("onto a free name: pending %v, %v", pending, err)
 	}
-	pending, err = db.RenamePendingImage("default", "new", "default", "y", false)
+	pending, err = db.Images().RenamePending("default", "new", "default", "y", false)
 	if err != nil || !pending {
 		t.Fatalf("onto an image: pending %v, %v", pending, err)
 	}
-	if _, err := db.StatImage("default", "y"); !IsNotFound(err) {
+	if _, err := db.Images().Stat("default", "y"); !IsNotFound(err) {
 		t.Fatalf("the replaced image: %v, want it gone", err)
 	}
 	for _, d := range heldDigests(t, db, "default") {
@@ -149,11 +149,11 @@ func TestRenamePendingImage(t *testing.T) {
 	}
 	checkInvariants(t, db)
 
-	pending, err = db.RenamePendingImage("default", "w", "default", "z", false)
+	pending, err = db.Images().RenamePending("default", "w", "default", "z", false)
 	if err != nil || pending {
 		t.Fatalf("a stored image: pending %v, %v", pending, err)
 	}
-	if _, err := db.StatImage("default", "z"); err != nil {
+	if _, err := db.Images().Stat("default", "z"); err != nil {
 		t.Fatalf("the renamed image: %v", err)
 	}
 	checkInvariants(t, db)

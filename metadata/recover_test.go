@@ -192,7 +192,7 @@ func TestSalvageKeepsTheUndamagedRecords(t *testing.T) {
 		// Enough refs that b's images/ has a page of its own.
 		for i := 0; i < 60; i++ {
 			ref := fmt.Sprintf("registry.example/%s/app:%03d-%s", ns, i, strings.Repeat("x", 40))
-			if _, err := db.PutImage(ImageWrite{Namespace: ns, Ref: ref, Manifest: img.manifest}); err != nil {
+			if _, err := db.Images().Put(ImageWrite{Namespace: ns, Ref: ref, Manifest: img.manifest}); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -76,7 +76,7 @@ func TestShareableIndexFollowsHoldsAndLabels(t *testing.T) {
 	other := mustWriteBlob(t, db, "b", []byte("b's later bytes")).Digest
 	want("b writes a blob while shareable", other, 1)
 	manifest := manifestJSON(descriptor("", []byte("shared bytes")))
-	if _, err := db.PutImage(ImageWrite{Namespace: "b", Ref: "x", Manifest: manifest}); err != nil {
+	if _, err := db.Images().Put(ImageWrite{Namespace: "b", Ref: "x", Manifest: manifest}); err != nil {
 		t.Fatal(err)
 	}
 	want("b claims a's blob", blob, 2)
@@ -89,7 +89,7 @@ func TestShareableIndexFollowsHoldsAndLabels(t *testing.T) {
 		t.Fatal(err)
 	}
 	want("a's label removed", blob, 1)
-	if err := db.DeleteImage("b", "x"); err != nil {
+	if err := db.Images().Delete("b", "x"); err != nil {
 		t.Fatal(err)
 	}
 	want("b dropped a's blob", blob, 0)

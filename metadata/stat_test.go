@@ -41,14 +41,14 @@ func TestStatLeavesLabelsOut(t *testing.T) {
 	if err != nil || gotImg.Labels["k"] != "v" {
 		t.Fatalf("GetImage = %+v, %v; want label k=v", gotImg, err)
 	}
-	statImg, err := db.StatImage("default", "dir/x")
+	statImg, err := db.Images().Stat("default", "dir/x")
 	if err != nil || statImg.Labels != nil {
 		t.Fatalf("StatImage = %+v, %v; want no labels", statImg, err)
 	}
 	if statImg.ID != gotImg.ID || statImg.Target.Digest != img.digest || !statImg.UpdatedAt.Equal(gotImg.UpdatedAt) {
 		t.Fatalf("StatImage = %+v, GetImage = %+v", statImg, gotImg)
 	}
-	e, err := db.LookupImagePath("default", "dir/x")
+	e, err := db.Images().Lookup("default", "dir/x")
 	if err != nil || e.Image == nil || e.Image.ID != gotImg.ID || e.Image.Labels != nil {
 		t.Fatalf("LookupImagePath = %+v, %v; want image %d without labels", e, err, gotImg.ID)
 	}
@@ -77,9 +77,9 @@ func TestStatLeavesLabelsOut(t *testing.T) {
 	// The same refusals as the Get variants.
 	_, err = db.Namespaces().Stat("nope")
 	wantKind(t, "StatNamespace of a missing namespace", err, IsNotFound, "ErrNotFound")
-	_, err = db.StatImage("default", "nope")
+	_, err = db.Images().Stat("default", "nope")
 	wantKind(t, "StatImage of a missing image", err, IsNotFound, "ErrNotFound")
-	_, err = db.StatImage("nope", "dir/x")
+	_, err = db.Images().Stat("nope", "dir/x")
 	wantKind(t, "StatImage in a missing namespace", err, IsNotFound, "ErrNotFound")
 	_, err = db.Content().Stat("default", digest.FromString("nobody has this"))
 	wantKind(t, "StatBlob of an absent blob", err, IsNotFound, "ErrNotFound")
