@@ -151,7 +151,7 @@ func TestBatchRacingCreations(t *testing.T) {
 			case err == nil:
 				ok++
 			case !IsExists(err):
-				t.Fatalf("CreateNamespace: %v", err)
+				t.Fatalf("NamespaceStore.Create: %v", err)
 			}
 		}
 		if ok != 1 {

@@ -201,7 +201,7 @@ func BenchmarkReadImageDirAndLookup10k(b *testing.B) {
 }
 
 // BenchmarkPutImageInOtherNamespace is `cp` of an image into another
-// namespace: PutImage of a manifest whose blobs the store holds (no blob
+// namespace: ImageStore.Put of a manifest whose blobs the store holds (no blob
 // bytes), a new ref each time.
 func BenchmarkPutImageInOtherNamespace(b *testing.B) {
 	db := openTestDB(b, Options{})
@@ -245,7 +245,8 @@ func BenchmarkSecondNamespacePull(b *testing.B) {
 }
 
 // BenchmarkWriteBlob64MiB is a blob ingest (hash, write, fsync, publish,
-// commit), then its removal (DeleteBlob, which deletes the file); MB/s.
+// commit), then its removal (ContentStore.Delete, which deletes the file);
+// MB/s.
 func BenchmarkWriteBlob64MiB(b *testing.B) {
 	db := openTestDB(b, Options{})
 	data := make([]byte, 64<<20)
@@ -307,8 +308,8 @@ func BenchmarkListAll100kImages(b *testing.B) {
 
 // TestPopulateBenchStore is not a test but the loader of `make bench`
 // (bench/main.go): it fills the closed store at $NSFS_BENCH_STORE through
-// this package, many refs per transaction (PutImage would take one fsynced
-// commit per image: minutes for 100,000), before the store is mounted.
+// this package, many refs per transaction (ImageStore.Put would take one
+// fsynced commit per image: minutes for 100,000), before the store is mounted.
 // $NSFS_BENCH_POPULATE says what to put there:
 //
 //   - listing: namespace default with image src and the 10,000 images

@@ -74,14 +74,14 @@ func TestWriteBlob(t *testing.T) {
 		t.Fatalf("read back %q", got)
 	}
 	if _, err := db.Content().Writer("default", 0, d); !IsExists(err) {
-		t.Fatalf("WriteBlob of a held blob: %v, want ErrExists", err)
+		t.Fatalf("ContentStore.Writer of a held blob: %v, want ErrExists", err)
 	}
 	// Shared policy: another namespace sees it without holding it.
 	if _, err := db.Namespaces().Create("foo", nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.Content().Writer("foo", 0, d); !IsExists(err) {
-		t.Fatalf("WriteBlob of a visible blob in foo: %v, want ErrExists", err)
+		t.Fatalf("ContentStore.Writer of a visible blob in foo: %v, want ErrExists", err)
 	}
 	fb, err := db.GetBlob("foo", d)
 	if err != nil || fb.Held || fb.Size != int64(len(data)) {

@@ -163,7 +163,7 @@ func testConcurrent(t *testing.T, sharing Sharing) {
 					}
 					w, err := db.Content().Writer(ns, 0, digest.FromBytes(data))
 					if err != nil {
-						check("WriteBlob", err)
+						check("ContentStore.Writer", err)
 						continue
 					}
 					w.Write(data)
@@ -174,62 +174,62 @@ func testConcurrent(t *testing.T, sharing Sharing) {
 					}
 				case 2, 3:
 					_, err := db.Images().Put(ImageWrite{Namespace: ns, Ref: ref, Manifest: manifests[r.IntN(len(manifests))]})
-					check("PutImage", err)
+					check("ImageStore.Put", err)
 				case 4:
-					check("DeleteImage", db.Images().Delete(ns, ref))
+					check("ImageStore.Delete", db.Images().Delete(ns, ref))
 				case 5:
 					d := digest.FromBytes(contents[r.IntN(len(contents))])
 					if held, _ := db.Content().List(ns); len(held) > 0 && r.IntN(2) == 0 {
 						d = held[r.IntN(len(held))].Digest
 					}
-					check("DeleteBlob", db.Content().Delete(ns, d))
+					check("ContentStore.Delete", db.Content().Delete(ns, d))
 				case 6:
-					check("RenameImage", db.Images().Rename(ns, ref, ns, refs[r.IntN(len(refs))], false))
+					check("ImageStore.Rename", db.Images().Rename(ns, ref, ns, refs[r.IntN(len(refs))], false))
 				case 7:
 					_, err := db.Images().Link(ns, ref, ns, refs[r.IntN(len(refs))])
-					check("LinkImage", err)
+					check("ImageStore.Link", err)
 				case 8:
 					if r.IntN(2) == 0 {
 						_, err := db.Namespaces().Create("tmp", nil)
-						check("CreateNamespace", err)
+						check("NamespaceStore.Create", err)
 					} else {
 						// rm -rf ns/tmp, racing with the others' writes.
 						images, _ := db.ListImages("tmp")
 						for _, img := range images {
-							check("DeleteImage", db.Images().Delete("tmp", img.Name))
+							check("ImageStore.Delete", db.Images().Delete("tmp", img.Name))
 						}
 						blobs, _ := db.Content().List("tmp")
 						for _, b := range blobs {
-							check("DeleteBlob", db.Content().Delete("tmp", b.Digest))
+							check("ContentStore.Delete", db.Content().Delete("tmp", b.Digest))
 						}
 						_, err := db.Namespaces().Delete("tmp")
-						check("DeleteNamespace", err)
+						check("NamespaceStore.Delete", err)
 					}
 				case 9:
 					value := ""
 					if r.IntN(2) == 0 {
 						value = "true"
 					}
-					check("SetLabel", db.Labels().Set(Object{Namespace: "a"}, ShareableLabel, value, nil))
-					check("SetLabel", db.Labels().Set(Object{Namespace: ns, Blob: digest.FromBytes(contents[r.IntN(len(contents))])}, "k", value, nil))
-					check("RemoveImageDir", db.Images().RemoveDir(ns, "d"))
+					check("LabelStore.Set", db.Labels().Set(Object{Namespace: "a"}, ShareableLabel, value, nil))
+					check("LabelStore.Set", db.Labels().Set(Object{Namespace: ns, Blob: digest.FromBytes(contents[r.IntN(len(contents))])}, "k", value, nil))
+					check("ImageStore.RemoveDir", db.Images().RemoveDir(ns, "d"))
 				case 10:
 					d := digest.FromBytes(contents[r.IntN(len(contents))])
 					if f, err := db.Content().Open(ns, d); err == nil {
 						data, _ := io.ReadAll(f)
 						f.Close()
 						if digest.FromBytes(data) != d {
-							t.Errorf("OpenBlob(%s) read bytes of %s", d, digest.FromBytes(data))
+							t.Errorf("ContentStore.Open(%s) read bytes of %s", d, digest.FromBytes(data))
 						}
 					} else {
-						check("OpenBlob", err)
+						check("ContentStore.Open", err)
 					}
 					_, err := db.Images().ReadDir(ns, "")
-					check("ReadImageDir", err)
+					check("ImageStore.ReadDir", err)
 					// Every blob file, however young, that no record
 					// names: a file being published (recorded under
 					// its digest's lock) must survive, which the
-					// final invariants and OpenBlob's reads check. A
+					// final invariants and ContentStore.Open's reads check. A
 					// file whose last holder was just dropped may go
 					// here rather than in its releaser.
 					var stats GCStats
@@ -240,14 +240,14 @@ func testConcurrent(t *testing.T, sharing Sharing) {
 	}
 	wg.Wait()
 	// The mix must really exercise the paths whose races matter.
-	for _, op := range []string{"Commit", "PutImage", "DeleteImage", "DeleteBlob", "RenameImage", "LinkImage", "DeleteNamespace"} {
+	for _, op := range []string{"Commit", "ImageStore.Put", "ImageStore.Delete", "ContentStore.Delete", "ImageStore.Rename", "ImageStore.Link", "NamespaceStore.Delete"} {
 		if succeeded[op] == 0 {
 			t.Errorf("no %s succeeded (successes: %v)", op, succeeded)
 		}
 	}
 	t.Logf("successes: %v", succeeded)
 	checkInvariants(t, db)
-	// Every image's target and claims are as PutImage would make them.
+	// Every image's target and claims are as ImageStore.Put would make them.
 	for _, ns := range namespaces {
 		images, err := db.ListImages(ns)
 		if IsNotFound(err) {

@@ -11,7 +11,7 @@ import (
 )
 
 // putImages puts manifest under every ref in one transaction through the
-// same code as PutImage (which would take one fsynced commit per ref).
+// same code as ImageStore.Put (which would take one fsynced commit per ref).
 func putImages(t testing.TB, db *DB, ns string, manifest []byte, refs []string) {
 	t.Helper()
 	first, err := db.Images().Put(ImageWrite{Namespace: ns, Ref: refs[0], Manifest: manifest})
@@ -119,7 +119,7 @@ func TestImageDirs(t *testing.T) {
 			}
 		}
 		if got != want {
-			t.Errorf("LookupImagePath(%q) = %s, want %s", path, got, want)
+			t.Errorf("ImageStore.Lookup(%q) = %s, want %s", path, got, want)
 		}
 	}
 	_, err = db.Images().ReadDir("default", "alpine")
@@ -149,7 +149,7 @@ func TestImageDirs(t *testing.T) {
 		"a/../b":                         IsInvalidArgument,
 	} {
 		if err := db.Images().MakeDir("default", dir); err == nil || !is(err) {
-			t.Errorf("MakeImageDir(%q) = %v", dir, err)
+			t.Errorf("ImageStore.MakeDir(%q) = %v", dir, err)
 		}
 	}
 	if got, _ := db.Images().ReadDir("default", ""); entryNames(got) != "alpine docker.io/ docker.io-mirror quay.io/" {
@@ -165,7 +165,7 @@ func TestImageDirs(t *testing.T) {
 		"docker.io/library/redis:latest/x": IsNotDirectory,
 	} {
 		if _, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: ref, Manifest: img.manifest}); err == nil || !is(err) {
-			t.Errorf("PutImage(%q) = %v", ref, err)
+			t.Errorf("ImageStore.Put(%q) = %v", ref, err)
 		}
 	}
 	wantKind(t, "rm of a directory", db.Images().Delete("default", "docker.io"), IsIsDirectory, "ErrIsDirectory")
@@ -179,7 +179,7 @@ func TestImageDirs(t *testing.T) {
 		"alpine/x":                       IsNotDirectory,
 	} {
 		if err := db.Images().RemoveDir("default", dir); err == nil || !is(err) {
-			t.Errorf("RemoveImageDir(%q) = %v", dir, err)
+			t.Errorf("ImageStore.RemoveDir(%q) = %v", dir, err)
 		}
 	}
 	if err := db.Images().RemoveDir("default", "quay.io/a"); err != nil {

@@ -112,9 +112,9 @@ func exhaustMetadata(t *testing.T, db *DB) {
 			if err == nil {
 				continue
 			}
-			wantNoSpace(t, "CreateNamespace on a full disk", err)
+			wantNoSpace(t, "NamespaceStore.Create on a full disk", err)
 			if after := dump(t, db); after != before {
-				t.Fatalf("a failed CreateNamespace changed the store:\nbefore:\n%s\nafter:\n%s", before, after)
+				t.Fatalf("a failed NamespaceStore.Create changed the store:\nbefore:\n%s\nafter:\n%s", before, after)
 			}
 			break
 		}
@@ -137,7 +137,7 @@ func putBigImage(t *testing.T, db *DB, ns, ref string, layerSize int) digest.Dig
 	config := mustWriteBlob(t, db, ns, []byte(`{"architecture":"amd64","os":"linux","ref":"`+ref+`"}`))
 	layer := mustWriteBlob(t, db, ns, randomData(t, layerSize))
 	if _, err := db.Images().Put(ImageWrite{Namespace: ns, Ref: ref, Manifest: manifestJSON(config, layer)}); err != nil {
-		t.Fatalf("PutImage %s: %v", ref, err)
+		t.Fatalf("ImageStore.Put %s: %v", ref, err)
 	}
 	return layer.Digest
 }
@@ -208,7 +208,7 @@ func TestFullDiskDeletesSucceedAndFreeSpace(t *testing.T) {
 	data := randomData(t, 64<<10)
 	w, err := db.Content().Writer("default", 0, digest.FromBytes(data))
 	if err != nil {
-		t.Fatalf("WriteBlob: %v", err)
+		t.Fatalf("ContentStore.Writer: %v", err)
 	}
 	_, err = w.Write(data)
 	wantNoSpace(t, "blob written on a full disk", err)
@@ -221,10 +221,10 @@ func TestFullDiskDeletesSucceedAndFreeSpace(t *testing.T) {
 
 	free := freeBytes(t, fsDir)
 	if err := db.Images().Delete("default", "a"); err != nil {
-		t.Fatalf("DeleteImage on a full disk: %v", err)
+		t.Fatalf("ImageStore.Delete on a full disk: %v", err)
 	}
 	if got := freeBytes(t, fsDir); got < free+2<<20 {
-		t.Errorf("DeleteImage freed %d bytes, want at least its 2 MiB layer", got-free)
+		t.Errorf("ImageStore.Delete freed %d bytes, want at least its 2 MiB layer", got-free)
 	}
 	// It took the reserve (the test fills meta.db too), and there is not
 	// yet room to restore it.
@@ -232,18 +232,18 @@ func TestFullDiskDeletesSucceedAndFreeSpace(t *testing.T) {
 		t.Errorf("reserve after the first delete on a full disk: %d bytes, want 0 (used)", got)
 	}
 	if err := db.Content().Delete("default", loose.Digest); err != nil {
-		t.Fatalf("DeleteBlob on a full disk: %v", err)
+		t.Fatalf("ContentStore.Delete on a full disk: %v", err)
 	}
 	if err := db.Images().Delete("doomed", "c"); err != nil {
-		t.Fatalf("DeleteImage on a full disk: %v", err)
+		t.Fatalf("ImageStore.Delete on a full disk: %v", err)
 	}
 	for _, d := range heldDigests(t, db, "doomed") {
 		if err := db.Content().Delete("doomed", d); err != nil {
-			t.Fatalf("DeleteBlob on a full disk: %v", err)
+			t.Fatalf("ContentStore.Delete on a full disk: %v", err)
 		}
 	}
 	if _, err := db.Namespaces().Delete("doomed"); err != nil {
-		t.Fatalf("DeleteNamespace on a full disk: %v", err)
+		t.Fatalf("NamespaceStore.Delete on a full disk: %v", err)
 	}
 	checkInvariants(t, db)
 	if got := freeBytes(t, fsDir); got <= free {
@@ -253,7 +253,7 @@ func TestFullDiskDeletesSucceedAndFreeSpace(t *testing.T) {
 	// What fits now is written.
 	mustWriteBlob(t, db, "default", randomData(t, 512<<10))
 	if _, err := db.Namespaces().Create("after", nil); err != nil {
-		t.Fatalf("CreateNamespace once space was freed: %v", err)
+		t.Fatalf("NamespaceStore.Create once space was freed: %v", err)
 	}
 
 	// With the filler gone the reserve is back at its size.
@@ -284,9 +284,9 @@ func TestFullDiskWithoutReserveFailsCleanly(t *testing.T) {
 
 	before := dump(t, db)
 	err := db.Images().Delete("default", "a")
-	wantNoSpace(t, "DeleteImage on a full disk without a reserve", err)
+	wantNoSpace(t, "ImageStore.Delete on a full disk without a reserve", err)
 	if after := dump(t, db); after != before {
-		t.Fatalf("a failed DeleteImage changed the store:\n%s\n---\n%s", before, after)
+		t.Fatalf("a failed ImageStore.Delete changed the store:\n%s\n---\n%s", before, after)
 	}
 	checkInvariants(t, db)
 
@@ -294,7 +294,7 @@ func TestFullDiskWithoutReserveFailsCleanly(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := db.Images().Delete("default", "a"); err != nil {
-		t.Fatalf("DeleteImage once space was freed: %v", err)
+		t.Fatalf("ImageStore.Delete once space was freed: %v", err)
 	}
 	checkInvariants(t, db)
 	if got := reserveBytes(t, db); got != minReserve {
@@ -350,9 +350,9 @@ func TestFullDiskGroupCommitRetriesOnlyTheDelete(t *testing.T) {
 		t.Fatalf("the leader: %v", err)
 	}
 	if err := <-deleted; err != nil {
-		t.Fatalf("DeleteImage grouped with a write on a full disk: %v", err)
+		t.Fatalf("ImageStore.Delete grouped with a write on a full disk: %v", err)
 	}
-	wantNoSpace(t, "CreateNamespace grouped with a delete on a full disk", <-created)
+	wantNoSpace(t, "NamespaceStore.Create grouped with a delete on a full disk", <-created)
 	if _, err := db.GetNamespace("late"); !IsNotFound(err) {
 		t.Fatalf("the namespace whose create failed: %v", err)
 	}

@@ -142,11 +142,11 @@ func TestPutImageLabelsAreValidated(t *testing.T) {
 	a := seedImage(t, db, "default", "a")
 	before := dump(t, db)
 	_, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: "x", Manifest: a.manifest, Labels: map[string]string{"k": strings.Repeat("v", MaxLabelSize)}})
-	wantKind(t, "PutImage with a label too large", err, IsLabelTooLarge, "ErrLabelTooLarge")
+	wantKind(t, "ImageStore.Put with a label too large", err, IsLabelTooLarge, "ErrLabelTooLarge")
 	_, err = db.Images().Put(ImageWrite{Namespace: "default", Ref: "x", Manifest: a.manifest, Labels: map[string]string{"": "v"}})
-	wantKind(t, "PutImage with an empty label key", err, IsInvalidArgument, "ErrInvalidArgument")
+	wantKind(t, "ImageStore.Put with an empty label key", err, IsInvalidArgument, "ErrInvalidArgument")
 	if after := dump(t, db); after != before {
-		t.Fatalf("a refused PutImage changed the store:\n%s\nthen\n%s", before, after)
+		t.Fatalf("a refused ImageStore.Put changed the store:\n%s\nthen\n%s", before, after)
 	}
 }
 
@@ -171,7 +171,7 @@ func TestWritesCheckTheNamespaceID(t *testing.T) {
 		t.Fatal(err)
 	}
 	if deleted.ID != old.ID {
-		t.Fatalf("DeleteNamespace returned ID %d, want %d", deleted.ID, old.ID)
+		t.Fatalf("NamespaceStore.Delete returned ID %d, want %d", deleted.ID, old.ID)
 	}
 	if _, err := db.Namespaces().Create("foo", nil); err != nil {
 		t.Fatal(err)
@@ -183,9 +183,9 @@ func TestWritesCheckTheNamespaceID(t *testing.T) {
 	}
 	before := dump(t, db)
 	_, err = db.Content().Writer("foo", old.ID, digest.FromString("other"))
-	wantKind(t, "WriteBlob into a namespace made again", err, IsNotFound, "ErrNotFound")
+	wantKind(t, "ContentStore.Writer into a namespace made again", err, IsNotFound, "ErrNotFound")
 	_, err = db.Images().Put(ImageWrite{Namespace: "foo", NamespaceID: old.ID, Ref: "x", Manifest: img.manifest})
-	wantKind(t, "PutImage into a namespace made again", err, IsNotFound, "ErrNotFound")
+	wantKind(t, "ImageStore.Put into a namespace made again", err, IsNotFound, "ErrNotFound")
 	if err == nil || !strings.Contains(err.Error(), `namespace "foo" was deleted`) {
 		t.Errorf("error %v: want it to say the namespace was deleted", err)
 	}
@@ -227,12 +227,12 @@ func TestRenameAndLinkRules(t *testing.T) {
 func TestRemoveBlobDir(t *testing.T) {
 	db := openTestDB(t, Options{})
 	if err := db.Content().RemoveDir("default"); err != nil {
-		t.Fatalf("RemoveBlobDir of an empty blobs/: %v", err)
+		t.Fatalf("ContentStore.RemoveDir of an empty blobs/: %v", err)
 	}
-	wantKind(t, "RemoveBlobDir of a missing namespace", db.Content().RemoveDir("nope"), IsNotFound, "ErrNotFound")
+	wantKind(t, "ContentStore.RemoveDir of a missing namespace", db.Content().RemoveDir("nope"), IsNotFound, "ErrNotFound")
 	b := mustWriteBlob(t, db, "default", []byte("held"))
 	err := db.Content().RemoveDir("default")
-	wantKind(t, "RemoveBlobDir while a blob is held", err, IsNotEmpty, "ErrNotEmpty")
+	wantKind(t, "ContentStore.RemoveDir while a blob is held", err, IsNotEmpty, "ErrNotEmpty")
 	if !strings.Contains(err.Error(), `blobs/ of namespace "default" is not empty`) {
 		t.Errorf("error %q does not say what is not empty", err)
 	}
@@ -240,6 +240,6 @@ func TestRemoveBlobDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := db.Content().RemoveDir("default"); err != nil {
-		t.Fatalf("RemoveBlobDir once empty again: %v", err)
+		t.Fatalf("ContentStore.RemoveDir once empty again: %v", err)
 	}
 }

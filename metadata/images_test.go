@@ -212,7 +212,7 @@ func TestIsolatedSharing(t *testing.T) {
 		t.Fatalf("message %q, want %q", err, want)
 	}
 	if after := dump(t, db); after != before {
-		t.Fatalf("a refused PutImage changed the store:\n%s\nthen\n%s", before, after)
+		t.Fatalf("a refused ImageStore.Put changed the store:\n%s\nthen\n%s", before, after)
 	}
 
 	// b may send the bytes itself: verified, no second file.
@@ -224,7 +224,7 @@ func TestIsolatedSharing(t *testing.T) {
 	_, err = db.Images().Put(ImageWrite{Namespace: "b", Ref: "x", Manifest: img.manifest})
 	want = fmt.Sprintf(`image "x": blob %s (config) not found`, img.config.Digest)
 	if !IsNotFound(err) || !strings.HasPrefix(err.Error(), want) {
-		t.Fatalf("PutImage with the config still invisible: %v", err)
+		t.Fatalf("ImageStore.Put with the config still invisible: %v", err)
 	}
 
 	// A shareable namespace's blobs are visible to all.
@@ -235,7 +235,7 @@ func TestIsolatedSharing(t *testing.T) {
 		t.Fatalf("b cannot see a shareable namespace's blob: %v", err)
 	}
 	if _, err := db.Content().Writer("b", 0, img.config.Digest); !IsExists(err) {
-		t.Fatalf("WriteBlob of a visible blob: %v, want ErrExists", err)
+		t.Fatalf("ContentStore.Writer of a visible blob: %v, want ErrExists", err)
 	}
 	if _, err := db.Images().Put(ImageWrite{Namespace: "b", Ref: "x", Manifest: img.manifest}); err != nil {
 		t.Fatal(err)
@@ -345,13 +345,13 @@ func TestInvalidManifests(t *testing.T) {
 			before := dump(t, db)
 			_, err := db.Images().Put(ImageWrite{Namespace: ns, Ref: ref, Manifest: tc.data})
 			if err == nil || !tc.is(err) {
-				t.Fatalf("PutImage: %v, want the other kind", err)
+				t.Fatalf("ImageStore.Put: %v, want the other kind", err)
 			}
 			if !strings.Contains(err.Error(), tc.contains) {
 				t.Fatalf("message %q does not say %q", err, tc.contains)
 			}
 			if after := dump(t, db); after != before {
-				t.Fatalf("a refused PutImage changed the store:\n%s\nthen\n%s", before, after)
+				t.Fatalf("a refused ImageStore.Put changed the store:\n%s\nthen\n%s", before, after)
 			}
 		})
 	}
@@ -441,14 +441,14 @@ func TestValidateRef(t *testing.T) {
 	before := dump(t, db)
 	for _, ref := range []string{"app\n:v1", "dir/\x1b[2J"} {
 		if _, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: ref, Manifest: img.manifest}); !IsInvalidArgument(err) {
-			t.Fatalf("PutImage of %q: %v, want ErrInvalidArgument", ref, err)
+			t.Fatalf("ImageStore.Put of %q: %v, want ErrInvalidArgument", ref, err)
 		}
 	}
 	if after := dump(t, db); after != before {
 		t.Fatalf("a refused ref changed the store:\n%s\n%s", before, after)
 	}
 	if _, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: deep, Manifest: img.manifest}); !IsNameTooLong(err) {
-		t.Fatalf("PutImage of a 10,000-deep ref: %v", err)
+		t.Fatalf("ImageStore.Put of a 10,000-deep ref: %v", err)
 	}
 	if len(ValidateRef(deep).Error()) > 300 {
 		t.Fatal("the message quotes a 20,000-byte ref in full")

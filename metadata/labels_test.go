@@ -118,7 +118,7 @@ func TestImageAndBlobLabels(t *testing.T) {
 	}
 	got, _ := db.GetImage("default", "x")
 	if got.Labels["containerd.io/gc.ref"] != "y" || !got.UpdatedAt.After(put.UpdatedAt) {
-		t.Fatalf("image after SetLabel: %+v", got)
+		t.Fatalf("image after LabelStore.Set: %+v", got)
 	}
 	// Replacing the image's target keeps its labels, as a file keeps its
 	// xattrs across truncate and write.

@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// PutImage refuses such a manifest with ErrInvalidArgument naming the
+// ImageStore.Put refuses such a manifest with ErrInvalidArgument naming the
 // key, and changes nothing.
 func TestPutImageRefusesDuplicateKeys(t *testing.T) {
 	db := openTestDB(t, Options{})
@@ -16,7 +16,7 @@ func TestPutImageRefusesDuplicateKeys(t *testing.T) {
 	bad := strings.Replace(good, `"config":`, `"config":{"mediaType":"x","digest":"`+string(img.layer.Digest)+`","size":1},"config":`, 1)
 	before := dump(t, db)
 	_, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: "app", Manifest: []byte(bad)})
-	wantKind(t, "PutImage with two configs", err, IsInvalidArgument, "ErrInvalidArgument")
+	wantKind(t, "ImageStore.Put with two configs", err, IsInvalidArgument, "ErrInvalidArgument")
 	if !strings.Contains(err.Error(), `image "app": duplicate key "config" at the top level`) {
 		t.Errorf("message %q does not name the image and the key", err)
 	}

@@ -62,7 +62,7 @@ func TestNamespaceCRUD(t *testing.T) {
 		names = append(names, ns.Name)
 	}
 	if strings.Join(names, ",") != "Bar,default,foo" {
-		t.Fatalf("ListNamespaces = %v, want sorted Bar,default,foo", names)
+		t.Fatalf("NamespaceStore.List = %v, want sorted Bar,default,foo", names)
 	}
 
 	deleted, err := db.Namespaces().Delete("foo")
@@ -70,7 +70,7 @@ func TestNamespaceCRUD(t *testing.T) {
 		t.Fatal(err)
 	}
 	if deleted.Name != "foo" || deleted.ID != foo.ID {
-		t.Errorf("DeleteNamespace returned %q with ID %d, want foo with ID %d", deleted.Name, deleted.ID, foo.ID)
+		t.Errorf("NamespaceStore.Delete returned %q with ID %d, want foo with ID %d", deleted.Name, deleted.ID, foo.ID)
 	}
 	_, err = db.Namespaces().Delete("foo")
 	wantKind(t, "delete foo twice", err, IsNotFound, "ErrNotFound")

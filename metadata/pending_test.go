@@ -7,8 +7,8 @@ import (
 	"github.com/pkg/errors"
 )
 
-// The labels of an image being written obey SetLabel's and RemoveLabel's
-// rules, with their messages: each change is tried on a stored image and
+// The labels of an image being written obey the rules of LabelStore.Set
+// and Remove, with their messages: each change is tried on a stored image and
 // on pending labels holding the same labels, and both must agree.
 func TestPendingLabelsFollowSetLabel(t *testing.T) {
 	db := openTestDB(t, Options{})
@@ -58,7 +58,7 @@ func TestPendingLabelsFollowSetLabel(t *testing.T) {
 		stored := db.Labels().Set(o, s.key, s.value, s.check)
 		pending := p.Set(o, s.key, s.value, s.check)
 		if !sameError(stored, pending) {
-			t.Fatalf("%s: SetLabel says %v, PendingLabels.Set %v", s.what, stored, pending)
+			t.Fatalf("%s: LabelStore.Set says %v, PendingLabels.Set %v", s.what, stored, pending)
 		}
 		if s.what == "over the limit of all labels" {
 			wantKind(t, s.what, pending, IsLabelsFull, "ErrLabelsFull")
@@ -102,7 +102,7 @@ func sameError(a, b error) bool {
 
 // A rename of an image being written (from names nothing in the store)
 // frees its new name in one transaction, as a rename replaces its target;
-// a rename of a stored image is RenameImage.
+// a rename of a stored image is ImageStore.Rename.
 func TestRenamePendingImage(t *testing.T) {
 	db := openTestDB(t, Options{})
 	img := seedImage(t, db, "default", "y")

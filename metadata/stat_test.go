@@ -27,14 +27,14 @@ func TestStatLeavesLabelsOut(t *testing.T) {
 	}
 	statNS, err := db.Namespaces().Stat("default")
 	if err != nil || statNS.Labels != nil {
-		t.Fatalf("StatNamespace = %+v, %v; want no labels", statNS, err)
+		t.Fatalf("NamespaceStore.Stat = %+v, %v; want no labels", statNS, err)
 	}
 	if statNS.Labels = gotNS.Labels; statNS.ID == 0 || !equalNamespaces(statNS, gotNS) {
-		t.Fatalf("StatNamespace = %+v, GetNamespace = %+v", statNS, gotNS)
+		t.Fatalf("NamespaceStore.Stat = %+v, GetNamespace = %+v", statNS, gotNS)
 	}
 	list, err := db.Namespaces().List()
 	if err != nil || len(list) != 1 || list[0].Labels != nil || list[0].ID != gotNS.ID {
-		t.Fatalf("ListNamespaces = %+v, %v; want default without labels", list, err)
+		t.Fatalf("NamespaceStore.List = %+v, %v; want default without labels", list, err)
 	}
 
 	gotImg, err := db.GetImage("default", "dir/x")
@@ -43,14 +43,14 @@ func TestStatLeavesLabelsOut(t *testing.T) {
 	}
 	statImg, err := db.Images().Stat("default", "dir/x")
 	if err != nil || statImg.Labels != nil {
-		t.Fatalf("StatImage = %+v, %v; want no labels", statImg, err)
+		t.Fatalf("ImageStore.Stat = %+v, %v; want no labels", statImg, err)
 	}
 	if statImg.ID != gotImg.ID || statImg.Target.Digest != img.digest || !statImg.UpdatedAt.Equal(gotImg.UpdatedAt) {
-		t.Fatalf("StatImage = %+v, GetImage = %+v", statImg, gotImg)
+		t.Fatalf("ImageStore.Stat = %+v, GetImage = %+v", statImg, gotImg)
 	}
 	e, err := db.Images().Lookup("default", "dir/x")
 	if err != nil || e.Image == nil || e.Image.ID != gotImg.ID || e.Image.Labels != nil {
-		t.Fatalf("LookupImagePath = %+v, %v; want image %d without labels", e, err, gotImg.ID)
+		t.Fatalf("ImageStore.Lookup = %+v, %v; want image %d without labels", e, err, gotImg.ID)
 	}
 
 	gotBlob, err := db.GetBlob("default", img.layer.Digest)
@@ -59,32 +59,32 @@ func TestStatLeavesLabelsOut(t *testing.T) {
 	}
 	statBlob, err := db.Content().Stat("default", img.layer.Digest)
 	if err != nil || statBlob.Labels != nil {
-		t.Fatalf("StatBlob = %+v, %v; want no labels", statBlob, err)
+		t.Fatalf("ContentStore.Stat = %+v, %v; want no labels", statBlob, err)
 	}
 	if statBlob.Size != gotBlob.Size || statBlob.Size != img.layer.Size || !statBlob.Held || !statBlob.InUse || !statBlob.CreatedAt.Equal(gotBlob.CreatedAt) {
-		t.Fatalf("StatBlob = %+v, GetBlob = %+v", statBlob, gotBlob)
+		t.Fatalf("ContentStore.Stat = %+v, GetBlob = %+v", statBlob, gotBlob)
 	}
 	blobs, err := db.Content().List("default")
 	if err != nil || len(blobs) != 3 {
-		t.Fatalf("ListBlobs = %+v, %v; want manifest, config and layer", blobs, err)
+		t.Fatalf("ContentStore.List = %+v, %v; want manifest, config and layer", blobs, err)
 	}
 	for _, b := range blobs {
 		if b.Labels != nil || !b.Held || b.Size == 0 {
-			t.Fatalf("ListBlobs entry %+v: want held, sized, without labels", b)
+			t.Fatalf("ContentStore.List entry %+v: want held, sized, without labels", b)
 		}
 	}
 
 	// The same refusals as the Get variants.
 	_, err = db.Namespaces().Stat("nope")
-	wantKind(t, "StatNamespace of a missing namespace", err, IsNotFound, "ErrNotFound")
+	wantKind(t, "NamespaceStore.Stat of a missing namespace", err, IsNotFound, "ErrNotFound")
 	_, err = db.Images().Stat("default", "nope")
-	wantKind(t, "StatImage of a missing image", err, IsNotFound, "ErrNotFound")
+	wantKind(t, "ImageStore.Stat of a missing image", err, IsNotFound, "ErrNotFound")
 	_, err = db.Images().Stat("nope", "dir/x")
-	wantKind(t, "StatImage in a missing namespace", err, IsNotFound, "ErrNotFound")
+	wantKind(t, "ImageStore.Stat in a missing namespace", err, IsNotFound, "ErrNotFound")
 	_, err = db.Content().Stat("default", digest.FromString("nobody has this"))
-	wantKind(t, "StatBlob of an absent blob", err, IsNotFound, "ErrNotFound")
+	wantKind(t, "ContentStore.Stat of an absent blob", err, IsNotFound, "ErrNotFound")
 	_, err = db.Content().Stat("default", "sha256:XYZ")
-	wantKind(t, "StatBlob of a bad digest", err, IsInvalidArgument, "ErrInvalidArgument")
+	wantKind(t, "ContentStore.Stat of a bad digest", err, IsInvalidArgument, "ErrInvalidArgument")
 }
 
 func equalNamespaces(a, b Namespace) bool {

@@ -43,15 +43,15 @@ func TestOpenBlobRefusesAFileThatIsNotTheBlob(t *testing.T) {
 		f, err := db.Content().Open(defaultNamespace, desc.Digest)
 		if err == nil {
 			f.Close()
-			t.Fatalf("OpenBlob of a planted %s succeeded", tc.name)
+			t.Fatalf("ContentStore.Open of a planted %s succeeded", tc.name)
 		}
 		if !errors.Is(err, tc.kind) || IsNotFound(err) || !strings.Contains(err.Error(), desc.Digest.String()) ||
 			!strings.Contains(err.Error(), `namespace "default"`) {
-			t.Fatalf("OpenBlob of a planted %s = %v, want %v naming the blob and namespace", tc.name, err, tc.kind)
+			t.Fatalf("ContentStore.Open of a planted %s = %v, want %v naming the blob and namespace", tc.name, err, tc.kind)
 		}
-		// WriteBlob still says it exists; RewriteBlob repairs it.
+		// ContentStore.Writer still says it exists; ContentStore.Rewriter repairs it.
 		if _, err := db.Content().Writer(defaultNamespace, 0, desc.Digest); !IsExists(err) {
-			t.Fatalf("WriteBlob over a planted %s = %v, want ErrExists", tc.name, err)
+			t.Fatalf("ContentStore.Writer over a planted %s = %v, want ErrExists", tc.name, err)
 		}
 		rewriteBlob(t, db, desc.Digest, data)
 		if got, _ := os.ReadFile(secret); string(got) != "not yours" {
@@ -60,12 +60,13 @@ func TestOpenBlobRefusesAFileThatIsNotTheBlob(t *testing.T) {
 	}
 }
 
-// rewriteBlob writes data again through RewriteBlob and checks it reads.
+// rewriteBlob writes data again through ContentStore.Rewriter and checks
+// it reads.
 func rewriteBlob(t *testing.T, db *DB, d digest.Digest, data []byte) {
 	t.Helper()
 	w, err := db.Content().Rewriter(defaultNamespace, 0, d)
 	if err != nil {
-		t.Fatalf("RewriteBlob: %v", err)
+		t.Fatalf("ContentStore.Rewriter: %v", err)
 	}
 	if _, err := w.Write(data); err != nil {
 		t.Fatal(err)
@@ -75,7 +76,7 @@ func rewriteBlob(t *testing.T, db *DB, d digest.Digest, data []byte) {
 	}
 	f, err := db.Content().Open(defaultNamespace, d)
 	if err != nil {
-		t.Fatalf("OpenBlob after the rewrite: %v", err)
+		t.Fatalf("ContentStore.Open after the rewrite: %v", err)
 	}
 	defer f.Close()
 	if got, err := io.ReadAll(f); err != nil || !bytes.Equal(got, data) {
@@ -89,13 +90,13 @@ func TestRewriteBlob(t *testing.T) {
 	desc := mustWriteBlob(t, db, defaultNamespace, data)
 	before := dump(t, db)
 	if _, err := db.Content().Rewriter(defaultNamespace, 0, desc.Digest); !IsExists(err) {
-		t.Fatalf("RewriteBlob of a sound blob = %v, want ErrExists", err)
+		t.Fatalf("ContentStore.Rewriter of a sound blob = %v, want ErrExists", err)
 	}
 	if err := os.Remove(blobPath(db, desc.Digest)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.Content().Open(defaultNamespace, desc.Digest); !IsNotFound(err) {
-		t.Fatalf("OpenBlob of a deleted file = %v, want ErrNotFound", err)
+		t.Fatalf("ContentStore.Open of a deleted file = %v, want ErrNotFound", err)
 	}
 	rewriteBlob(t, db, desc.Digest, data)
 	if after := dump(t, db); after != before {
