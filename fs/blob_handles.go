@@ -107,7 +107,7 @@ func (ing *blobIngest) finish(op string) syscall.Errno {
 		return 0
 	}
 	// Commit checks in its transaction that the namespace is still the one
-	// the ingest began in (WriteBlob's nsID).
+	// the ingest began in (ContentStore.Writer's nsID).
 	err := ing.w.Commit()
 	if err == nil {
 		ing.committed = true

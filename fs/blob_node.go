@@ -76,7 +76,7 @@ func (f *blobFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.At
 		f.fsys.fillFile(&out.Attr, blobPerm, ing.w.Size(), ing.started, ing.started)
 		return 0
 	}
-	b, err := f.fsys.db.StatBlob(f.ns.name, f.digest)
+	b, err := f.fsys.db.Content().Stat(f.ns.name, f.digest)
 	if err != nil {
 		return lookupErrno("getattr "+f.display(), err)
 	}
@@ -100,7 +100,7 @@ func (f *blobFile) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.Set
 			if int64(size) != ing.w.Size() {
 				return syscall.EINVAL
 			}
-		} else if b, err := f.fsys.db.StatBlob(f.ns.name, f.digest); err != nil {
+		} else if b, err := f.fsys.db.Content().Stat(f.ns.name, f.digest); err != nil {
 			return lookupErrno("truncate "+f.display(), err)
 		} else if int64(size) != b.Size {
 			return syscall.EPERM
@@ -129,11 +129,11 @@ func (f *blobFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 			return nil, 0, errno
 		}
 		defer slot.releaseIfPanicking()
-		write := f.fsys.db.WriteBlob
+		write := f.fsys.db.Content().Writer
 		if flags&syscall.O_TRUNC != 0 {
 			// cp over a blob whose file in the store is gone or
 			// damaged puts the bytes back; over a sound one it is EPERM.
-			write = f.fsys.db.RewriteBlob
+			write = f.fsys.db.Content().Rewriter
 		}
 		w, err := write(f.ns.name, f.ns.id, f.digest)
 		if err != nil {
@@ -150,7 +150,7 @@ func (f *blobFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 		return nil, 0, errno
 	}
 	defer slot.releaseIfPanicking()
-	file, err := f.fsys.db.OpenBlob(f.ns.name, f.digest)
+	file, err := f.fsys.db.Content().Open(f.ns.name, f.digest)
 	if err != nil {
 		slot.release()
 		return nil, 0, toErrno("open "+f.display(), err)

@@ -13,7 +13,7 @@ import (
 
 // errnoKinds maps every kind of error the layers below return to the errno
 // a Linux user expects. Order matters only where one error could wrap two
-// kinds: the xattr kinds come first because SetLabel returns the error of
+// kinds: the xattr kinds come first because LabelStore.Set returns the error of
 // its condition check as it is.
 var errnoKinds = []struct {
 	kind  error

@@ -36,7 +36,7 @@ func (f *filesystem) enter(ns *nsRef, entryNames ...string) syscall.Errno {
 	return 0
 }
 
-// namespaceDeleted records that namespace ns (as DeleteNamespace returned
+// namespaceDeleted records that namespace ns (as NamespaceStore.Delete returned
 // it) is gone: enter refuses its nodes from now on.
 func (f *filesystem) namespaceDeleted(ns metadata.Namespace) {
 	f.deletedMu.Lock()

@@ -103,7 +103,7 @@ func (d *imageDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 		return nil, errno
 	}
 	path := joinPath(d.path, name)
-	e, err := d.fsys.db.LookupImagePath(d.ns.name, path)
+	e, err := d.fsys.db.Images().Lookup(d.ns.name, path)
 	if err != nil {
 		if child := d.childImage(name); metadata.IsNotFound(err) && child != nil && child.isPending() {
 			// Being created: it is there for as long as its writer has it
@@ -123,7 +123,7 @@ func (d *imageDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) 
 	if errno := d.fsys.enter(&d.ns); errno != 0 {
 		return nil, errno
 	}
-	list, err := d.fsys.db.ReadImageDir(d.ns.name, d.path)
+	list, err := d.fsys.db.Images().ReadDir(d.ns.name, d.path)
 	if err != nil {
 		return nil, toErrno("readdir "+d.display(d.path), err)
 	}
@@ -145,7 +145,7 @@ func (d *imageDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.Att
 	}
 	// An implicit directory goes when its last image does.
 	if d.path != "" {
-		if _, err := d.fsys.db.LookupImagePath(d.ns.name, d.path); err != nil {
+		if _, err := d.fsys.db.Images().Lookup(d.ns.name, d.path); err != nil {
 			return lookupErrno("getattr "+d.display(d.path), err)
 		}
 	}
@@ -162,7 +162,7 @@ func (d *imageDir) Mkdir(ctx context.Context, name string, mode uint32, out *fus
 		return nil, errno
 	}
 	path := joinPath(d.path, name)
-	if err := d.fsys.db.MakeImageDir(d.ns.name, path); err != nil {
+	if err := d.fsys.db.Images().MakeDir(d.ns.name, path); err != nil {
 		return nil, toErrno("mkdir "+d.display(path), err)
 	}
 	return d.dirNode(ctx, path, out), 0
@@ -173,7 +173,7 @@ func (d *imageDir) Rmdir(ctx context.Context, name string) syscall.Errno {
 		return errno
 	}
 	path := joinPath(d.path, name)
-	if err := d.fsys.db.RemoveImageDir(d.ns.name, path); err != nil {
+	if err := d.fsys.db.Images().RemoveDir(d.ns.name, path); err != nil {
 		return toErrno("rmdir "+d.display(path), err)
 	}
 	d.fsys.inodes.forget(d.ns.id, imageDirKey(path))
@@ -197,7 +197,7 @@ func (d *imageDir) Unlink(ctx context.Context, name string) syscall.Errno {
 	}
 	path := joinPath(d.path, name)
 	child := d.childImage(name)
-	if err := d.fsys.db.DeleteImage(d.ns.name, path); err != nil {
+	if err := d.fsys.db.Images().Delete(d.ns.name, path); err != nil {
 		if metadata.IsNotFound(err) && child != nil && child.isPending() {
 			child.detach()
 			return 0
@@ -245,9 +245,9 @@ func (d *imageDir) Rename(ctx context.Context, name string, newParent gofs.Inode
 		// Metadata finds out, in the transaction that renames, whether the
 		// store has the image yet; if not, it frees the new name, under
 		// which the first commit creates it.
-		pending, err = d.fsys.db.RenamePendingImage(d.ns.name, from, dst.ns.name, to, noReplace)
+		pending, err = d.fsys.db.Images().RenamePending(d.ns.name, from, dst.ns.name, to, noReplace)
 	} else {
-		err = d.fsys.db.RenameImage(d.ns.name, from, dst.ns.name, to, noReplace)
+		err = d.fsys.db.Images().Rename(d.ns.name, from, dst.ns.name, to, noReplace)
 	}
 	if err != nil {
 		return toErrno(op, err)
@@ -278,7 +278,7 @@ func (d *imageDir) Link(ctx context.Context, target gofs.InodeEmbedder, name str
 	if from == "" {
 		return nil, syscall.ENOENT
 	}
-	img, err := d.fsys.db.LinkImage(src.ns.name, from, d.ns.name, to)
+	img, err := d.fsys.db.Images().Link(src.ns.name, from, d.ns.name, to)
 	if err != nil {
 		return nil, toErrno("ln "+imagePath(src.ns, from)+" "+d.display(to), err)
 	}
@@ -294,7 +294,7 @@ func (d *imageDir) Create(ctx context.Context, name string, flags uint32, mode u
 		return nil, nil, 0, errno
 	}
 	path := joinPath(d.path, name)
-	e, err := d.fsys.db.LookupImagePath(d.ns.name, path)
+	e, err := d.fsys.db.Images().Lookup(d.ns.name, path)
 	switch {
 	case err == nil && e.IsDir:
 		return nil, nil, 0, syscall.EISDIR
@@ -317,7 +317,7 @@ func (d *imageDir) Create(ctx context.Context, name string, flags uint32, mode u
 		return nil, nil, 0, errno
 	}
 	defer slot.releaseIfPanicking()
-	id, err := d.fsys.db.ReserveID()
+	id, err := d.fsys.db.Images().ReserveID()
 	if err != nil {
 		slot.release()
 		return nil, nil, 0, toErrno("create "+d.display(path), err)

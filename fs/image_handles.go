@@ -44,7 +44,7 @@ func (r *imageReader) Read(ctx context.Context, dest []byte, off int64) (fuse.Re
 		return fuse.ReadResultData(nil), 0
 	}
 	dest = dest[:min(int64(len(dest)), r.size-off)]
-	blob, err := f.fsys.db.OpenBlob(f.ns.name, r.digest)
+	blob, err := f.fsys.db.Content().Open(f.ns.name, r.digest)
 	if err != nil {
 		return nil, toErrno("read "+f.display()+" (manifest "+string(r.digest)+")", err)
 	}
@@ -65,7 +65,7 @@ func readResult(data []byte) fuse.ReadResult {
 }
 
 // imageWriter is a write handle: the bytes in memory, committed with
-// PutImage at fsync and close. The buffer's capacity counts against the
+// Images().Put at fsync and close. The buffer's capacity counts against the
 // caller's limits (slot): a write or truncate that would pass them is
 // ENOMEM.
 type imageWriter struct {
@@ -241,7 +241,7 @@ func (w *imageWriter) commit(op string) syscall.Errno {
 		// Unlinked while being created: it never was in the store.
 		err = errors.Wrapf(metadata.ErrImageGone, "image %q in namespace %q was removed before its first commit", ref, f.ns.name)
 	} else {
-		_, err = f.fsys.db.PutImage(metadata.ImageWrite{
+		_, err = f.fsys.db.Images().Put(metadata.ImageWrite{
 			Namespace:   f.ns.name,
 			NamespaceID: f.ns.id,
 			Ref:         ref,

@@ -18,15 +18,15 @@ import (
 // names, so sha256sum prints the image digest; its labels are user.*
 // xattrs. Its handles are in image_handles.go.
 //
-//	$ cp manifest.json images/redis          # create, write, close = PutImage
+//	$ cp manifest.json images/redis          # create, write, close = Images().Put
 //	$ sha256sum images/redis
 //	4b7a…  images/redis
 //	$ cp notes.txt images/redis
 //	cp: failed to close 'images/redis': Invalid argument   # redis is unchanged
-//	$ rm images/redis                         # DeleteImage, then its blobs go
+//	$ rm images/redis                         # Images().Delete, then its blobs go
 //
 // A write handle buffers the bytes in memory (at most
-// metadata.MaxManifestSize) and commits them with PutImage at fsync and at
+// metadata.MaxManifestSize) and commits them with Images().Put at fsync and at
 // close when they changed since the last commit (created, truncated or
 // written): `touch images/x` and `: > images/redis` fail at close with
 // EINVAL (an empty file is not a manifest) and change nothing. A new image
@@ -36,7 +36,7 @@ import (
 // later close can still succeed: a shell running `cat m.json >
 // images/redis` closes its copy of the descriptor (EINVAL, ignored) before
 // cat writes, and cat's close creates the image. A new image's ID is
-// reserved at create (metadata.ReserveID), so its inode number is its
+// reserved at create (metadata.ImageStore.ReserveID), so its inode number is its
 // final one from the start, and the node stays the image's across its
 // commits, renames and lookups.
 //
@@ -55,7 +55,7 @@ type imageFile struct {
 	id uint64 // the image's ID (reserved at create for a new one); the inode is recordIno(id)
 
 	// nameMu is held across a change of the image's name in the store and
-	// of ref (Rename), and across a commit (from reading ref to PutImage's
+	// of ref (Rename), and across a commit (from reading ref to Images().Put's
 	// return), so that a commit never names the image by a ref the store
 	// has just changed; and by the pending-label methods, so that labels
 	// set while a commit creates the image are not lost. Taken before mu.
@@ -236,7 +236,7 @@ func (f *imageFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.A
 		f.fsys.fillFile(&out.Attr, imagePerm, 0, s.created, s.created)
 		return 0
 	}
-	img, err := f.fsys.db.StatImage(f.ns.name, s.ref)
+	img, err := f.fsys.db.Images().Stat(f.ns.name, s.ref)
 	if err != nil {
 		return lookupErrno("getattr "+imagePath(f.ns, s.ref), err)
 	}
@@ -300,7 +300,7 @@ func (f *imageFile) truncateCommitted(size int64) syscall.Errno {
 	}
 	data = resize(data, size)
 	f.nameMu.Lock()
-	_, err := f.fsys.db.PutImage(metadata.ImageWrite{Namespace: f.ns.name, NamespaceID: f.ns.id, Ref: s.ref, Manifest: data, ID: f.id})
+	_, err := f.fsys.db.Images().Put(metadata.ImageWrite{Namespace: f.ns.name, NamespaceID: f.ns.id, Ref: s.ref, Manifest: data, ID: f.id})
 	f.nameMu.Unlock()
 	if err != nil {
 		return toErrno("commit "+imagePath(f.ns, s.ref)+" (truncate)", err)
@@ -324,7 +324,7 @@ func resize(data []byte, size int64) []byte {
 // against slot, if any, before they are read (ENOMEM over the caller's
 // limit).
 func (f *imageFile) committedBytes(ref string, slot *handleSlot) ([]byte, syscall.Errno) {
-	img, err := f.fsys.db.StatImage(f.ns.name, ref)
+	img, err := f.fsys.db.Images().Stat(f.ns.name, ref)
 	if err != nil {
 		return nil, lookupErrno("open "+imagePath(f.ns, ref), err)
 	}
@@ -337,7 +337,7 @@ func (f *imageFile) committedBytes(ref string, slot *handleSlot) ([]byte, syscal
 			return nil, errno
 		}
 	}
-	r, err := f.fsys.db.OpenBlob(f.ns.name, img.Target.Digest)
+	r, err := f.fsys.db.Content().Open(f.ns.name, img.Target.Digest)
 	if err != nil {
 		return nil, toErrno("open "+imagePath(f.ns, ref), err)
 	}
@@ -421,7 +421,7 @@ func (f *imageFile) committedTarget() (ocispec.Descriptor, syscall.Errno) {
 	if s.life != stored {
 		return ocispec.Descriptor{}, syscall.ENOENT
 	}
-	img, err := f.fsys.db.StatImage(f.ns.name, s.ref)
+	img, err := f.fsys.db.Images().Stat(f.ns.name, s.ref)
 	if err != nil {
 		return ocispec.Descriptor{}, lookupErrno("open "+imagePath(f.ns, s.ref), err)
 	}

@@ -103,7 +103,7 @@ func (d *namespaceDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse
 	if errno := d.fsys.enter(&d.ns); errno != 0 {
 		return errno
 	}
-	ns, err := d.fsys.db.StatNamespace(d.ns.name)
+	ns, err := d.fsys.db.Namespaces().Stat(d.ns.name)
 	if err != nil {
 		return toErrno("getattr ns/"+d.ns.name, err)
 	}
@@ -134,7 +134,7 @@ func (d *namespaceDir) Rmdir(ctx context.Context, name string) syscall.Errno {
 	}
 	switch name {
 	case imagesName:
-		if err := d.fsys.db.RemoveImageDir(d.ns.name, ""); err != nil {
+		if err := d.fsys.db.Images().RemoveDir(d.ns.name, ""); err != nil {
 			return toErrno("rmdir ns/"+d.ns.name+"/images", err)
 		}
 		d.fsys.inodes.forget(d.ns.id, imagesKey)
@@ -148,7 +148,7 @@ func (d *namespaceDir) Rmdir(ctx context.Context, name string) syscall.Errno {
 // rmdirBlobs answers rmdir of blobs/ or blobs/sha256: metadata says
 // whether they are empty (they stay while the namespace does).
 func (f *filesystem) rmdirBlobs(ns nsRef, path string, keys ...string) syscall.Errno {
-	if err := f.db.RemoveBlobDir(ns.name); err != nil {
+	if err := f.db.Content().RemoveDir(ns.name); err != nil {
 		return toErrno("rmdir "+path, err)
 	}
 	f.inodes.forget(ns.id, keys...)

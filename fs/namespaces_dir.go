@@ -52,7 +52,7 @@ func (d *namespacesDir) Lookup(ctx context.Context, name string, out *fuse.Entry
 	if errno := d.fsys.enter(nil, name); errno != 0 {
 		return nil, errno
 	}
-	ns, err := d.fsys.db.StatNamespace(name)
+	ns, err := d.fsys.db.Namespaces().Stat(name)
 	if err != nil {
 		return nil, lookupErrno("lookup ns/"+name, err)
 	}
@@ -66,7 +66,7 @@ func (d *namespacesDir) namespaceNode(ctx context.Context, ns metadata.Namespace
 }
 
 func (d *namespacesDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	list, err := d.fsys.db.ListNamespaces()
+	list, err := d.fsys.db.Namespaces().List()
 	if err != nil {
 		return nil, toErrno("readdir ns", err)
 	}
@@ -91,7 +91,7 @@ func (d *namespacesDir) Mkdir(ctx context.Context, name string, mode uint32, out
 	if errno := d.fsys.enter(nil, name); errno != 0 {
 		return nil, errno
 	}
-	ns, err := d.fsys.db.CreateNamespace(name, nil)
+	ns, err := d.fsys.db.Namespaces().Create(name, nil)
 	if err != nil {
 		return nil, toErrno("mkdir ns/"+name, err)
 	}
@@ -104,7 +104,7 @@ func (d *namespacesDir) Rmdir(ctx context.Context, name string) syscall.Errno {
 	if errno := d.fsys.enter(nil, name); errno != 0 {
 		return errno
 	}
-	ns, err := d.fsys.db.DeleteNamespace(name)
+	ns, err := d.fsys.db.Namespaces().Delete(name)
 	if err != nil {
 		return toErrno("rmdir ns/"+name, err)
 	}

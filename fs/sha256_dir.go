@@ -72,7 +72,7 @@ func (d *sha256Dir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 		return nil, errno
 	}
 	dg := blobDigest(name)
-	b, err := d.fsys.db.StatBlob(d.ns.name, dg)
+	b, err := d.fsys.db.Content().Stat(d.ns.name, dg)
 	if err != nil {
 		if child := d.ingestingChild(name); metadata.IsNotFound(err) && child != nil {
 			// Being ingested: it is there for as long as its writer has it
@@ -116,7 +116,7 @@ func (d *sha256Dir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno)
 	if errno := d.fsys.enter(&d.ns); errno != 0 {
 		return nil, errno
 	}
-	list, err := d.fsys.db.ListBlobs(d.ns.name)
+	list, err := d.fsys.db.Content().List(d.ns.name)
 	if err != nil {
 		return nil, toErrno("readdir ns/"+d.ns.name+"/blobs/sha256", err)
 	}
@@ -141,7 +141,7 @@ func (d *sha256Dir) Create(ctx context.Context, name string, flags uint32, mode 
 		return nil, nil, 0, errno
 	}
 	defer slot.releaseIfPanicking()
-	w, err := d.fsys.db.WriteBlob(d.ns.name, d.ns.id, dg)
+	w, err := d.fsys.db.Content().Writer(d.ns.name, d.ns.id, dg)
 	if err != nil {
 		slot.release()
 		if metadata.IsExists(err) && flags&syscall.O_EXCL == 0 {
@@ -174,7 +174,7 @@ func (d *sha256Dir) Unlink(ctx context.Context, name string) syscall.Errno {
 		child, _ = ch.Operations().(*blobFile)
 	}
 	dg := blobDigest(name)
-	err := d.fsys.db.DeleteBlob(d.ns.name, dg)
+	err := d.fsys.db.Content().Delete(d.ns.name, dg)
 	if err != nil {
 		if metadata.IsNotFound(err) && child != nil && child.abortIngest() {
 			return 0
@@ -189,7 +189,7 @@ func (d *sha256Dir) Rmdir(ctx context.Context, name string) syscall.Errno {
 	if errno := d.fsys.enter(&d.ns, name); errno != 0 {
 		return errno
 	}
-	if _, err := d.fsys.db.StatBlob(d.ns.name, blobDigest(name)); err == nil {
+	if _, err := d.fsys.db.Content().Stat(d.ns.name, blobDigest(name)); err == nil {
 		return syscall.ENOTDIR
 	}
 	return syscall.ENOENT

@@ -54,7 +54,7 @@ func (x *labelXattrs) Getxattr(ctx context.Context, attr string, dest []byte) (u
 	if errno != 0 {
 		return 0, errno
 	}
-	value, err := x.db.Label(obj, key)
+	value, err := x.db.Labels().Get(obj, key)
 	if err != nil {
 		return 0, toErrno("getxattr "+name+" "+attr, err)
 	}
@@ -102,7 +102,7 @@ func (x *labelXattrs) Setxattr(ctx context.Context, attr string, data []byte, fl
 		return errno
 	}
 	// string(data) copies: go-fuse reuses the buffer.
-	if err := x.db.SetLabel(obj, key, string(data), cond.Check); err != nil {
+	if err := x.db.Labels().Set(obj, key, string(data), cond.Check); err != nil {
 		return toErrno("setxattr "+name+" "+attr, err)
 	}
 	return 0
@@ -134,7 +134,7 @@ func (x *labelXattrs) Removexattr(ctx context.Context, attr string) syscall.Errn
 	if errno != 0 {
 		return errno
 	}
-	if err := x.db.RemoveLabel(obj, key); err != nil {
+	if err := x.db.Labels().Remove(obj, key); err != nil {
 		return toErrno("removexattr "+name+" "+attr, err)
 	}
 	return 0
@@ -146,7 +146,7 @@ func (x *labelXattrs) Listxattr(ctx context.Context, dest []byte) (uint32, sysca
 	if errno != 0 {
 		return 0, errno
 	}
-	labels, err := x.db.Labels(obj)
+	labels, err := x.db.Labels().All(obj)
 	if err != nil {
 		return 0, toErrno("listxattr "+name, err)
 	}

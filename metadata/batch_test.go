@@ -141,7 +141,7 @@ func TestBatchRacingCreations(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				_, errs[i] = db.CreateNamespace(name, nil)
+				_, errs[i] = db.Namespaces().Create(name, nil)
 			}()
 		}
 		wg.Wait()
@@ -151,7 +151,7 @@ func TestBatchRacingCreations(t *testing.T) {
 			case err == nil:
 				ok++
 			case !IsExists(err):
-				t.Fatalf("CreateNamespace: %v", err)
+				t.Fatalf("NamespaceStore.Create: %v", err)
 			}
 		}
 		if ok != 1 {
@@ -210,7 +210,7 @@ func BenchmarkParallelCreateNamespace(b *testing.B) {
 				b.SetParallelism((par + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
 				if par == 1 {
 					for b.Loop() {
-						if _, err := db.CreateNamespace(fmt.Sprintf("ns%d", next.Add(1)), nil); err != nil {
+						if _, err := db.Namespaces().Create(fmt.Sprintf("ns%d", next.Add(1)), nil); err != nil {
 							b.Fatal(err)
 						}
 					}
@@ -218,7 +218,7 @@ func BenchmarkParallelCreateNamespace(b *testing.B) {
 				}
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
-						if _, err := db.CreateNamespace(fmt.Sprintf("ns%d", next.Add(1)), nil); err != nil {
+						if _, err := db.Namespaces().Create(fmt.Sprintf("ns%d", next.Add(1)), nil); err != nil {
 							b.Error(err)
 							return
 						}
@@ -241,7 +241,7 @@ func BenchmarkParallelSetLabel(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				key := fmt.Sprintf("key%d", next.Add(1))
 				for i := 0; pb.Next(); i++ {
-					if err := db.SetLabel(Object{Namespace: "default"}, key, fmt.Sprint(i), nil); err != nil {
+					if err := db.Labels().Set(Object{Namespace: "default"}, key, fmt.Sprint(i), nil); err != nil {
 						b.Error(err)
 						return
 					}

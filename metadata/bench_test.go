@@ -12,10 +12,10 @@ func BenchmarkCreateDeleteNamespace(b *testing.B) {
 	db := openTestDB(b, Options{})
 	for i := 0; b.Loop(); i++ {
 		name := fmt.Sprintf("ns%d", i)
-		if _, err := db.CreateNamespace(name, nil); err != nil {
+		if _, err := db.Namespaces().Create(name, nil); err != nil {
 			b.Fatal(err)
 		}
-		if _, err := db.DeleteNamespace(name); err != nil {
+		if _, err := db.Namespaces().Delete(name); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -25,7 +25,7 @@ func BenchmarkSetLabel(b *testing.B) {
 	db := openTestDB(b, Options{})
 	o := Object{Namespace: "default"}
 	for i := 0; b.Loop(); i++ {
-		if err := db.SetLabel(o, "key", fmt.Sprint(i), nil); err != nil {
+		if err := db.Labels().Set(o, "key", fmt.Sprint(i), nil); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -47,7 +47,7 @@ func setup10k(b *testing.B) *DB {
 func BenchmarkReadImageDir10k(b *testing.B) {
 	db := setup10k(b)
 	for b.Loop() {
-		entries, err := db.ReadImageDir("default", "many")
+		entries, err := db.Images().ReadDir("default", "many")
 		if err != nil || len(entries) != 10000 {
 			b.Fatal(len(entries), err)
 		}
@@ -59,7 +59,7 @@ func BenchmarkReadImageDir10k(b *testing.B) {
 func BenchmarkReadImageDirOf100Subdirs(b *testing.B) {
 	db := setup10k(b)
 	for b.Loop() {
-		entries, err := db.ReadImageDir("default", "other")
+		entries, err := db.Images().ReadDir("default", "other")
 		if err != nil || len(entries) != 100 {
 			b.Fatal(len(entries), err)
 		}
@@ -73,7 +73,7 @@ func BenchmarkLookupImagePath(b *testing.B) {
 		if i%2 == 1 {
 			path = fmt.Sprintf("other/d%02d", i%100)
 		}
-		if _, err := db.LookupImagePath("default", path); err != nil {
+		if _, err := db.Images().Lookup("default", path); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -85,7 +85,7 @@ func labelledBlob(b *testing.B, db *DB) Object {
 	d := mustWriteBlob(b, db, "default", []byte("a layer")).Digest
 	o := Object{Namespace: "default", Blob: d}
 	for i := 0; i < 3; i++ {
-		if err := db.SetLabel(o, fmt.Sprintf("containerd.io/label%d", i), "sha256:0123456789abcdef", nil); err != nil {
+		if err := db.Labels().Set(o, fmt.Sprintf("containerd.io/label%d", i), "sha256:0123456789abcdef", nil); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -108,7 +108,7 @@ func BenchmarkStatBlob(b *testing.B) {
 	db := openTestDB(b, Options{})
 	o := labelledBlob(b, db)
 	for b.Loop() {
-		if _, err := db.StatBlob("default", o.Blob); err != nil {
+		if _, err := db.Content().Stat("default", o.Blob); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -119,7 +119,7 @@ func BenchmarkLabel(b *testing.B) {
 	db := openTestDB(b, Options{})
 	o := labelledBlob(b, db)
 	for b.Loop() {
-		if v, err := db.Label(o, "containerd.io/label1"); err != nil || v == "" {
+		if v, err := db.Labels().Get(o, "containerd.io/label1"); err != nil || v == "" {
 			b.Fatal(v, err)
 		}
 	}
@@ -129,12 +129,12 @@ func BenchmarkLabel(b *testing.B) {
 func BenchmarkStatNamespace(b *testing.B) {
 	db := openTestDB(b, Options{})
 	for i := 0; i < 3; i++ {
-		if err := db.SetLabel(Object{Namespace: "default"}, fmt.Sprintf("team%d", i), "infra", nil); err != nil {
+		if err := db.Labels().Set(Object{Namespace: "default"}, fmt.Sprintf("team%d", i), "infra", nil); err != nil {
 			b.Fatal(err)
 		}
 	}
 	for b.Loop() {
-		if _, err := db.StatNamespace("default"); err != nil {
+		if _, err := db.Namespaces().Stat("default"); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -152,10 +152,10 @@ func BenchmarkSetGetLabel(b *testing.B) {
 	o := Object{Namespace: "default"}
 	for i := 0; b.Loop(); i++ {
 		v := fmt.Sprint(i)
-		if err := db.SetLabel(o, "bench", v, nil); err != nil {
+		if err := db.Labels().Set(o, "bench", v, nil); err != nil {
 			b.Fatal(err)
 		}
-		if got, err := db.Label(o, "bench"); err != nil || got != v {
+		if got, err := db.Labels().Get(o, "bench"); err != nil || got != v {
 			b.Fatal(got, err)
 		}
 	}
@@ -166,7 +166,7 @@ func BenchmarkSetGetLabel(b *testing.B) {
 func BenchmarkLookupImage(b *testing.B) {
 	db := setup10k(b)
 	for i := 0; b.Loop(); i++ {
-		if e, err := db.LookupImagePath("default", fmt.Sprintf("many/img-%05d", i%10000)); err != nil || e.Image == nil {
+		if e, err := db.Images().Lookup("default", fmt.Sprintf("many/img-%05d", i%10000)); err != nil || e.Image == nil {
 			b.Fatal(e, err)
 		}
 	}
@@ -177,7 +177,7 @@ func BenchmarkLookupImage(b *testing.B) {
 func BenchmarkLookupMissing(b *testing.B) {
 	db := setup10k(b)
 	for b.Loop() {
-		if _, err := db.LookupImagePath("default", "many/missing"); !IsNotFound(err) {
+		if _, err := db.Images().Lookup("default", "many/missing"); !IsNotFound(err) {
 			b.Fatal(err)
 		}
 	}
@@ -188,12 +188,12 @@ func BenchmarkLookupMissing(b *testing.B) {
 func BenchmarkReadImageDirAndLookup10k(b *testing.B) {
 	db := setup10k(b)
 	for b.Loop() {
-		entries, err := db.ReadImageDir("default", "many")
+		entries, err := db.Images().ReadDir("default", "many")
 		if err != nil || len(entries) != 10000 {
 			b.Fatal(len(entries), err)
 		}
 		for _, e := range entries {
-			if _, err := db.LookupImagePath("default", e.Path); err != nil {
+			if _, err := db.Images().Lookup("default", e.Path); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -201,19 +201,19 @@ func BenchmarkReadImageDirAndLookup10k(b *testing.B) {
 }
 
 // BenchmarkPutImageInOtherNamespace is `cp` of an image into another
-// namespace: PutImage of a manifest whose blobs the store holds (no blob
+// namespace: ImageStore.Put of a manifest whose blobs the store holds (no blob
 // bytes), a new ref each time.
 func BenchmarkPutImageInOtherNamespace(b *testing.B) {
 	db := openTestDB(b, Options{})
 	img := seedImage(b, db, "default", "src")
-	if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "src", Manifest: img.manifest}); err != nil {
+	if _, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: "src", Manifest: img.manifest}); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := db.CreateNamespace("other", nil); err != nil {
+	if _, err := db.Namespaces().Create("other", nil); err != nil {
 		b.Fatal(err)
 	}
 	for i := 0; b.Loop(); i++ {
-		if _, err := db.PutImage(ImageWrite{Namespace: "other", Ref: fmt.Sprintf("cp-%d", i), Manifest: img.manifest}); err != nil {
+		if _, err := db.Images().Put(ImageWrite{Namespace: "other", Ref: fmt.Sprintf("cp-%d", i), Manifest: img.manifest}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -225,27 +225,28 @@ func BenchmarkPutImageInOtherNamespace(b *testing.B) {
 func BenchmarkSecondNamespacePull(b *testing.B) {
 	db := openTestDB(b, Options{})
 	img := seedImage(b, db, "default", "src")
-	if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "src", Manifest: img.manifest}); err != nil {
+	if _, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: "src", Manifest: img.manifest}); err != nil {
 		b.Fatal(err)
 	}
 	for i := 0; b.Loop(); i++ {
 		ns := fmt.Sprintf("second%d", i)
-		if _, err := db.CreateNamespace(ns, nil); err != nil {
+		if _, err := db.Namespaces().Create(ns, nil); err != nil {
 			b.Fatal(err)
 		}
 		for _, dir := range []string{"registry.local", "registry.local/bench"} {
-			if err := db.MakeImageDir(ns, dir); err != nil {
+			if err := db.Images().MakeDir(ns, dir); err != nil {
 				b.Fatal(err)
 			}
 		}
-		if _, err := db.PutImage(ImageWrite{Namespace: ns, Ref: "registry.local/bench/big:v1", Manifest: img.manifest}); err != nil {
+		if _, err := db.Images().Put(ImageWrite{Namespace: ns, Ref: "registry.local/bench/big:v1", Manifest: img.manifest}); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
 // BenchmarkWriteBlob64MiB is a blob ingest (hash, write, fsync, publish,
-// commit), then its removal (DeleteBlob, which deletes the file); MB/s.
+// commit), then its removal (ContentStore.Delete, which deletes the file);
+// MB/s.
 func BenchmarkWriteBlob64MiB(b *testing.B) {
 	db := openTestDB(b, Options{})
 	data := make([]byte, 64<<20)
@@ -255,7 +256,7 @@ func BenchmarkWriteBlob64MiB(b *testing.B) {
 	d := digest.FromBytes(data)
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
-		w, err := db.WriteBlob("default", 0, d)
+		w, err := db.Content().Writer("default", 0, d)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -267,7 +268,7 @@ func BenchmarkWriteBlob64MiB(b *testing.B) {
 		if err := w.Commit(); err != nil {
 			b.Fatal(err)
 		}
-		if err := db.DeleteBlob("default", d); err != nil {
+		if err := db.Content().Delete("default", d); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -284,7 +285,7 @@ func BenchmarkListAll100kImages(b *testing.B) {
 	}
 	for i := 0; i < 100; i++ {
 		ns := fmt.Sprintf("bench%03d", i)
-		if _, err := db.CreateNamespace(ns, nil); err != nil {
+		if _, err := db.Namespaces().Create(ns, nil); err != nil {
 			b.Fatal(err)
 		}
 		putImages(b, db, ns, seedImage(b, db, ns, ns).manifest, refs)
@@ -293,7 +294,7 @@ func BenchmarkListAll100kImages(b *testing.B) {
 	for b.Loop() {
 		n := 0
 		for i := 0; i < 100; i++ {
-			entries, err := db.ReadImageDir(fmt.Sprintf("bench%03d", i), "")
+			entries, err := db.Images().ReadDir(fmt.Sprintf("bench%03d", i), "")
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -307,8 +308,8 @@ func BenchmarkListAll100kImages(b *testing.B) {
 
 // TestPopulateBenchStore is not a test but the loader of `make bench`
 // (bench/main.go): it fills the closed store at $NSFS_BENCH_STORE through
-// this package, many refs per transaction (PutImage would take one fsynced
-// commit per image: minutes for 100,000), before the store is mounted.
+// this package, many refs per transaction (ImageStore.Put would take one
+// fsynced commit per image: minutes for 100,000), before the store is mounted.
 // $NSFS_BENCH_POPULATE says what to put there:
 //
 //   - listing: namespace default with image src and the 10,000 images
@@ -338,13 +339,13 @@ func TestPopulateBenchStore(t *testing.T) {
 	case "listing":
 		img := seedImage(t, db, "default", "src")
 		putImages(t, db, "default", img.manifest, append([]string{"src"}, refs("many/img-%05d", 10000)...))
-		if _, err := db.CreateNamespace("other", nil); err != nil {
+		if _, err := db.Namespaces().Create("other", nil); err != nil {
 			t.Fatal(err)
 		}
 	case "rss":
 		for i := 0; i < 100; i++ {
 			ns := fmt.Sprintf("bench%03d", i)
-			if _, err := db.CreateNamespace(ns, nil); err != nil {
+			if _, err := db.Namespaces().Create(ns, nil); err != nil {
 				t.Fatal(err)
 			}
 			img := seedImage(t, db, ns, ns)

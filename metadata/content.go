@@ -27,6 +27,55 @@ type Blob struct {
 // ErrInvalidArgument).
 func ValidateDigest(d digest.Digest) error { return names.ValidateDigest(d) }
 
+// ContentStore keeps which blobs each namespace holds and serves their
+// bytes from the shared blob directory: blobs/sha256/ of a namespace.
+// `ls blobs/sha256` reaches List, a lookup or stat of blobs/sha256/<hex>
+// Stat, `cat` Open, `rm` Delete, `cp layer.tar blobs/sha256/<hex>` Writer,
+// the same copy over a damaged or missing file (an open with O_TRUNC)
+// Rewriter, and `rmdir blobs blobs/sha256` RemoveDir. A blob's labels are
+// the LabelStore's.
+type ContentStore interface {
+	// Stat returns a blob ns can see, without its labels (Labels is nil: a
+	// lookup or a stat needs no map built on every one), or ErrNotFound.
+	Stat(ns string, d digest.Digest) (Blob, error)
+	// List returns the blobs ns holds, sorted by digest. Their Labels are
+	// nil: a listing does not read them (LabelStore.All does).
+	List(ns string) ([]Blob, error)
+	// Open opens a blob ns can see for reading (ErrNotFound). A file in the
+	// store that is not the blob's (a link, a fifo, a file of another size
+	// than recorded) is never read: that error wraps blobs.ErrUnsafe or
+	// blobs.ErrDamaged and is of no kind (an I/O error to a reader).
+	Open(ns string, d digest.Digest) (*os.File, error)
+	// Delete makes ns drop blob d: ErrInUse while an image of ns references
+	// it, ErrNotFound unless ns holds it. The file leaves the disk when no
+	// namespace holds it.
+	Delete(ns string, d digest.Digest) error
+	// Writer starts an ingest of d into ns: ErrExists when ns can already
+	// see d (nothing to send), ErrInvalidArgument for a bad digest,
+	// ErrNotFound for a missing namespace. The bytes go to a temporary
+	// file. nsID, if not zero, must be the namespace's ID, here and again
+	// in Commit's transaction: a namespace deleted and made again under the
+	// same name is another one (ErrNotFound, "namespace %q was deleted").
+	Writer(ns string, nsID uint64, d digest.Digest) (*BlobWriter, error)
+	// Rewriter is Writer for a writer that replaces the blob's bytes (an
+	// open with O_TRUNC, as cp does): when ns can see d but d's file in the
+	// store is missing or is not the blob's (a link, a fifo, a file of
+	// another size), the ingest goes ahead and its Commit puts the verified
+	// bytes in place. With a sound file it is ErrExists, as for Writer.
+	Rewriter(ns string, nsID uint64, d digest.Digest) (*BlobWriter, error)
+	// RemoveDir answers rmdir of blobs/ and blobs/sha256 of ns, which stay
+	// while the namespace does (as ImageStore.RemoveDir(ns, "") does for
+	// images/): nil when ns holds no blob, ErrNotEmpty while it holds some,
+	// ErrNotFound without the namespace. Nothing is deleted.
+	RemoveDir(ns string) error
+}
+
+// Content is the store's ContentStore.
+func (db *DB) Content() ContentStore { return contentStore{db} }
+
+// contentStore is the DB seen as its ContentStore.
+type contentStore struct{ *DB }
+
 // visible reports whether ns can see blob d under the sharing policy, and
 // its size. Shared: every blob some namespace holds. Isolated: what ns
 // holds, and what a namespace labelled ShareableLabel=true holds — two
@@ -228,9 +277,7 @@ func (db *DB) commitReleasing(ns string, commit func(func(*bolt.Tx) error) error
 	return nil
 }
 
-// StatBlob returns a blob ns can see, without its labels (Labels is nil:
-// a lookup or a stat needs no map built on every one), or ErrNotFound.
-func (db *DB) StatBlob(ns string, d digest.Digest) (Blob, error) {
+func (db contentStore) Stat(ns string, d digest.Digest) (Blob, error) {
 	return db.getBlob(ns, d, false)
 }
 
@@ -271,9 +318,7 @@ func readHold(b *Blob, rec *bolt.Bucket, withLabels bool) {
 	b.CreatedAt = getTime(rec, keyCreatedAt)
 }
 
-// ListBlobs returns the blobs ns holds, sorted by digest. Their Labels
-// are nil: a listing does not read them (Labels does).
-func (db *DB) ListBlobs(ns string) ([]Blob, error) {
+func (db contentStore) List(ns string) ([]Blob, error) {
 	var list []Blob
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		nsb, err := namespaceBucket(tx, ns)
@@ -295,12 +340,8 @@ func (db *DB) ListBlobs(ns string) ([]Blob, error) {
 	return list, err
 }
 
-// OpenBlob opens a blob ns can see for reading (ErrNotFound). A file in
-// the store that is not the blob's (a link, a fifo, a file of another
-// size than recorded) is never read: that error wraps blobs.ErrUnsafe or
-// blobs.ErrDamaged and is of no kind (an I/O error to a reader).
-func (db *DB) OpenBlob(ns string, d digest.Digest) (*os.File, error) {
-	b, err := db.StatBlob(ns, d)
+func (db contentStore) Open(ns string, d digest.Digest) (*os.File, error) {
+	b, err := db.Stat(ns, d)
 	if err != nil {
 		return nil, err
 	}
@@ -309,7 +350,7 @@ func (db *DB) OpenBlob(ns string, d digest.Digest) (*os.File, error) {
 	case err == nil:
 		return f, nil
 	case errors.Is(err, os.ErrNotExist):
-		// Its last holder dropped it since StatBlob looked.
+		// Its last holder dropped it since Stat looked.
 		return nil, errors.WithMessagef(ErrNotFound, "blob %s not found in namespace %q", d, ns)
 	case errors.Is(err, blobs.ErrUnsafe), errors.Is(err, blobs.ErrDamaged):
 		return nil, errors.WithMessagef(err, "blob %s in namespace %q is not served, its file in the store is not the blob's "+
@@ -319,10 +360,7 @@ func (db *DB) OpenBlob(ns string, d digest.Digest) (*os.File, error) {
 	}
 }
 
-// DeleteBlob makes ns drop blob d: ErrInUse while an image of ns
-// references it, ErrNotFound unless ns holds it. The file leaves the disk
-// when no namespace holds it.
-func (db *DB) DeleteBlob(ns string, d digest.Digest) error {
+func (db contentStore) Delete(ns string, d digest.Digest) error {
 	if err := ValidateDigest(d); err != nil {
 		return err
 	}
@@ -359,22 +397,11 @@ type BlobWriter struct {
 	writeErr error
 }
 
-// WriteBlob starts an ingest of d into ns: ErrExists when ns can already see
-// d (nothing to send), ErrInvalidArgument for a bad digest, ErrNotFound for
-// a missing namespace. The bytes go to a temporary file. nsID, if not zero,
-// must be the namespace's ID, here and again in Commit's transaction: a
-// namespace deleted and made again under the same name is another one
-// (ErrNotFound, "namespace %q was deleted").
-func (db *DB) WriteBlob(ns string, nsID uint64, d digest.Digest) (*BlobWriter, error) {
+func (db contentStore) Writer(ns string, nsID uint64, d digest.Digest) (*BlobWriter, error) {
 	return db.writeBlob(ns, nsID, d, false)
 }
 
-// RewriteBlob is WriteBlob for a writer that replaces the blob's bytes
-// (an open with O_TRUNC, as cp does): when ns can see d but d's file in
-// the store is missing or is not the blob's (a link, a fifo, a file of
-// another size), the ingest goes ahead and its Commit puts the verified
-// bytes in place. With a sound file it is ErrExists, as for WriteBlob.
-func (db *DB) RewriteBlob(ns string, nsID uint64, d digest.Digest) (*BlobWriter, error) {
+func (db contentStore) Rewriter(ns string, nsID uint64, d digest.Digest) (*BlobWriter, error) {
 	return db.writeBlob(ns, nsID, d, true)
 }
 
@@ -527,11 +554,7 @@ func namespaceWithID(tx *bolt.Tx, name string, id uint64) (*bolt.Bucket, error) 
 	return nsb, nil
 }
 
-// RemoveBlobDir answers rmdir of blobs/ and blobs/sha256 of ns, which
-// stay while the namespace does (as RemoveImageDir(ns, "") does for
-// images/): nil when ns holds no blob, ErrNotEmpty while it holds some,
-// ErrNotFound without the namespace. Nothing is deleted.
-func (db *DB) RemoveBlobDir(ns string) error {
+func (db contentStore) RemoveDir(ns string) error {
 	return db.bolt.View(func(tx *bolt.Tx) error {
 		nsb, err := namespaceBucket(tx, ns)
 		if err != nil {

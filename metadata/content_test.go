@@ -29,7 +29,7 @@ func TestWriteBlob(t *testing.T) {
 	db := openTestDB(t, Options{})
 	data := []byte("hello blob")
 	d := digest.FromBytes(data)
-	w, err := db.WriteBlob("default", 0, d)
+	w, err := db.Content().Writer("default", 0, d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestWriteBlob(t *testing.T) {
 	if err != nil || b.Size != int64(len(data)) || !b.Held || b.InUse || b.CreatedAt.IsZero() {
 		t.Fatalf("GetBlob: %+v %v", b, err)
 	}
-	f, err := db.OpenBlob("default", d)
+	f, err := db.Content().Open("default", d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,28 +73,28 @@ func TestWriteBlob(t *testing.T) {
 	if string(got) != string(data) {
 		t.Fatalf("read back %q", got)
 	}
-	if _, err := db.WriteBlob("default", 0, d); !IsExists(err) {
-		t.Fatalf("WriteBlob of a held blob: %v, want ErrExists", err)
+	if _, err := db.Content().Writer("default", 0, d); !IsExists(err) {
+		t.Fatalf("ContentStore.Writer of a held blob: %v, want ErrExists", err)
 	}
 	// Shared policy: another namespace sees it without holding it.
-	if _, err := db.CreateNamespace("foo", nil); err != nil {
+	if _, err := db.Namespaces().Create("foo", nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.WriteBlob("foo", 0, d); !IsExists(err) {
-		t.Fatalf("WriteBlob of a visible blob in foo: %v, want ErrExists", err)
+	if _, err := db.Content().Writer("foo", 0, d); !IsExists(err) {
+		t.Fatalf("ContentStore.Writer of a visible blob in foo: %v, want ErrExists", err)
 	}
 	fb, err := db.GetBlob("foo", d)
 	if err != nil || fb.Held || fb.Size != int64(len(data)) {
 		t.Fatalf("foo's view: %+v %v", fb, err)
 	}
-	if list, _ := db.ListBlobs("foo"); len(list) != 0 {
+	if list, _ := db.Content().List("foo"); len(list) != 0 {
 		t.Fatalf("foo lists blobs it does not hold: %+v", list)
 	}
-	wantKind(t, "foo deletes a blob it does not hold", db.DeleteBlob("foo", d), IsNotFound, "ErrNotFound")
+	wantKind(t, "foo deletes a blob it does not hold", db.Content().Delete("foo", d), IsNotFound, "ErrNotFound")
 
-	_, err = db.WriteBlob("nope", 0, d)
+	_, err = db.Content().Writer("nope", 0, d)
 	wantKind(t, "write into a missing namespace", err, IsNotFound, "ErrNotFound")
-	_, err = db.WriteBlob("default", 0, "sha256:abc")
+	_, err = db.Content().Writer("default", 0, "sha256:abc")
 	wantKind(t, "write a bad digest", err, IsInvalidArgument, "ErrInvalidArgument")
 	_, err = db.GetBlob("default", digest.FromString("absent"))
 	wantKind(t, "get an absent blob", err, IsNotFound, "ErrNotFound")
@@ -105,7 +105,7 @@ func TestWriteBlobDigestMismatch(t *testing.T) {
 	db := openTestDB(t, Options{})
 	before := dump(t, db)
 	want := digest.FromString("the right bytes")
-	w, err := db.WriteBlob("default", 0, want)
+	w, err := db.Content().Writer("default", 0, want)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,21 +125,21 @@ func TestWriteBlobDigestMismatch(t *testing.T) {
 
 func TestWriteBlobNamespaceGone(t *testing.T) {
 	db := openTestDB(t, Options{})
-	if _, err := db.CreateNamespace("foo", nil); err != nil {
+	if _, err := db.Namespaces().Create("foo", nil); err != nil {
 		t.Fatal(err)
 	}
 	before := dump(t, db)
 	data := []byte("orphan to be")
-	w, err := db.WriteBlob("foo", 0, digest.FromBytes(data))
+	w, err := db.Content().Writer("foo", 0, digest.FromBytes(data))
 	if err != nil {
 		t.Fatal(err)
 	}
 	w.Write(data)
-	if _, err := db.DeleteNamespace("foo"); err != nil {
+	if _, err := db.Namespaces().Delete("foo"); err != nil {
 		t.Fatal(err)
 	}
 	wantKind(t, "commit into a deleted namespace", w.Commit(), IsNotFound, "ErrNotFound")
-	if _, err := db.CreateNamespace("foo", nil); err != nil {
+	if _, err := db.Namespaces().Create("foo", nil); err != nil {
 		t.Fatal(err)
 	}
 	after := dump(t, db)
@@ -153,7 +153,7 @@ func TestWriteBlobNamespaceGone(t *testing.T) {
 func TestAbortWriteBlob(t *testing.T) {
 	db := openTestDB(t, Options{})
 	before := dump(t, db)
-	w, err := db.WriteBlob("default", 0, digest.FromString("x"))
+	w, err := db.Content().Writer("default", 0, digest.FromString("x"))
 	if err != nil {
 		t.Fatal(err)
 	}

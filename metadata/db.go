@@ -61,8 +61,8 @@ type DB struct {
 	// (setCommitMode, export_test.go).
 	commitForTests func(func(*bolt.Tx) error) error
 
-	// ids is the block of IDs ReserveID hands out, taken from the
-	// sequence in one transaction per idBlock IDs.
+	// ids is the block of IDs ImageStore.ReserveID hands out, taken from
+	// the sequence in one transaction per idBlock IDs.
 	idMu   sync.Mutex
 	idNext uint64 // next ID of the block; the block is empty when idNext == idEnd
 	idEnd  uint64
@@ -76,18 +76,14 @@ type DB struct {
 	reserveShort atomic.Bool
 }
 
-// idBlock is how many IDs ReserveID takes from the sequence at once. The
-// unused rest of a block is lost when the store closes, which costs
-// nothing: IDs are never reused anyway, and 2^64 is far.
+// idBlock is how many IDs ImageStore.ReserveID takes from the sequence at
+// once. The unused rest of a block is lost when the store closes, which
+// costs nothing: IDs are never reused anyway, and 2^64 is far.
 const idBlock = 1024
 
-// ReserveID hands out an image ID ahead of the image (fs/ gives a file
-// being created its final inode number, recordIno(ID), before it is
-// committed; PutImage with ImageWrite.Create then creates the image with
-// it). IDs come from an in-memory block, so a reservation costs a write
-// transaction only once per idBlock IDs. A reserved ID that is never used
-// is simply never used.
-func (db *DB) ReserveID() (uint64, error) {
+// ReserveID takes IDs from an in-memory block, so a reservation costs a
+// write transaction only once per idBlock IDs.
+func (db imageStore) ReserveID() (uint64, error) {
 	db.idMu.Lock()
 	defer db.idMu.Unlock()
 	if db.idNext == db.idEnd {

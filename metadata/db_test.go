@@ -19,18 +19,18 @@ func TestReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.CreateNamespace("foo", map[string]string{"k": "v"}); err != nil {
+	if _, err := db.Namespaces().Create("foo", map[string]string{"k": "v"}); err != nil {
 		t.Fatal(err)
 	}
 	img := seedImage(t, db, "foo", "x")
-	put, err := db.PutImage(ImageWrite{Namespace: "foo", Ref: "docker.io/x", Manifest: img.manifest})
+	put, err := db.Images().Put(ImageWrite{Namespace: "foo", Ref: "docker.io/x", Manifest: img.manifest})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.MakeImageDir("foo", "quay.io"); err != nil {
+	if err := db.Images().MakeDir("foo", "quay.io"); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.SetLabel(Object{Namespace: "foo", Blob: img.layer.Digest}, "l", "w", nil); err != nil {
+	if err := db.Labels().Set(Object{Namespace: "foo", Blob: img.layer.Digest}, "l", "w", nil); err != nil {
 		t.Fatal(err)
 	}
 	before := dump(t, db)
@@ -50,16 +50,16 @@ func TestReopen(t *testing.T) {
 	if err != nil || got.ID != put.ID || got.Target.Digest != put.Target.Digest {
 		t.Fatalf("image after reopen: %+v %v", got, err)
 	}
-	list, _ := db.ListNamespaces()
+	list, _ := db.Namespaces().List()
 	if len(list) != 2 {
 		t.Fatalf("namespaces after reopen: %+v (default must not be re-created or lost)", list)
 	}
 	// IDs keep counting from where they were.
-	ns, err := db.CreateNamespace("bar", nil)
+	ns, err := db.Namespaces().Create("bar", nil)
 	if err != nil || ns.ID <= put.ID {
 		t.Fatalf("new ID %d after reopen, last was %d (%v)", ns.ID, put.ID, err)
 	}
-	if _, err := db.DeleteNamespace("default"); err != nil {
+	if _, err := db.Namespaces().Delete("default"); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
@@ -109,7 +109,7 @@ func testConcurrent(t *testing.T, sharing Sharing) {
 	db := openTestDB(t, Options{Sharing: sharing})
 	namespaces := []string{"default", "a", "b", "tmp"}
 	for _, ns := range namespaces[1:3] {
-		if _, err := db.CreateNamespace(ns, nil); err != nil {
+		if _, err := db.Namespaces().Create(ns, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -161,9 +161,9 @@ func testConcurrent(t *testing.T, sharing Sharing) {
 					if r.IntN(4) == 0 {
 						data = manifests[r.IntN(len(manifests))]
 					}
-					w, err := db.WriteBlob(ns, 0, digest.FromBytes(data))
+					w, err := db.Content().Writer(ns, 0, digest.FromBytes(data))
 					if err != nil {
-						check("WriteBlob", err)
+						check("ContentStore.Writer", err)
 						continue
 					}
 					w.Write(data)
@@ -173,63 +173,63 @@ func testConcurrent(t *testing.T, sharing Sharing) {
 						check("Commit", w.Commit())
 					}
 				case 2, 3:
-					_, err := db.PutImage(ImageWrite{Namespace: ns, Ref: ref, Manifest: manifests[r.IntN(len(manifests))]})
-					check("PutImage", err)
+					_, err := db.Images().Put(ImageWrite{Namespace: ns, Ref: ref, Manifest: manifests[r.IntN(len(manifests))]})
+					check("ImageStore.Put", err)
 				case 4:
-					check("DeleteImage", db.DeleteImage(ns, ref))
+					check("ImageStore.Delete", db.Images().Delete(ns, ref))
 				case 5:
 					d := digest.FromBytes(contents[r.IntN(len(contents))])
-					if held, _ := db.ListBlobs(ns); len(held) > 0 && r.IntN(2) == 0 {
+					if held, _ := db.Content().List(ns); len(held) > 0 && r.IntN(2) == 0 {
 						d = held[r.IntN(len(held))].Digest
 					}
-					check("DeleteBlob", db.DeleteBlob(ns, d))
+					check("ContentStore.Delete", db.Content().Delete(ns, d))
 				case 6:
-					check("RenameImage", db.RenameImage(ns, ref, ns, refs[r.IntN(len(refs))], false))
+					check("ImageStore.Rename", db.Images().Rename(ns, ref, ns, refs[r.IntN(len(refs))], false))
 				case 7:
-					_, err := db.LinkImage(ns, ref, ns, refs[r.IntN(len(refs))])
-					check("LinkImage", err)
+					_, err := db.Images().Link(ns, ref, ns, refs[r.IntN(len(refs))])
+					check("ImageStore.Link", err)
 				case 8:
 					if r.IntN(2) == 0 {
-						_, err := db.CreateNamespace("tmp", nil)
-						check("CreateNamespace", err)
+						_, err := db.Namespaces().Create("tmp", nil)
+						check("NamespaceStore.Create", err)
 					} else {
 						// rm -rf ns/tmp, racing with the others' writes.
 						images, _ := db.ListImages("tmp")
 						for _, img := range images {
-							check("DeleteImage", db.DeleteImage("tmp", img.Name))
+							check("ImageStore.Delete", db.Images().Delete("tmp", img.Name))
 						}
-						blobs, _ := db.ListBlobs("tmp")
+						blobs, _ := db.Content().List("tmp")
 						for _, b := range blobs {
-							check("DeleteBlob", db.DeleteBlob("tmp", b.Digest))
+							check("ContentStore.Delete", db.Content().Delete("tmp", b.Digest))
 						}
-						_, err := db.DeleteNamespace("tmp")
-						check("DeleteNamespace", err)
+						_, err := db.Namespaces().Delete("tmp")
+						check("NamespaceStore.Delete", err)
 					}
 				case 9:
 					value := ""
 					if r.IntN(2) == 0 {
 						value = "true"
 					}
-					check("SetLabel", db.SetLabel(Object{Namespace: "a"}, ShareableLabel, value, nil))
-					check("SetLabel", db.SetLabel(Object{Namespace: ns, Blob: digest.FromBytes(contents[r.IntN(len(contents))])}, "k", value, nil))
-					check("RemoveImageDir", db.RemoveImageDir(ns, "d"))
+					check("LabelStore.Set", db.Labels().Set(Object{Namespace: "a"}, ShareableLabel, value, nil))
+					check("LabelStore.Set", db.Labels().Set(Object{Namespace: ns, Blob: digest.FromBytes(contents[r.IntN(len(contents))])}, "k", value, nil))
+					check("ImageStore.RemoveDir", db.Images().RemoveDir(ns, "d"))
 				case 10:
 					d := digest.FromBytes(contents[r.IntN(len(contents))])
-					if f, err := db.OpenBlob(ns, d); err == nil {
+					if f, err := db.Content().Open(ns, d); err == nil {
 						data, _ := io.ReadAll(f)
 						f.Close()
 						if digest.FromBytes(data) != d {
-							t.Errorf("OpenBlob(%s) read bytes of %s", d, digest.FromBytes(data))
+							t.Errorf("ContentStore.Open(%s) read bytes of %s", d, digest.FromBytes(data))
 						}
 					} else {
-						check("OpenBlob", err)
+						check("ContentStore.Open", err)
 					}
-					_, err := db.ReadImageDir(ns, "")
-					check("ReadImageDir", err)
+					_, err := db.Images().ReadDir(ns, "")
+					check("ImageStore.ReadDir", err)
 					// Every blob file, however young, that no record
 					// names: a file being published (recorded under
 					// its digest's lock) must survive, which the
-					// final invariants and OpenBlob's reads check. A
+					// final invariants and ContentStore.Open's reads check. A
 					// file whose last holder was just dropped may go
 					// here rather than in its releaser.
 					var stats GCStats
@@ -240,14 +240,14 @@ func testConcurrent(t *testing.T, sharing Sharing) {
 	}
 	wg.Wait()
 	// The mix must really exercise the paths whose races matter.
-	for _, op := range []string{"Commit", "PutImage", "DeleteImage", "DeleteBlob", "RenameImage", "LinkImage", "DeleteNamespace"} {
+	for _, op := range []string{"Commit", "ImageStore.Put", "ImageStore.Delete", "ContentStore.Delete", "ImageStore.Rename", "ImageStore.Link", "NamespaceStore.Delete"} {
 		if succeeded[op] == 0 {
 			t.Errorf("no %s succeeded (successes: %v)", op, succeeded)
 		}
 	}
 	t.Logf("successes: %v", succeeded)
 	checkInvariants(t, db)
-	// Every image's target and claims are as PutImage would make them.
+	// Every image's target and claims are as ImageStore.Put would make them.
 	for _, ns := range namespaces {
 		images, err := db.ListImages(ns)
 		if IsNotFound(err) {

@@ -29,9 +29,9 @@ type Entry struct {
 	Name  string // the last component
 	Path  string // the whole path below images/, "" for images/ itself
 	IsDir bool
-	// Image is set for files. Its Labels are nil, from ReadImageDir and
-	// LookupImagePath alike: lookups and listings are the hot paths of the
-	// filesystem and never show labels (Labels reads them).
+	// Image is set for files. Its Labels are nil, from ReadDir and Lookup
+	// alike: lookups and listings are the hot paths of the filesystem and
+	// never show labels (LabelStore.All reads them).
 	Image *Image
 }
 
@@ -76,9 +76,7 @@ func keepParentDir(nsb *bolt.Bucket, path string) error {
 	return dirs.Put([]byte(parent), member)
 }
 
-// LookupImagePath resolves path below images/ ("" is images/ itself) to an
-// image or a directory (ErrNotFound).
-func (db *DB) LookupImagePath(ns, path string) (Entry, error) {
+func (db imageStore) Lookup(ns, path string) (Entry, error) {
 	if path != "" {
 		if err := ValidateRef(path); err != nil {
 			return Entry{}, err
@@ -161,9 +159,7 @@ func walkBelow(b *bolt.Bucket, prefix []byte, leaf func(key, value []byte) error
 	return nil
 }
 
-// ReadImageDir lists directory dir ("" for images/) from one snapshot,
-// sorted by name (ErrNotFound, ErrNotDirectory).
-func (db *DB) ReadImageDir(ns, dir string) ([]Entry, error) {
+func (db imageStore) ReadDir(ns, dir string) ([]Entry, error) {
 	if dir != "" {
 		if err := ValidateRef(dir); err != nil {
 			return nil, err
@@ -234,10 +230,7 @@ func (db *DB) ReadImageDir(ns, dir string) ([]Entry, error) {
 	return entries, nil
 }
 
-// MakeImageDir records directory dir (ErrExists when dir is an image or a
-// directory already; ErrNotFound when its parent is not a directory;
-// ErrNotDirectory when a component is an image).
-func (db *DB) MakeImageDir(ns, dir string) error {
+func (db imageStore) MakeDir(ns, dir string) error {
 	if dir != "" {
 		if err := ValidateRef(dir); err != nil {
 			return err
@@ -271,11 +264,7 @@ func (db *DB) MakeImageDir(ns, dir string) error {
 	})
 }
 
-// RemoveImageDir removes directory dir: ErrNotEmpty while anything lies
-// below it, ErrNotDirectory for an image, ErrNotFound. dir "" (images/
-// itself) succeeds when the namespace has no images and no directories,
-// and images/ stays.
-func (db *DB) RemoveImageDir(ns, dir string) error {
+func (db imageStore) RemoveDir(ns, dir string) error {
 	if dir != "" {
 		if err := ValidateRef(dir); err != nil {
 			return err

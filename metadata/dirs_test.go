@@ -11,10 +11,10 @@ import (
 )
 
 // putImages puts manifest under every ref in one transaction through the
-// same code as PutImage (which would take one fsynced commit per ref).
+// same code as ImageStore.Put (which would take one fsynced commit per ref).
 func putImages(t testing.TB, db *DB, ns string, manifest []byte, refs []string) {
 	t.Helper()
-	first, err := db.PutImage(ImageWrite{Namespace: ns, Ref: refs[0], Manifest: manifest})
+	first, err := db.Images().Put(ImageWrite{Namespace: ns, Ref: refs[0], Manifest: manifest})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,21 +60,21 @@ func TestImageDirs(t *testing.T) {
 		"alpine",
 	})
 
-	root, err := db.ReadImageDir("default", "")
+	root, err := db.Images().ReadDir("default", "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := entryNames(root); got != "alpine docker.io/ docker.io-mirror" {
 		t.Fatalf("images/ lists %q", got)
 	}
-	lib, err := db.ReadImageDir("default", "docker.io")
+	lib, err := db.Images().ReadDir("default", "docker.io")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := entryNames(lib); got != "library/ library-x library.y/" {
 		t.Fatalf("images/docker.io lists %q", got)
 	}
-	redis, err := db.ReadImageDir("default", "docker.io/library")
+	redis, err := db.Images().ReadDir("default", "docker.io/library")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestImageDirs(t *testing.T) {
 		"docker.io/library/redis:7/a/b":  "ErrNotDirectory",
 		"a//b":                           "ErrInvalidArgument",
 	} {
-		e, err := db.LookupImagePath("default", path)
+		e, err := db.Images().Lookup("default", path)
 		got := "dir"
 		switch {
 		case IsNotFound(err):
@@ -119,24 +119,24 @@ func TestImageDirs(t *testing.T) {
 			}
 		}
 		if got != want {
-			t.Errorf("LookupImagePath(%q) = %s, want %s", path, got, want)
+			t.Errorf("ImageStore.Lookup(%q) = %s, want %s", path, got, want)
 		}
 	}
-	_, err = db.ReadImageDir("default", "alpine")
+	_, err = db.Images().ReadDir("default", "alpine")
 	wantKind(t, "list an image", err, IsNotDirectory, "ErrNotDirectory")
-	_, err = db.ReadImageDir("default", "nope")
+	_, err = db.Images().ReadDir("default", "nope")
 	wantKind(t, "list a missing directory", err, IsNotFound, "ErrNotFound")
-	_, err = db.ReadImageDir("nope", "")
+	_, err = db.Images().ReadDir("nope", "")
 	wantKind(t, "list in a missing namespace", err, IsNotFound, "ErrNotFound")
 
 	// Explicit directories.
-	if err := db.MakeImageDir("default", "quay.io"); err != nil {
+	if err := db.Images().MakeDir("default", "quay.io"); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.MakeImageDir("default", "quay.io/a"); err != nil {
+	if err := db.Images().MakeDir("default", "quay.io/a"); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.MakeImageDir("default", "docker.io/library/empty"); err != nil {
+	if err := db.Images().MakeDir("default", "docker.io/library/empty"); err != nil {
 		t.Fatal(err)
 	}
 	for dir, is := range map[string]func(error) bool{
@@ -148,14 +148,14 @@ func TestImageDirs(t *testing.T) {
 		"alpine/y":                       IsNotDirectory,
 		"a/../b":                         IsInvalidArgument,
 	} {
-		if err := db.MakeImageDir("default", dir); err == nil || !is(err) {
-			t.Errorf("MakeImageDir(%q) = %v", dir, err)
+		if err := db.Images().MakeDir("default", dir); err == nil || !is(err) {
+			t.Errorf("ImageStore.MakeDir(%q) = %v", dir, err)
 		}
 	}
-	if got, _ := db.ReadImageDir("default", ""); entryNames(got) != "alpine docker.io/ docker.io-mirror quay.io/" {
+	if got, _ := db.Images().ReadDir("default", ""); entryNames(got) != "alpine docker.io/ docker.io-mirror quay.io/" {
 		t.Fatalf("images/ lists %q", entryNames(got))
 	}
-	if got, _ := db.ReadImageDir("default", "docker.io/library"); entryNames(got) != "empty/ redis:7 redis:latest" {
+	if got, _ := db.Images().ReadDir("default", "docker.io/library"); entryNames(got) != "empty/ redis:7 redis:latest" {
 		t.Fatalf("images/docker.io/library lists %q", entryNames(got))
 	}
 	for ref, is := range map[string]func(error) bool{
@@ -164,11 +164,11 @@ func TestImageDirs(t *testing.T) {
 		"docker.io":                        IsIsDirectory,
 		"docker.io/library/redis:latest/x": IsNotDirectory,
 	} {
-		if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: ref, Manifest: img.manifest}); err == nil || !is(err) {
-			t.Errorf("PutImage(%q) = %v", ref, err)
+		if _, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: ref, Manifest: img.manifest}); err == nil || !is(err) {
+			t.Errorf("ImageStore.Put(%q) = %v", ref, err)
 		}
 	}
-	wantKind(t, "rm of a directory", db.DeleteImage("default", "docker.io"), IsIsDirectory, "ErrIsDirectory")
+	wantKind(t, "rm of a directory", db.Images().Delete("default", "docker.io"), IsIsDirectory, "ErrIsDirectory")
 
 	for dir, is := range map[string]func(error) bool{
 		"":                               IsNotEmpty,
@@ -178,60 +178,60 @@ func TestImageDirs(t *testing.T) {
 		"nope":                           IsNotFound,
 		"alpine/x":                       IsNotDirectory,
 	} {
-		if err := db.RemoveImageDir("default", dir); err == nil || !is(err) {
-			t.Errorf("RemoveImageDir(%q) = %v", dir, err)
+		if err := db.Images().RemoveDir("default", dir); err == nil || !is(err) {
+			t.Errorf("ImageStore.RemoveDir(%q) = %v", dir, err)
 		}
 	}
-	if err := db.RemoveImageDir("default", "quay.io/a"); err != nil {
+	if err := db.Images().RemoveDir("default", "quay.io/a"); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.RemoveImageDir("default", "quay.io"); err != nil {
+	if err := db.Images().RemoveDir("default", "quay.io"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.LookupImagePath("default", "quay.io"); !IsNotFound(err) {
+	if _, err := db.Images().Lookup("default", "quay.io"); !IsNotFound(err) {
 		t.Fatalf("removed directory: %v", err)
 	}
 
 	// A directory stays after its last ref and its last subdirectory are
 	// gone, until rmdir.
 	for _, ref := range []string{"docker.io/library/redis:latest", "docker.io/library/redis:7"} {
-		if err := db.DeleteImage("default", ref); err != nil {
+		if err := db.Images().Delete("default", ref); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if got, _ := db.ReadImageDir("default", "docker.io/library"); entryNames(got) != "empty/" {
+	if got, _ := db.Images().ReadDir("default", "docker.io/library"); entryNames(got) != "empty/" {
 		t.Fatalf("images/docker.io/library lists %q", entryNames(got))
 	}
-	if err := db.RemoveImageDir("default", "docker.io/library"); !IsNotEmpty(err) {
+	if err := db.Images().RemoveDir("default", "docker.io/library"); !IsNotEmpty(err) {
 		t.Fatalf("rmdir of a directory holding an explicit one: %v", err)
 	}
-	if err := db.RemoveImageDir("default", "docker.io/library/empty"); err != nil {
+	if err := db.Images().RemoveDir("default", "docker.io/library/empty"); err != nil {
 		t.Fatal(err)
 	}
-	if e, err := db.LookupImagePath("default", "docker.io/library"); err != nil || !e.IsDir {
+	if e, err := db.Images().Lookup("default", "docker.io/library"); err != nil || !e.IsDir {
 		t.Fatalf("directory whose contents were removed: %+v %v", e, err)
 	}
-	if err := db.RemoveImageDir("default", "docker.io/library"); err != nil {
+	if err := db.Images().RemoveDir("default", "docker.io/library"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.LookupImagePath("default", "docker.io/library"); !IsNotFound(err) {
+	if _, err := db.Images().Lookup("default", "docker.io/library"); !IsNotFound(err) {
 		t.Fatalf("removed directory: %v", err)
 	}
 	for _, ref := range []string{"docker.io/library-x", "docker.io/library.y/z", "docker.io-mirror", "alpine"} {
-		if err := db.DeleteImage("default", ref); err != nil {
+		if err := db.Images().Delete("default", ref); err != nil {
 			t.Fatal(err)
 		}
 	}
-	wantKind(t, "rmdir of images/ holding directories", db.RemoveImageDir("default", ""), IsNotEmpty, "ErrNotEmpty")
+	wantKind(t, "rmdir of images/ holding directories", db.Images().RemoveDir("default", ""), IsNotEmpty, "ErrNotEmpty")
 	for _, dir := range []string{"docker.io/library.y", "docker.io"} {
-		if err := db.RemoveImageDir("default", dir); err != nil {
+		if err := db.Images().RemoveDir("default", dir); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := db.RemoveImageDir("default", ""); err != nil {
+	if err := db.Images().RemoveDir("default", ""); err != nil {
 		t.Fatalf("rmdir of an empty images/: %v", err)
 	}
-	if e, err := db.LookupImagePath("default", ""); err != nil || !e.IsDir {
+	if e, err := db.Images().Lookup("default", ""); err != nil || !e.IsDir {
 		t.Fatalf("images/ after its rmdir: %+v %v", e, err)
 	}
 	checkInvariants(t, db)
@@ -257,15 +257,15 @@ func TestReadImageDir10k(t *testing.T) {
 	}
 	refs = dedupe(refs)
 	putImages(t, db, "default", img.manifest, refs)
-	if err := db.MakeImageDir("default", "many/explicit"); err != nil {
+	if err := db.Images().MakeDir("default", "many/explicit"); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.MakeImageDir("default", "many/sub3/b"); err != nil {
+	if err := db.Images().MakeDir("default", "many/sub3/b"); err != nil {
 		t.Fatal(err)
 	}
 	want["explicit"] = true
 
-	entries, err := db.ReadImageDir("default", "many")
+	entries, err := db.Images().ReadDir("default", "many")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,7 +281,7 @@ func TestReadImageDir10k(t *testing.T) {
 			t.Fatalf("unexpected entry %+v", e)
 		}
 	}
-	sub, err := db.ReadImageDir("default", "many/sub3")
+	sub, err := db.Images().ReadDir("default", "many/sub3")
 	if err != nil || entryNames(sub) != "a/ b/" {
 		t.Fatalf("many/sub3 lists %q, %v", entryNames(sub), err)
 	}
@@ -306,13 +306,13 @@ func TestDirectoryOutlivesItsLastRef(t *testing.T) {
 	img := seedImage(t, db, "default", "x")
 	putImages(t, db, "default", img.manifest, []string{"docker.io/library/redis:latest", "quay.io/app:v1"})
 
-	if err := db.DeleteImage("default", "docker.io/library/redis:latest"); err != nil {
+	if err := db.Images().Delete("default", "docker.io/library/redis:latest"); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.RenameImage("default", "quay.io/app:v1", "default", "app:v1", false); err != nil {
+	if err := db.Images().Rename("default", "quay.io/app:v1", "default", "app:v1", false); err != nil {
 		t.Fatal(err)
 	}
-	root, err := db.ReadImageDir("default", "")
+	root, err := db.Images().ReadDir("default", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,11 +320,11 @@ func TestDirectoryOutlivesItsLastRef(t *testing.T) {
 		t.Fatalf("images/ lists %q after removing the refs below docker.io and quay.io", got)
 	}
 	for _, dir := range []string{"docker.io/library", "docker.io", "quay.io"} {
-		if err := db.RemoveImageDir("default", dir); err != nil {
+		if err := db.Images().RemoveDir("default", dir); err != nil {
 			t.Fatalf("rmdir images/%s: %v", dir, err)
 		}
 	}
-	if root, _ := db.ReadImageDir("default", ""); entryNames(root) != "app:v1" {
+	if root, _ := db.Images().ReadDir("default", ""); entryNames(root) != "app:v1" {
 		t.Fatalf("images/ lists %q after the rmdirs", entryNames(root))
 	}
 }

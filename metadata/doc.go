@@ -4,6 +4,23 @@
 // the one bbolt transaction that mutates, so two concurrent callers can never
 // both pass a check that only one of them may pass.
 //
+// Open gives a *DB, the store. Its objects are reached through one small
+// store per kind, as in containerd's metadata package:
+//
+//	db.Namespaces()  NamespaceStore  ns/<name>: mkdir, stat, ls, rmdir
+//	db.Images()      ImageStore      images/ of a namespace: the image
+//	                                 files (cp, stat, rm, mv, ln) and the
+//	                                 directories of their refs (ls, mkdir,
+//	                                 rmdir); PendingLabels for an image
+//	                                 still being written
+//	db.Content()     ContentStore    blobs/sha256/ of a namespace: stat,
+//	                                 ls, cat, cp in, rm, rmdir
+//	db.Labels()      LabelStore      the user.* xattrs of all three
+//
+// What concerns the whole store stays on DB: Close, Root, Sharing, Check
+// (nsfs fsck), Recover (at mount), CheckFiles and CollectGarbage (nsfs
+// gc); Repair (nsfs fsck --repair) works on a closed store.
+//
 // The schema, in <root>/meta.db (keys are bytes; "->" is a key with a value,
 // "/" a bucket):
 //
@@ -11,9 +28,10 @@
 //	  version -> uint64 (1)             written when the store is created
 //	  (sequence)                        the one ID counter: namespaces and
 //	                                    images take IDs from it, never reused;
-//	                                    ReserveID takes blocks of 1024 ahead
-//	                                    (for images fs/ creates), and what a
-//	                                    block leaves unused is never used
+//	                                    ImageStore.ReserveID takes blocks of
+//	                                    1024 ahead (for images fs/ creates),
+//	                                    and what a block leaves unused is
+//	                                    never used
 //	  namespaces/
 //	    <name>/                         a namespace (containerd's name rule)
 //	      id -> uint64                  fs/ inode of ns/<name>

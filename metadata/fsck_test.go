@@ -26,16 +26,16 @@ func newFsckStore(t *testing.T) fsckStore {
 	img := seedImage(t, db, "default", "app")
 	for _, ns := range []string{"default", "foo"} {
 		if ns != "default" {
-			if _, err := db.CreateNamespace(ns, map[string]string{"team": "a"}); err != nil {
+			if _, err := db.Namespaces().Create(ns, map[string]string{"team": "a"}); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if _, err := db.PutImage(ImageWrite{Namespace: ns, Ref: "app:v1", Manifest: img.manifest}); err != nil {
+		if _, err := db.Images().Put(ImageWrite{Namespace: ns, Ref: "app:v1", Manifest: img.manifest}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	extra := mustWriteBlob(t, db, "default", []byte("written, never referenced")).Digest
-	if err := db.SetLabel(Object{Namespace: "default", Image: "app:v1"}, "k", "v", nil); err != nil {
+	if err := db.Labels().Set(Object{Namespace: "default", Image: "app:v1"}, "k", "v", nil); err != nil {
 		t.Fatal(err)
 	}
 	return fsckStore{db: db, img: img, extra: extra}
@@ -324,7 +324,7 @@ func TestCheckAndRepair(t *testing.T) {
 			}
 			checkInvariants(t, s.db)
 			// What is left works: the namespaces can be emptied and removed.
-			namespaces, err := s.db.ListNamespaces()
+			namespaces, err := s.db.Namespaces().List()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -332,17 +332,17 @@ func TestCheckAndRepair(t *testing.T) {
 				ns := n.Name
 				images, _ := s.db.ListImages(ns)
 				for _, img := range images {
-					if err := s.db.DeleteImage(ns, img.Name); err != nil {
+					if err := s.db.Images().Delete(ns, img.Name); err != nil {
 						t.Fatal(err)
 					}
 				}
-				blobs, _ := s.db.ListBlobs(ns)
+				blobs, _ := s.db.Content().List(ns)
 				for _, b := range blobs {
-					if err := s.db.DeleteBlob(ns, b.Digest); err != nil {
+					if err := s.db.Content().Delete(ns, b.Digest); err != nil {
 						t.Fatal(err)
 					}
 				}
-				if _, err := s.db.DeleteNamespace(ns); err != nil {
+				if _, err := s.db.Namespaces().Delete(ns); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -395,7 +395,7 @@ func TestCheckReadOnly(t *testing.T) {
 	if rep := mustCheck(t, ro, CheckOptions{}); !rep.Clean() {
 		t.Fatalf("problems: %s", problemLines(rep.Problems))
 	}
-	if _, err := ro.CreateNamespace("x", nil); err == nil {
+	if _, err := ro.Namespaces().Create("x", nil); err == nil {
 		t.Fatal("a read-only store took a namespace")
 	}
 	if _, err := Open(root, Options{}); !IsLocked(err) {
@@ -448,7 +448,7 @@ func ingestNames(t *testing.T, db *DB) []string {
 // another image has too given anew.
 func TestRepairMendsDamagedImageRecords(t *testing.T) {
 	s := newFsckStore(t)
-	if _, err := s.db.PutImage(ImageWrite{Namespace: "default", Ref: "app:v2", Manifest: s.img.manifest}); err != nil {
+	if _, err := s.db.Images().Put(ImageWrite{Namespace: "default", Ref: "app:v2", Manifest: s.img.manifest}); err != nil {
 		t.Fatal(err)
 	}
 	update(t, s.db, func(tx *bolt.Tx) error {
@@ -488,7 +488,7 @@ func TestRepairMendsDamagedImageRecords(t *testing.T) {
 	if rep := mustCheck(t, s.db, CheckOptions{VerifyBlobs: true}); len(rep.Problems) != 0 || rep.Images != 3 {
 		t.Fatalf("after the repair: %d images (want 3), problems:\n%s", rep.Images, problemLines(rep.Problems))
 	}
-	if v, err := s.db.Label(Object{Namespace: "default", Image: "app:v1"}, "k"); err != nil || v != "v" {
+	if v, err := s.db.Labels().Get(Object{Namespace: "default", Image: "app:v1"}, "k"); err != nil || v != "v" {
 		t.Errorf("app:v1 kept its imagedata, so its label: %q, %v", v, err)
 	}
 	checkInvariants(t, s.db)

@@ -108,13 +108,13 @@ func exhaustMetadata(t *testing.T, db *DB) {
 			}
 			before := dump(t, db)
 			labels := map[string]string{"pad": string(make([]byte, pad))}
-			_, err := db.CreateNamespace(fmt.Sprintf("filler-%d", i), labels)
+			_, err := db.Namespaces().Create(fmt.Sprintf("filler-%d", i), labels)
 			if err == nil {
 				continue
 			}
-			wantNoSpace(t, "CreateNamespace on a full disk", err)
+			wantNoSpace(t, "NamespaceStore.Create on a full disk", err)
 			if after := dump(t, db); after != before {
-				t.Fatalf("a failed CreateNamespace changed the store:\nbefore:\n%s\nafter:\n%s", before, after)
+				t.Fatalf("a failed NamespaceStore.Create changed the store:\nbefore:\n%s\nafter:\n%s", before, after)
 			}
 			break
 		}
@@ -136,8 +136,8 @@ func putBigImage(t *testing.T, db *DB, ns, ref string, layerSize int) digest.Dig
 	t.Helper()
 	config := mustWriteBlob(t, db, ns, []byte(`{"architecture":"amd64","os":"linux","ref":"`+ref+`"}`))
 	layer := mustWriteBlob(t, db, ns, randomData(t, layerSize))
-	if _, err := db.PutImage(ImageWrite{Namespace: ns, Ref: ref, Manifest: manifestJSON(config, layer)}); err != nil {
-		t.Fatalf("PutImage %s: %v", ref, err)
+	if _, err := db.Images().Put(ImageWrite{Namespace: ns, Ref: ref, Manifest: manifestJSON(config, layer)}); err != nil {
+		t.Fatalf("ImageStore.Put %s: %v", ref, err)
 	}
 	return layer.Digest
 }
@@ -192,7 +192,7 @@ func TestFullDiskDeletesSucceedAndFreeSpace(t *testing.T) {
 	if got := reserveBytes(t, db); got != minReserve {
 		t.Fatalf("reserve: %d bytes, want %d", got, minReserve)
 	}
-	if _, err := db.CreateNamespace("doomed", nil); err != nil {
+	if _, err := db.Namespaces().Create("doomed", nil); err != nil {
 		t.Fatal(err)
 	}
 	putBigImage(t, db, "default", "a", 2<<20)
@@ -206,9 +206,9 @@ func TestFullDiskDeletesSucceedAndFreeSpace(t *testing.T) {
 	// A blob write cannot fit: ENOSPC, and nothing is kept.
 	before := dump(t, db)
 	data := randomData(t, 64<<10)
-	w, err := db.WriteBlob("default", 0, digest.FromBytes(data))
+	w, err := db.Content().Writer("default", 0, digest.FromBytes(data))
 	if err != nil {
-		t.Fatalf("WriteBlob: %v", err)
+		t.Fatalf("ContentStore.Writer: %v", err)
 	}
 	_, err = w.Write(data)
 	wantNoSpace(t, "blob written on a full disk", err)
@@ -220,30 +220,30 @@ func TestFullDiskDeletesSucceedAndFreeSpace(t *testing.T) {
 	}
 
 	free := freeBytes(t, fsDir)
-	if err := db.DeleteImage("default", "a"); err != nil {
-		t.Fatalf("DeleteImage on a full disk: %v", err)
+	if err := db.Images().Delete("default", "a"); err != nil {
+		t.Fatalf("ImageStore.Delete on a full disk: %v", err)
 	}
 	if got := freeBytes(t, fsDir); got < free+2<<20 {
-		t.Errorf("DeleteImage freed %d bytes, want at least its 2 MiB layer", got-free)
+		t.Errorf("ImageStore.Delete freed %d bytes, want at least its 2 MiB layer", got-free)
 	}
 	// It took the reserve (the test fills meta.db too), and there is not
 	// yet room to restore it.
 	if got := reserveBytes(t, db); got != 0 {
 		t.Errorf("reserve after the first delete on a full disk: %d bytes, want 0 (used)", got)
 	}
-	if err := db.DeleteBlob("default", loose.Digest); err != nil {
-		t.Fatalf("DeleteBlob on a full disk: %v", err)
+	if err := db.Content().Delete("default", loose.Digest); err != nil {
+		t.Fatalf("ContentStore.Delete on a full disk: %v", err)
 	}
-	if err := db.DeleteImage("doomed", "c"); err != nil {
-		t.Fatalf("DeleteImage on a full disk: %v", err)
+	if err := db.Images().Delete("doomed", "c"); err != nil {
+		t.Fatalf("ImageStore.Delete on a full disk: %v", err)
 	}
 	for _, d := range heldDigests(t, db, "doomed") {
-		if err := db.DeleteBlob("doomed", d); err != nil {
-			t.Fatalf("DeleteBlob on a full disk: %v", err)
+		if err := db.Content().Delete("doomed", d); err != nil {
+			t.Fatalf("ContentStore.Delete on a full disk: %v", err)
 		}
 	}
-	if _, err := db.DeleteNamespace("doomed"); err != nil {
-		t.Fatalf("DeleteNamespace on a full disk: %v", err)
+	if _, err := db.Namespaces().Delete("doomed"); err != nil {
+		t.Fatalf("NamespaceStore.Delete on a full disk: %v", err)
 	}
 	checkInvariants(t, db)
 	if got := freeBytes(t, fsDir); got <= free {
@@ -252,15 +252,15 @@ func TestFullDiskDeletesSucceedAndFreeSpace(t *testing.T) {
 
 	// What fits now is written.
 	mustWriteBlob(t, db, "default", randomData(t, 512<<10))
-	if _, err := db.CreateNamespace("after", nil); err != nil {
-		t.Fatalf("CreateNamespace once space was freed: %v", err)
+	if _, err := db.Namespaces().Create("after", nil); err != nil {
+		t.Fatalf("NamespaceStore.Create once space was freed: %v", err)
 	}
 
 	// With the filler gone the reserve is back at its size.
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.DeleteImage("default", "b"); err != nil {
+	if err := db.Images().Delete("default", "b"); err != nil {
 		t.Fatal(err)
 	}
 	if got := reserveBytes(t, db); got != minReserve {
@@ -283,18 +283,18 @@ func TestFullDiskWithoutReserveFailsCleanly(t *testing.T) {
 	exhaustMetadata(t, db)
 
 	before := dump(t, db)
-	err := db.DeleteImage("default", "a")
-	wantNoSpace(t, "DeleteImage on a full disk without a reserve", err)
+	err := db.Images().Delete("default", "a")
+	wantNoSpace(t, "ImageStore.Delete on a full disk without a reserve", err)
 	if after := dump(t, db); after != before {
-		t.Fatalf("a failed DeleteImage changed the store:\n%s\n---\n%s", before, after)
+		t.Fatalf("a failed ImageStore.Delete changed the store:\n%s\n---\n%s", before, after)
 	}
 	checkInvariants(t, db)
 
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.DeleteImage("default", "a"); err != nil {
-		t.Fatalf("DeleteImage once space was freed: %v", err)
+	if err := db.Images().Delete("default", "a"); err != nil {
+		t.Fatalf("ImageStore.Delete once space was freed: %v", err)
 	}
 	checkInvariants(t, db)
 	if got := reserveBytes(t, db); got != minReserve {
@@ -339,9 +339,9 @@ func TestFullDiskGroupCommitRetriesOnlyTheDelete(t *testing.T) {
 	}()
 	<-held
 	deleted, created := make(chan error, 1), make(chan error, 1)
-	go func() { deleted <- db.DeleteImage("default", "a") }()
+	go func() { deleted <- db.Images().Delete("default", "a") }()
 	go func() {
-		_, err := db.CreateNamespace("late", map[string]string{"pad": string(make([]byte, 1000))})
+		_, err := db.Namespaces().Create("late", map[string]string{"pad": string(make([]byte, 1000))})
 		created <- err
 	}()
 	waitPending(t, db, 2)
@@ -350,9 +350,9 @@ func TestFullDiskGroupCommitRetriesOnlyTheDelete(t *testing.T) {
 		t.Fatalf("the leader: %v", err)
 	}
 	if err := <-deleted; err != nil {
-		t.Fatalf("DeleteImage grouped with a write on a full disk: %v", err)
+		t.Fatalf("ImageStore.Delete grouped with a write on a full disk: %v", err)
 	}
-	wantNoSpace(t, "CreateNamespace grouped with a delete on a full disk", <-created)
+	wantNoSpace(t, "NamespaceStore.Create grouped with a delete on a full disk", <-created)
 	if _, err := db.GetNamespace("late"); !IsNotFound(err) {
 		t.Fatalf("the namespace whose create failed: %v", err)
 	}
@@ -399,7 +399,7 @@ func TestReserveCoversOneDeleteCommit(t *testing.T) {
 		config := mustWriteBlob(t, db, "default", []byte(fmt.Sprintf(`{"architecture":"amd64","os":"linux","n":%d}`, i)))
 		layer := mustWriteBlob(t, db, "default", []byte(fmt.Sprintf("layer %d", i)))
 		m := manifestJSON(config, base, layer)
-		if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: fmt.Sprintf("library/app-%04d:v1", i), Manifest: m}); err != nil {
+		if _, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: fmt.Sprintf("library/app-%04d:v1", i), Manifest: m}); err != nil {
 			t.Fatal(err)
 		}
 	}

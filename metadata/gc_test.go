@@ -42,7 +42,7 @@ func TestCollectGarbage(t *testing.T) {
 	unrecorded := file("nobody's record")
 	// A tombstone whose file was already deleted.
 	dropped := mustWriteBlob(t, db, "default", []byte("dropped"))
-	if err := db.DeleteBlob("default", dropped.Digest); err != nil {
+	if err := db.Content().Delete("default", dropped.Digest); err != nil {
 		t.Fatal(err)
 	}
 
@@ -58,7 +58,7 @@ func TestCollectGarbage(t *testing.T) {
 	}
 	// A pull in progress: its ingest was written a moment ago.
 	data := []byte("being written")
-	live, err := db.WriteBlob("default", 0, digest.FromBytes(data))
+	live, err := db.Content().Writer("default", 0, digest.FromBytes(data))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func TestCollectGarbageSparesAPublish(t *testing.T) {
 	data := []byte("racing")
 	d := digest.FromBytes(data)
 	for i := 0; i < 50; i++ {
-		w, err := db.WriteBlob("default", 0, d)
+		w, err := db.Content().Writer("default", 0, d)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -141,7 +141,7 @@ func TestCollectGarbageSparesAPublish(t *testing.T) {
 		if stats.Blobs != 0 || !fileExists(db, d) {
 			t.Fatalf("round %d: gc removed the blob being published", i)
 		}
-		if err := db.DeleteBlob("default", d); err != nil {
+		if err := db.Content().Delete("default", d); err != nil {
 			t.Fatal(err)
 		}
 		if fileExists(db, d) {

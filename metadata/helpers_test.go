@@ -27,13 +27,13 @@ func openTestDB(t testing.TB, opts Options) *DB {
 	return db
 }
 
-// mustWriteBlob ingests data into ns through WriteBlob and Commit.
+// mustWriteBlob ingests data into ns through ContentStore.Writer and Commit.
 func mustWriteBlob(t testing.TB, db *DB, ns string, data []byte) ocispec.Descriptor {
 	t.Helper()
 	d := digest.FromBytes(data)
-	w, err := db.WriteBlob(ns, 0, d)
+	w, err := db.Content().Writer(ns, 0, d)
 	if err != nil {
-		t.Fatalf("WriteBlob(%s, %s): %v", ns, d, err)
+		t.Fatalf("ContentStore.Writer(%s, %s): %v", ns, d, err)
 	}
 	if _, err := w.Write(data); err != nil {
 		t.Fatalf("Write: %v", err)
@@ -170,9 +170,9 @@ func fileExists(db *DB, d digest.Digest) bool {
 // heldDigests lists what ns holds.
 func heldDigests(t testing.TB, db *DB, ns string) []digest.Digest {
 	t.Helper()
-	list, err := db.ListBlobs(ns)
+	list, err := db.Content().List(ns)
 	if err != nil {
-		t.Fatalf("ListBlobs(%s): %v", ns, err)
+		t.Fatalf("ContentStore.List(%s): %v", ns, err)
 	}
 	var ds []digest.Digest
 	for _, b := range list {

@@ -31,6 +31,96 @@ type Image struct {
 	UpdatedAt time.Time
 }
 
+// ImageStore keeps the images of each namespace and the directory tree
+// their refs make: images/ of a namespace, where the ref
+// "docker.io/library/redis:latest" is the file redis:latest in directory
+// docker.io/library. `cp manifest.json images/redis` reaches ReserveID at
+// create and Put at fsync and close, `stat images/redis` Stat (Lookup for
+// the name), `rm` Delete, `mv` Rename (RenamePending while the image is
+// still being written), `ln` Link, `ls` ReadDir, `mkdir` MakeDir and
+// `rmdir` RemoveDir. An image's labels are the LabelStore's; an image
+// still being written keeps its own in PendingLabels.
+type ImageStore interface {
+	// Put creates or replaces image w.Ref in w.Namespace with w.Manifest
+	// as its target. The bytes must be an OCI or Docker manifest or index
+	// (ErrInvalidArgument, the message says what is wrong), at most
+	// MaxManifestSize (ErrTooLarge). Every blob it names must be visible
+	// to the namespace (ErrNotFound naming the digest), except an index's
+	// children, which may be absent, and layers with URLs (foreign
+	// layers). Sizes named must match the blobs' (ErrInvalidArgument). The
+	// manifest is stored as a blob; the namespace claims (holds) the
+	// manifest and every visible blob it references, recursively through
+	// present index children. On replace the old target's blobs that no
+	// other image references are released. A component of the ref that is
+	// an image gives ErrNotDirectory; a ref naming a directory gives
+	// ErrIsDirectory. Which image is written, and in which namespace, is
+	// checked inside the transaction (ImageWrite). Nothing changes on
+	// error.
+	//
+	// Below an index's present children, blobs are claimed when visible
+	// and skipped otherwise (a pull of some platforms of an index), and a
+	// child that is not a parsable manifest is claimed by itself.
+	Put(w ImageWrite) (Image, error)
+	// Stat returns one image without its labels (Labels is nil: a stat
+	// needs no map built on every getattr), or ErrNotFound.
+	Stat(ns, ref string) (Image, error)
+	// Delete deletes an image, then releases the blobs that no other image
+	// of ns references (they leave the disk when no namespace holds them).
+	Delete(ns, ref string) error
+	// Rename renames image from of fromNS to to of toNS, replacing to
+	// atomically (the replaced image's blobs are released as by Delete)
+	// unless noReplace is set (ErrExists, checked in the transaction:
+	// RENAME_NOREPLACE). The image keeps its ID. Renaming onto a directory
+	// is ErrIsDirectory. Namespaces differing is ErrCrossNamespace, and so
+	// is renaming a directory of images/ (metadata renames images only; as
+	// across filesystems, mv then copies the tree and removes the source).
+	//
+	// The image also keeps its labels, creation and update times (a rename
+	// changes neither the manifest nor its labels). from == to is a no-op.
+	Rename(fromNS, from, toNS, to string, noReplace bool) error
+	// RenamePending is Rename for a rename that may be of an image being
+	// written. When from is an image of the store, it is Rename. When from
+	// names nothing, the rename is the pending image's, which its next
+	// commit stores under to: in the same transaction, what to names is
+	// released now, as a rename replaces its target (as by Delete: a
+	// directory is ErrIsDirectory), or with noReplace the rename is
+	// ErrExists when to is an image or a directory (ErrNotDirectory when a
+	// component of it is an image). pending says which of the two it was.
+	RenamePending(fromNS, from, toNS, to string, noReplace bool) (pending bool, err error)
+	// Link creates image to of toNS with the target and labels of image
+	// from of fromNS (`ctr images tag`), with a new ID. ErrExists when to
+	// exists (an image or a directory), ErrNotDirectory when a component
+	// of it is an image, ErrCrossNamespace when the namespaces differ.
+	Link(fromNS, from, toNS, to string) (Image, error)
+	// ReserveID hands out an image ID ahead of the image (fs/ gives a file
+	// being created its final inode number, recordIno(ID), before it is
+	// committed; Put with ImageWrite.Create then creates the image with
+	// it). A reserved ID that is never used is simply never used.
+	ReserveID() (uint64, error)
+
+	// Lookup resolves path below images/ ("" is images/ itself) to an
+	// image or a directory (ErrNotFound).
+	Lookup(ns, path string) (Entry, error)
+	// ReadDir lists directory dir ("" for images/) from one snapshot,
+	// sorted by name (ErrNotFound, ErrNotDirectory).
+	ReadDir(ns, dir string) ([]Entry, error)
+	// MakeDir records directory dir (ErrExists when dir is an image or a
+	// directory already; ErrNotFound when its parent is not a directory;
+	// ErrNotDirectory when a component is an image).
+	MakeDir(ns, dir string) error
+	// RemoveDir removes directory dir: ErrNotEmpty while anything lies
+	// below it, ErrNotDirectory for an image, ErrNotFound. dir "" (images/
+	// itself) succeeds when the namespace has no images and no
+	// directories, and images/ stays.
+	RemoveDir(ns, dir string) error
+}
+
+// Images is the store's ImageStore.
+func (db *DB) Images() ImageStore { return imageStore{db} }
+
+// imageStore is the DB seen as its ImageStore.
+type imageStore struct{ *DB }
+
 // ValidateRef checks that a ref is a clean relative path within the
 // limits of a path (names.ValidateRef: ErrInvalidArgument, or
 // ErrNameTooLong for a ref or a component too long).
@@ -164,7 +254,7 @@ func imageAbove(nsb *bolt.Bucket, path string) (string, bool) {
 	return "", false
 }
 
-// ImageWrite is one write of an image's manifest (PutImage).
+// ImageWrite is one write of an image's manifest (ImageStore.Put).
 type ImageWrite struct {
 	Namespace string
 	// NamespaceID, if not zero, must be the ID of the namespace named
@@ -176,9 +266,9 @@ type ImageWrite struct {
 	// ID, if zero, creates the image or replaces whatever image Ref names.
 	// If not zero, it names the image being written: when Ref exists it must
 	// be this image, and when it does not, the image is created with this
-	// ID only if Create is set (an ID from ReserveID). Otherwise the write
-	// fails with ErrImageGone (an ErrNotFound naming the ref): the image
-	// was renamed, removed or replaced meanwhile.
+	// ID only if Create is set (an ID from ImageStore.ReserveID). Otherwise
+	// the write fails with ErrImageGone (an ErrNotFound naming the ref):
+	// the image was renamed, removed or replaced meanwhile.
 	ID     uint64
 	Create bool
 	// Labels are the labels of an image this write creates, set in the same
@@ -187,30 +277,11 @@ type ImageWrite struct {
 	Labels map[string]string
 }
 
-// PutImage creates or replaces image w.Ref in w.Namespace with w.Manifest as
-// its target. The bytes must be an OCI or Docker manifest or index
-// (ErrInvalidArgument, the message says what is wrong), at most
-// MaxManifestSize (ErrTooLarge). Every blob it names must be visible to the
-// namespace (ErrNotFound naming the digest), except an index's children,
-// which may be absent, and layers with URLs (foreign layers). Sizes named
-// must match the blobs' (ErrInvalidArgument). The manifest is stored as a
-// blob; the namespace claims (holds) the manifest and every visible blob it
-// references, recursively through present index children. On replace the
-// old target's blobs that no other image references are released. A
-// component of the ref that is an image gives ErrNotDirectory; a ref naming
-// a directory gives ErrIsDirectory. Which image is written, and in which
-// namespace, is checked inside the transaction (ImageWrite). Nothing
-// changes on error.
-//
-// Below an index's present children, blobs are claimed when visible and
-// skipped otherwise (a pull of some platforms of an index), and a child
-// that is not a parsable manifest is claimed by itself.
-//
 // Disk I/O happens before the locks: the index children are read and
 // parsed, and the manifest's bytes are written and fsynced to an ingest
 // file; under the content lock and in the transaction only the rename that
 // publishes them (when new) and the checks and claims remain.
-func (db *DB) PutImage(w ImageWrite) (Image, error) {
+func (db imageStore) Put(w ImageWrite) (Image, error) {
 	ns, ref, manifest := w.Namespace, w.Ref, w.Manifest
 	if err := ValidateRef(ref); err != nil {
 		return Image{}, err
@@ -294,7 +365,7 @@ func (db *DB) prepareBytes(d digest.Digest, data []byte) (*blobs.Writer, error) 
 	return bw, nil
 }
 
-// putImage is PutImage's transaction: every check, then the claims, then
+// putImage is ImageStore.Put's transaction: every check, then the claims, then
 // the release of a replaced image's claims.
 func (db *DB) putImage(tx *bolt.Tx, w ImageWrite, target ocispec.Descriptor, pm imagegraph.Document, children map[digest.Digest]imagegraph.Document, rel *releases) (Image, error) {
 	ns, ref := w.Namespace, w.Ref
@@ -555,9 +626,7 @@ func releaseImage(tx *bolt.Tx, nsb *bolt.Bucket, ns, ref string, rel *releases) 
 	return nil
 }
 
-// StatImage returns one image without its labels (Labels is nil: a stat
-// needs no map built on every getattr), or ErrNotFound.
-func (db *DB) StatImage(ns, ref string) (Image, error) {
+func (db imageStore) Stat(ns, ref string) (Image, error) {
 	return db.getImage(ns, ref, false)
 }
 
@@ -578,9 +647,7 @@ func (db *DB) getImage(ns, ref string, withLabels bool) (Image, error) {
 	return img, err
 }
 
-// DeleteImage deletes an image, then releases the blobs that no other image
-// of ns references (they leave the disk when no namespace holds them).
-func (db *DB) DeleteImage(ns, ref string) error {
+func (db imageStore) Delete(ns, ref string) error {
 	return db.deleteReleasing(ns, func(tx *bolt.Tx, rel *releases) error {
 		nsb, err := namespaceBucket(tx, ns)
 		if err != nil {
@@ -590,7 +657,7 @@ func (db *DB) DeleteImage(ns, ref string) error {
 	})
 }
 
-// deleteImage is DeleteImage's transaction.
+// deleteImage is ImageStore.Delete's transaction.
 func deleteImage(tx *bolt.Tx, nsb *bolt.Bucket, ns, ref string, rel *releases) error {
 	if !isImage(nsb, ref) && isDir(nsb, ref) {
 		return errors.WithMessagef(ErrIsDirectory, "image ref %q is a directory in namespace %q", shorten(ref), ns)
@@ -612,22 +679,12 @@ func checkSameNamespace(op, fromNS, from, toNS string) error {
 	return nil
 }
 
-// RenameImage renames image from of fromNS to to of toNS, replacing to
-// atomically (the replaced image's blobs are released as by DeleteImage)
-// unless noReplace is set (ErrExists, checked in the transaction:
-// RENAME_NOREPLACE). The image keeps its ID. Renaming onto a directory is
-// ErrIsDirectory. Namespaces differing is ErrCrossNamespace, and so is
-// renaming a directory of images/ (metadata renames images only; as across
-// filesystems, mv then copies the tree and removes the source).
-//
-// The image also keeps its labels, creation and update times (a rename
-// changes neither the manifest nor its labels). from == to is a no-op.
-func (db *DB) RenameImage(fromNS, from, toNS, to string, noReplace bool) error {
+func (db imageStore) Rename(fromNS, from, toNS, to string, noReplace bool) error {
 	_, err := db.renameImage(fromNS, from, toNS, to, noReplace, nil)
 	return err
 }
 
-// renameImage is RenameImage; when from names nothing, absent (if not nil)
+// renameImage is ImageStore.Rename; when from names nothing, absent (if not nil)
 // decides in the same transaction instead of ErrNotFound, and wasAbsent
 // says so.
 func (db *DB) renameImage(fromNS, from, toNS, to string, noReplace bool, absent func(tx *bolt.Tx, nsb *bolt.Bucket, rel *releases) error) (wasAbsent bool, err error) {
@@ -684,11 +741,7 @@ func (db *DB) renameImage(fromNS, from, toNS, to string, noReplace bool, absent 
 	return wasAbsent, err
 }
 
-// LinkImage creates image to of toNS with the target and labels of image
-// from of fromNS (`ctr images tag`), with a new ID. ErrExists when to
-// exists (an image or a directory), ErrNotDirectory when a component of it
-// is an image, ErrCrossNamespace when the namespaces differ.
-func (db *DB) LinkImage(fromNS, from, toNS, to string) (Image, error) {
+func (db imageStore) Link(fromNS, from, toNS, to string) (Image, error) {
 	if err := checkSameNamespace("link", fromNS, from, toNS); err != nil {
 		return Image{}, err
 	}

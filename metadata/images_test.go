@@ -33,7 +33,7 @@ func TestSeedStory(t *testing.T) {
 	db := openTestDB(t, Options{})
 	const ref = "docker.io/library/redis:latest"
 	img := seedImage(t, db, "default", "redis")
-	got, err := db.PutImage(ImageWrite{Namespace: "default", Ref: ref, Manifest: img.manifest})
+	got, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: ref, Manifest: img.manifest})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func TestSeedStory(t *testing.T) {
 		t.Fatalf("image %+v", got)
 	}
 	// The image's bytes are the manifest, stored as a blob.
-	f, err := db.OpenBlob("default", img.digest)
+	f, err := db.Content().Open("default", img.digest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,10 +60,10 @@ func TestSeedStory(t *testing.T) {
 		files[d] = statFile(t, db, d)
 	}
 
-	if _, err := db.CreateNamespace("foo", nil); err != nil {
+	if _, err := db.Namespaces().Create("foo", nil); err != nil {
 		t.Fatal(err)
 	}
-	fooImg, err := db.PutImage(ImageWrite{Namespace: "foo", Ref: ref, Manifest: img.manifest})
+	fooImg, err := db.Images().Put(ImageWrite{Namespace: "foo", Ref: ref, Manifest: img.manifest})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func TestSeedStory(t *testing.T) {
 	}
 	checkInvariants(t, db)
 
-	if err := db.DeleteImage("foo", ref); err != nil {
+	if err := db.Images().Delete("foo", ref); err != nil {
 		t.Fatal(err)
 	}
 	if held := heldDigests(t, db, "foo"); len(held) != 0 {
@@ -98,10 +98,10 @@ func TestSeedStory(t *testing.T) {
 			t.Fatalf("blob %s left the disk though default holds it", d)
 		}
 	}
-	if _, err := db.DeleteNamespace("foo"); err != nil {
+	if _, err := db.Namespaces().Delete("foo"); err != nil {
 		t.Fatalf("rmdir foo: %v", err)
 	}
-	_, err = db.DeleteNamespace("default")
+	_, err = db.Namespaces().Delete("default")
 	wantKind(t, "rmdir default", err, IsNotEmpty, "ErrNotEmpty")
 	if want := `namespace "default" must be empty, but it still has images, blobs: not empty`; err.Error() != want {
 		t.Fatalf("message %q, want %q", err, want)
@@ -118,14 +118,14 @@ func TestDeleteImageDropsBlobs(t *testing.T) {
 	var released []digest.Digest
 	for _, w := range []ImageWrite{{Namespace: "default", Ref: "a", Manifest: a.manifest}, {Namespace: "default", Ref: "b", Manifest: bm}} {
 		released = append(released, releasedBy(t, db, "default", func() error {
-			_, err := db.PutImage(w)
+			_, err := db.Images().Put(w)
 			return err
 		})...)
 	}
 
 	var err error
 	released = append(released, releasedBy(t, db, "default", func() error {
-		err = db.DeleteBlob("default", a.layer.Digest)
+		err = db.Content().Delete("default", a.layer.Digest)
 		return nil
 	})...)
 	wantKind(t, "rm a layer two images use", err, IsInUse, "ErrInUse")
@@ -133,7 +133,7 @@ func TestDeleteImageDropsBlobs(t *testing.T) {
 		t.Fatalf("message %q does not name the blob", err)
 	}
 
-	released = append(released, releasedBy(t, db, "default", func() error { return db.DeleteImage("default", "a") })...)
+	released = append(released, releasedBy(t, db, "default", func() error { return db.Images().Delete("default", "a") })...)
 	// a's manifest and config go (from the namespace and, as nobody else
 	// holds them, from the disk); the shared layer stays, still in use.
 	for _, d := range []digest.Digest{a.digest, a.config.Digest} {
@@ -155,15 +155,15 @@ func TestDeleteImageDropsBlobs(t *testing.T) {
 		t.Fatalf("released %v, want %v", released, want)
 	}
 
-	wantKind(t, "rm image a twice", db.DeleteImage("default", "a"), IsNotFound, "ErrNotFound")
-	if err := db.DeleteBlob("default", b.layer.Digest); err != nil {
+	wantKind(t, "rm image a twice", db.Images().Delete("default", "a"), IsNotFound, "ErrNotFound")
+	if err := db.Content().Delete("default", b.layer.Digest); err != nil {
 		t.Fatal(err)
 	}
-	wantKind(t, "rm blob twice", db.DeleteBlob("default", b.layer.Digest), IsNotFound, "ErrNotFound")
+	wantKind(t, "rm blob twice", db.Content().Delete("default", b.layer.Digest), IsNotFound, "ErrNotFound")
 	if fileExists(db, b.layer.Digest) {
 		t.Fatal("a dropped blob's file stayed")
 	}
-	if err := db.DeleteImage("default", "b"); err != nil {
+	if err := db.Images().Delete("default", "b"); err != nil {
 		t.Fatal(err)
 	}
 	if held := heldDigests(t, db, "default"); len(held) != 0 {
@@ -172,7 +172,7 @@ func TestDeleteImageDropsBlobs(t *testing.T) {
 	if files := blobFiles(t, db); len(files) != 0 {
 		t.Fatalf("files left: %v", files)
 	}
-	if _, err := db.DeleteNamespace("default"); err != nil {
+	if _, err := db.Namespaces().Delete("default"); err != nil {
 		t.Fatal(err)
 	}
 	checkInvariants(t, db)
@@ -193,7 +193,7 @@ func sortLines(s string) string {
 func TestIsolatedSharing(t *testing.T) {
 	db := openTestDB(t, Options{Sharing: SharingIsolated})
 	for _, ns := range []string{"a", "b"} {
-		if _, err := db.CreateNamespace(ns, nil); err != nil {
+		if _, err := db.Namespaces().Create(ns, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -201,18 +201,18 @@ func TestIsolatedSharing(t *testing.T) {
 	if _, err := db.GetBlob("b", img.layer.Digest); !IsNotFound(err) {
 		t.Fatalf("b sees a's blob: %v", err)
 	}
-	if _, err := db.OpenBlob("b", img.layer.Digest); !IsNotFound(err) {
+	if _, err := db.Content().Open("b", img.layer.Digest); !IsNotFound(err) {
 		t.Fatalf("b opens a's blob: %v", err)
 	}
 	before := dump(t, db)
-	_, err := db.PutImage(ImageWrite{Namespace: "b", Ref: "x", Manifest: img.manifest})
+	_, err := db.Images().Put(ImageWrite{Namespace: "b", Ref: "x", Manifest: img.manifest})
 	wantKind(t, "b puts an image of a's blobs", err, IsNotFound, "ErrNotFound")
 	want := fmt.Sprintf(`image "x": blob %s (config) not found in namespace "b"`, img.config.Digest)
 	if !strings.HasPrefix(err.Error(), want) {
 		t.Fatalf("message %q, want %q", err, want)
 	}
 	if after := dump(t, db); after != before {
-		t.Fatalf("a refused PutImage changed the store:\n%s\nthen\n%s", before, after)
+		t.Fatalf("a refused ImageStore.Put changed the store:\n%s\nthen\n%s", before, after)
 	}
 
 	// b may send the bytes itself: verified, no second file.
@@ -221,27 +221,27 @@ func TestIsolatedSharing(t *testing.T) {
 	if statFile(t, db, img.layer.Digest) != layerFile {
 		t.Fatal("the existing blob file was replaced")
 	}
-	_, err = db.PutImage(ImageWrite{Namespace: "b", Ref: "x", Manifest: img.manifest})
+	_, err = db.Images().Put(ImageWrite{Namespace: "b", Ref: "x", Manifest: img.manifest})
 	want = fmt.Sprintf(`image "x": blob %s (config) not found`, img.config.Digest)
 	if !IsNotFound(err) || !strings.HasPrefix(err.Error(), want) {
-		t.Fatalf("PutImage with the config still invisible: %v", err)
+		t.Fatalf("ImageStore.Put with the config still invisible: %v", err)
 	}
 
 	// A shareable namespace's blobs are visible to all.
-	if err := db.SetLabel(Object{Namespace: "a"}, ShareableLabel, "true", nil); err != nil {
+	if err := db.Labels().Set(Object{Namespace: "a"}, ShareableLabel, "true", nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.GetBlob("b", img.config.Digest); err != nil {
 		t.Fatalf("b cannot see a shareable namespace's blob: %v", err)
 	}
-	if _, err := db.WriteBlob("b", 0, img.config.Digest); !IsExists(err) {
-		t.Fatalf("WriteBlob of a visible blob: %v, want ErrExists", err)
+	if _, err := db.Content().Writer("b", 0, img.config.Digest); !IsExists(err) {
+		t.Fatalf("ContentStore.Writer of a visible blob: %v, want ErrExists", err)
 	}
-	if _, err := db.PutImage(ImageWrite{Namespace: "b", Ref: "x", Manifest: img.manifest}); err != nil {
+	if _, err := db.Images().Put(ImageWrite{Namespace: "b", Ref: "x", Manifest: img.manifest}); err != nil {
 		t.Fatal(err)
 	}
 	// Once b claims them they are b's, shareable label or not.
-	if err := db.SetLabel(Object{Namespace: "a"}, ShareableLabel, "", nil); err != nil {
+	if err := db.Labels().Set(Object{Namespace: "a"}, ShareableLabel, "", nil); err != nil {
 		t.Fatal(err)
 	}
 	if b, err := db.GetBlob("b", img.config.Digest); err != nil || !b.Held {
@@ -256,7 +256,7 @@ func TestIndexWithAbsentChildren(t *testing.T) {
 	manifestDesc := mustWriteBlob(t, db, "default", amd64.manifest)
 	arm64 := manifestJSON(descriptor("c", []byte("arm config")), descriptor("l", []byte("arm layer")))
 	index := indexJSON(manifestDesc, descriptor("", arm64))
-	img, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "multi", Manifest: index})
+	img, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: "multi", Manifest: index})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +269,7 @@ func TestIndexWithAbsentChildren(t *testing.T) {
 		}
 	}
 	// Deleting the index drops everything below the present child.
-	if err := db.DeleteImage("default", "multi"); err != nil {
+	if err := db.Images().Delete("default", "multi"); err != nil {
 		t.Fatal(err)
 	}
 	if held := heldDigests(t, db, "default"); len(held) != 0 {
@@ -280,7 +280,7 @@ func TestIndexWithAbsentChildren(t *testing.T) {
 	amd64 = seedImage(t, db, "default", "amd64")
 	manifestDesc = mustWriteBlob(t, db, "default", amd64.manifest)
 	manifestDesc.Size++
-	_, err = db.PutImage(ImageWrite{Namespace: "default", Ref: "multi", Manifest: indexJSON(manifestDesc)})
+	_, err = db.Images().Put(ImageWrite{Namespace: "default", Ref: "multi", Manifest: indexJSON(manifestDesc)})
 	wantKind(t, "index with a lying child size", err, IsInvalidArgument, "ErrInvalidArgument")
 	checkInvariants(t, db)
 }
@@ -288,10 +288,10 @@ func TestIndexWithAbsentChildren(t *testing.T) {
 func TestInvalidManifests(t *testing.T) {
 	db := openTestDB(t, Options{})
 	img := seedImage(t, db, "default", "x")
-	if _, err := db.CreateNamespace("other", nil); err != nil {
+	if _, err := db.Namespaces().Create("other", nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "existing/image", Manifest: img.manifest}); err != nil {
+	if _, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: "existing/image", Manifest: img.manifest}); err != nil {
 		t.Fatal(err)
 	}
 	config := string(img.config.Digest)
@@ -343,15 +343,15 @@ func TestInvalidManifests(t *testing.T) {
 				ref = "img"
 			}
 			before := dump(t, db)
-			_, err := db.PutImage(ImageWrite{Namespace: ns, Ref: ref, Manifest: tc.data})
+			_, err := db.Images().Put(ImageWrite{Namespace: ns, Ref: ref, Manifest: tc.data})
 			if err == nil || !tc.is(err) {
-				t.Fatalf("PutImage: %v, want the other kind", err)
+				t.Fatalf("ImageStore.Put: %v, want the other kind", err)
 			}
 			if !strings.Contains(err.Error(), tc.contains) {
 				t.Fatalf("message %q does not say %q", err, tc.contains)
 			}
 			if after := dump(t, db); after != before {
-				t.Fatalf("a refused PutImage changed the store:\n%s\nthen\n%s", before, after)
+				t.Fatalf("a refused ImageStore.Put changed the store:\n%s\nthen\n%s", before, after)
 			}
 		})
 	}
@@ -359,15 +359,15 @@ func TestInvalidManifests(t *testing.T) {
 	// What is accepted: unknown fields, a foreign layer nobody holds, a
 	// Docker manifest, no mediaType field.
 	foreign := manifest(config, cfgSize, fmt.Sprintf(`,{"mediaType":"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip","digest":%q,"size":3,"urls":["https://example.com/x"]}],"annotations":{"a":"b"},"extra":[1`, missing))
-	if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "foreign", Manifest: foreign}); err != nil {
+	if _, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: "foreign", Manifest: foreign}); err != nil {
 		t.Fatalf("foreign layer: %v", err)
 	}
 	docker := bytes.Replace(img.manifest, []byte(ocispec.MediaTypeImageManifest), []byte(imagegraph.MediaTypeDockerManifest), 1)
-	if got, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "docker", Manifest: docker}); err != nil || got.Target.MediaType != imagegraph.MediaTypeDockerManifest {
+	if got, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: "docker", Manifest: docker}); err != nil || got.Target.MediaType != imagegraph.MediaTypeDockerManifest {
 		t.Fatalf("docker manifest: %+v %v", got.Target, err)
 	}
 	plain := bytes.Replace(img.manifest, []byte(`"mediaType":"`+ocispec.MediaTypeImageManifest+`",`), nil, 1)
-	if got, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "plain", Manifest: plain}); err != nil || got.Target.MediaType != ocispec.MediaTypeImageManifest {
+	if got, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: "plain", Manifest: plain}); err != nil || got.Target.MediaType != ocispec.MediaTypeImageManifest {
 		t.Fatalf("manifest without mediaType: %+v %v", got.Target, err)
 	}
 	checkInvariants(t, db)
@@ -440,15 +440,15 @@ func TestValidateRef(t *testing.T) {
 	img := seedImage(t, db, "default", "x")
 	before := dump(t, db)
 	for _, ref := range []string{"app\n:v1", "dir/\x1b[2J"} {
-		if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: ref, Manifest: img.manifest}); !IsInvalidArgument(err) {
-			t.Fatalf("PutImage of %q: %v, want ErrInvalidArgument", ref, err)
+		if _, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: ref, Manifest: img.manifest}); !IsInvalidArgument(err) {
+			t.Fatalf("ImageStore.Put of %q: %v, want ErrInvalidArgument", ref, err)
 		}
 	}
 	if after := dump(t, db); after != before {
 		t.Fatalf("a refused ref changed the store:\n%s\n%s", before, after)
 	}
-	if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: deep, Manifest: img.manifest}); !IsNameTooLong(err) {
-		t.Fatalf("PutImage of a 10,000-deep ref: %v", err)
+	if _, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: deep, Manifest: img.manifest}); !IsNameTooLong(err) {
+		t.Fatalf("ImageStore.Put of a 10,000-deep ref: %v", err)
 	}
 	if len(ValidateRef(deep).Error()) > 300 {
 		t.Fatal("the message quotes a 20,000-byte ref in full")
@@ -459,15 +459,15 @@ func TestReplaceRenameLink(t *testing.T) {
 	db := openTestDB(t, Options{})
 	a := seedImage(t, db, "default", "a")
 	b := seedImage(t, db, "default", "b")
-	first, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "x", Manifest: a.manifest})
+	first, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: "x", Manifest: a.manifest})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.SetLabel(Object{Namespace: "default", Image: "x"}, "k", "v", nil); err != nil {
+	if err := db.Labels().Set(Object{Namespace: "default", Image: "x"}, "k", "v", nil); err != nil {
 		t.Fatal(err)
 	}
 	// Replace keeps the ID and releases what only the old target claimed.
-	second, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "x", Manifest: b.manifest})
+	second, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: "x", Manifest: b.manifest})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -479,20 +479,20 @@ func TestReplaceRenameLink(t *testing.T) {
 	}
 
 	// Link: a new ID, same target and labels, counted claims.
-	linked, err := db.LinkImage("default", "x", "default", "y")
+	linked, err := db.Images().Link("default", "x", "default", "y")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if linked.ID == first.ID || linked.Target.Digest != second.Target.Digest || linked.Labels["k"] != "v" {
 		t.Fatalf("linked %+v", linked)
 	}
-	_, err = db.LinkImage("default", "x", "default", "y")
+	_, err = db.Images().Link("default", "x", "default", "y")
 	wantKind(t, "link onto an existing image", err, IsExists, "ErrExists")
-	_, err = db.LinkImage("default", "nope", "default", "z")
+	_, err = db.Images().Link("default", "nope", "default", "z")
 	wantKind(t, "link of a missing image", err, IsNotFound, "ErrNotFound")
-	_, err = db.LinkImage("default", "x", "default", "x/z")
+	_, err = db.Images().Link("default", "x", "default", "x/z")
 	wantKind(t, "link below an image", err, IsNotDirectory, "ErrNotDirectory")
-	if err := db.DeleteImage("default", "x"); err != nil {
+	if err := db.Images().Delete("default", "x"); err != nil {
 		t.Fatal(err)
 	}
 	if bl, err := db.GetBlob("default", b.layer.Digest); err != nil || !bl.InUse {
@@ -500,7 +500,7 @@ func TestReplaceRenameLink(t *testing.T) {
 	}
 
 	// Rename keeps the ID and labels.
-	if err := db.RenameImage("default", "y", "default", "dir/z", false); err != nil {
+	if err := db.Images().Rename("default", "y", "default", "dir/z", false); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.GetImage("default", "y"); !IsNotFound(err) {
@@ -510,20 +510,20 @@ func TestReplaceRenameLink(t *testing.T) {
 	if err != nil || z.ID != linked.ID || z.Labels["k"] != "v" || z.Target.Digest != linked.Target.Digest {
 		t.Fatalf("renamed image %+v %v, want %+v", z, err, linked)
 	}
-	if err := db.RenameImage("default", "dir/z", "default", "dir/z", false); err != nil {
+	if err := db.Images().Rename("default", "dir/z", "default", "dir/z", false); err != nil {
 		t.Fatalf("rename onto itself: %v", err)
 	}
-	wantKind(t, "rename a missing image", db.RenameImage("default", "nope", "default", "w", false), IsNotFound, "ErrNotFound")
-	wantKind(t, "rename onto a directory", db.RenameImage("default", "dir/z", "default", "dir", false), IsIsDirectory, "ErrIsDirectory")
-	wantKind(t, "rename below an image", db.RenameImage("default", "dir/z", "default", "dir/z/w", false), IsNotDirectory, "ErrNotDirectory")
-	wantKind(t, "rename to a bad ref", db.RenameImage("default", "dir/z", "default", "../w", false), IsInvalidArgument, "ErrInvalidArgument")
+	wantKind(t, "rename a missing image", db.Images().Rename("default", "nope", "default", "w", false), IsNotFound, "ErrNotFound")
+	wantKind(t, "rename onto a directory", db.Images().Rename("default", "dir/z", "default", "dir", false), IsIsDirectory, "ErrIsDirectory")
+	wantKind(t, "rename below an image", db.Images().Rename("default", "dir/z", "default", "dir/z/w", false), IsNotDirectory, "ErrNotDirectory")
+	wantKind(t, "rename to a bad ref", db.Images().Rename("default", "dir/z", "default", "../w", false), IsInvalidArgument, "ErrInvalidArgument")
 
 	// Rename over another image replaces it and releases its blobs.
 	a = seedImage(t, db, "default", "a") // dropped by the replace above
-	if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "c", Manifest: a.manifest}); err != nil {
+	if _, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: "c", Manifest: a.manifest}); err != nil {
 		t.Fatal(err)
 	}
-	released := releasedBy(t, db, "default", func() error { return db.RenameImage("default", "dir/z", "default", "c", false) })
+	released := releasedBy(t, db, "default", func() error { return db.Images().Rename("default", "dir/z", "default", "c", false) })
 	got, err := db.GetImage("default", "c")
 	if err != nil || got.ID != linked.ID || got.Target.Digest != b.digest {
 		t.Fatalf("c after rename over it: %+v %v", got, err)
@@ -531,7 +531,7 @@ func TestReplaceRenameLink(t *testing.T) {
 	if want := sortedDigests(a.digest, a.config.Digest, a.layer.Digest); !equalDigests(sortedDigests(released...), want) {
 		t.Fatalf("released %v, want %v", released, want)
 	}
-	if e, err := db.LookupImagePath("default", "dir"); err != nil || !e.IsDir {
+	if e, err := db.Images().Lookup("default", "dir"); err != nil || !e.IsDir {
 		t.Fatalf("the directory of the renamed ref must stay until rmdir: %+v %v", e, err)
 	}
 	images, _ := db.ListImages("default")

@@ -75,8 +75,40 @@ func (o Object) String() string {
 // len(key)+len(value) <= MaxLabelSize (ErrLabelTooLarge).
 func ValidateLabel(key, value string) error { return names.ValidateLabel(key, value) }
 
-// Labels returns the object's labels (ErrNotFound when the object is gone).
-func (db *DB) Labels(o Object) (map[string]string, error) {
+// LabelStore keeps the labels of namespaces, images and blobs, each named
+// by an Object; they are the user.* xattrs of ns/<name>, of an image file
+// and of a blob file. `getfattr -d` reaches All, `getfattr -n user.team`
+// Get, `setfattr -n user.team -v infra` Set and `setfattr -x user.team`
+// Remove. An image still being written keeps its labels in PendingLabels,
+// by the same rules.
+type LabelStore interface {
+	// All returns the object's labels (ErrNotFound when the object is
+	// gone).
+	All(o Object) (map[string]string, error)
+	// Get returns the value of one label of o: ErrNoLabel when o has no
+	// such label, ErrNotFound when o is gone. It reads the one key, not
+	// the whole set (getxattr asks for one).
+	Get(o Object, key string) (string, error)
+	// Set sets key=value on o. An empty value removes the label
+	// (containerd has no empty labels). check, if not nil, is called
+	// inside the transaction with whether the label exists now, and its
+	// error aborts the update (setxattr's XATTR_CREATE / XATTR_REPLACE).
+	// A label that would take o's labels over MaxLabelsSize is
+	// ErrLabelsFull, decided in the transaction; a change that shrinks
+	// them is taken even over the limit (a store written before the
+	// limit), so that they can be brought under.
+	Set(o Object, key, value string, check func(exists bool) error) error
+	// Remove removes key from o (ErrNoLabel when absent).
+	Remove(o Object, key string) error
+}
+
+// Labels is the store's LabelStore.
+func (db *DB) Labels() LabelStore { return labelStore{db} }
+
+// labelStore is the DB seen as its LabelStore.
+type labelStore struct{ *DB }
+
+func (db labelStore) All(o Object) (map[string]string, error) {
 	var labels map[string]string
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		owner, _, err := db.labelOwner(tx, o, false)
@@ -93,10 +125,7 @@ func (db *DB) Labels(o Object) (map[string]string, error) {
 	return labels, err
 }
 
-// Label returns the value of one label of o: ErrNoLabel when o has no
-// such label, ErrNotFound when o is gone. It reads the one key, not the
-// whole set (getxattr asks for one).
-func (db *DB) Label(o Object, key string) (string, error) {
+func (db labelStore) Get(o Object, key string) (string, error) {
 	var value string
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		owner, _, err := db.labelOwner(tx, o, false)
@@ -118,14 +147,7 @@ func (db *DB) Label(o Object, key string) (string, error) {
 	return value, err
 }
 
-// SetLabel sets key=value on o. An empty value removes the label
-// (containerd has no empty labels). check, if not nil, is called inside the
-// transaction with whether the label exists now, and its error aborts the
-// update (setxattr's XATTR_CREATE / XATTR_REPLACE). A label that would
-// take o's labels over MaxLabelsSize is ErrLabelsFull, decided in the
-// transaction; a change that shrinks them is taken even over the limit
-// (a store written before the limit), so that they can be brought under.
-func (db *DB) SetLabel(o Object, key, value string, check func(exists bool) error) error {
+func (db labelStore) Set(o Object, key, value string, check func(exists bool) error) error {
 	if err := ValidateLabel(key, value); err != nil {
 		return errors.WithMessage(err, o.String())
 	}
@@ -164,7 +186,7 @@ func (db *DB) SetLabel(o Object, key, value string, check func(exists bool) erro
 	})
 }
 
-// checkLabelChange applies SetLabel's rules, once ValidateLabel passed,
+// checkLabelChange applies LabelStore.Set's rules, once ValidateLabel passed,
 // to setting key=value on o, whose label key has the value old now when
 // exists: check (if not nil) with whether it exists, then the limit on all
 // of o's labels (size: what they take now), taken only when the change
@@ -194,8 +216,7 @@ func noLabel(o Object, key string) error {
 	return errors.WithMessagef(ErrNoLabel, "%s has no label %q", o, key)
 }
 
-// RemoveLabel removes key from o (ErrNoLabel when absent).
-func (db *DB) RemoveLabel(o Object, key string) error {
+func (db labelStore) Remove(o Object, key string) error {
 	return db.batch(func(tx *bolt.Tx) error {
 		owner, touch, err := db.labelOwner(tx, o, false)
 		if err != nil {

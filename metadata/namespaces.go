@@ -26,8 +26,34 @@ func ValidateNamespace(name string) error { return names.ValidateNamespace(name)
 // shorten keeps error messages readable when a name is absurdly long.
 func shorten(s string) string { return names.Shorten(s) }
 
-// CreateNamespace creates a namespace (ErrExists, ErrInvalidArgument).
-func (db *DB) CreateNamespace(name string, labels map[string]string) (Namespace, error) {
+// NamespaceStore keeps the namespaces of the store: ns/ of the mount.
+// `mkdir ns/dev` reaches Create, a lookup or stat of ns/dev Stat, `ls ns`
+// List and `rmdir ns/dev` Delete. A namespace's labels (its xattrs) are the
+// LabelStore's.
+type NamespaceStore interface {
+	// Create creates a namespace (ErrExists, ErrInvalidArgument).
+	Create(name string, labels map[string]string) (Namespace, error)
+	// Stat returns one namespace without its labels (Labels is nil: a
+	// lookup or a stat needs no map built on every one), or ErrNotFound.
+	Stat(name string) (Namespace, error)
+	// List returns all namespaces sorted by name. Their Labels are nil: a
+	// listing does not read them (LabelStore.All does).
+	List() ([]Namespace, error)
+	// Delete deletes an empty namespace and returns it as it was (its ID
+	// tells fs/ which namespace went, in the same transaction). While it
+	// has images or blobs it fails with ErrNotEmpty: `namespace "default"
+	// must be empty, but it still has images, blobs`. Empty ref-prefix
+	// directories go with it.
+	Delete(name string) (Namespace, error)
+}
+
+// Namespaces is the store's NamespaceStore.
+func (db *DB) Namespaces() NamespaceStore { return namespaceStore{db} }
+
+// namespaceStore is the DB seen as its NamespaceStore.
+type namespaceStore struct{ *DB }
+
+func (db namespaceStore) Create(name string, labels map[string]string) (Namespace, error) {
 	if err := ValidateNamespace(name); err != nil {
 		return Namespace{}, err
 	}
@@ -84,9 +110,7 @@ func createNamespace(tx *bolt.Tx, name string, labels map[string]string) (Namesp
 	return Namespace{Name: name, ID: id, Labels: kept, CreatedAt: t, UpdatedAt: t}, nil
 }
 
-// StatNamespace returns one namespace without its labels (Labels is nil:
-// a lookup or a stat needs no map built on every one), or ErrNotFound.
-func (db *DB) StatNamespace(name string) (Namespace, error) {
+func (db namespaceStore) Stat(name string) (Namespace, error) {
 	return db.getNamespace(name, false)
 }
 
@@ -116,9 +140,7 @@ func readNamespace(name string, nsb *bolt.Bucket, withLabels bool) Namespace {
 	return ns
 }
 
-// ListNamespaces returns all namespaces sorted by name. Their Labels are
-// nil: a listing does not read them (Labels does).
-func (db *DB) ListNamespaces() ([]Namespace, error) {
+func (db namespaceStore) List() ([]Namespace, error) {
 	var list []Namespace
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		all := namespacesBucket(tx)
@@ -130,12 +152,7 @@ func (db *DB) ListNamespaces() ([]Namespace, error) {
 	return list, err
 }
 
-// DeleteNamespace deletes an empty namespace and returns it as it was (its
-// ID tells fs/ which namespace went, in the same transaction). While it has
-// images or blobs it fails with ErrNotEmpty: `namespace "default" must be
-// empty, but it still has images, blobs`. Empty ref-prefix directories go
-// with it.
-func (db *DB) DeleteNamespace(name string) (Namespace, error) {
+func (db namespaceStore) Delete(name string) (Namespace, error) {
 	var ns Namespace
 	err := db.updateFreeing(func(tx *bolt.Tx) error {
 		nsb, err := namespaceBucket(tx, name)

@@ -7,7 +7,7 @@ import (
 
 func TestNewStoreHasDefaultNamespace(t *testing.T) {
 	db := openTestDB(t, Options{})
-	list, err := db.ListNamespaces()
+	list, err := db.Namespaces().List()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,19 +24,19 @@ func TestNewStoreHasDefaultNamespace(t *testing.T) {
 
 func TestNamespaceCRUD(t *testing.T) {
 	db := openTestDB(t, Options{})
-	foo, err := db.CreateNamespace("foo", map[string]string{"team": "a", "empty": ""})
+	foo, err := db.Namespaces().Create("foo", map[string]string{"team": "a", "empty": ""})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if foo.Labels["team"] != "a" || len(foo.Labels) != 1 {
 		t.Fatalf("labels %v: want team=a only (an empty value is no label)", foo.Labels)
 	}
-	_, err = db.CreateNamespace("foo", nil)
+	_, err = db.Namespaces().Create("foo", nil)
 	wantKind(t, "create foo twice", err, IsExists, "ErrExists")
 	if err.Error() != `namespace "foo" already exists: already exists` {
 		t.Fatalf("message %q", err)
 	}
-	bar, err := db.CreateNamespace("Bar", nil)
+	bar, err := db.Namespaces().Create("Bar", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func TestNamespaceCRUD(t *testing.T) {
 	_, err = db.GetNamespace("FOO")
 	wantKind(t, "names are case-sensitive: get FOO", err, IsNotFound, "ErrNotFound")
 
-	list, err := db.ListNamespaces()
+	list, err := db.Namespaces().List()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,19 +62,19 @@ func TestNamespaceCRUD(t *testing.T) {
 		names = append(names, ns.Name)
 	}
 	if strings.Join(names, ",") != "Bar,default,foo" {
-		t.Fatalf("ListNamespaces = %v, want sorted Bar,default,foo", names)
+		t.Fatalf("NamespaceStore.List = %v, want sorted Bar,default,foo", names)
 	}
 
-	deleted, err := db.DeleteNamespace("foo")
+	deleted, err := db.Namespaces().Delete("foo")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if deleted.Name != "foo" || deleted.ID != foo.ID {
-		t.Errorf("DeleteNamespace returned %q with ID %d, want foo with ID %d", deleted.Name, deleted.ID, foo.ID)
+		t.Errorf("NamespaceStore.Delete returned %q with ID %d, want foo with ID %d", deleted.Name, deleted.ID, foo.ID)
 	}
-	_, err = db.DeleteNamespace("foo")
+	_, err = db.Namespaces().Delete("foo")
 	wantKind(t, "delete foo twice", err, IsNotFound, "ErrNotFound")
-	again, err := db.CreateNamespace("foo", nil)
+	again, err := db.Namespaces().Create("foo", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,12 +120,12 @@ func TestValidateNamespace(t *testing.T) {
 		}
 	}
 	db := openTestDB(t, Options{})
-	_, err := db.CreateNamespace("a--b", nil)
+	_, err := db.Namespaces().Create("a--b", nil)
 	wantKind(t, "create a--b", err, IsInvalidArgument, "ErrInvalidArgument")
 	if !strings.Contains(err.Error(), `"a--b"`) {
 		t.Fatalf("message %q does not name the namespace", err)
 	}
-	_, err = db.CreateNamespace("ok", map[string]string{"": "v"})
+	_, err = db.Namespaces().Create("ok", map[string]string{"": "v"})
 	wantKind(t, "create with an empty label key", err, IsInvalidArgument, "ErrInvalidArgument")
 	if _, err := db.GetNamespace("ok"); !IsNotFound(err) {
 		t.Fatalf("a refused create left namespace ok behind: %v", err)
@@ -134,21 +134,21 @@ func TestValidateNamespace(t *testing.T) {
 
 func TestDeleteNamespaceNotEmpty(t *testing.T) {
 	db := openTestDB(t, Options{})
-	if _, err := db.CreateNamespace("foo", nil); err != nil {
+	if _, err := db.Namespaces().Create("foo", nil); err != nil {
 		t.Fatal(err)
 	}
 	blob := mustWriteBlob(t, db, "foo", []byte("some blob"))
-	_, err := db.DeleteNamespace("foo")
+	_, err := db.Namespaces().Delete("foo")
 	wantKind(t, "delete foo holding a blob", err, IsNotEmpty, "ErrNotEmpty")
 	if want := `namespace "foo" must be empty, but it still has blobs: not empty`; err.Error() != want {
 		t.Fatalf("message %q, want %q", err, want)
 	}
 
 	img := seedImage(t, db, "foo", "x")
-	if _, err := db.PutImage(ImageWrite{Namespace: "foo", Ref: "x", Manifest: img.manifest}); err != nil {
+	if _, err := db.Images().Put(ImageWrite{Namespace: "foo", Ref: "x", Manifest: img.manifest}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = db.DeleteNamespace("foo")
+	_, err = db.Namespaces().Delete("foo")
 	if want := `namespace "foo" must be empty, but it still has images, blobs: not empty`; err == nil || err.Error() != want {
 		t.Fatalf("delete foo with an image: %v, want %q", err, want)
 	}
@@ -156,26 +156,26 @@ func TestDeleteNamespaceNotEmpty(t *testing.T) {
 	// Empty it the way rm -rf does: images first (dropping their blobs),
 	// then what the namespace wrote itself; an explicit directory goes
 	// with the namespace.
-	if err := db.MakeImageDir("foo", "docker.io"); err != nil {
+	if err := db.Images().MakeDir("foo", "docker.io"); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.DeleteImage("foo", "x"); err != nil {
+	if err := db.Images().Delete("foo", "x"); err != nil {
 		t.Fatal(err)
 	}
-	_, err = db.DeleteNamespace("foo")
+	_, err = db.Namespaces().Delete("foo")
 	if want := `namespace "foo" must be empty, but it still has blobs: not empty`; err == nil || err.Error() != want {
 		t.Fatalf("delete foo with a blob: %v, want %q", err, want)
 	}
-	if err := db.DeleteBlob("foo", blob.Digest); err != nil {
+	if err := db.Content().Delete("foo", blob.Digest); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.DeleteNamespace("foo"); err != nil {
+	if _, err := db.Namespaces().Delete("foo"); err != nil {
 		t.Fatalf("delete emptied foo: %v", err)
 	}
-	if _, err := db.CreateNamespace("foo", nil); err != nil {
+	if _, err := db.Namespaces().Create("foo", nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.LookupImagePath("foo", "docker.io"); !IsNotFound(err) {
+	if _, err := db.Images().Lookup("foo", "docker.io"); !IsNotFound(err) {
 		t.Fatalf("the directory of the deleted foo came back: %v", err)
 	}
 	checkInvariants(t, db)

@@ -7,21 +7,22 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// An image being written is one a writer created with an ID from ReserveID
-// and has not committed yet: the store does not have it until its first
-// PutImage (with Create), which also stores its labels. Until then its
-// labels are kept by the writer in PendingLabels, and a rename of it only
-// frees its new name (RenamePendingImage); the rules are the store's.
+// An image being written is one a writer created with an ID from
+// ImageStore.ReserveID and has not committed yet: the store does not have
+// it until its first ImageStore.Put (with Create), which also stores its
+// labels. Until then its labels are kept by the writer in PendingLabels,
+// and a rename of it only frees its new name (ImageStore.RenamePending);
+// the rules are the store's.
 
 // PendingLabels are the labels of an image being written, set and removed
-// by the rules and with the messages of SetLabel and RemoveLabel, so that
+// by the rules and with the messages of LabelStore.Set and Remove, so that
 // its first commit (ImageWrite.Labels) can store them. The zero value has
 // no labels. It is not safe for concurrent use.
 type PendingLabels struct {
 	labels map[string]string
 }
 
-// Set sets key=value on o's pending labels as SetLabel does on a stored
+// Set sets key=value on o's pending labels as LabelStore.Set does on a stored
 // object: an empty value removes the label, check (if not nil) is called
 // with whether the label exists, and the labels must stay within
 // MaxLabelsSize (ErrLabelsFull). Nothing changes on error.
@@ -67,22 +68,14 @@ func (p *PendingLabels) Labels() map[string]string {
 	return maps.Clone(p.labels)
 }
 
-// RenamePendingImage is RenameImage for a rename that may be of an image
-// being written. When from is an image of the store, it is RenameImage.
-// When from names nothing, the rename is the pending image's, which its
-// next commit stores under to: in the same transaction, what to names is
-// released now, as a rename replaces its target (as by DeleteImage: a
-// directory is ErrIsDirectory), or with noReplace the rename is ErrExists
-// when to is an image or a directory (ErrNotDirectory when a component of
-// it is an image). pending says which of the two it was.
-func (db *DB) RenamePendingImage(fromNS, from, toNS, to string, noReplace bool) (pending bool, err error) {
+func (db imageStore) RenamePending(fromNS, from, toNS, to string, noReplace bool) (pending bool, err error) {
 	return db.renameImage(fromNS, from, toNS, to, noReplace, func(tx *bolt.Tx, nsb *bolt.Bucket, rel *releases) error {
 		return freeForPending(tx, nsb, toNS, to, noReplace, rel)
 	})
 }
 
 // freeForPending frees ref of namespace ns for an image being written that
-// is renamed to it (RenamePendingImage).
+// is renamed to it (ImageStore.RenamePending).
 func freeForPending(tx *bolt.Tx, nsb *bolt.Bucket, ns, ref string, noReplace bool, rel *releases) error {
 	if noReplace {
 		if isImage(nsb, ref) || isDir(nsb, ref) {

@@ -7,13 +7,13 @@ import (
 	"github.com/pkg/errors"
 )
 
-// The labels of an image being written obey SetLabel's and RemoveLabel's
-// rules, with their messages: each change is tried on a stored image and
+// The labels of an image being written obey the rules of LabelStore.Set
+// and Remove, with their messages: each change is tried on a stored image and
 // on pending labels holding the same labels, and both must agree.
 func TestPendingLabelsFollowSetLabel(t *testing.T) {
 	db := openTestDB(t, Options{})
 	img := seedImage(t, db, "default", "x")
-	if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "x", Manifest: img.manifest}); err != nil {
+	if _, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: "x", Manifest: img.manifest}); err != nil {
 		t.Fatal(err)
 	}
 	o := Object{Namespace: "default", Image: "x"}
@@ -55,16 +55,16 @@ func TestPendingLabelsFollowSetLabel(t *testing.T) {
 		check      func(bool) error
 	}{"over the limit of all labels", "last", big, nil})
 	for _, s := range steps {
-		stored := db.SetLabel(o, s.key, s.value, s.check)
+		stored := db.Labels().Set(o, s.key, s.value, s.check)
 		pending := p.Set(o, s.key, s.value, s.check)
 		if !sameError(stored, pending) {
-			t.Fatalf("%s: SetLabel says %v, PendingLabels.Set %v", s.what, stored, pending)
+			t.Fatalf("%s: LabelStore.Set says %v, PendingLabels.Set %v", s.what, stored, pending)
 		}
 		if s.what == "over the limit of all labels" {
 			wantKind(t, s.what, pending, IsLabelsFull, "ErrLabelsFull")
 		}
 	}
-	labels, err := db.Labels(o)
+	labels, err := db.Labels().All(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,12 +77,12 @@ func TestPendingLabelsFollowSetLabel(t *testing.T) {
 			t.Fatalf("Label(%q) = %q, %v; stored %q", k, got, err, v)
 		}
 	}
-	_, storedErr := db.Label(o, "missing")
+	_, storedErr := db.Labels().Get(o, "missing")
 	_, pendingErr := p.Label(o, "missing")
 	if !sameError(storedErr, pendingErr) || !IsNoLabel(pendingErr) {
 		t.Fatalf("Label of a missing label: stored %v, pending %v", storedErr, pendingErr)
 	}
-	if stored, pending := db.RemoveLabel(o, "missing"), p.Remove(o, "missing"); !sameError(stored, pending) || !IsNoLabel(pending) {
+	if stored, pending := db.Labels().Remove(o, "missing"), p.Remove(o, "missing"); !sameError(stored, pending) || !IsNoLabel(pending) {
 		t.Fatalf("Remove of a missing label: stored %v, pending %v", stored, pending)
 	}
 	if err := p.Remove(o, "k"); err != nil {
@@ -102,44 +102,44 @@ func sameError(a, b error) bool {
 
 // A rename of an image being written (from names nothing in the store)
 // frees its new name in one transaction, as a rename replaces its target;
-// a rename of a stored image is RenameImage.
+// a rename of a stored image is ImageStore.Rename.
 func TestRenamePendingImage(t *testing.T) {
 	db := openTestDB(t, Options{})
 	img := seedImage(t, db, "default", "y")
-	if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "y", Manifest: img.manifest}); err != nil {
+	if _, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: "y", Manifest: img.manifest}); err != nil {
 		t.Fatal(err)
 	}
 	stored := seedImage(t, db, "default", "w")
-	if _, err := db.PutImage(ImageWrite{Namespace: "default", Ref: "w", Manifest: stored.manifest}); err != nil {
+	if _, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: "w", Manifest: stored.manifest}); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.MakeImageDir("default", "dir"); err != nil {
+	if err := db.Images().MakeDir("default", "dir"); err != nil {
 		t.Fatal(err)
 	}
 	before := dump(t, db)
-	_, err := db.RenamePendingImage("default", "new", "default", "y", true)
+	_, err := db.Images().RenamePending("default", "new", "default", "y", true)
 	wantKind(t, "onto an image with noReplace", err, IsExists, "ErrExists")
-	_, err = db.RenamePendingImage("default", "new", "default", "dir", true)
+	_, err = db.Images().RenamePending("default", "new", "default", "dir", true)
 	wantKind(t, "onto a directory with noReplace", err, IsExists, "ErrExists")
-	_, err = db.RenamePendingImage("default", "new", "default", "y/z", true)
+	_, err = db.Images().RenamePending("default", "new", "default", "y/z", true)
 	wantKind(t, "below an image with noReplace", err, IsNotDirectory, "ErrNotDirectory")
-	_, err = db.RenamePendingImage("default", "new", "default", "dir", false)
+	_, err = db.Images().RenamePending("default", "new", "default", "dir", false)
 	wantKind(t, "onto a directory", err, IsIsDirectory, "ErrIsDirectory")
-	_, err = db.RenamePendingImage("default", "new", "other", "y", false)
+	_, err = db.Images().RenamePending("default", "new", "other", "y", false)
 	wantKind(t, "across namespaces", err, IsCrossNamespace, "ErrCrossNamespace")
 	if after := dump(t, db); after != before {
 		t.Fatalf("refused renames changed the store:\n%s\nwant\n%s", after, before)
 	}
 
-	pending, err := db.RenamePendingImage("default", "new", "default", "free", true)
+	pending, err := db.Images().RenamePending("default", "new", "default", "free", true)
 	if err != nil || !pending {
 		t.Fatalf("onto a free name: pending %v, %v", pending, err)
 	}
-	pending, err = db.RenamePendingImage("default", "new", "default", "y", false)
+	pending, err = db.Images().RenamePending("default", "new", "default", "y", false)
 	if err != nil || !pending {
 		t.Fatalf("onto an image: pending %v, %v", pending, err)
 	}
-	if _, err := db.StatImage("default", "y"); !IsNotFound(err) {
+	if _, err := db.Images().Stat("default", "y"); !IsNotFound(err) {
 		t.Fatalf("the replaced image: %v, want it gone", err)
 	}
 	for _, d := range heldDigests(t, db, "default") {
@@ -149,11 +149,11 @@ func TestRenamePendingImage(t *testing.T) {
 	}
 	checkInvariants(t, db)
 
-	pending, err = db.RenamePendingImage("default", "w", "default", "z", false)
+	pending, err = db.Images().RenamePending("default", "w", "default", "z", false)
 	if err != nil || pending {
 		t.Fatalf("a stored image: pending %v, %v", pending, err)
 	}
-	if _, err := db.StatImage("default", "z"); err != nil {
+	if _, err := db.Images().Stat("default", "z"); err != nil {
 		t.Fatalf("the renamed image: %v", err)
 	}
 	checkInvariants(t, db)

@@ -185,14 +185,14 @@ func TestSalvageKeepsTheUndamagedRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, ns := range []string{"a", "b"} {
-		if _, err := db.CreateNamespace(ns, nil); err != nil {
+		if _, err := db.Namespaces().Create(ns, nil); err != nil {
 			t.Fatal(err)
 		}
 		img := seedImage(t, db, ns, "app-"+ns)
 		// Enough refs that b's images/ has a page of its own.
 		for i := 0; i < 60; i++ {
 			ref := fmt.Sprintf("registry.example/%s/app:%03d-%s", ns, i, strings.Repeat("x", 40))
-			if _, err := db.PutImage(ImageWrite{Namespace: ns, Ref: ref, Manifest: img.manifest}); err != nil {
+			if _, err := db.Images().Put(ImageWrite{Namespace: ns, Ref: ref, Manifest: img.manifest}); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -147,7 +147,7 @@ func writeLabels(parent *bolt.Bucket, labels map[string]string) error {
 }
 
 // copyBucket copies every key and nested bucket of src into dst (bbolt has
-// no rename of a bucket key; RenameImage needs one). Keys and values are
+// no rename of a bucket key; ImageStore.Rename needs one). Keys and values are
 // copied out of the memory map first: bbolt wants them valid for the
 // whole transaction, and a write transaction that grows the file remaps it.
 func copyBucket(dst, src *bolt.Bucket) error {

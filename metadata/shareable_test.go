@@ -38,7 +38,7 @@ func checkShareable(t testing.TB, db *DB) {
 func TestShareableIndexFollowsHoldsAndLabels(t *testing.T) {
 	db := openTestDB(t, Options{Sharing: SharingIsolated})
 	for _, ns := range []string{"a", "b", "c"} {
-		if _, err := db.CreateNamespace(ns, nil); err != nil {
+		if _, err := db.Namespaces().Create(ns, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -48,7 +48,7 @@ func TestShareableIndexFollowsHoldsAndLabels(t *testing.T) {
 		if on {
 			value = "true"
 		}
-		if err := db.SetLabel(Object{Namespace: ns}, ShareableLabel, value, nil); err != nil {
+		if err := db.Labels().Set(Object{Namespace: ns}, ShareableLabel, value, nil); err != nil {
 			t.Fatal(err)
 		}
 		checkShareable(t, db)
@@ -64,7 +64,7 @@ func TestShareableIndexFollowsHoldsAndLabels(t *testing.T) {
 	want("a private namespace holds it", blob, 0)
 	shareable("a", true)
 	want("a, now shareable, holds it", blob, 1)
-	if _, err := db.StatBlob("c", blob); err != nil {
+	if _, err := db.Content().Stat("c", blob); err != nil {
 		t.Fatalf("c cannot see a shareable namespace's blob: %v", err)
 	}
 	// b can see it, so it cannot write it; it holds it by an image.
@@ -76,42 +76,42 @@ func TestShareableIndexFollowsHoldsAndLabels(t *testing.T) {
 	other := mustWriteBlob(t, db, "b", []byte("b's later bytes")).Digest
 	want("b writes a blob while shareable", other, 1)
 	manifest := manifestJSON(descriptor("", []byte("shared bytes")))
-	if _, err := db.PutImage(ImageWrite{Namespace: "b", Ref: "x", Manifest: manifest}); err != nil {
+	if _, err := db.Images().Put(ImageWrite{Namespace: "b", Ref: "x", Manifest: manifest}); err != nil {
 		t.Fatal(err)
 	}
 	want("b claims a's blob", blob, 2)
 	// A label set to another value turns it off, as removing it does.
-	if err := db.SetLabel(Object{Namespace: "a"}, ShareableLabel, "yes", nil); err != nil {
+	if err := db.Labels().Set(Object{Namespace: "a"}, ShareableLabel, "yes", nil); err != nil {
 		t.Fatal(err)
 	}
 	want("a's label is not \"true\" any more", blob, 1)
-	if err := db.RemoveLabel(Object{Namespace: "a"}, ShareableLabel); err != nil {
+	if err := db.Labels().Remove(Object{Namespace: "a"}, ShareableLabel); err != nil {
 		t.Fatal(err)
 	}
 	want("a's label removed", blob, 1)
-	if err := db.DeleteImage("b", "x"); err != nil {
+	if err := db.Images().Delete("b", "x"); err != nil {
 		t.Fatal(err)
 	}
 	want("b dropped a's blob", blob, 0)
-	if _, err := db.StatBlob("c", blob); !IsNotFound(err) {
+	if _, err := db.Content().Stat("c", blob); !IsNotFound(err) {
 		t.Fatalf("c sees a blob only a private namespace holds: %v", err)
 	}
-	if err := db.DeleteBlob("b", other); err != nil {
+	if err := db.Content().Delete("b", other); err != nil {
 		t.Fatal(err)
 	}
 	want("b dropped its own blob", other, 0)
 	// Unrelated labels change nothing.
-	if err := db.SetLabel(Object{Namespace: "b"}, "team", "x", nil); err != nil {
+	if err := db.Labels().Set(Object{Namespace: "b"}, "team", "x", nil); err != nil {
 		t.Fatal(err)
 	}
 	want("an unrelated label", img.layer.Digest, 1)
 	// Emptied and deleted, b leaves nothing in the index.
 	for _, d := range heldDigests(t, db, "b") {
-		if err := db.DeleteBlob("b", d); err != nil {
+		if err := db.Content().Delete("b", d); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := db.DeleteNamespace("b"); err != nil {
+	if _, err := db.Namespaces().Delete("b"); err != nil {
 		t.Fatal(err)
 	}
 	want("b deleted", img.layer.Digest, 0)
@@ -126,10 +126,10 @@ func TestShareableIndexIsBuiltForAnOldStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.CreateNamespace("pub", map[string]string{ShareableLabel: "true"}); err != nil {
+	if _, err := db.Namespaces().Create("pub", map[string]string{ShareableLabel: "true"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.CreateNamespace("priv", nil); err != nil {
+	if _, err := db.Namespaces().Create("priv", nil); err != nil {
 		t.Fatal(err)
 	}
 	pub := mustWriteBlob(t, db, "pub", []byte("public")).Digest
@@ -144,10 +144,10 @@ func TestShareableIndexIsBuiltForAnOldStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ro.StatBlob("default", pub); err != nil {
+	if _, err := ro.Content().Stat("default", pub); err != nil {
 		t.Errorf("read-only, without the index: a shareable namespace's blob: %v", err)
 	}
-	if _, err := ro.StatBlob("default", priv); !IsNotFound(err) {
+	if _, err := ro.Content().Stat("default", priv); !IsNotFound(err) {
 		t.Errorf("read-only, without the index: a private namespace's blob: %v", err)
 	}
 	ro.Close()
@@ -180,7 +180,7 @@ func TestShareableIndexIsBuiltForAnOldStore(t *testing.T) {
 // rebuildShareableIndex cures it.
 func TestCheckShareableIndexFindsStaleCounts(t *testing.T) {
 	db := openTestDB(t, Options{Sharing: SharingIsolated})
-	if _, err := db.CreateNamespace("pub", map[string]string{ShareableLabel: "true"}); err != nil {
+	if _, err := db.Namespaces().Create("pub", map[string]string{ShareableLabel: "true"}); err != nil {
 		t.Fatal(err)
 	}
 	d := mustWriteBlob(t, db, "pub", []byte("public")).Digest
@@ -214,7 +214,7 @@ func BenchmarkStatBlobIsolated(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := db.CreateNamespace("tenant", nil); err != nil {
+	if _, err := db.Namespaces().Create("tenant", nil); err != nil {
 		b.Fatal(err)
 	}
 	held := map[int]digest.Digest{}
@@ -222,7 +222,7 @@ func BenchmarkStatBlobIsolated(b *testing.B) {
 		data := []byte(fmt.Sprintf("held by %d", holders))
 		for i := 0; i < holders; i++ {
 			ns := fmt.Sprintf("h%d-%d", holders, i)
-			if _, err := db.CreateNamespace(ns, nil); err != nil {
+			if _, err := db.Namespaces().Create(ns, nil); err != nil {
 				b.Fatal(err)
 			}
 			mustWriteBlob(b, db, ns, data)
@@ -233,7 +233,7 @@ func BenchmarkStatBlobIsolated(b *testing.B) {
 	for _, holders := range []int{0, 1, 300} {
 		b.Run(fmt.Sprintf("holders=%d", holders), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				if _, err := db.StatBlob("tenant", held[holders]); !IsNotFound(err) {
+				if _, err := db.Content().Stat("tenant", held[holders]); !IsNotFound(err) {
 					b.Fatal(err)
 				}
 			}

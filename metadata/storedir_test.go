@@ -40,18 +40,18 @@ func TestOpenBlobRefusesAFileThatIsNotTheBlob(t *testing.T) {
 		if err := tc.plant(); err != nil {
 			t.Fatal(err)
 		}
-		f, err := db.OpenBlob(defaultNamespace, desc.Digest)
+		f, err := db.Content().Open(defaultNamespace, desc.Digest)
 		if err == nil {
 			f.Close()
-			t.Fatalf("OpenBlob of a planted %s succeeded", tc.name)
+			t.Fatalf("ContentStore.Open of a planted %s succeeded", tc.name)
 		}
 		if !errors.Is(err, tc.kind) || IsNotFound(err) || !strings.Contains(err.Error(), desc.Digest.String()) ||
 			!strings.Contains(err.Error(), `namespace "default"`) {
-			t.Fatalf("OpenBlob of a planted %s = %v, want %v naming the blob and namespace", tc.name, err, tc.kind)
+			t.Fatalf("ContentStore.Open of a planted %s = %v, want %v naming the blob and namespace", tc.name, err, tc.kind)
 		}
-		// WriteBlob still says it exists; RewriteBlob repairs it.
-		if _, err := db.WriteBlob(defaultNamespace, 0, desc.Digest); !IsExists(err) {
-			t.Fatalf("WriteBlob over a planted %s = %v, want ErrExists", tc.name, err)
+		// ContentStore.Writer still says it exists; ContentStore.Rewriter repairs it.
+		if _, err := db.Content().Writer(defaultNamespace, 0, desc.Digest); !IsExists(err) {
+			t.Fatalf("ContentStore.Writer over a planted %s = %v, want ErrExists", tc.name, err)
 		}
 		rewriteBlob(t, db, desc.Digest, data)
 		if got, _ := os.ReadFile(secret); string(got) != "not yours" {
@@ -60,12 +60,13 @@ func TestOpenBlobRefusesAFileThatIsNotTheBlob(t *testing.T) {
 	}
 }
 
-// rewriteBlob writes data again through RewriteBlob and checks it reads.
+// rewriteBlob writes data again through ContentStore.Rewriter and checks
+// it reads.
 func rewriteBlob(t *testing.T, db *DB, d digest.Digest, data []byte) {
 	t.Helper()
-	w, err := db.RewriteBlob(defaultNamespace, 0, d)
+	w, err := db.Content().Rewriter(defaultNamespace, 0, d)
 	if err != nil {
-		t.Fatalf("RewriteBlob: %v", err)
+		t.Fatalf("ContentStore.Rewriter: %v", err)
 	}
 	if _, err := w.Write(data); err != nil {
 		t.Fatal(err)
@@ -73,9 +74,9 @@ func rewriteBlob(t *testing.T, db *DB, d digest.Digest, data []byte) {
 	if err := w.Commit(); err != nil {
 		t.Fatalf("Commit of the rewrite: %v", err)
 	}
-	f, err := db.OpenBlob(defaultNamespace, d)
+	f, err := db.Content().Open(defaultNamespace, d)
 	if err != nil {
-		t.Fatalf("OpenBlob after the rewrite: %v", err)
+		t.Fatalf("ContentStore.Open after the rewrite: %v", err)
 	}
 	defer f.Close()
 	if got, err := io.ReadAll(f); err != nil || !bytes.Equal(got, data) {
@@ -88,14 +89,14 @@ func TestRewriteBlob(t *testing.T) {
 	data := []byte("deleted behind our back")
 	desc := mustWriteBlob(t, db, defaultNamespace, data)
 	before := dump(t, db)
-	if _, err := db.RewriteBlob(defaultNamespace, 0, desc.Digest); !IsExists(err) {
-		t.Fatalf("RewriteBlob of a sound blob = %v, want ErrExists", err)
+	if _, err := db.Content().Rewriter(defaultNamespace, 0, desc.Digest); !IsExists(err) {
+		t.Fatalf("ContentStore.Rewriter of a sound blob = %v, want ErrExists", err)
 	}
 	if err := os.Remove(blobPath(db, desc.Digest)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.OpenBlob(defaultNamespace, desc.Digest); !IsNotFound(err) {
-		t.Fatalf("OpenBlob of a deleted file = %v, want ErrNotFound", err)
+	if _, err := db.Content().Open(defaultNamespace, desc.Digest); !IsNotFound(err) {
+		t.Fatalf("ContentStore.Open of a deleted file = %v, want ErrNotFound", err)
 	}
 	rewriteBlob(t, db, desc.Digest, data)
 	if after := dump(t, db); after != before {
@@ -105,7 +106,7 @@ func TestRewriteBlob(t *testing.T) {
 	if err := os.Remove(blobPath(db, desc.Digest)); err != nil {
 		t.Fatal(err)
 	}
-	w, err := db.RewriteBlob(defaultNamespace, 0, desc.Digest)
+	w, err := db.Content().Rewriter(defaultNamespace, 0, desc.Digest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +145,7 @@ func TestBlobWriterFullDiskKeepsENOSPC(t *testing.T) {
 	defer db.Close()
 	data := bytes.Repeat([]byte("no room "), 256<<10) // 2 MiB
 	d := digest.FromBytes(data)
-	w, err := db.WriteBlob(defaultNamespace, 0, d)
+	w, err := db.Content().Writer(defaultNamespace, 0, d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +161,7 @@ func TestBlobWriterFullDiskKeepsENOSPC(t *testing.T) {
 	if !errors.As(err, &errno) || errno != syscall.ENOSPC || IsDigestMismatch(err) {
 		t.Fatalf("Commit after ENOSPC = %v, want ENOSPC", err)
 	}
-	if _, err := db.StatBlob(defaultNamespace, d); !IsNotFound(err) {
+	if _, err := db.Content().Stat(defaultNamespace, d); !IsNotFound(err) {
 		t.Fatalf("blob recorded after ENOSPC: %v", err)
 	}
 }

@@ -111,7 +111,7 @@ func (c Condition) CheckValue(value []byte) error {
 }
 
 // Check applies a Condition to whether the label exists now. Its signature
-// fits metadata.DB.SetLabel's check, which calls it inside the transaction.
+// fits metadata.LabelStore.Set's check, which calls it inside the transaction.
 func (c Condition) Check(exists bool) error {
 	switch {
 	case c == IfAbsent && exists:
