@@ -155,38 +155,11 @@ func run() error {
 	}
 	started := time.Now()
 
-	// The nsfs store is filled before its mount (see the package doc).
-	store := filepath.Join(dir, "nsfs-store")
-	if err := populate(store, "listing"); err != nil {
-		return err
-	}
-	nsfs := &target{name: "nsfs", mnt: filepath.Join(dir, "nsfs")}
-	args := []string{*nsfsBin, "mount", "--root", store}
-	if *cpuProfile != "" {
-		args = append(args, "--cpuprofile", *cpuProfile)
-	}
-	if err := nsfs.start(append(args, nsfs.mnt), filepath.Join(dir, "nsfs.log")); err != nil {
-		return err
-	}
-	tmpfs := &target{name: "tmpfs", mnt: filepath.Join(dir, "tmpfs")}
-	if err := tmpfs.mountTmpfs(); err != nil {
-		return err
-	}
-	bare := &target{name: "barefs", mnt: filepath.Join(dir, "barefs")}
-	if err := bare.start([]string{*barefsBin, bare.mnt}, filepath.Join(dir, "barefs.log")); err != nil {
-		return err
-	}
-	targets := []*target{nsfs, tmpfs, bare}
-
-	manifest, err := os.ReadFile(nsfs.path("default/images/src"))
+	targets, err := startTargets(dir)
 	if err != nil {
-		return fmt.Errorf("read the image nsfs was filled with: %v", err)
+		return err
 	}
-	for _, t := range targets[1:] {
-		if err := t.layOut(manifest); err != nil {
-			return err
-		}
-	}
+	nsfs := targets[0]
 
 	var rows []row
 	for _, w := range workloads() {
@@ -221,6 +194,44 @@ func run() error {
 	}
 	printTable(os.Stdout, rows, pulls, time.Since(started))
 	return nil
+}
+
+// startTargets mounts the three filesystems measured side by side, nsfs,
+// tmpfs and barefs (in that order), each holding the same image.
+func startTargets(dir string) ([]*target, error) {
+	// The nsfs store is filled before its mount (see the package doc).
+	store := filepath.Join(dir, "nsfs-store")
+	if err := populate(store, "listing"); err != nil {
+		return nil, err
+	}
+	nsfs := &target{name: "nsfs", mnt: filepath.Join(dir, "nsfs")}
+	args := []string{*nsfsBin, "mount", "--root", store}
+	if *cpuProfile != "" {
+		args = append(args, "--cpuprofile", *cpuProfile)
+	}
+	if err := nsfs.start(append(args, nsfs.mnt), filepath.Join(dir, "nsfs.log")); err != nil {
+		return nil, err
+	}
+	tmpfs := &target{name: "tmpfs", mnt: filepath.Join(dir, "tmpfs")}
+	if err := tmpfs.mountTmpfs(); err != nil {
+		return nil, err
+	}
+	bare := &target{name: "barefs", mnt: filepath.Join(dir, "barefs")}
+	if err := bare.start([]string{*barefsBin, bare.mnt}, filepath.Join(dir, "barefs.log")); err != nil {
+		return nil, err
+	}
+	targets := []*target{nsfs, tmpfs, bare}
+
+	manifest, err := os.ReadFile(nsfs.path("default/images/src"))
+	if err != nil {
+		return nil, fmt.Errorf("read the image nsfs was filled with: %v", err)
+	}
+	for _, t := range targets[1:] {
+		if err := t.layOut(manifest); err != nil {
+			return nil, err
+		}
+	}
+	return targets, nil
 }
 
 // populate fills the closed store at root with what TestPopulateBenchStore
@@ -475,6 +486,8 @@ func timed(ops int, fn func(i int) error) (time.Duration, error) {
 	return time.Since(start), nil
 }
 
+// workloads is the table of what make bench measures, one entry per row:
+// long because it is a list, each entry a few lines of its own.
 func workloads() []*workload {
 	under := func(limit float64) func(nsfs, tmpfs float64) bool {
 		return func(nsfs, _ float64) bool { return nsfs <= limit }
