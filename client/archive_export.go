@@ -153,7 +153,7 @@ func (g *exportGraph) addImage(ctx context.Context, ref string) (ocispec.Descrip
 	if err != nil {
 		return ocispec.Descriptor{}, errors.Wrapf(err, "image %q in namespace %q", ref, ns)
 	}
-	desc := ocispec.Descriptor{MediaType: manifestMediaType(data), Digest: digest.FromBytes(data), Size: int64(len(data))}
+	desc := imageDescriptor(data)
 	if err := g.add(ctx, desc, fmt.Sprintf("image %q", ref), true, 0); err != nil {
 		return ocispec.Descriptor{}, err
 	}

@@ -368,13 +368,14 @@ func (n Namespace) imagePrefix(ref string) string {
 	return ""
 }
 
-// manifestMediaType is the media type of the manifest or index an image
-// file holds, as the filesystem decided when it accepted the bytes; ""
-// when they do not parse (the file changed under the reader).
-func manifestMediaType(data []byte) string {
-	doc, err := imagegraph.Parse(data)
-	if err != nil {
-		return ""
+// imageDescriptor describes the bytes of an image file: their digest and
+// size, and the media type of the manifest or index they hold, as the
+// filesystem decided when it accepted them ("" when they do not parse:
+// the file changed under the reader).
+func imageDescriptor(data []byte) ocispec.Descriptor {
+	desc := ocispec.Descriptor{Digest: digest.FromBytes(data), Size: int64(len(data))}
+	if doc, err := imagegraph.Parse(data); err == nil {
+		desc.MediaType = doc.MediaType
 	}
-	return doc.MediaType
+	return desc
 }

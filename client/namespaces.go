@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/nsfs/nsfs/names"
+	"github.com/nsfs/nsfs/xattr"
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
 )
@@ -176,7 +177,7 @@ func (n Namespace) SetLabels(labels map[string]string) error {
 
 // labelPrefix is the xattr namespace that carries labels: label k is the
 // xattr user.k.
-const labelPrefix = "user."
+const labelPrefix = xattr.UserPrefix
 
 // checkLabels refuses what the filesystem would refuse (the store's rule,
 // names.LabelProblem, and what an xattr cannot carry), with a message that
@@ -189,8 +190,8 @@ func checkLabels(labels map[string]string) error {
 			return withKind(ErrInvalid, "label %q: the key is empty", k+"="+v)
 		case problem != "":
 			return withKind(ErrInvalid, "label %q: %s", k, problem)
-		case len(labelPrefix)+len(k) > names.MaxNameLen:
-			return withKind(ErrInvalid, "label %q: the key is longer than %d bytes", k, names.MaxNameLen-len(labelPrefix))
+		case len(labelPrefix)+len(k) > xattr.MaxNameLen:
+			return withKind(ErrInvalid, "label %q: the key is longer than %d bytes", k, xattr.MaxNameLen-len(labelPrefix))
 		case strings.ContainsRune(k, 0) || strings.ContainsRune(v, 0):
 			return withKind(ErrInvalid, "label %q: a NUL byte", k)
 		}

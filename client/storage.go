@@ -348,11 +348,7 @@ func (t *Target) Resolve(_ context.Context, ref string) (ocispec.Descriptor, err
 	if err != nil {
 		return ocispec.Descriptor{}, errors.Wrapf(err, "image %q in namespace %q", ref, t.ns.Name)
 	}
-	return ocispec.Descriptor{
-		MediaType: manifestMediaType(data),
-		Digest:    digest.FromBytes(data),
-		Size:      int64(len(data)),
-	}, nil
+	return imageDescriptor(data), nil
 }
 
 // ctxReader stops a copy once ctx is done, so that an interrupted pull

@@ -22,9 +22,8 @@ type blobsDir struct {
 // their namespace does, have the mount's times, and carry no labels.
 type fixedDir struct {
 	gofs.Inode
-	dirBase
+	dirBase // with ns, the namespace
 	noXattrs
-	ns nsRef
 }
 
 func (d *fixedDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -71,7 +70,7 @@ func (d *blobsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	d.fsys.fillDir(&out.Attr, d.fsys.started, d.fsys.started)
 	cacheName(out)
 	ino := d.fsys.inodes.dir(d.ns.id, sha256Key)
-	return d.NewInode(ctx, &sha256Dir{fixedDir{dirBase: d.dirBase, ns: d.ns}}, dirAttr(ino)), 0
+	return d.NewInode(ctx, &sha256Dir{fixedDir{dirBase: d.dirBase}}, dirAttr(ino)), 0
 }
 
 func (d *blobsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {

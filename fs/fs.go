@@ -152,10 +152,13 @@ func (b *nodeBase) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errn
 }
 
 // dirBase is embedded in every directory node: it refuses every mutation
-// (EPERM, as for a directory the user may not change; ENAMETOOLONG first,
-// as path resolution would), and the nodes override what they allow.
+// (EPERM, as for a directory the user may not change, once the gate let
+// it through), and the nodes override what they allow.
 type dirBase struct {
 	nodeBase
+	// ns is the namespace the directory lies in; zero above the
+	// namespaces (the root, ns/).
+	ns nsRef
 }
 
 var (

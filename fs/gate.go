@@ -47,9 +47,14 @@ func (f *filesystem) namespaceDeleted(ns metadata.Namespace) {
 }
 
 // refuse answers a mutation a directory does not allow: EPERM, as for a
-// directory the user may not change, once the names passed the gate.
+// directory the user may not change, once the directory's namespace and
+// the names passed the gate.
 func (d *dirBase) refuse(names ...string) syscall.Errno {
-	if errno := d.fsys.enter(nil, names...); errno != 0 {
+	var ns *nsRef
+	if d.ns.name != "" { // no namespace is named ""
+		ns = &d.ns
+	}
+	if errno := d.fsys.enter(ns, names...); errno != 0 {
 		return errno
 	}
 	return syscall.EPERM

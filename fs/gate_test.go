@@ -1,12 +1,12 @@
 package fs
 
 import (
-	"github.com/nsfs/nsfs/names"
 	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/nsfs/nsfs/metadata"
+	"github.com/nsfs/nsfs/names"
 )
 
 // The gate answers as path resolution would: a deleted namespace first
@@ -37,11 +37,19 @@ func TestEnterGate(t *testing.T) {
 	if errno := f.enter(nil, long); errno != syscall.ENAMETOOLONG {
 		t.Fatalf("no namespace, long name: %v", errno)
 	}
-	d := &dirBase{nodeBase{f}}
+	d := &dirBase{nodeBase: nodeBase{f}}
 	if errno := d.refuse("a", long); errno != syscall.ENAMETOOLONG {
 		t.Fatalf("refuse of a long name: %v", errno)
 	}
 	if errno := d.refuse("a"); errno != syscall.EPERM {
 		t.Fatalf("refuse: %v, want EPERM", errno)
+	}
+	// A directory of a deleted namespace refuses as the gate does.
+	gone, live := &dirBase{nodeBase{f}, old}, &dirBase{nodeBase{f}, again}
+	if errno := gone.refuse("a"); errno != syscall.ENOENT {
+		t.Fatalf("refuse in a deleted namespace: %v, want ENOENT", errno)
+	}
+	if errno := live.refuse("a"); errno != syscall.EPERM {
+		t.Fatalf("refuse in the namespace made again: %v, want EPERM", errno)
 	}
 }

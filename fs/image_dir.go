@@ -28,9 +28,8 @@ import (
 // mv falls back to copying the tree and removing the source.
 type imageDir struct {
 	gofs.Inode
-	dirBase
+	dirBase // with ns, the namespace
 	noXattrs
-	ns   nsRef
 	path string // below images/; fixed, since directories are never renamed
 }
 
@@ -57,7 +56,7 @@ var (
 )
 
 func newImageDir(fsys *filesystem, ns nsRef, path string) *imageDir {
-	return &imageDir{dirBase: dirBase{nodeBase{fsys}}, ns: ns, path: path}
+	return &imageDir{dirBase: dirBase{nodeBase{fsys}, ns}, path: path}
 }
 
 // imageDirKey is the inode-table key of directory path below images/.

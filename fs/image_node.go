@@ -510,9 +510,14 @@ func (f *imageFile) released(w *imageWriter, dirty bool) {
 
 // withPendingLabels runs fn on the labels of an image still being created
 // (o names it in messages), under the node's lock (a commit may end the
-// creation at any moment); false when the image is not being created.
+// creation at any moment); false when the image is not being created,
+// and when the gate refuses the node (labelXattrs, which the caller falls
+// back to, passes it again and answers its errno).
 // The rules are metadata's (PendingLabels).
 func (f *imageFile) withPendingLabels(fn func(o metadata.Object, labels *metadata.PendingLabels)) bool {
+	if f.fsys.enter(&f.ns) != 0 {
+		return false
+	}
 	f.nameMu.Lock()
 	defer f.nameMu.Unlock()
 	f.mu.Lock()

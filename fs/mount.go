@@ -133,7 +133,7 @@ func newRoot(db *metadata.DB, inval *invalidator, limits Limits) *rootDir {
 		started: time.Now(),
 	}
 	fsys.handles = newHandleLimiter(limits, func(uid uint32) bool { return uid == 0 || uid == fsys.uid })
-	return &rootDir{dirBase: dirBase{nodeBase{fsys}}}
+	return &rootDir{dirBase: dirBase{nodeBase: nodeBase{fsys}}}
 }
 
 // MountOptions are the mount's options (fsName is what /proc/mounts shows

@@ -19,9 +19,8 @@ import (
 //	$ rm -rf /mnt/ns/dev
 type namespaceDir struct {
 	gofs.Inode
-	dirBase
+	dirBase // with ns, the namespace
 	labelXattrs
-	ns nsRef
 }
 
 var (
@@ -58,7 +57,7 @@ const (
 )
 
 func newNamespaceDir(fsys *filesystem, ns nsRef) *namespaceDir {
-	d := &namespaceDir{dirBase: dirBase{nodeBase{fsys}}, ns: ns}
+	d := &namespaceDir{dirBase: dirBase{nodeBase{fsys}, ns}}
 	d.labelXattrs = labelXattrs{db: fsys.db, subject: d}
 	return d
 }
@@ -82,7 +81,7 @@ func (d *namespaceDir) Lookup(ctx context.Context, name string, out *fuse.EntryO
 	case blobsName:
 		d.fsys.fillDir(&out.Attr, d.fsys.started, d.fsys.started)
 		cacheName(out)
-		return d.NewInode(ctx, &blobsDir{fixedDir{dirBase: d.dirBase, ns: d.ns}}, dirAttr(d.fsys.inodes.dir(d.ns.id, blobsKey))), 0
+		return d.NewInode(ctx, &blobsDir{fixedDir{dirBase: d.dirBase}}, dirAttr(d.fsys.inodes.dir(d.ns.id, blobsKey))), 0
 	}
 	return nil, syscall.ENOENT
 }

@@ -23,10 +23,6 @@ type Blob struct {
 	CreatedAt time.Time
 }
 
-// ValidateDigest checks "sha256:<64 lowercase hex>" (names.ValidateDigest:
-// ErrInvalidArgument).
-func ValidateDigest(d digest.Digest) error { return names.ValidateDigest(d) }
-
 // ContentStore keeps which blobs each namespace holds and serves their
 // bytes from the shared blob directory: blobs/sha256/ of a namespace.
 // `ls blobs/sha256` reaches List, a lookup or stat of blobs/sha256/<hex>
@@ -282,7 +278,7 @@ func (db contentStore) Stat(ns string, d digest.Digest) (Blob, error) {
 }
 
 func (db *DB) getBlob(ns string, d digest.Digest, withLabels bool) (Blob, error) {
-	if err := ValidateDigest(d); err != nil {
+	if err := names.ValidateDigest(d); err != nil {
 		return Blob{}, err
 	}
 	var b Blob
@@ -361,7 +357,7 @@ func (db contentStore) Open(ns string, d digest.Digest) (*os.File, error) {
 }
 
 func (db contentStore) Delete(ns string, d digest.Digest) error {
-	if err := ValidateDigest(d); err != nil {
+	if err := names.ValidateDigest(d); err != nil {
 		return err
 	}
 	return db.deleteReleasing(ns, func(tx *bolt.Tx, rel *releases) error {
@@ -406,7 +402,7 @@ func (db contentStore) Rewriter(ns string, nsID uint64, d digest.Digest) (*BlobW
 }
 
 func (db *DB) writeBlob(ns string, nsID uint64, d digest.Digest, repair bool) (*BlobWriter, error) {
-	if err := ValidateDigest(d); err != nil {
+	if err := names.ValidateDigest(d); err != nil {
 		return nil, err
 	}
 	var size int64

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/nsfs/nsfs/names"
 	"github.com/pkg/errors"
 	bolt "go.etcd.io/bbolt"
 )
@@ -78,7 +79,7 @@ func keepParentDir(nsb *bolt.Bucket, path string) error {
 
 func (db imageStore) Lookup(ns, path string) (Entry, error) {
 	if path != "" {
-		if err := ValidateRef(path); err != nil {
+		if err := names.ValidateRef(path); err != nil {
 			return Entry{}, err
 		}
 	}
@@ -161,7 +162,7 @@ func walkBelow(b *bolt.Bucket, prefix []byte, leaf func(key, value []byte) error
 
 func (db imageStore) ReadDir(ns, dir string) ([]Entry, error) {
 	if dir != "" {
-		if err := ValidateRef(dir); err != nil {
+		if err := names.ValidateRef(dir); err != nil {
 			return nil, err
 		}
 	}
@@ -232,7 +233,7 @@ func (db imageStore) ReadDir(ns, dir string) ([]Entry, error) {
 
 func (db imageStore) MakeDir(ns, dir string) error {
 	if dir != "" {
-		if err := ValidateRef(dir); err != nil {
+		if err := names.ValidateRef(dir); err != nil {
 			return err
 		}
 	}
@@ -266,7 +267,7 @@ func (db imageStore) MakeDir(ns, dir string) error {
 
 func (db imageStore) RemoveDir(ns, dir string) error {
 	if dir != "" {
-		if err := ValidateRef(dir); err != nil {
+		if err := names.ValidateRef(dir); err != nil {
 			return err
 		}
 	}

@@ -1,6 +1,7 @@
 package metadata
 
 import (
+	"github.com/nsfs/nsfs/names"
 	"github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
 )
@@ -71,3 +72,19 @@ func (db *DB) ListImages(ns string) ([]Image, error) {
 func (db *DB) GetNamespace(name string) (Namespace, error) {
 	return db.getNamespace(name, true)
 }
+
+// The store's name and label rules are names'; metadata calls them there.
+// Its tests check them under these short names, as the store applies them.
+const (
+	MaxLabelSize  = names.MaxLabelSize
+	MaxLabelsSize = names.MaxLabelsSize
+)
+
+var (
+	LabelSize         = names.LabelSize
+	LabelsSize        = names.LabelsSize
+	ValidateLabel     = names.ValidateLabel
+	ValidateRef       = names.ValidateRef
+	ValidateNamespace = names.ValidateNamespace
+	ValidateDigest    = names.ValidateDigest
+)

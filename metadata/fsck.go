@@ -12,6 +12,7 @@ import (
 
 	"github.com/nsfs/nsfs/blobs"
 	"github.com/nsfs/nsfs/imagegraph"
+	"github.com/nsfs/nsfs/names"
 	"github.com/opencontainers/go-digest"
 	"github.com/pkg/errors"
 	bolt "go.etcd.io/bbolt"
@@ -373,7 +374,7 @@ func (s *fsckState) readUnheld(v1 *bolt.Bucket) {
 func (s *fsckState) judgeFileSizes(content *bolt.Bucket) {
 	_ = content.ForEachBucket(func(k []byte) error {
 		d := digest.Digest(k)
-		if fsize, ok := s.files[d]; ok && ValidateDigest(d) == nil {
+		if fsize, ok := s.files[d]; ok && names.ValidateDigest(d) == nil {
 			if size := getInt64(content.Bucket(k), keySize); fsize != size {
 				// The record may be what is wrong (a flipped bit in
 				// its size): a file whose bytes verify is the blob.
@@ -415,7 +416,7 @@ func (s *recordScan) scanNamespace(all *bolt.Bucket, name, v []byte) {
 	}
 	s.namespaces++
 	nsb := all.Bucket(name)
-	if err := ValidateNamespace(ns); err != nil {
+	if err := names.ValidateNamespace(ns); err != nil {
 		s.add(obj, "invalid name: %v", err)
 	}
 	s.useID(obj, getUint64(nsb, keyID))
@@ -453,7 +454,7 @@ func (s *recordScan) scanHolds(ns string, bb *bolt.Bucket) {
 			s.add(bobj, "hold is a key, not a bucket")
 			return nil
 		}
-		if err := ValidateDigest(d); err != nil {
+		if err := names.ValidateDigest(d); err != nil {
 			s.add(bobj, "invalid digest")
 			return nil
 		}
@@ -476,7 +477,7 @@ func (s *recordScan) scanImage(ns string, nsb *bolt.Bucket, k, v []byte) (uint64
 		return 0, false
 	}
 	s.images++
-	if err := ValidateRef(ref); err != nil {
+	if err := names.ValidateRef(ref); err != nil {
 		s.add(iobj, "invalid ref: %v", err)
 	}
 	if parent, ok := imageAbove(nsb, ref); ok {
@@ -501,7 +502,7 @@ func (s *recordScan) scanImage(ns string, nsb *bolt.Bucket, k, v []byte) (uint64
 	if !imagegraph.IsDocument(t.MediaType) {
 		s.add(iobj, "target media type %q is not a manifest or index", t.MediaType)
 	}
-	if ValidateDigest(t.Digest) != nil {
+	if names.ValidateDigest(t.Digest) != nil {
 		s.add(iobj, "target digest %q is invalid", shorten(string(t.Digest)))
 		return rec.id, true
 	}
@@ -582,7 +583,7 @@ func (s *recordScan) scanDirs(obj string, nsb *bolt.Bucket) {
 	_ = nsb.Bucket(bucketDirs).ForEach(func(k, _ []byte) error {
 		path := string(k)
 		dobj := fmt.Sprintf("%s: directory images/%s", obj, shorten(path))
-		if err := ValidateRef(path); err != nil {
+		if err := names.ValidateRef(path); err != nil {
 			s.add(dobj, "invalid path: %v", err)
 			return nil
 		}
@@ -600,7 +601,7 @@ func (s *recordScan) scanContentRecord(k, v []byte) error {
 	content := s.records
 	d := digest.Digest(k)
 	cobj := "blob " + string(k)
-	if v != nil || ValidateDigest(d) != nil {
+	if v != nil || names.ValidateDigest(d) != nil {
 		s.add("content/"+shorten(string(k)), "is not a blob's content record")
 		return nil
 	}
@@ -673,7 +674,7 @@ func (s *fsckState) checkLabels(object string, lb *bolt.Bucket) {
 		case len(v) == 0:
 			s.add(object, "label %q has an empty value", shorten(string(k)))
 		default:
-			if err := ValidateLabel(string(k), string(v)); err != nil {
+			if err := names.ValidateLabel(string(k), string(v)); err != nil {
 				s.add(object, "label %q: %v", shorten(string(k)), err)
 			}
 		}

@@ -2,7 +2,9 @@ package metadata
 
 import (
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"sort"
 
 	"github.com/nsfs/nsfs/blobs"
@@ -678,12 +680,7 @@ func (r *nsRepair) dropHolds(claims map[digest.Digest]uint64, released map[diges
 // the count of the images that claim it.
 func (r *nsRepair) holdClaimed(claims map[digest.Digest]uint64, sizes map[digest.Digest]int64) error {
 	t := now()
-	claimed := make([]digest.Digest, 0, len(claims))
-	for d := range claims {
-		claimed = append(claimed, d)
-	}
-	sortDigests(claimed)
-	for _, d := range claimed {
+	for _, d := range slices.Sorted(maps.Keys(claims)) {
 		n := claims[d]
 		rec := r.bb.Bucket([]byte(d))
 		if rec == nil {
@@ -820,12 +817,7 @@ func dropStaleHolders(cb *bolt.Bucket, d digest.Digest, holding map[string]bool,
 // a hold of a gone blob was dropped before) naming all its holders.
 func recordHeldBlobs(content *bolt.Bucket, holders map[digest.Digest]map[string]bool, available func(digest.Digest) (int64, string), did func(string, ...any)) error {
 	t := now()
-	held := make([]digest.Digest, 0, len(holders))
-	for d := range holders {
-		held = append(held, d)
-	}
-	sortDigests(held)
-	for _, d := range held {
+	for _, d := range slices.Sorted(maps.Keys(holders)) {
 		nss := holders[d]
 		cb := content.Bucket([]byte(d))
 		if cb == nil {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nsfs/nsfs/blobs"
+	"github.com/nsfs/nsfs/names"
 	"github.com/opencontainers/go-digest"
 	"github.com/pkg/errors"
 	bolt "go.etcd.io/bbolt"
@@ -89,7 +90,7 @@ func (db *DB) collectBlobs(stats *GCStats) error {
 		return unheld.ForEach(func(k, _ []byte) error {
 			// A key that is no digest is damage fsck reports; it names
 			// no file gc could remove.
-			if d := digest.Digest(k); ValidateDigest(d) == nil {
+			if d := digest.Digest(k); names.ValidateDigest(d) == nil {
 				stripes[contentStripe(d)] = append(stripes[contentStripe(d)], d)
 			}
 			return nil

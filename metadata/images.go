@@ -121,11 +121,6 @@ func (db *DB) Images() ImageStore { return imageStore{db} }
 // imageStore is the DB seen as its ImageStore.
 type imageStore struct{ *DB }
 
-// ValidateRef checks that a ref is a clean relative path within the
-// limits of a path (names.ValidateRef: ErrInvalidArgument, or
-// ErrNameTooLong for a ref or a component too long).
-func ValidateRef(ref string) error { return names.ValidateRef(ref) }
-
 // imageRecord is the value of namespaces/<ns>/images/<ref>: everything a
 // listing shows, so that listing a directory reads one value per entry.
 type imageRecord struct {
@@ -272,7 +267,7 @@ type ImageWrite struct {
 	ID     uint64
 	Create bool
 	// Labels are the labels of an image this write creates, set in the same
-	// transaction (ValidateLabels; an empty value is no label). They are
+	// transaction (names.ValidateLabels; an empty value is no label). They are
 	// ignored when the write replaces an existing image.
 	Labels map[string]string
 }
@@ -283,13 +278,13 @@ type ImageWrite struct {
 // publishes them (when new) and the checks and claims remain.
 func (db imageStore) Put(w ImageWrite) (Image, error) {
 	ns, ref, manifest := w.Namespace, w.Ref, w.Manifest
-	if err := ValidateRef(ref); err != nil {
+	if err := names.ValidateRef(ref); err != nil {
 		return Image{}, err
 	}
 	if len(manifest) > MaxManifestSize {
 		return Image{}, errors.WithMessagef(ErrTooLarge, "image %q: manifest is %d bytes, over the 4 MiB limit", shorten(ref), len(manifest))
 	}
-	if err := ValidateLabels(Object{Namespace: ns, Image: ref}, w.Labels); err != nil {
+	if err := names.ValidateLabels(Object{Namespace: ns, Image: ref}, w.Labels); err != nil {
 		return Image{}, err
 	}
 	pm, err := imagegraph.Parse(manifest)
@@ -491,7 +486,7 @@ func putImageRecord(tx *bolt.Tx, nsb *bolt.Bucket, w ImageWrite, old *imageRecor
 			return rec, nil, nil, err
 		}
 		kept := nonEmptyLabels(w.Labels)
-		if err := checkLabelsFit(Object{Namespace: w.Namespace, Image: w.Ref}, LabelsSize(kept)); err != nil {
+		if err := checkLabelsFit(Object{Namespace: w.Namespace, Image: w.Ref}, names.LabelsSize(kept)); err != nil {
 			return rec, nil, nil, err
 		}
 		if err := writeLabels(data, kept); err != nil {
@@ -693,7 +688,7 @@ func (db *DB) renameImage(fromNS, from, toNS, to string, noReplace bool, absent 
 	}
 	ns := fromNS
 	for _, ref := range []string{from, to} {
-		if err := ValidateRef(ref); err != nil {
+		if err := names.ValidateRef(ref); err != nil {
 			return false, err
 		}
 	}
@@ -747,7 +742,7 @@ func (db imageStore) Link(fromNS, from, toNS, to string) (Image, error) {
 	}
 	ns := fromNS
 	for _, ref := range []string{from, to} {
-		if err := ValidateRef(ref); err != nil {
+		if err := names.ValidateRef(ref); err != nil {
 			return Image{}, err
 		}
 	}

@@ -9,37 +9,19 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// The limits of labels (names/).
-const (
-	MaxLabelSize  = names.MaxLabelSize  // len(key)+len(value) of one label
-	MaxLabelsSize = names.MaxLabelsSize // the sum of LabelSize over an object's labels
-)
-
-// LabelSize is what one label counts against MaxLabelsSize.
-func LabelSize(key, value string) int { return names.LabelSize(key, value) }
-
-// LabelsSize is the sum of LabelSize over labels (empty values, which
-// are no label, count nothing).
-func LabelsSize(labels map[string]string) int { return names.LabelsSize(labels) }
-
-// bucketLabelsSize is LabelsSize of a labels bucket (nil: 0).
+// bucketLabelsSize is names.LabelsSize of a labels bucket (nil: 0).
 func bucketLabelsSize(lb *bolt.Bucket) int {
 	n := 0
 	if lb != nil {
 		_ = lb.ForEach(func(k, v []byte) error {
-			n += LabelSize(string(k), string(v))
+			n += names.LabelSize(string(k), string(v))
 			return nil
 		})
 	}
 	return n
 }
 
-// ValidateLabels checks each label (ValidateLabel) and that together they
-// fit in MaxLabelsSize (ErrLabelsFull): the labels an object is created
-// with, or would have after a change. o names the object in messages.
-func ValidateLabels(o Object, labels map[string]string) error { return names.ValidateLabels(o, labels) }
-
-// checkLabelsFit refuses a total over MaxLabelsSize.
+// checkLabelsFit refuses a total over names.MaxLabelsSize.
 func checkLabelsFit(o Object, total int) error { return names.CheckLabelsSize(o, total) }
 
 // Object names what a label belongs to: a namespace (Image and Blob empty),
@@ -71,10 +53,6 @@ func (o Object) String() string {
 	}
 }
 
-// ValidateLabel checks one label: key non-empty (ErrInvalidArgument),
-// len(key)+len(value) <= MaxLabelSize (ErrLabelTooLarge).
-func ValidateLabel(key, value string) error { return names.ValidateLabel(key, value) }
-
 // LabelStore keeps the labels of namespaces, images and blobs, each named
 // by an Object; they are the user.* xattrs of ns/<name>, of an image file
 // and of a blob file. `getfattr -d` reaches All, `getfattr -n user.team`
@@ -93,7 +71,7 @@ type LabelStore interface {
 	// (containerd has no empty labels). check, if not nil, is called
 	// inside the transaction with whether the label exists now, and its
 	// error aborts the update (setxattr's XATTR_CREATE / XATTR_REPLACE).
-	// A label that would take o's labels over MaxLabelsSize is
+	// A label that would take o's labels over names.MaxLabelsSize is
 	// ErrLabelsFull, decided in the transaction; a change that shrinks
 	// them is taken even over the limit (a store written before the
 	// limit), so that they can be brought under.
@@ -148,7 +126,7 @@ func (db labelStore) Get(o Object, key string) (string, error) {
 }
 
 func (db labelStore) Set(o Object, key, value string, check func(exists bool) error) error {
-	if err := ValidateLabel(key, value); err != nil {
+	if err := names.ValidateLabel(key, value); err != nil {
 		return errors.WithMessage(err, o.String())
 	}
 	return db.batch(func(tx *bolt.Tx) error {
@@ -186,7 +164,7 @@ func (db labelStore) Set(o Object, key, value string, check func(exists bool) er
 	})
 }
 
-// checkLabelChange applies LabelStore.Set's rules, once ValidateLabel passed,
+// checkLabelChange applies LabelStore.Set's rules, once names.ValidateLabel passed,
 // to setting key=value on o, whose label key has the value old now when
 // exists: check (if not nil) with whether it exists, then the limit on all
 // of o's labels (size: what they take now), taken only when the change
@@ -201,9 +179,9 @@ func checkLabelChange(o Object, key, value, old string, exists bool, size func()
 		return nil
 	}
 	before := size()
-	after := before + LabelSize(key, value)
+	after := before + names.LabelSize(key, value)
 	if exists {
-		after -= LabelSize(key, old)
+		after -= names.LabelSize(key, old)
 	}
 	if after > before {
 		return checkLabelsFit(o, after)
@@ -271,7 +249,7 @@ func (db *DB) labelOwner(tx *bolt.Tx, o Object, mustHold bool) (*bolt.Bucket, fu
 		}
 		return data, touch, nil
 	case o.Blob != "":
-		if err := ValidateDigest(o.Blob); err != nil {
+		if err := names.ValidateDigest(o.Blob); err != nil {
 			return nil, nil, err
 		}
 		if hold := heldBlob(nsb, o.Blob); hold != nil {

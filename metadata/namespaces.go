@@ -18,11 +18,6 @@ type Namespace struct {
 	UpdatedAt time.Time
 }
 
-// ValidateNamespace checks a namespace name against containerd's rule
-// (names.ValidateNamespace: ErrInvalidArgument, over 255 bytes
-// ErrNameTooLong).
-func ValidateNamespace(name string) error { return names.ValidateNamespace(name) }
-
 // shorten keeps error messages readable when a name is absurdly long.
 func shorten(s string) string { return names.Shorten(s) }
 
@@ -54,10 +49,10 @@ func (db *DB) Namespaces() NamespaceStore { return namespaceStore{db} }
 type namespaceStore struct{ *DB }
 
 func (db namespaceStore) Create(name string, labels map[string]string) (Namespace, error) {
-	if err := ValidateNamespace(name); err != nil {
+	if err := names.ValidateNamespace(name); err != nil {
 		return Namespace{}, err
 	}
-	if err := ValidateLabels(Object{Namespace: name}, labels); err != nil {
+	if err := names.ValidateLabels(Object{Namespace: name}, labels); err != nil {
 		return Namespace{}, err
 	}
 	var ns Namespace
@@ -101,7 +96,7 @@ func createNamespace(tx *bolt.Tx, name string, labels map[string]string) (Namesp
 		}
 	}
 	kept := nonEmptyLabels(labels)
-	if err := checkLabelsFit(Object{Namespace: name}, LabelsSize(kept)); err != nil {
+	if err := checkLabelsFit(Object{Namespace: name}, names.LabelsSize(kept)); err != nil {
 		return Namespace{}, err
 	}
 	if err := writeLabels(nsb, kept); err != nil {

@@ -3,6 +3,7 @@ package metadata
 import (
 	"maps"
 
+	"github.com/nsfs/nsfs/names"
 	"github.com/pkg/errors"
 	bolt "go.etcd.io/bbolt"
 )
@@ -25,13 +26,13 @@ type PendingLabels struct {
 // Set sets key=value on o's pending labels as LabelStore.Set does on a stored
 // object: an empty value removes the label, check (if not nil) is called
 // with whether the label exists, and the labels must stay within
-// MaxLabelsSize (ErrLabelsFull). Nothing changes on error.
+// names.MaxLabelsSize (ErrLabelsFull). Nothing changes on error.
 func (p *PendingLabels) Set(o Object, key, value string, check func(exists bool) error) error {
-	if err := ValidateLabel(key, value); err != nil {
+	if err := names.ValidateLabel(key, value); err != nil {
 		return errors.WithMessage(err, o.String())
 	}
 	old, exists := p.labels[key]
-	if err := checkLabelChange(o, key, value, old, exists, func() int { return LabelsSize(p.labels) }, check); err != nil {
+	if err := checkLabelChange(o, key, value, old, exists, func() int { return names.LabelsSize(p.labels) }, check); err != nil {
 		return err
 	}
 	if value == "" {

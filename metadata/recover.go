@@ -9,6 +9,7 @@ import (
 
 	"github.com/nsfs/nsfs/blobs"
 	"github.com/nsfs/nsfs/imagegraph"
+	"github.com/nsfs/nsfs/names"
 	"github.com/opencontainers/go-digest"
 	"github.com/pkg/errors"
 	bolt "go.etcd.io/bbolt"
@@ -266,7 +267,7 @@ func (db *DB) auditFiles() ([]Problem, error) {
 		}
 		if err := content.ForEachBucket(func(k []byte) error {
 			d := digest.Digest(k)
-			if ValidateDigest(d) != nil {
+			if names.ValidateDigest(d) != nil {
 				problems = append(problems, Problem{Object: fmt.Sprintf("content record %q", shorten(string(k))), What: "is not named by a sha256 digest (a damaged record)"})
 				return nil
 			}
@@ -347,7 +348,7 @@ func schemaShape(tx *bolt.Tx) []Problem {
 				case rec == nil:
 				case err != nil:
 					problems = append(problems, Problem{Object: obj, What: "does not decode: " + err.Error()})
-				case ValidateDigest(r.target.Digest) != nil:
+				case names.ValidateDigest(r.target.Digest) != nil:
 					problems = append(problems, Problem{Object: obj, What: fmt.Sprintf("has an invalid target digest %q", shorten(string(r.target.Digest)))})
 				case !imagegraph.IsDocument(r.target.MediaType):
 					problems = append(problems, Problem{Object: obj, What: fmt.Sprintf("has a target media type %q that is no manifest's or index's", shorten(r.target.MediaType))})
