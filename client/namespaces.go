@@ -242,7 +242,7 @@ func labelError(path, k string, err error) error {
 	case unix.E2BIG, unix.EINVAL, unix.ERANGE:
 		return withKind(ErrInvalid, "label %q: %v", k, err)
 	case unix.ENOSPC:
-		return withKind(ErrInvalid, "label %q: the labels of %s are full (at most %d bytes, len(key)+len(value)+6 per label)", k, path, names.MaxLabelsSize)
+		return withKind(ErrInvalid, "label %q: the labels of %s are full (%s)", k, path, names.LabelsFull())
 	}
 	return errors.Wrapf(err, "label %q", k)
 }

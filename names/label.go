@@ -89,5 +89,14 @@ func LabelsSizeProblem(total int) string {
 	if total <= MaxLabelsSize {
 		return ""
 	}
-	return fmt.Sprintf("its labels would take %d bytes, over the limit of %d (each label counts len(key)+len(value)+6, so that listxattr fits in 64 KiB)", total, MaxLabelsSize)
+	return fmt.Sprintf("its labels would take %d bytes, over the limit of %d (%s, so that listxattr fits in 64 KiB)", total, MaxLabelsSize, labelCost)
+}
+
+// labelCost says how LabelSize counts a label, for messages.
+const labelCost = "each label counts len(key)+len(value)+6"
+
+// LabelsFull says what the limit on an object's labels is, for a caller
+// that learnt only that they are full (ENOSPC from setxattr).
+func LabelsFull() string {
+	return fmt.Sprintf("at most %d bytes; %s", MaxLabelsSize, labelCost)
 }
