@@ -321,6 +321,8 @@ func stackedMountsReport(mnt string, daemons ...*daemon) string {
 			conn := filepath.Join("/sys/fs/fuse/connections", minor)
 			if waiting, err := os.ReadFile(filepath.Join(conn, "waiting")); err == nil {
 				fmt.Fprintf(&b, "  connection %s: %s requests waiting\n", conn, strings.TrimSpace(string(waiting)))
+			} else if all, _ := os.ReadDir(filepath.Dir(conn)); len(all) == 0 {
+				fmt.Fprintf(&b, "  connection %s: unknown (fusectl is not mounted at %s)\n", conn, filepath.Dir(conn))
 			} else {
 				fmt.Fprintf(&b, "  connection %s: %v\n", conn, err)
 			}
