@@ -425,8 +425,8 @@ func (d *daemon) waitExit(t *testing.T, timeout time.Duration) (code int, forced
 		case <-time.After(quitTimeout):
 		}
 		goStacks := d.logs.String()[logged:]
-		t.Errorf("nsfs (pid %d) still running %v after unmount; sent SIGQUIT\nits goroutines:\n%s\nits threads in the kernel:\n%s",
-			d.pid(), timeout, goStacks, kernelStacks)
+		t.Errorf("nsfs (pid %d) still running %v after unmount; sent SIGQUIT\n%s\nits goroutines:\n%s\nits threads in the kernel:\n%s",
+			d.pid(), timeout, otherNamespacesMounting(d.mnt), goStacks, kernelStacks)
 		select {
 		case <-d.exited:
 		default:
@@ -443,6 +443,46 @@ func (d *daemon) waitExit(t *testing.T, timeout time.Duration) (code int, forced
 	}
 	return d.cmd.ProcessState.ExitCode(), forced
 }
+
+// otherNamespacesMounting names the mount namespaces (by a process in
+// each) that still have a mount at mnt: a copy made by unshare -m keeps
+// the filesystem, and so its daemon, alive after the original is gone.
+func otherNamespacesMounting(mnt string) string {
+	var b strings.Builder
+	seen := map[string]bool{}
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, proc := range procs {
+		ns, err := os.Readlink(filepath.Join(proc, "ns", "mnt"))
+		if err != nil || seen[ns] {
+			continue
+		}
+		seen[ns] = true
+		entries, err := mountinfo.Read(filepath.Join(proc, "mountinfo"))
+		if err != nil {
+			continue
+		}
+		if e, ok := mountinfo.At(entries, mnt); ok {
+			cmdline, _ := os.ReadFile(filepath.Join(proc, "cmdline"))
+			fmt.Fprintf(&b, "mount namespace %s (pid %s: %s) still has %s mounted at %s\n",
+				ns, filepath.Base(proc), strings.ReplaceAll(string(bytes.TrimRight(cmdline, "\x00")), "\x00", " "), e.FSType, mnt)
+		}
+	}
+	if b.Len() == 0 {
+		return "no mount namespace has a mount at " + mnt
+	}
+	return b.String()
+}
+
+// dropCopiedNsfsMounts begins a script run in a new mount namespace
+// (unshare -m): the namespace starts with a copy of every mount, other
+// tests' nsfs mounts among them, and a copy keeps its filesystem, and so
+// its daemon, alive after the test that made it unmounted the original:
+// that daemon would not exit until this namespace ends. $KEEP (space
+// separated, may be unset) names the mounts the script uses.
+const dropCopiedNsfsMounts = `for m in $(findmnt -rn -t fuse.nsfs -o TARGET); do
+	case " $KEEP " in *" $m "*) ;; *) umount -l "$m" 2>/dev/null || true ;; esac
+done
+`
 
 // quitTimeout is how long a daemon has to print its goroutines after
 // SIGQUIT.

@@ -333,7 +333,7 @@ func TestMountDefaultRoot(t *testing.T) {
 		// /var/lib, so the machine's /var/lib/nsfs is never touched.
 		varLib := t.TempDir()
 		mnt := filepath.Join(t.TempDir(), "mnt")
-		script := fmt.Sprintf(`set -e
+		script := dropCopiedNsfsMounts + fmt.Sprintf(`set -e
 mount --bind %[1]s /var/lib
 %[2]s mount %[3]s 2>%[1]s/daemon.log &
 pid=$!
