@@ -134,17 +134,12 @@ func nsfsMounts(path string) ([]string, error) {
 	return mounts, err
 }
 
-// readMountinfo reads a mountinfo file. A file that cannot be opened is
-// an error wrapped with doing (what the caller was doing); one that
-// cannot be read to its end yields the entries before.
+// readMountinfo reads a mountinfo file as one consistent table
+// (mountinfo.Read); one that cannot be read is an error wrapped with
+// doing (what the caller was doing).
 func readMountinfo(path, doing string) ([]mountinfo.Entry, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, errors.Wrap(err, doing)
-	}
-	defer f.Close()
-	entries, err := mountinfo.Parse(f)
-	return entries, errors.Wrap(err, "reading "+path)
+	entries, err := mountinfo.Read(path)
+	return entries, errors.Wrap(err, doing)
 }
 
 // NamespaceDir is the directory of namespace name: <mount>/ns/<name>.

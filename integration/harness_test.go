@@ -185,6 +185,9 @@ type daemonConfig struct {
 	root, mnt string
 	flags     []string
 	watchdog  time.Duration
+	// predecessor: the daemon that served mnt before (restart, remount),
+	// whose state a failure to mount explains.
+	predecessor *daemon
 }
 
 // withWatchdog gives a long test more time than watchdogTimeout.
@@ -284,7 +287,8 @@ func startNsfs(t *testing.T, opts ...daemonOption) *daemon {
 		if n := countMounts(t, d.mnt); n > 0 && unix.Statfs(d.mnt, &st) == nil {
 			if _, err := os.Stat(filepath.Join(d.mnt, "ns")); err == nil {
 				if n != 1 {
-					t.Fatalf("%d fuse.nsfs mounts stacked at %s, want 1 (a stale mount must be recovered, not covered)", n, d.mnt)
+					t.Fatalf("%d fuse.nsfs mounts stacked at %s, want 1 (a stale mount must be recovered, not covered)\n%s",
+						n, d.mnt, stackedMountsReport(d.mnt, d, cfg.predecessor))
 				}
 				d.rememberConnection(t)
 				return d
@@ -295,6 +299,57 @@ func startNsfs(t *testing.T, opts ...daemonOption) *daemon {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// stackedMountsReport explains what is mounted at mnt: each mount's line
+// in mountinfo (its id, its parent's id, its device), whether its FUSE
+// connection still exists and how many requests wait on it, and whether
+// the daemons that served mnt are alive.
+func stackedMountsReport(mnt string, daemons ...*daemon) string {
+	var b strings.Builder
+	data, err := os.ReadFile(mountinfo.Self)
+	if err != nil {
+		fmt.Fprintf(&b, "read %s: %v\n", mountinfo.Self, err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 5 || fields[4] != mnt {
+			continue
+		}
+		fmt.Fprintf(&b, "mountinfo: %s\n", line)
+		if _, minor, ok := strings.Cut(fields[2], ":"); ok {
+			conn := filepath.Join("/sys/fs/fuse/connections", minor)
+			if waiting, err := os.ReadFile(filepath.Join(conn, "waiting")); err == nil {
+				fmt.Fprintf(&b, "  connection %s: %s requests waiting\n", conn, strings.TrimSpace(string(waiting)))
+			} else if all, _ := os.ReadDir(filepath.Dir(conn)); len(all) == 0 {
+				fmt.Fprintf(&b, "  connection %s: unknown (fusectl is not mounted at %s)\n", conn, filepath.Dir(conn))
+			} else {
+				fmt.Fprintf(&b, "  connection %s: %v\n", conn, err)
+			}
+		}
+	}
+	for _, d := range daemons {
+		if d == nil || d.cmd == nil || d.cmd.Process == nil {
+			continue
+		}
+		conn, _ := d.conn.Load().(string)
+		fmt.Fprintf(&b, "daemon pid %d (its connection %q): %s\n", d.pid(), conn, processState(d.pid()))
+	}
+	return b.String()
+}
+
+// processState is the State line of /proc/PID/status, or why there is none.
+func processState(pid int) string {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return fmt.Sprintf("gone (%v)", err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if state, ok := strings.CutPrefix(line, "State:"); ok {
+			return strings.TrimSpace(state)
+		}
+	}
+	return "no State in its status"
 }
 
 // rememberConnection finds the fusectl directory of our mount, which can
@@ -352,16 +407,32 @@ func (d *daemon) path(rel ...string) string {
 	return filepath.Join(append([]string{d.mnt}, rel...)...)
 }
 
-// waitExit waits for the process to end; past timeout it sends SIGTERM and
-// then SIGKILL (to our PID only). It returns the exit code, -1 for a signal.
+// waitExit waits for the process to end; past timeout it sends SIGQUIT
+// (Go's runtime prints every goroutine's stack and exits), so that the
+// failure shows where the daemon lingered, then SIGTERM and SIGKILL (to
+// our PID only). It returns the exit code, -1 for a signal.
 func (d *daemon) waitExit(t *testing.T, timeout time.Duration) (code int, forced bool) {
 	t.Helper()
 	select {
 	case <-d.exited:
 	case <-time.After(timeout):
 		forced = true
-		t.Errorf("nsfs (pid %d) still running %v after unmount; sending SIGTERM", d.pid(), timeout)
-		_ = d.cmd.Process.Signal(syscall.SIGTERM)
+		kernelStacks := threadKernelStacks(d.pid())
+		logged := len(d.logs.String())
+		_ = d.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-d.exited:
+		case <-time.After(quitTimeout):
+		}
+		goStacks := d.logs.String()[logged:]
+		t.Errorf("nsfs (pid %d) still running %v after unmount; sent SIGQUIT\n%s\nits goroutines:\n%s\nits threads in the kernel:\n%s",
+			d.pid(), timeout, otherNamespacesMounting(d.mnt), goStacks, kernelStacks)
+		select {
+		case <-d.exited:
+		default:
+			t.Errorf("nsfs (pid %d) outlived SIGQUIT; sending SIGTERM", d.pid())
+			_ = d.cmd.Process.Signal(syscall.SIGTERM)
+		}
 		select {
 		case <-d.exited:
 		case <-time.After(exitTimeout):
@@ -371,6 +442,64 @@ func (d *daemon) waitExit(t *testing.T, timeout time.Duration) (code int, forced
 		}
 	}
 	return d.cmd.ProcessState.ExitCode(), forced
+}
+
+// otherNamespacesMounting names the mount namespaces (by a process in
+// each) that still have a mount at mnt: a copy made by unshare -m keeps
+// the filesystem, and so its daemon, alive after the original is gone.
+func otherNamespacesMounting(mnt string) string {
+	var b strings.Builder
+	seen := map[string]bool{}
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, proc := range procs {
+		ns, err := os.Readlink(filepath.Join(proc, "ns", "mnt"))
+		if err != nil || seen[ns] {
+			continue
+		}
+		seen[ns] = true
+		entries, err := mountinfo.Read(filepath.Join(proc, "mountinfo"))
+		if err != nil {
+			continue
+		}
+		if e, ok := mountinfo.At(entries, mnt); ok {
+			cmdline, _ := os.ReadFile(filepath.Join(proc, "cmdline"))
+			fmt.Fprintf(&b, "mount namespace %s (pid %s: %s) still has %s mounted at %s\n",
+				ns, filepath.Base(proc), strings.ReplaceAll(string(bytes.TrimRight(cmdline, "\x00")), "\x00", " "), e.FSType, mnt)
+		}
+	}
+	if b.Len() == 0 {
+		return "no mount namespace has a mount at " + mnt
+	}
+	return b.String()
+}
+
+// dropCopiedNsfsMounts begins a script run in a new mount namespace
+// (unshare -m): the namespace starts with a copy of every mount, other
+// tests' nsfs mounts among them, and a copy keeps its filesystem, and so
+// its daemon, alive after the test that made it unmounted the original:
+// that daemon would not exit until this namespace ends. $KEEP (space
+// separated, may be unset) names the mounts the script uses.
+const dropCopiedNsfsMounts = `for m in $(findmnt -rn -t fuse.nsfs -o TARGET); do
+	case " $KEEP " in *" $m "*) ;; *) umount -l "$m" 2>/dev/null || true ;; esac
+done
+`
+
+// quitTimeout is how long a daemon has to print its goroutines after
+// SIGQUIT.
+const quitTimeout = 5 * time.Second
+
+// threadKernelStacks is the kernel stack of each of pid's threads
+// (/proc/PID/task/TID/stack), for those that wait in the kernel.
+func threadKernelStacks(pid int) string {
+	var b strings.Builder
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+	for _, task := range tasks {
+		stack, _ := os.ReadFile(filepath.Join(task, "stack"))
+		if len(bytes.TrimSpace(stack)) > 0 {
+			fmt.Fprintf(&b, "thread %s:\n%s", filepath.Base(task), stack)
+		}
+	}
+	return b.String()
 }
 
 // stop unmounts with `umount MNT` (retrying while busy), waits for the
@@ -448,13 +577,18 @@ func (d *daemon) signal(t *testing.T, sig syscall.Signal) int {
 func (d *daemon) remount(t *testing.T) *daemon {
 	t.Helper()
 	d.stop(t)
-	return startNsfs(t, withStore(d.root, d.mnt), withFlags(d.flags...))
+	return startNsfs(t, withStore(d.root, d.mnt), withFlags(d.flags...), after(d))
+}
+
+// after names the daemon that served the mountpoint before.
+func after(previous *daemon) daemonOption {
+	return func(c *daemonConfig) { c.predecessor = previous }
 }
 
 // restart mounts the same root at the same place after kill9.
 func (d *daemon) restart(t *testing.T) *daemon {
 	t.Helper()
-	return startNsfs(t, withStore(d.root, d.mnt), withFlags(d.flags...))
+	return startNsfs(t, withStore(d.root, d.mnt), withFlags(d.flags...), after(d))
 }
 
 // removeLeftoverMounts lazily unmounts whatever is still mounted at mnt;

@@ -115,6 +115,63 @@ func TestMountRecoversAfterKill9(t *testing.T) {
 	mustRun(t, d2.mnt, "mkdir", "ns/bar")
 }
 
+// A live nsfs mount at the mountpoint is another daemon's, serving its
+// store: a mount of another store there is refused, and covers nothing.
+func TestMountRefusesALiveNsfsMountpoint(t *testing.T) {
+	t.Parallel()
+	d := startNsfs(t)
+	d.waitForLog(t, "nsfs: serving ")
+	mustRun(t, d.mnt, "mkdir", "ns/foo")
+	before := d.state(t)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := command(ctx, nsfsBin, "mount", "--root", filepath.Join(t.TempDir(), "other"), d.mnt)
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	err := runChild(t, cmd)
+	if n := countMounts(t, d.mnt); n != 1 {
+		t.Errorf("%d fuse.nsfs mounts at %s after a second daemon tried it, want 1\n%s", n, d.mnt, stackedMountsReport(d.mnt, d))
+		// The stacked one is dead now (its daemon was killed): take it
+		// away, so that the first one can be unmounted.
+		_, _ = runWithin(t, toolTimeout, "umount", "-l", d.mnt)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("the second daemon served on top of the first until killed\nstderr:\n%s", &stderr)
+	}
+	if err == nil || cmd.ProcessState.ExitCode() <= 0 {
+		t.Errorf("mounting over a live nsfs mount ended with %v, want a non-zero exit", err)
+	}
+	want := fmt.Sprintf("nsfs: mount: %s is already an nsfs mount, of store %s, and its daemon is serving it: "+
+		"mounting on top would hide it; unmount it first (nsfs umount %s)\n", d.mnt, d.root, d.mnt)
+	if got := stderr.String(); got != want {
+		t.Errorf("stderr of mounting over a live nsfs mount:\n got: %q\nwant: %q", got, want)
+	}
+	d.assertUnchanged(t, "a mount refused over a live one", before)
+	mustRun(t, d.mnt, "mkdir", "ns/bar")
+}
+
+// Dead mounts stacked at the mountpoint (here: a bind mount of the mount
+// onto itself, both dead once the daemon is killed) are all recovered:
+// the new mount covers none of them.
+func TestMountRecoversStackedDeadMounts(t *testing.T) {
+	t.Parallel()
+	d := startNsfs(t)
+	d.waitForLog(t, "nsfs: serving ") // not killed during go-fuse's own open of the mount
+	mustRun(t, d.mnt, "mkdir", "ns/foo")
+	mustRun(t, "/", "mount", "--bind", d.mnt, d.mnt)
+	if n := countMounts(t, d.mnt); n != 2 {
+		t.Fatalf("%d fuse.nsfs mounts at %s after mount --bind onto itself, want 2", n, d.mnt)
+	}
+	d.kill9(t)
+
+	d2 := d.restart(t) // checks a single fuse.nsfs mount at MNT
+	if n := strings.Count(d2.logs.String(), "recovered "+d2.mnt+": a dead mount (its daemon died) was unmounted"); n != 2 {
+		t.Errorf("the new daemon logged %d recoveries of a dead mount, want 2:\n%s", n, d2.logs)
+	}
+	assertOutput(t, "ls ns after recovery", mustRun(t, d2.mnt, "ls", "ns"), lines("default", "foo"))
+}
+
 func TestMountCreatesItsRoot(t *testing.T) {
 	t.Parallel()
 	base := t.TempDir()
@@ -276,7 +333,7 @@ func TestMountDefaultRoot(t *testing.T) {
 		// /var/lib, so the machine's /var/lib/nsfs is never touched.
 		varLib := t.TempDir()
 		mnt := filepath.Join(t.TempDir(), "mnt")
-		script := fmt.Sprintf(`set -e
+		script := dropCopiedNsfsMounts + fmt.Sprintf(`set -e
 mount --bind %[1]s /var/lib
 %[2]s mount %[3]s 2>%[1]s/daemon.log &
 pid=$!

@@ -147,7 +147,7 @@ func TestTimeoutProbe(t *testing.T) {
 	}
 	defer busy.Close()
 
-	script := fmt.Sprintf(`readlink /proc/self/ns/mnt >%[1]s/mntns
+	script := dropCopiedNsfsMounts + fmt.Sprintf(`readlink /proc/self/ns/mnt >%[1]s/mntns
 %[2]s mount --root %[1]s/nsroot %[3]s 2>%[1]s/nsdaemon.log &
 until ls %[3]s/ns >/dev/null 2>&1; do sleep 0.01; done
 echo ready >%[1]s/nsready

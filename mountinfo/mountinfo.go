@@ -5,6 +5,7 @@ package mountinfo
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"os"
 	"strings"
@@ -37,15 +38,30 @@ func Parse(r io.Reader) ([]Entry, error) {
 	return entries, scanner.Err()
 }
 
-// Read is Parse of the file at path (Self for the caller's own table).
+// Read is Parse of the file at path (Self for the caller's own table),
+// as one table that was. The kernel hands the table out a page per
+// read(2), each from the table as it is then: a mount and an unmount
+// between two pages show a table that never was (a mount replaced by
+// another, at the same place, shows twice, or not at all). So the file
+// is read until two reads in a row agree; a table that keeps changing
+// for maxRereads reads is taken as last read.
 func Read(path string) ([]Entry, error) {
-	f, err := os.Open(path)
+	data, err := os.ReadFile(path)
+	for i := 0; err == nil && i < maxRereads; i++ {
+		var again []byte
+		if again, err = os.ReadFile(path); err == nil && bytes.Equal(again, data) {
+			break
+		}
+		data = again
+	}
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	return Parse(f)
+	return Parse(bytes.NewReader(data))
 }
+
+// maxRereads bounds how often Read reads a table that changes under it.
+const maxRereads = 100
 
 // At is the topmost entry mounted at mountpoint, and whether there is one.
 func At(entries []Entry, mountpoint string) (Entry, bool) {

@@ -13,6 +13,7 @@ import (
 	"github.com/nsfs/nsfs/client"
 	"github.com/nsfs/nsfs/fs"
 	"github.com/nsfs/nsfs/metadata"
+	"github.com/nsfs/nsfs/mountinfo"
 	"github.com/pkg/errors"
 	"github.com/urfave/cli/v2"
 )
@@ -223,41 +224,74 @@ func defaultRoot(command string) (string, error) {
 	return filepath.Join(home, ".local", "share", "nsfs"), nil
 }
 
-// prepareMountpoint recovers the mount a killed or hung daemon left
+// prepareMountpoint recovers the mounts killed or hung daemons left
 // behind and creates the mountpoint if it is missing. A dead mount
 // answers ENOTCONN; a daemon killed while stuck in the kernel (or hung)
 // answers nothing, and its connection is aborted (client.Unmount), or
-// this mount would wait for it forever.
+// this mount would wait for it forever. A mount that answers and is
+// nsfs's is another daemon's, serving: mounting on top would hide it
+// (and the store it serves) from everyone, so it is refused. Another
+// filesystem that answers may be covered, as mount(8) would.
 func prepareMountpoint(mountpoint string) error {
-	// statfs, not stat: the kernel answers stat of a mount's root from
-	// its attribute cache for a while after the daemon died, but always
-	// asks the daemon for statfs.
-	err := client.Probe(mountpoint, client.AnswerWait)
-	if err == nil {
-		_, err = os.Stat(mountpoint)
-	}
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, syscall.ENOTCONN), errors.Is(err, syscall.ETIMEDOUT):
-		res, uerr := client.Unmount(mountpoint)
-		if uerr != nil {
-			return errors.Wrapf(uerr, "mount: %s is a dead mount (its daemon died or hangs) and unmounting it failed", mountpoint)
+	for recovered := 0; ; recovered++ {
+		// statfs, not stat: the kernel answers stat of a mount's root
+		// from its attribute cache for a while after the daemon died,
+		// but always asks the daemon for statfs.
+		err := client.Probe(mountpoint, client.AnswerWait)
+		if err == nil {
+			_, err = os.Stat(mountpoint)
 		}
-		what := "a dead mount (its daemon died) was unmounted"
-		if res.Hung {
-			what = "the mount of a daemon that did not answer (hung, or killed while stuck) was aborted and unmounted"
-		}
-		if res.Lazily {
-			what += " lazily (still in use)"
-		}
-		log.Printf("recovered %s: %s", mountpoint, what)
-		return nil
-	case errors.Is(err, os.ErrNotExist):
-		if err := os.MkdirAll(mountpoint, 0o755); err != nil {
+		switch {
+		case err == nil:
+			top, terr := topMount(mountpoint)
+			if terr != nil {
+				return terr
+			}
+			if top.FSType == client.FSType {
+				return errors.Errorf("mount: %s is already an nsfs mount, of store %s, and its daemon is serving it: "+
+					"mounting on top would hide it; unmount it first (nsfs umount %s)", mountpoint, top.Source, mountpoint)
+			}
+			return nil
+		case errors.Is(err, syscall.ENOTCONN), errors.Is(err, syscall.ETIMEDOUT):
+			if recovered == maxStaleMounts {
+				return errors.Errorf("mount: %s: %d dead mounts recovered and still one more under them; unmount them with umount -l %s", mountpoint, recovered, mountpoint)
+			}
+			res, uerr := client.Unmount(mountpoint)
+			if uerr != nil {
+				return errors.Wrapf(uerr, "mount: %s is a dead mount (its daemon died or hangs) and unmounting it failed", mountpoint)
+			}
+			what := "a dead mount (its daemon died) was unmounted"
+			if res.Hung {
+				what = "the mount of a daemon that did not answer (hung, or killed while stuck) was aborted and unmounted"
+			}
+			if res.Lazily {
+				what += " lazily (still in use)"
+			}
+			log.Printf("recovered %s: %s", mountpoint, what)
+			// What it covered shows now: another dead mount, one
+			// that serves, or the directory.
+		case errors.Is(err, os.ErrNotExist):
+			if err := os.MkdirAll(mountpoint, 0o755); err != nil {
+				return errors.Wrap(err, "mount")
+			}
+			return nil
+		default:
 			return errors.Wrap(err, "mount")
 		}
-		return nil
 	}
-	return errors.Wrap(err, "mount")
+}
+
+// maxStaleMounts bounds how many dead mounts, one on another, a mount
+// recovers before it gives up.
+const maxStaleMounts = 8
+
+// topMount is the topmost mount at dir in this process's mount table;
+// the zero Entry when nothing is mounted there.
+func topMount(dir string) (mountinfo.Entry, error) {
+	entries, err := mountinfo.Read(mountinfo.Self)
+	if err != nil {
+		return mountinfo.Entry{}, errors.Wrapf(err, "mount: reading the mount table to see what is mounted at %s", dir)
+	}
+	top, _ := mountinfo.At(entries, dir)
+	return top, nil
 }
