@@ -74,31 +74,10 @@ func runMount(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	sharing := metadata.Sharing(c.String("content-sharing"))
-	if sharing != metadata.SharingShared && sharing != metadata.SharingIsolated {
-		return errors.Errorf("mount: --content-sharing %q: must be %q or %q", sharing, metadata.SharingShared, metadata.SharingIsolated)
+	sharing, limits, err := mountSettings(c)
+	if err != nil {
+		return err
 	}
-	if grace := c.Duration(gcGraceFlag.Name); grace < 0 {
-		return errors.Errorf("mount: --gc-grace %v: must not be negative (0 turns the collection off)", grace)
-	}
-	for _, name := range []string{"max-open-per-user", "max-open"} {
-		if n := c.Int(name); n < 0 {
-			return errors.Errorf("mount: --%s %d: must not be negative (0 derives it from the descriptor limit)", name, n)
-		}
-	}
-	if n := c.Int64("max-buffered-per-user"); n <= 0 {
-		return errors.Errorf("mount: --max-buffered-per-user %d: must be positive", n)
-	}
-	// Before anything is opened: the limits of users' handles follow
-	// from the raised value.
-	limits := fs.DefaultLimits(raiseOpenFileLimit())
-	if n := c.Int("max-open-per-user"); n > 0 {
-		limits.MaxOpenPerUser = n
-	}
-	if n := c.Int("max-open"); n > 0 {
-		limits.MaxOpen = n
-	}
-	limits.MaxBufferedPerUser = c.Int64("max-buffered-per-user")
 
 	// Signals are caught from the start: one that arrives before the
 	// server is up (a test or a user quick to interrupt) waits in the
@@ -167,6 +146,36 @@ func runMount(c *cli.Context) error {
 		return errors.Wrapf(err, "close store %s", root)
 	}
 	return nil
+}
+
+// mountSettings checks mount's flags and derives from them the content
+// sharing and the limits of users' handles. It raises the descriptor
+// limit first: the limits follow from the raised value.
+func mountSettings(c *cli.Context) (metadata.Sharing, fs.Limits, error) {
+	sharing := metadata.Sharing(c.String("content-sharing"))
+	if sharing != metadata.SharingShared && sharing != metadata.SharingIsolated {
+		return "", fs.Limits{}, errors.Errorf("mount: --content-sharing %q: must be %q or %q", sharing, metadata.SharingShared, metadata.SharingIsolated)
+	}
+	if grace := c.Duration(gcGraceFlag.Name); grace < 0 {
+		return "", fs.Limits{}, errors.Errorf("mount: --gc-grace %v: must not be negative (0 turns the collection off)", grace)
+	}
+	for _, name := range []string{"max-open-per-user", "max-open"} {
+		if n := c.Int(name); n < 0 {
+			return "", fs.Limits{}, errors.Errorf("mount: --%s %d: must not be negative (0 derives it from the descriptor limit)", name, n)
+		}
+	}
+	if n := c.Int64("max-buffered-per-user"); n <= 0 {
+		return "", fs.Limits{}, errors.Errorf("mount: --max-buffered-per-user %d: must be positive", n)
+	}
+	limits := fs.DefaultLimits(raiseOpenFileLimit())
+	if n := c.Int("max-open-per-user"); n > 0 {
+		limits.MaxOpenPerUser = n
+	}
+	if n := c.Int("max-open"); n > 0 {
+		limits.MaxOpen = n
+	}
+	limits.MaxBufferedPerUser = c.Int64("max-buffered-per-user")
+	return sharing, limits, nil
 }
 
 // raiseOpenFileLimit raises the soft RLIMIT_NOFILE to the hard limit (Go's
