@@ -179,7 +179,7 @@ func TestPosixChecksInImages(t *testing.T) {
 			if err := os.Mkdir(dir, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			posixtest.All[name](t, dir)
+			withoutForks(func() { posixtest.All[name](t, dir) })
 		})
 	}
 }
