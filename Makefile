@@ -13,8 +13,9 @@ run: build
 	mkdir -p mnt
 	bin/nsfs mount --root $(CURDIR)/.nsfs $(CURDIR)/mnt
 
-# test: formatting, vet, unit tests with the race detector, then the
-# integration tests that mount for real (they need root and /dev/fuse).
+# test: formatting, vet, unit tests with the race detector, every fuzz
+# target briefly (fuzz-smoke), then the integration tests that mount for
+# real (they need root and /dev/fuse).
 test:
 	@unformatted="$$(gofmt -l .)"; if [ -n "$$unformatted" ]; then \
 		echo "gofmt -l: these files need gofmt -w:"; echo "$$unformatted"; exit 1; fi

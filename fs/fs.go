@@ -10,8 +10,9 @@
 // One file holds one node type, or the handles of one; each node's doc
 // comment shows the shell session it serves. Every operation passes one
 // gate first (enter, gate.go). The nodes translate system calls into
-// metadata calls and errors into errno (errno.go); every rule lives in
-// package metadata. A shell session shows what the code produces:
+// metadata calls and errors into errno (errno.go); the rules live below:
+// naming rules in package names, the store's rules in package metadata.
+// A shell session shows what the code produces:
 //
 //	$ mkdir /mnt/ns/dev
 //	$ setfattr -n user.team -v infra /mnt/ns/dev
