@@ -28,6 +28,9 @@ type Node struct {
 	// MaxIndexDepth indexes above it. Nothing below it is walked, and it
 	// is not taken: reached again less deep, it is entered again.
 	TooDeep bool
+	// Doc is the document Enter returned for the node (nil: none), so
+	// that the nodes below it know what names them.
+	Doc *Document
 }
 
 // Walker walks an image graph whose documents its caller reads, by the
@@ -97,6 +100,7 @@ func (w *Walker) reach(n *Node) error {
 		return nil
 	}
 	w.taken[n.Digest] = true
+	n.Doc = doc
 	if doc != nil {
 		if err := w.walkBelow(n, *doc, n.Depth); err != nil {
 			return err

@@ -555,7 +555,7 @@ func (db *DB) claimBelow(tx *bolt.Tx, ns string, pm imagegraph.Document, childre
 		}
 		claims[n.Digest] = size
 		doc, parsed := children[n.Digest]
-		underIndex := n.Parent == nil || children[n.Parent.Digest].IsIndex()
+		underIndex := n.Parent == nil || n.Parent.Doc.IsIndex()
 		if !parsed || !underIndex || !imagegraph.IsDocument(n.MediaType) {
 			return nil, nil
 		}
