@@ -50,8 +50,12 @@ type Walker struct {
 	// Leave, if set, is called for each node taken, after the nodes below
 	// it: a post-order, children before parents.
 	Leave func(n *Node) error
+	// Again, if set, is called for each node reached whose digest is
+	// taken, with the Doc Enter returned for it; nothing below it is
+	// walked again.
+	Again func(n *Node) error
 
-	taken map[digest.Digest]bool
+	taken map[digest.Digest]*Document // what Enter returned
 }
 
 // Walk reaches the children of root, which has no index above it, and
@@ -83,10 +87,14 @@ func (w *Walker) walkBelow(parent *Node, doc Document, depth int) error {
 // reach enters n unless its digest is taken, then walks below it.
 func (w *Walker) reach(n *Node) error {
 	if w.taken == nil {
-		w.taken = map[digest.Digest]bool{}
+		w.taken = map[digest.Digest]*Document{}
 	}
-	if w.taken[n.Digest] {
-		return nil
+	if doc, taken := w.taken[n.Digest]; taken {
+		if w.Again == nil {
+			return nil
+		}
+		n.Doc = doc
+		return w.Again(n)
 	}
 	n.TooDeep = IsDocument(n.MediaType) && n.Depth > MaxIndexDepth
 	doc, err := w.Enter(n)
@@ -99,7 +107,7 @@ func (w *Walker) reach(n *Node) error {
 	if n.TooDeep {
 		return nil
 	}
-	w.taken[n.Digest] = true
+	w.taken[n.Digest] = doc
 	n.Doc = doc
 	if doc != nil {
 		if err := w.walkBelow(n, *doc, n.Depth); err != nil {
