@@ -39,6 +39,7 @@ type exportGraph struct {
 	blobs   map[digest.Digest]ocispec.Descriptor
 	parsed  map[digest.Digest]exportManifest
 	missing map[digest.Digest]bool // children looked for and not complete
+	walker  imagegraph.Walker      // over every image: each blob is added once
 }
 
 // exportManifest is a manifest or index the export read.
@@ -154,7 +155,7 @@ func (g *exportGraph) addImage(ctx context.Context, ref string) (ocispec.Descrip
 		return ocispec.Descriptor{}, errors.Wrapf(err, "image %q in namespace %q", ref, ns)
 	}
 	desc := imageDescriptor(data)
-	if err := g.add(ctx, desc, fmt.Sprintf("image %q", ref), true, 0); err != nil {
+	if err := g.add(ctx, desc, fmt.Sprintf("image %q", ref)); err != nil {
 		return ocispec.Descriptor{}, err
 	}
 	return desc, nil
@@ -232,57 +233,78 @@ func (g *exportGraph) writeTar(ctx context.Context, w io.Writer, files []archive
 	return tw.Close()
 }
 
-// add puts blob desc and everything it names into the export. A required
-// blob the namespace cannot see is an error; for an index's manifests
-// (not required) the manifest goes only when the namespace has all of it.
-// depth is how many indexes lie above desc.
-func (g *exportGraph) add(ctx context.Context, desc ocispec.Descriptor, role string, required bool, depth int) error {
-	if _, ok := g.blobs[desc.Digest]; ok {
+// add puts image root and everything it names into the export, with an
+// imagegraph.Walker. The root must be there, whole; an index's manifests
+// go only when the namespace has all of each. role names the root in
+// messages.
+func (g *exportGraph) add(ctx context.Context, root ocispec.Descriptor, role string) error {
+	var roleOf func(n *imagegraph.Node) string
+	roleOf = func(n *imagegraph.Node) string {
+		if n.Parent == nil {
+			return role
+		}
+		return roleOf(n.Parent) + " " + n.Role
+	}
+	g.walker.Enter = func(n *imagegraph.Node) (*imagegraph.Document, error) {
+		return g.addBlob(ctx, n.Descriptor, roleOf(n), n.Parent == nil, n.TooDeep)
+	}
+	g.walker.Leave = func(n *imagegraph.Node) error {
+		if n.Doc != nil {
+			g.addIndex(n.Descriptor, *n.Doc)
+		}
 		return nil
 	}
-	if depth > imagegraph.MaxIndexDepth && imagegraph.IsDocument(desc.MediaType) {
-		return errors.Errorf("%s: indexes nested more than %d deep", role, imagegraph.MaxIndexDepth)
+	return g.walker.WalkFrom(imagegraph.Child{Descriptor: root})
+}
+
+// addBlob puts blob desc, the image or a manifest of an index, into the
+// export, and returns the index whose manifests are added next (addIndex
+// then adds the index itself). A manifest goes with its config and layers
+// (addManifest). A required blob the namespace cannot see is an error; a
+// manifest of an index it does not hold whole is imagegraph.Pass.
+// tooDeep: desc is a manifest or index below more indexes than
+// imagegraph.MaxIndexDepth.
+func (g *exportGraph) addBlob(ctx context.Context, desc ocispec.Descriptor, role string, required, tooDeep bool) (*imagegraph.Document, error) {
+	if tooDeep {
+		return nil, errors.Errorf("%s: %v", role, imagegraph.ErrTooDeep)
 	}
 	ok, err := g.t.Exists(ctx, desc)
 	if err != nil {
-		return errors.WithMessage(err, role)
+		return nil, errors.WithMessage(err, role)
 	}
 	if !ok {
 		if required {
-			return errors.Errorf("%s: blob %s is not in namespace %q", role, desc.Digest, g.t.Namespace().Name)
+			return nil, errors.Errorf("%s: blob %s is not in namespace %q", role, desc.Digest, g.t.Namespace().Name)
 		}
 		g.missing[desc.Digest] = true
-		return nil
+		return nil, imagegraph.Pass
 	}
 	if !imagegraph.IsDocument(desc.MediaType) {
 		g.blobs[desc.Digest] = ocispec.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: desc.Size}
-		return nil
+		return nil, nil
 	}
 	data, err := imagegraph.Fetch(ctx, g.t, desc)
 	if err != nil {
-		return errors.Wrapf(err, "%s: reading %s", role, desc.Digest)
+		return nil, errors.Wrapf(err, "%s: reading %s", role, desc.Digest)
 	}
 	doc, err := imagegraph.Parse(data)
 	if err != nil {
-		return errors.Errorf("%s: %s %s: %v", role, documentWord(desc.MediaType), desc.Digest, err)
+		return nil, errors.Errorf("%s: %s %s: %v", role, documentWord(desc.MediaType), desc.Digest, err)
 	}
-	var pm exportManifest
 	if doc.IsIndex() {
-		pm, err = g.addIndex(ctx, doc, role, depth)
-	} else {
-		var complete bool
-		if complete, err = g.addManifest(ctx, doc, role, required); err == nil && !complete {
-			g.missing[desc.Digest] = true
-			return nil
-		}
-		pm = exportManifest{config: &doc.Children[0].Descriptor, layers: descriptors(doc.Children[1:])}
+		return &doc, nil
 	}
+	complete, err := g.addManifest(ctx, doc, role, required)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	g.parsed[desc.Digest] = pm
+	if !complete {
+		g.missing[desc.Digest] = true
+		return nil, imagegraph.Pass
+	}
+	g.parsed[desc.Digest] = exportManifest{config: &doc.Children[0].Descriptor, layers: descriptors(doc.Children[1:])}
 	g.blobs[desc.Digest] = ocispec.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: desc.Size}
-	return nil
+	return nil, nil
 }
 
 // addManifest puts the config and layers of manifest doc into the export.
@@ -313,24 +335,31 @@ func (g *exportGraph) addManifest(ctx context.Context, doc imagegraph.Document, 
 	return true, nil
 }
 
-// addIndex puts the manifests of index doc that the namespace holds whole
-// into the export.
-func (g *exportGraph) addIndex(ctx context.Context, doc imagegraph.Document, role string, depth int) (exportManifest, error) {
+// addIndex puts index desc, whose manifests the walk has added where the
+// namespace holds them whole, into the export.
+func (g *exportGraph) addIndex(desc ocispec.Descriptor, doc imagegraph.Document) {
 	var pm exportManifest
 	for _, c := range doc.Children {
-		if err := g.add(ctx, c.Descriptor, role+" "+c.Role, false, depth+1); err != nil {
-			return exportManifest{}, err
-		}
 		if _, ok := g.blobs[c.Digest]; ok {
 			pm.manifests = append(pm.manifests, c.Descriptor)
 		}
 	}
-	return pm, nil
+	g.parsed[desc.Digest] = pm
+	g.blobs[desc.Digest] = ocispec.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: desc.Size}
 }
 
 // dockerManifest picks the manifest of index desc that manifest.json
 // names: the one for platform (default: the host's), else the first one
 // exported. Nested indexes are searched too.
+//
+// It recurses by hand, not with imagegraph's walks: it reads no document
+// (it searches the export already planned, g.parsed), and it is not a
+// walk of blobs but a choice among descriptors, made level by level: a
+// nested index offers its own match, else its first manifest, as one
+// candidate in its parent's order, and a platform is the descriptor's,
+// so every occurrence of a digest counts. The once-per-digest rule of
+// imagegraph.Walker and imagegraph.Walk would skip a later occurrence
+// and could pick another manifest.
 func (g *exportGraph) dockerManifest(desc ocispec.Descriptor, want ocispec.Platform, depth int) (ocispec.Descriptor, bool) {
 	if want.OS == "" {
 		want = HostPlatform()

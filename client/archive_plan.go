@@ -21,11 +21,11 @@ import (
 // importPlan is what an import will write: the blobs in an order where
 // every manifest follows what it names, and the images.
 type importPlan struct {
-	arch    *tarArchive
-	blobs   map[digest.Digest]planBlob
-	visited map[digest.Digest]bool
-	order   []digest.Digest // children before parents
-	images  []ArchiveImage
+	arch   *tarArchive
+	blobs  map[digest.Digest]planBlob
+	walker imagegraph.Walker // over every image: each blob is planned once
+	order  []digest.Digest   // children before parents
+	images []ArchiveImage
 }
 
 // planBlob is where a blob's bytes come from: the archive, or memory (a
@@ -41,7 +41,7 @@ type planBlob struct {
 // every blob every image needs (present, of its digest and size), the
 // manifests' JSON, and the refs. Nothing is written.
 func (a *tarArchive) plan(prefix string, filterPrefix bool) (*importPlan, error) {
-	p := &importPlan{arch: a, blobs: map[digest.Digest]planBlob{}, visited: map[digest.Digest]bool{}}
+	p := &importPlan{arch: a, blobs: map[digest.Digest]planBlob{}}
 	var (
 		roots []ocispec.Descriptor
 		refs  []string
@@ -76,7 +76,7 @@ func (a *tarArchive) plan(prefix string, filterPrefix bool) (*importPlan, error)
 		if !imagegraph.IsDocument(root.MediaType) {
 			return nil, errors.Errorf("image %q: %s is a %q, not an image manifest or index", name, root.Digest, root.MediaType)
 		}
-		if _, err := p.need(root, fmt.Sprintf("image %q", name), true, 0); err != nil {
+		if err := p.need(root, fmt.Sprintf("image %q", name)); err != nil {
 			return nil, err
 		}
 		target := ocispec.Descriptor{MediaType: root.MediaType, Digest: root.Digest, Size: root.Size}
@@ -180,73 +180,81 @@ func (p *importPlan) lookup(desc ocispec.Descriptor, role string) (planBlob, boo
 	return planBlob{desc: desc, entry: e}, true, nil
 }
 
-// need adds blob desc, and everything it names, to the plan, children
-// first. A required blob must be there; an index's manifests need not be
-// (an image may come with some of its platforms). depth is how many
-// indexes lie above desc. It reports whether desc is there.
-func (p *importPlan) need(desc ocispec.Descriptor, role string, required bool, depth int) (bool, error) {
-	if p.visited[desc.Digest] {
-		return true, nil
+// need adds image root, and everything it names, to the plan, children
+// first, with an imagegraph.Walker. The root must be there, and what a
+// manifest names (a foreign layer, with URLs, may live elsewhere); an
+// index's manifests need not be (an image may come with some of its
+// platforms). role names the root in messages.
+func (p *importPlan) need(root ocispec.Descriptor, role string) error {
+	var roleOf func(n *imagegraph.Node) string
+	roleOf = func(n *imagegraph.Node) string {
+		if n.Parent == nil {
+			return role
+		}
+		return roleOf(n.Parent) + " " + n.Role
 	}
-	if depth > imagegraph.MaxIndexDepth && imagegraph.IsDocument(desc.MediaType) {
-		return false, errors.Errorf("%s: indexes nested more than %d deep", role, imagegraph.MaxIndexDepth)
+	p.walker.Enter = func(n *imagegraph.Node) (*imagegraph.Document, error) {
+		required := n.Parent == nil || (!n.Parent.Doc.IsIndex() && !n.Foreign)
+		return p.needBlob(n.Descriptor, roleOf(n), required, n.TooDeep)
+	}
+	p.walker.Leave = func(n *imagegraph.Node) error {
+		p.order = append(p.order, n.Digest)
+		return nil
+	}
+	return p.walker.WalkFrom(imagegraph.Child{Descriptor: root})
+}
+
+// needBlob adds blob desc to the plan and returns its document, for a
+// manifest or index: imagegraph.Pass when it is not there and not
+// required. tooDeep: desc is a manifest or index below more indexes than
+// imagegraph.MaxIndexDepth.
+func (p *importPlan) needBlob(desc ocispec.Descriptor, role string, required, tooDeep bool) (*imagegraph.Document, error) {
+	if tooDeep {
+		return nil, errors.Errorf("%s: %v", role, imagegraph.ErrTooDeep)
 	}
 	b, ok, err := p.lookup(desc, role)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	if !ok {
 		if required {
-			return false, errors.Errorf("%s: blob %s is not in the archive", role, desc.Digest)
+			return nil, errors.Errorf("%s: blob %s is not in the archive", role, desc.Digest)
 		}
-		return false, nil
+		return nil, imagegraph.Pass
 	}
 	size := b.entry.size
 	if b.data != nil {
 		size = int64(len(b.data))
 	}
 	if size != desc.Size {
-		return false, errors.Errorf("%s: blob %s has %d bytes in the archive, but its descriptor says %d", role, desc.Digest, size, desc.Size)
+		return nil, errors.Errorf("%s: blob %s has %d bytes in the archive, but its descriptor says %d", role, desc.Digest, size, desc.Size)
 	}
 	b.desc = ocispec.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: desc.Size}
+	var doc *imagegraph.Document
 	if imagegraph.IsDocument(desc.MediaType) {
 		b.manifest = true
-		if err := p.needChildren(b, role, depth); err != nil {
-			return false, err
+		if doc, err = p.readDocument(b, role); err != nil {
+			return nil, err
 		}
 	}
-	p.visited[desc.Digest] = true
 	p.blobs[desc.Digest] = b
-	p.order = append(p.order, desc.Digest)
-	return true, nil
+	return doc, nil
 }
 
-// needChildren adds what the manifest or index b names to the plan: a
-// manifest's config and layers, required (a foreign layer, with URLs, may
-// live elsewhere), an index's manifests, not required.
-func (p *importPlan) needChildren(b planBlob, role string, depth int) error {
+// readDocument reads and parses the manifest or index b.
+func (p *importPlan) readDocument(b planBlob, role string) (*imagegraph.Document, error) {
 	data := b.data
 	if data == nil {
 		var err error
 		if data, err = p.arch.readEntry(b.entry, imagegraph.MaxDocumentSize); err != nil {
-			return errors.WithMessage(err, role)
+			return nil, errors.WithMessage(err, role)
 		}
 	}
 	doc, err := imagegraph.Parse(data)
 	if err != nil {
-		return errors.Errorf("%s: %s %s: %v", role, documentWord(b.desc.MediaType), b.desc.Digest, err)
+		return nil, errors.Errorf("%s: %s %s: %v", role, documentWord(b.desc.MediaType), b.desc.Digest, err)
 	}
-	childDepth := depth
-	if doc.IsIndex() {
-		childDepth++
-	}
-	for _, c := range doc.Children {
-		required := !doc.IsIndex() && !c.Foreign
-		if _, err := p.need(c.Descriptor, role+" "+c.Role, required, childDepth); err != nil {
-			return err
-		}
-	}
-	return nil
+	return &doc, nil
 }
 
 // open reads blob b from where the plan found it.

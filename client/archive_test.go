@@ -361,3 +361,40 @@ func TestDockerSchema2ManifestJSON(t *testing.T) {
 		t.Errorf("got %s\nwant %s", b, want)
 	}
 }
+
+// TestPlanIndexDepth: a manifest below imagegraph.MaxIndexDepth nested
+// indexes is imported; one index more is refused, and the message names
+// the path to it.
+func TestPlanIndexDepth(t *testing.T) {
+	t.Parallel()
+	layer, config := seeded(4, 100), []byte(`{"architecture":"amd64","os":"linux"}`)
+	manifest := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":%q,"size":%d}]}`,
+		ocispec.MediaTypeImageManifest, digest.FromBytes(config), len(config), digest.FromBytes(layer), len(layer)))
+	blob := func(data []byte) testFile {
+		return testFile{name: "blobs/sha256/" + digest.FromBytes(data).Encoded(), data: data}
+	}
+	archive := func(indexes int) []byte {
+		files := []testFile{{name: "oci-layout", data: []byte(`{"imageLayoutVersion":"1.0.0"}`)}, blob(layer), blob(config), blob(manifest)}
+		below, mt := manifest, ocispec.MediaTypeImageManifest
+		for i := 0; i < indexes; i++ {
+			below = []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"manifests":[{"mediaType":%q,"digest":%q,"size":%d}]}`,
+				ocispec.MediaTypeImageIndex, mt, digest.FromBytes(below), len(below)))
+			mt = ocispec.MediaTypeImageIndex
+			files = append(files, blob(below))
+		}
+		index := fmt.Sprintf(`{"schemaVersion":2,"manifests":[{"mediaType":%q,"digest":%q,"size":%d,"annotations":{"io.containerd.image.name":"deep:1"}}]}`,
+			mt, digest.FromBytes(below), len(below))
+		return testTar(t, append(files, testFile{name: "index.json", data: []byte(index)})...)
+	}
+	p, err := planOf(t, archive(imagegraph.MaxIndexDepth), "x")
+	if err != nil {
+		t.Fatalf("%d nested indexes: %v", imagegraph.MaxIndexDepth, err)
+	}
+	if n := len(p.order); n != 3+imagegraph.MaxIndexDepth || p.order[0] != digest.FromBytes(config) || p.order[2] != digest.FromBytes(manifest) {
+		t.Errorf("order %v: want config, layer, manifest, then the %d indexes, innermost first", p.order, imagegraph.MaxIndexDepth)
+	}
+	want := `image "deep:1"` + strings.Repeat(" manifest 1", imagegraph.MaxIndexDepth+1) + ": indexes nested more than 8 deep"
+	if _, err := planOf(t, archive(imagegraph.MaxIndexDepth+1), "x"); err == nil || err.Error() != want {
+		t.Errorf("%d nested indexes: error %v, want %q", imagegraph.MaxIndexDepth+1, err, want)
+	}
+}

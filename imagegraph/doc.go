@@ -16,7 +16,12 @@
 //     sha256 digest, a size and a media type, no key twice in an object
 //     and no key that differs from a field read only in case;
 //   - the children of a node (Successors, and Document.Children once
-//     parsed) and Walk, which reads the documents below a node;
+//     parsed) and the walks below a node: Walker, the one recursion over
+//     the graph, whose caller reads the documents by its own rules (a
+//     namespace, an archive, documents parsed earlier) while the Walker
+//     keeps the order, the depth (MaxIndexDepth) and takes each digest
+//     once; and Walk, a Walker that reads with Fetch and visits every
+//     place a digest is named;
 //   - the limits: MaxDocumentSize, the size of a manifest or index, and
 //     MaxIndexDepth, how many indexes may lie above a document that is
 //     still read. They are the limits the metadata store enforces when an

@@ -61,54 +61,26 @@ type Visit func(parent Document, c Child, depth int, doc *Document) error
 // manifest or index is read (Fetch) and parsed once; one that cannot be
 // is visited without a document and walked no further (an index may be
 // pulled for some platforms only). Documents with more than MaxIndexDepth
-// indexes above them are not read. Walk stops at visit's first error.
+// indexes above them are not read. Walk stops at visit's first error. It
+// is a Walker that visits every place a digest is named.
 func Walk(ctx context.Context, fetcher content.Fetcher, root Document, visit Visit) error {
-	w := walker{ctx: ctx, fetcher: fetcher, visit: visit, docs: map[string]*Document{}, walked: map[string]bool{}}
-	return w.walk(root, 0)
-}
-
-type walker struct {
-	ctx     context.Context
-	fetcher content.Fetcher
-	visit   Visit
-	docs    map[string]*Document // by digest; nil: cannot be read or parsed
-	walked  map[string]bool
-}
-
-// walk visits the children of doc, which has depth indexes above it.
-func (w *walker) walk(doc Document, depth int) error {
-	childDepth := depth
-	if doc.IsIndex() {
-		childDepth++
+	parentOf := func(n *Node) Document {
+		if n.Parent == nil {
+			return root
+		}
+		return *n.Parent.Doc
 	}
-	for _, c := range doc.Children {
-		var child *Document
-		if IsDocument(c.MediaType) && childDepth <= MaxIndexDepth {
-			child = w.document(c)
-		}
-		if err := w.visit(doc, c, childDepth, child); err != nil {
-			return err
-		}
-		if child != nil && !w.walked[c.Digest.String()] {
-			w.walked[c.Digest.String()] = true
-			if err := w.walk(*child, childDepth); err != nil {
-				return err
+	w := Walker{
+		Enter: func(n *Node) (*Document, error) {
+			var doc *Document // read once: the node is then taken
+			if IsDocument(n.MediaType) && !n.TooDeep {
+				if parsed, err := FetchDocument(ctx, fetcher, n.Descriptor); err == nil {
+					doc = &parsed
+				}
 			}
-		}
+			return doc, visit(parentOf(n), n.Child, n.Depth, doc)
+		},
+		Again: func(n *Node) error { return visit(parentOf(n), n.Child, n.Depth, n.Doc) },
 	}
-	return nil
-}
-
-// document reads and parses c once.
-func (w *walker) document(c Child) *Document {
-	key := c.Digest.String()
-	if doc, ok := w.docs[key]; ok {
-		return doc
-	}
-	var doc *Document
-	if parsed, err := FetchDocument(w.ctx, w.fetcher, c.Descriptor); err == nil {
-		doc = &parsed
-	}
-	w.docs[key] = doc
-	return doc
+	return w.Walk(root)
 }

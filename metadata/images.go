@@ -453,8 +453,10 @@ func (db *DB) manifestClaims(tx *bolt.Tx, ns, ref string, target ocispec.Descrip
 			return nil, errors.WithMessagef(ErrInvalidArgument, "image %q: blob %s (%s) is %d bytes, but the %s says %d (lying size)", shorten(ref), r.Digest, r.Role, size, pm.Kind(), r.Size)
 		}
 		claims[r.Digest] = size
-		if pm.IsIndex() {
-			db.claimBelow(tx, ns, r, children, claims, 1)
+	}
+	if pm.IsIndex() {
+		if err := db.claimBelow(tx, ns, pm, children, claims); err != nil {
+			return nil, err
 		}
 	}
 	return claims, nil
@@ -539,31 +541,27 @@ func (db *DB) readIndexChildren(pm imagegraph.Document) map[digest.Digest]imageg
 	return children
 }
 
-// claimBelow adds to claims what the visible index child r references and
-// ns can see, recursively, from the children readIndexChildren parsed. It
-// is lenient: the child's bytes were never checked as a manifest, and an
-// index may be pulled partially.
-func (db *DB) claimBelow(tx *bolt.Tx, ns string, r imagegraph.Child, children map[digest.Digest]imagegraph.Document, claims map[digest.Digest]int64, depth int) {
-	if depth > imagegraph.MaxIndexDepth || !imagegraph.IsDocument(r.MediaType) {
-		return
-	}
-	pm, ok := children[r.Digest]
-	if !ok {
-		return
-	}
-	for _, child := range pm.Children {
-		if _, seen := claims[child.Digest]; seen {
-			continue
-		}
-		size, ok := db.visible(tx, ns, child.Digest)
+// claimBelow adds to claims what ns can see below index pm, whose own
+// children manifestClaims checked and claimed: an imagegraph.Walker over
+// the documents readIndexChildren parsed, through the visible nodes, and
+// below an index only (a manifest's blobs are claimed, whatever their
+// media type, and nothing below them). It is lenient: what is absent or
+// was not parsed is skipped, as an index may be pulled partially.
+func (db *DB) claimBelow(tx *bolt.Tx, ns string, pm imagegraph.Document, children map[digest.Digest]imagegraph.Document, claims map[digest.Digest]int64) error {
+	w := imagegraph.Walker{Enter: func(n *imagegraph.Node) (*imagegraph.Document, error) {
+		size, ok := db.visible(tx, ns, n.Digest)
 		if !ok {
-			continue
+			return nil, imagegraph.Pass
 		}
-		claims[child.Digest] = size
-		if pm.IsIndex() {
-			db.claimBelow(tx, ns, child, children, claims, depth+1)
+		claims[n.Digest] = size
+		doc, parsed := children[n.Digest]
+		underIndex := n.Parent == nil || n.Parent.Doc.IsIndex()
+		if !parsed || !underIndex || !imagegraph.IsDocument(n.MediaType) {
+			return nil, nil
 		}
-	}
+		return &doc, nil
+	}}
+	return w.Walk(pm)
 }
 
 // readSmallBlob reads a blob of at most MaxManifestSize bytes.

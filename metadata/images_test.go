@@ -2,6 +2,7 @@ package metadata
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -537,6 +538,44 @@ func TestReplaceRenameLink(t *testing.T) {
 	images, _ := db.ListImages("default")
 	if len(images) != 1 || images[0].Name != "c" {
 		t.Fatalf("images %+v", images)
+	}
+	checkInvariants(t, db)
+}
+
+// An image claims what lies below its index as deep as imagegraph walks:
+// the blobs of a manifest below imagegraph.MaxIndexDepth indexes, and of
+// one below an index more only the manifest, which its index names.
+func TestIndexClaimsAsDeepAsTheGraphIsWalked(t *testing.T) {
+	db := openTestDB(t, Options{})
+	for _, indexes := range []int{imagegraph.MaxIndexDepth, imagegraph.MaxIndexDepth + 1} {
+		name := fmt.Sprint("depth-", indexes)
+		img := seedImage(t, db, "default", name)
+		below := mustWriteBlob(t, db, "default", img.manifest)
+		below.MediaType = ocispec.MediaTypeImageManifest
+		var data []byte
+		for i := 0; i < indexes; i++ {
+			var err error
+			if data, err = json.Marshal(map[string]any{"schemaVersion": 2, "mediaType": ocispec.MediaTypeImageIndex, "manifests": []ocispec.Descriptor{below}}); err != nil {
+				t.Fatal(err)
+			}
+			if i < indexes-1 { // the outermost is the image's manifest
+				below = mustWriteBlob(t, db, "default", data)
+				below.MediaType = ocispec.MediaTypeImageIndex
+			}
+		}
+		if _, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: name, Manifest: data}); err != nil {
+			t.Fatal(err)
+		}
+		deepEnough := indexes <= imagegraph.MaxIndexDepth
+		for _, tc := range []struct {
+			what string
+			d    digest.Digest
+			want bool
+		}{{"manifest", img.digest, true}, {"config", img.config.Digest, deepEnough}, {"layer", img.layer.Digest, deepEnough}} {
+			if b, err := db.GetBlob("default", tc.d); err != nil || b.InUse != tc.want {
+				t.Errorf("below %d indexes, the %s: %+v %v, want in use %v", indexes, tc.what, b, err, tc.want)
+			}
+		}
 	}
 	checkInvariants(t, db)
 }
