@@ -45,20 +45,7 @@ func TestBatchGroupsWritesAndIsolatesAFailure(t *testing.T) {
 	db := openTestDB(t, Options{})
 	start := db.batcher.commits.Load()
 
-	hold, held := make(chan struct{}), make(chan struct{})
-	leader := make(chan error, 1)
-	go func() {
-		leader <- db.batch(func(tx *bolt.Tx) error {
-			select {
-			case <-held:
-			default:
-				close(held)
-			}
-			<-hold // the commit in progress
-			return putKey(tx, "leader")
-		})
-	}()
-	<-held
+	release, leader := holdLeader(db, func(tx *bolt.Tx) error { return putKey(tx, "leader") })
 
 	const n = 8
 	errBad := errors.New("bad write")
@@ -91,7 +78,7 @@ func TestBatchGroupsWritesAndIsolatesAFailure(t *testing.T) {
 		}()
 	}
 	waitPending(t, db, n)
-	close(hold)
+	release()
 	if err := <-leader; err != nil {
 		t.Fatal(err)
 	}
@@ -165,13 +152,7 @@ func TestBatchRacingCreations(t *testing.T) {
 // others commit, and the panic happens again in its own caller.
 func TestBatchPanicStaysWithItsCaller(t *testing.T) {
 	db := openTestDB(t, Options{})
-	hold, held := make(chan struct{}), make(chan struct{})
-	go db.batch(func(tx *bolt.Tx) error {
-		close(held)
-		<-hold
-		return nil
-	})
-	<-held
+	release, _ := holdLeader(db, func(*bolt.Tx) error { return nil })
 	panicked := make(chan any, 1)
 	other := make(chan error, 1)
 	go func() {
@@ -181,13 +162,34 @@ func TestBatchPanicStaysWithItsCaller(t *testing.T) {
 	waitPending(t, db, 1)
 	go func() { other <- db.batch(func(tx *bolt.Tx) error { return putKey(tx, "other") }) }()
 	waitPending(t, db, 2)
-	close(hold)
+	release()
 	if p := <-panicked; p != "boom" {
 		t.Fatalf("the caller's recover got %v, want its own panic", p)
 	}
 	if err := <-other; err != nil {
 		t.Fatalf("the other call: %v", err)
 	}
+}
+
+// holdLeader starts a group commit whose leader runs fn and then waits,
+// its commit in progress, until release is called: the writes made
+// meanwhile gather into the next group. leader receives its result.
+func holdLeader(db *DB, fn func(*bolt.Tx) error) (release func(), leader <-chan error) {
+	hold, held := make(chan struct{}), make(chan struct{})
+	result := make(chan error, 1)
+	go func() {
+		result <- db.batch(func(tx *bolt.Tx) error {
+			select {
+			case <-held:
+			default:
+				close(held) // fn may run again, alone, after a failure
+			}
+			<-hold
+			return fn(tx)
+		})
+	}()
+	<-held
+	return func() { close(hold) }, result
 }
 
 // commitModes are the ways a write can commit, compared by the parallel

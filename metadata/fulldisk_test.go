@@ -324,20 +324,7 @@ func TestFullDiskGroupCommitRetriesOnlyTheDelete(t *testing.T) {
 	fillFilesystem(t, fsDir)
 	exhaustMetadata(t, db)
 
-	hold, held := make(chan struct{}), make(chan struct{})
-	leader := make(chan error, 1)
-	go func() {
-		leader <- db.batch(func(tx *bolt.Tx) error {
-			select {
-			case <-held:
-			default:
-				close(held)
-			}
-			<-hold // the commit in progress
-			return nil
-		})
-	}()
-	<-held
+	release, leader := holdLeader(db, func(*bolt.Tx) error { return nil })
 	deleted, created := make(chan error, 1), make(chan error, 1)
 	go func() { deleted <- db.Images().Delete("default", "a") }()
 	go func() {
@@ -345,7 +332,7 @@ func TestFullDiskGroupCommitRetriesOnlyTheDelete(t *testing.T) {
 		created <- err
 	}()
 	waitPending(t, db, 2)
-	close(hold)
+	release()
 	if err := <-leader; err != nil && !isNoSpace(err) {
 		t.Fatalf("the leader: %v", err)
 	}
