@@ -32,7 +32,7 @@ test:
 FUZZTIME ?= 30s
 FUZZ_TARGETS = \
 	./names/:FuzzValidateNamespace ./names/:FuzzValidateRef ./names/:FuzzValidateLabel \
-	./imagegraph/:FuzzParseManifest ./metadata/:FuzzDecodeImageRecord ./metadata/:FuzzImageRecordRoundTrip \
+	./imagegraph/:FuzzParseManifest ./imagegraph/:FuzzPrefixScanner ./metadata/:FuzzDecodeImageRecord ./metadata/:FuzzImageRecordRoundTrip \
 	./xattr/:FuzzKey ./xattr/:FuzzList ./xattr/:FuzzLabelRoundTrip ./xattr/:FuzzGet ./xattr/:FuzzParseFlags
 
 .PHONY: fuzz fuzz-smoke
