@@ -297,6 +297,8 @@ func (d *imageDir) Create(ctx context.Context, name string, flags uint32, mode u
 	switch {
 	case err == nil && e.IsDir:
 		return nil, nil, 0, syscall.EISDIR
+	case flags&syscall.O_APPEND != 0 && (err == nil || metadata.IsNotFound(err)):
+		return nil, nil, 0, toErrno("create "+d.display(path), metadata.ImageAppend(d.ns.name, path))
 	case err == nil && flags&syscall.O_EXCL != 0:
 		return nil, nil, 0, syscall.EEXIST
 	case err == nil:

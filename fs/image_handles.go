@@ -84,7 +84,10 @@ type imageWriter struct {
 	// padded with whitespace would pass as one). Until a truncate starts
 	// the bytes over, commits fail with that errno.
 	refused syscall.Errno
-	mtime   time.Time
+	// prefix judges the bytes as they are written in order: a write whose
+	// bytes can begin no manifest is EINVAL at once (and refused).
+	prefix metadata.ManifestPrefix
+	mtime  time.Time
 }
 
 var (
@@ -126,7 +129,8 @@ func (w *imageWriter) Read(ctx context.Context, dest []byte, off int64) (fuse.Re
 }
 
 // Write puts data at off in the buffer; past metadata.MaxManifestSize it
-// is EFBIG, and past the caller's buffer limit ENOMEM, at write time.
+// is EFBIG, past the caller's buffer limit ENOMEM, and bytes that can
+// begin no manifest (metadata.ManifestPrefix) EINVAL, at write time.
 func (w *imageWriter) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
 	end := off + int64(len(data))
 	if off < 0 || end > metadata.MaxManifestSize {
@@ -136,6 +140,11 @@ func (w *imageWriter) Write(ctx context.Context, data []byte, off int64) (uint32
 		return 0, w.file.tooLarge("write", end)
 	}
 	w.mu.Lock()
+	if err := w.prefix.Write(off, data); err != nil {
+		w.refused = syscall.EINVAL
+		w.mu.Unlock()
+		return 0, toErrno("write "+w.file.display(), err)
+	}
 	if end > int64(len(w.buf)) {
 		if errno := w.resize(end); errno != 0 {
 			w.refused = errno
@@ -159,6 +168,7 @@ func (w *imageWriter) truncate(size int64) syscall.Errno {
 		w.mu.Unlock()
 		return errno
 	}
+	w.prefix.Truncate(size)
 	w.dirty, w.written, w.failed, w.refused, w.mtime = true, true, false, 0, time.Now()
 	w.mu.Unlock()
 	w.file.wrote(w)

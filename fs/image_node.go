@@ -351,7 +351,8 @@ func (f *imageFile) committedBytes(ref string, slot *handleSlot) ([]byte, syscal
 
 // Open for reading notes which manifest the image is (its target's digest
 // and size), and each read reads that blob's file; for writing it starts a
-// buffer, with the current bytes unless O_TRUNC.
+// buffer, with the current bytes unless O_TRUNC; O_APPEND is EINVAL (a
+// manifest is written whole).
 //
 // Reads bypass the kernel's page cache (direct I/O): the kernel would cut
 // them at the size it last heard of, which a writer of the same image
@@ -367,6 +368,9 @@ func (f *imageFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, ui
 			return nil, 0, errno
 		}
 		return &imageReader{file: f, digest: target.Digest, size: target.Size}, fuse.FOPEN_DIRECT_IO, 0
+	}
+	if flags&syscall.O_APPEND != 0 {
+		return nil, 0, toErrno("open "+f.display(), metadata.ImageAppend(f.ns.name, f.currentRef()))
 	}
 	f.mu.Lock()
 	recreated := f.life == abandoned

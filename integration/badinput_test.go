@@ -116,7 +116,7 @@ func TestBadInputHundredMegabyteManifest(t *testing.T) {
 	const total, chunk = 100 << 20, 1 << 20
 	buf := make([]byte, chunk)
 	for i := range buf {
-		buf[i] = '{'
+		buf[i] = ' ' // whitespace may begin a manifest: only the size is wrong
 	}
 	for _, ref := range []string{"huge", "app"} { // a new image, and one that exists
 		fd, err := unix.Open(d.path(imagePath("default", ref)), unix.O_CREAT|unix.O_WRONLY|unix.O_TRUNC|unix.O_CLOEXEC, 0o644)

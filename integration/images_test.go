@@ -248,7 +248,9 @@ func TestManifestSizeLimit(t *testing.T) {
 	d.putBlob(t, "default", img.layers[0])
 
 	before := d.state(t)
-	mustFail(t, m, "File too large", "cp", writeTemp(t, "big", randomBytes(51, 5<<20)), imagePath("default", "big"))
+	// Whitespace may begin a manifest: only the size is wrong (random bytes
+	// would be EINVAL at the first write).
+	mustFail(t, m, "File too large", "cp", writeTemp(t, "big", bytes.Repeat([]byte(" "), 5<<20)), imagePath("default", "big"))
 	d.assertUnchanged(t, "a 5 MiB image", before)
 	mustFail(t, m, "No such file or directory", "stat", imagePath("default", "big"))
 
