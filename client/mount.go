@@ -7,6 +7,7 @@ package client
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/nsfs/nsfs/mountinfo"
@@ -26,14 +27,23 @@ type Mount struct {
 
 // FindMount resolves the mount a command works on: dir when it is given
 // (--mount, else $NSFS_MOUNT), which must be the mountpoint of a fuse.nsfs
-// filesystem (not a directory inside one), else the one fuse.nsfs mount in
-// /proc/self/mountinfo. None, or several, is an error that says what to
-// do; so is a mount whose daemon died (see DaemonGone).
+// filesystem (not a directory inside one), else the fuse.nsfs mount that
+// holds the current directory, else the one fuse.nsfs mount in
+// /proc/self/mountinfo. None, or several and none holding the current
+// directory, is an error that says what to do; so is a mount whose daemon
+// died (see DaemonGone).
 func FindMount(dir string) (Mount, error) {
 	if dir == "" {
 		mounts, err := nsfsMounts(mountinfo.Self)
 		if err != nil {
 			return Mount{}, err
+		}
+		// The kernel's answer (getcwd), which also names the directory
+		// of a mount whose daemon died.
+		if cwd, err := os.Getwd(); err == nil {
+			if m := holdingMount(mounts, cwd); m != "" {
+				return checkAlive(Mount{Dir: m})
+			}
 		}
 		switch len(mounts) {
 		case 0:
@@ -108,6 +118,15 @@ func enclosingMount(mounts []string, path string) string {
 		}
 	}
 	return inside
+}
+
+// holdingMount is the innermost of mounts that is path or holds it, ""
+// when none does.
+func holdingMount(mounts []string, path string) string {
+	if slices.Contains(mounts, path) {
+		return path
+	}
+	return enclosingMount(mounts, path)
 }
 
 // checkAlive asks the mount's daemon for statfs (the kernel answers stat

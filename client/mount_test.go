@@ -68,3 +68,19 @@ func TestEnclosingMount(t *testing.T) {
 		}
 	}
 }
+
+func TestHoldingMount(t *testing.T) {
+	mounts := []string{"/mnt", "/mnt/inner", "/srv"}
+	for path, want := range map[string]string{
+		"/mnt":              "/mnt",
+		"/mnt/ns/default":   "/mnt",
+		"/mnt/inner":        "/mnt/inner",
+		"/mnt/inner/ns/foo": "/mnt/inner",
+		"/mnt2/ns":          "",
+		"/":                 "",
+	} {
+		if got := holdingMount(mounts, path); got != want {
+			t.Errorf("holdingMount(%q) = %q, want %q", path, got, want)
+		}
+	}
+}

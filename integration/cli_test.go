@@ -573,6 +573,7 @@ func TestCLIRefPrefixes(t *testing.T) {
 // TestCLIFindsTheOneMount runs the command without --mount or NSFS_MOUNT,
 // in a private mount namespace where only the test's own mounts are left
 // (the other tests' mounts, made in parallel, would count too).
+// With several, it finds the one holding the current directory.
 func TestCLIFindsTheOneMount(t *testing.T) {
 	t.Parallel()
 	if _, err := exec.LookPath("unshare"); err != nil {
@@ -582,23 +583,23 @@ func TestCLIFindsTheOneMount(t *testing.T) {
 	d.putImage(t, "default", "app:v1", newImage(71, "amd64", 100))
 	second := startNsfs(t)
 
-	// onlyMounts runs nsfs ARGS in a new mount namespace in which every
-	// fuse.nsfs mount but keep is lazily unmounted (privately: the
-	// mounts outside stay).
-	onlyMounts := func(keep []string, args ...string) result {
-		// Mounts come and go while other tests run: unmount until only
-		// KEEP is left.
-		script := `for try in 1 2 3 4 5; do
+	// onlyScript runs in a new mount namespace: every fuse.nsfs mount but
+	// those in KEEP is lazily unmounted (privately: the mounts outside
+	// stay; mounts come and go while other tests run, so until only KEEP
+	// is left), then it goes to CWD, if set, and runs its arguments.
+	onlyScript := `for try in 1 2 3 4 5; do
 	others=0
 	for m in $(findmnt -rn -t fuse.nsfs -o TARGET); do
 		case " $KEEP " in *" $m "*) ;; *) umount -l "$m" 2>/dev/null; others=1 ;; esac
 	done
-	[ $others = 0 ] && exec "$@"
+	[ $others = 0 ] && cd "${CWD:-.}" && exec "$@"
 done
 echo "the other fuse.nsfs mounts would not go: $(findmnt -rn -t fuse.nsfs -o TARGET)" >&2
 exit 99`
+	// onlyMounts runs nsfs ARGS where only the mounts keep are left.
+	onlyMounts := func(keep []string, args ...string) result {
 		env := []string{"KEEP=" + strings.Join(keep, " ")}
-		return runCLIWith(t, env, "unshare", append([]string{"-m", "--propagation", "private", "sh", "-c", script, "sh", nsfsBin}, args...)...)
+		return runCLIWith(t, env, "unshare", append([]string{"-m", "--propagation", "private", "sh", "-c", onlyScript, "sh", nsfsBin}, args...)...)
 	}
 
 	r := onlyMounts([]string{d.mnt}, "images", "ls", "-q")
@@ -613,6 +614,17 @@ exit 99`
 		mounts = []string{second.mnt, d.mnt}
 	}
 	assertCLIFailure(t, r, fmt.Sprintf("nsfs: 2 nsfs mounts found (%s): choose one with --mount or NSFS_MOUNT\n", strings.Join(mounts, ", ")))
+	// Among several, the one holding the current directory.
+	for cwd, want := range map[string]string{
+		d.mnt: lines("app:v1"),
+		filepath.Join(d.mnt, "ns/default/images"): lines("app:v1"),
+		filepath.Join(second.mnt, "ns"):           "",
+	} {
+		r = runCLIWith(t, []string{"KEEP=" + d.mnt + " " + second.mnt, "CWD=" + cwd}, "unshare", "-m", "--propagation", "private", "sh", "-c", onlyScript, "sh", nsfsBin, "images", "ls", "-q")
+		if r.code != 0 || r.stderr != "" || r.stdout != want {
+			t.Errorf("in %s among two mounts: want %q, got %s", cwd, want, r)
+		}
+	}
 	// NSFS_MOUNT chooses among several.
 	r = onlyMounts([]string{d.mnt, second.mnt}, "--mount", second.mnt, "images", "ls", "-q")
 	if r.code != 0 || r.stderr != "" || r.stdout != "" {
