@@ -8,10 +8,13 @@ build:
 	$(GO) build -o bin/nsfs ./cmd/nsfs
 
 # run: mount the embedded default store (./.nsfs, with namespace default)
-# at ./mnt in the foreground; Ctrl-C unmounts.
+# at ./mnt in the foreground; Ctrl-C unmounts. ARGS go to nsfs mount
+# (make run ARGS=--allow-other). nsfs mount makes ./mnt, and recovers it
+# when a killed daemon left it a dead mount (where mkdir -p would fail,
+# "Transport endpoint is not connected").
+ARGS ?=
 run: build
-	mkdir -p mnt
-	bin/nsfs mount --root $(CURDIR)/.nsfs $(CURDIR)/mnt
+	bin/nsfs mount --root $(CURDIR)/.nsfs $(ARGS) $(CURDIR)/mnt
 
 # test: formatting, vet, unit tests with the race detector, every fuzz
 # target briefly (fuzz-smoke), then the integration tests that mount for
