@@ -6,6 +6,7 @@ package client
 
 import (
 	"os"
+	"os/user"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -132,12 +133,49 @@ func holdingMount(mounts []string, path string) string {
 // checkAlive asks the mount's daemon for statfs (the kernel answers stat
 // of a mount's root from its cache, but asks the daemon for statfs): a
 // daemon that died answers ENOTCONN, said as DaemonGone says it.
+//
+// The kernel answers statfs of a FUSE mount to every user, but lets only
+// the user who mounted it in without allow_other: stat of its root is
+// EACCES for the others, said as notAllowed says it.
 func checkAlive(m Mount) (Mount, error) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(m.Dir, &st); err != nil {
 		return Mount{}, DaemonGone(errors.Wrapf(&os.PathError{Op: "statfs", Path: m.Dir, Err: err}, "nsfs mount %s", m.Dir), m.Dir)
 	}
+	var root unix.Stat_t
+	if err := unix.Stat(m.Dir, &root); errors.Is(err, unix.EACCES) {
+		return Mount{}, notAllowed(mountinfo.Self, m.Dir, err)
+	}
 	return m, nil
+}
+
+// notAllowed explains EACCES from mount dir: made without --allow-other
+// by another user (as its options in the mountinfo file table say), it
+// lets only that user in.
+func notAllowed(table, dir string, err error) error {
+	err = errors.Wrapf(&os.PathError{Op: "stat", Path: dir, Err: err}, "nsfs mount %s", dir)
+	entries, _ := readMountinfo(table, "reading the mount table")
+	e, ok := mountinfo.At(entries, dir)
+	if !ok {
+		return err
+	}
+	owner := ""
+	for _, opt := range strings.Split(e.Options, ",") {
+		if opt == "allow_other" {
+			return err // refused for another reason
+		}
+		if uid, found := strings.CutPrefix(opt, "user_id="); found {
+			owner = "uid " + uid
+			if u, lerr := user.LookupId(uid); lerr == nil {
+				owner = u.Username + " (uid " + uid + ")"
+			}
+		}
+	}
+	if owner == "" {
+		return err
+	}
+	return errors.Errorf("nsfs mount %s: permission denied: %s mounted it without --allow-other, so only that user may use it; "+
+		"to let other users in, mount it with --allow-other (nsfs mount --allow-other %s, or make run ARGS=--allow-other)", dir, owner, dir)
 }
 
 // nsfsMounts lists the mountpoints of fuse.nsfs filesystems in a

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -81,6 +82,30 @@ func TestHoldingMount(t *testing.T) {
 	} {
 		if got := holdingMount(mounts, path); got != want {
 			t.Errorf("holdingMount(%q) = %q, want %q", path, got, want)
+		}
+	}
+}
+
+// EACCES from a mount made without allow_other names its user and the
+// flag; with allow_other, or without options, it stays the plain error.
+func TestNotAllowed(t *testing.T) {
+	table := filepath.Join(t.TempDir(), "mountinfo")
+	if err := os.WriteFile(table, []byte(`22 1 8:1 / / rw - ext4 /dev/sda1 rw
+37 22 0:41 / /mnt rw - fuse.nsfs /var/lib/nsfs rw,user_id=0,group_id=0
+38 22 0:42 / /other rw - fuse.nsfs /s rw,user_id=0,group_id=0,allow_other
+39 22 0:43 / /bare rw - fuse.nsfs /s
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for dir, want := range map[string]string{
+		"/mnt":   "nsfs mount /mnt: permission denied: root (uid 0) mounted it without --allow-other, so only that user may use it; to let other users in, mount it with --allow-other (nsfs mount --allow-other /mnt, or make run ARGS=--allow-other)",
+		"/other": "nsfs mount /other: stat /other: permission denied",
+		"/bare":  "nsfs mount /bare: stat /bare: permission denied",
+		"/gone":  "nsfs mount /gone: stat /gone: permission denied",
+	} {
+		err := notAllowed(table, dir, syscall.EACCES)
+		if err == nil || err.Error() != want {
+			t.Errorf("notAllowed(%s) = %v\nwant %s", dir, err, want)
 		}
 	}
 }

@@ -20,6 +20,9 @@ type Entry struct {
 	Mountpoint string // absolute, unescaped
 	FSType     string // fuse.nsfs, ext4, ...
 	Source     string // for nsfs, the store root; "" when the line has none
+	// Options are the filesystem's own options ("super options"); for
+	// FUSE they say who may use the mount: rw,user_id=0,group_id=0,allow_other.
+	Options string
 }
 
 // Parse reads a mountinfo table in its order: a later entry at the same
@@ -93,6 +96,9 @@ func parseLine(line string) (Entry, bool) {
 	e := Entry{Device: fields[2], Mountpoint: unescape(fields[4]), FSType: fields[sep+1]}
 	if sep+2 < len(fields) {
 		e.Source = unescape(fields[sep+2])
+	}
+	if sep+3 < len(fields) {
+		e.Options = fields[sep+3]
 	}
 	return e, true
 }

@@ -25,10 +25,10 @@ func TestParse(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []Entry{
-		{Device: "8:1", Mountpoint: "/", FSType: "ext4", Source: "/dev/sda1"},
-		{Device: "0:40", Mountpoint: "/mnt", FSType: "tmpfs", Source: "tmpfs"},
-		{Device: "0:41", Mountpoint: "/mnt", FSType: "fuse.nsfs", Source: "/var/lib/nsfs"},
-		{Device: "0:42", Mountpoint: "/srv/my store\tx\\y", FSType: "fuse.nsfs", Source: "/data/my root"},
+		{Device: "8:1", Mountpoint: "/", FSType: "ext4", Source: "/dev/sda1", Options: "rw"},
+		{Device: "0:40", Mountpoint: "/mnt", FSType: "tmpfs", Source: "tmpfs", Options: "rw"},
+		{Device: "0:41", Mountpoint: "/mnt", FSType: "fuse.nsfs", Source: "/var/lib/nsfs", Options: "rw,user_id=0"},
+		{Device: "0:42", Mountpoint: "/srv/my store\tx\\y", FSType: "fuse.nsfs", Source: "/data/my root", Options: "rw"},
 		{Device: "0:43", Mountpoint: "/broken", FSType: "fuse.nsfs"},
 	}
 	if !reflect.DeepEqual(entries, want) {
