@@ -21,6 +21,7 @@ type Blob struct {
 	InUse     bool // an image of ns references it
 	Labels    map[string]string
 	CreatedAt time.Time
+	Times     Times // mtime and ctime (times.go)
 }
 
 // ContentStore keeps which blobs each namespace holds and serves their
@@ -131,6 +132,9 @@ func hold(tx *bolt.Tx, nsb *bolt.Bucket, ns string, d digest.Digest, size int64,
 	if err != nil {
 		return nil, err
 	}
+	if err := touchDir(nsb, DirBlobs, t); err != nil {
+		return nil, err
+	}
 	if err := putInt64(rec, keySize, size); err != nil {
 		return nil, err
 	}
@@ -176,6 +180,9 @@ func hold(tx *bolt.Tx, nsb *bolt.Bucket, ns string, d digest.Digest, size int64,
 // record goes too and d is recorded as orphaned.
 func drop(tx *bolt.Tx, nsb *bolt.Bucket, d digest.Digest, rel *releases) error {
 	if err := nsb.Bucket(bucketBlobs).DeleteBucket([]byte(d)); err != nil {
+		return err
+	}
+	if err := touchDir(nsb, DirBlobs, now()); err != nil {
 		return err
 	}
 	if isShareable(nsb) {
@@ -299,6 +306,7 @@ func (db *DB) getBlob(ns string, d digest.Digest, withLabels bool) (Blob, error)
 			readHold(&b, rec, withLabels)
 		} else {
 			b.CreatedAt = getTime(contentBucket(tx).Bucket([]byte(d)), keyCreatedAt)
+			b.Times = Times{b.CreatedAt, b.CreatedAt}
 		}
 		return nil
 	})
@@ -312,6 +320,7 @@ func readHold(b *Blob, rec *bolt.Bucket, withLabels bool) {
 		b.Labels = readLabels(rec.Bucket(bucketLabels))
 	}
 	b.CreatedAt = getTime(rec, keyCreatedAt)
+	b.Times = holdTimes(rec)
 }
 
 func (db contentStore) List(ns string) ([]Blob, error) {

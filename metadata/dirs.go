@@ -257,6 +257,9 @@ func (db imageStore) MakeDir(ns, dir string) error {
 		if parent := parentDir(dir); !isDir(nsb, parent) {
 			return errors.WithMessagef(ErrNotFound, "images/%s: parent directory %q not found in namespace %q", shorten(dir), shorten(parent), ns)
 		}
+		if err := imageEntryAdding(nsb, dir, now()); err != nil {
+			return err
+		}
 		dirs, err := nsb.CreateBucketIfNotExists(bucketDirs)
 		if err != nil {
 			return err
@@ -295,6 +298,9 @@ func (db imageStore) RemoveDir(ns, dir string) error {
 			return pathError(nsb, ns, dir)
 		}
 		if err := dirs.Delete([]byte(dir)); err != nil {
+			return err
+		}
+		if err := imageEntryRemoved(nsb, dir, now()); err != nil {
 			return err
 		}
 		return keepParentDir(nsb, dir)

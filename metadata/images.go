@@ -28,7 +28,8 @@ type Image struct {
 	Target    ocispec.Descriptor
 	Labels    map[string]string
 	CreatedAt time.Time
-	UpdatedAt time.Time
+	UpdatedAt time.Time // mtime: its target changed, or utimes set it
+	ChangedAt time.Time // ctime: UpdatedAt, or later (labels, utimes; times.go)
 }
 
 // ImageStore keeps the images of each namespace and the directory tree
@@ -127,6 +128,7 @@ type imageRecord struct {
 	id        uint64
 	createdAt time.Time
 	updatedAt time.Time
+	changedAt time.Time // zero, or a ctime later than updatedAt (times.go)
 	target    ocispec.Descriptor
 }
 
@@ -135,7 +137,8 @@ const imageRecordVersion = 1
 
 // encode lays a record out as: version byte, id, createdat and updatedat
 // (Unix nanoseconds), target size (8 bytes big-endian each), then the
-// target media type and digest, each as a uvarint length and bytes.
+// target media type and digest, each as a uvarint length and bytes; then,
+// when set, changedat (Unix nanoseconds).
 func (r imageRecord) encode() []byte {
 	b := make([]byte, 0, 1+4*8+2*binary.MaxVarintLen16+len(r.target.MediaType)+len(r.target.Digest))
 	b = append(b, imageRecordVersion)
@@ -146,6 +149,9 @@ func (r imageRecord) encode() []byte {
 	for _, s := range []string{r.target.MediaType, string(r.target.Digest)} {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
+	}
+	if !r.changedAt.IsZero() {
+		b = binary.BigEndian.AppendUint64(b, uint64(r.changedAt.UnixNano()))
 	}
 	return b
 }
@@ -174,6 +180,9 @@ func decodeImageRecord(b []byte) (imageRecord, error) {
 	}
 	// Interned: records decoded in a listing share their media types.
 	r.target.MediaType, r.target.Digest = imagegraph.Intern(strs[0]), digest.Digest(string(strs[1]))
+	if len(rest) >= 8 {
+		r.changedAt = time.Unix(0, int64(binary.BigEndian.Uint64(rest))).UTC()
+	}
 	return r, nil
 }
 
@@ -214,6 +223,7 @@ func toImage(nsb *bolt.Bucket, ns, ref string, r imageRecord, withLabels bool) I
 		Target:    r.target,
 		CreatedAt: r.createdAt,
 		UpdatedAt: r.updatedAt,
+		ChangedAt: r.times().Changed,
 	}
 	if withLabels {
 		var lb *bolt.Bucket
@@ -495,6 +505,11 @@ func putImageRecord(tx *bolt.Tx, nsb *bolt.Bucket, w ImageWrite, old *imageRecor
 			return rec, nil, nil, err
 		}
 	}
+	if !isImage(nsb, w.Ref) {
+		if err := imageEntryAdding(nsb, w.Ref, t); err != nil {
+			return rec, nil, nil, err
+		}
+	}
 	if err := nsb.Bucket(bucketImages).Put([]byte(w.Ref), rec.encode()); err != nil {
 		return rec, nil, nil, err
 	}
@@ -611,6 +626,9 @@ func releaseImage(tx *bolt.Tx, nsb *bolt.Bucket, ns, ref string, rel *releases) 
 	if err := nsb.Bucket(bucketImages).Delete([]byte(ref)); err != nil {
 		return err
 	}
+	if err := imageEntryRemoved(nsb, ref, now()); err != nil {
+		return err
+	}
 	for _, d := range claims {
 		if err := unclaim(tx, nsb, d, rel); err != nil {
 			return err
@@ -716,6 +734,12 @@ func (db *DB) renameImage(fromNS, from, toNS, to string, noReplace bool, absent 
 		if err := checkRefPlacement(nsb, ns, to); err != nil {
 			return err
 		}
+		// Before the release of a replaced one, which may leave to's
+		// directory empty for a moment.
+		t := now()
+		if err := imageEntryAdding(nsb, to, t); err != nil {
+			return err
+		}
 		if isImage(nsb, to) {
 			if err := releaseImage(tx, nsb, ns, to, rel); err != nil {
 				return err
@@ -727,6 +751,9 @@ func (db *DB) renameImage(fromNS, from, toNS, to string, noReplace bool, absent 
 			return err
 		}
 		if err := images.Delete([]byte(from)); err != nil {
+			return err
+		}
+		if err := imageEntryRemoved(nsb, from, t); err != nil {
 			return err
 		}
 		return keepParentDir(nsb, from)
@@ -776,6 +803,9 @@ func (db imageStore) Link(fromNS, from, toNS, to string) (Image, error) {
 			return err
 		}
 		if err := copyBucket(data, srcData); err != nil {
+			return err
+		}
+		if err := imageEntryAdding(nsb, to, t); err != nil {
 			return err
 		}
 		if err := nsb.Bucket(bucketImages).Put([]byte(to), rec.encode()); err != nil {

@@ -244,7 +244,7 @@ func (db *DB) labelOwner(tx *bolt.Tx, o Object, mustHold bool) (*bolt.Bucket, fu
 			return nil, nil, err
 		}
 		touch := func() error {
-			rec.updatedAt = now()
+			rec.changedAt = now() // ctime only: the image's bytes did not change
 			return nsb.Bucket(bucketImages).Put([]byte(o.Image), rec.encode())
 		}
 		return data, touch, nil
@@ -253,7 +253,7 @@ func (db *DB) labelOwner(tx *bolt.Tx, o Object, mustHold bool) (*bolt.Bucket, fu
 			return nil, nil, err
 		}
 		if hold := heldBlob(nsb, o.Blob); hold != nil {
-			return hold, noTouch, nil
+			return hold, func() error { return putTime(hold, keyCtime, now()) }, nil
 		}
 		if _, visible := db.visible(tx, o.Namespace, o.Blob); !visible {
 			return nil, nil, errors.WithMessagef(ErrNotFound, "blob %s not found in namespace %q", o.Blob, o.Namespace)

@@ -95,6 +95,9 @@ func createNamespace(tx *bolt.Tx, name string, labels map[string]string) (Namesp
 			return Namespace{}, err
 		}
 	}
+	if err := namespacesChanged(tx, t); err != nil {
+		return Namespace{}, err
+	}
 	kept := nonEmptyLabels(labels)
 	if err := checkLabelsFit(Object{Namespace: name}, names.LabelsSize(kept)); err != nil {
 		return Namespace{}, err
@@ -169,6 +172,9 @@ func (db namespaceStore) Delete(name string) (Namespace, error) {
 			if err := countHolds(tx, nsb, -1); err != nil {
 				return err
 			}
+		}
+		if err := namespacesChanged(tx, now()); err != nil {
+			return err
 		}
 		return namespacesBucket(tx).DeleteBucket([]byte(name))
 	})

@@ -1,0 +1,251 @@
+package metadata
+
+import (
+	"encoding/binary"
+	"time"
+
+	"github.com/nsfs/nsfs/names"
+	"github.com/pkg/errors"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Times as a filesystem keeps them: a directory's mtime and ctime move
+// when an entry is added to it, removed or renamed; a label change moves
+// an object's ctime only; a time set with utimes (touch, cp -p, tar -x,
+// rsync -a) is the mtime shown from then on, and moves the ctime, so that
+// rsync -a run twice finds every file's time as it left it and writes
+// nothing the second time.
+//
+// Where they are kept:
+//
+//	v1/dirtimes/ns -> times             ns/ (namespaces come and go)
+//	v1/namespaces/<name>/dirtimes/
+//	  .            -> times             ns/<name> (set by utimes only; its
+//	                                    ctime also moves with its labels,
+//	                                    updatedat)
+//	  images       -> times             images/
+//	  images/<dir> -> times             a directory of images/
+//	  blobs        -> times             blobs/ (set by utimes only)
+//	  blobs/sha256 -> times             blobs/sha256/ (holds come and go)
+//	image record: updatedat is the mtime; an optional changedat after
+//	  the digest is the ctime when it is later (labels, utimes)
+//	hold (namespaces/<name>/blobs/<d>/): mtime, ctime -> time, when set
+//
+// times is 16 bytes: mtime and ctime, Unix nanoseconds, big-endian. A
+// directory with no entry shows its namespace's creation time (ns/: none,
+// the caller chooses), so that times are the same after a remount.
+
+// Times are an object's modification and change times.
+type Times struct {
+	Modified time.Time // mtime: its entries (a directory) or its bytes changed
+	Changed  time.Time // ctime: anything about it changed
+}
+
+// Directories whose times the store keeps, as DirTimes names them; an
+// images/ directory is ImagesDir(path).
+const (
+	DirNamespace = "."            // ns/<name> itself
+	DirBlobsRoot = "blobs"        // blobs/ (set by utimes only)
+	DirBlobs     = "blobs/sha256" // blobs/sha256/
+)
+
+// ImagesDir names directory path of images/ ("" for images/ itself).
+func ImagesDir(path string) string {
+	if path == "" {
+		return "images"
+	}
+	return "images/" + path
+}
+
+var (
+	bucketDirTimes = []byte("dirtimes")
+	keyNamespaces  = []byte("ns")
+	keyMtime       = []byte("mtime")
+	keyCtime       = []byte("ctime")
+)
+
+func encodeTimes(t Times) []byte {
+	b := binary.BigEndian.AppendUint64(nil, uint64(t.Modified.UnixNano()))
+	return binary.BigEndian.AppendUint64(b, uint64(t.Changed.UnixNano()))
+}
+
+func decodeTimes(v []byte) (Times, bool) {
+	if len(v) != 16 {
+		return Times{}, false
+	}
+	return Times{
+		Modified: time.Unix(0, int64(binary.BigEndian.Uint64(v))).UTC(),
+		Changed:  time.Unix(0, int64(binary.BigEndian.Uint64(v[8:]))).UTC(),
+	}, true
+}
+
+// putDirTimes records times of directory key in parent's dirtimes bucket.
+func putDirTimes(parent *bolt.Bucket, key string, t Times) error {
+	b, err := parent.CreateBucketIfNotExists(bucketDirTimes)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(key), encodeTimes(t))
+}
+
+func getDirTimes(parent *bolt.Bucket, key string) (Times, bool) {
+	b := parent.Bucket(bucketDirTimes)
+	if b == nil {
+		return Times{}, false
+	}
+	return decodeTimes(b.Get([]byte(key)))
+}
+
+// touchDir records that an entry of directory key (of namespace nsb)
+// came or went at t.
+func touchDir(nsb *bolt.Bucket, key string, t time.Time) error {
+	return putDirTimes(nsb, key, Times{t, t})
+}
+
+// namespacesChanged records that a namespace came or went at t (ns/).
+func namespacesChanged(tx *bolt.Tx, t time.Time) error {
+	return putDirTimes(root(tx), string(keyNamespaces), Times{t, t})
+}
+
+// imageEntryAdding records that path (a ref or a directory of images/)
+// is about to be added at t, before the record that adds it is written:
+// its directory changes, and so does the directory above each directory
+// of path that did not exist yet (a ref below new implicit directories).
+func imageEntryAdding(nsb *bolt.Bucket, path string, t time.Time) error {
+	for dir := parentDir(path); ; dir = parentDir(dir) {
+		existed := isDir(nsb, dir)
+		if err := touchDir(nsb, ImagesDir(dir), t); err != nil {
+			return err
+		}
+		if existed || dir == "" {
+			return nil
+		}
+	}
+}
+
+// imageEntryRemoved records that path (a ref or a directory of images/)
+// went at t: its directory changes (and stays: keepParentDir).
+func imageEntryRemoved(nsb *bolt.Bucket, path string, t time.Time) error {
+	return touchDir(nsb, ImagesDir(parentDir(path)), t)
+}
+
+// DirTimes are the times of directory dir of namespace ns (DirNamespace,
+// DirBlobs or ImagesDir(path)), or of ns/ when ns is "" (dir is then
+// ignored; ok is false when the store has none yet, and the caller
+// chooses). A namespace's directory with no times of its own has the
+// namespace's creation time; ns/<name> changes with its labels too.
+func (db *DB) DirTimes(ns, dir string) (t Times, ok bool, err error) {
+	err = db.bolt.View(func(tx *bolt.Tx) error {
+		if ns == "" {
+			t, ok = getDirTimes(root(tx), string(keyNamespaces))
+			return nil
+		}
+		nsb, err := namespaceBucket(tx, ns)
+		if err != nil {
+			return err
+		}
+		created := getTime(nsb, keyCreatedAt)
+		if t, ok = getDirTimes(nsb, dir); !ok {
+			t, ok = Times{created, created}, true
+		}
+		if dir == DirNamespace {
+			if labelled := getTime(nsb, keyUpdatedAt); labelled.After(t.Changed) {
+				t.Changed = labelled
+			}
+		}
+		return nil
+	})
+	return t, ok, err
+}
+
+// SetDirModified sets the mtime of directory dir of namespace ns (named
+// as DirTimes names it; ns "" is ns/) to mtime, as utimes does; its ctime
+// becomes now.
+func (db *DB) SetDirModified(ns, dir string, mtime time.Time) error {
+	return db.batch(func(tx *bolt.Tx) error {
+		if ns == "" {
+			return putDirTimes(root(tx), string(keyNamespaces), Times{mtime.UTC(), now()})
+		}
+		nsb, err := namespaceBucket(tx, ns)
+		if err != nil {
+			return err
+		}
+		if path, below := cutImagesDir(dir); below && !isDir(nsb, path) {
+			return pathError(nsb, ns, path)
+		}
+		return putDirTimes(nsb, dir, Times{mtime.UTC(), now()})
+	})
+}
+
+// cutImagesDir is the path below images/ that dir names, and whether dir
+// names a directory of images/ at all.
+func cutImagesDir(dir string) (string, bool) {
+	switch {
+	case dir == "images":
+		return "", true
+	case len(dir) > len("images/") && dir[:len("images/")] == "images/":
+		return dir[len("images/"):], true
+	}
+	return "", false
+}
+
+// SetModified sets the mtime of image o.Image, or of blob o.Blob that the
+// namespace holds, to mtime, as utimes does; its ctime becomes now. A
+// blob the namespace only sees (another's, under shared content) keeps
+// its times: they are not this namespace's to change.
+func (db *DB) SetModified(o Object, mtime time.Time) error {
+	return db.batch(func(tx *bolt.Tx) error {
+		nsb, err := namespaceBucket(tx, o.Namespace)
+		if err != nil {
+			return err
+		}
+		t := now()
+		switch {
+		case o.Image != "":
+			rec, err := getImageRecord(nsb, o.Namespace, o.Image)
+			if err != nil {
+				return err
+			}
+			rec.updatedAt, rec.changedAt = mtime.UTC(), t
+			return nsb.Bucket(bucketImages).Put([]byte(o.Image), rec.encode())
+		case o.Blob != "":
+			if err := names.ValidateDigest(o.Blob); err != nil {
+				return err
+			}
+			hold := heldBlob(nsb, o.Blob)
+			if hold == nil {
+				if _, visible := db.visible(tx, o.Namespace, o.Blob); visible {
+					return nil
+				}
+				return errors.WithMessagef(ErrNotFound, "blob %s not found in namespace %q", o.Blob, o.Namespace)
+			}
+			if err := putTime(hold, keyMtime, mtime.UTC()); err != nil {
+				return err
+			}
+			return putTime(hold, keyCtime, t)
+		}
+		return errors.WithMessagef(ErrInvalidArgument, "set the times of %s: neither an image nor a blob", o)
+	})
+}
+
+// holdTimes are the times of a blob namespace holds (its hold record rec):
+// mtime from its hold or a utimes, ctime from a later utimes or label.
+func holdTimes(rec *bolt.Bucket) Times {
+	t := Times{Modified: getTime(rec, keyMtime), Changed: getTime(rec, keyCtime)}
+	if t.Modified.IsZero() {
+		t.Modified = getTime(rec, keyCreatedAt)
+	}
+	if t.Changed.Before(t.Modified) {
+		t.Changed = t.Modified
+	}
+	return t
+}
+
+// imageTimes are the times of an image record.
+func (r imageRecord) times() Times {
+	t := Times{Modified: r.updatedAt, Changed: r.changedAt}
+	if t.Changed.Before(t.Modified) {
+		t.Changed = t.Modified
+	}
+	return t
+}
