@@ -86,7 +86,8 @@ func (f *blobFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.At
 
 // Setattr: an ingest can only be "truncated" to what it has (it is
 // written sequentially, EINVAL otherwise); a committed blob not at all
-// (EPERM). Times, mode and owner are accepted and not stored.
+// (EPERM). A utimes mtime of a blob the namespace holds is stored
+// (times.go); of an ingest, mode and owner are accepted and not stored.
 func (f *blobFile) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	if errno := f.fsys.enter(&f.ns); errno != 0 {
 		return errno
@@ -104,6 +105,11 @@ func (f *blobFile) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.Set
 			return lookupErrno("truncate "+f.display(), err)
 		} else if int64(size) != b.Size {
 			return syscall.EPERM
+		}
+	}
+	if mtime, ok := in.GetMTime(); ok && f.activeIngest() == nil {
+		if err := f.fsys.db.SetModified(metadata.Object{Namespace: f.ns.name, Blob: f.digest}, mtime); err != nil {
+			return lookupErrno("utimes "+f.display(), err)
 		}
 	}
 	return f.Getattr(ctx, fh, out)

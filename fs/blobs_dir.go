@@ -6,6 +6,7 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/nsfs/nsfs/metadata"
 )
 
 // blobsDir is blobs/ of a namespace: it holds sha256/ only.
@@ -19,23 +20,28 @@ type blobsDir struct {
 }
 
 // fixedDir is what blobs/ and blobs/sha256 share: they exist as long as
-// their namespace does, have the mount's times, and carry no labels.
+// their namespace does, have the store's times (times.go), and carry no
+// labels.
 type fixedDir struct {
 	gofs.Inode
 	dirBase // with ns, the namespace
 	noXattrs
+	timesKey string // the directory, as metadata.DB.DirTimes names it
 }
 
 func (d *fixedDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	if errno := d.fsys.enter(&d.ns); errno != 0 {
 		return errno
 	}
-	d.fsys.fillDir(&out.Attr, d.fsys.started, d.fsys.started)
+	d.fsys.fillStoredDir(&out.Attr, d.ns.name, d.timesKey)
 	return 0
 }
 
 func (d *fixedDir) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	return setattrDir(in, out, d)
+	if errno := d.fsys.enter(&d.ns); errno != 0 {
+		return errno
+	}
+	return setattrStoredDir(d.fsys, in, out, d, d.ns.name, d.timesKey, "ns/"+d.ns.name+"/"+d.timesKey)
 }
 
 var (
@@ -67,10 +73,10 @@ func (d *blobsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	if name != sha256Name {
 		return nil, syscall.ENOENT
 	}
-	d.fsys.fillDir(&out.Attr, d.fsys.started, d.fsys.started)
+	d.fsys.fillStoredDir(&out.Attr, d.ns.name, metadata.DirBlobs)
 	cacheName(out)
 	ino := d.fsys.inodes.dir(d.ns.id, sha256Key)
-	return d.NewInode(ctx, &sha256Dir{fixedDir{dirBase: d.dirBase}}, dirAttr(ino)), 0
+	return d.NewInode(ctx, &sha256Dir{fixedDir{dirBase: d.dirBase, timesKey: metadata.DirBlobs}}, dirAttr(ino)), 0
 }
 
 func (d *blobsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {

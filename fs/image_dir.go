@@ -77,7 +77,7 @@ func imagePath(ns nsRef, path string) string {
 }
 
 func (d *imageDir) dirNode(ctx context.Context, path string, out *fuse.EntryOut) *gofs.Inode {
-	d.fsys.fillDir(&out.Attr, d.fsys.started, d.fsys.started)
+	d.fsys.fillStoredDir(&out.Attr, d.ns.name, metadata.ImagesDir(path))
 	cacheName(out)
 	ino := d.fsys.inodes.dir(d.ns.id, imageDirKey(path))
 	return d.NewInode(ctx, newImageDir(d.fsys, d.ns, path), dirAttr(ino))
@@ -148,12 +148,15 @@ func (d *imageDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.Att
 			return lookupErrno("getattr "+d.display(d.path), err)
 		}
 	}
-	d.fsys.fillDir(&out.Attr, d.fsys.started, d.fsys.started)
+	d.fsys.fillStoredDir(&out.Attr, d.ns.name, metadata.ImagesDir(d.path))
 	return 0
 }
 
 func (d *imageDir) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	return setattrDir(in, out, d)
+	if errno := d.fsys.enter(&d.ns); errno != 0 {
+		return errno
+	}
+	return setattrStoredDir(d.fsys, in, out, d, d.ns.name, metadata.ImagesDir(d.path), d.display(d.path))
 }
 
 func (d *imageDir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
@@ -332,5 +335,5 @@ func (d *imageDir) Create(ctx context.Context, name string, flags uint32, mode u
 
 // fillImage fills the attributes of an image file.
 func fillImage(fsys *filesystem, a *fuse.Attr, img *metadata.Image) {
-	fsys.fillFile(a, imagePerm, img.Target.Size, img.UpdatedAt, img.UpdatedAt)
+	fsys.fillFile(a, imagePerm, img.Target.Size, img.UpdatedAt, img.ChangedAt)
 }

@@ -275,6 +275,8 @@ func (w *imageWriter) commit(op string) syscall.Errno {
 	}
 	w.mu.Unlock()
 	switch {
+	case err == nil:
+		f.committedTimes(op == opClose)
 	case gone:
 		// Its bytes go with it, as on any filesystem.
 		f.detach()

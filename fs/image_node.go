@@ -68,6 +68,9 @@ type imageFile struct {
 	labels  metadata.PendingLabels // labels set while being created, stored by the first commit
 	writers map[*imageWriter]bool
 	latest  *imageWriter // the writer that wrote last: Getattr shows its size
+	// pendingMtime: a utimes while bytes were not committed, stored after
+	// the commit (times.go)
+	pendingMtime time.Time
 }
 
 // imageLife is where an image node is in its life; only the methods of
@@ -245,8 +248,8 @@ func (f *imageFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.A
 }
 
 // Setattr: truncate applies to the open write handle (or, with none, is a
-// rewrite of the image); times, mode and owner are accepted and not stored
-// (see the comment above nodeBase).
+// rewrite of the image); a utimes mtime is stored (times.go); mode and
+// owner are accepted and not stored (see the comment above nodeBase).
 func (f *imageFile) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	if errno := f.fsys.enter(&f.ns); errno != 0 {
 		return errno
@@ -263,6 +266,11 @@ func (f *imageFile) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.Se
 			errno = f.truncateCommitted(int64(size))
 		}
 		if errno != 0 {
+			return errno
+		}
+	}
+	if mtime, ok := in.GetMTime(); ok {
+		if errno := f.setModified(mtime); errno != 0 {
 			return errno
 		}
 	}

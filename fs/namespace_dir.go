@@ -75,13 +75,13 @@ func (d *namespaceDir) Lookup(ctx context.Context, name string, out *fuse.EntryO
 	}
 	switch name {
 	case imagesName:
-		d.fsys.fillDir(&out.Attr, d.fsys.started, d.fsys.started)
+		d.fsys.fillStoredDir(&out.Attr, d.ns.name, metadata.ImagesDir(""))
 		cacheName(out)
 		return d.NewInode(ctx, newImageDir(d.fsys, d.ns, ""), dirAttr(d.fsys.inodes.dir(d.ns.id, imagesKey))), 0
 	case blobsName:
-		d.fsys.fillDir(&out.Attr, d.fsys.started, d.fsys.started)
+		d.fsys.fillStoredDir(&out.Attr, d.ns.name, metadata.DirBlobsRoot)
 		cacheName(out)
-		return d.NewInode(ctx, &blobsDir{fixedDir{dirBase: d.dirBase}}, dirAttr(d.fsys.inodes.dir(d.ns.id, blobsKey))), 0
+		return d.NewInode(ctx, &blobsDir{fixedDir{dirBase: d.dirBase, timesKey: metadata.DirBlobsRoot}}, dirAttr(d.fsys.inodes.dir(d.ns.id, blobsKey))), 0
 	}
 	return nil, syscall.ENOENT
 }
@@ -102,16 +102,19 @@ func (d *namespaceDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse
 	if errno := d.fsys.enter(&d.ns); errno != 0 {
 		return errno
 	}
-	ns, err := d.fsys.db.Namespaces().Stat(d.ns.name)
+	times, _, err := d.fsys.db.DirTimes(d.ns.name, metadata.DirNamespace)
 	if err != nil {
 		return toErrno("getattr ns/"+d.ns.name, err)
 	}
-	d.fsys.fillDir(&out.Attr, ns.UpdatedAt, ns.UpdatedAt)
+	d.fsys.fillDir(&out.Attr, times.Modified, times.Changed)
 	return 0
 }
 
 func (d *namespaceDir) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	return setattrDir(in, out, d)
+	if errno := d.fsys.enter(&d.ns); errno != 0 {
+		return errno
+	}
+	return setattrStoredDir(d.fsys, in, out, d, d.ns.name, metadata.DirNamespace, "ns/"+d.ns.name)
 }
 
 // Mkdir: images/ and blobs/ always exist; nothing else can.

@@ -60,7 +60,7 @@ func (d *namespacesDir) Lookup(ctx context.Context, name string, out *fuse.Entry
 }
 
 func (d *namespacesDir) namespaceNode(ctx context.Context, ns metadata.Namespace, out *fuse.EntryOut) *gofs.Inode {
-	d.fsys.fillDir(&out.Attr, ns.UpdatedAt, ns.UpdatedAt)
+	d.fsys.fillStoredDir(&out.Attr, ns.Name, metadata.DirNamespace)
 	cacheName(out)
 	return d.NewInode(ctx, newNamespaceDir(d.fsys, nsRef{ns.Name, ns.ID}), dirAttr(recordIno(ns.ID)))
 }
@@ -78,12 +78,12 @@ func (d *namespacesDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Er
 }
 
 func (d *namespacesDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	d.fsys.fillDir(&out.Attr, d.fsys.started, d.fsys.started)
+	d.fsys.fillStoredDir(&out.Attr, "", "")
 	return 0
 }
 
 func (d *namespacesDir) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	return setattrDir(in, out, d)
+	return setattrStoredDir(d.fsys, in, out, d, "", "", "ns")
 }
 
 // Mkdir creates a namespace.

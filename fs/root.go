@@ -55,7 +55,7 @@ func (r *rootDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	if name != namespacesName {
 		return nil, syscall.ENOENT
 	}
-	r.fsys.fillDir(&out.Attr, r.fsys.started, r.fsys.started)
+	r.fsys.fillStoredDir(&out.Attr, "", "")
 	cacheName(out)
 	return r.NewInode(ctx, &namespacesDir{dirBase: r.dirBase}, dirAttr(namespacesIno)), 0
 }

@@ -108,7 +108,7 @@ func (d *sha256Dir) ingestingChild(name string) *blobFile {
 }
 
 func fillBlob(fsys *filesystem, a *fuse.Attr, b *metadata.Blob) {
-	fsys.fillFile(a, blobPerm, b.Size, b.CreatedAt, b.CreatedAt)
+	fsys.fillFile(a, blobPerm, b.Size, b.Times.Modified, b.Times.Changed)
 }
 
 // Readdir lists the blobs the namespace holds (what rmdir counts).

@@ -169,6 +169,11 @@ func hold(tx *bolt.Tx, nsb *bolt.Bucket, ns string, d digest.Digest, size int64,
 			return nil, err
 		}
 	}
+	// Its bytes were made when the store first had them: every namespace
+	// shows that mtime (and so before it holds the blob, as one it sees).
+	if err := putTime(rec, keyMtime, getTime(cb, keyCreatedAt)); err != nil {
+		return nil, err
+	}
 	holders, err := cb.CreateBucketIfNotExists(bucketHolders)
 	if err != nil {
 		return nil, err

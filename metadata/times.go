@@ -29,7 +29,9 @@ import (
 //	  blobs/sha256 -> times             blobs/sha256/ (holds come and go)
 //	image record: updatedat is the mtime; an optional changedat after
 //	  the digest is the ctime when it is later (labels, utimes)
-//	hold (namespaces/<name>/blobs/<d>/): mtime, ctime -> time, when set
+//	hold (namespaces/<name>/blobs/<d>/): mtime -> time (the content
+//	  record's createdat, so the same in every namespace, or set by
+//	  utimes), ctime -> time (labels, utimes), when set
 //
 // times is 16 bytes: mtime and ctime, Unix nanoseconds, big-endian. A
 // directory with no entry shows its namespace's creation time (ns/: none,
