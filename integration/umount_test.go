@@ -3,6 +3,7 @@ package integration
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -63,6 +64,9 @@ func TestUmountBusyDetachesLazily(t *testing.T) {
 		t.Fatal("the daemon exited while its mount was still in use")
 	default:
 	}
+	if strings.Contains(d.logs.String(), "unmounted ") {
+		t.Errorf("the daemon logged an unmount while its mount was still in use:\n%s", d.logs)
+	}
 	dir.Close()
 	stdin.Write([]byte("go\n"))
 	<-exited
@@ -72,6 +76,8 @@ func TestUmountBusyDetachesLazily(t *testing.T) {
 	if code, _ := d.waitExit(t, exitTimeout); code != 0 {
 		t.Errorf("the daemon exited %d once its last user left, want 0\nstderr:\n%s", code, d.logs)
 	}
+	// The lazy unmount completed now, and the log says when.
+	d.waitForLog(t, "nsfs: unmounted "+d.mnt+" from outside (umount, or the last user of a lazy unmount left)\n")
 }
 
 // A dead mount (its daemon was killed) is unmounted, and said to be dead.

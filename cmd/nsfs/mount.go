@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/nsfs/nsfs/client"
@@ -120,15 +121,18 @@ func runMount(c *cli.Context) error {
 		Limits:     limits,
 	})
 	if err != nil {
-		return errors.Wrapf(err, "mount %s at %s", root, mountpoint)
+		return errors.Wrapf(fusermountError(err), "mount %s at %s", root, mountpoint)
 	}
 	fmt.Fprintf(os.Stderr, "nsfs: serving %s at %s (content sharing: %s)\n", root, mountpoint, sharing)
 	stopCollector := startCollector(db, c.Duration(gcGraceFlag.Name))
 
+	var unmountedHere atomic.Bool
 	go func() {
 		for sig := range signals {
 			log.Printf("%v: unmounting %s", sig, mountpoint)
+			unmountedHere.Store(true)
 			if err := server.Unmount(); err != nil {
+				unmountedHere.Store(false)
 				// Exiting now would leave a dead mount ("Transport
 				// endpoint is not connected"): keep serving.
 				log.Printf("unmount %s: %s; still serving (close what uses it, then interrupt again or run umount %s)",
@@ -139,6 +143,13 @@ func runMount(c *cli.Context) error {
 	// Wait returns once the mount is gone: after Unmount, or an umount
 	// from outside.
 	server.Wait()
+	// Said also when the unmount came from outside, which may complete
+	// long after it was asked for (a lazy one, when the last user leaves).
+	if unmountedHere.Load() {
+		log.Printf("unmounted %s", mountpoint)
+	} else {
+		log.Printf("unmounted %s from outside (umount, or the last user of a lazy unmount left)", mountpoint)
+	}
 	signal.Stop(signals)
 	stopCollector()
 	closed = true
