@@ -44,8 +44,9 @@
 //	                                    sort bytewise, so everything below the
 //	                                    directory "a/b" is the key range "a/b/..."
 //	                                    record: id, createdat, updatedat, target
-//	                                    {mediatype, digest, size}; one value, so
-//	                                    a listing reads one value per entry
+//	                                    {mediatype, digest, size}, then changedat
+//	                                    (ctime) when later; one value, so a
+//	                                    listing reads one value per entry
 //	      imagedata/
 //	        <id>/                       what an image has beyond its record,
 //	                                    keyed by its ID: rename moves only the
@@ -58,12 +59,17 @@
 //	      dirs/
 //	        <path> -> ""                explicit directories (mkdir in images/);
 //	                                    implicit ones are the prefixes of refs
+//	      dirtimes/
+//	        <dir> -> mtime, ctime       ".", "images", "images/<path>", "blobs",
+//	                                    "blobs/sha256": moved with their entries,
+//	                                    or set by utimes (times.go)
 //	      blobs/
 //	        <digest>/                   the namespace holds this blob
 //	          size -> int64
 //	          createdat -> time
 //	          images -> uint64          how many images of this namespace
 //	                                    claim it; 0 → only the write holds it
+//	          mtime, ctime -> time      its times (times.go)
 //	          labels/
 //	            <key> -> <value>        content labels are per namespace
 //	  content/
@@ -74,6 +80,8 @@
 //	      createdat -> time
 //	      namespaces/
 //	        <name> -> ""                the holders
+//	  dirtimes/
+//	    ns -> mtime, ctime              ns/: moved when namespaces come and go
 //	  unheld/
 //	    <digest> -> time                this store may have a file of the blob
 //	                                    that no namespace holds: written before
