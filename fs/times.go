@@ -105,32 +105,7 @@ func (f *imageFile) committedTimes(now bool) {
 			toErrno("utimes "+imagePath(f.ns, ref)+" (at its commit)", err)
 		}
 	}
-	// Its directory, and blobs/sha256, which lists what it claimed.
-	var changed []*gofs.Inode
 	if _, parent := f.Parent(); parent != nil {
-		changed = append(changed, parent)
+		f.fsys.notify(now, func() { parent.NotifyContent(-1, 0) }) // its attributes
 	}
-	if sha256 := blobsOf(f.EmbeddedInode()); sha256 != nil {
-		changed = append(changed, sha256)
-	}
-	f.fsys.notify(now, func() {
-		for _, n := range changed {
-			n.NotifyContent(-1, 0) // its attributes
-		}
-	})
-}
-
-// blobsOf is the node of blobs/sha256 of the namespace n lies in, if the
-// kernel knows it.
-func blobsOf(n *gofs.Inode) *gofs.Inode {
-	for n != nil {
-		if _, ok := n.Operations().(*namespaceDir); ok {
-			if blobs := n.GetChild(blobsName); blobs != nil {
-				return blobs.GetChild(sha256Name)
-			}
-			return nil
-		}
-		_, n = n.Parent()
-	}
-	return nil
 }

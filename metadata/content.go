@@ -132,9 +132,6 @@ func hold(tx *bolt.Tx, nsb *bolt.Bucket, ns string, d digest.Digest, size int64,
 	if err != nil {
 		return nil, err
 	}
-	if err := touchDir(nsb, DirBlobs, t); err != nil {
-		return nil, err
-	}
 	if err := putInt64(rec, keySize, size); err != nil {
 		return nil, err
 	}
@@ -185,9 +182,6 @@ func hold(tx *bolt.Tx, nsb *bolt.Bucket, ns string, d digest.Digest, size int64,
 // record goes too and d is recorded as orphaned.
 func drop(tx *bolt.Tx, nsb *bolt.Bucket, d digest.Digest, rel *releases) error {
 	if err := nsb.Bucket(bucketBlobs).DeleteBucket([]byte(d)); err != nil {
-		return err
-	}
-	if err := touchDir(nsb, DirBlobs, now()); err != nil {
 		return err
 	}
 	if isShareable(nsb) {
@@ -386,6 +380,9 @@ func (db contentStore) Delete(ns string, d digest.Digest) error {
 		if n := getUint64(rec, keyImages); n > 0 {
 			return errors.WithMessagef(ErrInUse, "blob %s is in use by %d image(s) of namespace %q", d, n, ns)
 		}
+		if err := touchDir(nsb, DirBlobs, now()); err != nil {
+			return err
+		}
 		return drop(tx, nsb, d, rel)
 	})
 }
@@ -530,7 +527,13 @@ func (w *BlobWriter) Commit() error {
 		if err != nil {
 			return errors.WithMessagef(err, "blob %s was written, but", d)
 		}
-		_, err = hold(tx, nsb, w.ns, d, size, now())
+		t := now()
+		if heldBlob(nsb, d) == nil {
+			if err := touchDir(nsb, DirBlobs, t); err != nil {
+				return err
+			}
+		}
+		_, err = hold(tx, nsb, w.ns, d, size, t)
 		return err
 	})
 	if err != nil {

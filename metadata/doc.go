@@ -61,8 +61,8 @@
 //	                                    implicit ones are the prefixes of refs
 //	      dirtimes/
 //	        <dir> -> mtime, ctime       ".", "images", "images/<path>", "blobs",
-//	                                    "blobs/sha256": moved with their entries,
-//	                                    or set by utimes (times.go)
+//	                                    "blobs/sha256": moved by what is done in
+//	                                    them, or set by utimes (times.go)
 //	      blobs/
 //	        <digest>/                   the namespace holds this blob
 //	          size -> int64

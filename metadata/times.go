@@ -26,7 +26,13 @@ import (
 //	  images       -> times             images/
 //	  images/<dir> -> times             a directory of images/
 //	  blobs        -> times             blobs/ (set by utimes only)
-//	  blobs/sha256 -> times             blobs/sha256/ (holds come and go)
+//	  blobs/sha256 -> times             blobs/sha256/: a blob written into it
+//	                                    or removed from it (rm); not what an
+//	                                    image's claims add or drop, a side
+//	                                    effect of a write in images/ (so that
+//	                                    rsync -a run twice, whose images claim
+//	                                    blobs after it set the time of
+//	                                    blobs/sha256, finds it as it left it)
 //	image record: updatedat is the mtime; an optional changedat after
 //	  the digest is the ctime when it is later (labels, utimes)
 //	hold (namespaces/<name>/blobs/<d>/): mtime -> time (the content

@@ -3,6 +3,8 @@ package metadata
 import (
 	"testing"
 	"time"
+
+	"github.com/opencontainers/go-digest"
 )
 
 // A directory's times move when an entry comes, goes or is renamed in
@@ -49,7 +51,7 @@ func TestTimes(t *testing.T) {
 		{"put a/b/c", func() {
 			_, err := db.Images().Put(ImageWrite{Namespace: "foo", Ref: "a/b/c", Manifest: img.manifest})
 			must(err)
-		}, []string{"images", "images/a", "images/a/b", DirBlobs}, []string{DirNamespace}}, // the manifest is a blob it now holds
+		}, []string{"images", "images/a", "images/a/b"}, []string{DirNamespace, DirBlobs}}, // claims are no write in blobs/sha256
 		{"put a/b/d", func() {
 			_, err := db.Images().Put(ImageWrite{Namespace: "foo", Ref: "a/b/d", Manifest: img.manifest})
 			must(err)
@@ -65,7 +67,9 @@ func TestTimes(t *testing.T) {
 		{"mkdir a/f", func() { must(db.Images().MakeDir("foo", "a/f")) }, []string{"images/a"}, []string{"images/a/b", "images"}},
 		{"rmdir a/f", func() { must(db.Images().RemoveDir("foo", "a/f")) }, []string{"images/a"}, []string{"images"}},
 		{"rm a/e and a/b/c", func() { must(db.Images().Delete("foo", "a/e")); must(db.Images().Delete("foo", "a/b/c")) },
-			[]string{"images/a", "images/a/b", DirBlobs}, []string{"images"}},
+			[]string{"images/a", "images/a/b"}, []string{"images", DirBlobs}},
+		{"write a blob", func() { mustWriteBlob(t, db, "foo", []byte("loose")) }, []string{DirBlobs}, []string{"images", DirNamespace}},
+		{"rm it", func() { must(db.Content().Delete("foo", digest.FromBytes([]byte("loose")))) }, []string{DirBlobs}, []string{"images"}},
 	} {
 		before := map[string]Times{}
 		for _, dir := range append(c.moves, c.stills...) {
