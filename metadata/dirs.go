@@ -257,7 +257,7 @@ func (db imageStore) MakeDir(ns, dir string) error {
 		if parent := parentDir(dir); !isDir(nsb, parent) {
 			return errors.WithMessagef(ErrNotFound, "images/%s: parent directory %q not found in namespace %q", shorten(dir), shorten(parent), ns)
 		}
-		if err := imageEntryAdding(nsb, dir, now()); err != nil {
+		if err := imageDirAdding(nsb, dir, now()); err != nil {
 			return err
 		}
 		dirs, err := nsb.CreateBucketIfNotExists(bucketDirs)
@@ -300,7 +300,7 @@ func (db imageStore) RemoveDir(ns, dir string) error {
 		if err := dirs.Delete([]byte(dir)); err != nil {
 			return err
 		}
-		if err := imageEntryRemoved(nsb, dir, now()); err != nil {
+		if err := imageDirRemoved(nsb, dir, now()); err != nil {
 			return err
 		}
 		return keepParentDir(nsb, dir)

@@ -137,6 +137,26 @@ func imageEntryRemoved(nsb *bolt.Bucket, path string, t time.Time) error {
 	return touchDir(nsb, ImagesDir(parentDir(path)), t)
 }
 
+// imageDirAdding is imageEntryAdding for a directory made by mkdir, which
+// has the times of its making (a directory of that name removed before
+// left none behind).
+func imageDirAdding(nsb *bolt.Bucket, dir string, t time.Time) error {
+	if err := imageEntryAdding(nsb, dir, t); err != nil {
+		return err
+	}
+	return touchDir(nsb, ImagesDir(dir), t)
+}
+
+// imageDirRemoved is imageEntryRemoved for a directory: its own times go.
+func imageDirRemoved(nsb *bolt.Bucket, dir string, t time.Time) error {
+	if b := nsb.Bucket(bucketDirTimes); b != nil {
+		if err := b.Delete([]byte(ImagesDir(dir))); err != nil {
+			return err
+		}
+	}
+	return imageEntryRemoved(nsb, dir, t)
+}
+
 // DirTimes are the times of directory dir of namespace ns (DirNamespace,
 // DirBlobs or ImagesDir(path)), or of ns/ when ns is "" (dir is then
 // ignored; ok is false when the store has none yet, and the caller

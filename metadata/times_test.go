@@ -66,6 +66,7 @@ func TestTimes(t *testing.T) {
 			[]string{"images/a", "images/a/b"}, []string{"images"}},
 		{"mkdir a/f", func() { must(db.Images().MakeDir("foo", "a/f")) }, []string{"images/a"}, []string{"images/a/b", "images"}},
 		{"rmdir a/f", func() { must(db.Images().RemoveDir("foo", "a/f")) }, []string{"images/a"}, []string{"images"}},
+		{"mkdir a/f again", func() { must(db.Images().MakeDir("foo", "a/f")) }, []string{"images/a", "images/a/f"}, []string{"images"}},
 		{"rm a/e and a/b/c", func() { must(db.Images().Delete("foo", "a/e")); must(db.Images().Delete("foo", "a/b/c")) },
 			[]string{"images/a", "images/a/b"}, []string{"images", DirBlobs}},
 		{"write a blob", func() { mustWriteBlob(t, db, "foo", []byte("loose")) }, []string{DirBlobs}, []string{"images", DirNamespace}},
