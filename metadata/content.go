@@ -79,14 +79,15 @@ type contentStore struct{ *DB }
 // holders, the same ones for a blob nobody holds and for one only other,
 // private namespaces hold; the size is read only for a visible blob.
 func (db *DB) visible(tx *bolt.Tx, ns string, d digest.Digest) (int64, bool) {
-	if db.opts.Sharing == SharingShared {
+	nsb := namespacesBucket(tx).Bucket([]byte(ns))
+	if db.sharingOf(nsb) == SharingShared {
 		cb := contentBucket(tx).Bucket([]byte(d))
 		if cb == nil {
 			return 0, false
 		}
 		return getInt64(cb, keySize), true
 	}
-	if nsb := namespacesBucket(tx).Bucket([]byte(ns)); nsb != nil {
+	if nsb != nil {
 		if rec := heldBlob(nsb, d); rec != nil {
 			return getInt64(rec, keySize), true
 		}
@@ -126,6 +127,16 @@ func hold(tx *bolt.Tx, nsb *bolt.Bucket, ns string, d digest.Digest, size int64,
 	}
 	if rec := bb.Bucket([]byte(d)); rec != nil {
 		return rec, nil
+	}
+	if err := checkQuota(nsb, ns, d, size); err != nil {
+		return nil, err
+	}
+	var before *bolt.Bucket // the holders before ns
+	if cb := contentBucket(tx).Bucket([]byte(d)); cb != nil {
+		before = cb.Bucket(bucketHolders)
+	}
+	if err := usageOnHold(tx, nsb, before, size); err != nil {
+		return nil, err
 	}
 	rec, err := bb.CreateBucket([]byte(d))
 	if err != nil {
@@ -175,6 +186,11 @@ func hold(tx *bolt.Tx, nsb *bolt.Bucket, ns string, d digest.Digest, size int64,
 // drop makes ns stop holding d; when ns was its last holder the global
 // record goes too and d is recorded as orphaned.
 func drop(tx *bolt.Tx, nsb *bolt.Bucket, d digest.Digest, rel *releases) error {
+	rec := heldBlob(nsb, d)
+	if rec == nil {
+		return errors.WithMessagef(errCorrupt, "namespace %q drops blob %s, which it does not hold", rel.ns, d)
+	}
+	size := getInt64(rec, keySize)
 	if err := nsb.Bucket(bucketBlobs).DeleteBucket([]byte(d)); err != nil {
 		return err
 	}
@@ -193,6 +209,9 @@ func drop(tx *bolt.Tx, nsb *bolt.Bucket, d digest.Digest, rel *releases) error {
 		if err := holders.Delete([]byte(rel.ns)); err != nil {
 			return err
 		}
+	}
+	if err := usageOnDrop(tx, nsb, holders, size); err != nil {
+		return err
 	}
 	if isEmptyBucket(holders) {
 		if err := content.DeleteBucket([]byte(d)); err != nil {
