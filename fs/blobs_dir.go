@@ -30,7 +30,7 @@ func (d *fixedDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.Att
 	if errno := d.fsys.enter(&d.ns); errno != 0 {
 		return errno
 	}
-	d.fsys.fillDir(&out.Attr, d.fsys.started, d.fsys.started)
+	d.fsys.fillDir(&out.Attr, d.ns, d.fsys.started, d.fsys.started)
 	return 0
 }
 
@@ -67,7 +67,7 @@ func (d *blobsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	if name != sha256Name {
 		return nil, syscall.ENOENT
 	}
-	d.fsys.fillDir(&out.Attr, d.fsys.started, d.fsys.started)
+	d.fsys.fillDir(&out.Attr, d.ns, d.fsys.started, d.fsys.started)
 	cacheName(out)
 	ino := d.fsys.inodes.dir(d.ns.id, sha256Key)
 	return d.NewInode(ctx, &sha256Dir{fixedDir{dirBase: d.dirBase}}, dirAttr(ino)), 0

@@ -75,11 +75,11 @@ func (d *namespaceDir) Lookup(ctx context.Context, name string, out *fuse.EntryO
 	}
 	switch name {
 	case imagesName:
-		d.fsys.fillDir(&out.Attr, d.fsys.started, d.fsys.started)
+		d.fsys.fillDir(&out.Attr, d.ns, d.fsys.started, d.fsys.started)
 		cacheName(out)
 		return d.NewInode(ctx, newImageDir(d.fsys, d.ns, ""), dirAttr(d.fsys.inodes.dir(d.ns.id, imagesKey))), 0
 	case blobsName:
-		d.fsys.fillDir(&out.Attr, d.fsys.started, d.fsys.started)
+		d.fsys.fillDir(&out.Attr, d.ns, d.fsys.started, d.fsys.started)
 		cacheName(out)
 		return d.NewInode(ctx, &blobsDir{fixedDir{dirBase: d.dirBase}}, dirAttr(d.fsys.inodes.dir(d.ns.id, blobsKey))), 0
 	}
@@ -106,11 +106,14 @@ func (d *namespaceDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse
 	if err != nil {
 		return toErrno("getattr ns/"+d.ns.name, err)
 	}
-	d.fsys.fillDir(&out.Attr, ns.UpdatedAt, ns.UpdatedAt)
+	d.fsys.fillNamespace(&out.Attr, ns)
 	return 0
 }
 
 func (d *namespaceDir) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if errno := d.setOwner(ctx, in); errno != 0 {
+		return errno
+	}
 	return setattrDir(in, out, d)
 }
 
