@@ -401,6 +401,7 @@ type BlobWriter struct {
 	db   *DB
 	ns   string
 	nsID uint64 // 0: whichever namespace is called ns at Commit
+	room int64  // what ns's quota left at the start (NoQuota: none); see checkRoom
 
 	mu        sync.Mutex
 	w         *blobs.Writer
@@ -426,10 +427,13 @@ func (db *DB) writeBlob(ns string, nsID uint64, d digest.Digest, repair bool) (*
 	}
 	var size int64
 	visible := false
+	room := NoQuota
 	err := db.bolt.View(func(tx *bolt.Tx) error {
-		if _, err := namespaceWithID(tx, ns, nsID); err != nil {
+		nsb, err := namespaceWithID(tx, ns, nsID)
+		if err != nil {
 			return err
 		}
+		room = roomLeft(nsb)
 		size, visible = db.visible(tx, ns, d)
 		return nil
 	})
@@ -443,7 +447,7 @@ func (db *DB) writeBlob(ns string, nsID uint64, d digest.Digest, repair bool) (*
 	if err != nil {
 		return nil, errors.WithMessagef(err, "ingest blob %s into namespace %q", d, ns)
 	}
-	return &BlobWriter{db: db, ns: ns, nsID: nsID, w: w}, nil
+	return &BlobWriter{db: db, ns: ns, nsID: nsID, room: room, w: w}, nil
 }
 
 var _ io.Writer = (*BlobWriter)(nil)
@@ -455,6 +459,9 @@ func (w *BlobWriter) Write(p []byte) (int, error) {
 	if w.committed {
 		return 0, w.errCommitted()
 	}
+	if err := w.checkRoom(len(p)); err != nil {
+		return 0, err
+	}
 	n, err := w.w.Write(p)
 	return n, w.wrapWriteErr(err)
 }
@@ -465,6 +472,9 @@ func (w *BlobWriter) WriteAt(p []byte, off int64) (int, error) {
 	defer w.mu.Unlock()
 	if w.committed {
 		return 0, w.errCommitted()
+	}
+	if err := w.checkRoom(len(p)); err != nil {
+		return 0, err
 	}
 	n, err := w.w.WriteAt(p, off)
 	return n, w.wrapWriteErr(err)

@@ -240,7 +240,8 @@ func TestQuotaRefusesEveryNewHold(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _ = w.Write([]byte("eleven bytes"))
+	_, err = w.Write([]byte("eleven bytes"))
+	wantKind(t, "the write that passes the quota", err, func(err error) bool { return errors.Is(err, ErrQuota) }, "ErrQuota")
 	wantKind(t, "writing over quota", w.Commit(), func(err error) bool { return errors.Is(err, ErrQuota) }, "ErrQuota")
 	if after := dump(t, db); after != before {
 		t.Errorf("a write refused for the quota changed the store:\n%s\nwas\n%s", after, before)

@@ -200,3 +200,29 @@ func recountUsage(tx *bolt.Tx) error {
 	}
 	return nil
 }
+
+// roomLeft is what namespace nsb's quota lets it add, or NoQuota.
+func roomLeft(nsb *bolt.Bucket) int64 {
+	q := readQuota(nsb)
+	if q == NoQuota {
+		return NoQuota
+	}
+	return max(0, q-getInt64(nsb, keyHeld))
+}
+
+// checkRoom refuses, at the write, the bytes of a blob that cannot fit in
+// what the namespace's quota left when the ingest began, so that a cp of
+// a large layer fails at once rather than after it wrote it all. Commit
+// checks again, in its transaction: that check is the one that counts
+// (the room may have changed meanwhile). Its error is kept as the ingest's
+// write error, so the close answers EDQUOT too. The caller holds w.mu.
+func (w *BlobWriter) checkRoom(n int) error {
+	if w.room == NoQuota || w.w.Size()+int64(n) <= w.room {
+		return nil
+	}
+	err := errors.WithMessagef(ErrQuota, "namespace %q: blob %s does not fit in the %d bytes its quota leaves", w.ns, w.w.Expected(), w.room)
+	if w.writeErr == nil {
+		w.writeErr = err
+	}
+	return err
+}
