@@ -22,6 +22,7 @@ type NamespaceInfo struct {
 	// over the filesystem's limit, written by an nsfs from before it, make
 	// listxattr fail with E2BIG. The other namespaces are still listed.
 	LabelsErr error
+	Tenancy
 }
 
 // Namespaces lists the namespaces of m, sorted by name, with their labels
@@ -48,7 +49,7 @@ func (m Mount) Namespaces() ([]NamespaceInfo, error) {
 		if err != nil {
 			return nil, errors.Wrapf(err, "namespace %q", e.Name())
 		}
-		out = append(out, NamespaceInfo{Name: e.Name(), Labels: labels})
+		out = append(out, NamespaceInfo{Name: e.Name(), Labels: labels, Tenancy: m.Tenancy(e.Name())})
 	}
 	return out, nil
 }

@@ -61,10 +61,14 @@ const (
 	// SettingSharing overrides the mount's content-sharing policy for
 	// the namespace: "shared" or "isolated".
 	SettingSharing = "sharing"
+	// SettingHeld and SettingOnly show the usage counters (read-only):
+	// Usage.Held and Usage.Only in decimal bytes.
+	SettingHeld = "held"
+	SettingOnly = "only"
 )
 
 // Settings are the names of every setting, sorted.
-var Settings = []string{SettingQuota, SettingSharing}
+var Settings = []string{SettingHeld, SettingOnly, SettingQuota, SettingSharing}
 
 var (
 	keyUID     = []byte("uid")
@@ -188,6 +192,10 @@ func (db namespaceStore) Setting(name, key string) (string, error) {
 			}
 		case SettingSharing:
 			value = string(readSharing(nsb))
+		case SettingHeld:
+			value = strconv.FormatInt(readUsage(nsb).Held, 10)
+		case SettingOnly:
+			value = strconv.FormatInt(readUsage(nsb).Only, 10)
 		default:
 			return unknownSetting(name, key)
 		}
@@ -227,6 +235,8 @@ func (db namespaceStore) SetSetting(name string, by Caller, key, value string) e
 		default:
 			return errors.WithMessagef(ErrInvalidArgument, "namespace %q: sharing %q: must be %q or %q", name, shorten(value), SharingShared, SharingIsolated)
 		}
+	case SettingHeld, SettingOnly:
+		return errors.WithMessagef(ErrReadOnly, "namespace %q: %s is counted by the store and cannot be set", name, key)
 	default:
 		return unknownSetting(name, key)
 	}
@@ -244,7 +254,14 @@ func unknownSetting(name, key string) error {
 }
 
 // IsSetting reports whether key names a setting.
-func IsSetting(key string) bool { return key == SettingQuota || key == SettingSharing }
+func IsSetting(key string) bool {
+	for _, k := range Settings {
+		if k == key {
+			return true
+		}
+	}
+	return false
+}
 
 // ParseSize reads a size in bytes: decimal digits, optionally followed by
 // K, M, G or T (powers of 1024; "KiB", "MB" and the like are read the same).

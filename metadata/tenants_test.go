@@ -186,7 +186,17 @@ func TestSettings(t *testing.T) {
 	if ns, _ := nss.Stat("default"); ns.Quota != 10<<20 || ns.Sharing != SharingIsolated {
 		t.Errorf("Stat: quota %d sharing %q", ns.Quota, ns.Sharing)
 	}
-	for _, key := range Settings {
+	mustWriteBlob(t, db, "default", []byte("12345"))
+	if v, err := nss.Setting("default", SettingHeld); err != nil || v != "5" {
+		t.Errorf("held = %q, %v", v, err)
+	}
+	if v, err := nss.Setting("default", SettingOnly); err != nil || v != "5" {
+		t.Errorf("only = %q, %v", v, err)
+	}
+	if err := nss.SetSetting("default", Root, SettingHeld, "0"); !errors.Is(err, ErrReadOnly) {
+		t.Errorf("set held: %v, want ErrReadOnly", err)
+	}
+	for _, key := range []string{SettingQuota, SettingSharing} {
 		if err := nss.SetSetting("default", Root, key, ""); err != nil {
 			t.Fatal(err)
 		}

@@ -52,9 +52,13 @@ func namespaceLabelsAction(do func(m client.Mount, name string, labels map[strin
 }
 
 var namespacesListCommand = &cli.Command{
-	Name:      "list",
-	Aliases:   []string{"ls"},
-	Usage:     "list namespaces with their labels",
+	Name:    "list",
+	Aliases: []string{"ls"},
+	Usage:   "list namespaces with their owner, usage, quota and labels",
+	Description: `HELD is the bytes of the blobs the namespace holds, each counted once;
+ONLY the bytes no other namespace holds (what removing it would free);
+QUOTA its quota (trusted.nsfs.quota), "-" for none. Only root can read
+these three: for other users they show "?".`,
 	ArgsUsage: " ",
 	Flags: []cli.Flag{
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only the names"},
@@ -79,17 +83,31 @@ var namespacesListCommand = &cli.Command{
 			return nil
 		}
 		tw := newTable(out)
-		fmt.Fprintln(tw, "NAME\tLABELS\t")
+		fmt.Fprintln(tw, "NAME\tOWNER\tHELD\tONLY\tQUOTA\tLABELS\t")
 		for _, ns := range namespaces {
 			labels := joinLabels(ns.Labels)
 			if ns.LabelsErr != nil {
 				labels = "?"
 				fmt.Fprintf(c.App.ErrWriter, "nsfs: %v\n", ns.LabelsErr)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t\n", ns.Name, labels)
+			held, only, quota := tenancyColumns(ns.Tenancy)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", ns.Name, ns.Owner, held, only, quota, labels)
 		}
 		return tw.Flush()
 	},
+}
+
+// tenancyColumns are the HELD, ONLY and QUOTA columns: "?" where the
+// caller may not read them (only root can), "-" for no quota.
+func tenancyColumns(t client.Tenancy) (held, only, quota string) {
+	if !t.Known {
+		return "?", "?", "?"
+	}
+	quota = "-"
+	if t.Quota >= 0 {
+		quota = formatBytes(t.Quota)
+	}
+	return formatBytes(t.Held), formatBytes(t.Only), quota
 }
 
 var namespacesRemoveCommand = &cli.Command{
