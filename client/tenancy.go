@@ -1,9 +1,15 @@
 package client
 
 import (
+	"fmt"
+	"os"
 	"os/user"
+	"path/filepath"
 	"strconv"
+	"strings"
 
+	"github.com/nsfs/nsfs/errdefs"
+	"github.com/opencontainers/go-digest"
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
 )
@@ -58,4 +64,73 @@ func readSize(dir, key string) (int64, error) {
 		return 0, err
 	}
 	return strconv.ParseInt(v, 10, 64)
+}
+
+// overQuota explains err, an EDQUOT of a pull into n: by how much the
+// blobs of the image that n does not hold yet (wanted, its blobs and
+// their sizes) pass what n's quota leaves. Root reads the store's
+// counters; another user gets df's figures, in 4 KiB blocks.
+func (n Namespace) overQuota(err error, wanted map[digest.Digest]int64) error {
+	entries, _ := os.ReadDir(n.BlobsDir()) // what n holds
+	held := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		held[e.Name()] = true
+	}
+	var need int64
+	for d, size := range wanted {
+		if !held[d.Encoded()] {
+			need += size
+		}
+	}
+	t := n.Mount.Tenancy(n.Name)
+	quota, used := t.Quota, t.Held
+	if !t.Known {
+		var st unix.Statfs_t
+		if unix.Statfs(n.Dir(), &st) != nil {
+			return errors.Wrapf(err, "namespace %q", n.Name)
+		}
+		quota, used = int64(st.Blocks)*st.Frsize, int64(st.Blocks-st.Bfree)*st.Frsize
+	}
+	return errdefs.Errorf(errdefs.ErrQuota, "namespace %q: disk quota exceeded: the image needs %s the namespace does not hold yet, %s more than its quota of %s leaves (it holds %s)",
+		n.Name, sizeString(need), sizeString(max(0, used+need-quota)), sizeString(quota), sizeString(used))
+}
+
+// sizeString is a size as the pull's progress prints it, with the bytes.
+func sizeString(n int64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
+	f, i := float64(n), 0
+	for f >= 1024 && i < len(units)-1 {
+		f /= 1024
+		i++
+	}
+	if i == 0 {
+		return strconv.FormatInt(n, 10) + " B"
+	}
+	return fmt.Sprintf("%.1f %s (%d bytes)", f, units[i], n)
+}
+
+// missingRefDirs are the directories of ref's path below images/ that do
+// not exist yet, deepest first: the ones writing the image makes.
+func (n Namespace) missingRefDirs(ref string) []string {
+	path, err := n.Target().ImagePath(ref)
+	if err != nil {
+		return nil
+	}
+	images := filepath.Join(n.Dir(), "images")
+	var dirs []string
+	for dir := filepath.Dir(path); strings.HasPrefix(dir, images+string(filepath.Separator)); dir = filepath.Dir(dir) {
+		if _, err := os.Lstat(dir); err == nil {
+			break
+		}
+		dirs = append(dirs, dir)
+	}
+	return dirs
+}
+
+// removeEmptyDirs removes what it can of dirs, in order (deepest first):
+// one that holds something stays.
+func removeEmptyDirs(dirs []string) {
+	for _, dir := range dirs {
+		_ = unix.Rmdir(dir)
+	}
 }

@@ -355,3 +355,73 @@ func TestTenantSharingPerNamespace(t *testing.T) {
 		t.Errorf("iso back to shared: %v", err)
 	}
 }
+
+// The seed's scenario across users: alice's private namespace, bob's pull
+// of the same image under a quota, df of each.
+func TestTenantsAliceAndBob(t *testing.T) {
+	reg := startRegistry(t)
+	d := tenantMount(t)
+	alice, bob := addTenant(t, "nsfs-ab-alice"), addTenant(t, "nsfs-ab-bob")
+	app := imageWithLayers(1311, "amd64", nil, 300<<10, 200<<10)
+	pushImage(t, reg.addr+"/test/app", "v1", app, nil)
+	ref := reg.addr + "/test/app:v1"
+	size := blobsSize(app.blobs()...)
+
+	alice.mustSh(t, d.mnt, "umask 077 && mkdir ns/alice")
+	if r := alice.nsfs(t, d, "-n", "alice", "pull", "--plain-http", "--quiet", ref); r.code != 0 || r.stderr != "" {
+		t.Fatalf("alice's pull: %s", r)
+	}
+	assertNamespaceHolds(t, d, "alice", ref, app.manifest, app.blobs()...)
+	bob.mustFail(t, d.mnt, "Permission denied", "ls ns/alice/images")
+	if r := bob.nsfs(t, d, "-n", "alice", "images", "ls"); r.code != 1 || !strings.Contains(r.stderr, `namespace "alice"`) {
+		t.Errorf("bob lists alice's images: want exit 1 naming the namespace, got %s", r)
+	}
+
+	// bob's quota is smaller than the image: EDQUOT, nothing downloaded,
+	// ns/bob as it was.
+	bob.mustSh(t, d.mnt, "umask 077 && mkdir ns/bob")
+	mustRun(t, d.mnt, "setfattr", "-n", "trusted.nsfs.quota", "-v", "256K", "ns/bob")
+	before := tenantState(t, d)
+	from := reg.mark(t)
+	r := bob.nsfs(t, d, "-n", "bob", "pull", "--plain-http", "--quiet", ref)
+	if r.code != 1 || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, `namespace "bob": disk quota exceeded`) ||
+		!strings.Contains(r.stderr, fmt.Sprintf("more than its quota of 256.0 KiB (262144 bytes) leaves")) {
+		t.Errorf("bob's pull over his quota: want one line saying which namespace and by how much, got %s", r)
+	}
+	t.Logf("%s: %s", r.cmdline, strings.TrimSpace(r.stderr))
+	reg.assertBlobGETs(t, "bob's pull over his quota", from)
+	assertTenantUnchanged(t, d, "bob's pull over his quota", before)
+
+	// Raised by root, the pull succeeds, still without downloading.
+	mustRun(t, d.mnt, "setfattr", "-n", "trusted.nsfs.quota", "-v", "10M", "ns/bob")
+	from = reg.mark(t)
+	if r := bob.nsfs(t, d, "-n", "bob", "pull", "--plain-http", "--quiet", ref); r.code != 0 || r.stderr != "" {
+		t.Fatalf("bob's pull under the raised quota: %s", r)
+	}
+	reg.assertBlobGETs(t, "bob's pull of what alice has", from)
+	assertNamespaceHolds(t, d, "bob", ref, app.manifest, app.blobs()...)
+	alice.mustFail(t, d.mnt, "Permission denied", "ls ns/bob/images")
+
+	// df ns/*: each one's use; namespaces ls: they share everything.
+	assertOutput(t, "df ns/bob", dfBytes(t, d.mnt, "ns/bob"), fmt.Sprintf("%d %d %d", 10<<20, roundUp(size), 10<<20-roundUp(size)))
+	if got := strings.Fields(dfBytes(t, d.mnt, "ns/alice")); got[1] != strconv.FormatInt(roundUp(size), 10) {
+		t.Errorf("df ns/alice: used %s, want %d", got[1], roundUp(size))
+	}
+	out := mustPullCLI(t, d, nil, "namespaces", "ls")
+	for _, want := range []string{
+		fmt.Sprintf("alice   %s %s 0.0 B -", padRight(alice.name, len(bob.name)), progressBytes(size)),
+		fmt.Sprintf("bob     %s %s 0.0 B 10.0 MiB", bob.name, progressBytes(size)),
+	} {
+		if !strings.Contains(strings.Join(strings.Fields(out), " "), strings.Join(strings.Fields(want), " ")) {
+			t.Errorf("nsfs namespaces ls: want a row %q, got\n%s", want, out)
+		}
+	}
+	// Once alice removes hers, bob alone holds the image.
+	alice.mustSh(t, d.mnt, "rm -rf ns/alice")
+	out = mustPullCLI(t, d, nil, "namespaces", "ls")
+	if want := fmt.Sprintf("bob %s %s %s 10.0 MiB", bob.name, progressBytes(size), progressBytes(size)); !strings.Contains(strings.Join(strings.Fields(out), " "), want) {
+		t.Errorf("nsfs namespaces ls after alice left: want a row %q, got\n%s", want, out)
+	}
+}
+
+func padRight(s string, n int) string { return s + strings.Repeat(" ", max(0, n-len(s))) }

@@ -50,7 +50,7 @@ func checkQuota(nsb *bolt.Bucket, ns string, d digest.Digest, size int64) error 
 	if held+size <= q {
 		return nil
 	}
-	return errors.WithMessagef(ErrQuota, "namespace %q holds %d bytes of its quota of %d: blob %s (%d bytes) would pass it by %d bytes", ns, held, q, d, size, held+size-q)
+	return errors.WithMessagef(ErrQuota, "namespace %q: holding blob %s (%d bytes) would bring it to %d bytes, %d over its quota of %d", ns, d, size, held+size, held+size-q, q)
 }
 
 // usageOnHold counts a new hold of size bytes by nsb; holders is the
@@ -225,4 +225,12 @@ func (w *BlobWriter) checkRoom(n int) error {
 		w.writeErr = err
 	}
 	return err
+}
+
+// Failed reports whether a write failed other than by its offset (a full
+// disk, the quota): the ingest cannot commit, and its first close says why.
+func (w *BlobWriter) Failed() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.writeErr != nil
 }
