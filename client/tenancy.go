@@ -134,3 +134,25 @@ func removeEmptyDirs(dirs []string) {
 		_ = unix.Rmdir(dir)
 	}
 }
+
+// SetQuota sets the namespace's quota to bytes (root only: setfattr -n
+// trusted.nsfs.quota); a negative number removes it.
+func (n Namespace) SetQuota(bytes int64) error {
+	dir := n.Dir()
+	var err error
+	if bytes < 0 {
+		err = unix.Removexattr(dir, "trusted.nsfs.quota")
+		if errors.Is(err, unix.ENODATA) {
+			err = nil
+		}
+	} else {
+		err = unix.Setxattr(dir, "trusted.nsfs.quota", []byte(strconv.FormatInt(bytes, 10)), 0)
+	}
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, unix.EPERM):
+		return errors.Errorf("namespace %q: only root can set a quota", n.Name)
+	}
+	return namespaceError(n.Name, DaemonGone(err, n.Mount.Dir))
+}

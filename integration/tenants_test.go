@@ -274,7 +274,10 @@ func TestTenantQuota(t *testing.T) {
 	bob.mustFail(t, d.mnt, "Operation not permitted", "setfattr -n trusted.nsfs.quota -v 1T ns/bob")
 	mustFail(t, d.mnt, "Invalid argument", "setfattr", "-n", "trusted.nsfs.quota", "-v", "lots", "ns/bob")
 	mustFail(t, d.mnt, "Operation not supported", "setfattr", "-n", "trusted.nsfs.colour", "-v", "red", "ns/bob")
-	mustRun(t, d.mnt, "setfattr", "-n", "trusted.nsfs.quota", "-v", "64K", "ns/bob")
+	if r := bob.nsfs(t, d, "namespaces", "quota", "bob", "1T"); r.code != 1 || r.stderr != "nsfs: namespace \"bob\": only root can set a quota\n" {
+		t.Errorf("nsfs namespaces quota by bob: %s", r)
+	}
+	assertOutput(t, "nsfs namespaces quota by root", mustPullCLI(t, d, nil, "namespaces", "quota", "bob", "64K"), "")
 	assertOutput(t, "getfattr of the quota", mustRun(t, d.mnt, "getfattr", "--only-values", "-n", "trusted.nsfs.quota", "ns/bob"), "65536")
 	bob.mustFail(t, d.mnt, "No such attribute", "getfattr -n trusted.nsfs.quota ns/bob")
 	assertOutput(t, "df ns/bob, empty", dfBytes(t, d.mnt, "ns/bob"), "65536 0 65536")

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/nsfs/nsfs/client"
+	"github.com/nsfs/nsfs/metadata"
 	"github.com/urfave/cli/v2"
 )
 
@@ -17,6 +18,7 @@ var namespacesCommand = &cli.Command{
 		namespacesListCommand,
 		namespacesRemoveCommand,
 		namespacesLabelCommand,
+		namespacesQuotaCommand,
 	},
 }
 
@@ -147,4 +149,32 @@ $ nsfs namespaces label foo team=infra old=`,
 	Action: namespaceLabelsAction(func(m client.Mount, name string, labels map[string]string) error {
 		return m.Namespace(name).SetLabels(labels)
 	}),
+}
+
+var namespacesQuotaCommand = &cli.Command{
+	Name:      "quota",
+	Usage:     "set or remove the quota of a namespace (root; trusted.nsfs.quota)",
+	ArgsUsage: "NAME SIZE|none",
+	Description: `SIZE is bytes, or a number with K, M, G or T (powers of 1024).
+A write that would take the namespace past it fails with EDQUOT; a quota
+below what the namespace holds deletes nothing.
+
+$ nsfs namespaces quota bob 10G`,
+	Action: func(c *cli.Context) error {
+		if c.NArg() != 2 {
+			return usageError(c, "a namespace NAME and a SIZE (or none) are required")
+		}
+		bytes := int64(-1)
+		if size := c.Args().Get(1); size != "none" {
+			var err error
+			if bytes, err = metadata.ParseSize(size); err != nil {
+				return fmt.Errorf("quota %q: %v", size, err)
+			}
+		}
+		m, err := mountOf(c)
+		if err != nil {
+			return err
+		}
+		return m.Namespace(c.Args().First()).SetQuota(bytes)
+	},
 }
