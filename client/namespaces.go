@@ -42,7 +42,7 @@ func (m Mount) Namespaces() ([]NamespaceInfo, error) {
 			continue // removed since the listing
 		}
 		if errors.Is(err, unix.E2BIG) {
-			out = append(out, NamespaceInfo{Name: e.Name(), LabelsErr: errors.Errorf(
+			out = append(out, NamespaceInfo{Name: e.Name(), Tenancy: m.Tenancy(e.Name()), LabelsErr: errors.Errorf(
 				"namespace %q: its labels are over %d bytes and cannot be listed; remove some (setfattr -x, nsfs namespaces label NAME KEY=)", e.Name(), names.MaxLabelsSize)})
 			continue
 		}
