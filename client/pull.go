@@ -106,6 +106,7 @@ func (n Namespace) Pull(ctx context.Context, src oras.ReadOnlyTarget, srcRef, re
 				if p.isLocal(desc) {
 					p.obs.Exists(desc)
 				} else {
+					p.markStored(desc)
 					p.obs.Done(desc)
 				}
 				return nil
@@ -123,7 +124,8 @@ func (n Namespace) Pull(ctx context.Context, src oras.ReadOnlyTarget, srcRef, re
 		// ECONNABORTED and what follows with ENOTCONN: say so.
 		err = unwrapCopyError(err)
 		if errors.Is(err, syscall.EDQUOT) {
-			removeEmptyDirs(newDirs) // the namespace stays as it was
+			n.dropStored(p.storedBlobs()) // the namespace stays as it was
+			removeEmptyDirs(newDirs)
 			return ocispec.Descriptor{}, n.overQuota(err, p.wanted())
 		}
 		return ocispec.Descriptor{}, DaemonGone(err, n.Mount.Dir)
@@ -151,6 +153,8 @@ type puller struct {
 	kinds map[digest.Digest]string
 	sizes map[digest.Digest]int64 // of every blob of the image this pull wants
 	local map[digest.Digest]bool  // bytes read from the namespace, not the registry
+	// stored are the blobs this pull wrote into the namespace.
+	stored []digest.Digest
 }
 
 func (p *puller) setKind(desc ocispec.Descriptor, kind string) {
@@ -177,6 +181,18 @@ func (p *puller) wanted() map[digest.Digest]int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return maps.Clone(p.sizes)
+}
+
+func (p *puller) markStored(desc ocispec.Descriptor) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stored = append(p.stored, desc.Digest)
+}
+
+func (p *puller) storedBlobs() []digest.Digest {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.stored)
 }
 
 func (p *puller) markLocal(desc ocispec.Descriptor) {

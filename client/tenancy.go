@@ -156,3 +156,14 @@ func (n Namespace) SetQuota(bytes int64) error {
 	}
 	return namespaceError(n.Name, DaemonGone(err, n.Mount.Dir))
 }
+
+// dropStored removes the blobs a pull that failed on the quota wrote into
+// n: nothing of the image was kept, so no image of n references them
+// (and if one came to, the filesystem refuses with EBUSY and it stays).
+func (n Namespace) dropStored(blobs []digest.Digest) {
+	for _, d := range blobs {
+		if d.Validate() == nil {
+			_ = os.Remove(filepath.Join(n.BlobsDir(), d.Encoded()))
+		}
+	}
+}

@@ -428,3 +428,20 @@ func TestTenantsAliceAndBob(t *testing.T) {
 }
 
 func padRight(s string, n int) string { return s + strings.Repeat(" ", max(0, n-len(s))) }
+
+// A pull that passes the quota part-way keeps none of the blobs it wrote.
+func TestTenantPullOverQuotaKeepsNothing(t *testing.T) {
+	reg := startRegistry(t)
+	d := tenantMount(t)
+	app := imageWithLayers(1321, "amd64", nil, 100<<10, 200<<10)
+	pushImage(t, reg.addr+"/test/app", "v1", app, nil)
+	ref := reg.addr + "/test/app:v1"
+	mustRun(t, d.mnt, "mkdir", "ns/q")
+	mustPullCLI(t, d, nil, "namespaces", "quota", "q", "200K")
+	before := tenantState(t, d)
+	r := failPullCLI(t, d, []string{"NSFS_NAMESPACE=q"}, `namespace "q": disk quota exceeded`, "pull", "--plain-http", "--quiet", ref)
+	if !strings.Contains(r.stderr, fmt.Sprintf("the image needs %s", progressBytes(blobsSize(app.blobs()...)))) {
+		t.Errorf("pull over the quota: want the image's size in %q", r.stderr)
+	}
+	assertTenantUnchanged(t, d, "a pull over the quota", before)
+}
