@@ -352,3 +352,39 @@ func TestCheckFindsStaleUsage(t *testing.T) {
 		t.Errorf("fsck did not report the stale counter: %v", rep.Problems)
 	}
 }
+
+// fsck --repair recounts stale counters and keeps owners and settings.
+func TestRepairRecountsUsageKeepsOwners(t *testing.T) {
+	root := t.TempDir()
+	db, err := Open(root, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Namespaces().CreateOwned("alice", Owner{UID: 1000, GID: 1000, Mode: 0o700}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Namespaces().SetSetting("alice", Root, SettingQuota, "1M"); err != nil {
+		t.Fatal(err)
+	}
+	mustWriteBlob(t, db, "alice", []byte("twelve bytes"))
+	if err := db.bolt.Update(func(tx *bolt.Tx) error {
+		return putInt64(namespacesBucket(tx).Bucket([]byte("alice")), keyOnly, 99)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	rep, err := Repair(root, CheckOptions{})
+	if err != nil || len(rep.Problems) != 1 {
+		t.Fatalf("Repair: %v, problems %v; want the one stale counter", err, rep.Problems)
+	}
+	db, err = Open(root, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ns, _ := db.Namespaces().Stat("alice")
+	if ns.Usage != (Usage{Held: 12, Only: 12}) || ns.Owner != (Owner{1000, 1000, 0o700}) || ns.Quota != 1<<20 {
+		t.Errorf("after repair: usage %+v owner %+v quota %d", ns.Usage, ns.Owner, ns.Quota)
+	}
+	checkInvariants(t, db)
+}
