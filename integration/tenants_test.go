@@ -352,6 +352,14 @@ func TestTenantSharingPerNamespace(t *testing.T) {
 	assertTenantUnchanged(t, d, "an image in iso naming blobs it cannot see", before)
 	// Shared: the copy claims them.
 	mustRun(t, d.mnt, "cp", imagePath("default", "app:v1"), imagePath("open", "app:v1"))
+	// The shareable label keeps its meaning for an isolated namespace.
+	mustRun(t, d.mnt, "setfattr", "-n", "user.containerd.io/namespace.shareable", "-v", "true", "ns/open")
+	if _, err := os.Stat(d.path(blobPath("iso", layer.hex()))); err != nil {
+		t.Errorf("iso cannot see a blob a shareable namespace holds: %v", err)
+	}
+	mustRun(t, d.mnt, "setfattr", "-x", "user.containerd.io/namespace.shareable", "ns/open")
+	_, errHeld = os.Stat(d.path(blobPath("iso", layer.hex())))
+	assertErrno(t, "stat in iso once open is no longer shareable", errHeld, syscall.ENOENT)
 	// Back to the mount's policy: iso sees them too.
 	mustRun(t, d.mnt, "setfattr", "-x", "trusted.nsfs.sharing", "ns/iso")
 	if _, err := os.Stat(d.path(blobPath("iso", layer.hex()))); err != nil {
