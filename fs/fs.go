@@ -67,15 +67,15 @@ const (
 
 // filesystem is what every node shares.
 type filesystem struct {
-	db       *metadata.DB
-	inodes   *inodeTable
-	inval    *invalidator
-	uid      uint32
-	gid      uint32
-	owners   sync.Map       // namespace ID (uint64) → metadata.Owner: see ownerOf
-	ownersMu sync.Mutex     // serialises reads of owners from the store with changes
-	started  time.Time      // the times of directories that are not records
-	handles  *handleLimiter // what each user's open handles may hold
+	db      *metadata.DB
+	inodes  *inodeTable
+	inval   *invalidator
+	uid     uint32
+	gid     uint32
+	owners  sync.Map       // namespace ID (uint64) → metadata.Owner: see ownerOf
+	ownMu   sync.Mutex     // serialises reads of owners from the store with changes
+	started time.Time      // the times of directories that are not records
+	handles *handleLimiter // what each user's open handles may hold
 
 	// deleted maps a namespace name to the highest ID of a namespace of
 	// that name deleted while mounted (uint64): see enter. One entry per

@@ -44,8 +44,8 @@ func (f *filesystem) ownerOf(ns nsRef) metadata.Owner {
 	if o, ok := f.owners.Load(ns.id); ok {
 		return o.(metadata.Owner)
 	}
-	f.ownersMu.Lock()
-	defer f.ownersMu.Unlock()
+	f.ownMu.Lock()
+	defer f.ownMu.Unlock()
 	if o, ok := f.owners.Load(ns.id); ok {
 		return o.(metadata.Owner)
 	}
@@ -108,8 +108,8 @@ func (d *namespaceDir) setOwner(ctx context.Context, in *fuse.SetAttrIn) syscall
 		return errno
 	}
 	f := d.fsys
-	f.ownersMu.Lock() // so that no read of the old owner is kept after this
-	defer f.ownersMu.Unlock()
+	f.ownMu.Lock() // so that no read of the old owner is kept after this
+	defer f.ownMu.Unlock()
 	ns, err := f.db.Namespaces().SetOwner(d.ns.name, f.callerOf(ctx), change)
 	if err != nil {
 		return toErrno("setattr ns/"+d.ns.name, err)
