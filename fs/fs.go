@@ -7,6 +7,10 @@
 //	      blobs/                   blobs_dir.go
 //	        sha256/<hex>           sha256_dir.go, blob_node.go, blob_handles.go
 //
+// A namespace's owner and mode (which everything inside shows), its df
+// and root's trusted.nsfs.* settings are owners.go and
+// namespace_settings.go.
+//
 // One file holds one node type, or the handles of one; each node's doc
 // comment shows the shell session it serves. Every operation passes one
 // gate first (enter, gate.go). The nodes translate system calls into
