@@ -22,6 +22,9 @@ type NamespaceInfo struct {
 	// over the filesystem's limit, written by an nsfs from before it, make
 	// listxattr fail with E2BIG. The other namespaces are still listed.
 	LabelsErr error
+	// LabelsDenied: the caller may not read the labels (the namespace's
+	// mode does not let it).
+	LabelsDenied bool
 	Tenancy
 }
 
@@ -44,6 +47,10 @@ func (m Mount) Namespaces() ([]NamespaceInfo, error) {
 		if errors.Is(err, unix.E2BIG) {
 			out = append(out, NamespaceInfo{Name: e.Name(), Tenancy: m.Tenancy(e.Name()), LabelsErr: errors.Errorf(
 				"namespace %q: its labels are over %d bytes and cannot be listed; remove some (setfattr -x, nsfs namespaces label NAME KEY=)", e.Name(), names.MaxLabelsSize)})
+			continue
+		}
+		if errors.Is(err, unix.EACCES) {
+			out = append(out, NamespaceInfo{Name: e.Name(), LabelsDenied: true, Tenancy: m.Tenancy(e.Name())})
 			continue
 		}
 		if err != nil {

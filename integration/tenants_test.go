@@ -180,7 +180,7 @@ func TestTenantOwnersAndModes(t *testing.T) {
 	theirs := blob{data: []byte("bob-bytes")}
 
 	// mkdir by alice: hers, with the mode her umask leaves; inside follows.
-	alice.mustSh(t, d.mnt, "umask 077 && mkdir ns/alice && printf alice-bytes > "+blobPath("alice", mine.hex()))
+	alice.mustSh(t, d.mnt, "umask 077 && mkdir ns/alice && printf alice-bytes > "+blobPath("alice", mine.hex())+" && setfattr -n user.team -v alice ns/alice")
 	aliceIDs := fmt.Sprintf("%d:%d", alice.uid, alice.gid)
 	var st unix.Stat_t
 	if err := unix.Stat(d.path("ns"), &st); err != nil || st.Mode&0o7777 != 0o1777 || st.Uid != 0 {
@@ -214,6 +214,12 @@ func TestTenantOwnersAndModes(t *testing.T) {
 		t.Errorf("nsfs images ls by bob in alice's 0700 namespace: want exit 1 and one line naming it, got %s", r)
 	}
 	t.Logf("%s: %s", r.cmdline, strings.TrimSpace(r.stderr))
+	// bob still lists every namespace; what he may not read shows "?".
+	r = bob.nsfs(t, d, "namespaces", "ls")
+	if got := strings.Join(strings.Fields(r.stdout), " "); r.code != 0 || r.stderr != "" ||
+		!strings.Contains(got, "alice "+alice.name+" ? ? ? ? default root ? ? ?") {
+		t.Errorf("nsfs namespaces ls by bob: %s", r)
+	}
 	assertTenantUnchanged(t, d, "bob's attempts on a 0700 namespace", before)
 
 	// 0755: bob reads, and still changes nothing.

@@ -60,7 +60,8 @@ var namespacesListCommand = &cli.Command{
 	Description: `HELD is the bytes of the blobs the namespace holds, each counted once;
 ONLY the bytes no other namespace holds (what removing it would free);
 QUOTA its quota (trusted.nsfs.quota), "-" for none. Only root can read
-these three: for other users they show "?".`,
+these three: for other users they show "?", as do the LABELS of a
+namespace whose mode does not let the caller read it.`,
 	ArgsUsage: " ",
 	Flags: []cli.Flag{
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only the names"},
@@ -88,6 +89,9 @@ these three: for other users they show "?".`,
 		fmt.Fprintln(tw, "NAME\tOWNER\tHELD\tONLY\tQUOTA\tLABELS\t")
 		for _, ns := range namespaces {
 			labels := joinLabels(ns.Labels)
+			if ns.LabelsDenied {
+				labels = "?"
+			}
 			if ns.LabelsErr != nil {
 				labels = "?"
 				fmt.Fprintf(c.App.ErrWriter, "nsfs: %v\n", ns.LabelsErr)
