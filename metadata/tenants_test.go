@@ -2,6 +2,7 @@ package metadata
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -387,4 +388,55 @@ func TestRepairRecountsUsageKeepsOwners(t *testing.T) {
 		t.Errorf("after repair: usage %+v owner %+v quota %d", ns.Usage, ns.Owner, ns.Quota)
 	}
 	checkInvariants(t, db)
+}
+
+// BenchmarkStatBlobIsolatedBySetting is BenchmarkStatBlobIsolated for a
+// namespace isolated by its own setting on a shared mount: the cost of a
+// stat is the same for a blob nobody holds and for one others hold.
+//
+//	go test -run XXX -bench StatBlobIsolatedBySetting ./metadata/
+func BenchmarkStatBlobIsolatedBySetting(b *testing.B) {
+	db, err := Open(filepath.Join(b.TempDir(), "store"), Options{Sharing: SharingShared})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Namespaces().Create("tenant", nil); err != nil {
+		b.Fatal(err)
+	}
+	if err := db.Namespaces().SetSetting("tenant", Root, SettingSharing, string(SharingIsolated)); err != nil {
+		b.Fatal(err)
+	}
+	held := map[int]digest.Digest{}
+	for _, holders := range []int{1, 300} {
+		data := []byte(fmt.Sprintf("held by %d", holders))
+		for i := 0; i < holders; i++ {
+			ns := fmt.Sprintf("h%d-%d", holders, i)
+			if _, err := db.Namespaces().Create(ns, nil); err != nil {
+				b.Fatal(err)
+			}
+			w, err := db.Content().Writer(ns, 0, digest.FromBytes(data))
+			if IsExists(err) {
+				continue // shared: the others see it already
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			_, _ = w.Write(data)
+			if err := w.Commit(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		held[holders] = digest.FromBytes(data)
+	}
+	held[0] = digest.FromString("nobody holds this")
+	for _, holders := range []int{0, 1, 300} {
+		b.Run(fmt.Sprintf("holders=%d", holders), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if _, err := db.Content().Stat("tenant", held[holders]); !IsNotFound(err) {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
