@@ -440,3 +440,22 @@ func BenchmarkStatBlobIsolatedBySetting(b *testing.B) {
 		})
 	}
 }
+
+// nsfs fsck (read-only) of a store from before owners finds nothing to
+// report: the counters it lacks are counted at its next writable open.
+func TestCheckStoreFromBeforeOwners(t *testing.T) {
+	root := copyDir(t, "testdata/store-61f24d1")
+	db, err := Open(root, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rep, err := db.Check(CheckOptions{VerifyBlobs: true})
+	if err != nil || len(rep.Problems) != 0 {
+		t.Errorf("fsck of the old store: %v, %v", rep.Problems, err)
+	}
+	ns, err := db.Namespaces().Stat("old")
+	if err != nil || ns.Owner != LegacyOwner || ns.Quota != NoQuota {
+		t.Errorf("old, read-only: %+v, %v", ns, err)
+	}
+}
