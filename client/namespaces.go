@@ -22,6 +22,10 @@ type NamespaceInfo struct {
 	// over the filesystem's limit, written by an nsfs from before it, make
 	// listxattr fail with E2BIG. The other namespaces are still listed.
 	LabelsErr error
+	// LabelsDenied: the caller may not read the labels (the namespace's
+	// mode does not let it).
+	LabelsDenied bool
+	Tenancy
 }
 
 // Namespaces lists the namespaces of m, sorted by name, with their labels
@@ -41,14 +45,18 @@ func (m Mount) Namespaces() ([]NamespaceInfo, error) {
 			continue // removed since the listing
 		}
 		if errors.Is(err, unix.E2BIG) {
-			out = append(out, NamespaceInfo{Name: e.Name(), LabelsErr: errors.Errorf(
+			out = append(out, NamespaceInfo{Name: e.Name(), Tenancy: m.Tenancy(e.Name()), LabelsErr: errors.Errorf(
 				"namespace %q: its labels are over %d bytes and cannot be listed; remove some (setfattr -x, nsfs namespaces label NAME KEY=)", e.Name(), names.MaxLabelsSize)})
+			continue
+		}
+		if errors.Is(err, unix.EACCES) {
+			out = append(out, NamespaceInfo{Name: e.Name(), LabelsDenied: true, Tenancy: m.Tenancy(e.Name())})
 			continue
 		}
 		if err != nil {
 			return nil, errors.Wrapf(err, "namespace %q", e.Name())
 		}
-		out = append(out, NamespaceInfo{Name: e.Name(), Labels: labels})
+		out = append(out, NamespaceInfo{Name: e.Name(), Labels: labels, Tenancy: m.Tenancy(e.Name())})
 	}
 	return out, nil
 }

@@ -3,9 +3,11 @@ package client
 import (
 	"context"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/nsfs/nsfs/imagegraph"
 	"github.com/opencontainers/go-digest"
@@ -84,6 +86,7 @@ func (n Namespace) Pull(ctx context.Context, src oras.ReadOnlyTarget, srcRef, re
 		opts:  opts,
 		obs:   opts.Observer,
 		kinds: map[digest.Digest]string{},
+		sizes: map[digest.Digest]int64{},
 		local: map[digest.Digest]bool{},
 	}
 	copyOpts := oras.CopyOptions{
@@ -103,6 +106,7 @@ func (n Namespace) Pull(ctx context.Context, src oras.ReadOnlyTarget, srcRef, re
 				if p.isLocal(desc) {
 					p.obs.Exists(desc)
 				} else {
+					p.markStored(desc)
 					p.obs.Done(desc)
 				}
 				return nil
@@ -113,11 +117,18 @@ func (n Namespace) Pull(ctx context.Context, src oras.ReadOnlyTarget, srcRef, re
 			},
 		},
 	}
+	newDirs := n.missingRefDirs(ref)
 	root, err := oras.Copy(ctx, pullSource{ReadOnlyTarget: src, p: p}, srcRef, pullTarget{Target: p.dst, p: p}, ref, copyOpts)
 	if err != nil {
 		// A daemon killed mid-pull fails the write in flight with
 		// ECONNABORTED and what follows with ENOTCONN: say so.
-		return ocispec.Descriptor{}, DaemonGone(unwrapCopyError(err), n.Mount.Dir)
+		err = unwrapCopyError(err)
+		if errors.Is(err, syscall.EDQUOT) {
+			n.dropStored(p.storedBlobs()) // the namespace stays as it was
+			removeEmptyDirs(newDirs)
+			return ocispec.Descriptor{}, n.overQuota(err, p.wanted())
+		}
+		return ocispec.Descriptor{}, DaemonGone(err, n.Mount.Dir)
 	}
 	return root, nil
 }
@@ -140,7 +151,10 @@ type puller struct {
 
 	mu    sync.Mutex
 	kinds map[digest.Digest]string
-	local map[digest.Digest]bool // bytes read from the namespace, not the registry
+	sizes map[digest.Digest]int64 // of every blob of the image this pull wants
+	local map[digest.Digest]bool  // bytes read from the namespace, not the registry
+	// stored are the blobs this pull wrote into the namespace.
+	stored []digest.Digest
 }
 
 func (p *puller) setKind(desc ocispec.Descriptor, kind string) {
@@ -148,6 +162,7 @@ func (p *puller) setKind(desc ocispec.Descriptor, kind string) {
 	defer p.mu.Unlock()
 	if _, ok := p.kinds[desc.Digest]; !ok {
 		p.kinds[desc.Digest] = kind
+		p.sizes[desc.Digest] = desc.Size
 	}
 }
 
@@ -159,6 +174,25 @@ func (p *puller) kind(desc ocispec.Descriptor) string {
 		return k
 	}
 	return KindLayer
+}
+
+// wanted is the size of every blob of the image this pull wants.
+func (p *puller) wanted() map[digest.Digest]int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return maps.Clone(p.sizes)
+}
+
+func (p *puller) markStored(desc ocispec.Descriptor) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stored = append(p.stored, desc.Digest)
+}
+
+func (p *puller) storedBlobs() []digest.Digest {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.stored)
 }
 
 func (p *puller) markLocal(desc ocispec.Descriptor) {

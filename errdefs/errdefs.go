@@ -32,6 +32,8 @@ var (
 	ErrIsDirectory     = errors.New("is a directory")    // EISDIR
 	ErrCrossNamespace  = errors.New("across namespaces") // EXDEV
 	ErrReadOnly        = errors.New("read-only")         // EPERM
+	ErrNotPermitted    = errors.New("not permitted")     // EPERM: not the owner, or not root
+	ErrQuota           = errors.New("quota exceeded")    // EDQUOT
 )
 
 // Errorf is an error of kind (errors.Is sees it) whose message is exactly

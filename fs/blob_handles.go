@@ -102,7 +102,7 @@ func (ing *blobIngest) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 
 func (ing *blobIngest) finish(op string) syscall.Errno {
 	ing.mu.Lock()
-	if ing.committed || ing.aborted || ing.w.Size() == 0 && ing.file.digest != emptyDigest {
+	if ing.committed || ing.aborted || ing.w.Size() == 0 && ing.file.digest != emptyDigest && !ing.w.Failed() {
 		ing.mu.Unlock()
 		return 0
 	}

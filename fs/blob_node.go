@@ -73,14 +73,14 @@ func (f *blobFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.At
 		return errno
 	}
 	if ing := f.activeIngest(); ing != nil {
-		f.fsys.fillFile(&out.Attr, blobPerm, ing.w.Size(), ing.started, ing.started)
+		f.fsys.fillFile(&out.Attr, f.ns, blobPerm, ing.w.Size(), ing.started, ing.started)
 		return 0
 	}
 	b, err := f.fsys.db.Content().Stat(f.ns.name, f.digest)
 	if err != nil {
 		return lookupErrno("getattr "+f.display(), err)
 	}
-	fillBlob(f.fsys, &out.Attr, &b)
+	fillBlob(f.fsys, f.ns, &out.Attr, &b)
 	return 0
 }
 

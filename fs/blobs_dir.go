@@ -33,7 +33,7 @@ func (d *fixedDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.Att
 	if errno := d.fsys.enter(&d.ns); errno != 0 {
 		return errno
 	}
-	d.fsys.fillStoredDir(&out.Attr, d.ns.name, d.timesKey)
+	d.fsys.fillStoredDir(&out.Attr, d.ns, d.timesKey)
 	return 0
 }
 
@@ -73,7 +73,7 @@ func (d *blobsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	if name != sha256Name {
 		return nil, syscall.ENOENT
 	}
-	d.fsys.fillStoredDir(&out.Attr, d.ns.name, metadata.DirBlobs)
+	d.fsys.fillStoredDir(&out.Attr, d.ns, metadata.DirBlobs)
 	cacheName(out)
 	ino := d.fsys.inodes.dir(d.ns.id, sha256Key)
 	return d.NewInode(ctx, &sha256Dir{fixedDir{dirBase: d.dirBase, timesKey: metadata.DirBlobs}}, dirAttr(ino)), 0

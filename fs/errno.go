@@ -42,6 +42,8 @@ var errnoKinds = []struct {
 	{metadata.ErrIsDirectory, syscall.EISDIR},
 	{metadata.ErrCrossNamespace, syscall.EXDEV},
 	{metadata.ErrReadOnly, syscall.EPERM},
+	{metadata.ErrNotPermitted, syscall.EPERM},
+	{metadata.ErrQuota, syscall.EDQUOT},
 }
 
 // toErrno is the one place where an error becomes an errno. op names the

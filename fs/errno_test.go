@@ -44,6 +44,8 @@ func TestToErrnoMapsEveryKind(t *testing.T) {
 		{metadata.ErrIsDirectory, syscall.EISDIR},
 		{metadata.ErrCrossNamespace, syscall.EXDEV},
 		{metadata.ErrReadOnly, syscall.EPERM},
+		{metadata.ErrNotPermitted, syscall.EPERM},
+		{metadata.ErrQuota, syscall.EDQUOT},
 		{xattr.ErrNotSupported, syscall.ENOTSUP},
 		{xattr.ErrInvalidName, syscall.EINVAL},
 		{xattr.ErrNameTooLong, syscall.ERANGE},

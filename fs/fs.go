@@ -7,6 +7,10 @@
 //	      blobs/                   blobs_dir.go
 //	        sha256/<hex>           sha256_dir.go, blob_node.go, blob_handles.go
 //
+// A namespace's owner and mode (which everything inside shows), its df
+// and root's trusted.nsfs.* settings are owners.go and
+// namespace_settings.go.
+//
 // One file holds one node type, or the handles of one; each node's doc
 // comment shows the shell session it serves. Every operation passes one
 // gate first (enter, gate.go). The nodes translate system calls into
@@ -56,10 +60,12 @@ const entryTimeout = time.Second
 // cacheName lets the kernel keep the name out answers for entryTimeout.
 func cacheName(out *fuse.EntryOut) { out.SetEntryTimeout(entryTimeout) }
 
-// Permission bits. Nothing stores modes: they follow from the kind of node.
+// Permission bits. A namespace's mode is stored (owners.go); what is
+// inside it follows: its directories have the namespace's mode, image
+// files its read and write bits, blobs its read bits only.
 const (
-	dirPerm   = 0o755
-	imagePerm = 0o644
+	dirPerm   = 0o755 // the root, whose owner is the mount's
+	imagePerm = 0o666
 	blobPerm  = 0o444 // committed blobs are read-only, like chattr +i
 )
 
@@ -70,6 +76,8 @@ type filesystem struct {
 	inval   *invalidator
 	uid     uint32
 	gid     uint32
+	owners  sync.Map       // namespace ID (uint64) → metadata.Owner: see ownerOf
+	ownMu   sync.Mutex     // serialises reads of owners from the store with changes
 	started time.Time      // the times of directories that are not records
 	handles *handleLimiter // what each user's open handles may hold
 
@@ -96,34 +104,40 @@ func joinPath(dir, name string) string {
 	return dir + "/" + name
 }
 
-// fillDir fills the attributes of a directory.
-func (f *filesystem) fillDir(a *fuse.Attr, mtime, ctime time.Time) {
-	a.Mode = syscall.S_IFDIR | dirPerm
+// fillDir fills the attributes of a directory of namespace ns (zero:
+// above the namespaces, the mount's owner).
+func (f *filesystem) fillDir(a *fuse.Attr, ns nsRef, mtime, ctime time.Time) {
+	o := f.ownerOf(ns)
+	a.Mode = syscall.S_IFDIR | o.Mode
 	// 1 means "not counted" to find and fts, which would otherwise
 	// skip subdirectories they think cannot exist.
 	a.Nlink = 1
 	a.Size = 4096
 	a.Blksize = 4096
-	a.Uid, a.Gid = f.uid, f.gid
+	a.Uid, a.Gid = o.UID, o.GID
 	a.SetTimes(&mtime, &mtime, &ctime)
 }
 
-// fillFile fills the attributes of a regular file.
-func (f *filesystem) fillFile(a *fuse.Attr, perm uint32, size int64, mtime, ctime time.Time) {
-	a.Mode = syscall.S_IFREG | perm
+// fillFile fills the attributes of a regular file of namespace ns: perm
+// is the most it may have (imagePerm, blobPerm), the namespace's mode
+// takes away the rest.
+func (f *filesystem) fillFile(a *fuse.Attr, ns nsRef, perm uint32, size int64, mtime, ctime time.Time) {
+	o := f.ownerOf(ns)
+	a.Mode = syscall.S_IFREG | (perm & o.Mode)
 	a.Nlink = 1
 	a.Size = uint64(size)
 	a.Blksize = 4096
 	a.Blocks = (uint64(size) + 511) / 512
-	a.Uid, a.Gid = f.uid, f.gid
+	a.Uid, a.Gid = o.UID, o.GID
 	a.SetTimes(&mtime, &mtime, &ctime)
 }
 
-// Modes and owners follow from the kind of node and are not stored: a
-// setattr may name others (install creates 0600 and then chmods, tar -x
-// and cp -p restore the source's mode and owner), and is accepted as it
-// is for times, so that those tools work; the node keeps showing its own.
-// Only a size is acted on, by the node.
+// Modes and owners of what is inside a namespace follow from the
+// namespace and are not stored: a setattr on them may name others
+// (install creates 0600 and then chmods, tar -x and cp -p restore the
+// source's mode and owner), and is accepted as it is for times, so that
+// those tools work; the node keeps showing its own. Only a size is acted
+// on, by the node; only a namespace keeps a mode and an owner.
 
 // nodeBase is embedded in every node.
 type nodeBase struct {

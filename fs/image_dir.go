@@ -77,7 +77,7 @@ func imagePath(ns nsRef, path string) string {
 }
 
 func (d *imageDir) dirNode(ctx context.Context, path string, out *fuse.EntryOut) *gofs.Inode {
-	d.fsys.fillStoredDir(&out.Attr, d.ns.name, metadata.ImagesDir(path))
+	d.fsys.fillStoredDir(&out.Attr, d.ns, metadata.ImagesDir(path))
 	cacheName(out)
 	ino := d.fsys.inodes.dir(d.ns.id, imageDirKey(path))
 	return d.NewInode(ctx, newImageDir(d.fsys, d.ns, path), dirAttr(ino))
@@ -86,7 +86,7 @@ func (d *imageDir) dirNode(ctx context.Context, path string, out *fuse.EntryOut)
 // imageNode returns the node of img, named name in d: the one the tree
 // already holds if it is that image, so that its ref stays in step.
 func (d *imageDir) imageNode(ctx context.Context, name string, img *metadata.Image, out *fuse.EntryOut) *gofs.Inode {
-	fillImage(d.fsys, &out.Attr, img)
+	fillImage(d.fsys, d.ns, &out.Attr, img)
 	cacheName(out)
 	if ch := d.GetChild(name); ch != nil && ch.StableAttr().Ino == recordIno(img.ID) {
 		if f, ok := ch.Operations().(*imageFile); ok {
@@ -148,7 +148,7 @@ func (d *imageDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.Att
 			return lookupErrno("getattr "+d.display(d.path), err)
 		}
 	}
-	d.fsys.fillStoredDir(&out.Attr, d.ns.name, metadata.ImagesDir(d.path))
+	d.fsys.fillStoredDir(&out.Attr, d.ns, metadata.ImagesDir(d.path))
 	return 0
 }
 
@@ -284,7 +284,7 @@ func (d *imageDir) Link(ctx context.Context, target gofs.InodeEmbedder, name str
 	if err != nil {
 		return nil, toErrno("ln "+imagePath(src.ns, from)+" "+d.display(to), err)
 	}
-	fillImage(d.fsys, &out.Attr, &img)
+	fillImage(d.fsys, d.ns, &out.Attr, &img)
 	cacheName(out)
 	return d.NewInode(ctx, newImageFile(d.fsys, d.ns, to, img.ID, false), fileAttr(recordIno(img.ID))), 0
 }
@@ -328,12 +328,12 @@ func (d *imageDir) Create(ctx context.Context, name string, flags uint32, mode u
 	}
 	f := newImageFile(d.fsys, d.ns, path, id, true)
 	w := f.newWriter(ctx, slot, nil, true)
-	d.fsys.fillFile(&out.Attr, imagePerm, 0, f.created, f.created)
+	d.fsys.fillFile(&out.Attr, d.ns, imagePerm, 0, f.created, f.created)
 	cacheName(out)
 	return d.NewInode(ctx, f, fileAttr(recordIno(id))), w, 0, 0
 }
 
 // fillImage fills the attributes of an image file.
-func fillImage(fsys *filesystem, a *fuse.Attr, img *metadata.Image) {
-	fsys.fillFile(a, imagePerm, img.Target.Size, img.UpdatedAt, img.ChangedAt)
+func fillImage(fsys *filesystem, ns nsRef, a *fuse.Attr, img *metadata.Image) {
+	fsys.fillFile(a, ns, imagePerm, img.Target.Size, img.UpdatedAt, img.ChangedAt)
 }

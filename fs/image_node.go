@@ -232,18 +232,18 @@ func (f *imageFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.A
 	}
 	if w != nil && (s.life == creating || w.isDirty()) {
 		size, mtime := w.sizeAndTime()
-		f.fsys.fillFile(&out.Attr, imagePerm, size, mtime, mtime)
+		f.fsys.fillFile(&out.Attr, f.ns, imagePerm, size, mtime, mtime)
 		return 0
 	}
 	if s.life == creating {
-		f.fsys.fillFile(&out.Attr, imagePerm, 0, s.created, s.created)
+		f.fsys.fillFile(&out.Attr, f.ns, imagePerm, 0, s.created, s.created)
 		return 0
 	}
 	img, err := f.fsys.db.Images().Stat(f.ns.name, s.ref)
 	if err != nil {
 		return lookupErrno("getattr "+imagePath(f.ns, s.ref), err)
 	}
-	fillImage(f.fsys, &out.Attr, &img)
+	fillImage(f.fsys, f.ns, &out.Attr, &img)
 	return 0
 }
 

@@ -75,11 +75,11 @@ func (d *namespaceDir) Lookup(ctx context.Context, name string, out *fuse.EntryO
 	}
 	switch name {
 	case imagesName:
-		d.fsys.fillStoredDir(&out.Attr, d.ns.name, metadata.ImagesDir(""))
+		d.fsys.fillStoredDir(&out.Attr, d.ns, metadata.ImagesDir(""))
 		cacheName(out)
 		return d.NewInode(ctx, newImageDir(d.fsys, d.ns, ""), dirAttr(d.fsys.inodes.dir(d.ns.id, imagesKey))), 0
 	case blobsName:
-		d.fsys.fillStoredDir(&out.Attr, d.ns.name, metadata.DirBlobsRoot)
+		d.fsys.fillStoredDir(&out.Attr, d.ns, metadata.DirBlobsRoot)
 		cacheName(out)
 		return d.NewInode(ctx, &blobsDir{fixedDir{dirBase: d.dirBase, timesKey: metadata.DirBlobsRoot}}, dirAttr(d.fsys.inodes.dir(d.ns.id, blobsKey))), 0
 	}
@@ -102,15 +102,18 @@ func (d *namespaceDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse
 	if errno := d.fsys.enter(&d.ns); errno != 0 {
 		return errno
 	}
-	times, _, err := d.fsys.db.DirTimes(d.ns.name, metadata.DirNamespace)
+	ns, err := d.fsys.db.Namespaces().Stat(d.ns.name)
 	if err != nil {
 		return toErrno("getattr ns/"+d.ns.name, err)
 	}
-	d.fsys.fillDir(&out.Attr, times.Modified, times.Changed)
+	d.fsys.fillNamespace(&out.Attr, ns)
 	return 0
 }
 
 func (d *namespaceDir) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if errno := d.setOwner(ctx, in); errno != 0 {
+		return errno
+	}
 	if errno := d.fsys.enter(&d.ns); errno != 0 {
 		return errno
 	}

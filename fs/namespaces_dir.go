@@ -60,7 +60,7 @@ func (d *namespacesDir) Lookup(ctx context.Context, name string, out *fuse.Entry
 }
 
 func (d *namespacesDir) namespaceNode(ctx context.Context, ns metadata.Namespace, out *fuse.EntryOut) *gofs.Inode {
-	d.fsys.fillStoredDir(&out.Attr, ns.Name, metadata.DirNamespace)
+	d.fsys.fillNamespace(&out.Attr, ns)
 	cacheName(out)
 	return d.NewInode(ctx, newNamespaceDir(d.fsys, nsRef{ns.Name, ns.ID}), dirAttr(recordIno(ns.ID)))
 }
@@ -78,7 +78,7 @@ func (d *namespacesDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Er
 }
 
 func (d *namespacesDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	d.fsys.fillStoredDir(&out.Attr, "", "")
+	d.fsys.fillNamespacesDir(&out.Attr)
 	return 0
 }
 
@@ -91,7 +91,7 @@ func (d *namespacesDir) Mkdir(ctx context.Context, name string, mode uint32, out
 	if errno := d.fsys.enter(nil, name); errno != 0 {
 		return nil, errno
 	}
-	ns, err := d.fsys.db.Namespaces().Create(name, nil)
+	ns, err := d.fsys.db.Namespaces().CreateOwned(name, d.fsys.newOwner(ctx, mode), nil)
 	if err != nil {
 		return nil, toErrno("mkdir ns/"+name, err)
 	}
@@ -112,5 +112,6 @@ func (d *namespacesDir) Rmdir(ctx context.Context, name string) syscall.Errno {
 	// until we return).
 	d.fsys.namespaceDeleted(ns)
 	d.fsys.inodes.forgetNamespace(ns.ID)
+	d.fsys.owners.Delete(ns.ID)
 	return 0
 }

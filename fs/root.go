@@ -55,7 +55,7 @@ func (r *rootDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	if name != namespacesName {
 		return nil, syscall.ENOENT
 	}
-	r.fsys.fillStoredDir(&out.Attr, "", "")
+	r.fsys.fillNamespacesDir(&out.Attr)
 	cacheName(out)
 	return r.NewInode(ctx, &namespacesDir{dirBase: r.dirBase}, dirAttr(namespacesIno)), 0
 }
@@ -67,7 +67,7 @@ func (r *rootDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 }
 
 func (r *rootDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	r.fsys.fillDir(&out.Attr, r.fsys.started, r.fsys.started)
+	r.fsys.fillDir(&out.Attr, r.ns, r.fsys.started, r.fsys.started)
 	return 0
 }
 

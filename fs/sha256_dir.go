@@ -92,7 +92,7 @@ func (d *sha256Dir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	// The alternative, telling it (NotifyEntry), waits for the
 	// directory's lock in the kernel, and a daemon killed while it waits
 	// can never exit.
-	fillBlob(d.fsys, &out.Attr, &b)
+	fillBlob(d.fsys, d.ns, &out.Attr, &b)
 	return d.blobNode(ctx, name, dg), 0
 }
 
@@ -107,8 +107,8 @@ func (d *sha256Dir) ingestingChild(name string) *blobFile {
 	return nil
 }
 
-func fillBlob(fsys *filesystem, a *fuse.Attr, b *metadata.Blob) {
-	fsys.fillFile(a, blobPerm, b.Size, b.Times.Modified, b.Times.Changed)
+func fillBlob(fsys *filesystem, ns nsRef, a *fuse.Attr, b *metadata.Blob) {
+	fsys.fillFile(a, ns, blobPerm, b.Size, b.Times.Modified, b.Times.Changed)
 }
 
 // Readdir lists the blobs the namespace holds (what rmdir counts).
@@ -159,7 +159,7 @@ func (d *sha256Dir) Create(ctx context.Context, name string, flags uint32, mode 
 	}
 	node := d.blobNode(ctx, name, dg)
 	ing := node.Operations().(*blobFile).startIngest(ctx, w, slot)
-	d.fsys.fillFile(&out.Attr, blobPerm, 0, ing.started, ing.started)
+	d.fsys.fillFile(&out.Attr, d.ns, blobPerm, 0, ing.started, ing.started)
 	return node, ing, 0, 0
 }
 

@@ -37,9 +37,9 @@ func (f *filesystem) dirTimes(ns, dir string) (mtime, ctime time.Time) {
 }
 
 // fillStoredDir fills the attributes of directory dir of namespace ns.
-func (f *filesystem) fillStoredDir(a *fuse.Attr, ns, dir string) {
-	mtime, ctime := f.dirTimes(ns, dir)
-	f.fillDir(a, mtime, ctime)
+func (f *filesystem) fillStoredDir(a *fuse.Attr, ns nsRef, dir string) {
+	mtime, ctime := f.dirTimes(ns.name, dir)
+	f.fillDir(a, ns, mtime, ctime)
 }
 
 // setattrStoredDir is setattrDir for a directory whose times the store

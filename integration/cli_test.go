@@ -128,7 +128,7 @@ func TestCLINamespaces(t *testing.T) {
 	d := startNsfs(t)
 
 	assertOutput(t, "namespaces ls of a fresh store", d.cli(t, "namespaces", "ls"),
-		cliTable(true, []string{"NAME", "LABELS"}, []string{"default", ""}))
+		cliTable(true, []string{"NAME", "OWNER", "HELD", "ONLY", "QUOTA", "LABELS"}, []string{"default", "root", "0.0 B", "0.0 B", "-", ""}))
 
 	// create prints nothing; a bare KEY is KEY=true.
 	assertOutput(t, "namespaces create", d.cli(t, "namespaces", "create", "foo", "team=infra", "pinned", "note=a=b"), "")
@@ -137,10 +137,10 @@ func TestCLINamespaces(t *testing.T) {
 		"# file: ns/foo\nuser.note=\"a=b\"\nuser.pinned=\"true\"\nuser.team=\"infra\"\n\n")
 	d.cli(t, "ns", "create", "bar")
 	assertOutput(t, "namespaces ls", d.cli(t, "namespaces", "ls"), cliTable(true,
-		[]string{"NAME", "LABELS"},
-		[]string{"bar", ""},
-		[]string{"default", ""},
-		[]string{"foo", "note=a=b,pinned=true,team=infra"}))
+		[]string{"NAME", "OWNER", "HELD", "ONLY", "QUOTA", "LABELS"},
+		[]string{"bar", "root", "0.0 B", "0.0 B", "-", ""},
+		[]string{"default", "root", "0.0 B", "0.0 B", "-", ""},
+		[]string{"foo", "root", "0.0 B", "0.0 B", "-", "note=a=b,pinned=true,team=infra"}))
 	assertOutput(t, "namespaces ls -q", d.cli(t, "namespaces", "ls", "-q"), lines("bar", "default", "foo"))
 
 	// label: set, bare KEY, KEY= removes, removing an absent label is fine.
@@ -151,10 +151,10 @@ func TestCLINamespaces(t *testing.T) {
 	// Labels set by a shell user show in the table.
 	mustRun(t, d.mnt, "setfattr", "-n", "user.by", "-v", "shell", "ns/bar")
 	assertOutput(t, "namespaces ls after label", d.cli(t, "ns", "ls"), cliTable(true,
-		[]string{"NAME", "LABELS"},
-		[]string{"bar", "by=shell"},
-		[]string{"default", ""},
-		[]string{"foo", "fresh=true,note=a=b,team=storage"}))
+		[]string{"NAME", "OWNER", "HELD", "ONLY", "QUOTA", "LABELS"},
+		[]string{"bar", "root", "0.0 B", "0.0 B", "-", "by=shell"},
+		[]string{"default", "root", "0.0 B", "0.0 B", "-", ""},
+		[]string{"foo", "root", "0.0 B", "0.0 B", "-", "fresh=true,note=a=b,team=storage"}))
 
 	// Refusals: one line, exit 1, nothing changed.
 	before := d.state(t)

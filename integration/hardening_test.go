@@ -68,11 +68,16 @@ func TestInstallTarAndCpPreserveIntoImages(t *testing.T) {
 		assertOutput(t, "stat -c '%a %u' "+p, mustRun(t, m, "stat", "-c", "%a %u", p), "644 0\n")
 	}
 	assertOutput(t, "stat -c '%a %u' of a directory tar made", mustRun(t, m, "stat", "-c", "%a %u", "ns/default/images/lib"), "755 0\n")
-	// Accepted is not stored, on directories and blobs alike.
-	mustRun(t, m, "chmod", "700", "ns/default", "ns/default/images/lib")
+	// Inside a namespace, accepted is not stored, on directories and blobs alike.
+	mustRun(t, m, "chmod", "700", "ns/default/images/lib")
 	mustRun(t, m, "chmod", "644", blobPath("default", img.config.hex()))
 	assertOutput(t, "stat -c %a after chmod", mustRun(t, m, "stat", "-c", "%a", "ns/default", "ns/default/images/lib", blobPath("default", img.config.hex())),
 		lines("755", "755", "444"))
+	// The namespace's own mode is stored, and what is inside follows it.
+	mustRun(t, m, "chmod", "700", "ns/default")
+	assertOutput(t, "stat -c %a after chmod of the namespace", mustRun(t, m, "stat", "-c", "%a", "ns/default", "ns/default/images/lib", blobPath("default", img.config.hex())),
+		lines("700", "700", "400"))
+	mustRun(t, m, "chmod", "755", "ns/default")
 	// A committed blob stays read-only.
 	mustFail(t, m, "Operation not permitted", "sh", "-c", "echo x >> "+blobPath("default", img.config.hex()))
 }

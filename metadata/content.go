@@ -80,14 +80,15 @@ type contentStore struct{ *DB }
 // holders, the same ones for a blob nobody holds and for one only other,
 // private namespaces hold; the size is read only for a visible blob.
 func (db *DB) visible(tx *bolt.Tx, ns string, d digest.Digest) (int64, bool) {
-	if db.opts.Sharing == SharingShared {
+	nsb := namespacesBucket(tx).Bucket([]byte(ns))
+	if db.sharingOf(nsb) == SharingShared {
 		cb := contentBucket(tx).Bucket([]byte(d))
 		if cb == nil {
 			return 0, false
 		}
 		return getInt64(cb, keySize), true
 	}
-	if nsb := namespacesBucket(tx).Bucket([]byte(ns)); nsb != nil {
+	if nsb != nil {
 		if rec := heldBlob(nsb, d); rec != nil {
 			return getInt64(rec, keySize), true
 		}
@@ -127,6 +128,16 @@ func hold(tx *bolt.Tx, nsb *bolt.Bucket, ns string, d digest.Digest, size int64,
 	}
 	if rec := bb.Bucket([]byte(d)); rec != nil {
 		return rec, nil
+	}
+	if err := checkQuota(nsb, ns, d, size); err != nil {
+		return nil, err
+	}
+	var before *bolt.Bucket // the holders before ns
+	if cb := contentBucket(tx).Bucket([]byte(d)); cb != nil {
+		before = cb.Bucket(bucketHolders)
+	}
+	if err := usageOnHold(tx, nsb, before, size); err != nil {
+		return nil, err
 	}
 	rec, err := bb.CreateBucket([]byte(d))
 	if err != nil {
@@ -181,6 +192,11 @@ func hold(tx *bolt.Tx, nsb *bolt.Bucket, ns string, d digest.Digest, size int64,
 // drop makes ns stop holding d; when ns was its last holder the global
 // record goes too and d is recorded as orphaned.
 func drop(tx *bolt.Tx, nsb *bolt.Bucket, d digest.Digest, rel *releases) error {
+	rec := heldBlob(nsb, d)
+	if rec == nil {
+		return errors.WithMessagef(errCorrupt, "namespace %q drops blob %s, which it does not hold", rel.ns, d)
+	}
+	size := getInt64(rec, keySize)
 	if err := nsb.Bucket(bucketBlobs).DeleteBucket([]byte(d)); err != nil {
 		return err
 	}
@@ -199,6 +215,9 @@ func drop(tx *bolt.Tx, nsb *bolt.Bucket, d digest.Digest, rel *releases) error {
 		if err := holders.Delete([]byte(rel.ns)); err != nil {
 			return err
 		}
+	}
+	if err := usageOnDrop(tx, nsb, holders, size); err != nil {
+		return err
 	}
 	if isEmptyBucket(holders) {
 		if err := content.DeleteBucket([]byte(d)); err != nil {
@@ -393,6 +412,7 @@ type BlobWriter struct {
 	db   *DB
 	ns   string
 	nsID uint64 // 0: whichever namespace is called ns at Commit
+	room int64  // what ns's quota left at the start (NoQuota: none); see checkRoom
 
 	mu        sync.Mutex
 	w         *blobs.Writer
@@ -418,10 +438,13 @@ func (db *DB) writeBlob(ns string, nsID uint64, d digest.Digest, repair bool) (*
 	}
 	var size int64
 	visible := false
+	room := NoQuota
 	err := db.bolt.View(func(tx *bolt.Tx) error {
-		if _, err := namespaceWithID(tx, ns, nsID); err != nil {
+		nsb, err := namespaceWithID(tx, ns, nsID)
+		if err != nil {
 			return err
 		}
+		room = roomLeft(nsb)
 		size, visible = db.visible(tx, ns, d)
 		return nil
 	})
@@ -435,7 +458,7 @@ func (db *DB) writeBlob(ns string, nsID uint64, d digest.Digest, repair bool) (*
 	if err != nil {
 		return nil, errors.WithMessagef(err, "ingest blob %s into namespace %q", d, ns)
 	}
-	return &BlobWriter{db: db, ns: ns, nsID: nsID, w: w}, nil
+	return &BlobWriter{db: db, ns: ns, nsID: nsID, room: room, w: w}, nil
 }
 
 var _ io.Writer = (*BlobWriter)(nil)
@@ -447,6 +470,9 @@ func (w *BlobWriter) Write(p []byte) (int, error) {
 	if w.committed {
 		return 0, w.errCommitted()
 	}
+	if err := w.checkRoom(len(p)); err != nil {
+		return 0, err
+	}
 	n, err := w.w.Write(p)
 	return n, w.wrapWriteErr(err)
 }
@@ -457,6 +483,9 @@ func (w *BlobWriter) WriteAt(p []byte, off int64) (int, error) {
 	defer w.mu.Unlock()
 	if w.committed {
 		return 0, w.errCommitted()
+	}
+	if err := w.checkRoom(len(p)); err != nil {
+		return 0, err
 	}
 	n, err := w.w.WriteAt(p, off)
 	return n, w.wrapWriteErr(err)

@@ -154,7 +154,7 @@ func Open(root string, opts Options) (*DB, error) {
 		// Only a new store is written to: an existing one opens on a full disk.
 		current := false
 		_ = bdb.View(func(tx *bolt.Tx) error {
-			current = db.checkSchema(tx) == nil && unheldBucket(tx) != nil && shareableBucket(tx) != nil
+			current = db.checkSchema(tx) == nil && unheldBucket(tx) != nil && shareableBucket(tx) != nil && usageCurrent(tx)
 			return nil
 		})
 		if current {
@@ -191,7 +191,10 @@ func (db *DB) initSchema(tx *bolt.Tx) error {
 		if _, err := v1.CreateBucketIfNotExists(bucketUnheld); err != nil {
 			return err
 		}
-		return ensureShareableIndex(tx)
+		if err := ensureShareableIndex(tx); err != nil {
+			return err
+		}
+		return ensureUsage(tx)
 	}
 	// A file with other buckets but no v1/ is a store whose v1/ lost its
 	// name: making a new, empty schema beside it would serve an empty

@@ -17,7 +17,8 @@
 //	                                 ls, cat, cp in, rm, rmdir
 //	db.Labels()      LabelStore      the user.* xattrs of all three
 //
-// What concerns the whole store stays on DB: Close, Root, Sharing, Check
+// What concerns the whole store stays on DB: Close, Root, Sharing (the
+// mount's policy; a namespace may have its own), Check
 // (nsfs fsck), Recover (at mount), CheckFiles and CollectGarbage (nsfs
 // gc); Repair (nsfs fsck --repair) works on a closed store.
 //
@@ -37,6 +38,21 @@
 //	      id -> uint64                  fs/ inode of ns/<name>
 //	      createdat -> time
 //	      updatedat -> time             bumped by label changes
+//	      uid -> uint64                 the owner (tenants.go): uid, gid and
+//	      gid -> uint64                 permission bits of the mkdir; a
+//	      mode -> uint64                namespace without them (written before
+//	                                    owners) is root:root 0755
+//	      quota -> int64                trusted.nsfs.quota: bytes it may hold;
+//	                                    no key: no quota
+//	      sharing -> "shared"|"isolated"
+//	                                    trusted.nsfs.sharing; no key: the
+//	                                    mount's policy
+//	      held -> int64                 usage counters (usage.go), kept by
+//	      only -> int64                 every hold and drop: bytes of the
+//	                                    blobs it holds, and of those no other
+//	                                    namespace holds; counted from the
+//	                                    holds at the first open of a store
+//	                                    from before them
 //	      labels/
 //	        <key> -> <value>
 //	      images/
@@ -105,7 +121,9 @@
 //
 // Invariants (checked by the tests after concurrent random operations):
 // content/<d>/namespaces/<ns> exists exactly when namespaces/<ns>/blobs/<d>
-// does; a content record has at least one holder; shareable/<d> is the
+// does; a content record has at least one holder; a namespace's held is
+// the sum of the sizes of its holds, and only the sum over those whose
+// content record names it alone; shareable/<d> is the
 // number of namespaces labelled shareable that hold d; every digest in an
 // image's claim set is held by its namespace, and a held blob's images count
 // is the number of images of the namespace whose claim set names it; image

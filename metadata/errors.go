@@ -29,6 +29,8 @@ var (
 	ErrIsDirectory     = errdefs.ErrIsDirectory     // EISDIR
 	ErrCrossNamespace  = errdefs.ErrCrossNamespace  // EXDEV
 	ErrReadOnly        = errdefs.ErrReadOnly        // EPERM
+	ErrNotPermitted    = errdefs.ErrNotPermitted    // EPERM
+	ErrQuota           = errdefs.ErrQuota           // EDQUOT
 )
 
 // Kinds only the store returns.

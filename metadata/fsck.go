@@ -338,6 +338,9 @@ func (s *fsckState) scanRecords(tx *bolt.Tx) error {
 		return err
 	}
 	r.checkHolds()
+	if len(s.problems) == 0 { // counters follow from the holds: judged once those are sound
+		s.checkUsage(tx)
+	}
 	return nil
 }
 

@@ -80,8 +80,12 @@ func (db *DB) repairRecords(tx *bolt.Tx, available func(digest.Digest) (int64, s
 	if err := repairContent(tx, available, did); err != nil {
 		return err
 	}
-	// Holds were changed directly: the shareable index is recounted.
-	return rebuildShareableIndex(tx)
+	// Holds were changed directly: the shareable index and the usage
+	// counters are recounted.
+	if err := rebuildShareableIndex(tx); err != nil {
+		return err
+	}
+	return recountUsage(tx)
 }
 
 // quarantineFiles moves corrupt blob files, and anything that is not a
@@ -144,7 +148,10 @@ func (db *DB) adoptUnrecorded(s *fsckState, did func(string, ...any)) error {
 		if err := adoptFiles(tx, verified.good, s.files, did); err != nil {
 			return err
 		}
-		return rebuildShareableIndex(tx)
+		if err := rebuildShareableIndex(tx); err != nil {
+			return err
+		}
+		return recountUsage(tx)
 	}); err != nil {
 		return errors.WithMessagef(err, "repair store %s", db.root)
 	}

@@ -16,6 +16,10 @@ type Namespace struct {
 	Labels    map[string]string
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	Owner     Owner   // LegacyOwner for a namespace recorded without one
+	Quota     int64   // bytes it may hold, or NoQuota
+	Sharing   Sharing // its own policy; "" follows the mount's
+	Usage     Usage
 }
 
 // shorten keeps error messages readable when a name is absurdly long.
@@ -26,8 +30,17 @@ func shorten(s string) string { return names.Shorten(s) }
 // List and `rmdir ns/dev` Delete. A namespace's labels (its xattrs) are the
 // LabelStore's.
 type NamespaceStore interface {
-	// Create creates a namespace (ErrExists, ErrInvalidArgument).
+	// Create creates a namespace (ErrExists, ErrInvalidArgument) that
+	// belongs to root, mode 0755 (LegacyOwner).
 	Create(name string, labels map[string]string) (Namespace, error)
+	// CreateOwned creates a namespace that belongs to owner.
+	CreateOwned(name string, owner Owner, labels map[string]string) (Namespace, error)
+	// SetOwner is chmod, chown and chgrp (tenants.go).
+	SetOwner(name string, by Caller, change OwnerChange) (Namespace, error)
+	// Setting and SetSetting read and change root's settings of a
+	// namespace, SettingQuota and SettingSharing (tenants.go).
+	Setting(name, key string) (string, error)
+	SetSetting(name string, by Caller, key, value string) error
 	// Stat returns one namespace without its labels (Labels is nil: a
 	// lookup or a stat needs no map built on every one), or ErrNotFound.
 	Stat(name string) (Namespace, error)
@@ -49,6 +62,10 @@ func (db *DB) Namespaces() NamespaceStore { return namespaceStore{db} }
 type namespaceStore struct{ *DB }
 
 func (db namespaceStore) Create(name string, labels map[string]string) (Namespace, error) {
+	return db.create(name, nil, labels)
+}
+
+func (db namespaceStore) create(name string, owner *Owner, labels map[string]string) (Namespace, error) {
 	if err := names.ValidateNamespace(name); err != nil {
 		return Namespace{}, err
 	}
@@ -59,6 +76,10 @@ func (db namespaceStore) Create(name string, labels map[string]string) (Namespac
 	err := db.batch(func(tx *bolt.Tx) error {
 		var err error
 		ns, err = createNamespace(tx, name, labels)
+		if err == nil && owner != nil {
+			err = writeOwner(namespacesBucket(tx).Bucket([]byte(name)), *owner)
+			ns.Owner = Owner{owner.UID, owner.GID, owner.Mode & permBits}
+		}
 		return err
 	})
 	if err != nil {
@@ -90,6 +111,9 @@ func createNamespace(tx *bolt.Tx, name string, labels map[string]string) (Namesp
 	if err := putTime(nsb, keyUpdatedAt, t); err != nil {
 		return Namespace{}, err
 	}
+	if err := startUsage(nsb); err != nil {
+		return Namespace{}, err
+	}
 	for _, sub := range [][]byte{bucketImages, bucketImageData, bucketDirs, bucketBlobs} {
 		if _, err := nsb.CreateBucket(sub); err != nil {
 			return Namespace{}, err
@@ -105,7 +129,7 @@ func createNamespace(tx *bolt.Tx, name string, labels map[string]string) (Namesp
 	if err := writeLabels(nsb, kept); err != nil {
 		return Namespace{}, err
 	}
-	return Namespace{Name: name, ID: id, Labels: kept, CreatedAt: t, UpdatedAt: t}, nil
+	return Namespace{Name: name, ID: id, Labels: kept, CreatedAt: t, UpdatedAt: t, Owner: LegacyOwner, Quota: NoQuota}, nil
 }
 
 func (db namespaceStore) Stat(name string) (Namespace, error) {
@@ -131,6 +155,10 @@ func readNamespace(name string, nsb *bolt.Bucket, withLabels bool) Namespace {
 		ID:        getUint64(nsb, keyID),
 		CreatedAt: getTime(nsb, keyCreatedAt),
 		UpdatedAt: getTime(nsb, keyUpdatedAt),
+		Owner:     readOwner(nsb),
+		Quota:     readQuota(nsb),
+		Sharing:   readSharing(nsb),
+		Usage:     readUsage(nsb),
 	}
 	if withLabels {
 		ns.Labels = readLabels(nsb.Bucket(bucketLabels))

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/nsfs/nsfs/client"
+	"github.com/nsfs/nsfs/metadata"
 	"github.com/urfave/cli/v2"
 )
 
@@ -17,6 +18,7 @@ var namespacesCommand = &cli.Command{
 		namespacesListCommand,
 		namespacesRemoveCommand,
 		namespacesLabelCommand,
+		namespacesQuotaCommand,
 	},
 }
 
@@ -52,9 +54,14 @@ func namespaceLabelsAction(do func(m client.Mount, name string, labels map[strin
 }
 
 var namespacesListCommand = &cli.Command{
-	Name:      "list",
-	Aliases:   []string{"ls"},
-	Usage:     "list namespaces with their labels",
+	Name:    "list",
+	Aliases: []string{"ls"},
+	Usage:   "list namespaces with their owner, usage, quota and labels",
+	Description: `HELD is the bytes of the blobs the namespace holds, each counted once;
+ONLY the bytes no other namespace holds (what removing it would free);
+QUOTA its quota (trusted.nsfs.quota), "-" for none. Only root can read
+these three: for other users they show "?", as do the LABELS of a
+namespace whose mode does not let the caller read it.`,
 	ArgsUsage: " ",
 	Flags: []cli.Flag{
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only the names"},
@@ -79,17 +86,34 @@ var namespacesListCommand = &cli.Command{
 			return nil
 		}
 		tw := newTable(out)
-		fmt.Fprintln(tw, "NAME\tLABELS\t")
+		fmt.Fprintln(tw, "NAME\tOWNER\tHELD\tONLY\tQUOTA\tLABELS\t")
 		for _, ns := range namespaces {
 			labels := joinLabels(ns.Labels)
+			if ns.LabelsDenied {
+				labels = "?"
+			}
 			if ns.LabelsErr != nil {
 				labels = "?"
 				fmt.Fprintf(c.App.ErrWriter, "nsfs: %v\n", ns.LabelsErr)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t\n", ns.Name, labels)
+			held, only, quota := tenancyColumns(ns.Tenancy)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", ns.Name, ns.Owner, held, only, quota, labels)
 		}
 		return tw.Flush()
 	},
+}
+
+// tenancyColumns are the HELD, ONLY and QUOTA columns: "?" where the
+// caller may not read them (only root can), "-" for no quota.
+func tenancyColumns(t client.Tenancy) (held, only, quota string) {
+	if !t.Known {
+		return "?", "?", "?"
+	}
+	quota = "-"
+	if t.Quota >= 0 {
+		quota = formatBytes(t.Quota)
+	}
+	return formatBytes(t.Held), formatBytes(t.Only), quota
 }
 
 var namespacesRemoveCommand = &cli.Command{
@@ -129,4 +153,32 @@ $ nsfs namespaces label foo team=infra old=`,
 	Action: namespaceLabelsAction(func(m client.Mount, name string, labels map[string]string) error {
 		return m.Namespace(name).SetLabels(labels)
 	}),
+}
+
+var namespacesQuotaCommand = &cli.Command{
+	Name:      "quota",
+	Usage:     "set or remove the quota of a namespace (root; trusted.nsfs.quota)",
+	ArgsUsage: "NAME SIZE|none",
+	Description: `SIZE is bytes, or a number with K, M, G or T (powers of 1024).
+A write that would take the namespace past it fails with EDQUOT; a quota
+below what the namespace holds deletes nothing.
+
+$ nsfs namespaces quota bob 10G`,
+	Action: func(c *cli.Context) error {
+		if c.NArg() != 2 {
+			return usageError(c, "a namespace NAME and a SIZE (or none) are required")
+		}
+		bytes := int64(-1)
+		if size := c.Args().Get(1); size != "none" {
+			var err error
+			if bytes, err = metadata.ParseSize(size); err != nil {
+				return fmt.Errorf("quota %q: %v", size, err)
+			}
+		}
+		m, err := mountOf(c)
+		if err != nil {
+			return err
+		}
+		return m.Namespace(c.Args().First()).SetQuota(bytes)
+	},
 }
