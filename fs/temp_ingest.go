@@ -69,9 +69,9 @@ type tempIngest struct {
 	w       *metadata.BlobWriter
 	slot    *handleSlot // held for its life: it holds a descriptor
 	created time.Time
-	mtime   time.Time         // as utimes last set it (rsync -a)
-	labels  map[string]string // set on it, given to the blob at the rename
-	gone    bool              // renamed to a blob, removed or collected
+	mtime   time.Time     // as utimes last set it (rsync -a)
+	labels  pendingLabels // set on it, given to the blob at the rename
+	gone    bool          // renamed to a blob, removed or collected
 }
 
 // tempIngests are the mount's temporary ingests.
@@ -275,7 +275,7 @@ func (t *tempIngest) commitAs(dg digest.Digest) (gone bool, err error) {
 	if t.gone {
 		return true, metadata.ErrNotFound
 	}
-	err = t.w.CommitAs(dg, t.labels)
+	err = t.w.CommitAs(dg, t.labels.snapshot())
 	if err != nil && !t.w.Removed() {
 		return false, err
 	}
@@ -403,88 +403,33 @@ func (h *tempHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 // them (a temporary file does not outlive the daemon anyway).
 func (h *tempHandle) Fsync(ctx context.Context, flags uint32) syscall.Errno { return 0 }
 
-// The labels of a temporary ingest live in memory until its rename, with
-// the rules of a blob's labels.
+// The labels of a temporary ingest live in memory until its rename
+// (pendingLabels).
 
 func (f *tempFile) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	key, errno := labelKey("getxattr", attr, syscall.ENODATA)
-	if errno != 0 {
-		return 0, errno
-	}
 	if errno := f.live(); errno != 0 {
 		return 0, errno
 	}
-	f.t.mu.Lock()
-	value, ok := f.t.labels[key]
-	f.t.mu.Unlock()
-	if !ok {
-		return 0, syscall.ENODATA
-	}
-	return getValue(value, dest)
+	return f.t.labels.getxattr(attr, dest)
 }
 
 func (f *tempFile) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
-	key, cond, errno := parseSetxattr(attr, data, flags)
-	if errno != 0 {
-		return errno
-	}
 	if errno := f.live(); errno != 0 {
 		return errno
 	}
-	value := string(data)
-	op := "setxattr " + f.t.display() + " " + attr
-	if err := names.ValidateLabel(key, value); err != nil {
-		return toErrno(op, err)
-	}
-	f.t.mu.Lock()
-	defer f.t.mu.Unlock()
-	_, exists := f.t.labels[key]
-	if err := cond.Check(exists); err != nil {
-		return toErrno(op, err)
-	}
-	if value == "" {
-		delete(f.t.labels, key)
-		return 0
-	}
-	next := make(map[string]string, len(f.t.labels)+1)
-	for k, v := range f.t.labels {
-		next[k] = v
-	}
-	next[key] = value
-	if err := names.CheckLabelsSize(xattrOwner(op), names.LabelsSize(next)); err != nil {
-		return toErrno(op, err)
-	}
-	f.t.labels = next
-	return 0
+	return f.t.labels.setxattr(f.t.display(), attr, data, flags)
 }
 
-// xattrOwner names a temporary file in a label error.
-type xattrOwner string
-
-func (o xattrOwner) String() string { return string(o) }
-
 func (f *tempFile) Removexattr(ctx context.Context, attr string) syscall.Errno {
-	key, errno := labelKey("removexattr", attr, syscall.ENOTSUP)
-	if errno != 0 {
-		return errno
-	}
 	if errno := f.live(); errno != 0 {
 		return errno
 	}
-	f.t.mu.Lock()
-	defer f.t.mu.Unlock()
-	if _, ok := f.t.labels[key]; !ok {
-		return syscall.ENODATA
-	}
-	delete(f.t.labels, key)
-	return 0
+	return f.t.labels.removexattr(attr)
 }
 
 func (f *tempFile) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
 	if errno := f.live(); errno != 0 {
 		return 0, errno
 	}
-	f.t.mu.Lock()
-	defer f.t.mu.Unlock()
-	return listLabels(f.t.labels, dest)
+	return f.t.labels.listxattr(dest)
 }

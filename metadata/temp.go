@@ -57,6 +57,19 @@ func (w *BlobWriter) CommitAs(d digest.Digest, labels map[string]string) error {
 	return w.commit(labels)
 }
 
+// CommitWithLabels is Commit, with labels (set on the file while it was
+// written: cp -a and tar --xattrs set them before the close that commits)
+// added to the blob's in the transaction that records it; labels the
+// blob has and they do not name stay. ErrInvalidArgument when they break
+// a label rule (nothing is kept).
+func (w *BlobWriter) CommitWithLabels(labels map[string]string) error {
+	if err := names.ValidateLabels(Object{Namespace: w.ns, Blob: w.w.Expected()}, labels); err != nil {
+		_ = w.Abort()
+		return err
+	}
+	return w.commit(labels)
+}
+
 // mergeLabels sets labels on rec, the hold of blob o, within the limit on
 // all of its labels.
 func mergeLabels(rec *bolt.Bucket, o Object, labels map[string]string) error {
