@@ -17,13 +17,11 @@
 //
 //	$ mkdir /mnt/ns/dev
 //	$ setfattr -n user.team -v infra /mnt/ns/dev
-//	$ cp manifest.json /mnt/ns/dev/images/redis
-//	cp: failed to close '/mnt/ns/dev/images/redis': No such file or directory
+//	$ cp manifest.json /mnt/ns/dev/images/redis   # its blobs may come later
 //	$ rmdir /mnt/ns/default
 //	rmdir: failed to remove '/mnt/ns/default': Directory not empty
 //
-// and the daemon logs why: `commit ns/dev/images/redis (close): ...` names
-// the blob dev cannot see, and `rmdir ns/default: namespace "default" must
+// and the daemon logs why: `rmdir ns/default: namespace "default" must
 // be empty, but it still has images, blobs`.
 //
 // Every directory node implements every mutating method, if only to refuse

@@ -525,10 +525,14 @@ func (w *BlobWriter) commit(labels map[string]string) error {
 			return errors.WithMessagef(err, "blob %s was written, but", d)
 		}
 		rec, err := hold(tx, nsb, w.ns, d, size, now())
-		if err != nil || len(labels) == 0 {
+		if err != nil {
 			return err
 		}
-		return mergeLabels(rec, Object{Namespace: w.ns, Blob: d}, labels)
+		if err := mergeLabels(rec, Object{Namespace: w.ns, Blob: d}, labels); err != nil {
+			return err
+		}
+		// Images that miss it, here or (shared) anywhere, claim it now.
+		return db.claimArrived(tx, d, size)
 	})
 	if err != nil {
 		db.abandonLocked(d)

@@ -55,6 +55,14 @@
 //	          blobs/
 //	            <digest> -> ""          the claim set: the manifest itself and
 //	                                    every visible blob it references
+//	          missing/
+//	            <digest> -> int64       a blob its manifest names that the
+//	                                    namespace could not see yet, with the
+//	                                    size named: claimed once visible
+//	                                    (incomplete.go)
+//	      wanted/
+//	        <digest>/                   the images missing this blob: the
+//	          <id> -> ""                index an arrival reads (incomplete.go)
 //	      dirs/
 //	        <path> -> ""                explicit directories (mkdir in images/);
 //	                                    implicit ones are the prefixes of refs
@@ -99,7 +107,10 @@
 // content/<d>/namespaces/<ns> exists exactly when namespaces/<ns>/blobs/<d>
 // does; a content record has at least one holder; shareable/<d> is the
 // number of namespaces labelled shareable that hold d; every digest in an
-// image's claim set is held by its namespace, and a held blob's images count
+// image's claim set is held by its namespace, and none is in its missing
+// set; wanted/ is exactly the union of the missing sets, and no image
+// misses a blob its namespace can see with the size it names; a held
+// blob's images count
 // is the number of images of the namespace whose claim set names it; image
 // records and imagedata buckets pair one to one by ID; every content record
 // has its file in the blob directory, and every blob file a content record

@@ -159,6 +159,11 @@ func (db labelStore) Set(o Object, key, value string, check func(exists bool) er
 			if err := shareableChanged(tx, owner, wasShareable); err != nil {
 				return err
 			}
+			if !wasShareable && isShareable(owner) {
+				if err := db.claimHeldBy(tx, owner); err != nil {
+					return err
+				}
+			}
 		}
 		return touch()
 	})

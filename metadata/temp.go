@@ -73,6 +73,9 @@ func (w *BlobWriter) CommitWithLabels(labels map[string]string) error {
 // mergeLabels sets labels on rec, the hold of blob o, within the limit on
 // all of its labels.
 func mergeLabels(rec *bolt.Bucket, o Object, labels map[string]string) error {
+	if len(labels) == 0 {
+		return nil
+	}
 	lb, err := rec.CreateBucketIfNotExists(bucketLabels)
 	if err != nil {
 		return err

@@ -1,0 +1,238 @@
+package metadata
+
+import (
+	"github.com/opencontainers/go-digest"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Incomplete images. An image may name blobs its namespace cannot see yet
+// (containerd's rule: an image does not need its content), so that a
+// backup restores in any order: tar lists images/ before blobs/. Such a
+// blob is *missing* from the image: the image records it with the size
+// its manifest names, and claims it (the namespace holds it) in the
+// transaction that makes it visible to the namespace: the namespace
+// writes it, or, under shared content, any namespace does, or, under
+// isolated content, a namespace holding it is labelled shareable. Naming a
+// digest never grants a read of it: what the namespace cannot see stays
+// missing.
+//
+// Schema (doc.go):
+//
+//	namespaces/<ns>/imagedata/<id>/missing/
+//	  <digest> -> int64              a blob the image names and does not claim
+//	                                 yet, with the size its manifest names
+//	namespaces/<ns>/wanted/
+//	  <digest>/                      the images of ns missing the blob (an
+//	    <id> -> ""                   index, so that an arrival costs one keyed
+//	                                 read per namespace)
+var (
+	bucketMissing = []byte("missing")
+	bucketWanted  = []byte("wanted")
+)
+
+// missingSet lists the blobs an image (its imagedata bucket) misses, with
+// the sizes its manifest names.
+func missingSet(data *bolt.Bucket) map[digest.Digest]int64 {
+	mb := data.Bucket(bucketMissing)
+	if mb == nil {
+		return nil
+	}
+	set := map[digest.Digest]int64{}
+	_ = mb.ForEach(func(k, v []byte) error {
+		set[digest.Digest(k)] = int64(decodeUint64(v))
+		return nil
+	})
+	return set
+}
+
+// putMissing records what image id (its imagedata bucket data) misses, in
+// the image and in the namespace's wanted index.
+func putMissing(nsb, data *bolt.Bucket, id uint64, missing map[digest.Digest]int64) error {
+	if len(missing) == 0 {
+		return nil
+	}
+	mb, err := data.CreateBucketIfNotExists(bucketMissing)
+	if err != nil {
+		return err
+	}
+	for d, size := range missing {
+		if err := putInt64(mb, []byte(d), size); err != nil {
+			return err
+		}
+	}
+	return indexMissing(nsb, id, missing)
+}
+
+// indexMissing adds image id's missing blobs to the namespace's wanted
+// index.
+func indexMissing(nsb *bolt.Bucket, id uint64, missing map[digest.Digest]int64) error {
+	if len(missing) == 0 {
+		return nil
+	}
+	wb, err := nsb.CreateBucketIfNotExists(bucketWanted)
+	if err != nil {
+		return err
+	}
+	for d := range missing {
+		ib, err := wb.CreateBucketIfNotExists([]byte(d))
+		if err != nil {
+			return err
+		}
+		if err := ib.Put(encodeUint64(id), member); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// clearMissing forgets what image id (data) misses: its missing set and
+// its entries in the wanted index (a replace or a delete of the image).
+func clearMissing(nsb, data *bolt.Bucket, id uint64) error {
+	missing := missingSet(data)
+	if missing == nil {
+		return nil
+	}
+	if err := data.DeleteBucket(bucketMissing); err != nil {
+		return err
+	}
+	for d := range missing {
+		if err := unwant(nsb, d, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unwant removes image id from the wanted index of d.
+func unwant(nsb *bolt.Bucket, d digest.Digest, id uint64) error {
+	wb := nsb.Bucket(bucketWanted)
+	if wb == nil {
+		return nil
+	}
+	ib := wb.Bucket([]byte(d))
+	if ib == nil {
+		return nil
+	}
+	if err := ib.Delete(encodeUint64(id)); err != nil {
+		return err
+	}
+	if isEmptyBucket(ib) {
+		return wb.DeleteBucket([]byte(d))
+	}
+	return nil
+}
+
+// claimArrived makes the images that miss blob d (size bytes) claim it,
+// in every namespace that can see it now: called in the transaction that
+// made it visible to some (a hold of a new blob, a namespace turned
+// shareable). An image whose manifest named another size keeps missing
+// it (fsck reports it).
+func (db *DB) claimArrived(tx *bolt.Tx, d digest.Digest, size int64) error {
+	all := namespacesBucket(tx)
+	if all == nil {
+		return nil
+	}
+	var wanting []string
+	_ = all.ForEachBucket(func(k []byte) error {
+		if wb := all.Bucket(k).Bucket(bucketWanted); wb != nil && wb.Bucket([]byte(d)) != nil {
+			wanting = append(wanting, string(k))
+		}
+		return nil
+	})
+	for _, ns := range wanting {
+		if _, ok := db.visible(tx, ns, d); !ok {
+			continue
+		}
+		if err := claimWanted(tx, all.Bucket([]byte(ns)), ns, d, size); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// claimWanted makes the images of ns that miss d claim it.
+func claimWanted(tx *bolt.Tx, nsb *bolt.Bucket, ns string, d digest.Digest, size int64) error {
+	ib := nsb.Bucket(bucketWanted).Bucket([]byte(d))
+	var ids []uint64
+	_ = ib.ForEach(func(k, _ []byte) error {
+		ids = append(ids, decodeUint64(k))
+		return nil
+	})
+	t := now()
+	for _, id := range ids {
+		data := nsb.Bucket(bucketImageData).Bucket(encodeUint64(id))
+		var mb *bolt.Bucket
+		if data != nil {
+			mb = data.Bucket(bucketMissing)
+		}
+		if mb == nil || mb.Get([]byte(d)) == nil {
+			// A stale entry (a repair removed the image): only the index
+			// says it.
+			if err := unwant(nsb, d, id); err != nil {
+				return err
+			}
+			continue
+		}
+		if getInt64(mb, []byte(d)) != size {
+			continue // a lying size: the image stays incomplete
+		}
+		if err := mb.Delete([]byte(d)); err != nil {
+			return err
+		}
+		cb, err := data.CreateBucketIfNotExists(bucketBlobs)
+		if err != nil {
+			return err
+		}
+		if err := cb.Put([]byte(d), member); err != nil {
+			return err
+		}
+		if err := claim(tx, nsb, ns, d, size, t); err != nil {
+			return err
+		}
+		if err := unwant(nsb, d, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// claimHeldBy is claimArrived for the blobs namespace nsb holds: it was
+// labelled shareable, so under isolated content every namespace sees them
+// now. It looks only at what images miss (the wanted indexes), which is
+// usually little, not at everything the namespace holds.
+func (db *DB) claimHeldBy(tx *bolt.Tx, nsb *bolt.Bucket) error {
+	if db.opts.Sharing == SharingShared {
+		return nil // they were visible to all already
+	}
+	all := namespacesBucket(tx)
+	arrived := map[digest.Digest]int64{}
+	_ = all.ForEachBucket(func(k []byte) error {
+		wb := all.Bucket(k).Bucket(bucketWanted)
+		if wb == nil {
+			return nil
+		}
+		return wb.ForEachBucket(func(d []byte) error {
+			if rec := heldBlob(nsb, digest.Digest(d)); rec != nil {
+				arrived[digest.Digest(d)] = getInt64(rec, keySize)
+			}
+			return nil
+		})
+	})
+	for _, d := range sortedKeysOf(arrived) {
+		if err := db.claimArrived(tx, d, arrived[d]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sortedKeysOf returns the digests of m in order (a deterministic
+// transaction).
+func sortedKeysOf(m map[digest.Digest]int64) []digest.Digest {
+	ds := make([]digest.Digest, 0, len(m))
+	for d := range m {
+		ds = append(ds, d)
+	}
+	sortDigests(ds)
+	return ds
+}

@@ -1,0 +1,185 @@
+package metadata
+
+import (
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+	bolt "go.etcd.io/bbolt"
+)
+
+// checkWantedIndex: the wanted index of each namespace is exactly the
+// union of its images' missing sets; an image never both claims and
+// misses a blob, and misses no blob its namespace can see with the size
+// it names (it would have claimed it).
+func checkWantedIndex(t testing.TB, db *DB, tx *bolt.Tx) {
+	t.Helper()
+	all := namespacesBucket(tx)
+	_ = all.ForEachBucket(func(name []byte) error {
+		ns := string(name)
+		nsb := all.Bucket(name)
+		want := map[digest.Digest]map[uint64]bool{}
+		_ = nsb.Bucket(bucketImages).ForEach(func(ref, v []byte) error {
+			rec, err := decodeImageRecord(v)
+			if err != nil {
+				return nil
+			}
+			idb := nsb.Bucket(bucketImageData).Bucket(encodeUint64(rec.id))
+			if idb == nil {
+				return nil
+			}
+			claims := map[digest.Digest]bool{}
+			for _, d := range claimSet(idb) {
+				claims[d] = true
+			}
+			for d, size := range missingSet(idb) {
+				if claims[d] {
+					t.Errorf("image %s/%s both claims and misses %s", ns, ref, d)
+				}
+				if got, ok := db.visible(tx, ns, d); ok && got == size {
+					t.Errorf("image %s/%s misses %s, which its namespace can see", ns, ref, d)
+				}
+				if want[d] == nil {
+					want[d] = map[uint64]bool{}
+				}
+				want[d][rec.id] = true
+			}
+			return nil
+		})
+		got := map[digest.Digest]map[uint64]bool{}
+		if wb := nsb.Bucket(bucketWanted); wb != nil {
+			_ = wb.ForEachBucket(func(d []byte) error {
+				got[digest.Digest(d)] = map[uint64]bool{}
+				return wb.Bucket(d).ForEach(func(id, _ []byte) error {
+					got[digest.Digest(d)][decodeUint64(id)] = true
+					return nil
+				})
+			})
+		}
+		if len(got) != len(want) {
+			t.Errorf("namespace %s: wanted index %v, the images miss %v", ns, got, want)
+			return nil
+		}
+		for d, ids := range want {
+			if len(got[d]) != len(ids) {
+				t.Errorf("namespace %s: wanted index of %s is %v, the images missing it %v", ns, d, got[d], ids)
+				continue
+			}
+			for id := range ids {
+				if !got[d][id] {
+					t.Errorf("namespace %s: wanted index of %s lacks image ID %d", ns, d, id)
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// An image written before its blobs (tar lists images/ before blobs/) is
+// incomplete: it claims each blob as it arrives, in its own namespace or,
+// under shared content, in any; replaced, linked or deleted before they
+// arrive, it keeps the index right; fsck finds nothing wrong with it.
+func TestIncompleteImage(t *testing.T) {
+	db := openTestDB(t, Options{})
+	if _, err := db.Namespaces().Create("other", nil); err != nil {
+		t.Fatal(err)
+	}
+	config := descriptor("application/vnd.oci.image.config.v1+json", []byte(`{"architecture":"amd64","os":"linux"}`))
+	layer := descriptor("application/vnd.oci.image.layer.v1.tar", []byte("a layer written after its image"))
+	m := manifestJSON(config, layer)
+	img, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: "app", Manifest: m})
+	if err != nil {
+		t.Fatalf("an image before its blobs: %v", err)
+	}
+	if _, err := db.Images().Link("default", "app", "default", "app-tag"); err != nil {
+		t.Fatal(err)
+	}
+	checkInvariants(t, db)
+	if rep := mustCheck(t, db, CheckOptions{}); len(rep.Problems) != 0 {
+		t.Fatalf("fsck of an incomplete image:\n%s", problemLines(rep.Problems))
+	}
+	if got := heldDigests(t, db, "default"); !equalDigests(got, []digest.Digest{img.Target.Digest}) {
+		t.Fatalf("default holds %v, want only the manifest", got)
+	}
+
+	// The config arrives in this namespace, the layer (shared content)
+	// in another one: both images claim both.
+	mustWriteBlob(t, db, "default", []byte(`{"architecture":"amd64","os":"linux"}`))
+	mustWriteBlob(t, db, "other", []byte("a layer written after its image"))
+	for _, d := range []digest.Digest{config.Digest, layer.Digest} {
+		b, err := db.GetBlob("default", d)
+		if err != nil || !b.Held || !b.InUse {
+			t.Fatalf("blob %s once it arrived: %+v %v, want held and claimed", d, b, err)
+		}
+	}
+	checkInvariants(t, db)
+	// Claimed by both images: removing one keeps it, removing both
+	// releases it.
+	if err := db.Content().Delete("default", layer.Digest); !IsInUse(err) {
+		t.Fatalf("rm of the claimed layer: %v, want ErrInUse", err)
+	}
+	for _, ref := range []string{"app", "app-tag"} {
+		if err := db.Images().Delete("default", ref); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := heldDigests(t, db, "default"); len(got) != 0 {
+		t.Fatalf("default holds %v after its images went", got)
+	}
+	checkInvariants(t, db)
+
+	// Deleted or replaced before the blobs arrive: nothing stays wanted.
+	other := manifestJSON(config, descriptor("application/vnd.oci.image.layer.v1.tar", []byte("never written")))
+	if _, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: "gone", Manifest: other}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: "gone", Manifest: m}); err != nil {
+		t.Fatal(err)
+	}
+	checkInvariants(t, db)
+	if err := db.Images().Delete("default", "gone"); err != nil {
+		t.Fatal(err)
+	}
+	checkInvariants(t, db)
+}
+
+// A manifest that names a size its blob does not have stays incomplete
+// when the blob arrives, and fsck says why.
+func TestIncompleteImageLyingSize(t *testing.T) {
+	db := openTestDB(t, Options{})
+	layerBytes := []byte("the layer")
+	layer := descriptor("application/vnd.oci.image.layer.v1.tar", layerBytes)
+	layer.Size++
+	m := manifestJSON(descriptor("application/vnd.oci.image.config.v1+json", []byte("{}")), layer)
+	if _, err := db.Images().Put(ImageWrite{Namespace: "default", Ref: "liar", Manifest: m}); err != nil {
+		t.Fatal(err)
+	}
+	mustWriteBlob(t, db, "default", layerBytes)
+	if b, err := db.GetBlob("default", layer.Digest); err != nil || b.InUse {
+		t.Fatalf("the layer of a lying manifest: %+v %v, want held by its write only", b, err)
+	}
+	if rep := mustCheck(t, db, CheckOptions{}); len(rep.Problems) == 0 {
+		t.Fatal("fsck finds nothing wrong with a lying size")
+	}
+}
+
+// Under isolated content an image may name blobs of other namespaces, but
+// never reads them; it claims them once the namespace holding them is
+// labelled shareable (TestIsolatedSharing), or once it sends the bytes.
+func TestIncompleteImageIsolated(t *testing.T) {
+	db := openTestDB(t, Options{Sharing: SharingIsolated})
+	if _, err := db.Namespaces().Create("b", nil); err != nil {
+		t.Fatal(err)
+	}
+	img := seedImage(t, db, "default", "x")
+	if _, err := db.Images().Put(ImageWrite{Namespace: "b", Ref: "x", Manifest: img.manifest}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Content().Open("b", img.layer.Digest); !IsNotFound(err) {
+		t.Fatalf("b reads a blob its image names: %v", err)
+	}
+	mustWriteBlob(t, db, "b", []byte("layer bytes of x"))
+	if b, err := db.GetBlob("b", img.layer.Digest); err != nil || !b.InUse {
+		t.Fatalf("the layer b sent: %+v %v", b, err)
+	}
+	checkInvariants(t, db)
+}
