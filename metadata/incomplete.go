@@ -236,3 +236,11 @@ func sortedKeysOf(m map[digest.Digest]int64) []digest.Digest {
 	sortDigests(ds)
 	return ds
 }
+
+// holdToLabel makes namespace nsb hold blob o.Blob, which it can see, so
+// that a label can be set on it (LabelStore.Set).
+func (db *DB) holdToLabel(tx *bolt.Tx, nsb *bolt.Bucket, o Object) (*bolt.Bucket, func() error, error) {
+	size, _ := db.visible(tx, o.Namespace, o.Blob)
+	rec, err := hold(tx, nsb, o.Namespace, o.Blob, size, now())
+	return rec, func() error { return nil }, err
+}
