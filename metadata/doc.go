@@ -60,9 +60,6 @@
 //	                                    namespace could not see yet, with the
 //	                                    size named: claimed once visible
 //	                                    (incomplete.go)
-//	      wanted/
-//	        <digest>/                   the images missing this blob: the
-//	          <id> -> ""                index an arrival reads (incomplete.go)
 //	      dirs/
 //	        <path> -> ""                explicit directories (mkdir in images/);
 //	                                    implicit ones are the prefixes of refs
@@ -89,6 +86,9 @@
 //	                                    the transaction that drops the last
 //	                                    holder (the tombstone); gc deletes such
 //	                                    a file, then the entry
+//	  wanted/
+//	    <digest>/<ns>/<id> -> ""        the images missing this blob: the
+//	                                    index an arrival reads (incomplete.go)
 //	  shareable/
 //	    <digest> -> uint64              how many namespaces labelled
 //	                                    containerd.io/namespace.shareable=true

@@ -577,6 +577,9 @@ func (r *nsRepair) removeImages(remove []doomedImage) (map[digest.Digest]bool, e
 				for _, d := range claimSet(r.data.Bucket(encodeUint64(rec.id))) {
 					released[d] = true
 				}
+				if err := clearMissing(r.tx, r.ns, r.data.Bucket(encodeUint64(rec.id)), rec.id); err != nil {
+					return nil, err
+				}
 				if err := r.data.DeleteBucket(encodeUint64(rec.id)); err != nil {
 					return nil, err
 				}
@@ -642,7 +645,7 @@ func (r *nsRepair) noLongerMissing(idb *bolt.Bucket, id uint64, d digest.Digest)
 	if err := mb.Delete([]byte(d)); err != nil {
 		return err
 	}
-	return unwant(r.nsb, d, id)
+	return unwant(r.tx, r.ns, d, id)
 }
 
 // removeOrphanData removes the imagedata buckets no image owns.

@@ -384,13 +384,13 @@ func (db *DB) putImage(tx *bolt.Tx, w ImageWrite, target ocispec.Descriptor, pm 
 	if err != nil {
 		return Image{}, err
 	}
-	if err := clearMissing(nsb, data, rec.id); err != nil {
+	if err := clearMissing(tx, ns, data, rec.id); err != nil {
 		return Image{}, err
 	}
 	if err := putClaims(tx, nsb, ns, data, claims, t); err != nil {
 		return Image{}, err
 	}
-	if err := putMissing(nsb, data, rec.id, missing); err != nil {
+	if err := putMissing(tx, ns, data, rec.id, missing); err != nil {
 		return Image{}, err
 	}
 	// The manifest blob may be what images elsewhere miss.
@@ -617,7 +617,7 @@ func releaseImage(tx *bolt.Tx, nsb *bolt.Bucket, ns, ref string, rel *releases) 
 		return err
 	}
 	claims := claimSet(data)
-	if err := clearMissing(nsb, data, rec.id); err != nil {
+	if err := clearMissing(tx, ns, data, rec.id); err != nil {
 		return err
 	}
 	if err := nsb.Bucket(bucketImageData).DeleteBucket(encodeUint64(rec.id)); err != nil {
@@ -793,7 +793,7 @@ func (db imageStore) Link(fromNS, from, toNS, to string) (Image, error) {
 		if err := copyBucket(data, srcData); err != nil {
 			return err
 		}
-		if err := indexMissing(nsb, rec.id, missingSet(data)); err != nil {
+		if err := indexMissing(tx, ns, rec.id, missingSet(data)); err != nil {
 			return err
 		}
 		if err := nsb.Bucket(bucketImages).Put([]byte(to), rec.encode()); err != nil {

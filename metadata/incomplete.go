@@ -21,10 +21,11 @@ import (
 //	namespaces/<ns>/imagedata/<id>/missing/
 //	  <digest> -> int64              a blob the image names and does not claim
 //	                                 yet, with the size its manifest names
-//	namespaces/<ns>/wanted/
-//	  <digest>/                      the images of ns missing the blob (an
-//	    <id> -> ""                   index, so that an arrival costs one keyed
-//	                                 read per namespace)
+//	wanted/
+//	  <digest>/                      the images missing the blob, by
+//	    <ns>/                        namespace: an index, so that the arrival
+//	      <id> -> ""                 of a blob nobody misses costs one keyed
+//	                                 read
 var (
 	bucketMissing = []byte("missing")
 	bucketWanted  = []byte("wanted")
@@ -45,9 +46,9 @@ func missingSet(data *bolt.Bucket) map[digest.Digest]int64 {
 	return set
 }
 
-// putMissing records what image id (its imagedata bucket data) misses, in
-// the image and in the namespace's wanted index.
-func putMissing(nsb, data *bolt.Bucket, id uint64, missing map[digest.Digest]int64) error {
+// putMissing records what image id of ns (its imagedata bucket data)
+// misses, in the image and in the wanted index.
+func putMissing(tx *bolt.Tx, ns string, data *bolt.Bucket, id uint64, missing map[digest.Digest]int64) error {
 	if len(missing) == 0 {
 		return nil
 	}
@@ -60,21 +61,25 @@ func putMissing(nsb, data *bolt.Bucket, id uint64, missing map[digest.Digest]int
 			return err
 		}
 	}
-	return indexMissing(nsb, id, missing)
+	return indexMissing(tx, ns, id, missing)
 }
 
-// indexMissing adds image id's missing blobs to the namespace's wanted
+// indexMissing adds the missing blobs of image id of ns to the wanted
 // index.
-func indexMissing(nsb *bolt.Bucket, id uint64, missing map[digest.Digest]int64) error {
+func indexMissing(tx *bolt.Tx, ns string, id uint64, missing map[digest.Digest]int64) error {
 	if len(missing) == 0 {
 		return nil
 	}
-	wb, err := nsb.CreateBucketIfNotExists(bucketWanted)
+	wb, err := root(tx).CreateBucketIfNotExists(bucketWanted)
 	if err != nil {
 		return err
 	}
 	for d := range missing {
-		ib, err := wb.CreateBucketIfNotExists([]byte(d))
+		byNS, err := wb.CreateBucketIfNotExists([]byte(d))
+		if err != nil {
+			return err
+		}
+		ib, err := byNS.CreateBucketIfNotExists([]byte(ns))
 		if err != nil {
 			return err
 		}
@@ -85,9 +90,10 @@ func indexMissing(nsb *bolt.Bucket, id uint64, missing map[digest.Digest]int64) 
 	return nil
 }
 
-// clearMissing forgets what image id (data) misses: its missing set and
-// its entries in the wanted index (a replace or a delete of the image).
-func clearMissing(nsb, data *bolt.Bucket, id uint64) error {
+// clearMissing forgets what image id of ns (data) misses: its missing set
+// and its entries in the wanted index (a replace or a delete of the
+// image).
+func clearMissing(tx *bolt.Tx, ns string, data *bolt.Bucket, id uint64) error {
 	missing := missingSet(data)
 	if missing == nil {
 		return nil
@@ -96,27 +102,37 @@ func clearMissing(nsb, data *bolt.Bucket, id uint64) error {
 		return err
 	}
 	for d := range missing {
-		if err := unwant(nsb, d, id); err != nil {
+		if err := unwant(tx, ns, d, id); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// unwant removes image id from the wanted index of d.
-func unwant(nsb *bolt.Bucket, d digest.Digest, id uint64) error {
-	wb := nsb.Bucket(bucketWanted)
+// unwant removes image id of ns from the wanted index of d.
+func unwant(tx *bolt.Tx, ns string, d digest.Digest, id uint64) error {
+	wb := root(tx).Bucket(bucketWanted)
 	if wb == nil {
 		return nil
 	}
-	ib := wb.Bucket([]byte(d))
+	byNS := wb.Bucket([]byte(d))
+	if byNS == nil {
+		return nil
+	}
+	ib := byNS.Bucket([]byte(ns))
 	if ib == nil {
 		return nil
 	}
 	if err := ib.Delete(encodeUint64(id)); err != nil {
 		return err
 	}
-	if isEmptyBucket(ib) {
+	if !isEmptyBucket(ib) {
+		return nil
+	}
+	if err := byNS.DeleteBucket([]byte(ns)); err != nil {
+		return err
+	}
+	if isEmptyBucket(byNS) {
 		return wb.DeleteBucket([]byte(d))
 	}
 	return nil
@@ -128,31 +144,31 @@ func unwant(nsb *bolt.Bucket, d digest.Digest, id uint64) error {
 // shareable). An image whose manifest named another size keeps missing
 // it (fsck reports it).
 func (db *DB) claimArrived(tx *bolt.Tx, d digest.Digest, size int64) error {
-	all := namespacesBucket(tx)
-	if all == nil {
-		return nil
+	wb := root(tx).Bucket(bucketWanted)
+	if wb == nil || wb.Bucket([]byte(d)) == nil {
+		return nil // the common case: nobody misses it
 	}
 	var wanting []string
-	_ = all.ForEachBucket(func(k []byte) error {
-		if wb := all.Bucket(k).Bucket(bucketWanted); wb != nil && wb.Bucket([]byte(d)) != nil {
-			wanting = append(wanting, string(k))
-		}
+	_ = wb.Bucket([]byte(d)).ForEachBucket(func(k []byte) error {
+		wanting = append(wanting, string(k))
 		return nil
 	})
+	all := namespacesBucket(tx)
 	for _, ns := range wanting {
-		if _, ok := db.visible(tx, ns, d); !ok {
+		nsb := all.Bucket([]byte(ns))
+		if _, ok := db.visible(tx, ns, d); !ok || nsb == nil {
 			continue
 		}
-		if err := claimWanted(tx, all.Bucket([]byte(ns)), ns, d, size); err != nil {
+		if err := claimWanted(tx, nsb, ns, d, size); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// claimWanted makes the images of ns that miss d claim it.
+// claimWanted makes the images of ns (nsb) that miss d claim it.
 func claimWanted(tx *bolt.Tx, nsb *bolt.Bucket, ns string, d digest.Digest, size int64) error {
-	ib := nsb.Bucket(bucketWanted).Bucket([]byte(d))
+	ib := root(tx).Bucket(bucketWanted).Bucket([]byte(d)).Bucket([]byte(ns))
 	var ids []uint64
 	_ = ib.ForEach(func(k, _ []byte) error {
 		ids = append(ids, decodeUint64(k))
@@ -168,7 +184,7 @@ func claimWanted(tx *bolt.Tx, nsb *bolt.Bucket, ns string, d digest.Digest, size
 		if mb == nil || mb.Get([]byte(d)) == nil {
 			// A stale entry (a repair removed the image): only the index
 			// says it.
-			if err := unwant(nsb, d, id); err != nil {
+			if err := unwant(tx, ns, d, id); err != nil {
 				return err
 			}
 			continue
@@ -189,7 +205,7 @@ func claimWanted(tx *bolt.Tx, nsb *bolt.Bucket, ns string, d digest.Digest, size
 		if err := claim(tx, nsb, ns, d, size, t); err != nil {
 			return err
 		}
-		if err := unwant(nsb, d, id); err != nil {
+		if err := unwant(tx, ns, d, id); err != nil {
 			return err
 		}
 	}
@@ -204,19 +220,16 @@ func (db *DB) claimHeldBy(tx *bolt.Tx, nsb *bolt.Bucket) error {
 	if db.opts.Sharing == SharingShared {
 		return nil // they were visible to all already
 	}
-	all := namespacesBucket(tx)
+	wb := root(tx).Bucket(bucketWanted)
+	if wb == nil {
+		return nil
+	}
 	arrived := map[digest.Digest]int64{}
-	_ = all.ForEachBucket(func(k []byte) error {
-		wb := all.Bucket(k).Bucket(bucketWanted)
-		if wb == nil {
-			return nil
+	_ = wb.ForEachBucket(func(d []byte) error {
+		if rec := heldBlob(nsb, digest.Digest(d)); rec != nil {
+			arrived[digest.Digest(d)] = getInt64(rec, keySize)
 		}
-		return wb.ForEachBucket(func(d []byte) error {
-			if rec := heldBlob(nsb, digest.Digest(d)); rec != nil {
-				arrived[digest.Digest(d)] = getInt64(rec, keySize)
-			}
-			return nil
-		})
+		return nil
 	})
 	for _, d := range sortedKeysOf(arrived) {
 		if err := db.claimArrived(tx, d, arrived[d]); err != nil {

@@ -7,13 +7,26 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// checkWantedIndex: the wanted index of each namespace is exactly the
-// union of its images' missing sets; an image never both claims and
+// checkWantedIndex: the wanted index, for each namespace, is exactly the
+// union of its images' missing sets, and names no namespace that is gone; an image never both claims and
 // misses a blob, and misses no blob its namespace can see with the size
 // it names (it would have claimed it).
 func checkWantedIndex(t testing.TB, db *DB, tx *bolt.Tx) {
 	t.Helper()
 	all := namespacesBucket(tx)
+	if wb := root(tx).Bucket(bucketWanted); wb != nil {
+		_ = wb.ForEachBucket(func(d []byte) error {
+			if isEmptyBucket(wb.Bucket(d)) {
+				t.Errorf("an empty wanted/%s bucket", d)
+			}
+			return wb.Bucket(d).ForEachBucket(func(ns []byte) error {
+				if all.Bucket(ns) == nil {
+					t.Errorf("wanted/%s names namespace %s, which is gone", d, ns)
+				}
+				return nil
+			})
+		})
+	}
 	_ = all.ForEachBucket(func(name []byte) error {
 		ns := string(name)
 		nsb := all.Bucket(name)
@@ -46,10 +59,17 @@ func checkWantedIndex(t testing.TB, db *DB, tx *bolt.Tx) {
 			return nil
 		})
 		got := map[digest.Digest]map[uint64]bool{}
-		if wb := nsb.Bucket(bucketWanted); wb != nil {
+		if wb := root(tx).Bucket(bucketWanted); wb != nil {
 			_ = wb.ForEachBucket(func(d []byte) error {
+				ib := wb.Bucket(d).Bucket(name)
+				if ib == nil {
+					return nil
+				}
+				if isEmptyBucket(ib) {
+					t.Errorf("namespace %s: an empty wanted/%s/%s bucket", ns, d, ns)
+				}
 				got[digest.Digest(d)] = map[uint64]bool{}
-				return wb.Bucket(d).ForEach(func(id, _ []byte) error {
+				return ib.ForEach(func(id, _ []byte) error {
 					got[digest.Digest(d)][decodeUint64(id)] = true
 					return nil
 				})
