@@ -166,6 +166,23 @@ func (r *tempIngests) remove(t *tempIngest) {
 	t.discard()
 }
 
+// removeNamespace discards the temporary ingests of a deleted namespace
+// (left behind, they would hold their descriptors and handle slots until
+// gc collected their files).
+func (r *tempIngests) removeNamespace(ns uint64) {
+	r.mu.Lock()
+	var gone []*tempIngest
+	for k, t := range r.byKey {
+		if k.ns == ns {
+			gone = append(gone, t)
+		}
+	}
+	r.mu.Unlock()
+	for _, t := range gone {
+		r.remove(t)
+	}
+}
+
 // move renames t to newKey, replacing the temporary ingest there (EEXIST
 // with noReplace).
 func (r *tempIngests) move(t *tempIngest, newKey tempKey, noReplace bool) syscall.Errno {

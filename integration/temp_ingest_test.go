@@ -159,3 +159,26 @@ func TestTempIngestLeftBehind(t *testing.T) {
 	assertOutput(t, "ls once gc collected the temporary file", mustRun(t, m, "ls", "-A", blobPath("bar", "")), "")
 	mustFail(t, m, "No such file or directory", "stat", blobPath("bar", "left"))
 }
+
+// The temporary files of a namespace go with it (the daemon would
+// otherwise hold their descriptors until gc collects them, an hour later
+// by default).
+func TestTempIngestGoesWithItsNamespace(t *testing.T) {
+	t.Parallel()
+	d := startNsfs(t)
+	m := d.mnt
+	mustRun(t, m, "mkdir", "ns/foo")
+	data := randomBytes(1230, 4096)
+	mustRun(t, m, "cp", writeTemp(t, "b", data), blobPath("foo", "crane-tmp"))
+	mustRun(t, m, "cp", writeTemp(t, "b", data), blobPath("default", "crane-tmp"))
+	if got := ingestFiles(t, d.root); len(got) != 2 {
+		t.Fatalf("ROOT/ingest = %v, want the two temporary files", got)
+	}
+	mustRun(t, m, "rmdir", "ns/foo")
+	if got := ingestFiles(t, d.root); len(got) != 1 {
+		t.Errorf("ROOT/ingest = %v after rmdir ns/foo, want default's temporary file only", got)
+	}
+	mustRun(t, m, "mkdir", "ns/foo")
+	assertOutput(t, "ls -A of the namespace made again", mustRun(t, m, "ls", "-A", blobPath("foo", "")), "")
+	assertOutput(t, "ls -A of default", mustRun(t, m, "ls", "-A", blobPath("default", "")), lines("crane-tmp"))
+}
