@@ -36,6 +36,9 @@ type Image struct {
 	Platforms []string
 	// Labels are the image file's user.* xattrs.
 	Labels map[string]string
+	// Incomplete: the namespace cannot see every blob the image needs
+	// (for the host platform); CheckImages says which.
+	Incomplete bool
 }
 
 // maxConfigSize bounds what the listing reads of an image config for its
@@ -66,6 +69,11 @@ func (n Namespace) Images() ([]Image, error) {
 			continue // removed since the listing
 		}
 		if err != nil {
+			return nil, err
+		}
+		if img.Incomplete, err = n.incomplete(ref); errors.Is(err, ErrNotFound) {
+			continue // removed since the listing
+		} else if err != nil {
 			return nil, err
 		}
 		images = append(images, img)

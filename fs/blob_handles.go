@@ -52,6 +52,8 @@ type blobIngest struct {
 	owner   process     // the process that opened it (see closedByOther)
 	started time.Time
 
+	labels pendingLabels // set while it is written (cp -a), given to the blob by the commit
+
 	mu        sync.Mutex
 	committed bool
 	aborted   bool
@@ -108,7 +110,7 @@ func (ing *blobIngest) finish(op string) syscall.Errno {
 	}
 	// Commit checks in its transaction that the namespace is still the one
 	// the ingest began in (ContentStore.Writer's nsID).
-	err := ing.w.Commit()
+	err := ing.w.CommitWithLabels(ing.labels.snapshot())
 	if err == nil {
 		ing.committed = true
 	} else {

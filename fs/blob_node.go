@@ -22,7 +22,9 @@ import (
 //	$ setfattr -n user.note -v base blobs/sha256/4b7a…   # this namespace's label
 //	$ echo x >> blobs/sha256/4b7a…
 //	bash: blobs/sha256/4b7a…: Operation not permitted
-//	$ cp layer.tar blobs/sha256/4b7a…   # EPERM, unless its file in the store is damaged: then it is repaired
+//	$ cp layer.tar blobs/sha256/4b7a…   # its own bytes: nothing changes (a damaged file in the store is repaired)
+//	$ cp other.tar blobs/sha256/4b7a…
+//	cp: failed to close 'blobs/sha256/4b7a…': Bad message
 type blobFile struct {
 	gofs.Inode
 	nodeBase
@@ -117,8 +119,10 @@ func (f *blobFile) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.Set
 
 // Open reads a committed blob (pread on the shared file; the kernel keeps
 // its cache, the bytes never change). Writing a committed blob is EPERM,
-// unless it truncates a blob whose file in the store is missing or
-// damaged: that starts an ingest which repairs it. Writing one the
+// unless it truncates (cp, tar -x, rsync over a file that is there): that
+// starts an ingest whose close verifies the bytes, so that the blob's own
+// bytes succeed and change nothing (or repair a file in the store that is
+// missing or damaged), and others are EBADMSG. Writing one the
 // namespace cannot see starts an ingest (the kernel may still hold the
 // name of an ingest that failed). Both handles hold a descriptor until
 // their release, and count against the caller's limits (handleLimiter).
@@ -137,8 +141,8 @@ func (f *blobFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 		defer slot.releaseIfPanicking()
 		write := f.fsys.db.Content().Writer
 		if flags&syscall.O_TRUNC != 0 {
-			// cp over a blob whose file in the store is gone or
-			// damaged puts the bytes back; over a sound one it is EPERM.
+			// cp over a blob: its own bytes succeed (and put back
+			// a file in the store that is gone or damaged).
 			write = f.fsys.db.Content().Rewriter
 		}
 		w, err := write(f.ns.name, f.ns.id, f.digest)

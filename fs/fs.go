@@ -6,6 +6,7 @@
 //	      images/<ref path…>       image_dir.go, image_node.go, image_handles.go
 //	      blobs/                   blobs_dir.go
 //	        sha256/<hex>           sha256_dir.go, blob_node.go, blob_handles.go
+//	        sha256/<other name>    temp_ingest.go, sha256_temp.go (temporary ingests)
 //
 // A namespace's owner and mode (which everything inside shows), its df
 // and root's trusted.nsfs.* settings are owners.go and
@@ -20,13 +21,11 @@
 //
 //	$ mkdir /mnt/ns/dev
 //	$ setfattr -n user.team -v infra /mnt/ns/dev
-//	$ cp manifest.json /mnt/ns/dev/images/redis
-//	cp: failed to close '/mnt/ns/dev/images/redis': No such file or directory
+//	$ cp manifest.json /mnt/ns/dev/images/redis   # its blobs may come later
 //	$ rmdir /mnt/ns/default
 //	rmdir: failed to remove '/mnt/ns/default': Directory not empty
 //
-// and the daemon logs why: `commit ns/dev/images/redis (close): ...` names
-// the blob dev cannot see, and `rmdir ns/default: namespace "default" must
+// and the daemon logs why: `rmdir ns/default: namespace "default" must
 // be empty, but it still has images, blobs`.
 //
 // Every directory node implements every mutating method, if only to refuse
@@ -80,6 +79,7 @@ type filesystem struct {
 	ownMu   sync.Mutex     // serialises reads of owners from the store with changes
 	started time.Time      // the times of directories that are not records
 	handles *handleLimiter // what each user's open handles may hold
+	temps   tempIngests    // temporary ingests (temp_ingest.go)
 
 	// deleted maps a namespace name to the highest ID of a namespace of
 	// that name deleted while mounted (uint64): see enter. One entry per

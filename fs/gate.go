@@ -44,6 +44,7 @@ func (f *filesystem) namespaceDeleted(ns metadata.Namespace) {
 	if last, ok := f.deleted.Load(ns.Name); !ok || last.(uint64) < ns.ID {
 		f.deleted.Store(ns.Name, ns.ID)
 	}
+	f.temps.removeNamespace(ns.ID)
 }
 
 // refuse answers a mutation a directory does not allow: EPERM, as for a

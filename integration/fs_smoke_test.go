@@ -157,7 +157,7 @@ func TestFailedCreationCanBeRetriedAtOnce(t *testing.T) {
 	d := startNsfs(t)
 	m := d.mnt
 	img := newImage(905, "amd64", 100)
-	mustFail(t, m, "No such file or directory", "cp", writeTemp(t, "manifest.json", img.manifest.data), imagePath("default", "app"))
+	mustFail(t, m, "Invalid argument", "cp", writeTemp(t, "manifest.json", []byte(`{"schemaVersion":2}`)), imagePath("default", "app"))
 	for _, b := range []blob{img.config, img.layers[0]} {
 		d.putBlob(t, "default", b)
 	}

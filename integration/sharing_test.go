@@ -66,14 +66,17 @@ func TestIsolatedContent(t *testing.T) {
 	d.putImage(t, "default", "docker.io/library/app:v1", img)
 	mustRun(t, m, "mkdir", "-p", "ns/foo/images/docker.io/library", "ns/bar/images/docker.io/library")
 
-	// foo cannot see default's blobs, so it cannot reference them.
-	before := d.state(t)
+	// foo cannot see default's blobs: an image naming them is
+	// incomplete, and naming them grants no read of them.
 	for _, b := range img.blobs() {
 		mustFail(t, m, "No such file or directory", "stat", blobPath("foo", b.hex()))
 	}
-	mustFail(t, m, "No such file or directory", "cp", imagePath("default", "docker.io/library/app:v1"), imagePath("foo", "docker.io/library/app:v1"))
-	d.assertUnchanged(t, "cp of an image whose blobs foo cannot see", before)
-	mustFail(t, m, "No such file or directory", "stat", imagePath("foo", "docker.io/library/app:v1"))
+	mustRun(t, m, "cp", imagePath("default", "docker.io/library/app:v1"), imagePath("foo", "docker.io/library/app:v1"))
+	for _, b := range append([]blob{img.config}, img.layers...) {
+		mustFail(t, m, "No such file or directory", "stat", blobPath("foo", b.hex()))
+		mustFail(t, m, "No such file or directory", "cat", blobPath("foo", b.hex()))
+	}
+	assertOutput(t, "ls ns/foo/blobs/sha256 of the incomplete image", mustRun(t, m, "ls", "ns/foo/blobs/sha256"), lines(img.manifest.hex()))
 
 	// foo sends the bytes itself: verified, stored once.
 	onDisk := rootBlobFiles(t, d.root)
@@ -87,13 +90,15 @@ func TestIsolatedContent(t *testing.T) {
 	if ingests := ingestFiles(t, d.root); len(ingests) != 0 {
 		t.Errorf("ROOT/ingest holds %v", ingests)
 	}
-	mustRun(t, m, "cp", imagePath("default", "docker.io/library/app:v1"), imagePath("foo", "docker.io/library/app:v1"))
+	// The image claimed them as they arrived.
 	assertOutput(t, "ls ns/foo/blobs/sha256", mustRun(t, m, "ls", "ns/foo/blobs/sha256"), lines(img.hexes()...))
+	mustFail(t, m, "Device or resource busy", "rm", blobPath("foo", img.config.hex()))
 
-	// A namespace labelled shareable lends its blobs to everyone.
-	mustFail(t, m, "No such file or directory", "cp", imagePath("default", "docker.io/library/app:v1"), imagePath("bar", "docker.io/library/app:v1"))
-	mustRun(t, m, "setfattr", "-n", "user.containerd.io/namespace.shareable", "-v", "true", "ns/default")
+	// A namespace labelled shareable lends its blobs to everyone: bar's
+	// incomplete image claims them then.
 	mustRun(t, m, "cp", imagePath("default", "docker.io/library/app:v1"), imagePath("bar", "docker.io/library/app:v1"))
+	assertOutput(t, "ls ns/bar/blobs/sha256 of the incomplete image", mustRun(t, m, "ls", "ns/bar/blobs/sha256"), lines(img.manifest.hex()))
+	mustRun(t, m, "setfattr", "-n", "user.containerd.io/namespace.shareable", "-v", "true", "ns/default")
 	assertOutput(t, "ls ns/bar/blobs/sha256", mustRun(t, m, "ls", "ns/bar/blobs/sha256"), lines(img.hexes()...))
 	assertOutput(t, "stat in bar of a layer it could not see before", mustRun(t, m, "stat", "-c", "%s", blobPath("bar", img.layers[1].hex())), "5000\n")
 	if after := rootBlobFiles(t, d.root); !maps.Equal(onDisk, after) {

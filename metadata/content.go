@@ -55,10 +55,13 @@ type ContentStore interface {
 	// same name is another one (ErrNotFound, "namespace %q was deleted").
 	Writer(ns string, nsID uint64, d digest.Digest) (*BlobWriter, error)
 	// Rewriter is Writer for a writer that replaces the blob's bytes (an
-	// open with O_TRUNC, as cp does): when ns can see d but d's file in the
-	// store is missing or is not the blob's (a link, a fifo, a file of
-	// another size), the ingest goes ahead and its Commit puts the verified
-	// bytes in place. With a sound file it is ErrExists, as for Writer.
+	// open with O_TRUNC, as cp, tar -x and rsync do over a file that is
+	// there): also when ns can see d, the ingest goes ahead, and its Commit
+	// verifies the bytes (ErrDigestMismatch, nothing changes). The same
+	// bytes over a sound file change nothing on disk, and ns holds d
+	// afterwards (it did already, or it has now written it); over a file
+	// in the store that is missing or not the blob's (a link, a fifo, a
+	// file of another size) they put the verified bytes in place.
 	Rewriter(ns string, nsID uint64, d digest.Digest) (*BlobWriter, error)
 	// RemoveDir answers rmdir of blobs/ and blobs/sha256 of ns, which stay
 	// while the namespace does (as ImageStore.RemoveDir(ns, "") does for
@@ -436,7 +439,6 @@ func (db *DB) writeBlob(ns string, nsID uint64, d digest.Digest, repair bool) (*
 	if err := names.ValidateDigest(d); err != nil {
 		return nil, err
 	}
-	var size int64
 	visible := false
 	room := NoQuota
 	err := db.bolt.View(func(tx *bolt.Tx) error {
@@ -445,13 +447,13 @@ func (db *DB) writeBlob(ns string, nsID uint64, d digest.Digest, repair bool) (*
 			return err
 		}
 		room = roomLeft(nsb)
-		size, visible = db.visible(tx, ns, d)
+		_, visible = db.visible(tx, ns, d)
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	if visible && (!repair || db.blobs.Check(d, size) == nil) {
+	if visible && !repair {
 		return nil, errors.WithMessagef(ErrExists, "blob %s already exists in namespace %q", d, ns)
 	}
 	w, err := db.blobs.NewWriter(d)
@@ -521,6 +523,12 @@ func (w *BlobWriter) Size() int64 {
 // publishes the file and records that ns holds it, in that order. A second
 // Commit after success is a no-op returning nil.
 func (w *BlobWriter) Commit() error {
+	return w.commit(nil)
+}
+
+// commit is Commit; labels (if any) are set on ns's hold of the blob in
+// the transaction that records it.
+func (w *BlobWriter) commit(labels map[string]string) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.committed {
@@ -562,8 +570,15 @@ func (w *BlobWriter) Commit() error {
 				return err
 			}
 		}
-		_, err = hold(tx, nsb, w.ns, d, size, t)
-		return err
+		rec, err := hold(tx, nsb, w.ns, d, size, t)
+		if err != nil {
+			return err
+		}
+		if err := mergeLabels(rec, Object{Namespace: w.ns, Blob: d}, labels); err != nil {
+			return err
+		}
+		// Images that miss it, here or (shared) anywhere, claim it now.
+		return db.claimArrived(tx, d, size)
 	})
 	if err != nil {
 		db.abandonLocked(d)

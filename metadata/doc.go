@@ -72,6 +72,11 @@
 //	          blobs/
 //	            <digest> -> ""          the claim set: the manifest itself and
 //	                                    every visible blob it references
+//	          missing/
+//	            <digest> -> int64       a blob its manifest names that the
+//	                                    namespace could not see yet, with the
+//	                                    size named: claimed once visible
+//	                                    (incomplete.go)
 //	      dirs/
 //	        <path> -> ""                explicit directories (mkdir in images/);
 //	                                    implicit ones are the prefixes of refs
@@ -105,6 +110,9 @@
 //	                                    the transaction that drops the last
 //	                                    holder (the tombstone); gc deletes such
 //	                                    a file, then the entry
+//	  wanted/
+//	    <digest>/<ns>/<id> -> ""        the images missing this blob: the
+//	                                    index an arrival reads (incomplete.go)
 //	  shareable/
 //	    <digest> -> uint64              how many namespaces labelled
 //	                                    containerd.io/namespace.shareable=true
@@ -125,7 +133,10 @@
 // the sum of the sizes of its holds, and only the sum over those whose
 // content record names it alone; shareable/<d> is the
 // number of namespaces labelled shareable that hold d; every digest in an
-// image's claim set is held by its namespace, and a held blob's images count
+// image's claim set is held by its namespace, and none is in its missing
+// set; wanted/ is exactly the union of the missing sets, and no image
+// misses a blob its namespace can see with the size it names; a held
+// blob's images count
 // is the number of images of the namespace whose claim set names it; image
 // records and imagedata buckets pair one to one by ID; every content record
 // has its file in the blob directory, and every blob file a content record

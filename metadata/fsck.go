@@ -510,7 +510,7 @@ func (s *recordScan) scanImage(ns string, nsb *bolt.Bucket, k, v []byte) (uint64
 		return rec.id, true
 	}
 	set := s.scanClaims(ns, iobj, idb, nsb.Bucket(bucketBlobs), t.Digest)
-	s.checkTarget(iobj, rec, set, nsb.Bucket(bucketBlobs))
+	s.checkTarget(iobj, rec, set, nsb.Bucket(bucketBlobs), missingSet(idb))
 	return rec.id, true
 }
 
@@ -540,7 +540,7 @@ func (s *recordScan) scanClaims(ns, iobj string, idb, bb *bolt.Bucket, target di
 // checkTarget checks an image's target blob: recorded, its file there,
 // sound and of the recorded size, claimed (set); then, when it can be
 // read, that it is the manifest or index the image records.
-func (s *recordScan) checkTarget(iobj string, rec imageRecord, set map[digest.Digest]bool, bb *bolt.Bucket) {
+func (s *recordScan) checkTarget(iobj string, rec imageRecord, set map[digest.Digest]bool, bb *bolt.Bucket, missing map[digest.Digest]int64) {
 	content := s.records
 	t := rec.target
 	cb := content.Bucket([]byte(t.Digest))
@@ -561,7 +561,7 @@ func (s *recordScan) checkTarget(iobj string, rec imageRecord, set map[digest.Di
 		s.add(iobj, "does not claim its target blob %s", t.Digest)
 	}
 	if hasFile && s.corrupt[t.Digest] == "" && fsize <= MaxManifestSize {
-		s.checkManifest(iobj, rec, set, func(d digest.Digest) bool { return bb.Bucket([]byte(d)) != nil }, content)
+		s.checkManifest(iobj, rec, set, func(d digest.Digest) bool { return bb.Bucket([]byte(d)) != nil }, content, missing)
 	}
 }
 
@@ -687,10 +687,11 @@ func (s *fsckState) checkLabels(object string, lb *bolt.Bucket) {
 
 // checkManifest reads an image's target and checks that a manifest's
 // config and layers (foreign ones aside) are claimed, with the sizes it
-// names. An index's children may be absent (a pull of some platforms), and
+// names, or missing (an incomplete image, incomplete.go) while the
+// namespace does not hold them. An index's children may be absent (a pull of some platforms), and
 // those present were claimed as far as they were visible when the image
 // was written: an index is checked no further than its own claims.
-func (s *fsckState) checkManifest(object string, rec imageRecord, claimed map[digest.Digest]bool, held func(digest.Digest) bool, content *bolt.Bucket) {
+func (s *fsckState) checkManifest(object string, rec imageRecord, claimed map[digest.Digest]bool, held func(digest.Digest) bool, content *bolt.Bucket, missing map[digest.Digest]int64) {
 	// Images share manifests (every copy, every tag): each is read once.
 	parsed, ok := s.manifests[rec.target.Digest]
 	if !ok {
@@ -718,7 +719,9 @@ func (s *fsckState) checkManifest(object string, rec imageRecord, claimed map[di
 			continue
 		}
 		if !held(r.Digest) {
-			s.add(object, "%s blob %s is not held by the namespace", r.Role, r.Digest)
+			if _, ok := missing[r.Digest]; !ok {
+				s.add(object, "%s blob %s is not held by the namespace", r.Role, r.Digest)
+			}
 			continue
 		}
 		if !claimed[r.Digest] {

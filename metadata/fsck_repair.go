@@ -584,6 +584,9 @@ func (r *nsRepair) removeImages(remove []doomedImage) (map[digest.Digest]bool, e
 				for _, d := range claimSet(r.data.Bucket(encodeUint64(rec.id))) {
 					released[d] = true
 				}
+				if err := clearMissing(r.tx, r.ns, r.data.Bucket(encodeUint64(rec.id)), rec.id); err != nil {
+					return nil, err
+				}
 				if err := r.data.DeleteBucket(encodeUint64(rec.id)); err != nil {
 					return nil, err
 				}
@@ -621,6 +624,9 @@ func (r *nsRepair) reclaim(keep []repairImage) (map[digest.Digest]uint64, map[di
 			}
 		}
 		for _, d := range want {
+			if err := r.noLongerMissing(idb, img.rec.id, d); err != nil {
+				return nil, nil, err
+			}
 			if !hasKey(cb, []byte(d)) {
 				if err := cb.Put([]byte(d), member); err != nil {
 					return nil, nil, err
@@ -634,6 +640,19 @@ func (r *nsRepair) reclaim(keep []repairImage) (map[digest.Digest]uint64, map[di
 		}
 	}
 	return claims, sizes, r.removeOrphanData(owned)
+}
+
+// noLongerMissing takes d out of what image id (idb) misses, now that it
+// claims it.
+func (r *nsRepair) noLongerMissing(idb *bolt.Bucket, id uint64, d digest.Digest) error {
+	mb := idb.Bucket(bucketMissing)
+	if mb == nil || mb.Get([]byte(d)) == nil {
+		return nil
+	}
+	if err := mb.Delete([]byte(d)); err != nil {
+		return err
+	}
+	return unwant(r.tx, r.ns, d, id)
 }
 
 // removeOrphanData removes the imagedata buckets no image owns.

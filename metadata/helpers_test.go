@@ -295,6 +295,7 @@ func checkInvariants(t testing.TB, db *DB) {
 		}); err != nil {
 			return err
 		}
+		checkWantedIndex(t, db, tx)
 		// The shareable index counts exactly the shareable holders.
 		if err := checkShareableIndex(tx); err != nil {
 			t.Error(err)

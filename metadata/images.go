@@ -45,10 +45,10 @@ type ImageStore interface {
 	// Put creates or replaces image w.Ref in w.Namespace with w.Manifest
 	// as its target. The bytes must be an OCI or Docker manifest or index
 	// (ErrInvalidArgument, the message says what is wrong), at most
-	// MaxManifestSize (ErrTooLarge). Every blob it names must be visible
-	// to the namespace (ErrNotFound naming the digest), except an index's
-	// children, which may be absent, and layers with URLs (foreign
-	// layers). Sizes named must match the blobs' (ErrInvalidArgument). The
+	// MaxManifestSize (ErrTooLarge). A blob a manifest names that the
+	// namespace cannot see yet makes the image incomplete (incomplete.go):
+	// it claims the blob once it becomes visible. Sizes named must match
+	// the visible blobs' (ErrInvalidArgument). The
 	// manifest is stored as a blob; the namespace claims (holds) the
 	// manifest and every visible blob it references, recursively through
 	// present index children. On replace the old target's blobs that no
@@ -385,7 +385,7 @@ func (db *DB) putImage(tx *bolt.Tx, w ImageWrite, target ocispec.Descriptor, pm 
 	if err := checkRefPlacement(nsb, ns, ref); err != nil {
 		return Image{}, err
 	}
-	claims, err := db.manifestClaims(tx, ns, ref, target, pm, children)
+	claims, missing, err := db.manifestClaims(tx, ns, ref, target, pm, children)
 	if err != nil {
 		return Image{}, err
 	}
@@ -394,7 +394,17 @@ func (db *DB) putImage(tx *bolt.Tx, w ImageWrite, target ocispec.Descriptor, pm 
 	if err != nil {
 		return Image{}, err
 	}
+	if err := clearMissing(tx, ns, data, rec.id); err != nil {
+		return Image{}, err
+	}
 	if err := putClaims(tx, nsb, ns, data, claims, t); err != nil {
+		return Image{}, err
+	}
+	if err := putMissing(tx, ns, data, rec.id, missing); err != nil {
+		return Image{}, err
+	}
+	// The manifest blob may be what images elsewhere miss.
+	if err := db.claimArrived(tx, target.Digest, target.Size); err != nil {
 		return Image{}, err
 	}
 	// Released after the new claims are counted, so a blob both targets
@@ -445,31 +455,33 @@ func imageBeingWritten(tx *bolt.Tx, nsb *bolt.Bucket, w ImageWrite) (*imageRecor
 }
 
 // manifestClaims is what image ref with target claims in ns, with sizes:
-// the manifest and every visible blob it references (ErrNotFound for a
-// manifest's blob ns cannot see; an absent index child or foreign layer
-// is skipped), recursively through an index's present children. Sizes
-// named must be the blobs' (ErrInvalidArgument).
-func (db *DB) manifestClaims(tx *bolt.Tx, ns, ref string, target ocispec.Descriptor, pm imagegraph.Document, children map[digest.Digest]imagegraph.Document) (map[digest.Digest]int64, error) {
-	claims := map[digest.Digest]int64{target.Digest: target.Size}
+// the manifest and every visible blob it references, recursively through
+// an index's present children; and what it misses: a manifest's blobs ns
+// cannot see yet, with the sizes named (an absent index child or foreign
+// layer is skipped). Sizes named must be the visible blobs'
+// (ErrInvalidArgument).
+func (db *DB) manifestClaims(tx *bolt.Tx, ns, ref string, target ocispec.Descriptor, pm imagegraph.Document, children map[digest.Digest]imagegraph.Document) (claims, missing map[digest.Digest]int64, err error) {
+	claims = map[digest.Digest]int64{target.Digest: target.Size}
+	missing = map[digest.Digest]int64{}
 	for _, r := range pm.Children {
 		size, ok := db.visible(tx, ns, r.Digest)
 		if !ok {
-			if pm.IsIndex() || r.Foreign {
-				continue // an absent child (platform not pulled), a foreign layer
+			if !pm.IsIndex() && !r.Foreign {
+				missing[r.Digest] = r.Size
 			}
-			return nil, errors.WithMessagef(ErrNotFound, "image %q: blob %s (%s) not found in namespace %q", shorten(ref), r.Digest, r.Role, ns)
+			continue // or an absent child (platform not pulled), a foreign layer
 		}
 		if size != r.Size {
-			return nil, errors.WithMessagef(ErrInvalidArgument, "image %q: blob %s (%s) is %d bytes, but the %s says %d (lying size)", shorten(ref), r.Digest, r.Role, size, pm.Kind(), r.Size)
+			return nil, nil, errors.WithMessagef(ErrInvalidArgument, "image %q: blob %s (%s) is %d bytes, but the %s says %d (lying size)", shorten(ref), r.Digest, r.Role, size, pm.Kind(), r.Size)
 		}
 		claims[r.Digest] = size
 	}
 	if pm.IsIndex() {
 		if err := db.claimBelow(tx, ns, pm, children, claims); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return claims, nil
+	return claims, missing, nil
 }
 
 // putImageRecord writes the record of image w.Ref with target: a replace
@@ -620,6 +632,9 @@ func releaseImage(tx *bolt.Tx, nsb *bolt.Bucket, ns, ref string, rel *releases) 
 		return err
 	}
 	claims := claimSet(data)
+	if err := clearMissing(tx, ns, data, rec.id); err != nil {
+		return err
+	}
 	if err := nsb.Bucket(bucketImageData).DeleteBucket(encodeUint64(rec.id)); err != nil {
 		return err
 	}
@@ -803,6 +818,9 @@ func (db imageStore) Link(fromNS, from, toNS, to string) (Image, error) {
 			return err
 		}
 		if err := copyBucket(data, srcData); err != nil {
+			return err
+		}
+		if err := indexMissing(tx, ns, rec.id, missingSet(data)); err != nil {
 			return err
 		}
 		if err := imageEntryAdding(nsb, to, t); err != nil {

@@ -159,6 +159,11 @@ func (db labelStore) Set(o Object, key, value string, check func(exists bool) er
 			if err := shareableChanged(tx, owner, wasShareable); err != nil {
 				return err
 			}
+			if !wasShareable && isShareable(owner) {
+				if err := db.claimHeldBy(tx, owner); err != nil {
+					return err
+				}
+			}
 		}
 		return touch()
 	})
@@ -259,7 +264,11 @@ func (db *DB) labelOwner(tx *bolt.Tx, o Object, mustHold bool) (*bolt.Bucket, fu
 			return nil, nil, errors.WithMessagef(ErrNotFound, "blob %s not found in namespace %q", o.Blob, o.Namespace)
 		}
 		if mustHold {
-			return nil, nil, errors.WithMessagef(ErrNotFound, "blob %s: namespace %q does not hold it, so it has no labels to set (write it or reference it from an image first)", o.Blob, o.Namespace)
+			// Labelling a blob it can see makes the namespace hold it, as
+			// writing its bytes again would (rsync -X restores a blob it
+			// finds there by its labels alone); it grants nothing an
+			// image naming the blob would not.
+			return db.holdToLabel(tx, nsb, o)
 		}
 		return nil, noTouch, nil
 	default:

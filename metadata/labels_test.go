@@ -144,7 +144,7 @@ func TestImageAndBlobLabels(t *testing.T) {
 	}
 
 	// Content labels are per namespace: foo sees the blob (shared) but does
-	// not hold it, so it has no labels and cannot set any.
+	// not hold it, so it has no labels; setting one makes foo hold it.
 	if _, err := db.Namespaces().Create("foo", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -153,8 +153,14 @@ func TestImageAndBlobLabels(t *testing.T) {
 	if err != nil || len(labels) != 0 {
 		t.Fatalf("labels of a visible blob foo does not hold: %v, %v", labels, err)
 	}
-	wantKind(t, "set a label on a blob foo does not hold", db.Labels().Set(fo, "k", "v", nil), IsNotFound, "ErrNotFound")
 	wantKind(t, "remove a label of a blob foo does not hold", db.Labels().Remove(fo, "k"), IsNoLabel, "ErrNoLabel")
+	if err := db.Labels().Set(fo, "k", "v", nil); err != nil {
+		t.Fatalf("set a label on a blob foo can see: %v", err)
+	}
+	if b, err := db.GetBlob("foo", img.layer.Digest); err != nil || !b.Held || b.InUse || b.Labels["k"] != "v" {
+		t.Fatalf("the blob foo labelled: %+v %v, want held, unclaimed, labelled", b, err)
+	}
+	checkInvariants(t, db)
 	// Once foo claims it through an image, the labels are foo's own.
 	if _, err := db.Images().Put(ImageWrite{Namespace: "foo", Ref: "x", Manifest: img.manifest}); err != nil {
 		t.Fatal(err)

@@ -89,8 +89,24 @@ func TestRewriteBlob(t *testing.T) {
 	data := []byte("deleted behind our back")
 	desc := mustWriteBlob(t, db, defaultNamespace, data)
 	before := dump(t, db)
-	if _, err := db.Content().Rewriter(defaultNamespace, 0, desc.Digest); !IsExists(err) {
-		t.Fatalf("ContentStore.Rewriter of a sound blob = %v, want ErrExists", err)
+	// A sound blob written again: its own bytes change nothing, others
+	// are a mismatch.
+	rewriteBlob(t, db, desc.Digest, data)
+	if got := dump(t, db); got != before {
+		t.Fatalf("rewriting a sound blob with its own bytes changed the store:\n%s\nwant\n%s", got, before)
+	}
+	w, err := db.Content().Rewriter(defaultNamespace, 0, desc.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("other bytes")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(); !errors.Is(err, ErrDigestMismatch) {
+		t.Fatalf("rewriting a sound blob with other bytes: %v, want ErrDigestMismatch", err)
+	}
+	if got := dump(t, db); got != before {
+		t.Fatalf("a refused rewrite changed the store:\n%s\nwant\n%s", got, before)
 	}
 	if err := os.Remove(blobPath(db, desc.Digest)); err != nil {
 		t.Fatal(err)
@@ -106,7 +122,7 @@ func TestRewriteBlob(t *testing.T) {
 	if err := os.Remove(blobPath(db, desc.Digest)); err != nil {
 		t.Fatal(err)
 	}
-	w, err := db.Content().Rewriter(defaultNamespace, 0, desc.Digest)
+	w, err = db.Content().Rewriter(defaultNamespace, 0, desc.Digest)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -245,7 +245,10 @@ func (db namespaceStore) SetSetting(name string, by Caller, key, value string) e
 		if err != nil {
 			return err
 		}
-		return put(nsb)
+		if err := put(nsb); err != nil {
+			return err
+		}
+		return db.claimNowVisible(tx, name, nsb)
 	})
 }
 

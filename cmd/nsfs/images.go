@@ -17,6 +17,7 @@ var imagesCommand = &cli.Command{
 		imagesListCommand,
 		imagesRemoveCommand,
 		imagesTagCommand,
+		imagesCheckCommand,
 		imagesPullCommand,
 		importCommand,
 		exportCommand,
@@ -39,7 +40,9 @@ var imagesListCommand = &cli.Command{
 	Usage:     "list the images of the namespace",
 	ArgsUsage: " ",
 	Description: `SIZE is what the namespace holds of the image: the manifest or index,
-and the manifests, configs and layers below it in blobs/sha256. A ref with
+and the manifests, configs and layers below it in blobs/sha256; it ends in
+"(incomplete)" while the image names blobs the namespace cannot see yet
+(nsfs images check says which). A ref with
 blanks, quotes or shell metacharacters is printed quoted as GNU ls quotes
 file names ('app: v1 ', 'it'\''s'), also with -q.`,
 	Flags: []cli.Flag{
@@ -68,7 +71,7 @@ file names ('app: v1 ', 'it'\''s'), also with -q.`,
 		fmt.Fprintln(tw, "REF\tTYPE\tDIGEST\tSIZE\tPLATFORMS\tLABELS\t")
 		for _, img := range images {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n",
-				quoteName(img.Ref), img.MediaType, img.Digest, formatBytes(img.Size),
+				quoteName(img.Ref), img.MediaType, img.Digest, formatImageSize(img),
 				orDash(strings.Join(img.Platforms, ",")), orDash(joinLabels(img.Labels)))
 		}
 		return tw.Flush()
