@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -353,9 +354,17 @@ func TestTenantSharingPerNamespace(t *testing.T) {
 	_, errAbsent := os.Stat(d.path(blobPath("iso", sha256Hex([]byte("nobody")))))
 	assertErrno(t, "stat in iso of a blob default holds", errHeld, syscall.ENOENT)
 	assertErrno(t, "stat in iso of a blob nobody holds", errAbsent, syscall.ENOENT)
+	// An image in iso naming blobs iso cannot see is incomplete: naming
+	// them grants no read.
 	before := tenantState(t, d)
-	mustFail(t, d.mnt, "No such file or directory", "cp", imagePath("default", "app:v1"), imagePath("iso", "app:v1"))
-	assertTenantUnchanged(t, d, "an image in iso naming blobs it cannot see", before)
+	mustRun(t, d.mnt, "cp", imagePath("default", "app:v1"), imagePath("iso", "app:v1"))
+	_, errHeld = os.Stat(d.path(blobPath("iso", layer.hex())))
+	assertErrno(t, "stat in iso of a layer its incomplete image names", errHeld, syscall.ENOENT)
+	if _, err := os.ReadFile(d.path(blobPath("iso", layer.hex()))); !errors.Is(err, syscall.ENOENT) {
+		t.Errorf("read in iso of a layer its incomplete image names: %v, want ENOENT", err)
+	}
+	mustRun(t, d.mnt, "rm", imagePath("iso", "app:v1"))
+	assertTenantUnchanged(t, d, "iso once its incomplete image went", before)
 	// Shared: the copy claims them.
 	mustRun(t, d.mnt, "cp", imagePath("default", "app:v1"), imagePath("open", "app:v1"))
 	// The shareable label keeps its meaning for an isolated namespace.
