@@ -372,7 +372,7 @@ func TestCLIContent(t *testing.T) {
 }
 
 // TestCLIResolution: -n over NSFS_NAMESPACE over CONTAINERD_NAMESPACE
-// over default; --mount over NSFS_MOUNT over the one fuse.nsfs mount.
+// over default; --mount over NSFS_MOUNT over the mount holding the current directory over the one fuse.nsfs mount.
 func TestCLIResolution(t *testing.T) {
 	t.Parallel()
 	d := startNsfs(t)

@@ -30,7 +30,7 @@ var commands = []*cli.Command{
 var globalFlags = []cli.Flag{
 	&cli.StringFlag{
 		Name:    "mount",
-		Usage:   "the nsfs mountpoint `DIR` to work on (default: the one fuse.nsfs mount)",
+		Usage:   "the nsfs mountpoint `DIR` to work on (default: the fuse.nsfs mount holding the current directory, else the only one)",
 		EnvVars: []string{"NSFS_MOUNT"},
 	},
 	&cli.StringFlag{
