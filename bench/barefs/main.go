@@ -82,7 +82,12 @@ type node struct {
 
 func newNode() node { return node{xattrs: map[string][]byte{}, mtime: time.Now()} }
 
+// Names outside user. answer EOPNOTSUPP, as nsfs answers them (ls and cp
+// then stop probing the filesystem).
 func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	if !strings.HasPrefix(attr, "user.") {
+		return 0, syscall.ENOTSUP
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	v, ok := n.xattrs[attr]
@@ -106,6 +111,9 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 }
 
 func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
+	if !strings.HasPrefix(attr, "user.") {
+		return syscall.ENOTSUP
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if _, ok := n.xattrs[attr]; !ok {

@@ -1,0 +1,139 @@
+package fs
+
+import (
+	"context"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/nsfs/nsfs/metadata"
+)
+
+// imageDirHandle is an open images/ directory, or one below it. Its
+// listing is one store snapshot, taken at the first read and again at
+// each rewind, and the lookups READDIRPLUS makes of the entries it lists
+// are answered from that snapshot, with no store call per entry:
+//
+//	$ ls -l images/many        # READDIRPLUS: names and attributes, one snapshot
+//	$ ls images/many           # READDIR after the first batch (READDIRPLUS_AUTO)
+//
+// go-fuse serialises the calls on one handle (it holds the handle's lock
+// around Readdirent, Seekdir and Lookup), so the handle needs no lock.
+type imageDirHandle struct {
+	dir *imageDir
+	// entries is the snapshot (nil until the first read); next indexes
+	// the entry Readdirent returns next, counting "." and ".." as 0 and 1.
+	entries []metadata.Entry
+	loaded  bool
+	next    int
+	// last is the entry Readdirent returned last: go-fuse looks up only
+	// that one.
+	last *metadata.Entry
+}
+
+var (
+	_ = (gofs.NodeOpendirHandler)((*imageDir)(nil))
+	_ = (gofs.FileReaddirenter)((*imageDirHandle)(nil))
+	_ = (gofs.FileLookuper)((*imageDirHandle)(nil))
+	_ = (gofs.FileSeekdirer)((*imageDirHandle)(nil))
+	_ = (gofs.FileReleasedirer)((*imageDirHandle)(nil))
+)
+
+// dotEntries is how many entries come before the snapshot's: "." and "..".
+const dotEntries = 2
+
+// OpendirHandle opens the directory for listing; the snapshot waits for
+// the first read, as a listing taken at open would show what changed in
+// between as missing.
+func (d *imageDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if errno := d.fsys.enter(&d.ns); errno != 0 {
+		return nil, 0, errno
+	}
+	return &imageDirHandle{dir: d}, 0, 0
+}
+
+func (h *imageDirHandle) load() syscall.Errno {
+	d := h.dir
+	if errno := d.fsys.enter(&d.ns); errno != 0 {
+		return errno
+	}
+	list, err := d.fsys.db.Images().ReadDir(d.ns.name, d.path)
+	if err != nil {
+		return toErrno("readdir "+d.display(d.path), err)
+	}
+	h.entries, h.loaded = list, true
+	return 0
+}
+
+// Readdirent returns ".", "..", then the snapshot's entries; the offset of
+// an entry is its index plus one, what Seekdir takes back.
+func (h *imageDirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	if !h.loaded {
+		if errno := h.load(); errno != 0 {
+			return nil, errno
+		}
+	}
+	i := h.next
+	if i >= dotEntries+len(h.entries) {
+		return nil, 0
+	}
+	h.next++
+	d := h.dir
+	switch i {
+	case 0, 1:
+		h.last = nil
+		dots := dirEntries(d.EmbeddedInode(), 0)
+		de := dots[i]
+		de.Off = uint64(h.next)
+		return &de, 0
+	}
+	e := &h.entries[i-dotEntries]
+	h.last = e
+	de := &fuse.DirEntry{Name: e.Name, Off: uint64(h.next)}
+	if e.IsDir {
+		de.Mode, de.Ino = syscall.S_IFDIR, d.fsys.inodes.dir(d.ns.id, imageDirKey(e.Path))
+	} else {
+		de.Mode, de.Ino = syscall.S_IFREG, recordIno(e.Image.ID)
+	}
+	return de, 0
+}
+
+// Lookup answers READDIRPLUS's lookup of the entry Readdirent returned
+// last from the snapshot; any other name (go-fuse promises none) is
+// looked up in the store.
+func (h *imageDirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	d := h.dir
+	e := h.last
+	if e == nil || e.Name != name {
+		return d.Lookup(ctx, name, out)
+	}
+	if errno := d.fsys.enter(&d.ns, name); errno != 0 {
+		return nil, errno
+	}
+	if e.IsDir {
+		return d.dirNode(ctx, e.Path, out), 0
+	}
+	return d.imageNode(ctx, name, e.Image, out), 0
+}
+
+// Seekdir moves to offset off (an index plus one, as Readdirent numbers
+// them); 0 is a rewind, which takes a new snapshot, as rewinddir(3) must
+// show entries made since the directory was opened.
+func (h *imageDirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	if off == 0 {
+		h.loaded, h.entries = false, nil
+	} else if !h.loaded {
+		if errno := h.load(); errno != 0 {
+			return errno
+		}
+	}
+	if off > uint64(dotEntries+len(h.entries)) {
+		return syscall.EINVAL
+	}
+	h.next, h.last = int(off), nil
+	return 0
+}
+
+func (h *imageDirHandle) Releasedir(ctx context.Context, releaseFlags uint32) {
+	h.entries, h.last = nil, nil
+}
