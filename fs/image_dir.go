@@ -109,7 +109,10 @@ func (d *imageDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 			// open, also once the kernel's entry expired.
 			return child.pendingNode(ctx, out)
 		}
-		return nil, lookupErrno("lookup "+d.display(path), err)
+		if errno := lookupErrno("lookup "+d.display(path), err); errno != syscall.ENOENT {
+			return nil, errno
+		}
+		return nil, cacheMiss(out) // negative.go: made only through the kernel
 	}
 	if e.IsDir {
 		return d.dirNode(ctx, path, out), 0

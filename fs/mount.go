@@ -111,7 +111,13 @@ func (f *filesystem) notify(now bool, fn func()) {
 func Mount(mountpoint string, db *metadata.DB, cfg Config) (*fuse.Server, error) {
 	inval := newInvalidator()
 	root := newRoot(db, inval, cfg.Limits.withDefaults(openFileLimit()))
-	server, err := gofs.Mount(mountpoint, root, MountOptions(db.Root(), cfg))
+	// What gofs.Mount does, with the negative entries cacheMiss marks.
+	opts := MountOptions(db.Root(), cfg)
+	server, err := fuse.NewServer(negativeEntries{gofs.NewNodeFS(root, opts)}, mountpoint, &opts.MountOptions)
+	if err == nil {
+		go server.Serve()
+		err = server.WaitMount()
+	}
 	if err != nil {
 		close(inval.stop)
 		return nil, err
@@ -143,8 +149,9 @@ func newRoot(db *metadata.DB, inval *invalidator, limits Limits) *rootDir {
 // store.
 func MountOptions(fsName string, cfg Config) *gofs.Options {
 	second := time.Second
-	// Negative entries are not cached: a blob can become visible through
-	// another namespace without any request on this one.
+	// Negative entries are cached only where a node says so (cacheMiss):
+	// a blob can become visible through another namespace without any
+	// request on this one.
 	var noNegative time.Duration
 	opts := &gofs.Options{
 		// No EntryTimeout: each node says how long the kernel may keep
