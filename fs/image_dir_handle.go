@@ -12,7 +12,12 @@ import (
 // imageDirHandle is an open images/ directory, or one below it. Its
 // listing is one store snapshot, taken at the first read and again at
 // each rewind, and the lookups READDIRPLUS makes of the entries it lists
-// are answered from that snapshot, with no store call per entry:
+// are answered from that snapshot, with no store call per entry, for as
+// long as the store has not changed since (metadata's CommittedTx): the
+// kernel must never be given a removed name or an old size after the
+// operation that changed it returned, and a listing of many batches can
+// outlast such an operation. Once the store changed, each lookup reads
+// the store, as without the handle.
 //
 //	$ ls -l images/many        # READDIRPLUS: names and attributes, one snapshot
 //	$ ls images/many           # READDIR after the first batch (READDIRPLUS_AUTO)
@@ -25,7 +30,10 @@ type imageDirHandle struct {
 	// the entry Readdirent returns next, counting "." and ".." as 0 and 1.
 	entries []metadata.Entry
 	loaded  bool
-	next    int
+	// asOf is the store's CommittedTx before the snapshot was read: the
+	// snapshot is current while CommittedTx still says asOf.
+	asOf uint64
+	next int
 	// last is the entry Readdirent returned last: go-fuse looks up only
 	// that one.
 	last *metadata.Entry
@@ -57,11 +65,15 @@ func (h *imageDirHandle) load() syscall.Errno {
 	if errno := d.fsys.enter(&d.ns); errno != 0 {
 		return errno
 	}
+	asOf, err := d.fsys.db.CommittedTx()
+	if err != nil {
+		return toErrno("readdir "+d.display(d.path), err)
+	}
 	list, err := d.fsys.db.Images().ReadDir(d.ns.name, d.path)
 	if err != nil {
 		return toErrno("readdir "+d.display(d.path), err)
 	}
-	h.entries, h.loaded = list, true
+	h.entries, h.loaded, h.asOf = list, true, asOf
 	return 0
 }
 
@@ -99,12 +111,15 @@ func (h *imageDirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscal
 }
 
 // Lookup answers READDIRPLUS's lookup of the entry Readdirent returned
-// last from the snapshot; any other name (go-fuse promises none) is
-// looked up in the store.
+// last from the snapshot while it is current; otherwise, and for any
+// other name (go-fuse promises none), it looks the name up in the store.
 func (h *imageDirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	d := h.dir
 	e := h.last
 	if e == nil || e.Name != name {
+		return d.Lookup(ctx, name, out)
+	}
+	if now, err := d.fsys.db.CommittedTx(); err != nil || now != h.asOf {
 		return d.Lookup(ctx, name, out)
 	}
 	if errno := d.fsys.enter(&d.ns, name); errno != 0 {

@@ -3,8 +3,12 @@ package integration
 import (
 	"fmt"
 	"os"
+	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // linkImages makes n refs lib/app:0 … lib/app:<n-1> of one image in
@@ -62,4 +66,67 @@ func TestLsLStatsComeWithTheListing(t *testing.T) {
 			t.Errorf("ls -l line %q, want an image of mode 0644", line)
 		}
 	}
+}
+
+// A listing answers READDIRPLUS from its snapshot only while the store
+// is unchanged: an image removed while a listing is half read is not
+// handed to the kernel by the batches that follow (stat then finds it),
+// and one replaced meanwhile shows its new size.
+func TestListingInProgressNeverRevivesARemovedImage(t *testing.T) {
+	t.Parallel()
+	d := startNsfs(t, withFlags("--debug"))
+	const n = 300
+	dir := linkImages(t, d, n)
+	other := newImage(116, "amd64", 200)
+	d.putImage(t, "default", "other", other)
+	d = d.remount(t) // the kernel knows none of the entries
+
+	fd, err := unix.Open(d.path(dir), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	// The first batch (READDIRPLUS) takes the snapshot; a stat of one of
+	// its entries makes the kernel ask READDIRPLUS for the next batch too.
+	buf := make([]byte, 2048)
+	nb, err := unix.Getdents(fd, buf)
+	if err != nil || nb == 0 {
+		t.Fatalf("getdents: %d, %v", nb, err)
+	}
+	_, _, first := unix.ParseDirent(buf[:nb], -1, nil)
+	var st unix.Stat_t
+	if err := unix.Lstat(d.path(dir, first[len(first)-1]), &st); err != nil {
+		t.Fatalf("lstat of a listed entry: %v", err)
+	}
+	// The two names the next batch begins with (the store lists in byte
+	// order, as sort.Strings sorts).
+	var all []string
+	for i := 0; i < n; i++ {
+		all = append(all, fmt.Sprintf("app:%d", i))
+	}
+	sort.Strings(all)
+	next := sort.SearchStrings(all, first[len(first)-1]) + 1
+	if next+1 >= len(all) {
+		t.Fatalf("the first batch listed %s, nearly everything", first[len(first)-1])
+	}
+	removed, replaced := all[next], all[next+1]
+	mustRun(t, d.mnt, "rm", filepath.Join(dir, removed))
+	mustRun(t, d.mnt, "cp", imagePath("default", "other"), filepath.Join(dir, replaced))
+
+	names := first
+	for {
+		nb, err := unix.Getdents(fd, buf)
+		if err != nil {
+			t.Fatalf("getdents: %v", err)
+		}
+		if nb == 0 {
+			break
+		}
+		_, _, names = unix.ParseDirent(buf[:nb], -1, names)
+	}
+	if len(names) < n-1 {
+		t.Fatalf("the listing had %d names, want at least %d", len(names), n-1)
+	}
+	assertMissing(t, d, filepath.Join(dir, removed))
+	assertSize(t, d, filepath.Join(dir, replaced), len(other.manifest.data))
 }
