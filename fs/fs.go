@@ -3,7 +3,7 @@
 //	<mountpoint>/                  root.go
 //	  ns/                          namespaces_dir.go
 //	    <name>/                    namespace_dir.go (xattrs = namespace labels)
-//	      images/<ref path…>       image_dir.go, image_node.go, image_handles.go
+//	      images/<ref path…>       image_dir.go (its listings: image_dir_handle.go), image_node.go, image_handles.go
 //	      blobs/                   blobs_dir.go
 //	        sha256/<hex>           sha256_dir.go, blob_node.go, blob_handles.go
 //
