@@ -38,6 +38,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -78,6 +79,8 @@ type filesystem struct {
 	// name, however often it is deleted and made again.
 	deleted   sync.Map
 	deletedMu sync.Mutex // serialises updates of one entry
+
+	lastListing atomic.Pointer[dirListing] // image_dir_handle.go
 }
 
 // nsRef names the namespace a node belongs to. A namespace cannot be

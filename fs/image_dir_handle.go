@@ -22,6 +22,11 @@ import (
 //	$ ls -l images/many        # READDIRPLUS: names and attributes, one snapshot
 //	$ ls images/many           # READDIR after the first batch (READDIRPLUS_AUTO)
 //
+// The last listing read is kept (filesystem.lastListing) and shared by
+// the next opens of the same directory while the store has not changed:
+// ls, then ls -l, or a script listing the same directory again, read the
+// store once. One listing, so that what is kept stays bounded.
+//
 // go-fuse serialises the calls on one handle (it holds the handle's lock
 // around Readdirent, Seekdir and Lookup), so the handle needs no lock.
 type imageDirHandle struct {
@@ -60,6 +65,16 @@ func (d *imageDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHa
 	return &imageDirHandle{dir: d}, 0, 0
 }
 
+// dirListing is a snapshot of one directory below images/, read when the
+// store's CommittedTx was asOf. Its entries are shared by the handles
+// that list it and never changed.
+type dirListing struct {
+	ns      uint64 // the namespace's ID
+	path    string
+	asOf    uint64
+	entries []metadata.Entry
+}
+
 func (h *imageDirHandle) load() syscall.Errno {
 	d := h.dir
 	if errno := d.fsys.enter(&d.ns); errno != 0 {
@@ -69,10 +84,15 @@ func (h *imageDirHandle) load() syscall.Errno {
 	if err != nil {
 		return toErrno("readdir "+d.display(d.path), err)
 	}
+	if l := d.fsys.lastListing.Load(); l != nil && l.ns == d.ns.id && l.path == d.path && l.asOf == asOf {
+		h.entries, h.loaded, h.asOf = l.entries, true, asOf
+		return 0
+	}
 	list, err := d.fsys.db.Images().ReadDir(d.ns.name, d.path)
 	if err != nil {
 		return toErrno("readdir "+d.display(d.path), err)
 	}
+	d.fsys.lastListing.Store(&dirListing{ns: d.ns.id, path: d.path, asOf: asOf, entries: list})
 	h.entries, h.loaded, h.asOf = list, true, asOf
 	return 0
 }

@@ -130,3 +130,46 @@ func TestListingInProgressNeverRevivesARemovedImage(t *testing.T) {
 	assertMissing(t, d, filepath.Join(dir, removed))
 	assertSize(t, d, filepath.Join(dir, replaced), len(other.manifest.data))
 }
+
+// The last listing read is shared by the next opens of its directory only
+// while the store is unchanged: a listing after a create, a removal or a
+// rename shows it.
+func TestRepeatedListingsShowEveryChange(t *testing.T) {
+	t.Parallel()
+	d := startNsfs(t)
+	m := d.mnt
+	dir := linkImages(t, d, 50)
+	list := func() string { return mustRun(t, m, "ls", dir) }
+	has := func(out, name string) bool {
+		for _, line := range strings.Split(out, "\n") {
+			if line == name {
+				return true
+			}
+		}
+		return false
+	}
+	first := list()
+	if !has(first, "app:7") || has(first, "new") {
+		t.Fatalf("ls %s:\n%s", dir, first)
+	}
+	if again := list(); again != first {
+		t.Errorf("a second listing of an unchanged directory differs:\n%s\nwas:\n%s", again, first)
+	}
+	mustRun(t, m, "ln", filepath.Join(dir, "app:0"), filepath.Join(dir, "new"))
+	if out := list(); !has(out, "new") {
+		t.Errorf("after ln, ls does not show new:\n%s", out)
+	}
+	mustRun(t, m, "rm", filepath.Join(dir, "app:7"))
+	if out := list(); has(out, "app:7") {
+		t.Errorf("after rm, ls still shows app:7:\n%s", out)
+	}
+	mustRun(t, m, "mv", filepath.Join(dir, "new"), filepath.Join(dir, "renamed"))
+	if out := list(); has(out, "new") || !has(out, "renamed") {
+		t.Errorf("after mv new renamed, ls shows:\n%s", out)
+	}
+	// Another directory's listing in between, then this one again.
+	mustRun(t, m, "ls", imagePath("default", ""))
+	if out := list(); strings.Count(out, "\n") != 50 {
+		t.Errorf("ls lists %d names, want 50:\n%s", strings.Count(out, "\n"), out)
+	}
+}
