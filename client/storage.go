@@ -193,7 +193,9 @@ func (t *Target) push(ctx context.Context, desc ocispec.Descriptor, r io.Reader,
 	// match its name: the filesystem keeps nothing (EBADMSG at close, which
 	// says nothing more than the first error).
 	src := &ctxReader{ctx: ctx, r: io.LimitReader(r, desc.Size+1)}
-	n, err := io.Copy(f, src)
+	// Writes of 1 MiB (the mount's MaxWrite), not io.Copy's 32 KiB: each
+	// write is a round trip to the daemon.
+	n, err := io.CopyBuffer(writerOnly{f}, src, make([]byte, 1<<20))
 	switch {
 	case err != nil && err == src.err:
 		f.Close()
@@ -214,6 +216,10 @@ func (t *Target) push(ctx context.Context, desc ocispec.Descriptor, r io.Reader,
 	}
 	return nil
 }
+
+// writerOnly hides the file's ReadFrom, which would copy through its own
+// 32 KiB buffer instead of CopyBuffer's.
+type writerOnly struct{ io.Writer }
 
 // Polling bounds of awaitWriter: a small blob is committed within
 // milliseconds; a big one may take minutes, and needs no faster answer

@@ -3,7 +3,7 @@
 //	<mountpoint>/                  root.go
 //	  ns/                          namespaces_dir.go
 //	    <name>/                    namespace_dir.go (xattrs = namespace labels)
-//	      images/<ref path…>       image_dir.go, image_node.go, image_handles.go
+//	      images/<ref path…>       image_dir.go (its listings: image_dir_handle.go), image_node.go, image_handles.go
 //	      blobs/                   blobs_dir.go
 //	        sha256/<hex>           sha256_dir.go, blob_node.go, blob_handles.go
 //	        sha256/<other name>    temp_ingest.go, sha256_temp.go (temporary ingests)
@@ -41,6 +41,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -86,6 +87,8 @@ type filesystem struct {
 	// name, however often it is deleted and made again.
 	deleted   sync.Map
 	deletedMu sync.Mutex // serialises updates of one entry
+
+	lastListing atomic.Pointer[dirListing] // image_dir_handle.go
 }
 
 // nsRef names the namespace a node belongs to. A namespace cannot be

@@ -44,7 +44,7 @@ var (
 	_ = (gofs.NodeListxattrer)((*imageDir)(nil))
 	_ = (gofs.NodeFsyncer)((*imageDir)(nil))
 	_ = (gofs.NodeLookuper)((*imageDir)(nil))
-	_ = (gofs.NodeReaddirer)((*imageDir)(nil))
+	_ = (gofs.NodeOpendirHandler)((*imageDir)(nil)) // image_dir_handle.go
 	_ = (gofs.NodeMkdirer)((*imageDir)(nil))
 	_ = (gofs.NodeMknoder)((*imageDir)(nil))
 	_ = (gofs.NodeLinker)((*imageDir)(nil))
@@ -109,33 +109,15 @@ func (d *imageDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 			// open, also once the kernel's entry expired.
 			return child.pendingNode(ctx, out)
 		}
-		return nil, lookupErrno("lookup "+d.display(path), err)
+		if errno := lookupErrno("lookup "+d.display(path), err); errno != syscall.ENOENT {
+			return nil, errno
+		}
+		return nil, cacheMiss(out) // negative.go: made only through the kernel
 	}
 	if e.IsDir {
 		return d.dirNode(ctx, path, out), 0
 	}
 	return d.imageNode(ctx, name, e.Image, out), 0
-}
-
-// Readdir lists from one snapshot, without a store call per entry.
-func (d *imageDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	if errno := d.fsys.enter(&d.ns); errno != 0 {
-		return nil, errno
-	}
-	list, err := d.fsys.db.Images().ReadDir(d.ns.name, d.path)
-	if err != nil {
-		return nil, toErrno("readdir "+d.display(d.path), err)
-	}
-	entries := dirEntries(d.EmbeddedInode(), len(list))
-	for _, e := range list {
-		if e.IsDir {
-			ino := d.fsys.inodes.dir(d.ns.id, imageDirKey(e.Path))
-			entries = append(entries, fuse.DirEntry{Name: e.Name, Mode: syscall.S_IFDIR, Ino: ino})
-		} else {
-			entries = append(entries, fuse.DirEntry{Name: e.Name, Mode: syscall.S_IFREG, Ino: recordIno(e.Image.ID)})
-		}
-	}
-	return gofs.NewListDirStream(entries), 0
 }
 
 func (d *imageDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {

@@ -542,7 +542,7 @@ func (f *imageFile) withPendingLabels(fn func(o metadata.Object, labels *metadat
 }
 
 func (f *imageFile) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	key, errno := labelKey("getxattr", attr, syscall.ENODATA)
+	key, errno := labelKey("getxattr", attr, notUserXattr)
 	if errno != 0 {
 		return 0, errno
 	}
@@ -576,7 +576,7 @@ func (f *imageFile) Setxattr(ctx context.Context, attr string, data []byte, flag
 }
 
 func (f *imageFile) Removexattr(ctx context.Context, attr string) syscall.Errno {
-	key, errno := labelKey("removexattr", attr, syscall.ENOTSUP)
+	key, errno := labelKey("removexattr", attr, notUserXattr)
 	if errno != 0 {
 		return errno
 	}

@@ -111,7 +111,13 @@ func (f *filesystem) notify(now bool, fn func()) {
 func Mount(mountpoint string, db *metadata.DB, cfg Config) (*fuse.Server, error) {
 	inval := newInvalidator()
 	root := newRoot(db, inval, cfg.Limits.withDefaults(openFileLimit()))
-	server, err := gofs.Mount(mountpoint, root, MountOptions(db.Root(), cfg))
+	// What gofs.Mount does, with the negative entries cacheMiss marks.
+	opts := MountOptions(db.Root(), cfg)
+	server, err := fuse.NewServer(negativeEntries{gofs.NewNodeFS(root, opts)}, mountpoint, &opts.MountOptions)
+	if err == nil {
+		go server.Serve()
+		err = server.WaitMount()
+	}
 	if err != nil {
 		close(inval.stop)
 		return nil, err
@@ -143,8 +149,9 @@ func newRoot(db *metadata.DB, inval *invalidator, limits Limits) *rootDir {
 // store.
 func MountOptions(fsName string, cfg Config) *gofs.Options {
 	second := time.Second
-	// Negative entries are not cached: a blob can become visible through
-	// another namespace without any request on this one.
+	// Negative entries are cached only where a node says so (cacheMiss):
+	// a blob can become visible through another namespace without any
+	// request on this one.
 	var noNegative time.Duration
 	opts := &gofs.Options{
 		// No EntryTimeout: each node says how long the kernel may keep
@@ -158,12 +165,14 @@ func MountOptions(fsName string, cfg Config) *gofs.Options {
 	opts.MountOptions = fuse.MountOptions{
 		Name:   "nsfs", // /proc/mounts shows fuse.nsfs
 		FsName: fsName,
-		// READDIRPLUS makes go-fuse call Lookup for every entry of every
-		// listing and the kernel make an inode of each: listing 10,000
-		// refs takes 6-7x longer (make bench, "list"). ls -l would gain
-		// its lookups, but its two getxattr probes per file still cost a
-		// round trip each (docs/performance.md).
-		DisableReadDirPlus: true,
+		// READDIRPLUS answers ls -l's stats with the listing. With
+		// READDIRPLUS_AUTO the kernel asks for it only for a
+		// directory's first batch and after batches whose entries were
+		// then looked up (ls -l), so a names-only listing stays a plain
+		// READDIR; the directories that list many entries answer the
+		// batch's lookups from the listing's own snapshot
+		// (imageDirHandle).
+		DisableReadDirPlus: false,
 		// A record the start-up checks could not see is damaged (bbolt
 		// panics on it): that request fails, the daemon serves on, and
 		// the log says what to run instead of dumping a stack.
@@ -178,10 +187,11 @@ func MountOptions(fsName string, cfg Config) *gofs.Options {
 		// no handle, so that a handle knows it starts empty. Image readers
 		// use direct I/O (imageFile.Open), which refuses shared mmap
 		// without DIRECT_IO_ALLOW_MMAP.
-		ExtraCapabilities: fuse.CAP_ATOMIC_O_TRUNC | fuse.CAP_DIRECT_IO_ALLOW_MMAP,
-		// security.* xattrs (the kernel asks for security.capability on
-		// every write) are answered ENODATA without reaching the nodes.
-		IgnoreSecurityLabels: true,
+		ExtraCapabilities: fuse.CAP_ATOMIC_O_TRUNC | fuse.CAP_DIRECT_IO_ALLOW_MMAP | fuse.CAP_READDIRPLUS_AUTO,
+		// security.* xattrs reach the nodes, which answer EOPNOTSUPP as
+		// for every name outside user. (go-fuse would answer ENODATA,
+		// which makes ls -l ask again for every file).
+		IgnoreSecurityLabels: false,
 		Debug:                cfg.Debug,
 	}
 	if cfg.AllowOther {

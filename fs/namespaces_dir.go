@@ -54,7 +54,10 @@ func (d *namespacesDir) Lookup(ctx context.Context, name string, out *fuse.Entry
 	}
 	ns, err := d.fsys.db.Namespaces().Stat(name)
 	if err != nil {
-		return nil, lookupErrno("lookup ns/"+name, err)
+		if errno := lookupErrno("lookup ns/"+name, err); errno != syscall.ENOENT {
+			return nil, errno
+		}
+		return nil, cacheMiss(out) // negative.go: made only by mkdir here
 	}
 	return d.namespaceNode(ctx, ns, out), 0
 }

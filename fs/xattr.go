@@ -17,9 +17,15 @@ import (
 //	$ getfattr -d ns/dev
 //	user.team="infra"
 //	$ getfattr -n security.selinux ns/dev
-//	ns/dev: security.selinux: No such attribute
+//	ns/dev: security.selinux: Operation not supported
 //	$ setfattr -n trusted.x -v 1 ns/dev
 //	setfattr: ns/dev: Operation not supported
+//
+// Every name outside user. answers EOPNOTSUPP (ENOTSUP), to get, set and
+// remove alike: GNU ls and cp remember that answer for the whole
+// filesystem and stop probing security.selinux and
+// system.posix_acl_access on every file, which ENODATA would not make
+// them do (a round trip per file and probe: ls -l many times slower).
 
 // labelSubject is a node that carries labels.
 type labelSubject interface {
@@ -42,11 +48,11 @@ var (
 	_ = (gofs.NodeListxattrer)((*labelXattrs)(nil))
 )
 
-// Getxattr reads the one label asked for. A name outside user. is ENODATA
-// without touching the store or the error path (tools probe for
-// security.* and system.* on every file); a missing label is ENODATA too.
+// Getxattr reads the one label asked for. A name outside user. is
+// EOPNOTSUPP without touching the store or the error path (tools probe
+// for security.* and system.* on every file); a missing label is ENODATA.
 func (x *labelXattrs) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	key, errno := labelKey("getxattr", attr, syscall.ENODATA)
+	key, errno := labelKey("getxattr", attr, notUserXattr)
 	if errno != 0 {
 		return 0, errno
 	}
@@ -60,6 +66,10 @@ func (x *labelXattrs) Getxattr(ctx context.Context, attr string, dest []byte) (u
 	}
 	return getValue(value, dest)
 }
+
+// notUserXattr answers every xattr call on a name outside user.
+// (EOPNOTSUPP; never ENOSYS, which would turn xattrs off for the mount).
+const notUserXattr = syscall.ENOTSUP
 
 // labelKey is the label key of xattr name attr; a name outside user. is
 // answered with notUser.
@@ -110,7 +120,7 @@ func (x *labelXattrs) Setxattr(ctx context.Context, attr string, data []byte, fl
 
 func parseSetxattr(attr string, data []byte, flags uint32) (string, xattr.Condition, syscall.Errno) {
 	// cp -a and mv try system.posix_acl_access on every file: routine.
-	key, errno := labelKey("setxattr", attr, syscall.ENOTSUP)
+	key, errno := labelKey("setxattr", attr, notUserXattr)
 	if errno != 0 {
 		return "", 0, errno
 	}
@@ -126,7 +136,7 @@ func parseSetxattr(attr string, data []byte, flags uint32) (string, xattr.Condit
 
 // Removexattr removes a label (ENODATA when absent).
 func (x *labelXattrs) Removexattr(ctx context.Context, attr string) syscall.Errno {
-	key, errno := labelKey("removexattr", attr, syscall.ENOTSUP)
+	key, errno := labelKey("removexattr", attr, notUserXattr)
 	if errno != 0 {
 		return errno
 	}
@@ -167,8 +177,8 @@ func listLabels(labels map[string]string, dest []byte) (uint32, syscall.Errno) {
 
 // noXattrs implements the xattr methods for nodes without labels (the
 // root, ns/, images/ and the directories below it, blobs/, blobs/sha256):
-// get → ENODATA, set → ENOTSUP, list → empty, remove → ENODATA for a user.
-// name and ENOTSUP for others.
+// for a user. name get and remove → ENODATA, set → ENOTSUP; any other
+// name EOPNOTSUPP (ENOTSUP); list → empty.
 type noXattrs struct{}
 
 var (
@@ -179,21 +189,21 @@ var (
 )
 
 func (noXattrs) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	if _, errno := labelKey("getxattr", attr, syscall.ENODATA); errno != 0 {
+	if _, errno := labelKey("getxattr", attr, notUserXattr); errno != 0 {
 		return 0, errno
 	}
 	return 0, syscall.ENODATA
 }
 
 func (noXattrs) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
-	if _, errno := labelKey("setxattr", attr, syscall.ENOTSUP); errno != 0 {
+	if _, errno := labelKey("setxattr", attr, notUserXattr); errno != 0 {
 		return errno
 	}
 	return syscall.ENOTSUP
 }
 
 func (noXattrs) Removexattr(ctx context.Context, attr string) syscall.Errno {
-	if _, errno := labelKey("removexattr", attr, syscall.ENOTSUP); errno != 0 {
+	if _, errno := labelKey("removexattr", attr, notUserXattr); errno != 0 {
 		return errno
 	}
 	return syscall.ENODATA

@@ -82,7 +82,12 @@ type node struct {
 
 func newNode() node { return node{xattrs: map[string][]byte{}, mtime: time.Now()} }
 
+// Names outside user. answer EOPNOTSUPP, as nsfs answers them (ls and cp
+// then stop probing the filesystem).
 func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	if !strings.HasPrefix(attr, "user.") {
+		return 0, syscall.ENOTSUP
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	v, ok := n.xattrs[attr]
@@ -106,6 +111,9 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 }
 
 func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
+	if !strings.HasPrefix(attr, "user.") {
+		return syscall.ENOTSUP
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if _, ok := n.xattrs[attr]; !ok {
@@ -173,7 +181,10 @@ func (d *dir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.Ent
 	}
 	child := &dir{node: newNode()}
 	fillAttr(&out.Attr, syscall.S_IFDIR|0o755, 4096, child.mtime)
-	return d.NewInode(ctx, child, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: inodes.Add(1), Gen: 1}), 0
+	// Persistent: go-fuse drops a node the kernel forgot, and the tree
+	// is the only copy of this filesystem (an entry READDIRPLUS handed
+	// the kernel, evicted later, would be gone).
+	return d.NewPersistentInode(ctx, child, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: inodes.Add(1), Gen: 1}), 0
 }
 
 // Rmdir refuses a directory with entries (go-fuse's default answers
@@ -210,7 +221,7 @@ func (d *dir) Create(ctx context.Context, name string, flags uint32, mode uint32
 	}
 	f := &file{node: newNode()}
 	fillAttr(&out.Attr, syscall.S_IFREG|0o644, 0, f.mtime)
-	return d.NewInode(ctx, f, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: inodes.Add(1), Gen: 1}), nil, 0, 0
+	return d.NewPersistentInode(ctx, f, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: inodes.Add(1), Gen: 1}), nil, 0, 0
 }
 
 func (d *dir) Unlink(ctx context.Context, name string) syscall.Errno {
