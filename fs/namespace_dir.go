@@ -82,6 +82,8 @@ func (d *namespaceDir) Lookup(ctx context.Context, name string, out *fuse.EntryO
 		d.fsys.fillDir(&out.Attr, d.fsys.started, d.fsys.started)
 		cacheName(out)
 		return d.NewInode(ctx, &blobsDir{fixedDir{dirBase: d.dirBase}}, dirAttr(d.fsys.inodes.dir(d.ns.id, blobsKey))), 0
+	case ociLayoutName, layoutIndexName:
+		return d.lookupLayoutFile(ctx, name, out)
 	}
 	return nil, syscall.ENOENT
 }
@@ -90,11 +92,12 @@ func (d *namespaceDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Err
 	if errno := d.fsys.enter(&d.ns); errno != 0 {
 		return nil, errno
 	}
-	entries := dirEntries(d.EmbeddedInode(), 2)
+	entries := dirEntries(d.EmbeddedInode(), 4)
 	entries = append(entries,
 		fuse.DirEntry{Name: imagesName, Mode: syscall.S_IFDIR, Ino: d.fsys.inodes.dir(d.ns.id, imagesKey)},
 		fuse.DirEntry{Name: blobsName, Mode: syscall.S_IFDIR, Ino: d.fsys.inodes.dir(d.ns.id, blobsKey)},
 	)
+	entries = append(entries, d.layoutEntries()...)
 	return gofs.NewListDirStream(entries), 0
 }
 

@@ -13,7 +13,7 @@ func TestFreshStoreHasDefaultNamespace(t *testing.T) {
 	assertOutput(t, "ls (the mount root)", mustRun(t, m, "ls"), lines("ns"))
 	assertOutput(t, "ls ns", mustRun(t, m, "ls", "ns"), lines("default"))
 	// A namespace lists images before blobs, so `rm -rf` drops images first.
-	assertOutput(t, "ls -U ns/default (directory order)", mustRun(t, m, "ls", "-U", "ns/default"), lines("images", "blobs"))
+	assertOutput(t, "ls -U ns/default (directory order)", mustRun(t, m, "ls", "-U", "ns/default"), lines("images", "blobs", "oci-layout", "index.json"))
 	assertOutput(t, "ls ns/default/blobs", mustRun(t, m, "ls", "ns/default/blobs"), lines("sha256"))
 	assertOutput(t, "ls ns/default/images", mustRun(t, m, "ls", "ns/default/images"), "")
 	assertOutput(t, "ls ns/default/blobs/sha256", mustRun(t, m, "ls", "ns/default/blobs/sha256"), "")
@@ -96,7 +96,7 @@ func TestMkdirRmdirNamespace(t *testing.T) {
 	before = d.state(t)
 	mustFail(t, m, "File exists", "mkdir", "ns/foo")
 	d.assertUnchanged(t, "second mkdir ns/foo", before)
-	assertOutput(t, "ls -U ns/foo", mustRun(t, m, "ls", "-U", "ns/foo"), lines("images", "blobs"))
+	assertOutput(t, "ls -U ns/foo", mustRun(t, m, "ls", "-U", "ns/foo"), lines("images", "blobs", "oci-layout", "index.json"))
 
 	mustRun(t, m, "rmdir", "ns/foo")
 	assertOutput(t, "ls ns", mustRun(t, m, "ls", "ns"), lines("default"))
@@ -157,7 +157,7 @@ func TestRmdirOfFixedDirectoriesSucceedsWhenEmptyAndTheyStay(t *testing.T) {
 		mustRun(t, m, "rmdir", dir)
 		assertOutput(t, "stat -c %F "+dir+" after rmdir", mustRun(t, m, "stat", "-c", "%F", dir), "directory\n")
 	}
-	assertOutput(t, "ls -U ns/foo", mustRun(t, m, "ls", "-U", "ns/foo"), lines("images", "blobs"))
+	assertOutput(t, "ls -U ns/foo", mustRun(t, m, "ls", "-U", "ns/foo"), lines("images", "blobs", "oci-layout", "index.json"))
 
 	// images/ holding a prefix directory is not empty; the namespace is
 	// (empty ref-prefix directories go with it).

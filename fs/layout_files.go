@@ -1,0 +1,368 @@
+package fs
+
+import (
+	"bytes"
+	"context"
+	"log"
+	"sync"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/nsfs/nsfs/metadata"
+	"github.com/pkg/errors"
+)
+
+// Names and inode-table keys of the two files that make a namespace an
+// OCI image layout.
+const (
+	ociLayoutName   = "oci-layout"
+	layoutIndexName = "index.json"
+)
+
+// layoutFile is ns/<name>/oci-layout or ns/<name>/index.json: the
+// namespace as an OCI image layout, for skopeo, oras, crane and umoci.
+// oci-layout is fixed; index.json lists every image of the namespace (one
+// store snapshot per open), and writing it whole sets the namespace's refs
+// to the ones it names, in one transaction (metadata.LayoutStore).
+//
+//	$ cat /mnt/ns/dev/oci-layout
+//	{"imageLayoutVersion":"1.0.0"}
+//	$ jq -r '.manifests[].annotations["org.opencontainers.image.ref.name"]' /mnt/ns/dev/index.json
+//	docker.io/library/redis:latest
+//	$ skopeo inspect oci:/mnt/ns/dev:docker.io/library/redis:latest
+//	$ echo '{"imageLayoutVersion":"2.0.0"}' > /mnt/ns/dev/oci-layout
+//	bash: echo: write error: Invalid argument
+type layoutFile struct {
+	gofs.Inode
+	nodeBase
+	noXattrs
+	ns   nsRef
+	name string // ociLayoutName or layoutIndexName
+}
+
+var (
+	_ = (gofs.InodeEmbedder)((*layoutFile)(nil))
+	_ = (gofs.NodeStatfser)((*layoutFile)(nil))
+	_ = (gofs.NodeGetattrer)((*layoutFile)(nil))
+	_ = (gofs.NodeSetattrer)((*layoutFile)(nil))
+	_ = (gofs.NodeGetxattrer)((*layoutFile)(nil))
+	_ = (gofs.NodeSetxattrer)((*layoutFile)(nil))
+	_ = (gofs.NodeRemovexattrer)((*layoutFile)(nil))
+	_ = (gofs.NodeListxattrer)((*layoutFile)(nil))
+	_ = (gofs.NodeOpener)((*layoutFile)(nil))
+)
+
+// isLayoutFile says whether name is one of the layout's files.
+func isLayoutFile(name string) bool { return name == ociLayoutName || name == layoutIndexName }
+
+func newLayoutFile(fsys *filesystem, ns nsRef, name string) *layoutFile {
+	return &layoutFile{nodeBase: nodeBase{fsys}, ns: ns, name: name}
+}
+
+func (f *layoutFile) display() string { return "ns/" + f.ns.name + "/" + f.name }
+
+// ino is the file's inode number: fixed while the namespace exists.
+func (f *layoutFile) ino() uint64 { return f.fsys.inodes.dir(f.ns.id, f.name) }
+
+// content is the file's bytes now: index.json from one store snapshot.
+func (f *layoutFile) content() ([]byte, syscall.Errno) {
+	if f.name == ociLayoutName {
+		return metadata.OCILayout, 0
+	}
+	data, err := f.fsys.db.Layout().Index(f.ns.name)
+	if err != nil {
+		return nil, lookupErrno("read "+f.display(), err)
+	}
+	return data, 0
+}
+
+// fill answers the attributes: the namespace's times, the bytes' size.
+func (f *layoutFile) fill(a *fuse.Attr, size int) syscall.Errno {
+	ns, err := f.fsys.db.Namespaces().Stat(f.ns.name)
+	if err != nil {
+		return lookupErrno("getattr "+f.display(), err)
+	}
+	f.fsys.fillFile(a, imagePerm, int64(size), ns.UpdatedAt, ns.UpdatedAt)
+	a.Ino = f.ino()
+	return 0
+}
+
+// Getattr: index.json changes with every image, so the kernel keeps no
+// size of it (reads are direct, see Open).
+func (f *layoutFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	if errno := f.fsys.enter(&f.ns); errno != 0 {
+		return errno
+	}
+	if w, ok := fh.(*layoutWriter); ok {
+		return f.fill(&out.Attr, w.size())
+	}
+	data, errno := f.content()
+	if errno != 0 {
+		return errno
+	}
+	if f.name == layoutIndexName {
+		out.SetTimeout(0)
+	}
+	return f.fill(&out.Attr, len(data))
+}
+
+// Setattr: a truncate is what starts a rewrite (O_TRUNC, or ftruncate
+// before writing); it takes effect at the commit, with the bytes written.
+// Times, mode and owner are accepted and not stored.
+func (f *layoutFile) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if errno := f.fsys.enter(&f.ns); errno != 0 {
+		return errno
+	}
+	if size, ok := in.GetSize(); ok {
+		w, ok := fh.(*layoutWriter)
+		if !ok {
+			return syscall.EPERM // truncate(2) by path: no write follows
+		}
+		if errno := w.truncate(int64(size)); errno != 0 {
+			return errno
+		}
+	}
+	return f.Getattr(ctx, fh, out)
+}
+
+// Open for reading snapshots the bytes; reads are direct, since the size
+// the kernel last heard of may be another snapshot's. Open for writing
+// starts a buffer (empty with O_TRUNC, else the current bytes), committed
+// at fsync and close.
+func (f *layoutFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if errno := f.fsys.enter(&f.ns); errno != 0 {
+		return nil, 0, errno
+	}
+	if flags&syscall.O_APPEND != 0 {
+		return nil, 0, syscall.EINVAL
+	}
+	data, errno := f.content()
+	if errno != 0 {
+		return nil, 0, errno
+	}
+	if flags&syscall.O_ACCMODE == syscall.O_RDONLY {
+		return &layoutReader{data: data}, fuse.FOPEN_DIRECT_IO, 0
+	}
+	w := &layoutWriter{file: f, owner: processOf(ctx)}
+	if flags&syscall.O_TRUNC == 0 {
+		w.buf = append([]byte(nil), data...)
+	} else {
+		w.written = true
+	}
+	return w, fuse.FOPEN_DIRECT_IO, 0
+}
+
+// commit makes data the file's content: oci-layout accepts only its own
+// bytes (a tool writes it again when it opens a layout); index.json sets
+// the namespace's refs.
+func (f *layoutFile) commit(data []byte) syscall.Errno {
+	if f.name == ociLayoutName {
+		if err := metadata.CheckOCILayout(data); err != nil {
+			return toErrno("write "+f.display(), errors.WithMessagef(err, "namespace %q", f.ns.name))
+		}
+		return 0
+	}
+	if err := f.fsys.db.Layout().PutIndex(f.ns.name, data); err != nil {
+		return toErrno("write "+f.display(), errors.WithMessagef(err, "namespace %q", f.ns.name))
+	}
+	f.forgetImageNames()
+	return 0
+}
+
+// forgetImageNames tells the kernel to forget the names it keeps below
+// images/: a rewrite of index.json changed refs without going through
+// them.
+func (f *layoutFile) forgetImageNames() {
+	_, nsInode := f.Parent()
+	if nsInode == nil {
+		return
+	}
+	images := nsInode.GetChild(imagesName)
+	if images == nil {
+		return
+	}
+	f.fsys.inval.post(func() { forgetNamesBelow(images) })
+}
+
+// forgetNamesBelow sends an entry notification for every name the tree
+// knows below directory n.
+func forgetNamesBelow(n *gofs.Inode) {
+	for name, child := range n.Children() {
+		if child.IsDir() {
+			forgetNamesBelow(child)
+		}
+		n.NotifyEntry(name)
+	}
+}
+
+// layoutReader serves the bytes the file had at open.
+type layoutReader struct{ data []byte }
+
+var _ = (gofs.FileReader)((*layoutReader)(nil))
+
+func (r *layoutReader) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if off < 0 {
+		return nil, syscall.EINVAL
+	}
+	if off >= int64(len(r.data)) {
+		return fuse.ReadResultData(nil), 0
+	}
+	end := min(int64(len(r.data)), off+int64(len(dest)))
+	return readResult(r.data[off:end]), 0
+}
+
+// layoutWriter is a write handle of oci-layout or index.json: the bytes
+// in memory (at most metadata.MaxManifestSize: EFBIG), committed at fsync
+// and at the opener's close when written since the last commit.
+type layoutWriter struct {
+	file  *layoutFile
+	owner process
+
+	mu      sync.Mutex
+	buf     []byte
+	written bool
+}
+
+var (
+	_ = (gofs.FileReader)((*layoutWriter)(nil))
+	_ = (gofs.FileWriter)((*layoutWriter)(nil))
+	_ = (gofs.FileFlusher)((*layoutWriter)(nil))
+	_ = (gofs.FileFsyncer)((*layoutWriter)(nil))
+	_ = (gofs.FileReleaser)((*layoutWriter)(nil))
+)
+
+func (w *layoutWriter) size() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.buf)
+}
+
+func (w *layoutWriter) truncate(size int64) syscall.Errno {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if size > metadata.MaxManifestSize {
+		return syscall.EFBIG
+	}
+	if size <= int64(len(w.buf)) {
+		w.buf = w.buf[:size]
+	} else {
+		w.buf = append(w.buf, make([]byte, size-int64(len(w.buf)))...)
+	}
+	w.written = true
+	return 0
+}
+
+func (w *layoutWriter) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	r := layoutReader{data: w.buf}
+	res, errno := r.Read(ctx, dest, off)
+	if errno == 0 {
+		// The buffer may change once unlocked: hand out a copy.
+		b, _ := res.Bytes(make([]byte, len(dest)))
+		res = readResult(append([]byte(nil), b...))
+	}
+	return res, errno
+}
+
+func (w *layoutWriter) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	end := off + int64(len(data))
+	if off < 0 {
+		return 0, syscall.EINVAL
+	}
+	if end > metadata.MaxManifestSize {
+		return 0, syscall.EFBIG
+	}
+	next := w.buf
+	if end > int64(len(next)) {
+		next = append(next, make([]byte, end-int64(len(next)))...)
+	}
+	if w.file.name == ociLayoutName {
+		// Fail the write itself (a shell does not check its close), and
+		// keep nothing of it.
+		next = append([]byte(nil), next...)
+		copy(next[off:], data)
+		if !bytes.HasPrefix(append(metadata.OCILayout, '\n'), next) {
+			return 0, w.file.commit(next)
+		}
+	} else {
+		copy(next[off:], data)
+	}
+	w.buf, w.written = next, true
+	return uint32(len(data)), 0
+}
+
+// Flush commits the opener's close. A close with nothing written yet is
+// a shell's `> file`, closing its copy of the descriptor before the
+// command writes: the commit waits for the bytes (or the release).
+func (w *layoutWriter) Flush(ctx context.Context) syscall.Errno {
+	if closedByOther(ctx, w.owner) || w.size() == 0 {
+		return 0
+	}
+	return w.commit()
+}
+
+// Release commits what no close committed.
+func (w *layoutWriter) Release(ctx context.Context) syscall.Errno {
+	if errno := w.commit(); errno != 0 {
+		log.Printf("release %s: the bytes written were not kept", w.file.display())
+	}
+	return 0
+}
+
+func (w *layoutWriter) Fsync(ctx context.Context, flags uint32) syscall.Errno { return w.commit() }
+
+func (w *layoutWriter) commit() syscall.Errno {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.written {
+		return 0
+	}
+	if errno := w.file.commit(w.buf); errno != 0 {
+		return errno
+	}
+	w.written = false
+	return 0
+}
+
+// lookupLayoutFile answers a lookup of oci-layout or index.json in the
+// namespace's root.
+func (d *namespaceDir) lookupLayoutFile(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	f := newLayoutFile(d.fsys, d.ns, name)
+	data, errno := f.content()
+	if errno != 0 {
+		return nil, errno
+	}
+	if errno := f.fill(&out.Attr, len(data)); errno != 0 {
+		return nil, errno
+	}
+	cacheName(out)
+	if name == layoutIndexName {
+		out.SetAttrTimeout(0)
+	}
+	return d.NewInode(ctx, f, fileAttr(f.ino())), 0
+}
+
+// layoutEntries lists the layout's files after images/ and blobs/ (rm -rf
+// removes images before blobs; the layout files stay).
+func (d *namespaceDir) layoutEntries() []fuse.DirEntry {
+	return []fuse.DirEntry{
+		{Name: ociLayoutName, Mode: syscall.S_IFREG, Ino: d.fsys.inodes.dir(d.ns.id, ociLayoutName)},
+		{Name: layoutIndexName, Mode: syscall.S_IFREG, Ino: d.fsys.inodes.dir(d.ns.id, layoutIndexName)},
+	}
+}
+
+// Unlink: oci-layout and index.json answer rm with success and stay, as
+// images/ and blobs/ answer rmdir, so that rm -rf of a namespace exits 0.
+func (d *namespaceDir) Unlink(ctx context.Context, name string) syscall.Errno {
+	if errno := d.fsys.enter(&d.ns, name); errno != 0 {
+		return errno
+	}
+	if isLayoutFile(name) {
+		return 0
+	}
+	return d.refuse(name)
+}

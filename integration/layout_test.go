@@ -1,0 +1,249 @@
+package integration
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"go/build"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+)
+
+// Every namespace is an OCI image layout (oci-layout, index.json,
+// blobs/sha256): skopeo, oras, crane and umoci read it in place, with
+// the digests kept.
+
+// layoutTool is the path of a container tool the layout tests drive:
+// skopeo and umoci from Debian, oras and crane from `go install` (in
+// GOPATH/bin when that is not on PATH). CI installs them all (.ci/run):
+// missing there is a failure, elsewhere a skip.
+func layoutTool(t *testing.T, name string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	if p := filepath.Join(build.Default.GOPATH, "bin", name); fileExists(p) {
+		return p
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s is not installed (.ci/run installs it)", name)
+	}
+	t.Skipf("%s is not installed (.ci/run installs it)", name)
+	return ""
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// runTool runs a layout tool with HOME and DOCKER_CONFIG of the test's
+// own, so that no credentials or caches of the machine take part.
+func runTool(t *testing.T, name string, args ...string) result {
+	t.Helper()
+	home := t.TempDir()
+	env := "HOME=" + home
+	return run(t, "", "env", append([]string{env, "DOCKER_CONFIG=" + emptyDockerConfig(t), "XDG_RUNTIME_DIR=" + home, layoutTool(t, name)}, args...)...)
+}
+
+// mustTool runs a layout tool that must exit 0; it returns stdout.
+func mustTool(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	r := runTool(t, name, args...)
+	if r.code != 0 {
+		t.Fatalf("want success, got %s", r)
+	}
+	return r.stdout
+}
+
+// tarGzLayer is a real gzip-compressed tar layer holding files (name →
+// content), and the digest of its uncompressed tar (the config's diff_id).
+func tarGzLayer(t *testing.T, files map[string]string) (layer blob, diffID string) {
+	t.Helper()
+	var tarBuf bytes.Buffer
+	tw := tar.NewWriter(&tarBuf)
+	for _, name := range sortedKeys(files) {
+		body := files[name]
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg, Uname: "root", Gname: "root"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	if _, err := zw.Write(tarBuf.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return blob{mediaType: mediaTypeOCILayer, data: gz.Bytes()}, "sha256:" + sha256Hex(tarBuf.Bytes())
+}
+
+// runnableImage is an OCI image a container tool can unpack: one real
+// layer, a config naming its diff_id.
+func runnableImage(t *testing.T, files map[string]string) testImage {
+	t.Helper()
+	layer, diffID := tarGzLayer(t, files)
+	config := blob{mediaType: mediaTypeOCIConfig, data: mustJSON(map[string]any{
+		"architecture": "amd64",
+		"os":           "linux",
+		"config":       map[string]any{},
+		"rootfs":       map[string]any{"type": "layers", "diff_ids": []string{diffID}},
+	})}
+	m := manifest{SchemaVersion: 2, MediaType: mediaTypeOCIManifest, Config: &descriptor{MediaType: config.mediaType, Digest: config.digest(), Size: int64(len(config.data))}, Layers: []descriptor{layer.descriptor()}}
+	return testImage{config: config, layers: []blob{layer}, manifest: blob{mediaType: mediaTypeOCIManifest, data: mustJSON(m)}}
+}
+
+// layoutIndex is index.json as the tests read it.
+type layoutIndex struct {
+	SchemaVersion int    `json:"schemaVersion"`
+	MediaType     string `json:"mediaType"`
+	Manifests     []struct {
+		MediaType   string            `json:"mediaType"`
+		Digest      string            `json:"digest"`
+		Size        int64             `json:"size"`
+		Annotations map[string]string `json:"annotations"`
+	} `json:"manifests"`
+}
+
+func readLayoutIndex(t *testing.T, d *daemon, ns string) layoutIndex {
+	t.Helper()
+	data, err := os.ReadFile(d.path("ns", ns, "index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx layoutIndex
+	if err := json.Unmarshal(data, &idx); err != nil {
+		t.Fatalf("index.json of %s is no JSON: %v\n%s", ns, err, data)
+	}
+	return idx
+}
+
+// layoutRefs is what index.json names: ref → target digest.
+func layoutRefs(t *testing.T, d *daemon, ns string) map[string]string {
+	t.Helper()
+	refs := map[string]string{}
+	for _, m := range readLayoutIndex(t, d, ns).Manifests {
+		refs[m.Annotations["org.opencontainers.image.ref.name"]] = m.Digest
+	}
+	return refs
+}
+
+// TestLayoutFiles: oci-layout and index.json exist in every namespace;
+// index.json follows images/ (one entry per ref, containerd's
+// annotations); oci-layout accepts its own bytes and refuses others.
+func TestLayoutFiles(t *testing.T) {
+	d := startNsfs(t)
+	m := d.mnt
+	mustRun(t, m, "mkdir", "ns/foo")
+	assertOutput(t, "cat oci-layout", mustRun(t, m, "cat", "ns/foo/oci-layout"), `{"imageLayoutVersion":"1.0.0"}`)
+	idx := readLayoutIndex(t, d, "foo")
+	if idx.SchemaVersion != 2 || idx.MediaType != mediaTypeOCIIndex || len(idx.Manifests) != 0 {
+		t.Errorf("index.json of an empty namespace: %+v", idx)
+	}
+
+	img, other := newImage(1401, "amd64", 100), newImage(1402, "arm64", 120)
+	d.putImage(t, "foo", "docker.io/library/app:v1", img)
+	d.putImage(t, "foo", "other", other)
+	idx = readLayoutIndex(t, d, "foo")
+	if len(idx.Manifests) != 2 {
+		t.Fatalf("index.json: want 2 images, got %+v", idx)
+	}
+	for i, want := range []struct {
+		ref string
+		b   blob
+	}{{"docker.io/library/app:v1", img.manifest}, {"other", other.manifest}} {
+		got := idx.Manifests[i]
+		if got.Digest != want.b.digest() || got.Size != int64(len(want.b.data)) || got.MediaType != mediaTypeOCIManifest {
+			t.Errorf("index.json entry %d: %+v, want %+v", i, got, want.b.descriptor())
+		}
+		if got.Annotations["org.opencontainers.image.ref.name"] != want.ref || got.Annotations["io.containerd.image.name"] != want.ref {
+			t.Errorf("index.json entry %d annotations %v, want the ref %q in both", i, got.Annotations, want.ref)
+		}
+	}
+	// stat agrees with what a read gives.
+	st, err := os.Stat(d.path("ns", "foo", "index.json"))
+	data, _ := os.ReadFile(d.path("ns", "foo", "index.json"))
+	if err != nil || st.Size() != int64(len(data)) {
+		t.Errorf("stat index.json: %v, size %d; read %d bytes", err, st.Size(), len(data))
+	}
+	mustRun(t, m, "rm", imagePath("foo", "other"))
+	if refs := layoutRefs(t, d, "foo"); len(refs) != 1 || refs["docker.io/library/app:v1"] != img.manifest.digest() {
+		t.Errorf("index.json after rm other: %v", refs)
+	}
+
+	before := d.state(t)
+	mustSh(t, m, `printf '{"imageLayoutVersion":"1.0.0"}' > ns/foo/oci-layout`)
+	err = os.WriteFile(d.path("ns", "foo", "oci-layout"), []byte(`{"imageLayoutVersion":"2.0.0"}`), 0o644)
+	assertErrno(t, "write another version into oci-layout", err, syscall.EINVAL)
+	d.assertUnchanged(t, "oci-layout writes", before)
+	assertOutput(t, "cat oci-layout", mustRun(t, m, "cat", "ns/foo/oci-layout"), `{"imageLayoutVersion":"1.0.0"}`)
+
+	// rm -rf of the namespace still exits 0 and removes it.
+	mustRun(t, m, "rm", "-rf", "ns/foo")
+	if fileExists(d.path("ns", "foo")) {
+		t.Errorf("ns/foo still exists after rm -rf")
+	}
+}
+
+// TestLayoutReadByTools reads a namespace in place with skopeo, oras,
+// crane and umoci, and copies its image to a registry with each of the
+// first three: the registry then serves the very manifest bytes.
+func TestLayoutReadByTools(t *testing.T) {
+	reg := startRegistry(t)
+	d := startNsfs(t)
+	m := d.mnt
+	mustRun(t, m, "mkdir", "ns/foo")
+	img := runnableImage(t, map[string]string{"etc/hello": "hello from nsfs\n"})
+	d.putImage(t, "foo", "app-v1", img)
+	layout := d.path("ns", "foo")
+	want := string(img.manifest.data)
+
+	// skopeo: inspect and copy out to the registry.
+	if r := runSkopeo(t, "inspect", "--raw", "oci:"+layout+":app-v1"); r.code != 0 || r.stdout != want {
+		t.Errorf("skopeo inspect --raw: %s", r)
+	}
+	if r := runSkopeo(t, "copy", "--preserve-digests", "--dest-tls-verify=false", "oci:"+layout+":app-v1", "docker://"+reg.addr+"/skopeo/app:v1"); r.code != 0 {
+		t.Fatalf("skopeo copy to the registry: %s", r)
+	}
+	assertRegistryManifest(t, reg, "skopeo/app:v1", want)
+
+	// oras: fetch the manifest, copy to the registry.
+	assertOutput(t, "oras manifest fetch --oci-layout", mustTool(t, "oras", "manifest", "fetch", "--oci-layout", layout+":app-v1"), want)
+	mustTool(t, "oras", "cp", "--from-oci-layout", layout+":app-v1", "--to-plain-http", reg.addr+"/oras/app:v1")
+	assertRegistryManifest(t, reg, "oras/app:v1", want)
+
+	// crane: push reads a layout holding one image.
+	mustTool(t, "crane", "push", "--insecure", layout, reg.addr+"/crane/app:v1")
+	assertRegistryManifest(t, reg, "crane/app:v1", want)
+
+	// umoci: unpack from the layout (read only).
+	bundle := filepath.Join(t.TempDir(), "bundle")
+	mustTool(t, "umoci", "unpack", "--rootless", "--image", layout+":app-v1", bundle)
+	if got, err := os.ReadFile(filepath.Join(bundle, "rootfs", "etc", "hello")); err != nil || string(got) != "hello from nsfs\n" {
+		t.Errorf("umoci unpack: etc/hello is %q (%v)", got, err)
+	}
+	// Nothing a reader did changed the namespace.
+	if refs := layoutRefs(t, d, "foo"); len(refs) != 1 || refs["app-v1"] != img.manifest.digest() {
+		t.Errorf("index.json after the readers: %v", refs)
+	}
+}
+
+// assertRegistryManifest checks that the registry serves want as repo:tag.
+func assertRegistryManifest(t *testing.T, reg *testRegistry, repoTag, want string) {
+	t.Helper()
+	r := runSkopeo(t, "inspect", "--raw", "--tls-verify=false", "docker://"+reg.addr+"/"+repoTag)
+	if r.code != 0 || r.stdout != want {
+		t.Errorf("registry %s: want the manifest %s, got %s", repoTag, sha256Hex([]byte(want)), r)
+	}
+}

@@ -1,0 +1,272 @@
+package metadata
+
+import (
+	"bytes"
+	"encoding/json"
+	"sort"
+
+	"github.com/nsfs/nsfs/imagegraph"
+	"github.com/nsfs/nsfs/names"
+	"github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/pkg/errors"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Every namespace is an OCI image layout: its root holds oci-layout and
+// index.json beside blobs/sha256/. index.json is not stored: it is made
+// from the images of the namespace, in one snapshot, at each read; a
+// write of it becomes the namespace's set of refs, in one transaction.
+
+// OCILayout is the bytes of every namespace's oci-layout file.
+var OCILayout = []byte(`{"imageLayoutVersion":"` + ocispec.ImageLayoutVersion + `"}`)
+
+// CheckOCILayout accepts a write of oci-layout that keeps its version
+// (tools write it whenever they open a layout): ErrInvalidArgument for
+// anything else.
+func CheckOCILayout(data []byte) error {
+	var layout ocispec.ImageLayout
+	if err := json.Unmarshal(data, &layout); err != nil || layout.Version != ocispec.ImageLayoutVersion {
+		return errors.WithMessagef(ErrInvalidArgument, "oci-layout is %s; it cannot become %.64q", OCILayout, data)
+	}
+	return nil
+}
+
+// AnnotationContainerdName is the annotation containerd's exporter puts
+// the image's full name in; org.opencontainers.image.ref.name holds the
+// ref too, so that `skopeo inspect oci:DIR:REF` finds the image by ref.
+const AnnotationContainerdName = "io.containerd.image.name"
+
+// LayoutStore is the namespace as an OCI image layout: `cat index.json`
+// reaches Index, a write of index.json (tools write it whole, or rename a
+// temporary file onto it) PutIndex.
+type LayoutStore interface {
+	// Index is index.json: every image of the namespace, sorted by ref,
+	// as a descriptor of its target annotated with the ref, all read in
+	// one snapshot. ErrNotFound when the namespace does not exist.
+	Index(ns string) ([]byte, error)
+	// PutIndex makes the namespace's refs those index data names: refs
+	// new or pointing elsewhere are created or replaced, refs absent from
+	// data are removed, refs unchanged are left alone, in one transaction.
+	// The ref of a descriptor is its org.opencontainers.image.ref.name,
+	// else its io.containerd.image.name; a descriptor with neither is
+	// skipped (an untagged manifest of the layout, which the namespace
+	// holds as a blob). ErrInvalidArgument when data is not an index,
+	// a ref is invalid or named twice with different targets, or a
+	// target's blob does not match its descriptor; ErrNotFound when a
+	// target is not visible to the namespace. Nothing changes on error.
+	PutIndex(ns string, data []byte) error
+}
+
+// Layout is the store's LayoutStore.
+func (db *DB) Layout() LayoutStore { return layoutStore{db} }
+
+type layoutStore struct{ *DB }
+
+// layoutEntry is an image as index.json names it.
+type layoutEntry struct {
+	ref    string
+	target ocispec.Descriptor
+}
+
+func (db layoutStore) Index(ns string) ([]byte, error) {
+	var entries []layoutEntry
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		nsb, err := namespaceBucket(tx, ns)
+		if err != nil {
+			return err
+		}
+		images, err := subBucket(nsb, bucketImages)
+		if err != nil {
+			return err
+		}
+		return images.ForEach(func(k, v []byte) error {
+			rec, err := decodeImageRecord(v)
+			if err != nil {
+				return errors.WithMessagef(err, "image %q in namespace %q", k, ns)
+			}
+			entries = append(entries, layoutEntry{ref: string(k), target: rec.target})
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return encodeLayoutIndex(entries), nil
+}
+
+// encodeLayoutIndex writes index.json as containerd's exporter does: an
+// OCI index whose manifests are the images' targets, each annotated with
+// its name.
+func encodeLayoutIndex(entries []layoutEntry) []byte {
+	idx := ocispec.Index{
+		Versioned: specs.Versioned{SchemaVersion: 2},
+		MediaType: ocispec.MediaTypeImageIndex,
+		Manifests: make([]ocispec.Descriptor, 0, len(entries)),
+	}
+	for _, e := range entries {
+		d := e.target
+		d.Annotations = map[string]string{
+			AnnotationContainerdName:  e.ref,
+			ocispec.AnnotationRefName: e.ref,
+		}
+		idx.Manifests = append(idx.Manifests, d)
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(idx) // cannot fail: strings and numbers only
+	return buf.Bytes()
+}
+
+// layoutWrite is one ref index.json sets, read and parsed before the
+// transaction.
+type layoutWrite struct {
+	ref      string
+	target   ocispec.Descriptor
+	doc      imagegraph.Document
+	children map[digest.Digest]imagegraph.Document
+}
+
+// ParseLayoutIndex reads the refs an index.json names, each with its
+// target's descriptor; see LayoutStore.PutIndex for the rules.
+func ParseLayoutIndex(data []byte) (map[string]ocispec.Descriptor, error) {
+	if len(data) > MaxManifestSize {
+		return nil, errors.WithMessagef(ErrTooLarge, "index.json is %d bytes, over the 4 MiB limit", len(data))
+	}
+	// index.json is an index like any other; its names are its
+	// children's annotations.
+	doc, err := imagegraph.Parse(data)
+	if err != nil {
+		return nil, errors.WithMessagef(ErrInvalidArgument, "index.json: %v", err)
+	}
+	if !doc.IsIndex() {
+		return nil, errors.WithMessagef(ErrInvalidArgument, "index.json is a %s, not an image index", doc.MediaType)
+	}
+	refs := map[string]ocispec.Descriptor{}
+	for i, d := range doc.Children {
+		ref := d.Annotations[ocispec.AnnotationRefName]
+		if ref == "" {
+			ref = d.Annotations[AnnotationContainerdName]
+		}
+		if ref == "" {
+			continue
+		}
+		if err := names.ValidateRef(ref); err != nil {
+			return nil, errors.WithMessagef(err, "index.json: manifests[%d]", i)
+		}
+		target := ocispec.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size}
+		if prev, ok := refs[ref]; ok && prev.Digest != target.Digest {
+			return nil, errors.WithMessagef(ErrInvalidArgument, "index.json names ref %q twice, as %s and %s", shorten(ref), prev.Digest, target.Digest)
+		}
+		refs[ref] = target
+	}
+	return refs, nil
+}
+
+func (db layoutStore) PutIndex(ns string, data []byte) error {
+	refs, err := ParseLayoutIndex(data)
+	if err != nil {
+		return err
+	}
+	// Disk I/O before the transaction: each new target's bytes, verified
+	// against its descriptor, parsed, with the documents below an index.
+	current, err := db.currentTargets(ns)
+	if err != nil {
+		return err
+	}
+	var writes []layoutWrite
+	for ref, target := range refs {
+		if old, ok := current[ref]; ok && old.Digest == target.Digest {
+			continue
+		}
+		w, err := db.readLayoutTarget(ns, ref, target)
+		if err != nil {
+			return err
+		}
+		writes = append(writes, w)
+	}
+	sort.Slice(writes, func(i, j int) bool { return writes[i].ref < writes[j].ref })
+	var removed []string
+	for ref := range current {
+		if _, ok := refs[ref]; !ok {
+			removed = append(removed, ref)
+		}
+	}
+	sort.Strings(removed)
+	if len(writes) == 0 && len(removed) == 0 {
+		return nil
+	}
+	return db.commitReleasing(ns, db.batch, func(tx *bolt.Tx, rel *releases) error {
+		nsb, err := namespaceBucket(tx, ns)
+		if err != nil {
+			return err
+		}
+		// Removals first: a ref removed may be the directory a new ref
+		// lies in, or lie in the place of one.
+		for _, ref := range removed {
+			if !isImage(nsb, ref) {
+				continue
+			}
+			if err := deleteImage(tx, nsb, ns, ref, rel); err != nil {
+				return err
+			}
+		}
+		for _, w := range writes {
+			write := ImageWrite{Namespace: ns, Ref: w.ref}
+			if _, err := db.putImage(tx, write, w.target, w.doc, w.children, rel); err != nil {
+				return errors.WithMessage(err, "index.json")
+			}
+		}
+		return nil
+	})
+}
+
+// currentTargets maps each ref of the namespace to its target.
+func (db layoutStore) currentTargets(ns string) (map[string]ocispec.Descriptor, error) {
+	current := map[string]ocispec.Descriptor{}
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		nsb, err := namespaceBucket(tx, ns)
+		if err != nil {
+			return err
+		}
+		images, err := subBucket(nsb, bucketImages)
+		if err != nil {
+			return err
+		}
+		return images.ForEach(func(k, v []byte) error {
+			rec, err := decodeImageRecord(v)
+			if err != nil {
+				return errors.WithMessagef(err, "image %q in namespace %q", k, ns)
+			}
+			current[string(k)] = rec.target
+			return nil
+		})
+	})
+	return current, err
+}
+
+// readLayoutTarget reads and checks the manifest or index ref is to point
+// at: its bytes must hash to, and be as long as, the descriptor says.
+func (db layoutStore) readLayoutTarget(ns, ref string, target ocispec.Descriptor) (layoutWrite, error) {
+	if err := names.ValidateDigest(target.Digest); err != nil {
+		return layoutWrite{}, errors.WithMessagef(err, "index.json: ref %q", shorten(ref))
+	}
+	if _, err := db.Content().Stat(ns, target.Digest); err != nil {
+		return layoutWrite{}, errors.WithMessagef(err, "index.json: ref %q: target %s", shorten(ref), target.Digest)
+	}
+	data, err := db.readSmallBlob(target.Digest)
+	if err != nil {
+		return layoutWrite{}, errors.WithMessagef(err, "index.json: ref %q: target %s", shorten(ref), target.Digest)
+	}
+	if digest.FromBytes(data) != target.Digest || int64(len(data)) != target.Size {
+		return layoutWrite{}, errors.WithMessagef(ErrInvalidArgument, "index.json: ref %q: target %s is %d bytes of another digest, or not %d bytes", shorten(ref), target.Digest, len(data), target.Size)
+	}
+	doc, err := imagegraph.Parse(data)
+	if err != nil {
+		return layoutWrite{}, errors.WithMessagef(ErrInvalidArgument, "index.json: ref %q: target %s: %v", shorten(ref), target.Digest, err)
+	}
+	target.MediaType = doc.MediaType
+	return layoutWrite{ref: ref, target: target, doc: doc, children: db.readIndexChildren(doc)}, nil
+}
