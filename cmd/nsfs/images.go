@@ -18,6 +18,7 @@ var imagesCommand = &cli.Command{
 		imagesRemoveCommand,
 		imagesTagCommand,
 		imagesPullCommand,
+		imagesPushCommand,
 		importCommand,
 		exportCommand,
 	},
