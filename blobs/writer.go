@@ -153,6 +153,9 @@ func (w *Writer) Expected() digest.Digest { return w.expected }
 // verifyLocked reports ErrDigestMismatch (wrapped, naming both digests)
 // unless the bytes written so far hash to the expected digest.
 func (w *Writer) verifyLocked() error {
+	if w.expected == "" {
+		return errors.WithMessagef(ErrDigestMismatch, "temporary ingest of %d bytes (%s): no digest to check them against yet", w.size, w.digester.Digest())
+	}
 	if got := w.digester.Digest(); got != w.expected {
 		return errors.WithMessagef(ErrDigestMismatch, "blob %s: got %s from %d bytes", w.expected, got, w.size)
 	}

@@ -6,6 +6,7 @@
 //	      images/<ref path…>       image_dir.go, image_node.go, image_handles.go
 //	      blobs/                   blobs_dir.go
 //	        sha256/<hex>           sha256_dir.go, blob_node.go, blob_handles.go
+//	        sha256/<other name>    temp_ingest.go, sha256_temp.go (temporary ingests)
 //
 // One file holds one node type, or the handles of one; each node's doc
 // comment shows the shell session it serves. Every operation passes one
@@ -72,6 +73,7 @@ type filesystem struct {
 	gid     uint32
 	started time.Time      // the times of directories that are not records
 	handles *handleLimiter // what each user's open handles may hold
+	temps   tempIngests    // temporary ingests (temp_ingest.go)
 
 	// deleted maps a namespace name to the highest ID of a namespace of
 	// that name deleted while mounted (uint64): see enter. One entry per

@@ -12,12 +12,14 @@ import (
 
 // sha256Dir is blobs/sha256: it lists the blobs the namespace holds, and
 // looks up every blob it can see (all of the store under the shared
-// policy). Creating <hex> ingests a blob.
+// policy). Creating <hex> ingests a blob; a file of any other name is a
+// temporary ingest (temp_ingest.go), which a rename to <hex> commits.
 //
 //	$ cp layer.tar blobs/sha256/$(sha256sum < layer.tar | cut -d' ' -f1)
 //	$ cp other.tar blobs/sha256/0000…0000
 //	cp: failed to close 'blobs/sha256/0000…0000': Bad message
 //	$ rm blobs/sha256/4b7a…                   # EBUSY while an image uses it
+//	$ cp layer.tar blobs/sha256/tmp1 && mv blobs/sha256/tmp1 blobs/sha256/4b7a…
 type sha256Dir struct {
 	fixedDir
 }
@@ -70,6 +72,9 @@ func (d *sha256Dir) blobNode(ctx context.Context, name string, dg digest.Digest)
 func (d *sha256Dir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	if errno := d.fsys.enter(&d.ns, name); errno != 0 {
 		return nil, errno
+	}
+	if !isBlobName(name) {
+		return d.lookupTemp(ctx, name, out)
 	}
 	dg := blobDigest(name)
 	b, err := d.fsys.db.Content().Stat(d.ns.name, dg)
@@ -124,6 +129,7 @@ func (d *sha256Dir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno)
 	for _, b := range list {
 		entries = append(entries, fuse.DirEntry{Name: b.Digest.Encoded(), Mode: syscall.S_IFREG, Ino: blobIno(d.ns.id, b.Digest)})
 	}
+	entries = d.appendTemps(entries)
 	return gofs.NewListDirStream(entries), 0
 }
 
@@ -134,6 +140,9 @@ func (d *sha256Dir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno)
 func (d *sha256Dir) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
 	if errno := d.fsys.enter(&d.ns, name); errno != 0 {
 		return nil, nil, 0, errno
+	}
+	if !isBlobName(name) {
+		return d.createTemp(ctx, name, flags, out)
 	}
 	dg := blobDigest(name)
 	slot, errno := d.fsys.handles.acquire(ctx, "create "+d.display(name))
@@ -169,6 +178,9 @@ func (d *sha256Dir) Unlink(ctx context.Context, name string) syscall.Errno {
 	if errno := d.fsys.enter(&d.ns, name); errno != 0 {
 		return errno
 	}
+	if !isBlobName(name) {
+		return d.unlinkTemp(name)
+	}
 	var child *blobFile
 	if ch := d.GetChild(name); ch != nil {
 		child, _ = ch.Operations().(*blobFile)
@@ -190,6 +202,9 @@ func (d *sha256Dir) Rmdir(ctx context.Context, name string) syscall.Errno {
 		return errno
 	}
 	if _, err := d.fsys.db.Content().Stat(d.ns.name, blobDigest(name)); err == nil {
+		return syscall.ENOTDIR
+	}
+	if !isBlobName(name) && d.fsys.temps.get(tempKey{d.ns.id, sha256Key, name}) != nil {
 		return syscall.ENOTDIR
 	}
 	return syscall.ENOENT

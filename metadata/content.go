@@ -481,6 +481,12 @@ func (w *BlobWriter) Size() int64 {
 // publishes the file and records that ns holds it, in that order. A second
 // Commit after success is a no-op returning nil.
 func (w *BlobWriter) Commit() error {
+	return w.commit(nil)
+}
+
+// commit is Commit; labels (if any) are set on ns's hold of the blob in
+// the transaction that records it.
+func (w *BlobWriter) commit(labels map[string]string) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.committed {
@@ -516,8 +522,11 @@ func (w *BlobWriter) Commit() error {
 		if err != nil {
 			return errors.WithMessagef(err, "blob %s was written, but", d)
 		}
-		_, err = hold(tx, nsb, w.ns, d, size, now())
-		return err
+		rec, err := hold(tx, nsb, w.ns, d, size, now())
+		if err != nil || len(labels) == 0 {
+			return err
+		}
+		return mergeLabels(rec, Object{Namespace: w.ns, Blob: d}, labels)
 	})
 	if err != nil {
 		db.abandonLocked(d)
