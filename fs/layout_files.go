@@ -1,7 +1,6 @@
 package fs
 
 import (
-	"bytes"
 	"context"
 	"log"
 	"sync"
@@ -285,8 +284,8 @@ func (w *layoutWriter) Write(ctx context.Context, data []byte, off int64) (uint3
 		// keep nothing of it.
 		next = append([]byte(nil), next...)
 		copy(next[off:], data)
-		if !bytes.HasPrefix(append(metadata.OCILayout, '\n'), next) {
-			return 0, w.file.commit(next)
+		if err := metadata.CheckOCILayoutPrefix(next); err != nil {
+			return 0, toErrno("write "+w.file.display(), errors.WithMessagef(err, "namespace %q", w.file.ns.name))
 		}
 	} else {
 		copy(next[off:], data)
@@ -356,7 +355,8 @@ func (d *namespaceDir) layoutEntries() []fuse.DirEntry {
 }
 
 // Unlink: oci-layout and index.json answer rm with success and stay, as
-// images/ and blobs/ answer rmdir, so that rm -rf of a namespace exits 0.
+// images/ and blobs/ answer rmdir, so that rm -rf of a namespace exits 0;
+// a temporary file goes with its bytes.
 func (d *namespaceDir) Unlink(ctx context.Context, name string) syscall.Errno {
 	if errno := d.fsys.enter(&d.ns, name); errno != 0 {
 		return errno
@@ -364,5 +364,12 @@ func (d *namespaceDir) Unlink(ctx context.Context, name string) syscall.Errno {
 	if isLayoutFile(name) {
 		return 0
 	}
-	return d.refuse(name)
+	if t := d.fsys.temps.get(d.tempKey(name)); t != nil {
+		d.fsys.temps.remove(t)
+		return 0
+	}
+	if _, ok := d.fsys.scratch.get(scratchKey{d.ns.id, name}); ok || isFixedName(name) {
+		return syscall.EISDIR
+	}
+	return syscall.ENOENT
 }

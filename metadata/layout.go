@@ -33,6 +33,17 @@ func CheckOCILayout(data []byte) error {
 	return nil
 }
 
+// CheckOCILayoutPrefix refuses the first bytes of a write of oci-layout
+// once they can no longer become an accepted one (CheckOCILayout): a
+// whole JSON document of another version, or more bytes than any
+// layout file has. A prefix that is not complete JSON yet passes.
+func CheckOCILayoutPrefix(data []byte) error {
+	if len(data) > 1024 || json.Valid(data) {
+		return CheckOCILayout(data)
+	}
+	return nil
+}
+
 // AnnotationContainerdName is the annotation containerd's exporter puts
 // the image's full name in; org.opencontainers.image.ref.name holds the
 // ref too, so that `skopeo inspect oci:DIR:REF` finds the image by ref.
@@ -269,4 +280,16 @@ func (db layoutStore) readLayoutTarget(ns, ref string, target ocispec.Descriptor
 	}
 	target.MediaType = doc.MediaType
 	return layoutWrite{ref: ref, target: target, doc: doc, children: db.readIndexChildren(doc)}, nil
+}
+
+// Written reads back what a temporary ingest (TempWriter) holds, for a
+// file that is no blob: an index.json written to a temporary name and
+// renamed. At most MaxManifestSize bytes (ErrTooLarge).
+func (w *BlobWriter) Written() ([]byte, error) {
+	if size := w.Size(); size > MaxManifestSize {
+		return nil, errors.WithMessagef(ErrTooLarge, "temporary file of %d bytes in namespace %q: index.json is at most 4 MiB", size, w.ns)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Written(MaxManifestSize)
 }
