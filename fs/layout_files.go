@@ -158,12 +158,12 @@ func (f *layoutFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, u
 func (f *layoutFile) commit(data []byte) syscall.Errno {
 	if f.name == ociLayoutName {
 		if err := metadata.CheckOCILayout(data); err != nil {
-			return toErrno("write "+f.display(), errors.WithMessagef(err, "namespace %q", f.ns.name))
+			return toErrno("commit "+f.display(), errors.WithMessagef(err, "namespace %q", f.ns.name))
 		}
 		return 0
 	}
 	if err := f.fsys.db.Layout().PutIndex(f.ns.name, data); err != nil {
-		return toErrno("write "+f.display(), errors.WithMessagef(err, "namespace %q", f.ns.name))
+		return toErrno("commit "+f.display(), errors.WithMessagef(err, "namespace %q", f.ns.name))
 	}
 	f.forgetImageNames()
 	return 0

@@ -262,7 +262,7 @@ func (fsys *filesystem) renameTemp(ns nsRef, t *tempIngest, newParent gofs.Inode
 // oci-layout: its bytes are read back and committed as a write of the
 // file would be; the temporary file goes once they are.
 func (fsys *filesystem) renameOntoLayoutFile(ns nsRef, t *tempIngest, d *namespaceDir, name string) syscall.Errno {
-	op := "rename " + t.display() + " to ns/" + ns.name + "/" + name
+	op := "commit " + t.display() + " as ns/" + ns.name + "/" + name + " (rename)"
 	data, err := t.writer().Written()
 	if err != nil {
 		return toErrno(op, err)

@@ -292,3 +292,141 @@ func TestLayoutWrittenByTools(t *testing.T) {
 		mustRun(t, m, "rm", "-rf", "ns/"+ns)
 	}
 }
+
+// TestLayoutWrittenIsolated: under the isolated policy every byte must be
+// sent, so oras writes each blob through its ingest/ scratch directory
+// and crane each by name; umoci unpacks what they wrote. Scratch
+// directories and left-behind temporary files keep no namespace from
+// being removed.
+func TestLayoutWrittenIsolated(t *testing.T) {
+	reg := startRegistry(t)
+	d := startNsfs(t, isolated())
+	m := d.mnt
+	img := runnableImage(t, map[string]string{"etc/hello": "isolated\n"})
+	pushImage(t, reg.addr+"/src/app", "v1", img, nil)
+	src := reg.addr + "/src/app:v1"
+	mustRun(t, m, "mkdir", "ns/or", "ns/cr")
+
+	mustTool(t, "oras", "cp", "--from-plain-http", src, "--to-oci-layout", d.path("ns", "or")+":v1")
+	assertNamespaceHolds(t, d, "or", "v1", img.manifest, img.blobs()...)
+	// oras-go wrote through ingest/ and leaves the empty directory.
+	assertOutput(t, "ls ns/or", mustRun(t, m, "ls", "ns/or"), lines("blobs", "images", "index.json", "ingest", "oci-layout"))
+	assertOutput(t, "ls ns/or/ingest", mustRun(t, m, "ls", "-a", "ns/or/ingest"), lines(".", ".."))
+	// A second tag: index.json is rewritten with both refs.
+	mustTool(t, "oras", "cp", "--from-plain-http", src, "--to-oci-layout", d.path("ns", "or")+":v2")
+	if refs := layoutRefs(t, d, "or"); len(refs) != 2 || refs["v1"] != img.manifest.digest() || refs["v2"] != img.manifest.digest() {
+		t.Errorf("index.json after oras wrote v1 and v2: %v", refs)
+	}
+	mustTool(t, "crane", "pull", "--insecure", "--format=oci", "--annotate-ref", src, d.path("ns", "cr"))
+	assertNamespaceHolds(t, d, "cr", src, img.manifest, img.blobs()...)
+
+	bundle := filepath.Join(t.TempDir(), "bundle")
+	mustTool(t, "umoci", "unpack", "--rootless", "--image", d.path("ns", "or")+":v2", bundle)
+	if got, err := os.ReadFile(filepath.Join(bundle, "rootfs", "etc", "hello")); err != nil || string(got) != "isolated\n" {
+		t.Errorf("umoci unpack of what oras wrote: etc/hello is %q (%v)", got, err)
+	}
+
+	// Left behind by a crashed tool: a temporary file in the root, one in
+	// a scratch directory. Neither blocks rmdir.
+	mustRun(t, m, "mkdir", "ns/left", "ns/left/ingest")
+	mustSh(t, m, "echo partial > ns/left/oci-put-blob123 && echo partial > ns/left/ingest/abc_1")
+	assertOutput(t, "ls ns/left", mustRun(t, m, "ls", "ns/left"), lines("blobs", "images", "index.json", "ingest", "oci-layout", "oci-put-blob123"))
+	mustRun(t, m, "rmdir", "ns/left")
+	if fileExists(d.path("ns", "left")) {
+		t.Errorf("ns/left still exists after rmdir")
+	}
+	mustRun(t, m, "rm", "-rf", "ns/or", "ns/cr")
+}
+
+// TestLayoutIndexWrite: a write of index.json changes exactly the refs it
+// changes and removes the refs it leaves out, in one transaction; a
+// temporary file renamed onto it does the same; what it refuses changes
+// nothing. Temporary files commit blobs only with the right bytes.
+func TestLayoutIndexWrite(t *testing.T) {
+	d := startNsfs(t)
+	m := d.mnt
+	mustRun(t, m, "mkdir", "ns/foo")
+	one, two := newImage(1431, "amd64", 64), newImage(1432, "amd64", 80)
+	d.putImage(t, "foo", "a", one)
+	d.putImage(t, "foo", "b", two)
+	d.putImage(t, "foo", "c", one)
+	inoB := inodeOf(t, d.path(imagePath("foo", "b")))
+
+	entry := func(ref string, b blob) map[string]any {
+		return map[string]any{"mediaType": b.mediaType, "digest": b.digest(), "size": len(b.data),
+			"annotations": map[string]string{"org.opencontainers.image.ref.name": ref}}
+	}
+	indexJSON := func(entries ...map[string]any) []byte {
+		return mustJSON(map[string]any{"schemaVersion": 2, "mediaType": mediaTypeOCIIndex, "manifests": entries})
+	}
+	// a changes, b stays, c goes, d comes.
+	if err := os.WriteFile(d.path("ns", "foo", "index.json"), indexJSON(entry("a", two.manifest), entry("b", two.manifest), entry("d", one.manifest)), 0o644); err != nil {
+		t.Fatalf("write index.json: %v", err)
+	}
+	want := map[string]string{"a": two.manifest.digest(), "b": two.manifest.digest(), "d": one.manifest.digest()}
+	if refs := layoutRefs(t, d, "foo"); fmt.Sprint(refs) != fmt.Sprint(want) {
+		t.Errorf("refs after the write of index.json: %v, want %v", refs, want)
+	}
+	assertOutput(t, "ls images", mustRun(t, m, "ls", "ns/foo/images"), lines("a", "b", "d"))
+	if got := inodeOf(t, d.path(imagePath("foo", "b"))); got != inoB {
+		t.Errorf("images/b was replaced (inode %d, was %d): the write did not change it", got, inoB)
+	}
+
+	// Refusals change nothing.
+	before := d.state(t)
+	for _, bad := range []struct {
+		what string
+		data []byte
+		want syscall.Errno
+	}{
+		{"junk", []byte("junk"), syscall.EINVAL},
+		{"a manifest", one.manifest.data, syscall.EINVAL},
+		{"a ref that is no path", indexJSON(entry("../x", one.manifest)), syscall.EINVAL},
+		{"a target nobody has", indexJSON(entry("a", newImage(1433, "amd64", 8).manifest)), syscall.ENOENT},
+	} {
+		err := os.WriteFile(d.path("ns", "foo", "index.json"), bad.data, 0o644)
+		assertErrno(t, "write index.json of "+bad.what, err, bad.want)
+	}
+	d.assertUnchanged(t, "refused writes of index.json", before)
+
+	// A temporary file renamed onto index.json (umoci's way).
+	if err := os.WriteFile(d.path("ns", "foo", "index.json.tmp"), indexJSON(entry("z", two.manifest)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, m, "mv", "ns/foo/index.json.tmp", "ns/foo/index.json")
+	assertOutput(t, "ls images after mv onto index.json", mustRun(t, m, "ls", "ns/foo/images"), lines("z"))
+	assertOutput(t, "ls ns/foo", mustRun(t, m, "ls", "ns/foo"), lines("blobs", "images", "index.json", "oci-layout"))
+
+	// A temporary file whose bytes are not the blob's: EBADMSG, it stays.
+	layer := blob{mediaType: mediaTypeOCILayer, data: randomBytes(1434, 4096)}
+	if err := os.WriteFile(d.path("ns", "foo", "oci-put-blob1"), []byte("other bytes"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := os.Rename(d.path("ns", "foo", "oci-put-blob1"), d.path(blobPath("foo", layer.hex())))
+	assertErrno(t, "rename of the wrong bytes to blobs/sha256/<hex>", err, syscall.EBADMSG)
+	if !fileExists(d.path("ns", "foo", "oci-put-blob1")) || fileExists(d.path(blobPath("foo", layer.hex()))) {
+		t.Errorf("after EBADMSG: the temporary file must stay and the blob must not exist")
+	}
+	mustRun(t, m, "rm", "ns/foo/oci-put-blob1")
+
+	// Through a scratch directory, the right bytes commit the blob.
+	mustRun(t, m, "mkdir", "ns/foo/ingest")
+	if err := os.WriteFile(d.path("ns", "foo", "ingest", layer.hex()+"_42"), layer.data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, m, "mv", "ns/foo/ingest/"+layer.hex()+"_42", blobPath("foo", layer.hex()))
+	if got, err := os.ReadFile(d.path(blobPath("foo", layer.hex()))); err != nil || !bytes.Equal(got, layer.data) {
+		t.Errorf("blob committed from ingest/: %d bytes (%v)", len(got), err)
+	}
+	assertOutput(t, "ls ingest", mustRun(t, m, "ls", "ns/foo/ingest"), "")
+	mustRun(t, m, "rmdir", "ns/foo/ingest")
+}
+
+func inodeOf(t *testing.T, p string) uint64 {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat(p, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Ino
+}

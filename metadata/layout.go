@@ -150,6 +150,9 @@ func ParseLayoutIndex(data []byte) (map[string]ocispec.Descriptor, error) {
 	// children's annotations.
 	doc, err := imagegraph.Parse(data)
 	if err != nil {
+		if emptyLayoutIndex(data) {
+			return map[string]ocispec.Descriptor{}, nil
+		}
 		return nil, errors.WithMessagef(ErrInvalidArgument, "index.json: %v", err)
 	}
 	if !doc.IsIndex() {
@@ -174,6 +177,17 @@ func ParseLayoutIndex(data []byte) (map[string]ocispec.Descriptor, error) {
 		refs[ref] = target
 	}
 	return refs, nil
+}
+
+// emptyLayoutIndex says whether data is an index.json of no images that
+// the strict parser refuses for it: "manifests": null, as Go tools write
+// a nil list.
+func emptyLayoutIndex(data []byte) bool {
+	var idx struct {
+		SchemaVersion int             `json:"schemaVersion"`
+		Manifests     json.RawMessage `json:"manifests"`
+	}
+	return json.Unmarshal(data, &idx) == nil && idx.SchemaVersion == 2 && string(idx.Manifests) == "null"
 }
 
 func (db layoutStore) PutIndex(ns string, data []byte) error {
@@ -209,25 +223,32 @@ func (db layoutStore) PutIndex(ns string, data []byte) error {
 	if len(writes) == 0 && len(removed) == 0 {
 		return nil
 	}
+	// New refs first, then replaced ones, then removals: a blob that one
+	// image stops claiming stays held while another is to claim it. (Two
+	// refs that swap targets can still lose one's blobs between them:
+	// written again, the second write finds them in place.)
+	sort.SliceStable(writes, func(i, j int) bool {
+		_, iOld := current[writes[i].ref]
+		_, jOld := current[writes[j].ref]
+		return !iOld && jOld
+	})
 	return db.commitReleasing(ns, db.batch, func(tx *bolt.Tx, rel *releases) error {
 		nsb, err := namespaceBucket(tx, ns)
 		if err != nil {
 			return err
 		}
-		// Removals first: a ref removed may be the directory a new ref
-		// lies in, or lie in the place of one.
+		for _, w := range writes {
+			write := ImageWrite{Namespace: ns, Ref: w.ref}
+			if _, err := db.putImage(tx, write, w.target, w.doc, w.children, rel); err != nil {
+				return errors.WithMessage(err, "index.json")
+			}
+		}
 		for _, ref := range removed {
 			if !isImage(nsb, ref) {
 				continue
 			}
 			if err := deleteImage(tx, nsb, ns, ref, rel); err != nil {
 				return err
-			}
-		}
-		for _, w := range writes {
-			write := ImageWrite{Namespace: ns, Ref: w.ref}
-			if _, err := db.putImage(tx, write, w.target, w.doc, w.children, rel); err != nil {
-				return errors.WithMessage(err, "index.json")
 			}
 		}
 		return nil
