@@ -430,3 +430,35 @@ func inodeOf(t *testing.T, p string) uint64 {
 	}
 	return st.Ino
 }
+
+// TestLayoutRoundTrips: skopeo writes into nsfs, oras copies that out to a
+// registry, and `nsfs pull` of it into another namespace fetches no blob;
+// crane writes, skopeo reads. Every step keeps the digest.
+func TestLayoutRoundTrips(t *testing.T) {
+	reg := startRegistry(t)
+	d := startNsfs(t)
+	m := d.mnt
+	img := runnableImage(t, map[string]string{"etc/trip": "round trip\n"})
+	pushImage(t, reg.addr+"/src/app", "v1", img, nil)
+	src := reg.addr + "/src/app:v1"
+	mustRun(t, m, "mkdir", "ns/sk", "ns/cr")
+
+	if r := runSkopeo(t, "copy", "--preserve-digests", "--src-tls-verify=false", "docker://"+src, "oci:"+d.path("ns", "sk")+":app-v1"); r.code != 0 {
+		t.Fatalf("skopeo copy into nsfs: %s", r)
+	}
+	mustTool(t, "oras", "cp", "--from-oci-layout", d.path("ns", "sk")+":app-v1", "--to-plain-http", reg.addr+"/out/app:v1")
+	assertRegistryManifest(t, reg, "out/app:v1", string(img.manifest.data))
+	from := reg.mark(t)
+	mustPullCLI(t, d, []string{"NSFS_NAMESPACE=back"}, "pull", "--plain-http", reg.addr+"/out/app:v1")
+	reg.assertBlobGETs(t, "nsfs pull of what oras copied out of nsfs", from)
+	assertNamespaceHolds(t, d, "back", reg.addr+"/out/app:v1", img.manifest, img.blobs()...)
+
+	mustTool(t, "crane", "pull", "--insecure", "--format=oci", "--annotate-ref", src, d.path("ns", "cr"))
+	if r := runSkopeo(t, "inspect", "--raw", "oci:"+d.path("ns", "cr")+":"+src); r.code != 0 || r.stdout != string(img.manifest.data) {
+		t.Errorf("skopeo inspect of what crane wrote: %s", r)
+	}
+	if r := runSkopeo(t, "copy", "--preserve-digests", "--dest-tls-verify=false", "oci:"+d.path("ns", "cr")+":"+src, "docker://"+reg.addr+"/out/crane:v1"); r.code != 0 {
+		t.Fatalf("skopeo copy of what crane wrote: %s", r)
+	}
+	assertRegistryManifest(t, reg, "out/crane:v1", string(img.manifest.data))
+}
