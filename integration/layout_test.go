@@ -10,8 +10,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // Every namespace is an OCI image layout (oci-layout, index.json,
@@ -276,6 +278,10 @@ func TestLayoutWrittenByTools(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("oras cp into the namespace: %s", r)
 	}
+	// The store has the whole graph: oras sends nothing and says so.
+	if !strings.Contains(r.stdout, "Exists  "+img.manifest.hex()[:12]) {
+		t.Errorf("oras cp of an image the store holds does not say it exists: %s", r)
+	}
 	assertNamespaceHolds(t, d, "or", "v1", img.manifest, img.blobs()...)
 
 	// crane: blobs written by name, index.json by os.WriteFile; the ref
@@ -288,7 +294,7 @@ func TestLayoutWrittenByTools(t *testing.T) {
 	}
 	// Nothing temporary is left, and each namespace is removable.
 	for _, ns := range []string{"sk", "or", "cr"} {
-		t.Logf("ls -a ns/%s: %s", ns, mustRun(t, m, "ls", "-a", "ns/"+ns))
+		assertOutput(t, "ls ns/"+ns, mustRun(t, m, "ls", "ns/"+ns), lines("blobs", "images", "index.json", "oci-layout"))
 		mustRun(t, m, "rm", "-rf", "ns/"+ns)
 	}
 }
@@ -461,4 +467,27 @@ func TestLayoutRoundTrips(t *testing.T) {
 		t.Fatalf("skopeo copy of what crane wrote: %s", r)
 	}
 	assertRegistryManifest(t, reg, "out/crane:v1", string(img.manifest.data))
+}
+
+// TestLayoutTempLeftBehind: temporary files a crashed tool left in a
+// namespace's root and in its scratch directory are collected by the
+// daemon's gc after the grace period, names and bytes.
+func TestLayoutTempLeftBehind(t *testing.T) {
+	t.Parallel()
+	d := startNsfs(t, withFlags("--gc-grace", gcEvery.String()))
+	m := d.mnt
+	mustRun(t, m, "mkdir", "ns/bar", "ns/bar/ingest")
+	data := randomBytes(1441, 4096)
+	mustRun(t, m, "cp", writeTemp(t, "b", data), "ns/bar/oci-put-blob7")
+	mustRun(t, m, "cp", writeTemp(t, "b", data), "ns/bar/ingest/abc_7")
+	deadline := time.Now().Add(10 * time.Second)
+	for len(ingestFiles(t, d.root)) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("ROOT/ingest still holds %v", ingestFiles(t, d.root))
+		}
+		time.Sleep(gcEvery / 4)
+	}
+	assertOutput(t, "ls ns/bar once gc collected", mustRun(t, m, "ls", "ns/bar"), lines("blobs", "images", "index.json", "ingest", "oci-layout"))
+	assertOutput(t, "ls -A ns/bar/ingest once gc collected", mustRun(t, m, "ls", "-A", "ns/bar/ingest"), "")
+	mustRun(t, m, "rmdir", "ns/bar/ingest", "ns/bar")
 }
