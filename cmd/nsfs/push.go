@@ -90,6 +90,8 @@ func pushAction(c *cli.Context) error {
 		return nil
 	case ctx.Err() != nil:
 		return errors.Errorf("push %q: interrupted; push again to send the rest", name)
+	case len(res.Lacking) > 0:
+		return errors.Wrapf(transportError(repo, err), "push %q: the index names %d manifest(s) namespace %q does not hold, and a registry may refuse it for them (pull REF --all-platforms first)", name, len(res.Lacking), ns.Name)
 	}
 	return errors.Wrapf(transportError(repo, err), "push %q", name)
 }
