@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -113,4 +114,24 @@ func TestPushIndexPartial(t *testing.T) {
 	mustPullCLI(t, d, nil, "pull", "--plain-http", "--all-platforms", src)
 	mustPullCLI(t, d, nil, "push", "--plain-http", src, reg.addr+"/dst/multi:v1")
 	assertRegistryManifest(t, reg, "dst/multi:v1", string(multi.index.data))
+}
+
+// TestPushCredentials: push reads its credentials from the Docker config,
+// as pull does.
+func TestPushCredentials(t *testing.T) {
+	reg := startRegistry(t, withPassword())
+	d := startNsfs(t)
+	img := newImage(1451, "amd64", 4<<10)
+	d.putImage(t, "default", "local:v1", img)
+	dst := reg.addr + "/private/app:v1"
+
+	failPullCLI(t, d, nil, reg.addr+" requires a login, and "+filepath.Join(emptyDockerConfig(t), "config.json")+" has no credentials for it", "push", "--plain-http", "local:v1", dst)
+	wrong := dockerConfig(t, reg.addr, registryUser, "not-the-password")
+	failPullCLI(t, d, []string{"DOCKER_CONFIG=" + wrong}, reg.addr+" refused the credentials from "+filepath.Join(wrong, "config.json")+" (wrong username or password)", "push", "--plain-http", "local:v1", dst)
+	right := dockerConfig(t, reg.addr, registryUser, registryPassword)
+	mustPullCLI(t, d, []string{"DOCKER_CONFIG=" + right}, "push", "--plain-http", "local:v1", dst)
+	back := mustPullCLI(t, d, []string{"DOCKER_CONFIG=" + right, "NSFS_NAMESPACE=back"}, "pull", "--plain-http", dst)
+	if !strings.Contains(back, existsLine("manifest", img.manifest)) {
+		t.Errorf("pull of the pushed image into a new namespace moved bytes: %s", back)
+	}
 }

@@ -1,12 +1,17 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"net/http"
 	"os"
 
 	"github.com/nsfs/nsfs/client"
 	"github.com/pkg/errors"
 	"github.com/urfave/cli/v2"
+	"oras.land/oras-go/v2/registry/remote/auth"
+	"oras.land/oras-go/v2/registry/remote/credentials"
+	"oras.land/oras-go/v2/registry/remote/errcode"
 )
 
 // pushCommand sends an image of the namespace to a registry, as `ctr
@@ -67,7 +72,7 @@ func pushAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	repo, object, _, err := openRepository(name, c.Bool("plain-http"))
+	repo, object, creds, err := openRepository(name, c.Bool("plain-http"))
 	if err != nil {
 		return err
 	}
@@ -90,6 +95,8 @@ func pushAction(c *cli.Context) error {
 		return nil
 	case ctx.Err() != nil:
 		return errors.Errorf("push %q: interrupted; push again to send the rest", name)
+	case errors.Is(err, auth.ErrBasicCredentialNotFound) || errors.As(err, new(*errcode.ErrorResponse)) && isUnauthorized(err):
+		return loginError(ctx, name, repo.Reference.Registry, creds, err)
 	case len(res.Lacking) > 0:
 		return errors.Wrapf(transportError(repo, err), "push %q: the index names %d manifest(s) namespace %q does not hold, and a registry may refuse it for them (pull REF --all-platforms first)", name, len(res.Lacking), ns.Name)
 	}
@@ -114,4 +121,23 @@ func localRef(ns client.Namespace, ref string) (string, error) {
 		}
 	}
 	return "", errors.Errorf("no image %q in namespace %q", ref, ns.Name)
+}
+
+// loginError says, as pull does, why the registry wants other
+// credentials: which Docker config was read, and whether it had any.
+func loginError(ctx context.Context, name, host string, creds credentials.Store, err error) error {
+	where := "the Docker config"
+	if ds, ok := creds.(*credentials.DynamicStore); ok && ds.ConfigPath() != "" {
+		where = ds.ConfigPath()
+	}
+	if cred, _ := creds.Get(ctx, credentials.ServerAddressFromHostname(host)); cred == auth.EmptyCredential {
+		return errors.Errorf("push %q: %s requires a login, and %s has no credentials for it", name, host, where)
+	}
+	return errors.Errorf("push %q: %s refused the credentials from %s (wrong username or password)", name, host, where)
+}
+
+// isUnauthorized: the registry answered 401.
+func isUnauthorized(err error) bool {
+	var resp *errcode.ErrorResponse
+	return errors.As(err, &resp) && resp.StatusCode == http.StatusUnauthorized
 }
