@@ -236,7 +236,8 @@ func TestLayoutReadByTools(t *testing.T) {
 	if got, err := os.ReadFile(filepath.Join(bundle, "rootfs", "etc", "hello")); err != nil || string(got) != "hello from nsfs\n" {
 		t.Errorf("umoci unpack: etc/hello is %q (%v)", got, err)
 	}
-	// Nothing a reader did changed the namespace.
+	// Nothing a reader did changed the namespace, or left anything in it.
+	assertOutput(t, "ls ns/foo after the readers", mustRun(t, m, "ls", "-a", "ns/foo"), lines(".", "..", "blobs", "images", "index.json", "oci-layout"))
 	if refs := layoutRefs(t, d, "foo"); len(refs) != 1 || refs["app-v1"] != img.manifest.digest() {
 		t.Errorf("index.json after the readers: %v", refs)
 	}
