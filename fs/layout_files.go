@@ -5,6 +5,7 @@ import (
 	"log"
 	"sync"
 	"syscall"
+	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -38,6 +39,56 @@ type layoutFile struct {
 	noXattrs
 	ns   nsRef
 	name string // ociLayoutName or layoutIndexName
+
+	bases layoutBases // of index.json: what each process read last
+}
+
+// layoutBases remember, per process, the index.json it read last (or
+// wrote last): the base its next write is measured against
+// (metadata.LayoutStore.PutIndex), so that a tool's rewrite changes
+// only what the tool changed. Bounded: the oldest are forgotten first,
+// and a write without a base sets the refs as it names them.
+type layoutBases struct {
+	mu     sync.Mutex
+	byProc map[int]layoutBase
+}
+
+type layoutBase struct {
+	data []byte
+	at   time.Time
+}
+
+// maxLayoutBases bounds the processes remembered per namespace.
+const maxLayoutBases = 64
+
+func (b *layoutBases) remember(p process, data []byte) {
+	if p.tgid == 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.byProc == nil {
+		b.byProc = map[int]layoutBase{}
+	}
+	if _, ok := b.byProc[p.tgid]; !ok && len(b.byProc) >= maxLayoutBases {
+		oldest := 0
+		for pid, base := range b.byProc {
+			if oldest == 0 || base.at.Before(b.byProc[oldest].at) {
+				oldest = pid
+			}
+		}
+		delete(b.byProc, oldest)
+	}
+	b.byProc[p.tgid] = layoutBase{data: data, at: time.Now()}
+}
+
+func (b *layoutBases) of(p process) []byte {
+	if p.tgid == 0 {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.byProc[p.tgid].data
 }
 
 var (
@@ -140,10 +191,14 @@ func (f *layoutFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, u
 	if errno != 0 {
 		return nil, 0, errno
 	}
+	owner := processOf(ctx)
+	if flags&syscall.O_TRUNC == 0 && f.name == layoutIndexName {
+		f.bases.remember(owner, data)
+	}
 	if flags&syscall.O_ACCMODE == syscall.O_RDONLY {
 		return &layoutReader{data: data}, fuse.FOPEN_DIRECT_IO, 0
 	}
-	w := &layoutWriter{file: f, owner: processOf(ctx)}
+	w := &layoutWriter{file: f, owner: owner}
 	if flags&syscall.O_TRUNC == 0 {
 		w.buf = append([]byte(nil), data...)
 	} else {
@@ -152,19 +207,21 @@ func (f *layoutFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, u
 	return w, fuse.FOPEN_DIRECT_IO, 0
 }
 
-// commit makes data the file's content: oci-layout accepts only its own
-// bytes (a tool writes it again when it opens a layout); index.json sets
-// the namespace's refs.
-func (f *layoutFile) commit(data []byte) syscall.Errno {
+// commit makes data the file's content, written by process p:
+// oci-layout accepts only its own bytes (a tool writes it again when it
+// opens a layout); index.json sets the namespace's refs, measured against
+// what p read.
+func (f *layoutFile) commit(p process, data []byte) syscall.Errno {
 	if f.name == ociLayoutName {
 		if err := metadata.CheckOCILayout(data); err != nil {
 			return toErrno("commit "+f.display(), errors.WithMessagef(err, "namespace %q", f.ns.name))
 		}
 		return 0
 	}
-	if err := f.fsys.db.Layout().PutIndex(f.ns.name, data); err != nil {
+	if err := f.fsys.db.Layout().PutIndex(f.ns.name, f.bases.of(p), data); err != nil {
 		return toErrno("commit "+f.display(), errors.WithMessagef(err, "namespace %q", f.ns.name))
 	}
+	f.bases.remember(p, append([]byte(nil), data...))
 	f.forgetImageNames()
 	return 0
 }
@@ -320,7 +377,7 @@ func (w *layoutWriter) commit() syscall.Errno {
 	if !w.written {
 		return 0
 	}
-	if errno := w.file.commit(w.buf); errno != 0 {
+	if errno := w.file.commit(w.owner, w.buf); errno != 0 {
 		return errno
 	}
 	w.written = false

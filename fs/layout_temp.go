@@ -195,7 +195,7 @@ func (d *namespaceDir) Rename(ctx context.Context, name string, newParent gofs.I
 	if t == nil {
 		return d.refuse(name, newName)
 	}
-	return d.fsys.renameTemp(d.ns, t, newParent, newName, flags)
+	return d.fsys.renameTemp(processOf(ctx), d.ns, t, newParent, newName, flags)
 }
 
 // renameTemp renames temporary file t of namespace ns to newName in
@@ -205,7 +205,7 @@ func (d *namespaceDir) Rename(ctx context.Context, name string, newParent gofs.I
 // hold the layout's bytes; to any other name in the root, a scratch
 // directory or blobs/sha256 it is renamed. Other directories and other
 // namespaces are EXDEV; RENAME_EXCHANGE is EINVAL.
-func (fsys *filesystem) renameTemp(ns nsRef, t *tempIngest, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+func (fsys *filesystem) renameTemp(p process, ns nsRef, t *tempIngest, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
 	if flags&^unix.RENAME_NOREPLACE != 0 {
 		return syscall.EINVAL
 	}
@@ -241,7 +241,7 @@ func (fsys *filesystem) renameTemp(ns nsRef, t *tempIngest, newParent gofs.Inode
 			if noReplace {
 				return syscall.EEXIST
 			}
-			return fsys.renameOntoLayoutFile(ns, t, dst, newName)
+			return fsys.renameOntoLayoutFile(p, ns, t, dst, newName)
 		case isFixedName(newName):
 			return syscall.EISDIR
 		}
@@ -261,7 +261,7 @@ func (fsys *filesystem) renameTemp(ns nsRef, t *tempIngest, newParent gofs.Inode
 // renameOntoLayoutFile is a temporary file renamed onto index.json or
 // oci-layout: its bytes are read back and committed as a write of the
 // file would be; the temporary file goes once they are.
-func (fsys *filesystem) renameOntoLayoutFile(ns nsRef, t *tempIngest, d *namespaceDir, name string) syscall.Errno {
+func (fsys *filesystem) renameOntoLayoutFile(p process, ns nsRef, t *tempIngest, d *namespaceDir, name string) syscall.Errno {
 	op := "commit " + t.display() + " as ns/" + ns.name + "/" + name + " (rename)"
 	data, err := t.writer().Written()
 	if err != nil {
@@ -272,8 +272,23 @@ func (fsys *filesystem) renameOntoLayoutFile(ns nsRef, t *tempIngest, d *namespa
 			return toErrno(op, errors.WithMessagef(err, "namespace %q", ns.name))
 		}
 	} else {
-		if err := fsys.db.Layout().PutIndex(ns.name, data); err != nil {
+		// Measured against what the renaming process read, when the
+		// node of index.json remembers it.
+		var bases *layoutBases
+		if n := d.GetChild(layoutIndexName); n != nil {
+			if f, ok := n.Operations().(*layoutFile); ok {
+				bases = &f.bases
+			}
+		}
+		var base []byte
+		if bases != nil {
+			base = bases.of(p)
+		}
+		if err := fsys.db.Layout().PutIndex(ns.name, base, data); err != nil {
 			return toErrno(op, errors.WithMessagef(err, "namespace %q", ns.name))
+		}
+		if bases != nil {
+			bases.remember(p, data)
 		}
 		if images := d.GetChild(imagesName); images != nil {
 			fsys.inval.post(func() { forgetNamesBelow(images) })

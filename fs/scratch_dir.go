@@ -139,5 +139,5 @@ func (d *scratchDir) Rename(ctx context.Context, name string, newParent gofs.Ino
 	if t == nil {
 		return syscall.ENOENT
 	}
-	return d.fsys.renameTemp(d.ns, t, newParent, newName, flags)
+	return d.fsys.renameTemp(processOf(ctx), d.ns, t, newParent, newName, flags)
 }

@@ -396,6 +396,24 @@ func TestLayoutIndexWrite(t *testing.T) {
 	}
 	d.assertUnchanged(t, "refused writes of index.json", before)
 
+	// A writer's rewrite is measured against what it read: an image made
+	// by another process after this one read index.json survives this
+	// one's write of what it read plus its own change.
+	stale, err := os.ReadFile(d.path("ns", "foo", "index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.putImage(t, "foo", "made-meanwhile", two) // by cp, another process
+	var staleIdx map[string]any
+	if err := json.Unmarshal(stale, &staleIdx); err != nil {
+		t.Fatal(err)
+	}
+	staleIdx["manifests"] = append(staleIdx["manifests"].([]any), entry("mine", one.manifest))
+	if err := os.WriteFile(d.path("ns", "foo", "index.json"), mustJSON(staleIdx), 0o644); err != nil {
+		t.Fatalf("write index.json from a stale read: %v", err)
+	}
+	assertOutput(t, "ls images after a write from a stale read", mustRun(t, m, "ls", "ns/foo/images"), lines("a", "b", "d", "made-meanwhile", "mine"))
+
 	// A temporary file renamed onto index.json (umoci's way).
 	if err := os.WriteFile(d.path("ns", "foo", "index.json.tmp"), indexJSON(entry("z", two.manifest)), 0o600); err != nil {
 		t.Fatal(err)
@@ -409,7 +427,7 @@ func TestLayoutIndexWrite(t *testing.T) {
 	if err := os.WriteFile(d.path("ns", "foo", "oci-put-blob1"), []byte("other bytes"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	err := os.Rename(d.path("ns", "foo", "oci-put-blob1"), d.path(blobPath("foo", layer.hex())))
+	err = os.Rename(d.path("ns", "foo", "oci-put-blob1"), d.path(blobPath("foo", layer.hex())))
 	assertErrno(t, "rename of the wrong bytes to blobs/sha256/<hex>", err, syscall.EBADMSG)
 	if !fileExists(d.path("ns", "foo", "oci-put-blob1")) || fileExists(d.path(blobPath("foo", layer.hex()))) {
 		t.Errorf("after EBADMSG: the temporary file must stay and the blob must not exist")

@@ -60,6 +60,14 @@ type LayoutStore interface {
 	// PutIndex makes the namespace's refs those index data names: refs
 	// new or pointing elsewhere are created or replaced, refs absent from
 	// data are removed, refs unchanged are left alone, in one transaction.
+	//
+	// base, if not nil, is the index.json the writer read before (Index's
+	// bytes): the write then changes exactly what the writer changed from
+	// base, whatever changed meanwhile — a ref data names as base did is
+	// left as it is now, a ref base had and data lacks is removed, and a
+	// ref neither names (made since the writer read) stays. A tool that
+	// reads index.json, pulls for a minute and writes it back so loses
+	// no ref made by others in that minute.
 	// The ref of a descriptor is its org.opencontainers.image.ref.name,
 	// else its io.containerd.image.name; a descriptor with neither is
 	// skipped (an untagged manifest of the layout, which the namespace
@@ -67,7 +75,7 @@ type LayoutStore interface {
 	// a ref is invalid or named twice with different targets, or a
 	// target's blob does not match its descriptor; ErrNotFound when a
 	// target is not visible to the namespace. Nothing changes on error.
-	PutIndex(ns string, data []byte) error
+	PutIndex(ns string, base, data []byte) error
 }
 
 // Layout is the store's LayoutStore.
@@ -190,10 +198,29 @@ func emptyLayoutIndex(data []byte) bool {
 	return json.Unmarshal(data, &idx) == nil && idx.SchemaVersion == 2 && string(idx.Manifests) == "null"
 }
 
-func (db layoutStore) PutIndex(ns string, data []byte) error {
+func (db layoutStore) PutIndex(ns string, base, data []byte) error {
 	refs, err := ParseLayoutIndex(data)
 	if err != nil {
 		return err
+	}
+	var baseRefs map[string]ocispec.Descriptor
+	if base != nil {
+		// Our own bytes: a base that does not parse is no base.
+		baseRefs, _ = ParseLayoutIndex(base)
+	}
+	// unchangedByWriter: data names ref as the writer read it.
+	unchangedByWriter := func(ref string, target ocispec.Descriptor) bool {
+		old, ok := baseRefs[ref]
+		return ok && old.Digest == target.Digest
+	}
+	// removedByWriter: ref, which data does not name, was there when the
+	// writer read (or the writer read nothing: then every ref was).
+	removedByWriter := func(ref string) bool {
+		if baseRefs == nil {
+			return true
+		}
+		_, ok := baseRefs[ref]
+		return ok
 	}
 	// Disk I/O before the transaction: each new target's bytes, verified
 	// against its descriptor, parsed, with the documents below an index.
@@ -203,7 +230,7 @@ func (db layoutStore) PutIndex(ns string, data []byte) error {
 	}
 	var writes []layoutWrite
 	for ref, target := range refs {
-		if old, ok := current[ref]; ok && old.Digest == target.Digest {
+		if old, ok := current[ref]; ok && old.Digest == target.Digest || unchangedByWriter(ref, target) {
 			continue
 		}
 		w, err := db.readLayoutTarget(ns, ref, target)
@@ -215,7 +242,7 @@ func (db layoutStore) PutIndex(ns string, data []byte) error {
 	sort.Slice(writes, func(i, j int) bool { return writes[i].ref < writes[j].ref })
 	var removed []string
 	for ref := range current {
-		if _, ok := refs[ref]; !ok {
+		if _, ok := refs[ref]; !ok && removedByWriter(ref) {
 			removed = append(removed, ref)
 		}
 	}

@@ -61,7 +61,7 @@ func TestLayoutPutIndex(t *testing.T) {
 
 	// a: one → two, b unchanged, c removed, d: one (whose other claimants
 	// a and c both leave it in the same transaction).
-	if err := db.Layout().PutIndex("foo", layoutIndexJSON(t, map[string][]byte{"a": two.manifest, "b": two.manifest, "d": one.manifest})); err != nil {
+	if err := db.Layout().PutIndex("foo", nil, layoutIndexJSON(t, map[string][]byte{"a": two.manifest, "b": two.manifest, "d": one.manifest})); err != nil {
 		t.Fatalf("PutIndex: %v", err)
 	}
 	want := map[string]string{"a": string(two.digest), "b": string(two.digest), "d": string(one.digest)}
@@ -86,7 +86,7 @@ func TestLayoutPutIndex(t *testing.T) {
 		if data == nil {
 			ns, data = "nope", layoutIndexJSON(t, nil)
 		}
-		if err := db.Layout().PutIndex(ns, data); err == nil {
+		if err := db.Layout().PutIndex(ns, nil, data); err == nil {
 			t.Errorf("PutIndex of %s: succeeded", what)
 		}
 	}
@@ -95,7 +95,7 @@ func TestLayoutPutIndex(t *testing.T) {
 	}
 
 	// An empty index removes every image; the blobs go with them.
-	if err := db.Layout().PutIndex("foo", layoutIndexJSON(t, nil)); err != nil {
+	if err := db.Layout().PutIndex("foo", nil, layoutIndexJSON(t, nil)); err != nil {
 		t.Fatal(err)
 	}
 	if got := layoutRefs(t, db, "foo"); len(got) != 0 {
@@ -127,4 +127,40 @@ func TestCheckOCILayout(t *testing.T) {
 		t.Errorf("a prefix: %v", err)
 	}
 	wantKind(t, "a whole document of another version", CheckOCILayoutPrefix([]byte(`{"imageLayoutVersion":"1.1.0"}`)), IsInvalidArgument, "ErrInvalidArgument")
+}
+
+// TestLayoutPutIndexBase: measured against the index.json the writer
+// read, a write changes only what the writer changed: refs made or
+// changed by others since it read stay as they are now.
+func TestLayoutPutIndexBase(t *testing.T) {
+	db := openTestDB(t, Options{})
+	if _, err := db.Namespaces().Create("foo", nil); err != nil {
+		t.Fatal(err)
+	}
+	one, two := seedImage(t, db, "foo", "one"), seedImage(t, db, "foo", "two")
+	put := func(ref string, m []byte) {
+		t.Helper()
+		if _, err := db.Images().Put(ImageWrite{Namespace: "foo", Ref: ref, Manifest: m}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("a", one.manifest)
+	put("b", one.manifest)
+	base, err := db.Layout().Index("foo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Others, after the writer read: e is made, b changes.
+	put("e", two.manifest)
+	put("b", two.manifest)
+	// The writer removes a, keeps b as it read it, adds f.
+	if err := db.Layout().PutIndex("foo", base, layoutIndexJSON(t, map[string][]byte{"b": one.manifest, "f": two.manifest})); err != nil {
+		t.Fatalf("PutIndex: %v", err)
+	}
+	got := layoutRefs(t, db, "foo")
+	want := map[string]string{"b": string(two.digest), "e": string(two.digest), "f": string(two.digest)}
+	if len(got) != len(want) || got["b"] != want["b"] || got["e"] != want["e"] || got["f"] != want["f"] {
+		t.Errorf("refs: %v, want %v", got, want)
+	}
+	checkInvariants(t, db)
 }
