@@ -510,3 +510,36 @@ func TestLayoutTempLeftBehind(t *testing.T) {
 	assertOutput(t, "ls -A ns/bar/ingest once gc collected", mustRun(t, m, "ls", "-A", "ns/bar/ingest"), "")
 	mustRun(t, m, "rmdir", "ns/bar/ingest", "ns/bar")
 }
+
+// TestLayoutUmociWrites: umoci changes a namespace in place — repack of a
+// changed bundle into a new ref, tag — through its .umoci-… scratch
+// directory and a rename onto index.json, and leaves nothing behind.
+func TestLayoutUmociWrites(t *testing.T) {
+	d := startNsfs(t)
+	m := d.mnt
+	mustRun(t, m, "mkdir", "ns/foo")
+	img := runnableImage(t, map[string]string{"etc/hello": "before\n"})
+	d.putImage(t, "foo", "app-v1", img)
+	layout := d.path("ns", "foo")
+
+	bundle := filepath.Join(t.TempDir(), "bundle")
+	mustTool(t, "umoci", "unpack", "--rootless", "--image", layout+":app-v1", bundle)
+	if err := os.WriteFile(filepath.Join(bundle, "rootfs", "etc", "added"), []byte("after\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustTool(t, "umoci", "repack", "--image", layout+":app-v2", bundle)
+	mustTool(t, "umoci", "tag", "--image", layout+":app-v2", "app-v3")
+	assertOutput(t, "ls images", mustRun(t, m, "ls", "ns/foo/images"), lines("app-v1", "app-v2", "app-v3"))
+	assertOutput(t, "ls -a ns/foo", mustRun(t, m, "ls", "-a", "ns/foo"), lines(".", "..", "blobs", "images", "index.json", "oci-layout"))
+	if refs := layoutRefs(t, d, "foo"); refs["app-v1"] != img.manifest.digest() || refs["app-v2"] == img.manifest.digest() || refs["app-v3"] != refs["app-v2"] {
+		t.Errorf("refs after repack and tag: %v", refs)
+	}
+
+	again := filepath.Join(t.TempDir(), "again")
+	mustTool(t, "umoci", "unpack", "--rootless", "--image", layout+":app-v3", again)
+	for name, want := range map[string]string{"hello": "before\n", "added": "after\n"} {
+		if got, err := os.ReadFile(filepath.Join(again, "rootfs", "etc", name)); err != nil || string(got) != want {
+			t.Errorf("etc/%s of the repacked image: %q (%v), want %q", name, got, err, want)
+		}
+	}
+}
