@@ -3,6 +3,8 @@ package fs
 import (
 	"context"
 	"log"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -218,9 +220,11 @@ func (f *layoutFile) commit(p process, data []byte) syscall.Errno {
 		}
 		return 0
 	}
-	if err := f.fsys.db.Layout().PutIndex(f.ns.name, f.bases.of(p), data); err != nil {
+	skipped, err := f.fsys.db.Layout().PutIndex(f.ns.name, f.bases.of(p), data)
+	if err != nil {
 		return toErrno("commit "+f.display(), errors.WithMessagef(err, "namespace %q", f.ns.name))
 	}
+	logSkippedRefs("commit "+f.display(), skipped)
 	f.bases.remember(p, append([]byte(nil), data...))
 	f.forgetImageNames()
 	return 0
@@ -429,4 +433,17 @@ func (d *namespaceDir) Unlink(ctx context.Context, name string) syscall.Errno {
 		return syscall.EISDIR
 	}
 	return syscall.ENOENT
+}
+
+// logSkippedRefs says which refs a write of index.json left as they were,
+// their targets not being in the namespace.
+func logSkippedRefs(op string, skipped []string) {
+	if len(skipped) == 0 {
+		return
+	}
+	op += ": left as they are, their targets not in the namespace: " + strings.Join(skipped, ", ")
+	if strings.ContainsFunc(op, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		op = strconv.Quote(op)
+	}
+	log.Print(op)
 }

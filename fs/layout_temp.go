@@ -284,9 +284,11 @@ func (fsys *filesystem) renameOntoLayoutFile(p process, ns nsRef, t *tempIngest,
 		if bases != nil {
 			base = bases.of(p)
 		}
-		if err := fsys.db.Layout().PutIndex(ns.name, base, data); err != nil {
+		skipped, err := fsys.db.Layout().PutIndex(ns.name, base, data)
+		if err != nil {
 			return toErrno(op, errors.WithMessagef(err, "namespace %q", ns.name))
 		}
+		logSkippedRefs(op, skipped)
 		if bases != nil {
 			bases.remember(p, data)
 		}

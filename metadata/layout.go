@@ -73,9 +73,14 @@ type LayoutStore interface {
 	// skipped (an untagged manifest of the layout, which the namespace
 	// holds as a blob). ErrInvalidArgument when data is not an index,
 	// a ref is invalid or named twice with different targets, or a
-	// target's blob does not match its descriptor; ErrNotFound when a
-	// target is not visible to the namespace. Nothing changes on error.
-	PutIndex(ns string, base, data []byte) error
+	// target's blob does not match its descriptor; nothing changes then.
+	//
+	// A ref whose target the namespace cannot see is skipped (returned in
+	// skipped) and keeps what it had: no image can be made of bytes that
+	// are not there, and a restore (cp -a of a namespace) may write
+	// index.json before the blobs and images it names, which then make
+	// the same refs.
+	PutIndex(ns string, base, data []byte) (skipped []string, err error)
 }
 
 // Layout is the store's LayoutStore.
@@ -198,10 +203,10 @@ func emptyLayoutIndex(data []byte) bool {
 	return json.Unmarshal(data, &idx) == nil && idx.SchemaVersion == 2 && string(idx.Manifests) == "null"
 }
 
-func (db layoutStore) PutIndex(ns string, base, data []byte) error {
+func (db layoutStore) PutIndex(ns string, base, data []byte) (skipped []string, err error) {
 	refs, err := ParseLayoutIndex(data)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var baseRefs map[string]ocispec.Descriptor
 	if base != nil {
@@ -226,7 +231,7 @@ func (db layoutStore) PutIndex(ns string, base, data []byte) error {
 	// against its descriptor, parsed, with the documents below an index.
 	current, err := db.currentTargets(ns)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var writes []layoutWrite
 	for ref, target := range refs {
@@ -234,11 +239,16 @@ func (db layoutStore) PutIndex(ns string, base, data []byte) error {
 			continue
 		}
 		w, err := db.readLayoutTarget(ns, ref, target)
+		if IsNotFound(err) {
+			skipped = append(skipped, ref)
+			continue
+		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 		writes = append(writes, w)
 	}
+	sort.Strings(skipped)
 	sort.Slice(writes, func(i, j int) bool { return writes[i].ref < writes[j].ref })
 	var removed []string
 	for ref := range current {
@@ -248,7 +258,7 @@ func (db layoutStore) PutIndex(ns string, base, data []byte) error {
 	}
 	sort.Strings(removed)
 	if len(writes) == 0 && len(removed) == 0 {
-		return nil
+		return skipped, nil
 	}
 	// New refs first, then replaced ones, then removals: a blob that one
 	// image stops claiming stays held while another is to claim it. (Two
@@ -259,7 +269,7 @@ func (db layoutStore) PutIndex(ns string, base, data []byte) error {
 		_, jOld := current[writes[j].ref]
 		return !iOld && jOld
 	})
-	return db.commitReleasing(ns, db.batch, func(tx *bolt.Tx, rel *releases) error {
+	return skipped, db.commitReleasing(ns, db.batch, func(tx *bolt.Tx, rel *releases) error {
 		nsb, err := namespaceBucket(tx, ns)
 		if err != nil {
 			return err
