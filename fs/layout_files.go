@@ -391,6 +391,9 @@ func (w *layoutWriter) commit() syscall.Errno {
 // lookupLayoutFile answers a lookup of oci-layout or index.json in the
 // namespace's root.
 func (d *namespaceDir) lookupLayoutFile(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if d.fsys.scratch.isHidden(scratchKey{d.ns.id, name}) {
+		return nil, syscall.ENOENT
+	}
 	f := newLayoutFile(d.fsys, d.ns, name)
 	data, errno := f.content()
 	if errno != 0 {
@@ -409,20 +412,47 @@ func (d *namespaceDir) lookupLayoutFile(ctx context.Context, name string, out *f
 // layoutEntries lists the layout's files after images/ and blobs/ (rm -rf
 // removes images before blobs; the layout files stay).
 func (d *namespaceDir) layoutEntries() []fuse.DirEntry {
-	return []fuse.DirEntry{
-		{Name: ociLayoutName, Mode: syscall.S_IFREG, Ino: d.fsys.inodes.dir(d.ns.id, ociLayoutName)},
-		{Name: layoutIndexName, Mode: syscall.S_IFREG, Ino: d.fsys.inodes.dir(d.ns.id, layoutIndexName)},
+	var entries []fuse.DirEntry
+	for _, name := range []string{ociLayoutName, layoutIndexName} {
+		if !d.fsys.scratch.isHidden(scratchKey{d.ns.id, name}) {
+			entries = append(entries, fuse.DirEntry{Name: name, Mode: syscall.S_IFREG, Ino: d.fsys.inodes.dir(d.ns.id, name)})
+		}
 	}
+	return entries
 }
 
-// Unlink: oci-layout and index.json answer rm with success and stay, as
-// images/ and blobs/ answer rmdir, so that rm -rf of a namespace exits 0;
-// a temporary file goes with its bytes.
+// createLayoutFile answers a create of oci-layout or index.json (after an
+// rm, or by a kernel that thought it absent): a write of it, from empty.
+func (d *namespaceDir) createLayoutFile(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	d.fsys.scratch.unhide(scratchKey{d.ns.id, name})
+	f := newLayoutFile(d.fsys, d.ns, name)
+	if errno := f.fill(&out.Attr, 0); errno != 0 {
+		return nil, nil, 0, errno
+	}
+	n := d.NewInode(ctx, f, fileAttr(f.ino()))
+	// The node may be one the tree had already (same inode number).
+	file, _ := n.Operations().(*layoutFile)
+	if file == nil {
+		file = f
+	}
+	return n, &layoutWriter{file: file, owner: processOf(ctx), written: true}, fuse.FOPEN_DIRECT_IO, 0
+}
+
+// Unlink: rm of oci-layout or index.json succeeds and changes nothing in
+// the store (so that rm -rf of a namespace exits 0); the name is absent
+// until it is written again or the next mount, so that tar -x, which
+// removes a file it cannot create with O_EXCL and tries again, writes it
+// then. A temporary file goes with its bytes.
 func (d *namespaceDir) Unlink(ctx context.Context, name string) syscall.Errno {
 	if errno := d.fsys.enter(&d.ns, name); errno != 0 {
 		return errno
 	}
 	if isLayoutFile(name) {
+		k := scratchKey{d.ns.id, name}
+		if d.fsys.scratch.isHidden(k) {
+			return syscall.ENOENT
+		}
+		d.fsys.scratch.hide(k)
 		return 0
 	}
 	if t := d.fsys.temps.get(d.tempKey(name)); t != nil {

@@ -36,10 +36,34 @@ import (
 // rootTempDir is the directory key (tempKey.dir) of the namespace's root.
 const rootTempDir = ""
 
-// scratchDirs are the mount's scratch directories, by namespace and name.
+// scratchDirs are the mount's scratch directories, by namespace and name,
+// and the layout files removed by rm (layout_files.go, Unlink).
 type scratchDirs struct {
 	mu     sync.Mutex
 	byName map[scratchKey]time.Time // when it was made
+	hidden map[scratchKey]bool      // oci-layout or index.json, removed
+}
+
+// hide makes a layout file absent until it is created again.
+func (r *scratchDirs) hide(k scratchKey) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.hidden == nil {
+		r.hidden = map[scratchKey]bool{}
+	}
+	r.hidden[k] = true
+}
+
+func (r *scratchDirs) unhide(k scratchKey) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.hidden, k)
+}
+
+func (r *scratchDirs) isHidden(k scratchKey) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.hidden[k]
 }
 
 type scratchKey struct {
@@ -133,6 +157,9 @@ func (d *namespaceDir) tempAndScratchEntries() []fuse.DirEntry {
 func (d *namespaceDir) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
 	if errno := d.fsys.enter(&d.ns, name); errno != 0 {
 		return nil, nil, 0, errno
+	}
+	if isLayoutFile(name) {
+		return d.createLayoutFile(ctx, name, out)
 	}
 	if isFixedName(name) {
 		return nil, nil, 0, syscall.EEXIST
@@ -296,6 +323,7 @@ func (fsys *filesystem) renameOntoLayoutFile(p process, ns nsRef, t *tempIngest,
 			fsys.inval.post(func() { forgetNamesBelow(images) })
 		}
 	}
+	fsys.scratch.unhide(scratchKey{ns.id, name})
 	fsys.temps.remove(t)
 	return 0
 }

@@ -192,6 +192,22 @@ func TestLayoutFiles(t *testing.T) {
 	d.assertUnchanged(t, "oci-layout writes", before)
 	assertOutput(t, "cat oci-layout", mustRun(t, m, "cat", "ns/foo/oci-layout"), `{"imageLayoutVersion":"1.0.0"}`)
 
+	// tar -x of the layout files over themselves: tar removes a file it
+	// cannot create with O_EXCL and tries again (an rm that left the file
+	// there made it loop for ever); the refs stay as they were.
+	refsBefore := layoutRefs(t, d, "foo")
+	archive := filepath.Join(t.TempDir(), "layout.tar")
+	mustRun(t, m, "tar", "cf", archive, "-C", "ns/foo", "oci-layout", "index.json")
+	mustRun(t, m, "tar", "xf", archive, "-C", "ns/foo")
+	if refs := layoutRefs(t, d, "foo"); fmt.Sprint(refs) != fmt.Sprint(refsBefore) {
+		t.Errorf("refs after tar -x of index.json over itself: %v, want %v", refs, refsBefore)
+	}
+	// rm of index.json changes no ref; the name is absent until written.
+	mustRun(t, m, "rm", "ns/foo/index.json")
+	assertOutput(t, "ls ns/foo after rm index.json", mustRun(t, m, "ls", "ns/foo"), lines("blobs", "images", "oci-layout"))
+	assertOutput(t, "ls images after rm index.json", mustRun(t, m, "ls", "ns/foo/images"), lines("docker.io"))
+	mustFail(t, m, "No such file or directory", "cat", "ns/foo/index.json")
+
 	// rm -rf of the namespace still exits 0 and removes it.
 	mustRun(t, m, "rm", "-rf", "ns/foo")
 	if fileExists(d.path("ns", "foo")) {
