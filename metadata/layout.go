@@ -260,17 +260,16 @@ func (db layoutStore) PutIndex(ns string, base, data []byte) (skipped []string, 
 	if len(writes) == 0 && len(removed) == 0 {
 		return skipped, nil
 	}
-	// New refs first, then replaced ones, then removals: a blob that one
-	// image stops claiming stays held while another is to claim it. (Two
-	// refs that swap targets can still lose one's blobs between them:
-	// written again, the second write finds them in place.)
-	sort.SliceStable(writes, func(i, j int) bool {
-		_, iOld := current[writes[i].ref]
-		_, jOld := current[writes[j].ref]
-		return !iOld && jOld
-	})
 	return skipped, db.commitReleasing(ns, db.batch, func(tx *bolt.Tx, rel *releases) error {
 		nsb, err := namespaceBucket(tx, ns)
+		if err != nil {
+			return err
+		}
+		// A blob that one image stops claiming must stay held while
+		// another is to claim it (two refs may even swap targets): every
+		// claimed blob a new target claims is pinned, one claim more,
+		// for the transaction, and released at its end as any claim.
+		pinned, err := db.pinLayoutClaims(tx, nsb, ns, writes)
 		if err != nil {
 			return err
 		}
@@ -288,8 +287,46 @@ func (db layoutStore) PutIndex(ns string, base, data []byte) (skipped []string, 
 				return err
 			}
 		}
+		for _, d := range pinned {
+			if err := unclaim(tx, nsb, d, rel); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
+}
+
+// pinLayoutClaims adds one claim to every blob the namespace holds for
+// an image that the targets of writes will claim, and returns them.
+func (db layoutStore) pinLayoutClaims(tx *bolt.Tx, nsb *bolt.Bucket, ns string, writes []layoutWrite) ([]digest.Digest, error) {
+	var pinned []digest.Digest
+	seen := map[digest.Digest]bool{}
+	for _, w := range writes {
+		claims, err := db.manifestClaims(tx, ns, w.ref, w.target, w.doc, w.children)
+		if err != nil {
+			return nil, errors.WithMessage(err, "index.json")
+		}
+		for d := range claims {
+			if seen[d] {
+				continue
+			}
+			seen[d] = true
+			rec := heldBlob(nsb, d)
+			if rec == nil {
+				continue
+			}
+			n := getUint64(rec, keyImages)
+			if n == 0 {
+				continue // held by a write: no image release drops it
+			}
+			if err := putUint64(rec, keyImages, n+1); err != nil {
+				return nil, err
+			}
+			pinned = append(pinned, d)
+		}
+	}
+	sort.Slice(pinned, func(i, j int) bool { return pinned[i] < pinned[j] })
+	return pinned, nil
 }
 
 // currentTargets maps each ref of the namespace to its target.

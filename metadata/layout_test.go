@@ -172,3 +172,29 @@ func TestLayoutPutIndexBase(t *testing.T) {
 	}
 	checkInvariants(t, db)
 }
+
+// TestLayoutPutIndexSwap: two refs that swap targets in one write keep
+// every blob of both.
+func TestLayoutPutIndexSwap(t *testing.T) {
+	db := openTestDB(t, Options{})
+	if _, err := db.Namespaces().Create("foo", nil); err != nil {
+		t.Fatal(err)
+	}
+	one, two := seedImage(t, db, "foo", "one"), seedImage(t, db, "foo", "two")
+	for ref, m := range map[string][]byte{"a": one.manifest, "b": two.manifest} {
+		if _, err := db.Images().Put(ImageWrite{Namespace: "foo", Ref: ref, Manifest: m}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held := heldDigests(t, db, "foo")
+	if _, err := db.Layout().PutIndex("foo", nil, layoutIndexJSON(t, map[string][]byte{"a": two.manifest, "b": one.manifest})); err != nil {
+		t.Fatalf("PutIndex swapping a and b: %v", err)
+	}
+	if got := layoutRefs(t, db, "foo"); got["a"] != string(two.digest) || got["b"] != string(one.digest) {
+		t.Errorf("refs after the swap: %v", got)
+	}
+	if got := heldDigests(t, db, "foo"); !equalDigests(got, held) {
+		t.Errorf("blobs held after the swap: %v, want %v", got, held)
+	}
+	checkInvariants(t, db)
+}
