@@ -105,6 +105,11 @@ var (
 	_ = (gofs.NodeOpener)((*layoutFile)(nil))
 )
 
+// uncachedAttr is the attribute timeout of index.json, whose size
+// changes with every image: the kernel asks again at each stat. (Zero
+// would mean "unset" to go-fuse, which puts the mount's default there.)
+const uncachedAttr = time.Nanosecond
+
 // isLayoutFile says whether name is one of the layout's files.
 func isLayoutFile(name string) bool { return name == ociLayoutName || name == layoutIndexName }
 
@@ -154,7 +159,7 @@ func (f *layoutFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.
 		return errno
 	}
 	if f.name == layoutIndexName {
-		out.SetTimeout(0)
+		out.SetTimeout(uncachedAttr)
 	}
 	return f.fill(&out.Attr, len(data))
 }
@@ -404,7 +409,7 @@ func (d *namespaceDir) lookupLayoutFile(ctx context.Context, name string, out *f
 	}
 	cacheName(out)
 	if name == layoutIndexName {
-		out.SetAttrTimeout(0)
+		out.SetAttrTimeout(uncachedAttr)
 	}
 	return d.NewInode(ctx, f, fileAttr(f.ino())), 0
 }

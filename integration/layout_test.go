@@ -156,8 +156,15 @@ func TestLayoutFiles(t *testing.T) {
 	}
 
 	img, other := newImage(1401, "amd64", 100), newImage(1402, "arm64", 120)
+	mustRun(t, m, "ls", "-l", "ns/foo") // the kernel hears of index.json's size
 	d.putImage(t, "foo", "docker.io/library/app:v1", img)
 	d.putImage(t, "foo", "other", other)
+	// A stat right after sees the new size: the kernel keeps none.
+	if st, err := os.Stat(d.path("ns", "foo", "index.json")); err != nil {
+		t.Error(err)
+	} else if st.Size() <= 89 {
+		t.Errorf("stat index.json after two images were added: size %d, the empty index's", st.Size())
+	}
 	idx = readLayoutIndex(t, d, "foo")
 	if len(idx.Manifests) != 2 {
 		t.Fatalf("index.json: want 2 images, got %+v", idx)
