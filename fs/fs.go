@@ -81,6 +81,7 @@ type filesystem struct {
 	started time.Time      // the times of directories that are not records
 	handles *handleLimiter // what each user's open handles may hold
 	temps   tempIngests    // temporary ingests (temp_ingest.go)
+	scratch scratchDirs    // scratch directories of namespaces (layout_temp.go)
 
 	// deleted maps a namespace name to the highest ID of a namespace of
 	// that name deleted while mounted (uint64): see enter. One entry per

@@ -82,19 +82,23 @@ func (d *namespaceDir) Lookup(ctx context.Context, name string, out *fuse.EntryO
 		d.fsys.fillStoredDir(&out.Attr, d.ns, metadata.DirBlobsRoot)
 		cacheName(out)
 		return d.NewInode(ctx, &blobsDir{fixedDir{dirBase: d.dirBase, timesKey: metadata.DirBlobsRoot}}, dirAttr(d.fsys.inodes.dir(d.ns.id, blobsKey))), 0
+	case ociLayoutName, layoutIndexName:
+		return d.lookupLayoutFile(ctx, name, out)
 	}
-	return nil, syscall.ENOENT
+	return d.lookupTempOrScratch(ctx, name, out)
 }
 
 func (d *namespaceDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	if errno := d.fsys.enter(&d.ns); errno != 0 {
 		return nil, errno
 	}
-	entries := dirEntries(d.EmbeddedInode(), 2)
+	entries := dirEntries(d.EmbeddedInode(), 4)
 	entries = append(entries,
 		fuse.DirEntry{Name: imagesName, Mode: syscall.S_IFDIR, Ino: d.fsys.inodes.dir(d.ns.id, imagesKey)},
 		fuse.DirEntry{Name: blobsName, Mode: syscall.S_IFDIR, Ino: d.fsys.inodes.dir(d.ns.id, blobsKey)},
 	)
+	entries = append(entries, d.layoutEntries()...)
+	entries = append(entries, d.tempAndScratchEntries()...)
 	return gofs.NewListDirStream(entries), 0
 }
 
@@ -120,15 +124,16 @@ func (d *namespaceDir) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.
 	return setattrStoredDir(d.fsys, in, out, d, d.ns.name, metadata.DirNamespace, "ns/"+d.ns.name)
 }
 
-// Mkdir: images/ and blobs/ always exist; nothing else can.
+// Mkdir: images/ and blobs/ always exist; any other name is a scratch
+// directory (layout_temp.go).
 func (d *namespaceDir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	if errno := d.fsys.enter(&d.ns); errno != 0 {
 		return nil, errno
 	}
-	if name == imagesName || name == blobsName {
+	if isFixedName(name) {
 		return nil, syscall.EEXIST
 	}
-	return nil, d.refuse(name)
+	return d.mkdirScratch(ctx, name, out)
 }
 
 // Rmdir of images/ or blobs/ succeeds once they are empty, so that rm -rf
@@ -147,7 +152,7 @@ func (d *namespaceDir) Rmdir(ctx context.Context, name string) syscall.Errno {
 	case blobsName:
 		return d.fsys.rmdirBlobs(d.ns, "ns/"+d.ns.name+"/blobs", blobsKey, sha256Key)
 	}
-	return d.refuse(name)
+	return d.rmdirScratch(name)
 }
 
 // rmdirBlobs answers rmdir of blobs/ or blobs/sha256: metadata says

@@ -19,6 +19,7 @@ var imagesCommand = &cli.Command{
 		imagesTagCommand,
 		imagesCheckCommand,
 		imagesPullCommand,
+		imagesPushCommand,
 		importCommand,
 		exportCommand,
 	},

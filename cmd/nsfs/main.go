@@ -20,6 +20,7 @@ var commands = []*cli.Command{
 	imagesCommand,
 	contentCommand,
 	pullCommand,
+	pushCommand,
 	fsckCommand,
 	gcCommand,
 	umountCommand,

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"os"
@@ -38,6 +39,9 @@ type pullProgress struct {
 	quiet bool
 	start time.Time
 	total atomic.Int64 // bytes read from the registry
+	// sending is the state of a blob on its way: "downloading" (pull),
+	// "uploading" (push).
+	sending string
 
 	mu       sync.Mutex
 	kinds    map[digest.Digest]string
@@ -158,7 +162,7 @@ func (p *pullProgress) bar(desc ocispec.Descriptor) *blobBar {
 
 func (p *pullProgress) Fetching(desc ocispec.Descriptor) {
 	if p.bars != nil {
-		p.bar(desc).state.Store("downloading")
+		p.bar(desc).state.Store(cmp.Or(p.sending, "downloading"))
 	}
 }
 
