@@ -22,8 +22,9 @@ import (
 // appear without any request on its directory (written in another
 // namespace under shared content), so its misses are never remembered,
 // nor is anything a node does not mark with cacheMiss. Whatever makes a
-// name exist without a request on that name (none does today) must tell
-// the kernel: parent.NotifyEntry(name).
+// name exist without a request on that name must tell the kernel,
+// parent.NotifyEntry(name): a write of index.json does
+// (filesystem.commitIndex).
 const negativeTimeout = time.Second
 
 // cacheMiss answers a lookup of a name that does not exist, and lets the
