@@ -18,8 +18,8 @@ import (
 // Names and inode-table keys of the two files that make a namespace an
 // OCI image layout.
 const (
-	ociLayoutName   = "oci-layout"
-	layoutIndexName = "index.json"
+	ociLayoutName   = metadata.FileOCILayout
+	layoutIndexName = metadata.FileLayoutIndex
 )
 
 // layoutFile is ns/<name>/oci-layout or ns/<name>/index.json: the
@@ -136,11 +136,11 @@ func (f *layoutFile) content() ([]byte, syscall.Errno) {
 
 // fill answers the attributes: the namespace's times, the bytes' size.
 func (f *layoutFile) fill(a *fuse.Attr, size int) syscall.Errno {
-	ns, err := f.fsys.db.Namespaces().Stat(f.ns.name)
+	times, _, err := f.fsys.db.DirTimes(f.ns.name, f.name)
 	if err != nil {
 		return lookupErrno("getattr "+f.display(), err)
 	}
-	f.fsys.fillFile(a, f.ns, imagePerm, int64(size), ns.UpdatedAt, ns.UpdatedAt)
+	f.fsys.fillFile(a, f.ns, imagePerm, int64(size), times.Modified, times.Changed)
 	a.Ino = f.ino()
 	return 0
 }
@@ -166,7 +166,8 @@ func (f *layoutFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.
 
 // Setattr: a truncate is what starts a rewrite (O_TRUNC, or ftruncate
 // before writing); it takes effect at the commit, with the bytes written.
-// Times, mode and owner are accepted and not stored.
+// A time set is kept (metadata.FileLayoutIndex); mode and owner are
+// accepted and not stored.
 func (f *layoutFile) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	if errno := f.fsys.enter(&f.ns); errno != 0 {
 		return errno
@@ -178,6 +179,11 @@ func (f *layoutFile) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.S
 		}
 		if errno := w.truncate(int64(size)); errno != 0 {
 			return errno
+		}
+	}
+	if mtime, ok := in.GetMTime(); ok {
+		if err := f.fsys.db.SetDirModified(f.ns.name, f.name, mtime); err != nil {
+			return toErrno("utimes "+f.display(), err)
 		}
 	}
 	return f.Getattr(ctx, fh, out)

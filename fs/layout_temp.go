@@ -311,6 +311,14 @@ func (fsys *filesystem) renameOntoLayoutFile(p process, ns nsRef, t *tempIngest,
 			return errno
 		}
 	}
+	// The file takes the temporary file's time, as a rename keeps it
+	// (rsync sets it before the rename).
+	t.mu.Lock()
+	mtime := t.mtime
+	t.mu.Unlock()
+	if err := fsys.db.SetDirModified(ns.name, name, mtime); err != nil {
+		toErrno(op, err) // logged; the bytes are committed
+	}
 	fsys.scratch.unhide(scratchKey{ns.id, name})
 	fsys.temps.remove(t)
 	return 0

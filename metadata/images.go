@@ -691,6 +691,9 @@ func deleteImage(tx *bolt.Tx, nsb *bolt.Bucket, ns, ref string, rel *releases) e
 	if err := releaseImage(tx, nsb, ns, ref, rel); err != nil {
 		return err
 	}
+	if err := refRemoved(nsb, now()); err != nil {
+		return err
+	}
 	return keepParentDir(nsb, ref)
 }
 

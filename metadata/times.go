@@ -26,6 +26,10 @@ import (
 //	  images       -> times             images/
 //	  images/<dir> -> times             a directory of images/
 //	  blobs        -> times             blobs/ (set by utimes only)
+//	  index.json   -> times             index.json: a ref removed, utimes (or a
+//	                                    rename onto it); shown with its
+//	                                    images' latest times when later
+//	  oci-layout   -> times             oci-layout (utimes, a rename onto it)
 //	  blobs/sha256 -> times             blobs/sha256/: a blob written into it
 //	                                    or removed from it (rm); not what an
 //	                                    image's claims add or drop, a side
@@ -55,6 +59,19 @@ const (
 	DirNamespace = "."            // ns/<name> itself
 	DirBlobsRoot = "blobs"        // blobs/ (set by utimes only)
 	DirBlobs     = "blobs/sha256" // blobs/sha256/
+)
+
+// Files of a namespace's root whose times the store keeps, as DirTimes
+// names them: the OCI layout's, whose bytes the records make. A time set
+// by utimes, or by the rename of a temporary file onto one, is kept.
+// index.json's mtime is the latest of that, of the removal of a ref
+// (refRemoved) and of its images' mtimes: a ref that comes or gets a new
+// target moves it, and rsync -a, which sets the images' times back to the
+// backup's, finds it as it left it when run twice. (A rename of a ref
+// keeps its time: rsync renames every file it writes.)
+const (
+	FileLayoutIndex = "index.json"
+	FileOCILayout   = "oci-layout"
 )
 
 // ImagesDir names directory path of images/ ("" for images/ itself).
@@ -137,6 +154,13 @@ func imageEntryRemoved(nsb *bolt.Bucket, path string, t time.Time) error {
 	return touchDir(nsb, ImagesDir(parentDir(path)), t)
 }
 
+// refRemoved records that a ref of the namespace went at t: its
+// index.json changed (a ref that comes or gets a new target brings its
+// own time, latestImageTimes).
+func refRemoved(nsb *bolt.Bucket, t time.Time) error {
+	return touchDir(nsb, FileLayoutIndex, t)
+}
+
 // imageDirAdding is imageEntryAdding for a directory made by mkdir, which
 // has the times of its making (a directory of that name removed before
 // left none behind).
@@ -158,7 +182,8 @@ func imageDirRemoved(nsb *bolt.Bucket, dir string, t time.Time) error {
 }
 
 // DirTimes are the times of directory dir of namespace ns (DirNamespace,
-// DirBlobs or ImagesDir(path)), or of ns/ when ns is "" (dir is then
+// DirBlobs or ImagesDir(path); or of a layout file, FileLayoutIndex or
+// FileOCILayout), or of ns/ when ns is "" (dir is then
 // ignored; ok is false when the store has none yet, and the caller
 // chooses). A namespace's directory with no times of its own has the
 // namespace's creation time; ns/<name> changes with its labels too.
@@ -181,9 +206,36 @@ func (db *DB) DirTimes(ns, dir string) (t Times, ok bool, err error) {
 				t.Changed = labelled
 			}
 		}
+		if dir == FileLayoutIndex {
+			t = latestImageTimes(nsb, t)
+		}
 		return nil
 	})
 	return t, ok, err
+}
+
+// latestImageTimes is t, or the times of the namespace's most recently
+// changed image when later: index.json changes with its images.
+func latestImageTimes(nsb *bolt.Bucket, t Times) Times {
+	images := nsb.Bucket(bucketImages)
+	if images == nil {
+		return t
+	}
+	_ = images.ForEach(func(_, v []byte) error {
+		rec, err := decodeImageRecord(v)
+		if err != nil {
+			return nil // fsck's to report
+		}
+		it := rec.times()
+		if it.Modified.After(t.Modified) {
+			t.Modified = it.Modified
+		}
+		if it.Changed.After(t.Changed) {
+			t.Changed = it.Changed
+		}
+		return nil
+	})
+	return t
 }
 
 // SetDirModified sets the mtime of directory dir of namespace ns (named

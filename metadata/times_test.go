@@ -51,11 +51,11 @@ func TestTimes(t *testing.T) {
 		{"put a/b/c", func() {
 			_, err := db.Images().Put(ImageWrite{Namespace: "foo", Ref: "a/b/c", Manifest: img.manifest})
 			must(err)
-		}, []string{"images", "images/a", "images/a/b"}, []string{DirNamespace, DirBlobs}}, // claims are no write in blobs/sha256
+		}, []string{"images", "images/a", "images/a/b", FileLayoutIndex}, []string{DirNamespace, DirBlobs}}, // claims are no write in blobs/sha256
 		{"put a/b/d", func() {
 			_, err := db.Images().Put(ImageWrite{Namespace: "foo", Ref: "a/b/d", Manifest: img.manifest})
 			must(err)
-		}, []string{"images/a/b"}, []string{"images", "images/a", DirBlobs}},
+		}, []string{"images/a/b", FileLayoutIndex}, []string{"images", "images/a", DirBlobs}},
 		{"replace a/b/d", func() {
 			_, err := db.Images().Put(ImageWrite{Namespace: "foo", Ref: "a/b/d", Manifest: img.manifest})
 			must(err)
@@ -63,13 +63,13 @@ func TestTimes(t *testing.T) {
 		{"label a/b/d", func() { must(db.Labels().Set(Object{Namespace: "foo", Image: "a/b/d"}, "k", "v", nil)) },
 			nil, []string{"images/a/b", DirNamespace}},
 		{"rename a/b/d to a/e", func() { must(db.Images().Rename("foo", "a/b/d", "foo", "a/e", false)) },
-			[]string{"images/a", "images/a/b"}, []string{"images"}},
+			[]string{"images/a", "images/a/b"}, []string{"images", FileLayoutIndex}}, // rsync renames what it writes
 		{"mkdir a/f", func() { must(db.Images().MakeDir("foo", "a/f")) }, []string{"images/a"}, []string{"images/a/b", "images"}},
 		{"rmdir a/f", func() { must(db.Images().RemoveDir("foo", "a/f")) }, []string{"images/a"}, []string{"images"}},
 		{"mkdir a/f again", func() { must(db.Images().MakeDir("foo", "a/f")) }, []string{"images/a", "images/a/f"}, []string{"images"}},
 		{"rm a/e and a/b/c", func() { must(db.Images().Delete("foo", "a/e")); must(db.Images().Delete("foo", "a/b/c")) },
-			[]string{"images/a", "images/a/b"}, []string{"images", DirBlobs}},
-		{"write a blob", func() { mustWriteBlob(t, db, "foo", []byte("loose")) }, []string{DirBlobs}, []string{"images", DirNamespace}},
+			[]string{"images/a", "images/a/b", FileLayoutIndex}, []string{"images", DirBlobs}},
+		{"write a blob", func() { mustWriteBlob(t, db, "foo", []byte("loose")) }, []string{DirBlobs}, []string{"images", DirNamespace, FileLayoutIndex}},
 		{"rm it", func() { must(db.Content().Delete("foo", digest.FromBytes([]byte("loose")))) }, []string{DirBlobs}, []string{"images"}},
 	} {
 		before := map[string]Times{}
