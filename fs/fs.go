@@ -72,6 +72,7 @@ type filesystem struct {
 	gid     uint32
 	started time.Time      // the times of directories that are not records
 	handles *handleLimiter // what each user's open handles may hold
+	rootfs  rootfsView     // rootfs/: layer indexes and merged trees
 
 	// deleted maps a namespace name to the highest ID of a namespace of
 	// that name deleted while mounted (uint64): see enter. One entry per

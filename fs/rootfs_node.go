@@ -1,0 +1,259 @@
+package fs
+
+import (
+	"context"
+	"io"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/nsfs/nsfs/layerindex"
+	"github.com/opencontainers/go-digest"
+	"github.com/pkg/errors"
+	"golang.org/x/sys/unix"
+)
+
+// rootfsNode is a file of an image's merged layers below rootfs/<ref>/:
+// a directory, regular file, symlink, device or fifo, with the mode,
+// owner, size and time of its tar header, and the xattrs the tar
+// recorded. Hard links are one node (one inode number, its link count).
+//
+//	$ ls -l rootfs/app:v1/bin/sh
+//	lrwxrwxrwx 1 root root 4 Jan  1  2025 rootfs/app:v1/bin/sh -> dash
+//	$ sha256sum rootfs/app:v1/usr/bin/dash
+//	...
+//	$ find rootfs/app:v1 -perm -4000
+//	rootfs/app:v1/usr/bin/su
+//	$ chmod 600 rootfs/app:v1/etc/passwd
+//	chmod: changing permissions of 'rootfs/app:v1/etc/passwd': Read-only file system
+type rootfsNode struct {
+	gofs.Inode
+	readOnly
+	tree    *layerindex.Tree
+	node    *layerindex.Node // the name it was looked up by
+	image   uint64           // the image's ID
+	target  digest.Digest    // and its target, which the numbers derive from
+	display string           // "ns/foo/rootfs/app:v1/etc/os-release", for log lines
+}
+
+var (
+	_ = (gofs.InodeEmbedder)((*rootfsNode)(nil))
+	_ = (gofs.NodeStatfser)((*rootfsNode)(nil))
+	_ = (gofs.NodeGetattrer)((*rootfsNode)(nil))
+	_ = (gofs.NodeSetattrer)((*rootfsNode)(nil))
+	_ = (gofs.NodeGetxattrer)((*rootfsNode)(nil))
+	_ = (gofs.NodeListxattrer)((*rootfsNode)(nil))
+	_ = (gofs.NodeLookuper)((*rootfsNode)(nil))
+	_ = (gofs.NodeReaddirer)((*rootfsNode)(nil))
+	_ = (gofs.NodeReadlinker)((*rootfsNode)(nil))
+	_ = (gofs.NodeOpener)((*rootfsNode)(nil))
+)
+
+// rootfsUnavailable makes err, why an image's files cannot be shown, an
+// error of no kind (EIO, logged): an ENOENT for a layer the namespace
+// cannot see would hide the reason.
+func rootfsUnavailable(err error) error {
+	return errors.New("no rootfs: " + err.Error())
+}
+
+func (n *rootfsNode) entry() *layerindex.Entry { return n.node.Inode.Entry }
+
+func (n *rootfsNode) ino(i *layerindex.Inode) uint64 {
+	return rootfsIno(n.ns.id, n.image, n.target, i.Number)
+}
+
+// typeBits is the S_IF* of an entry.
+func typeBits(e *layerindex.Entry) uint32 {
+	switch e.Kind {
+	case layerindex.Dir:
+		return syscall.S_IFDIR
+	case layerindex.Symlink:
+		return syscall.S_IFLNK
+	case layerindex.CharDevice:
+		return syscall.S_IFCHR
+	case layerindex.BlockDevice:
+		return syscall.S_IFBLK
+	case layerindex.FIFO:
+		return syscall.S_IFIFO
+	}
+	return syscall.S_IFREG
+}
+
+func (n *rootfsNode) stableAttr() gofs.StableAttr {
+	return gofs.StableAttr{Mode: typeBits(n.entry()), Ino: n.ino(n.node.Inode), Gen: generation}
+}
+
+// fill gives the attributes the tar header says.
+func (n *rootfsNode) fill(a *fuse.Attr) {
+	i := n.node.Inode
+	e := i.Entry
+	a.Ino = n.ino(i)
+	a.Mode = typeBits(e) | e.Mode
+	a.Nlink = i.Nlink
+	a.Uid, a.Gid = uint32(e.UID), uint32(e.GID)
+	switch e.Kind {
+	case layerindex.Regular:
+		a.Size = uint64(e.Size)
+	case layerindex.Symlink:
+		a.Size = uint64(len(e.Link))
+	case layerindex.Dir:
+		a.Size = 4096
+	case layerindex.CharDevice, layerindex.BlockDevice:
+		a.Rdev = uint32(unix.Mkdev(uint32(e.DevMajor), uint32(e.DevMinor)))
+	}
+	a.Blksize = 4096
+	a.Blocks = (a.Size + 511) / 512
+	t := time.Unix(0, e.ModTime)
+	a.SetTimes(&t, &t, &t)
+}
+
+func (n *rootfsNode) child(c *layerindex.Node) *rootfsNode {
+	return &rootfsNode{readOnly: n.readOnly, tree: n.tree, node: c, image: n.image, target: n.target,
+		display: n.display + "/" + c.Name}
+}
+
+func (n *rootfsNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if errno := n.fsys.enter(&n.ns, name); errno != 0 {
+		return nil, errno
+	}
+	c := n.node.Lookup(name)
+	if c == nil {
+		return nil, syscall.ENOENT
+	}
+	ch := n.child(c)
+	ch.fill(&out.Attr)
+	cacheName(out)
+	return n.NewInode(ctx, ch, ch.stableAttr()), 0
+}
+
+func (n *rootfsNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	if errno := n.fsys.enter(&n.ns); errno != 0 {
+		return nil, errno
+	}
+	if n.entry().Kind != layerindex.Dir {
+		return nil, syscall.ENOTDIR
+	}
+	entries := dirEntries(n.EmbeddedInode(), len(n.node.Children))
+	for _, c := range n.node.Children {
+		entries = append(entries, fuse.DirEntry{Name: c.Name, Mode: typeBits(c.Inode.Entry), Ino: n.ino(c.Inode)})
+	}
+	return gofs.NewListDirStream(entries), 0
+}
+
+func (n *rootfsNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	if errno := n.fsys.enter(&n.ns); errno != 0 {
+		return errno
+	}
+	n.fill(&out.Attr)
+	return 0
+}
+
+func (n *rootfsNode) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	return n.erofs()
+}
+
+func (n *rootfsNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	if errno := n.fsys.enter(&n.ns); errno != 0 {
+		return nil, errno
+	}
+	if n.entry().Kind != layerindex.Symlink {
+		return nil, syscall.EINVAL
+	}
+	return []byte(n.entry().Link), 0
+}
+
+// Getxattr answers the xattrs the tar recorded for the file (PAX
+// SCHILY.xattr.*), whatever their namespace; others are absent.
+func (n *rootfsNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	if errno := n.fsys.enter(&n.ns); errno != 0 {
+		return 0, errno
+	}
+	v, ok := n.entry().Xattrs[attr]
+	if !ok {
+		return 0, syscall.ENODATA
+	}
+	return getValue(v, dest)
+}
+
+func (n *rootfsNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	if errno := n.fsys.enter(&n.ns); errno != 0 {
+		return 0, errno
+	}
+	xs := n.entry().Xattrs
+	names := make([]string, 0, len(xs))
+	size := 0
+	for k := range xs {
+		names = append(names, k)
+		size += len(k) + 1
+	}
+	if len(dest) < size {
+		return uint32(size), syscall.ERANGE
+	}
+	sort.Strings(names)
+	off := 0
+	for _, k := range names {
+		off += copy(dest[off:], k)
+		dest[off] = 0
+		off++
+	}
+	return uint32(off), 0
+}
+
+// Open reads a regular file from its layer's blob; a write is EROFS.
+// The bytes never change (the numbers derive from the image's target),
+// so the kernel keeps its page cache across opens.
+func (n *rootfsNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if errno := n.fsys.enter(&n.ns); errno != 0 {
+		return nil, 0, errno
+	}
+	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND) != 0 {
+		return nil, 0, syscall.EROFS
+	}
+	i := n.node.Inode
+	if i.Entry.Kind != layerindex.Regular {
+		return nil, 0, syscall.EACCES
+	}
+	layer := n.tree.Layers[i.Layer]
+	blob, err := n.fsys.db.Content().Open(n.ns.name, layer.Digest)
+	if err != nil {
+		return nil, 0, toErrno("open "+n.display, err)
+	}
+	r := layerindex.NewReader(layer, blob)
+	return &rootfsHandle{blob: blob, reader: r, file: r.File(i.Entry), display: n.display}, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// rootfsHandle reads one open file of a rootfs; its own decompressor
+// goes on where the last read stopped.
+type rootfsHandle struct {
+	mu      sync.Mutex
+	blob    interface{ Close() error }
+	reader  *layerindex.Reader
+	file    *layerindex.FileReader
+	display string
+}
+
+var (
+	_ = (gofs.FileReader)((*rootfsHandle)(nil))
+	_ = (gofs.FileReleaser)((*rootfsHandle)(nil))
+)
+
+func (h *rootfsHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n, err := h.file.ReadAt(dest, off)
+	if err != nil && !isEOF(err) {
+		return nil, toErrno("read "+h.display, err)
+	}
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+func (h *rootfsHandle) Release(ctx context.Context) syscall.Errno {
+	h.reader.Close()
+	h.blob.Close()
+	return 0
+}
+
+func isEOF(err error) bool { return errors.Is(err, io.EOF) }

@@ -1,0 +1,132 @@
+package fs
+
+import (
+	"context"
+	"encoding/binary"
+	"hash/fnv"
+	"io"
+	"path/filepath"
+	"sync"
+
+	"github.com/nsfs/nsfs/layerindex"
+	"github.com/nsfs/nsfs/metadata"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/pkg/errors"
+	"oras.land/oras-go/v2/content"
+)
+
+// rootfsView is what the rootfs/ directories of every namespace share:
+// the layer indexes (on disk, beside the blobs, one per layer digest) and
+// the merged trees of the images looked at lately.
+type rootfsView struct {
+	once  sync.Once
+	cache *layerindex.Cache
+	err   error
+
+	mu    sync.Mutex
+	trees map[digest.Digest]*layerindex.Tree // by manifest digest
+	order []digest.Digest
+}
+
+// rootfsTrees bounds the merged trees kept (each the size of its
+// layers' tables); one is merged again from its indexes when asked.
+const rootfsTrees = 16
+
+// layerIndexDir is where the layer indexes live, beside blobs/ in the
+// store's root.
+func layerIndexDir(storeRoot string) string { return filepath.Join(storeRoot, "layerindex") }
+
+func (f *filesystem) layerCache() (*layerindex.Cache, error) {
+	v := &f.rootfs
+	v.once.Do(func() {
+		v.cache, v.err = layerindex.OpenCache(layerIndexDir(f.db.Root()), layerindex.BuildOptions{})
+		v.trees = map[digest.Digest]*layerindex.Tree{}
+	})
+	return v.cache, v.err
+}
+
+// namespaceFetcher reads the blobs namespace ns can see.
+func (f *filesystem) namespaceFetcher(ns nsRef) content.Fetcher {
+	return content.FetcherFunc(func(_ context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
+		return f.db.Content().Open(ns.name, desc.Digest)
+	})
+}
+
+// imageTree is the merged tree of image ref of namespace ns (for an
+// index, the host's platform), and the image. Every layer must be a blob
+// the namespace can see; each is indexed once.
+func (f *filesystem) imageTree(ctx context.Context, ns nsRef, ref string) (*layerindex.Tree, metadata.Image, error) {
+	cache, err := f.layerCache()
+	if err != nil {
+		return nil, metadata.Image{}, err
+	}
+	img, err := f.db.Images().Stat(ns.name, ref)
+	if err != nil {
+		return nil, metadata.Image{}, err
+	}
+	fetch := f.namespaceFetcher(ns)
+	manifest, layers, err := layerindex.Layers(ctx, fetch, img.Target, layerindex.HostPlatform())
+	if err != nil {
+		return nil, metadata.Image{}, err
+	}
+	// What the namespace cannot see it cannot look into, also when
+	// another namespace's image made the tree.
+	for _, l := range layers {
+		if _, err := f.db.Content().Stat(ns.name, l.Digest); err != nil {
+			return nil, metadata.Image{}, errors.WithMessagef(err, "layer %s", l.Digest)
+		}
+	}
+	v := &f.rootfs
+	v.mu.Lock()
+	t := v.trees[manifest.Digest]
+	v.mu.Unlock()
+	if t != nil {
+		return t, img, nil
+	}
+	idxs := make([]*layerindex.Index, len(layers))
+	for i, l := range layers {
+		d := l.Digest
+		idxs[i], err = cache.Get(d, l.Size, func() (io.ReadCloser, error) { return f.db.Content().Open(ns.name, d) })
+		if err != nil {
+			return nil, metadata.Image{}, err
+		}
+	}
+	t, err = layerindex.Merge(idxs)
+	if err != nil {
+		return nil, metadata.Image{}, err
+	}
+	v.mu.Lock()
+	if _, ok := v.trees[manifest.Digest]; !ok {
+		if len(v.order) >= rootfsTrees {
+			delete(v.trees, v.order[0])
+			v.order = v.order[1:]
+		}
+		v.trees[manifest.Digest] = t
+		v.order = append(v.order, manifest.Digest)
+	}
+	v.mu.Unlock()
+	return t, img, nil
+}
+
+// rootfsIno is the inode number of inode number n of the tree of image
+// id (target m) in namespace ns: derived, like a blob's, so it is the
+// same across mounts and differs between two refs of one manifest (one
+// directory must not have two parents).
+func rootfsIno(ns, image uint64, m digest.Digest, n uint64) uint64 {
+	h := fnv.New64a()
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], ns)
+	h.Write(b[:])
+	binary.BigEndian.PutUint64(b[:], image)
+	h.Write(b[:])
+	h.Write([]byte("rootfs"))
+	h.Write([]byte(m))
+	binary.BigEndian.PutUint64(b[:], n)
+	h.Write(b[:])
+	ino := blobInoBit | h.Sum64()&(blobInoBit-1)
+	if ino == ^uint64(0) {
+		ino--
+	}
+	return ino
+}
