@@ -99,6 +99,7 @@ func (n *rootfsNode) fill(a *fuse.Attr) {
 		a.Size = uint64(e.Size)
 	case layerindex.Symlink:
 		a.Size = uint64(len(e.Link))
+		a.Mode = syscall.S_IFLNK | 0o777 // as Linux shows every symlink
 	case layerindex.Dir:
 		a.Size = 4096
 	case layerindex.CharDevice, layerindex.BlockDevice:
