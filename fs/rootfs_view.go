@@ -5,8 +5,9 @@ import (
 	"encoding/binary"
 	"hash/fnv"
 	"io"
-	"path/filepath"
+	"log"
 	"sync"
+	"time"
 
 	"github.com/nsfs/nsfs/layerindex"
 	"github.com/nsfs/nsfs/metadata"
@@ -33,14 +34,16 @@ type rootfsView struct {
 // layers' tables); one is merged again from its indexes when asked.
 const rootfsTrees = 16
 
-// layerIndexDir is where the layer indexes live, beside blobs/ in the
-// store's root.
-func layerIndexDir(storeRoot string) string { return filepath.Join(storeRoot, "layerindex") }
-
 func (f *filesystem) layerCache() (*layerindex.Cache, error) {
 	v := &f.rootfs
 	v.once.Do(func() {
-		v.cache, v.err = layerindex.OpenCache(layerIndexDir(f.db.Root()), layerindex.BuildOptions{})
+		v.cache, v.err = layerindex.OpenCache(layerindex.StoreDir(f.db.Root()), layerindex.BuildOptions{})
+		if v.err == nil {
+			v.cache.Built = func(idx *layerindex.Index, took time.Duration) {
+				log.Printf("rootfs: indexed layer %s (%s, %d bytes, %d entries, %d checkpoints) in %v",
+					idx.Digest, idx.Compression, idx.Size, len(idx.Entries), len(idx.Checkpoints), took.Round(time.Millisecond))
+			}
+		}
 		v.trees = map[digest.Digest]*layerindex.Tree{}
 	})
 	return v.cache, v.err

@@ -298,3 +298,143 @@ func TestRootfsEqualsUnpack(t *testing.T) {
 	d.putImage(t, "default", "app:zstd", zimg)
 	assertOutput(t, "rootfs/app:zstd", treeListing(t, d.path("ns/default/rootfs/app:zstd")), want)
 }
+
+// simpleRootfsImage is one gzip layer with a few files.
+func simpleRootfsImage(t *testing.T, files ...rootfsEntry) testImage {
+	tars := [][]byte{tarLayer(t, files)}
+	return layerImage(tars, []blob{{mediaType: mediaTypeOCILayer, data: gzipBytes(t, tars[0])}})
+}
+
+func TestRootfsReadOnly(t *testing.T) {
+	d := startNsfs(t)
+	d.putImage(t, "default", "lib/app:v1", simpleRootfsImage(t,
+		rootfsEntry{name: "etc/", typ: tar.TypeDir},
+		rootfsEntry{name: "etc/passwd", typ: tar.TypeReg, data: "root:x:0:0::/root:/bin/sh\n"},
+		rootfsEntry{name: "bin/", typ: tar.TypeDir},
+		rootfsEntry{name: "bin/sh", typ: tar.TypeSymlink, link: "/bin/dash"},
+		rootfsEntry{name: "dev/", typ: tar.TypeDir},
+		rootfsEntry{name: "dev/null", typ: tar.TypeChar, mode: 0o666, major: 1, minor: 3},
+		rootfsEntry{name: "x", typ: tar.TypeReg, data: "x", xattrs: map[string]string{"user.k": "v"}},
+	))
+	assertOutput(t, "ls ns/default", mustRun(t, d.mnt, "ls", "ns/default"), lines("blobs", "images", "rootfs"))
+	assertOutput(t, "ls rootfs/lib", mustRun(t, d.mnt, "ls", "ns/default/rootfs/lib"), lines("app:v1"))
+	root := "ns/default/rootfs/lib/app:v1"
+	assertOutput(t, "cat etc/passwd", mustRun(t, d.mnt, "cat", root+"/etc/passwd"), "root:x:0:0::/root:/bin/sh\n")
+	assertOutput(t, "readlink bin/sh", mustRun(t, d.mnt, "readlink", root+"/bin/sh"), "/bin/dash\n")
+	before := d.state(t)
+
+	p := d.path(root)
+	_, err := unix.Open(p+"/etc/passwd", unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	assertErrno(t, "open etc/passwd for writing", err, unix.EROFS)
+	_, err = unix.Open(p+"/etc/new", unix.O_WRONLY|unix.O_CREAT|unix.O_CLOEXEC, 0o644)
+	assertErrno(t, "create etc/new", err, unix.EROFS)
+	_, err = unix.Open(p+"/etc/passwd", unix.O_RDONLY|unix.O_TRUNC|unix.O_CLOEXEC, 0)
+	assertErrno(t, "open etc/passwd with O_TRUNC", err, unix.EROFS)
+	assertErrno(t, "unlink etc/passwd", unix.Unlink(p+"/etc/passwd"), unix.EROFS)
+	assertErrno(t, "rmdir etc", unix.Rmdir(p+"/etc"), unix.EROFS)
+	assertErrno(t, "mkdir etc/d", unix.Mkdir(p+"/etc/d", 0o755), unix.EROFS)
+	assertErrno(t, "rename etc/passwd", unix.Rename(p+"/etc/passwd", p+"/etc/p2"), unix.EROFS)
+	assertErrno(t, "symlink etc/l", unix.Symlink("x", p+"/etc/l"), unix.EROFS)
+	assertErrno(t, "link etc/h", unix.Link(p+"/etc/passwd", p+"/etc/h"), unix.EROFS)
+	assertErrno(t, "mknod etc/n", unix.Mknod(p+"/etc/n", unix.S_IFIFO|0o644, 0), unix.EROFS)
+	assertErrno(t, "chmod etc/passwd", unix.Chmod(p+"/etc/passwd", 0o600), unix.EROFS)
+	assertErrno(t, "chown etc/passwd", unix.Chown(p+"/etc/passwd", 1, 1), unix.EROFS)
+	assertErrno(t, "truncate etc/passwd", unix.Truncate(p+"/etc/passwd", 0), unix.EROFS)
+	assertErrno(t, "utimes etc/passwd", unix.Utimes(p+"/etc/passwd", []unix.Timeval{{}, {}}), unix.EROFS)
+	assertErrno(t, "setxattr x", unix.Setxattr(p+"/x", "user.k", []byte("w"), 0), unix.EROFS)
+	assertErrno(t, "removexattr x", unix.Removexattr(p+"/x", "user.k"), unix.EROFS)
+	assertErrno(t, "mkdir in rootfs/", unix.Mkdir(d.path("ns/default/rootfs/new"), 0o755), unix.EROFS)
+	assertErrno(t, "rmdir rootfs/lib/app:v1", unix.Rmdir(d.path("ns/default/rootfs/lib/app:v1")), unix.EROFS)
+	assertErrno(t, "rmdir rootfs with an image", unix.Rmdir(d.path("ns/default/rootfs")), unix.ENOTEMPTY)
+	// nodev: a device entry is shown, never opened.
+	_, err = unix.Open(p+"/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	assertErrno(t, "open dev/null", err, unix.EACCES)
+	v := make([]byte, 16)
+	n, err := unix.Getxattr(p+"/x", "user.k", v)
+	if err != nil || string(v[:n]) != "v" {
+		t.Errorf("getxattr x user.k: %q, %v; want \"v\"", v[:n], err)
+	}
+	d.assertUnchanged(t, "writes under rootfs/", before)
+
+	// rm -rf of the namespace removes the images first: rootfs/ is then
+	// empty and goes too.
+	mustRun(t, d.mnt, "mkdir", "ns/gone")
+	d.putImage(t, "gone", "app", simpleRootfsImage(t, rootfsEntry{name: "f", typ: tar.TypeReg, data: "f"}))
+	mustRun(t, d.mnt, "cat", "ns/gone/rootfs/app/f")
+	mustRun(t, d.mnt, "rm", "-rf", "ns/gone")
+	assertOutput(t, "ls ns", mustRun(t, d.mnt, "ls", "ns"), lines("default"))
+}
+
+func TestRootfsRefusesEscapes(t *testing.T) {
+	d := startNsfs(t)
+	for _, c := range []struct{ ref, name, link, why string }{
+		{"dotdot", "../../etc/evil", "", "climbs out of the root"},
+		{"absolute", "/etc/evil", "", "is an absolute path"},
+		{"inner", "a/../../evil", "", "climbs out of the root"},
+		{"hardlink", "a", "../../etc/shadow", "climbs out of the root"},
+	} {
+		e := rootfsEntry{name: c.name, typ: tar.TypeReg, data: "evil\n"}
+		if c.link != "" {
+			e = rootfsEntry{name: c.name, typ: tar.TypeLink, link: c.link}
+		}
+		img := simpleRootfsImage(t, rootfsEntry{name: "ok", typ: tar.TypeReg, data: "ok\n"}, e)
+		d.putImage(t, "default", c.ref, img)
+		_, err := os.Stat(d.path("ns/default/rootfs", c.ref, "ok"))
+		assertErrno(t, "stat rootfs/"+c.ref+"/ok", err, unix.EIO)
+		d.waitForLog(t, c.why)
+	}
+}
+
+func TestRootfsIndexOnceDurableCollected(t *testing.T) {
+	d := startNsfs(t)
+	var files []rootfsEntry
+	for i := 0; i < 200; i++ {
+		files = append(files, rootfsEntry{name: fmt.Sprintf("f%03d", i), typ: tar.TypeReg, data: strings.Repeat(fmt.Sprint(i), 1000)})
+	}
+	img := simpleRootfsImage(t, files...)
+	d.putImage(t, "default", "app", img)
+	mustRun(t, d.mnt, "mkdir", "ns/other")
+	d.putImage(t, "other", "same", img)
+	// Many readers at once, through two namespaces: one index.
+	script := ""
+	for i := 0; i < 16; i++ {
+		script += fmt.Sprintf("cat ns/default/rootfs/app/f%03d ns/other/rootfs/same/f%03d >/dev/null &\n", i, i+100)
+	}
+	mustSh(t, d.mnt, script+"wait")
+	layer := img.layers[0].hex()
+	if n := strings.Count(d.logs.String(), "rootfs: indexed layer sha256:"+layer); n != 1 {
+		t.Fatalf("layer indexed %d times, want 1:\n%s", n, d.logs.String())
+	}
+	indexFile := filepath.Join(d.root, "layerindex", "sha256", layer)
+	st1, err := os.Stat(indexFile)
+	if err != nil {
+		t.Fatalf("index beside the blob: %v", err)
+	}
+
+	// A remount reads the index from its file.
+	d = d.remount(t)
+	assertOutput(t, "f007 after remount", mustRun(t, d.mnt, "cat", "ns/default/rootfs/app/f007"), strings.Repeat("7", 1000))
+	if strings.Contains(d.logs.String(), "rootfs: indexed layer") {
+		t.Errorf("remount built the index again:\n%s", d.logs.String())
+	}
+	if st2, _ := os.Stat(indexFile); st2 == nil || !st2.ModTime().Equal(st1.ModTime()) {
+		t.Errorf("the index file changed across the remount")
+	}
+
+	// A damaged index is rebuilt.
+	d.stop(t)
+	data, _ := os.ReadFile(indexFile)
+	data[len(data)-10] ^= 0xff
+	os.WriteFile(indexFile, data, 0o600)
+	d = d.restart(t)
+	assertOutput(t, "f150 with a damaged index", mustRun(t, d.mnt, "cat", "ns/other/rootfs/same/f150"), strings.Repeat("150", 1000))
+	d.waitForLog(t, "rootfs: indexed layer sha256:"+layer)
+
+	// gc removes the index with its blob.
+	mustRun(t, d.mnt, "rm", "ns/default/images/app", "ns/other/images/same")
+	d.stop(t)
+	mustRun(t, "/", nsfsBin, "gc", "--root", d.root)
+	if _, err := os.Stat(indexFile); !os.IsNotExist(err) {
+		t.Errorf("index of a collected layer: %v, want it gone", err)
+	}
+}

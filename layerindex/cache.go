@@ -13,7 +13,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
+	"github.com/nsfs/nsfs/blobs"
 	"github.com/opencontainers/go-digest"
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
@@ -39,6 +41,28 @@ type Cache struct {
 	// Builds counts the indexes built (tests: concurrent readers build
 	// once; a remount builds none).
 	Builds atomic.Int64
+	// Built, when set, hears of each index built (the daemon logs it).
+	Built func(idx *Index, took time.Duration)
+}
+
+// StoreDir is where the indexes of a store's layers live: beside its
+// blobs/, in the store's root.
+func StoreDir(storeRoot string) string { return filepath.Join(storeRoot, "layerindex") }
+
+// CollectStore removes the indexes of the store at storeRoot whose blob
+// file is gone (gc deleted it), and returns how many.
+func CollectStore(storeRoot string) (int, error) {
+	if _, err := os.Stat(filepath.Join(StoreDir(storeRoot), "sha256")); os.IsNotExist(err) {
+		return 0, nil
+	}
+	c, err := OpenCache(StoreDir(storeRoot), BuildOptions{})
+	if err != nil {
+		return 0, err
+	}
+	return c.Collect(func(d digest.Digest) bool {
+		_, err := os.Lstat(filepath.Join(storeRoot, blobs.RelPath(d)))
+		return err == nil
+	})
 }
 
 type building struct {
@@ -115,11 +139,15 @@ func (c *Cache) load(d digest.Digest, size int64, open func() (io.ReadCloser, er
 		return nil, err
 	}
 	defer rc.Close()
+	start := time.Now()
 	idx, err := Build(rc, d, size, c.opts)
 	if err != nil {
 		return nil, err
 	}
 	c.Builds.Add(1)
+	if c.Built != nil {
+		c.Built(idx, time.Since(start))
+	}
 	if err := c.writeFile(idx); err != nil {
 		// Served from memory all the same; the next mount builds again.
 		return idx, nil
