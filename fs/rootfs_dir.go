@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"log"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -135,13 +136,17 @@ func (d *rootfsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 		ino := d.fsys.inodes.dir(d.ns.id, rootfsDirKey(path))
 		return d.NewInode(ctx, newRootfsDir(d.fsys, d.ns, path), dirAttr(ino)), 0
 	}
+	if err := d.fsys.rootfsShown(ctx, d.ns, *e.Image); err != nil {
+		log.Printf("lookup %s: not shown: %v", d.display(path), err)
+		return nil, syscall.ENOENT
+	}
 	return d.imageRoot(ctx, path, out)
 }
 
-// imageRoot is the root of image ref's files. An image whose files
-// cannot be shown (a layer the namespace cannot see, no manifest for
-// this host's platform, a layer that climbs out of its root) answers EIO
-// and the log says why.
+// imageRoot is the root of image ref's files. An image rootfsShown
+// refuses has no entry (ENOENT, and the log says why); one whose files
+// still cannot be shown (a layer that climbs out of its root, a tar cut
+// short) answers EIO, and the log says why.
 func (d *rootfsDir) imageRoot(ctx context.Context, ref string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	tree, img, err := d.fsys.imageTree(ctx, d.ns, ref)
 	if err != nil {
@@ -167,7 +172,7 @@ func (d *rootfsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno)
 		if e.IsDir {
 			ino := d.fsys.inodes.dir(d.ns.id, rootfsDirKey(e.Path))
 			entries = append(entries, fuse.DirEntry{Name: e.Name, Mode: syscall.S_IFDIR, Ino: ino})
-		} else {
+		} else if d.fsys.rootfsShown(ctx, d.ns, *e.Image) == nil {
 			ino := rootfsIno(d.ns.id, e.Image.ID, e.Image.Target.Digest, 1)
 			entries = append(entries, fuse.DirEntry{Name: e.Name, Mode: syscall.S_IFDIR, Ino: ino})
 		}

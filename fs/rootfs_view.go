@@ -28,6 +28,9 @@ type rootfsView struct {
 	mu    sync.Mutex
 	trees map[digest.Digest]*layerindex.Tree // by manifest digest
 	order []digest.Digest
+	// notLayers are blobs a manifest names as layers whose first bytes
+	// are no tar: images with one are not listed.
+	notLayers map[digest.Digest]bool
 }
 
 // rootfsTrees bounds the merged trees kept (each the size of its
@@ -45,6 +48,7 @@ func (f *filesystem) layerCache() (*layerindex.Cache, error) {
 			}
 		}
 		v.trees = map[digest.Digest]*layerindex.Tree{}
+		v.notLayers = map[digest.Digest]bool{}
 	})
 	return v.cache, v.err
 }
@@ -54,6 +58,52 @@ func (f *filesystem) namespaceFetcher(ns nsRef) content.Fetcher {
 	return content.FetcherFunc(func(_ context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
 		return f.db.Content().Open(ns.name, desc.Digest)
 	})
+}
+
+// rootfsShown says why image img of namespace ns has no entry under
+// rootfs/, nil when it has one: its layers (for an index, the host
+// platform's) must all be visible to the namespace and start as tar
+// streams. A layer is not indexed for this (a listing would then read
+// every layer of every image): an image that passes and still cannot be
+// shown answers EIO on access, and the log says why.
+func (f *filesystem) rootfsShown(ctx context.Context, ns nsRef, img metadata.Image) error {
+	cache, err := f.layerCache()
+	if err != nil {
+		return err
+	}
+	_, layers, err := layerindex.Layers(ctx, f.namespaceFetcher(ns), img.Target, layerindex.HostPlatform())
+	if err != nil {
+		return err
+	}
+	v := &f.rootfs
+	for _, l := range layers {
+		if _, err := f.db.Content().Stat(ns.name, l.Digest); err != nil {
+			return errors.WithMessagef(err, "layer %s", l.Digest)
+		}
+		v.mu.Lock()
+		bad := v.notLayers[l.Digest]
+		v.mu.Unlock()
+		if !bad && !cache.Has(l.Digest) {
+			blob, err := f.db.Content().Open(ns.name, l.Digest)
+			if err != nil {
+				return errors.WithMessagef(err, "layer %s", l.Digest)
+			}
+			bad = !layerindex.LooksLikeLayer(blob)
+			blob.Close()
+			if bad {
+				v.mu.Lock()
+				if len(v.notLayers) > 1<<16 {
+					clear(v.notLayers)
+				}
+				v.notLayers[l.Digest] = true
+				v.mu.Unlock()
+			}
+		}
+		if bad {
+			return errors.Errorf("layer %s is not a tar stream (plain, gzip or zstd)", l.Digest)
+		}
+	}
+	return nil
 }
 
 // imageTree is the merged tree of image ref of namespace ns (for an

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"syscall"
@@ -98,7 +99,10 @@ const (
 
 // layerImage builds an OCI image of the given layers (tar streams and
 // their compressed blobs), with the diff_ids an unpacker checks.
-func layerImage(tars [][]byte, layers []blob) testImage {
+func layerImage(tars [][]byte, layers []blob) testImage { return archImage("amd64", tars, layers) }
+
+// archImage is layerImage for another architecture.
+func archImage(arch string, tars [][]byte, layers []blob) testImage {
 	var img testImage
 	var diffIDs []string
 	for i, l := range layers {
@@ -106,7 +110,7 @@ func layerImage(tars [][]byte, layers []blob) testImage {
 		diffIDs = append(diffIDs, "sha256:"+sha256Hex(tars[i]))
 	}
 	img.config = blob{mediaType: mediaTypeOCIConfig, data: mustJSON(map[string]any{
-		"architecture": "amd64", "os": "linux",
+		"architecture": arch, "os": "linux",
 		"rootfs": map[string]any{"type": "layers", "diff_ids": diffIDs},
 	})}
 	m := manifest{SchemaVersion: 2, MediaType: mediaTypeOCIManifest}
@@ -437,4 +441,33 @@ func TestRootfsIndexOnceDurableCollected(t *testing.T) {
 	if _, err := os.Stat(indexFile); !os.IsNotExist(err) {
 		t.Errorf("index of a collected layer: %v, want it gone", err)
 	}
+}
+
+// Images whose layers are no tar streams, or that have no manifest for
+// this host, have no rootfs entry; an index shows the host's platform.
+func TestRootfsListsWhatItCanShow(t *testing.T) {
+	d := startNsfs(t)
+	d.putImage(t, "default", "random", newImage(1, "amd64", 1000))
+	amd := simpleRootfsImage(t, rootfsEntry{name: "arch", typ: tar.TypeReg, data: "amd64\n"})
+	armTars := [][]byte{tarLayer(t, []rootfsEntry{{name: "arch", typ: tar.TypeReg, data: "arm64\n"}})}
+	arm := archImage("arm64", armTars, []blob{{mediaType: mediaTypeOCILayer, data: gzipBytes(t, armTars[0])}})
+	for _, img := range []testImage{amd, arm} {
+		for _, b := range append([]blob{img.config, img.manifest}, img.layers...) {
+			d.putBlob(t, "default", b)
+		}
+	}
+	d.putManifest(t, "default", "multi", newIndex(arm, amd).data)
+	d.putManifest(t, "default", "armonly", newIndex(arm).data)
+	if runtime.GOARCH != "amd64" {
+		t.Skip("the test images are for amd64 hosts") // CI's machines are
+	}
+	assertOutput(t, "ls rootfs", mustRun(t, d.mnt, "ls", "ns/default/rootfs"), lines("multi"))
+	assertOutput(t, "cat rootfs/multi/arch", mustRun(t, d.mnt, "cat", "ns/default/rootfs/multi/arch"), "amd64\n")
+	for _, ref := range []string{"random", "armonly"} {
+		_, err := os.Stat(d.path("ns/default/rootfs", ref))
+		assertErrno(t, "stat rootfs/"+ref, err, unix.ENOENT)
+	}
+	d.waitForLog(t, "is not a tar stream")
+	d.waitForLog(t, "has no manifest for linux/amd64")
+	mustSh(t, d.mnt, "ls -lR . >/dev/null && find . >/dev/null")
 }

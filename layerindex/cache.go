@@ -121,6 +121,22 @@ func (c *Cache) Get(d digest.Digest, size int64, open func() (io.ReadCloser, err
 	return b.idx, b.err
 }
 
+// Has says whether the index of d is at hand (in memory or in its file,
+// unchecked), so that nothing need be read to know d is a layer.
+func (c *Cache) Has(d digest.Digest) bool {
+	if d.Validate() != nil {
+		return false
+	}
+	c.mu.Lock()
+	idx := c.mem[d]
+	c.mu.Unlock()
+	if idx != nil {
+		return true
+	}
+	st, err := os.Lstat(c.path(d))
+	return err == nil && st.Mode().IsRegular()
+}
+
 func (c *Cache) remember(d digest.Digest, idx *Index) {
 	if len(c.order) >= memIndexes {
 		delete(c.mem, c.order[0])

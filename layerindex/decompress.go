@@ -1,10 +1,7 @@
 package layerindex
 
 import (
-	"compress/gzip"
 	"io"
-
-	"github.com/pkg/errors"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -38,20 +35,6 @@ type Checkpoint struct {
 	Window []byte `json:"window,omitempty"`
 }
 
-// checkpointer inflates a gzip stream, noting checkpoints as it goes.
-type checkpointer struct {
-	io.Reader
-	checkpoints []Checkpoint
-}
-
-func newCheckpointer(r io.Reader, span int64) (*checkpointer, error) {
-	zr, err := gzip.NewReader(r)
-	if err != nil {
-		return nil, err
-	}
-	return &checkpointer{Reader: zr}, nil
-}
-
 // zstdReader is a zstd decoder that frees its goroutines at Close.
 type zstdReader struct{ *zstd.Decoder }
 
@@ -62,9 +45,4 @@ func newZstdReader(r io.Reader) (zstdReader, error) {
 	// decoder's own concurrency would multiply the daemon's memory.
 	d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
 	return zstdReader{d}, err
-}
-
-// resumeGzip starts inflating at checkpoint cp.
-func resumeGzip(blob io.ReaderAt, size int64, cp *Checkpoint) (io.Reader, error) {
-	return nil, errors.New("gzip checkpoints are not read yet")
 }

@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"io"
 	"strings"
 
@@ -107,11 +106,11 @@ func Build(blob io.Reader, d digest.Digest, size int64, opts BuildOptions) (*Ind
 	switch {
 	case bytes.HasPrefix(magic, gzipMagic):
 		idx.Compression = Gzip
-		cp, err := newCheckpointer(buffered, opts.span())
+		gz, err := newGzipStream(buffered, opts.span())
 		if err != nil {
 			return nil, errors.Wrapf(err, "layer %s: gzip", d)
 		}
-		tarStream, stop = cp, func() { idx.Checkpoints = cp.checkpoints }
+		tarStream, stop = gz, func() { idx.Checkpoints = gz.checkpoints }
 	case bytes.HasPrefix(magic, zstdMagic):
 		idx.Compression = Zstd
 		zr, err := newZstdReader(buffered)
@@ -261,7 +260,3 @@ func quote(s string) string {
 	}
 	return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"`
 }
-
-// gunzip is a reader of a gzip stream without checkpoints (the tests'
-// oracle).
-func gunzip(r io.Reader) (io.Reader, error) { return gzip.NewReader(r) }

@@ -121,7 +121,7 @@ func (r *Reader) start(off int64) error {
 			r.stream, r.closer, r.pos = s, nil, cp.Out
 			return nil
 		}
-		s, err := gunzip(bufio.NewReaderSize(io.NewSectionReader(r.blob, 0, r.idx.Size), 64<<10))
+		s, err := newGzipStream(bufio.NewReaderSize(io.NewSectionReader(r.blob, 0, r.idx.Size), 64<<10), 0)
 		if err != nil {
 			return errors.Wrap(err, "gzip")
 		}
