@@ -3,7 +3,9 @@ package fs
 import (
 	"context"
 	"io"
+	"os"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -50,7 +52,14 @@ var (
 	_ = (gofs.NodeReaddirer)((*rootfsNode)(nil))
 	_ = (gofs.NodeReadlinker)((*rootfsNode)(nil))
 	_ = (gofs.NodeOpener)((*rootfsNode)(nil))
+	_ = (gofs.NodeOpendirHandler)((*rootfsNode)(nil))
 )
+
+// rootfsTimeout is how long the kernel keeps what it learnt below an
+// image's root: a node's number derives from the image's target, so
+// what it names never changes (a replaced image is a new root, whose
+// name, rootfs/<ref>, the kernel keeps only for entryTimeout).
+const rootfsTimeout = time.Hour
 
 // rootfsUnavailable makes err, why an image's files cannot be shown, an
 // error of no kind (EIO, logged): an ENOENT for a layer the namespace
@@ -126,7 +135,8 @@ func (n *rootfsNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut
 	}
 	ch := n.child(c)
 	ch.fill(&out.Attr)
-	cacheName(out)
+	out.SetEntryTimeout(rootfsTimeout)
+	out.SetAttrTimeout(rootfsTimeout)
 	return n.NewInode(ctx, ch, ch.stableAttr()), 0
 }
 
@@ -149,6 +159,48 @@ func (n *rootfsNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.A
 		return errno
 	}
 	n.fill(&out.Attr)
+	out.SetTimeout(rootfsTimeout)
+	return 0
+}
+
+// OpendirHandle lets the kernel keep a directory's listing (it never
+// changes, see rootfsTimeout): find and ls -R of a tree read it once.
+func (n *rootfsNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	stream, errno := n.Readdir(ctx)
+	if errno != 0 {
+		return nil, 0, errno
+	}
+	h := &rootfsDirHandle{}
+	for stream.HasNext() {
+		e, _ := stream.Next()
+		h.entries = append(h.entries, e)
+	}
+	return h, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// rootfsDirHandle lists a directory below rootfs/<ref>/; go-fuse numbers
+// the entries' offsets 1, 2, ... in order, so an offset is a position.
+type rootfsDirHandle struct {
+	entries []fuse.DirEntry
+	pos     int
+}
+
+var (
+	_ = (gofs.FileReaddirenter)((*rootfsDirHandle)(nil))
+	_ = (gofs.FileSeekdirer)((*rootfsDirHandle)(nil))
+)
+
+func (h *rootfsDirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	if h.pos >= len(h.entries) {
+		return nil, 0
+	}
+	e := h.entries[h.pos]
+	h.pos++
+	return &e, 0
+}
+
+func (h *rootfsDirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	h.pos = int(min(off, uint64(len(h.entries))))
 	return 0
 }
 
@@ -167,13 +219,18 @@ func (n *rootfsNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 }
 
 // Getxattr answers the xattrs the tar recorded for the file (PAX
-// SCHILY.xattr.*), whatever their namespace; others are absent.
+// SCHILY.xattr.*), whatever their namespace; others are absent, and
+// system.* (POSIX ACLs) is not supported, so that ls -l stops asking for
+// each file.
 func (n *rootfsNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
 	if errno := n.fsys.enter(&n.ns); errno != 0 {
 		return 0, errno
 	}
 	v, ok := n.entry().Xattrs[attr]
 	if !ok {
+		if strings.HasPrefix(attr, "system.") {
+			return 0, syscall.EOPNOTSUPP
+		}
 		return 0, syscall.ENODATA
 	}
 	return getValue(v, dest)
@@ -205,7 +262,8 @@ func (n *rootfsNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscal
 
 // Open reads a regular file from its layer's blob; a write is EROFS.
 // The bytes never change (the numbers derive from the image's target),
-// so the kernel keeps its page cache across opens.
+// so the kernel keeps its page cache across opens, and the blob is
+// opened at the first read the cache cannot answer.
 func (n *rootfsNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	if errno := n.fsys.enter(&n.ns); errno != 0 {
 		return nil, 0, errno
@@ -213,27 +271,21 @@ func (n *rootfsNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, u
 	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND) != 0 {
 		return nil, 0, syscall.EROFS
 	}
-	i := n.node.Inode
-	if i.Entry.Kind != layerindex.Regular {
+	if n.entry().Kind != layerindex.Regular {
 		return nil, 0, syscall.EACCES
 	}
-	layer := n.tree.Layers[i.Layer]
-	blob, err := n.fsys.db.Content().Open(n.ns.name, layer.Digest)
-	if err != nil {
-		return nil, 0, toErrno("open "+n.display, err)
-	}
-	r := layerindex.NewReader(layer, blob)
-	return &rootfsHandle{blob: blob, reader: r, file: r.File(i.Entry), display: n.display}, fuse.FOPEN_KEEP_CACHE, 0
+	return &rootfsHandle{node: n}, fuse.FOPEN_KEEP_CACHE, 0
 }
 
-// rootfsHandle reads one open file of a rootfs; its own decompressor
-// goes on where the last read stopped.
+// rootfsHandle reads one open file of a rootfs, through a decompressor
+// that goes on where the last read of the layer stopped.
 type rootfsHandle struct {
-	mu      sync.Mutex
-	blob    interface{ Close() error }
-	reader  *layerindex.Reader
-	file    *layerindex.FileReader
-	display string
+	node *rootfsNode
+
+	mu     sync.Mutex
+	blob   *os.File // nil until the first read
+	reader *layerindex.Reader
+	file   *layerindex.FileReader
 }
 
 var (
@@ -241,19 +293,54 @@ var (
 	_ = (gofs.FileReleaser)((*rootfsHandle)(nil))
 )
 
+// open opens the blob of the file's layer, which the namespace must
+// still see.
+func (h *rootfsHandle) open() error {
+	n := h.node
+	i := n.node.Inode
+	layer := n.tree.Layers[i.Layer]
+	blob, err := n.fsys.db.Content().Open(n.ns.name, layer.Digest)
+	if err != nil {
+		return err
+	}
+	reopen := func() (io.ReaderAt, io.Closer, error) {
+		// The pool keeps a decompressor after this handle closes: it
+		// reads through a descriptor of its own.
+		fd, err := unix.FcntlInt(blob.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			return nil, nil, errors.Wrapf(err, "dup %s", blob.Name())
+		}
+		f := os.NewFile(uintptr(fd), blob.Name())
+		return f, f, nil
+	}
+	h.blob = blob
+	h.reader = layerindex.NewPooledReader(layer, blob, n.fsys.rootfs.cursors, reopen)
+	h.file = h.reader.File(i.Entry)
+	return nil
+}
+
 func (h *rootfsHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.blob == nil {
+		if err := h.open(); err != nil {
+			return nil, toErrno("read "+h.node.display, err)
+		}
+	}
 	n, err := h.file.ReadAt(dest, off)
 	if err != nil && !isEOF(err) {
-		return nil, toErrno("read "+h.display, err)
+		return nil, toErrno("read "+h.node.display, err)
 	}
 	return fuse.ReadResultData(dest[:n]), 0
 }
 
 func (h *rootfsHandle) Release(ctx context.Context) syscall.Errno {
-	h.reader.Close()
-	h.blob.Close()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.blob != nil {
+		h.reader.Close()
+		h.blob.Close()
+	}
 	return 0
 }
 

@@ -24,10 +24,17 @@ type rootfsView struct {
 	once  sync.Once
 	cache *layerindex.Cache
 	err   error
+	// cursors are the decompressors reads left, shared by every open
+	// file: tar -c or grep -r of a layer decompresses it about once.
+	cursors *layerindex.Pool
 
 	mu    sync.Mutex
 	trees map[digest.Digest]*layerindex.Tree // by manifest digest
 	order []digest.Digest
+	// resolved maps an image's target to its manifest and layers for
+	// this host (what the verified documents said: the same for every
+	// namespace that holds the target).
+	resolved map[digest.Digest]resolvedImage
 	// notLayers are blobs a manifest names as layers whose first bytes
 	// are no tar: images with one are not listed.
 	notLayers map[digest.Digest]bool
@@ -36,6 +43,10 @@ type rootfsView struct {
 // rootfsTrees bounds the merged trees kept (each the size of its
 // layers' tables); one is merged again from its indexes when asked.
 const rootfsTrees = 16
+
+// rootfsCursors bounds the decompressors kept between reads (each up to
+// a zstd window, a few MiB, and a 64 KiB buffer).
+const rootfsCursors = 8
 
 func (f *filesystem) layerCache() (*layerindex.Cache, error) {
 	v := &f.rootfs
@@ -47,8 +58,10 @@ func (f *filesystem) layerCache() (*layerindex.Cache, error) {
 					idx.Digest, idx.Compression, idx.Size, len(idx.Entries), len(idx.Checkpoints), took.Round(time.Millisecond))
 			}
 		}
+		v.cursors = layerindex.NewPool(rootfsCursors)
 		v.trees = map[digest.Digest]*layerindex.Tree{}
 		v.notLayers = map[digest.Digest]bool{}
+		v.resolved = map[digest.Digest]resolvedImage{}
 	})
 	return v.cache, v.err
 }
@@ -58,6 +71,49 @@ func (f *filesystem) namespaceFetcher(ns nsRef) content.Fetcher {
 	return content.FetcherFunc(func(_ context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
 		return f.db.Content().Open(ns.name, desc.Digest)
 	})
+}
+
+type resolvedImage struct {
+	manifest ocispec.Descriptor
+	layers   []ocispec.Descriptor
+}
+
+// imageLayers is the manifest and layers of target for this host, read
+// through namespace ns once per target; ns must see the manifest and
+// every layer.
+func (f *filesystem) imageLayers(ctx context.Context, ns nsRef, target ocispec.Descriptor) (ocispec.Descriptor, []ocispec.Descriptor, error) {
+	v := &f.rootfs
+	v.mu.Lock()
+	r, ok := v.resolved[target.Digest]
+	v.mu.Unlock()
+	if !ok {
+		var err error
+		r.manifest, r.layers, err = layerindex.Layers(ctx, f.namespaceFetcher(ns), target, layerindex.HostPlatform())
+		if err != nil {
+			return r.manifest, nil, err
+		}
+		v.mu.Lock()
+		if len(v.resolved) >= 1<<12 {
+			clear(v.resolved)
+		}
+		v.resolved[target.Digest] = r
+		v.mu.Unlock()
+	}
+	// What the namespace cannot see it cannot look into, also when
+	// another namespace resolved the image.
+	for _, d := range append([]ocispec.Descriptor{r.manifest}, r.layers...) {
+		if _, err := f.db.Content().Stat(ns.name, d.Digest); err != nil {
+			return r.manifest, nil, errors.WithMessagef(err, "%s %s", blobRole(d, r.manifest), d.Digest)
+		}
+	}
+	return r.manifest, r.layers, nil
+}
+
+func blobRole(d, manifest ocispec.Descriptor) string {
+	if d.Digest == manifest.Digest {
+		return "manifest"
+	}
+	return "layer"
 }
 
 // rootfsShown says why image img of namespace ns has no entry under
@@ -71,15 +127,12 @@ func (f *filesystem) rootfsShown(ctx context.Context, ns nsRef, img metadata.Ima
 	if err != nil {
 		return err
 	}
-	_, layers, err := layerindex.Layers(ctx, f.namespaceFetcher(ns), img.Target, layerindex.HostPlatform())
+	_, layers, err := f.imageLayers(ctx, ns, img.Target)
 	if err != nil {
 		return err
 	}
 	v := &f.rootfs
 	for _, l := range layers {
-		if _, err := f.db.Content().Stat(ns.name, l.Digest); err != nil {
-			return errors.WithMessagef(err, "layer %s", l.Digest)
-		}
 		v.mu.Lock()
 		bad := v.notLayers[l.Digest]
 		v.mu.Unlock()
@@ -118,17 +171,9 @@ func (f *filesystem) imageTree(ctx context.Context, ns nsRef, ref string) (*laye
 	if err != nil {
 		return nil, metadata.Image{}, err
 	}
-	fetch := f.namespaceFetcher(ns)
-	manifest, layers, err := layerindex.Layers(ctx, fetch, img.Target, layerindex.HostPlatform())
+	manifest, layers, err := f.imageLayers(ctx, ns, img.Target)
 	if err != nil {
 		return nil, metadata.Image{}, err
-	}
-	// What the namespace cannot see it cannot look into, also when
-	// another namespace's image made the tree.
-	for _, l := range layers {
-		if _, err := f.db.Content().Stat(ns.name, l.Digest); err != nil {
-			return nil, metadata.Image{}, errors.WithMessagef(err, "layer %s", l.Digest)
-		}
 	}
 	v := &f.rootfs
 	v.mu.Lock()

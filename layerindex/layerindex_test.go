@@ -207,3 +207,27 @@ func TestCacheBuildsOnceAndRebuildsDamage(t *testing.T) {
 		t.Fatalf("Collect: %d, %v", removed, err)
 	}
 }
+
+// Readers of one file after another, each its own Reader, decompress
+// the layer about once through a pool.
+func TestPoolGoesOnWhereAReaderStopped(t *testing.T) {
+	tarBytes, files := testTar(t, 150)
+	blob := gz(t, tarBytes)
+	idx := build(t, blob, 1<<20)
+	pool := NewPool(2)
+	reopen := func() (io.ReaderAt, io.Closer, error) { return bytes.NewReader(blob), io.NopCloser(nil), nil }
+	var inflated int64
+	for i := range idx.Entries {
+		e := &idx.Entries[i]
+		r := NewPooledReader(idx, bytes.NewReader(blob), pool, reopen)
+		got := make([]byte, e.Size)
+		if n, err := r.File(e).ReadAt(got, 0); (err != nil && err != io.EOF) || !bytes.Equal(got[:n], files[e.Name]) {
+			t.Fatalf("%s: %d bytes, %v", e.Name, n, err)
+		}
+		inflated += r.Inflated()
+		r.Close()
+	}
+	if inflated > idx.TarSize {
+		t.Fatalf("reading every file in order decompressed %d bytes of a %d-byte tar", inflated, idx.TarSize)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/pkg/errors"
 )
 
@@ -13,23 +14,93 @@ import (
 // blob the index was built of. A plain tar is read where it lies; a
 // compressed one is decompressed forward from the nearest place it can
 // start (the stream's start, or a gzip checkpoint), and a read that goes
-// on where the last one stopped goes on decompressing. One Reader serves
-// one reader at a time (its methods lock): give each open file its own.
+// on where the last one stopped goes on decompressing. With a Pool, the
+// decompressors outlive the Reader: the next file's Reader goes on where
+// this one stopped (tar -c, grep -r and cp -r read a layer's files in
+// its order). One Reader serves one reader at a time (its methods lock):
+// give each open file its own.
 type Reader struct {
 	idx  *Index
 	blob io.ReaderAt
+	// With a pool, reopen gives a cursor its own handle of the blob
+	// (the pool keeps it after this Reader's blob is closed).
+	pool   *Pool
+	reopen func() (io.ReaderAt, io.Closer, error)
 
-	mu     sync.Mutex
-	stream io.Reader // decompressed, positioned at pos
-	closer io.Closer
-	pos    int64
+	mu  sync.Mutex
+	cur *cursor
 	// inflated counts the bytes decompressed, discarded ones included.
 	inflated int64
+}
+
+// cursor is a decompressor of one layer, positioned at pos.
+type cursor struct {
+	digest  digest.Digest
+	stream  io.Reader
+	closers []io.Closer
+	pos     int64
+}
+
+func (c *cursor) close() {
+	for _, cl := range c.closers {
+		cl.Close()
+	}
+}
+
+// Pool keeps the decompressors that Readers of every layer left, up to
+// a number, so that a read where another stopped need not start again.
+type Pool struct {
+	mu      sync.Mutex
+	cursors []*cursor // oldest first
+	max     int
+}
+
+// NewPool keeps up to max decompressors (each up to a zstd window or a
+// 32 KiB inflate window, and a 64 KiB read buffer).
+func NewPool(max int) *Pool { return &Pool{max: max} }
+
+// take removes the cursor of layer d that reaches off by decompressing
+// the fewest bytes, fewer than limit; nil if none does.
+func (p *Pool) take(d digest.Digest, off, limit int64) *cursor {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	best := -1
+	for i, c := range p.cursors {
+		if c.digest == d && c.pos <= off && off-c.pos < limit && (best < 0 || c.pos > p.cursors[best].pos) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return nil
+	}
+	c := p.cursors[best]
+	p.cursors = append(p.cursors[:best], p.cursors[best+1:]...)
+	return c
+}
+
+func (p *Pool) put(c *cursor) {
+	p.mu.Lock()
+	p.cursors = append(p.cursors, c)
+	var evicted []*cursor
+	for len(p.cursors) > p.max {
+		evicted = append(evicted, p.cursors[0])
+		p.cursors = p.cursors[1:]
+	}
+	p.mu.Unlock()
+	for _, c := range evicted {
+		c.close()
+	}
 }
 
 // NewReader reads the layer of idx from blob, its bytes.
 func NewReader(idx *Index, blob io.ReaderAt) *Reader {
 	return &Reader{idx: idx, blob: blob}
+}
+
+// NewPooledReader is NewReader sharing decompressors through pool;
+// reopen opens the blob again for a decompressor to own.
+func NewPooledReader(idx *Index, blob io.ReaderAt, pool *Pool, reopen func() (io.ReaderAt, io.Closer, error)) *Reader {
+	return &Reader{idx: idx, blob: blob, pool: pool, reopen: reopen}
 }
 
 // Inflated is how many bytes the reader decompressed so far (what a read
@@ -40,19 +111,24 @@ func (r *Reader) Inflated() int64 {
 	return r.inflated
 }
 
-// Close frees the decompressor.
+// Close frees the decompressor, or gives it to the pool.
 func (r *Reader) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.drop()
+	r.release()
 	return nil
 }
 
-func (r *Reader) drop() {
-	if r.closer != nil {
-		r.closer.Close()
+func (r *Reader) release() {
+	if r.cur == nil {
+		return
 	}
-	r.stream, r.closer = nil, nil
+	if r.pool != nil {
+		r.pool.put(r.cur)
+	} else {
+		r.cur.close()
+	}
+	r.cur = nil
 }
 
 // ReadAt reads the uncompressed stream at off.
@@ -65,32 +141,51 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 	if err := r.seek(off); err != nil {
 		return 0, err
 	}
-	n, err := io.ReadFull(r.stream, p)
-	r.pos += int64(n)
+	n, err := io.ReadFull(r.cur.stream, p)
+	r.cur.pos += int64(n)
 	r.inflated += int64(n)
 	if err == io.ErrUnexpectedEOF {
 		err = io.EOF
 	}
 	if err != nil && err != io.EOF {
-		r.drop()
+		r.cur.close()
+		r.cur = nil
 	}
 	return n, err
 }
 
-// seek positions the decompressed stream at off.
+// restartCost is what starting afresh to reach off decompresses.
+func (r *Reader) restartCost(off int64) int64 {
+	if cp := r.idx.checkpointBefore(off); cp != nil {
+		return off - cp.Out
+	}
+	return off
+}
+
+// seek positions a decompressor at off: the Reader's own, one from the
+// pool, or a new one, whichever decompresses least.
 func (r *Reader) seek(off int64) error {
-	if r.stream == nil || off < r.pos || r.closerStart(off) > r.pos {
-		r.drop()
-		if err := r.start(off); err != nil {
-			return errors.WithMessagef(err, "layer %s", r.idx.Digest)
+	limit := r.restartCost(off) + 1
+	if r.cur == nil || r.cur.pos > off || off-r.cur.pos >= limit {
+		r.release()
+		if r.pool != nil {
+			r.cur = r.pool.take(r.idx.Digest, off, limit)
+		}
+		if r.cur == nil {
+			c, err := r.start(off)
+			if err != nil {
+				return errors.WithMessagef(err, "layer %s", r.idx.Digest)
+			}
+			r.cur = c
 		}
 	}
-	if off > r.pos {
-		n, err := io.CopyN(io.Discard, r.stream, off-r.pos)
-		r.pos += n
+	if off > r.cur.pos {
+		n, err := io.CopyN(io.Discard, r.cur.stream, off-r.cur.pos)
+		r.cur.pos += n
 		r.inflated += n
 		if err != nil {
-			r.drop()
+			r.cur.close()
+			r.cur = nil
 			if err == io.EOF {
 				return io.EOF
 			}
@@ -100,42 +195,48 @@ func (r *Reader) seek(off int64) error {
 	return nil
 }
 
-// closerStart is the nearest place at or before off where decompressing
-// can start.
-func (r *Reader) closerStart(off int64) int64 {
-	if cp := r.idx.checkpointBefore(off); cp != nil {
-		return cp.Out
-	}
-	return 0
-}
-
 // start opens a decompressor at the nearest place before off.
-func (r *Reader) start(off int64) error {
+func (r *Reader) start(off int64) (*cursor, error) {
+	c := &cursor{digest: r.idx.Digest}
+	blob := r.blob
+	if r.pool != nil {
+		b, closer, err := r.reopen()
+		if err != nil {
+			return nil, err
+		}
+		blob = b
+		c.closers = append(c.closers, closer)
+	}
+	fail := func(err error) (*cursor, error) {
+		c.close()
+		return nil, err
+	}
 	switch r.idx.Compression {
 	case Gzip:
 		if cp := r.idx.checkpointBefore(off); cp != nil {
-			s, err := resumeGzip(r.blob, r.idx.Size, cp)
+			s, err := resumeGzip(blob, r.idx.Size, cp)
 			if err != nil {
-				return err
+				return fail(err)
 			}
-			r.stream, r.closer, r.pos = s, nil, cp.Out
-			return nil
+			c.stream, c.pos = s, cp.Out
+			return c, nil
 		}
-		s, err := newGzipStream(bufio.NewReaderSize(io.NewSectionReader(r.blob, 0, r.idx.Size), 64<<10), 0)
+		s, err := newGzipStream(bufio.NewReaderSize(io.NewSectionReader(blob, 0, r.idx.Size), 64<<10), 0)
 		if err != nil {
-			return errors.Wrap(err, "gzip")
+			return fail(errors.Wrap(err, "gzip"))
 		}
-		r.stream, r.pos = s, 0
+		c.stream = s
 	case Zstd:
-		z, err := newZstdReader(bufio.NewReaderSize(io.NewSectionReader(r.blob, 0, r.idx.Size), 64<<10))
+		z, err := newZstdReader(bufio.NewReaderSize(io.NewSectionReader(blob, 0, r.idx.Size), 64<<10))
 		if err != nil {
-			return errors.Wrap(err, "zstd")
+			return fail(errors.Wrap(err, "zstd"))
 		}
-		r.stream, r.closer, r.pos = z, z, 0
+		c.stream = z
+		c.closers = append(c.closers, z)
 	default:
-		return errors.Errorf("compression %q", r.idx.Compression)
+		return fail(errors.Errorf("compression %q", r.idx.Compression))
 	}
-	return nil
+	return c, nil
 }
 
 // checkpointBefore is the last checkpoint at or before off, nil if none.
