@@ -471,3 +471,169 @@ func TestRootfsListsWhatItCanShow(t *testing.T) {
 	d.waitForLog(t, "has no manifest for linux/amd64")
 	mustSh(t, d.mnt, "ls -lR . >/dev/null && find . >/dev/null")
 }
+
+// systemTar runs this machine's GNU tar in dir and returns the archive.
+func systemTar(t *testing.T, dir string, args ...string) []byte {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "layer.tar")
+	if r := run(t, dir, "tar", append([]string{"-cf", out}, args...)...); r.code != 0 {
+		t.Fatalf("%v", r)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// sparseFile makes a file of size bytes holding data at a few offsets
+// and holes elsewhere.
+func sparseFile(t *testing.T, path string, size int64) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, off := range []int64{0, size / 3, size - 5000} {
+		if _, err := f.WriteAt(bytes.Repeat([]byte(fmt.Sprintf("data at %d\n", off)), 200), off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A layer of this machine's own files (tens of thousands of man pages,
+// with GNU long-name headers, symlinks and hard links), then a
+// layer that whites out and makes opaque parts of it with PAX sparse
+// files, then a GNU-format one (gzip, and zstd): the same tree as
+// umoci's unpack.
+func TestRootfsRealTreeEqualsUnpack(t *testing.T) {
+	if _, err := os.Stat("/usr/share/man/man1"); err != nil {
+		t.Skip("no /usr/share/man on this machine")
+	}
+	realTar := systemTar(t, "/", "--format=gnu", "usr/share/man")
+
+	two := t.TempDir()
+	os.MkdirAll(filepath.Join(two, "usr/share/man"), 0o755)
+	os.WriteFile(filepath.Join(two, "usr/share/man/.wh.man8"), nil, 0o644)
+	os.MkdirAll(filepath.Join(two, "usr/share/man/man3"), 0o755)
+	os.WriteFile(filepath.Join(two, "usr/share/man/man3/.wh..wh..opq"), nil, 0o644)
+	os.WriteFile(filepath.Join(two, "usr/share/man/man3/only-this"), []byte("the rest is hidden\n"), 0o644)
+	os.MkdirAll(filepath.Join(two, "sparse"), 0o755)
+	sparseFile(t, filepath.Join(two, "sparse/pax"), 48<<20)
+	os.WriteFile(filepath.Join(two, "sparse/empty"), nil, 0o644)
+	twoTar := systemTar(t, two, "--format=posix", "--sparse", "--numeric-owner", ".")
+
+	three := t.TempDir()
+	long := filepath.Join(three, strings.Repeat("a-long-directory-name/", 8))
+	os.MkdirAll(long, 0o755)
+	os.WriteFile(filepath.Join(long, "file"), []byte("under a GNU long name\n"), 0o644)
+	os.Link(filepath.Join(long, "file"), filepath.Join(three, "link-to-long"))
+	threeTar := systemTar(t, three, "--format=gnu", "--numeric-owner", ".")
+
+	tars := [][]byte{realTar, twoTar, threeTar}
+	layers := []blob{
+		{mediaType: mediaTypeOCILayer, data: gzipBytes(t, realTar)},
+		{mediaType: mediaTypeOCILayerTar, data: twoTar},
+		{mediaType: mediaTypeOCILayer, data: gzipBytes(t, threeTar)},
+	}
+	img := layerImage(tars, layers)
+	want := treeListing(t, unpackWithUmoci(t, img))
+	if n := strings.Count(want, "\n"); n < 10000 {
+		t.Fatalf("the unpack has %d entries, want tens of thousands", n)
+	}
+	d := startNsfs(t, withWatchdog(10*time.Minute))
+	d.putImage(t, "default", "usr", img)
+	// umoci 0.4 unpacks no zstd: the same layers with the last one zstd
+	// must show the same tree.
+	zimg := layerImage(tars, []blob{layers[0], layers[1], {mediaType: mediaTypeOCILayerZstd, data: zstdBytes(t, threeTar)}})
+	d.putImage(t, "default", "usr:zstd", zimg)
+	for _, ref := range []string{"usr", "usr:zstd"} {
+		got := treeListing(t, d.path("ns/default/rootfs", ref))
+		if got != want {
+			gotLines, wantLines := strings.Split(got, "\n"), strings.Split(want, "\n")
+			t.Errorf("rootfs/%s differs from umoci raw unpack (%d lines, want %d); first differences:\n%s",
+				ref, len(gotLines), len(wantLines), firstDifferences(gotLines, wantLines, 10))
+		}
+	}
+}
+
+// firstDifferences lists up to n lines one side has and the other not.
+func firstDifferences(got, want []string, n int) string {
+	in := func(lines []string) map[string]bool {
+		m := map[string]bool{}
+		for _, l := range lines {
+			m[l] = true
+		}
+		return m
+	}
+	g, w := in(got), in(want)
+	var out []string
+	for _, l := range got {
+		if !w[l] && len(out) < n {
+			out = append(out, "+ "+l)
+		}
+	}
+	for _, l := range want {
+		if !g[l] && len(out) < 2*n {
+			out = append(out, "- "+l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// A file of several GiB (sparse in the tar): its size, its data and its
+// holes read right at any offset, without the file being written out.
+func TestRootfsHugeSparseFile(t *testing.T) {
+	dir := t.TempDir()
+	const size = 5 << 30
+	sparseFile(t, filepath.Join(dir, "huge"), size)
+	tarBytes := systemTar(t, dir, "--format=posix", "--sparse", "huge")
+	img := layerImage([][]byte{tarBytes}, []blob{{mediaType: mediaTypeOCILayer, data: gzipBytes(t, tarBytes)}})
+	d := startNsfs(t)
+	d.putImage(t, "default", "huge", img)
+	p := d.path("ns/default/rootfs/huge/huge")
+	st, err := os.Stat(p)
+	if err != nil || st.Size() != size {
+		t.Fatalf("stat huge: %v, size %d, want %d", err, st.Size(), int64(size))
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, c := range []struct {
+		off  int64
+		want string
+	}{
+		{size - 5000, fmt.Sprintf("data at %d\n", int64(size-5000))},
+		{size / 3, fmt.Sprintf("data at %d\n", int64(size/3))},
+		{size / 2, strings.Repeat("\x00", 16)},
+		{0, "data at 0\n"},
+	} {
+		buf := make([]byte, len(c.want))
+		if _, err := f.ReadAt(buf, c.off); err != nil || string(buf) != c.want {
+			t.Errorf("huge at %d: %q, %v; want %q", c.off, buf, err, c.want)
+		}
+	}
+}
+
+// GNU sparse entries (typeflag 'S', which umoci 0.4 does not unpack)
+// show what GNU tar -x makes of them.
+func TestRootfsGNUSparseEqualsTar(t *testing.T) {
+	dir := t.TempDir()
+	sparseFile(t, filepath.Join(dir, "gnu-sparse"), 40<<20)
+	os.WriteFile(filepath.Join(dir, "plain"), []byte("plain\n"), 0o644)
+	tarBytes := systemTar(t, dir, "--format=gnu", "--sparse", "--numeric-owner", ".")
+	unpacked := t.TempDir()
+	if r := run(t, unpacked, "tar", "-xpf", writeTemp(t, "layer.tar", tarBytes)); r.code != 0 {
+		t.Fatalf("%v", r)
+	}
+	img := layerImage([][]byte{tarBytes}, []blob{{mediaType: mediaTypeOCILayerZstd, data: zstdBytes(t, tarBytes)}})
+	d := startNsfs(t)
+	d.putImage(t, "default", "gnu", img)
+	assertOutput(t, "rootfs/gnu against tar -x", treeListing(t, d.path("ns/default/rootfs/gnu")), treeListing(t, unpacked))
+}

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bufio"
 	"io"
+	"sort"
 	"sync"
 
 	"github.com/opencontainers/go-digest"
@@ -53,11 +54,48 @@ type Pool struct {
 	mu      sync.Mutex
 	cursors []*cursor // oldest first
 	max     int
+	// chunks are the decompressed spans of gzip layers read lately,
+	// oldest first: a span holds the files of a few directories, which
+	// find, grep -r and diff -r read in name order, not the tar's.
+	chunks    []*chunk
+	maxChunks int
+}
+
+// chunk is the uncompressed bytes of a gzip layer from one checkpoint
+// (or the start) to the next (or the end).
+type chunk struct {
+	digest digest.Digest
+	start  int64
+	data   []byte
 }
 
 // NewPool keeps up to max decompressors (each up to a zstd window or a
-// 32 KiB inflate window, and a 64 KiB read buffer).
-func NewPool(max int) *Pool { return &Pool{max: max} }
+// 32 KiB inflate window, and a 64 KiB read buffer), and up to max
+// decompressed gzip spans (about a span each, 4 MiB by default).
+func NewPool(max int) *Pool { return &Pool{max: max, maxChunks: max} }
+
+func (p *Pool) chunkAt(d digest.Digest, start int64) *chunk {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, c := range p.chunks {
+		if c.digest == d && c.start == start {
+			// The most recently used goes last.
+			p.chunks = append(append(p.chunks[:i:i], p.chunks[i+1:]...), c)
+			return c
+		}
+	}
+	return nil
+}
+
+func (p *Pool) putChunk(c *chunk) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.chunks = append(p.chunks, c)
+	for len(p.chunks) > p.maxChunks {
+		p.chunks[0] = nil
+		p.chunks = p.chunks[1:]
+	}
+}
 
 // take removes the cursor of layer d that reaches off by decompressing
 // the fewest bytes, fewer than limit; nil if none does.
@@ -92,9 +130,12 @@ func (p *Pool) put(c *cursor) {
 	}
 }
 
-// NewReader reads the layer of idx from blob, its bytes.
+// NewReader reads the layer of idx from blob, its bytes (with a pool of
+// its own, for one decompressed span).
 func NewReader(idx *Index, blob io.ReaderAt) *Reader {
-	return &Reader{idx: idx, blob: blob}
+	return &Reader{idx: idx, blob: blob, pool: NewPool(1), reopen: func() (io.ReaderAt, io.Closer, error) {
+		return blob, io.NopCloser(nil), nil
+	}}
 }
 
 // NewPooledReader is NewReader sharing decompressors through pool;
@@ -138,6 +179,9 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.idx.Compression == Gzip {
+		return r.readChunks(p, off)
+	}
 	if err := r.seek(off); err != nil {
 		return 0, err
 	}
@@ -152,6 +196,63 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 		r.cur = nil
 	}
 	return n, err
+}
+
+// readChunks reads a gzip layer span by span: each span decompressed
+// once (from its checkpoint, whole) and kept in the pool.
+func (r *Reader) readChunks(p []byte, off int64) (int, error) {
+	n := 0
+	for n < len(p) {
+		if off >= r.idx.TarSize {
+			return n, io.EOF
+		}
+		c, err := r.chunk(off)
+		if err != nil {
+			return n, err
+		}
+		m := copy(p[n:], c.data[off-c.start:])
+		n += m
+		off += int64(m)
+	}
+	return n, nil
+}
+
+// chunk returns the span holding off, decompressing it if no reader
+// has lately.
+func (r *Reader) chunk(off int64) (*chunk, error) {
+	start, end := int64(0), r.idx.TarSize
+	cp := r.idx.checkpointBefore(off)
+	if cp != nil {
+		start = cp.Out
+	}
+	if i := r.idx.checkpointAfter(start); i >= 0 {
+		end = r.idx.Checkpoints[i].Out
+	}
+	if c := r.pool.chunkAt(r.idx.Digest, start); c != nil {
+		return c, nil
+	}
+	var stream io.Reader
+	if cp != nil {
+		s, err := resumeGzip(r.blob, r.idx.Size, cp)
+		if err != nil {
+			return nil, errors.WithMessagef(err, "layer %s", r.idx.Digest)
+		}
+		stream = s
+	} else {
+		s, err := newGzipStream(bufio.NewReaderSize(io.NewSectionReader(r.blob, 0, r.idx.Size), 64<<10), 0)
+		if err != nil {
+			return nil, errors.Wrapf(err, "layer %s: gzip", r.idx.Digest)
+		}
+		stream = s
+	}
+	c := &chunk{digest: r.idx.Digest, start: start, data: make([]byte, end-start)}
+	n, err := io.ReadFull(stream, c.data)
+	r.inflated += int64(n)
+	if err != nil {
+		return nil, errors.Wrapf(err, "layer %s: span at %d", r.idx.Digest, start)
+	}
+	r.pool.putChunk(c)
+	return c, nil
 }
 
 // restartCost is what starting afresh to reach off decompresses.
@@ -237,6 +338,16 @@ func (r *Reader) start(off int64) (*cursor, error) {
 		return fail(errors.Errorf("compression %q", r.idx.Compression))
 	}
 	return c, nil
+}
+
+// checkpointAfter is the index of the first checkpoint past off, -1 if
+// none.
+func (idx *Index) checkpointAfter(off int64) int {
+	i := sort.Search(len(idx.Checkpoints), func(i int) bool { return idx.Checkpoints[i].Out > off })
+	if i == len(idx.Checkpoints) {
+		return -1
+	}
+	return i
 }
 
 // checkpointBefore is the last checkpoint at or before off, nil if none.
