@@ -637,3 +637,38 @@ func TestRootfsGNUSparseEqualsTar(t *testing.T) {
 	d.putImage(t, "default", "gnu", img)
 	assertOutput(t, "rootfs/gnu against tar -x", treeListing(t, d.path("ns/default/rootfs/gnu")), treeListing(t, unpacked))
 }
+
+// With --allow-other the kernel checks the tar's owners and modes: a
+// user reads what the image lets everyone read, and not a file 0600 of
+// uid 0.
+func TestRootfsAllowOtherEnforcesTarModes(t *testing.T) {
+	d := startNsfs(t, withFlags("--allow-other"))
+	for dir := filepath.Dir(d.mnt); dir != os.TempDir() && dir != "/"; dir = filepath.Dir(dir) {
+		os.Chmod(dir, 0o755) // the test's directories, so that nobody reaches the mount
+	}
+	d.putImage(t, "default", "app", simpleRootfsImage(t,
+		rootfsEntry{name: "etc/", typ: tar.TypeDir},
+		rootfsEntry{name: "etc/shadow", typ: tar.TypeReg, mode: 0o600, data: "root:secret\n"},
+		rootfsEntry{name: "etc/motd", typ: tar.TypeReg, mode: 0o644, data: "hello\n"},
+		rootfsEntry{name: "home/", typ: tar.TypeDir},
+		rootfsEntry{name: "home/nobody/", typ: tar.TypeDir, mode: 0o700, uid: 65534, gid: 65534},
+		rootfsEntry{name: "home/nobody/notes", typ: tar.TypeReg, mode: 0o600, uid: 65534, gid: 65534, data: "mine\n"},
+	))
+	root := d.path("ns/default/rootfs/app")
+	asNobody := func(args ...string) result {
+		return run(t, "/", "setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", "--"}, args...)...)
+	}
+	if r := asNobody("cat", root+"/etc/motd"); r.code != 0 || r.stdout != "hello\n" {
+		t.Errorf("nobody reads etc/motd (0644): %v", r)
+	}
+	if r := asNobody("cat", root+"/home/nobody/notes"); r.code != 0 || r.stdout != "mine\n" {
+		t.Errorf("nobody reads its own home/nobody/notes (0600 of 65534): %v", r)
+	}
+	if r := asNobody("cat", root+"/etc/shadow"); r.code == 0 || !strings.Contains(r.stderr, "Permission denied") {
+		t.Errorf("nobody reads etc/shadow (0600 of root): %v", r)
+	}
+	if r := asNobody("ls", root+"/home/nobody"); r.code != 0 {
+		t.Errorf("nobody lists its home: %v", r)
+	}
+	assertOutput(t, "root reads etc/shadow", mustRun(t, "/", "cat", root+"/etc/shadow"), "root:secret\n")
+}
