@@ -35,9 +35,10 @@ type rootfsView struct {
 	// this host (what the verified documents said: the same for every
 	// namespace that holds the target).
 	resolved map[digest.Digest]resolvedImage
-	// notLayers are blobs a manifest names as layers whose first bytes
-	// are no tar: images with one are not listed.
-	notLayers map[digest.Digest]bool
+	// sniffed says of blobs a manifest names as layers whether their
+	// first bytes are a tar stream: images with one that is not are not
+	// listed.
+	sniffed map[digest.Digest]bool
 }
 
 // rootfsTrees bounds the merged trees kept (each the size of its
@@ -60,7 +61,7 @@ func (f *filesystem) layerCache() (*layerindex.Cache, error) {
 		}
 		v.cursors = layerindex.NewPool(rootfsCursors)
 		v.trees = map[digest.Digest]*layerindex.Tree{}
-		v.notLayers = map[digest.Digest]bool{}
+		v.sniffed = map[digest.Digest]bool{}
 		v.resolved = map[digest.Digest]resolvedImage{}
 	})
 	return v.cache, v.err
@@ -134,25 +135,26 @@ func (f *filesystem) rootfsShown(ctx context.Context, ns nsRef, img metadata.Ima
 	v := &f.rootfs
 	for _, l := range layers {
 		v.mu.Lock()
-		bad := v.notLayers[l.Digest]
+		isLayer, known := v.sniffed[l.Digest]
 		v.mu.Unlock()
-		if !bad && !cache.Has(l.Digest) {
+		if !known && cache.Has(l.Digest) {
+			isLayer, known = true, true
+		}
+		if !known {
 			blob, err := f.db.Content().Open(ns.name, l.Digest)
 			if err != nil {
 				return errors.WithMessagef(err, "layer %s", l.Digest)
 			}
-			bad = !layerindex.LooksLikeLayer(blob)
+			isLayer = layerindex.LooksLikeLayer(blob)
 			blob.Close()
-			if bad {
-				v.mu.Lock()
-				if len(v.notLayers) > 1<<16 {
-					clear(v.notLayers)
-				}
-				v.notLayers[l.Digest] = true
-				v.mu.Unlock()
+			v.mu.Lock()
+			if len(v.sniffed) > 1<<16 {
+				clear(v.sniffed)
 			}
+			v.sniffed[l.Digest] = isLayer
+			v.mu.Unlock()
 		}
-		if bad {
+		if !isLayer {
 			return errors.Errorf("layer %s is not a tar stream (plain, gzip or zstd)", l.Digest)
 		}
 	}
