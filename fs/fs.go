@@ -6,6 +6,7 @@
 //	      images/<ref path…>       image_dir.go, image_node.go, image_handles.go
 //	      blobs/                   blobs_dir.go
 //	        sha256/<hex>           sha256_dir.go, blob_node.go, blob_handles.go
+//	      rootfs/<ref path…>/…     rootfs_dir.go, rootfs_node.go, rootfs_view.go (read-only)
 //
 // One file holds one node type, or the handles of one; each node's doc
 // comment shows the shell session it serves. Every operation passes one
