@@ -153,7 +153,7 @@ func (d *rootfsDir) imageRoot(ctx context.Context, ref string, out *fuse.EntryOu
 		return nil, toErrno("lookup "+d.display(ref), rootfsUnavailable(err))
 	}
 	n := &rootfsNode{readOnly: d.readOnly, tree: tree, node: tree.Root, image: img.ID, target: img.Target.Digest,
-		display: d.display(ref)}
+		imagePath: d.display(ref)}
 	n.fill(&out.Attr)
 	cacheName(out)
 	return d.NewInode(ctx, n, n.stableAttr()), 0

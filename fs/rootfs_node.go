@@ -34,11 +34,19 @@ import (
 type rootfsNode struct {
 	gofs.Inode
 	readOnly
-	tree    *layerindex.Tree
-	node    *layerindex.Node // the name it was looked up by
-	image   uint64           // the image's ID
-	target  digest.Digest    // and its target, which the numbers derive from
-	display string           // "ns/foo/rootfs/app:v1/etc/os-release", for log lines
+	tree      *layerindex.Tree
+	node      *layerindex.Node // the name it was looked up by
+	image     uint64           // the image's ID
+	target    digest.Digest    // and its target, which the numbers derive from
+	imagePath string           // "ns/foo/rootfs/app:v1", for log lines (one string for the tree)
+}
+
+// display names the node in log lines (a hard link by its first name).
+func (n *rootfsNode) display() string {
+	if name := n.entry().Name; name != "" {
+		return n.imagePath + "/" + name
+	}
+	return n.imagePath
 }
 
 var (
@@ -121,8 +129,7 @@ func (n *rootfsNode) fill(a *fuse.Attr) {
 }
 
 func (n *rootfsNode) child(c *layerindex.Node) *rootfsNode {
-	return &rootfsNode{readOnly: n.readOnly, tree: n.tree, node: c, image: n.image, target: n.target,
-		display: n.display + "/" + c.Name}
+	return &rootfsNode{readOnly: n.readOnly, tree: n.tree, node: c, image: n.image, target: n.target, imagePath: n.imagePath}
 }
 
 func (n *rootfsNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
@@ -324,12 +331,12 @@ func (h *rootfsHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.R
 	defer h.mu.Unlock()
 	if h.blob == nil {
 		if err := h.open(); err != nil {
-			return nil, toErrno("read "+h.node.display, err)
+			return nil, toErrno("read "+h.node.display(), err)
 		}
 	}
 	n, err := h.file.ReadAt(dest, off)
 	if err != nil && !isEOF(err) {
-		return nil, toErrno("read "+h.node.display, err)
+		return nil, toErrno("read "+h.node.display(), err)
 	}
 	return fuse.ReadResultData(dest[:n]), 0
 }
