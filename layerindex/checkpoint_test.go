@@ -9,7 +9,7 @@ import (
 // Inflating from each checkpoint gives the bytes a whole gunzip gives
 // there.
 func TestEveryCheckpointResumes(t *testing.T) {
-	tarBytes, _ := testTar(t, 150)
+	tarBytes, _ := testTar(t, 60)
 	blob := gz(t, tarBytes)
 	idx := build(t, blob, 1<<20)
 	for i, cp := range idx.Checkpoints {

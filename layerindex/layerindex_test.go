@@ -93,7 +93,7 @@ func checkFiles(t *testing.T, idx *Index, blob []byte, files map[string][]byte) 
 }
 
 func TestReadEveryFile(t *testing.T) {
-	tarBytes, files := testTar(t, 150)
+	tarBytes, files := testTar(t, 60)
 	zb := bytes.Buffer{}
 	zw, _ := zstd.NewWriter(&zb)
 	zw.Write(tarBytes)
@@ -127,7 +127,7 @@ func TestReadEveryFile(t *testing.T) {
 // A read near the end of a gzip layer decompresses at most about one
 // span, not the layer.
 func TestGzipReadCostsOneSpan(t *testing.T) {
-	tarBytes, _ := testTar(t, 150)
+	tarBytes, _ := testTar(t, 60)
 	blob := gz(t, tarBytes)
 	const span = 1 << 20
 	idx := build(t, blob, span)
@@ -211,7 +211,7 @@ func TestCacheBuildsOnceAndRebuildsDamage(t *testing.T) {
 // Readers of one file after another, each its own Reader, decompress
 // the layer about once through a pool.
 func TestPoolGoesOnWhereAReaderStopped(t *testing.T) {
-	tarBytes, files := testTar(t, 150)
+	tarBytes, files := testTar(t, 60)
 	blob := gz(t, tarBytes)
 	idx := build(t, blob, 1<<20)
 	pool := NewPool(2)
