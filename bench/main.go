@@ -182,6 +182,13 @@ func run() error {
 	} else {
 		pulls.status = "skipped"
 	}
+	rootfs := rootfsRows{status: "skipped"}
+	if !*skipRootfs && (filter == nil || filter.MatchString("rootfs")) {
+		if rootfs, err = measureRootfs(dir); err != nil {
+			rootfs.status = "failed: " + err.Error() // the other rows stand without them
+			log.Printf("rootfs rows: %v", err)
+		}
+	}
 	if !*skipRSS && (filter == nil || filter.MatchString("daemon RSS")) {
 		r, err := measureRSS(dir)
 		if err != nil {
@@ -193,6 +200,7 @@ func run() error {
 		t.stop()
 	}
 	printTable(os.Stdout, rows, pulls, time.Since(started))
+	rootfs.print(os.Stdout)
 	return nil
 }
 

@@ -7,6 +7,9 @@
 //	      blobs/                   blobs_dir.go
 //	        sha256/<hex>           sha256_dir.go, blob_node.go, blob_handles.go
 //	        sha256/<other name>    temp_ingest.go, sha256_temp.go (temporary ingests)
+//	      rootfs/<ref path…>/…     rootfs_dir.go, rootfs_node.go, rootfs_view.go (read-only)
+//	      oci-layout, index.json   layout_files.go
+//	      <other name>             layout_temp.go, scratch_dir.go (a tool's temporary files)
 //
 // A namespace's owner and mode (which everything inside shows), its df
 // and root's trusted.nsfs.* settings are owners.go and
@@ -82,6 +85,7 @@ type filesystem struct {
 	handles *handleLimiter // what each user's open handles may hold
 	temps   tempIngests    // temporary ingests (temp_ingest.go)
 	scratch scratchDirs    // scratch directories of namespaces (layout_temp.go)
+	rootfs  rootfsView     // rootfs/: layer indexes and merged trees
 
 	// deleted maps a namespace name to the highest ID of a namespace of
 	// that name deleted while mounted (uint64): see enter. One entry per

@@ -113,7 +113,7 @@ func (r *scratchDirs) list(ns uint64) []string {
 // isFixedName says whether name is one of the namespace root's own
 // entries, which no temporary file or scratch directory can take.
 func isFixedName(name string) bool {
-	return name == imagesName || name == blobsName || isLayoutFile(name)
+	return name == imagesName || name == blobsName || name == rootfsName || isLayoutFile(name)
 }
 
 func (d *namespaceDir) tempKey(name string) tempKey { return tempKey{d.ns.id, rootTempDir, name} }

@@ -84,6 +84,10 @@ func (d *namespaceDir) Lookup(ctx context.Context, name string, out *fuse.EntryO
 		return d.NewInode(ctx, &blobsDir{fixedDir{dirBase: d.dirBase, timesKey: metadata.DirBlobsRoot}}, dirAttr(d.fsys.inodes.dir(d.ns.id, blobsKey))), 0
 	case ociLayoutName, layoutIndexName:
 		return d.lookupLayoutFile(ctx, name, out)
+	case rootfsName:
+		d.fsys.fillStoredDir(&out.Attr, d.ns, metadata.ImagesDir("")) // it lists the images
+		cacheName(out)
+		return d.NewInode(ctx, newRootfsDir(d.fsys, d.ns, ""), dirAttr(d.fsys.inodes.dir(d.ns.id, rootfsKey))), 0
 	}
 	return d.lookupTempOrScratch(ctx, name, out)
 }
@@ -92,10 +96,11 @@ func (d *namespaceDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Err
 	if errno := d.fsys.enter(&d.ns); errno != 0 {
 		return nil, errno
 	}
-	entries := dirEntries(d.EmbeddedInode(), 4)
+	entries := dirEntries(d.EmbeddedInode(), 5)
 	entries = append(entries,
 		fuse.DirEntry{Name: imagesName, Mode: syscall.S_IFDIR, Ino: d.fsys.inodes.dir(d.ns.id, imagesKey)},
 		fuse.DirEntry{Name: blobsName, Mode: syscall.S_IFDIR, Ino: d.fsys.inodes.dir(d.ns.id, blobsKey)},
+		fuse.DirEntry{Name: rootfsName, Mode: syscall.S_IFDIR, Ino: d.fsys.inodes.dir(d.ns.id, rootfsKey)},
 	)
 	entries = append(entries, d.layoutEntries()...)
 	entries = append(entries, d.tempAndScratchEntries()...)
@@ -151,6 +156,12 @@ func (d *namespaceDir) Rmdir(ctx context.Context, name string) syscall.Errno {
 		return 0
 	case blobsName:
 		return d.fsys.rmdirBlobs(d.ns, "ns/"+d.ns.name+"/blobs", blobsKey, sha256Key)
+	case rootfsName: // listed last: rm -rf reaches it once images/ is empty
+		if err := d.fsys.db.Images().RemoveDir(d.ns.name, ""); err != nil {
+			return toErrno("rmdir ns/"+d.ns.name+"/rootfs", err)
+		}
+		d.fsys.inodes.forget(d.ns.id, rootfsKey)
+		return 0
 	}
 	return d.rmdirScratch(name)
 }

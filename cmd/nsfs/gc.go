@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nsfs/nsfs/layerindex"
 	"github.com/nsfs/nsfs/metadata"
 	"github.com/pkg/errors"
 	"github.com/urfave/cli/v2"
@@ -63,6 +64,7 @@ func runGC(c *cli.Context) error {
 	for _, g := range stats.Removed {
 		fmt.Printf("removed %s\n", describeGarbage(g))
 	}
+	collectLayerIndexes(root, func(format string, args ...any) { fmt.Printf(format+"\n", args...) })
 	if err != nil {
 		return err
 	}
@@ -123,6 +125,7 @@ func startCollector(db *metadata.DB, grace time.Duration) (stop func()) {
 			for _, g := range stats.Removed {
 				log.Printf("gc: removed %s", describeGarbage(g))
 			}
+			collectLayerIndexes(db.Root(), log.Printf)
 			if err != nil {
 				log.Printf("gc: %v", err)
 			}
@@ -131,5 +134,15 @@ func startCollector(db *metadata.DB, grace time.Duration) (stop func()) {
 	return func() {
 		close(done)
 		wg.Wait()
+	}
+}
+
+// collectLayerIndexes removes the rootfs indexes of layers whose blob is
+// gone: an index goes with its blob.
+func collectLayerIndexes(root string, report func(format string, args ...any)) {
+	if n, err := layerindex.CollectStore(root); err != nil {
+		report("gc: layer indexes: %v", err)
+	} else if n > 0 {
+		report("gc: removed %d layer indexes whose blob is gone", n)
 	}
 }

@@ -1,0 +1,262 @@
+package layerindex
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"io"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/pkg/errors"
+)
+
+// Compression is how a layer blob is compressed, as its first bytes say
+// (a Docker media type may say gzip of a plain tar, and the reverse).
+type Compression string
+
+const (
+	Uncompressed Compression = "tar"
+	Gzip         Compression = "gzip"
+	Zstd         Compression = "zstd"
+)
+
+var (
+	gzipMagic = []byte{0x1f, 0x8b}
+	zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
+)
+
+// Kind is the type of a tar entry as the tree shows it.
+type Kind uint8
+
+const (
+	Regular Kind = iota
+	Dir
+	Symlink
+	HardLink // a second name of an earlier entry (Link names it)
+	CharDevice
+	BlockDevice
+	FIFO
+)
+
+// Entry is one tar entry of a layer: its header, and where its bytes lie
+// in the uncompressed tar stream.
+type Entry struct {
+	// Name is the cleaned path ("etc/os-release"; "" is the root): no
+	// leading "/" or "./", no "." components.
+	Name string `json:"n"`
+	Kind Kind   `json:"k,omitempty"`
+	// Mode is the permission bits with setuid, setgid and sticky.
+	Mode    uint32 `json:"m"`
+	UID     int    `json:"u,omitempty"`
+	GID     int    `json:"g,omitempty"`
+	Size    int64  `json:"s,omitempty"`
+	ModTime int64  `json:"t"` // Unix nanoseconds
+	// Link is a symlink's target as stored, or a hard link's target
+	// path, cleaned as Name is.
+	Link     string            `json:"l,omitempty"`
+	DevMajor int64             `json:"ma,omitempty"`
+	DevMinor int64             `json:"mi,omitempty"`
+	Xattrs   map[string]string `json:"x,omitempty"` // PAX SCHILY.xattr.<name>
+	// Header is the offset of the entry's first header block (its PAX
+	// or GNU long-name headers included), Data that of its bytes.
+	Header int64 `json:"h"`
+	Data   int64 `json:"d,omitempty"`
+	// Sparse files are read by decoding their headers again from Header.
+	Sparse bool `json:"sp,omitempty"`
+}
+
+// Index is the table of one layer.
+type Index struct {
+	Digest      digest.Digest `json:"digest"`
+	Compression Compression   `json:"compression"`
+	Size        int64         `json:"size"`    // of the blob
+	TarSize     int64         `json:"tarSize"` // of the uncompressed stream
+	Entries     []Entry       `json:"entries"`
+	// Refused says why the layer's files cannot be shown (an entry whose
+	// name climbs out of the root); Entries then stops before it.
+	Refused string `json:"refused,omitempty"`
+	// Checkpoints let a read start decompressing near its offset.
+	Checkpoints []Checkpoint `json:"checkpoints,omitempty"`
+}
+
+// countingReader counts what is read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// Build reads a whole layer blob of digest d once and returns its table.
+// The bytes must hash to d and be size long (size < 0: any), or Build
+// fails: a table is only ever made of the blob it names.
+func Build(blob io.Reader, d digest.Digest, size int64, opts BuildOptions) (*Index, error) {
+	verifier := d.Verifier()
+	compressed := &countingReader{r: io.TeeReader(blob, verifier)}
+	buffered := bufio.NewReaderSize(compressed, 64<<10)
+	magic, _ := buffered.Peek(4)
+	idx := &Index{Digest: d, Compression: Uncompressed}
+	var tarStream io.Reader = buffered
+	var stop func()
+	switch {
+	case bytes.HasPrefix(magic, gzipMagic):
+		idx.Compression = Gzip
+		gz, err := newGzipStream(buffered, opts.span())
+		if err != nil {
+			return nil, errors.Wrapf(err, "layer %s: gzip", d)
+		}
+		tarStream, stop = gz, func() { idx.Checkpoints = gz.checkpoints }
+	case bytes.HasPrefix(magic, zstdMagic):
+		idx.Compression = Zstd
+		zr, err := newZstdReader(buffered)
+		if err != nil {
+			return nil, errors.Wrapf(err, "layer %s: zstd", d)
+		}
+		defer zr.Close()
+		tarStream = zr
+	}
+	counted := &countingReader{r: tarStream}
+	if err := readTable(idx, counted); err != nil {
+		return nil, errors.WithMessagef(err, "layer %s", d)
+	}
+	// The rest of the blob (tar padding, a gzip trailer) counts in the
+	// digest.
+	if _, err := io.Copy(io.Discard, counted); err != nil {
+		return nil, errors.Wrapf(err, "layer %s: reading past the tar's end", d)
+	}
+	if _, err := io.Copy(io.Discard, buffered); err != nil {
+		return nil, errors.Wrapf(err, "layer %s", d)
+	}
+	if stop != nil {
+		stop()
+	}
+	idx.TarSize = counted.n
+	idx.Size = compressed.n
+	if size >= 0 && compressed.n != size {
+		return nil, errors.Errorf("layer %s: the blob is %d bytes, its descriptor says %d", d, compressed.n, size)
+	}
+	if !verifier.Verified() {
+		return nil, errors.Errorf("layer %s: the blob's bytes do not hash to its digest", d)
+	}
+	return idx, nil
+}
+
+// readTable fills idx.Entries from the tar stream r.
+func readTable(idx *Index, r *countingReader) error {
+	tr := tar.NewReader(r)
+	next := int64(0) // where the next entry's first header starts
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return errors.Wrapf(err, "tar entry after offset %d", next)
+		}
+		e := Entry{Header: next, Data: r.n, Size: hdr.Size, Mode: uint32(hdr.Mode) & 0o7777,
+			UID: hdr.Uid, GID: hdr.Gid, ModTime: hdr.ModTime.UnixNano()}
+		name, why := cleanName(hdr.Name)
+		if why != "" {
+			idx.Refused = "tar entry " + quote(hdr.Name) + " " + why
+			return nil
+		}
+		e.Name = name
+		switch hdr.Typeflag {
+		case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse, tar.TypeCont:
+			e.Kind = Regular
+			e.Sparse = hdr.Typeflag == tar.TypeGNUSparse || hasSparseRecords(hdr)
+		case tar.TypeDir:
+			e.Kind, e.Size = Dir, 0
+		case tar.TypeSymlink:
+			e.Kind, e.Link, e.Size = Symlink, hdr.Linkname, 0
+		case tar.TypeLink:
+			target, why := cleanName(hdr.Linkname)
+			if why != "" || target == "" {
+				if why == "" {
+					why = "is the root"
+				}
+				idx.Refused = "tar entry " + quote(hdr.Name) + ": hard link target " + quote(hdr.Linkname) + " " + why
+				return nil
+			}
+			e.Kind, e.Link, e.Size = HardLink, target, 0
+		case tar.TypeChar, tar.TypeBlock:
+			e.Kind = CharDevice
+			if hdr.Typeflag == tar.TypeBlock {
+				e.Kind = BlockDevice
+			}
+			e.DevMajor, e.DevMinor, e.Size = hdr.Devmajor, hdr.Devminor, 0
+		case tar.TypeFifo:
+			e.Kind, e.Size = FIFO, 0
+		default:
+			// Vendor types and global headers carry no file; skip their
+			// bytes as tar -x does.
+			if _, err := io.Copy(io.Discard, tr); err != nil {
+				return errors.Wrapf(err, "tar entry %q", hdr.Name)
+			}
+			next = roundUp(r.n)
+			continue
+		}
+		if e.Kind != Regular || e.Sparse {
+			e.Data = 0
+		}
+		for k, v := range hdr.PAXRecords {
+			if name, ok := strings.CutPrefix(k, "SCHILY.xattr."); ok {
+				if e.Xattrs == nil {
+					e.Xattrs = map[string]string{}
+				}
+				e.Xattrs[name] = v
+			}
+		}
+		idx.Entries = append(idx.Entries, e)
+		// The data is decompressed either way; reading it through the tar
+		// reader leaves r at its end, so the next header's offset is
+		// known before Next skips the padding.
+		if _, err := io.Copy(io.Discard, tr); err != nil {
+			return errors.Wrapf(err, "tar entry %q", hdr.Name)
+		}
+		next = roundUp(r.n)
+	}
+}
+
+func roundUp(n int64) int64 { return (n + 511) &^ 511 }
+
+func hasSparseRecords(hdr *tar.Header) bool {
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
+}
+
+// cleanName makes a tar name a path below the root ("" for the root
+// itself), or says why it is refused: an absolute name, or one with a
+// ".." component, is never followed.
+func cleanName(name string) (string, string) {
+	if strings.HasPrefix(name, "/") {
+		return "", "is an absolute path"
+	}
+	var parts []string
+	for _, p := range strings.Split(name, "/") {
+		switch p {
+		case "", ".":
+		case "..":
+			return "", "climbs out of the root (a \"..\" component)"
+		default:
+			parts = append(parts, p)
+		}
+	}
+	return strings.Join(parts, "/"), ""
+}
+
+func quote(s string) string {
+	if len(s) > 200 {
+		s = s[:200] + "..."
+	}
+	return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"`
+}
