@@ -23,7 +23,7 @@ test:
 	@unformatted="$$(gofmt -l .)"; if [ -n "$$unformatted" ]; then \
 		echo "gofmt -l: these files need gofmt -w:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
-	$(GO) test -race ./metadata/ ./names/ ./errdefs/ ./mountinfo/ ./imagegraph/ ./blobs/ ./xattr/ ./fs/ ./client/ ./cmd/nsfs/
+	$(GO) test -race ./metadata/ ./names/ ./errdefs/ ./mountinfo/ ./imagegraph/ ./blobs/ ./xattr/ ./fs/ ./client/ ./cmd/nsfs/ ./layerindex/...
 	$(MAKE) --no-print-directory fuzz-smoke
 	$(GO) test -count=1 -timeout 10m ./integration/
 
