@@ -320,7 +320,7 @@ func TestRootfsReadOnly(t *testing.T) {
 		rootfsEntry{name: "dev/null", typ: tar.TypeChar, mode: 0o666, major: 1, minor: 3},
 		rootfsEntry{name: "x", typ: tar.TypeReg, data: "x", xattrs: map[string]string{"user.k": "v"}},
 	))
-	assertOutput(t, "ls ns/default", mustRun(t, d.mnt, "ls", "ns/default"), lines("blobs", "images", "rootfs"))
+	assertOutput(t, "ls ns/default", mustRun(t, d.mnt, "ls", "ns/default"), lines("blobs", "images", "index.json", "oci-layout", "rootfs"))
 	assertOutput(t, "ls rootfs/lib", mustRun(t, d.mnt, "ls", "ns/default/rootfs/lib"), lines("app:v1"))
 	root := "ns/default/rootfs/lib/app:v1"
 	assertOutput(t, "cat etc/passwd", mustRun(t, d.mnt, "cat", root+"/etc/passwd"), "root:x:0:0::/root:/bin/sh\n")

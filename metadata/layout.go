@@ -153,6 +153,10 @@ type layoutWrite struct {
 	children map[digest.Digest]imagegraph.Document
 }
 
+// UnnamedRefPrefix begins the ref of an image that index.json lists
+// without a name: "@sha256:<hex>".
+const UnnamedRefPrefix = "@"
+
 // ParseLayoutIndex reads the refs an index.json names, each with its
 // target's descriptor; see LayoutStore.PutIndex for the rules.
 func ParseLayoutIndex(data []byte) (map[string]ocispec.Descriptor, error) {
@@ -178,7 +182,10 @@ func ParseLayoutIndex(data []byte) (map[string]ocispec.Descriptor, error) {
 			ref = d.Annotations[AnnotationContainerdName]
 		}
 		if ref == "" {
-			continue
+			// No name (crane pull --format=oci writes none): the image
+			// is named by its digest, as ctr import --digests names
+			// unnamed images, so that what the tool wrote is an image.
+			ref = UnnamedRefPrefix + d.Digest.String()
 		}
 		if err := names.ValidateRef(ref); err != nil {
 			return nil, errors.WithMessagef(err, "index.json: manifests[%d]", i)
