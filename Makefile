@@ -25,7 +25,7 @@ test:
 	$(GO) vet ./...
 	$(GO) test -race ./metadata/ ./names/ ./errdefs/ ./mountinfo/ ./imagegraph/ ./blobs/ ./xattr/ ./fs/ ./client/ ./cmd/nsfs/ ./layerindex/...
 	$(MAKE) --no-print-directory fuzz-smoke
-	$(GO) test -count=1 -timeout 10m ./integration/
+	$(GO) test -count=1 -timeout 14m ./integration/
 
 # fuzz: run every Go fuzz target for FUZZTIME each (seed corpora in
 # <package>/testdata/fuzz/<Target>/; a failing input is added there).

@@ -10,11 +10,14 @@ import (
 )
 
 // namespaceDir is ns/<name>: images/ then blobs/ (rm -rf relies on the
-// order: removing the images first releases their blobs), and the
-// namespace's labels as user.* xattrs.
+// order: removing the images first releases their blobs), the OCI layout
+// files, rootfs/ (looked up, never listed), and the namespace's labels as
+// user.* xattrs.
 //
 //	$ ls /mnt/ns/dev
-//	images  blobs
+//	blobs  images  index.json  oci-layout
+//	$ ls /mnt/ns/dev/rootfs
+//	app:v1
 //	$ setfattr -n user.containerd.io/namespace.shareable -v true /mnt/ns/dev
 //	$ rm -rf /mnt/ns/dev
 type namespaceDir struct {
@@ -96,11 +99,13 @@ func (d *namespaceDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Err
 	if errno := d.fsys.enter(&d.ns); errno != 0 {
 		return nil, errno
 	}
-	entries := dirEntries(d.EmbeddedInode(), 5)
+	// rootfs/ is there for every lookup but not listed, as a snapshot
+	// directory is not: cp -a, rsync, tar, du and find of a namespace
+	// would otherwise walk (and try to restore) every image's files.
+	entries := dirEntries(d.EmbeddedInode(), 4)
 	entries = append(entries,
 		fuse.DirEntry{Name: imagesName, Mode: syscall.S_IFDIR, Ino: d.fsys.inodes.dir(d.ns.id, imagesKey)},
 		fuse.DirEntry{Name: blobsName, Mode: syscall.S_IFDIR, Ino: d.fsys.inodes.dir(d.ns.id, blobsKey)},
-		fuse.DirEntry{Name: rootfsName, Mode: syscall.S_IFDIR, Ino: d.fsys.inodes.dir(d.ns.id, rootfsKey)},
 	)
 	entries = append(entries, d.layoutEntries()...)
 	entries = append(entries, d.tempAndScratchEntries()...)

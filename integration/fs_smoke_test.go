@@ -31,7 +31,7 @@ func TestFixedDirectoriesListAfterRmdir(t *testing.T) {
 			defer f.Close()
 		}
 		mustRun(t, m, "rmdir", dirs...)
-		assertOutput(t, "ls ns/default after rmdir of its fixed directories", mustRun(t, m, "ls", "ns/default"), lines("blobs", "images", "index.json", "oci-layout", "rootfs"))
+		assertOutput(t, "ls ns/default after rmdir of its fixed directories", mustRun(t, m, "ls", "ns/default"), lines("blobs", "images", "index.json", "oci-layout"))
 		for _, dir := range dirs {
 			want := lines(".", "..")
 			if dir == "ns/default/blobs" {

@@ -12,14 +12,14 @@ func TestFreshStoreHasDefaultNamespace(t *testing.T) {
 	m := d.mnt
 	assertOutput(t, "ls (the mount root)", mustRun(t, m, "ls"), lines("ns"))
 	assertOutput(t, "ls ns", mustRun(t, m, "ls", "ns"), lines("default"))
-	// A namespace lists images before blobs and rootfs, so `rm -rf` drops
-	// images first.
-	assertOutput(t, "ls -U ns/default (directory order)", mustRun(t, m, "ls", "-U", "ns/default"), lines("images", "blobs", "rootfs", "oci-layout", "index.json"))
+	// A namespace lists images before blobs, so `rm -rf` drops images
+	// first; rootfs/ is not listed (TestRootfsReadOnly).
+	assertOutput(t, "ls -U ns/default (directory order)", mustRun(t, m, "ls", "-U", "ns/default"), lines("images", "blobs", "oci-layout", "index.json"))
 	assertOutput(t, "ls ns/default/blobs", mustRun(t, m, "ls", "ns/default/blobs"), lines("sha256"))
 	assertOutput(t, "ls ns/default/images", mustRun(t, m, "ls", "ns/default/images"), "")
 	assertOutput(t, "ls ns/default/blobs/sha256", mustRun(t, m, "ls", "ns/default/blobs/sha256"), "")
 	assertOutput(t, "find ns -type d", mustRun(t, m, "find", "ns", "-type", "d"),
-		lines("ns", "ns/default", "ns/default/images", "ns/default/blobs", "ns/default/blobs/sha256", "ns/default/rootfs"))
+		lines("ns", "ns/default", "ns/default/images", "ns/default/blobs", "ns/default/blobs/sha256"))
 	assertOutput(t, "stat -c %F ns/default", mustRun(t, m, "stat", "-c", "%F", "ns/default"), "directory\n")
 }
 
@@ -97,7 +97,7 @@ func TestMkdirRmdirNamespace(t *testing.T) {
 	before = d.state(t)
 	mustFail(t, m, "File exists", "mkdir", "ns/foo")
 	d.assertUnchanged(t, "second mkdir ns/foo", before)
-	assertOutput(t, "ls -U ns/foo", mustRun(t, m, "ls", "-U", "ns/foo"), lines("images", "blobs", "rootfs", "oci-layout", "index.json"))
+	assertOutput(t, "ls -U ns/foo", mustRun(t, m, "ls", "-U", "ns/foo"), lines("images", "blobs", "oci-layout", "index.json"))
 
 	mustRun(t, m, "rmdir", "ns/foo")
 	assertOutput(t, "ls ns", mustRun(t, m, "ls", "ns"), lines("default"))
@@ -158,7 +158,7 @@ func TestRmdirOfFixedDirectoriesSucceedsWhenEmptyAndTheyStay(t *testing.T) {
 		mustRun(t, m, "rmdir", dir)
 		assertOutput(t, "stat -c %F "+dir+" after rmdir", mustRun(t, m, "stat", "-c", "%F", dir), "directory\n")
 	}
-	assertOutput(t, "ls -U ns/foo", mustRun(t, m, "ls", "-U", "ns/foo"), lines("images", "blobs", "rootfs", "oci-layout", "index.json"))
+	assertOutput(t, "ls -U ns/foo", mustRun(t, m, "ls", "-U", "ns/foo"), lines("images", "blobs", "oci-layout", "index.json"))
 
 	// images/ holding a prefix directory is not empty; the namespace is
 	// (empty ref-prefix directories go with it).
@@ -205,7 +205,7 @@ func TestRmRfNamespace(t *testing.T) {
 	mustRun(t, m, "mkdir", "ns/foo")
 	assertOutput(t, "getfattr -d ns/foo", mustRun(t, m, "getfattr", "-d", "ns/foo"), "")
 	assertOutput(t, "find ns/foo", mustRun(t, m, "find", "ns/foo"),
-		lines("ns/foo", "ns/foo/images", "ns/foo/blobs", "ns/foo/blobs/sha256", "ns/foo/rootfs", "ns/foo/oci-layout", "ns/foo/index.json"))
+		lines("ns/foo", "ns/foo/images", "ns/foo/blobs", "ns/foo/blobs/sha256", "ns/foo/oci-layout", "ns/foo/index.json"))
 }
 
 func TestNamesOver255BytesAreTooLongEverywhere(t *testing.T) {

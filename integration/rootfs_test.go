@@ -320,7 +320,10 @@ func TestRootfsReadOnly(t *testing.T) {
 		rootfsEntry{name: "dev/null", typ: tar.TypeChar, mode: 0o666, major: 1, minor: 3},
 		rootfsEntry{name: "x", typ: tar.TypeReg, data: "x", xattrs: map[string]string{"user.k": "v"}},
 	))
-	assertOutput(t, "ls ns/default", mustRun(t, d.mnt, "ls", "ns/default"), lines("blobs", "images", "index.json", "oci-layout", "rootfs"))
+	// rootfs/ is looked up, never listed: cp -a, rsync, tar, du and find
+	// of a namespace do not walk every image's files.
+	assertOutput(t, "ls ns/default", mustRun(t, d.mnt, "ls", "ns/default"), lines("blobs", "images", "index.json", "oci-layout"))
+	assertOutput(t, "find ns/default -maxdepth 1 -name rootfs", mustRun(t, d.mnt, "find", "ns/default", "-maxdepth", "1", "-name", "rootfs"), "")
 	assertOutput(t, "ls rootfs/lib", mustRun(t, d.mnt, "ls", "ns/default/rootfs/lib"), lines("app:v1"))
 	root := "ns/default/rootfs/lib/app:v1"
 	assertOutput(t, "cat etc/passwd", mustRun(t, d.mnt, "cat", root+"/etc/passwd"), "root:x:0:0::/root:/bin/sh\n")
