@@ -316,12 +316,19 @@ func TestLayoutWrittenByTools(t *testing.T) {
 	// its digest.
 	mustTool(t, "crane", "pull", "--insecure", "--format=oci", src, d.path("ns", "crn"))
 	assertNamespaceHolds(t, d, "crn", "@"+img.manifest.digest(), img.manifest, img.blobs()...)
+	// skopeo into a namespace that sees the whole image already: it
+	// writes every blob again (O_TRUNC), which the same bytes allow.
+	mustRun(t, m, "mkdir", "ns/sk2")
+	if r := runSkopeo(t, "copy", "--preserve-digests", "--src-tls-verify=false", "docker://"+src, "oci:"+d.path("ns", "sk2")+":app:v1"); r.code != 0 {
+		t.Fatalf("skopeo copy into a second namespace: %s", r)
+	}
+	assertNamespaceHolds(t, d, "sk2", "app:v1", img.manifest, img.blobs()...)
 
 	if after := rootBlobFiles(t, d.root); fmt.Sprint(sortedKeys(after)) != fmt.Sprint(sortedKeys(files)) {
 		t.Errorf("blob files of the store after oras and crane wrote the same image:\n got: %v\nwant: %v", sortedKeys(after), sortedKeys(files))
 	}
 	// Nothing temporary is left, and each namespace is removable.
-	for _, ns := range []string{"sk", "or", "cr", "crn"} {
+	for _, ns := range []string{"sk", "or", "cr", "crn", "sk2"} {
 		assertOutput(t, "ls ns/"+ns, mustRun(t, m, "ls", "ns/"+ns), lines("blobs", "images", "index.json", "oci-layout"))
 		mustRun(t, m, "rm", "-rf", "ns/"+ns)
 	}
