@@ -235,10 +235,14 @@ func (n *rootfsNode) Getxattr(ctx context.Context, attr string, dest []byte) (ui
 	}
 	v, ok := n.entry().Xattrs[attr]
 	if !ok {
-		if strings.HasPrefix(attr, "system.") {
-			return 0, syscall.EOPNOTSUPP
+		// A name the layer did not record answers as elsewhere on the
+		// mount: a label that is not there, or, outside user.,
+		// EOPNOTSUPP, after which GNU ls stops probing security.selinux
+		// and ACLs for every file (ls -lR of an image).
+		if strings.HasPrefix(attr, "user.") {
+			return 0, syscall.ENODATA
 		}
-		return 0, syscall.ENODATA
+		return 0, syscall.EOPNOTSUPP
 	}
 	return getValue(v, dest)
 }

@@ -327,6 +327,9 @@ func TestRootfsReadOnly(t *testing.T) {
 	assertOutput(t, "ls rootfs/lib", mustRun(t, d.mnt, "ls", "ns/default/rootfs/lib"), lines("app:v1"))
 	root := "ns/default/rootfs/lib/app:v1"
 	assertOutput(t, "cat etc/passwd", mustRun(t, d.mnt, "cat", root+"/etc/passwd"), "root:x:0:0::/root:/bin/sh\n")
+	// Names the layer did not record answer as elsewhere on the mount.
+	mustFail(t, d.mnt, "Operation not supported", "getfattr", "-n", "security.selinux", root+"/etc/passwd")
+	mustFail(t, d.mnt, "No such attribute", "getfattr", "-n", "user.missing", root+"/x")
 	assertOutput(t, "readlink bin/sh", mustRun(t, d.mnt, "readlink", root+"/bin/sh"), "/bin/dash\n")
 	before := d.state(t)
 
