@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"io"
-	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -82,23 +81,14 @@ func (n Namespace) Pull(ctx context.Context, src oras.ReadOnlyTarget, srcRef, re
 		opts.Observer = nopObserver{}
 	}
 	p := &puller{
-		dst:   n.Target(),
-		opts:  opts,
-		obs:   opts.Observer,
-		kinds: map[digest.Digest]string{},
-		sizes: map[digest.Digest]int64{},
-		local: map[digest.Digest]bool{},
+		dst:       n.Target(),
+		opts:      opts,
+		obs:       opts.Observer,
+		blobKinds: newBlobKinds(),
+		local:     map[digest.Digest]bool{},
 	}
 	copyOpts := oras.CopyOptions{
-		MapRoot: func(_ context.Context, _ content.ReadOnlyStorage, root ocispec.Descriptor) (ocispec.Descriptor, error) {
-			kind := KindManifest
-			if imagegraph.IsIndex(root.MediaType) {
-				kind = KindIndex
-			}
-			p.setKind(root, kind)
-			p.obs.Queued(root, kind)
-			return root, nil
-		},
+		MapRoot: p.mapRoot(p.obs),
 		CopyGraphOptions: oras.CopyGraphOptions{
 			Concurrency:    opts.Concurrency,
 			FindSuccessors: p.findSuccessors,
@@ -149,38 +139,12 @@ type puller struct {
 	opts PullOptions
 	obs  PullObserver
 
+	blobKinds // with the size of every blob of the image this pull wants
+
 	mu    sync.Mutex
-	kinds map[digest.Digest]string
-	sizes map[digest.Digest]int64 // of every blob of the image this pull wants
-	local map[digest.Digest]bool  // bytes read from the namespace, not the registry
+	local map[digest.Digest]bool // bytes read from the namespace, not the registry
 	// stored are the blobs this pull wrote into the namespace.
 	stored []digest.Digest
-}
-
-func (p *puller) setKind(desc ocispec.Descriptor, kind string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if _, ok := p.kinds[desc.Digest]; !ok {
-		p.kinds[desc.Digest] = kind
-		p.sizes[desc.Digest] = desc.Size
-	}
-}
-
-// Kind is what desc is to the image (KindLayer when unknown).
-func (p *puller) kind(desc ocispec.Descriptor) string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if k, ok := p.kinds[desc.Digest]; ok {
-		return k
-	}
-	return KindLayer
-}
-
-// wanted is the size of every blob of the image this pull wants.
-func (p *puller) wanted() map[digest.Digest]int64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return maps.Clone(p.sizes)
 }
 
 func (p *puller) markStored(desc ocispec.Descriptor) {

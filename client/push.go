@@ -6,7 +6,6 @@ import (
 	"sync"
 
 	"github.com/nsfs/nsfs/imagegraph"
-	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/pkg/errors"
 	"oras.land/oras-go/v2"
@@ -50,17 +49,9 @@ func (n Namespace) Push(ctx context.Context, ref string, dst oras.Target, dstRef
 	if opts.Observer == nil {
 		opts.Observer = nopObserver{}
 	}
-	p := &pusher{src: n.Target(), obs: opts.Observer, kinds: map[digest.Digest]string{}}
+	p := &pusher{src: n.Target(), obs: opts.Observer, blobKinds: newBlobKinds()}
 	copyOpts := oras.CopyOptions{
-		MapRoot: func(_ context.Context, _ content.ReadOnlyStorage, root ocispec.Descriptor) (ocispec.Descriptor, error) {
-			kind := KindManifest
-			if imagegraph.IsIndex(root.MediaType) {
-				kind = KindIndex
-			}
-			p.setKind(root, kind)
-			p.obs.Queued(root, kind)
-			return root, nil
-		},
+		MapRoot: p.mapRoot(p.obs),
 		CopyGraphOptions: oras.CopyGraphOptions{
 			Concurrency:    opts.Concurrency,
 			FindSuccessors: p.findSuccessors,
@@ -89,26 +80,10 @@ type pusher struct {
 	src *Target
 	obs PullObserver
 
+	blobKinds
+
 	mu      sync.Mutex
-	kinds   map[digest.Digest]string
 	lacking []ocispec.Descriptor
-}
-
-func (p *pusher) setKind(desc ocispec.Descriptor, kind string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if _, ok := p.kinds[desc.Digest]; !ok {
-		p.kinds[desc.Digest] = kind
-	}
-}
-
-func (p *pusher) kind(desc ocispec.Descriptor) string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if k, ok := p.kinds[desc.Digest]; ok {
-		return k
-	}
-	return KindLayer
 }
 
 // findSuccessors is the graph the push walks: a manifest's config and
