@@ -95,6 +95,16 @@ type layoutEntry struct {
 }
 
 func (db layoutStore) Index(ns string) ([]byte, error) {
+	entries, err := db.entries(ns)
+	if err != nil {
+		return nil, err
+	}
+	return encodeLayoutIndex(entries), nil
+}
+
+// entries are the refs of namespace ns with their targets, in ref order,
+// from one snapshot.
+func (db layoutStore) entries(ns string) ([]layoutEntry, error) {
 	var entries []layoutEntry
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		nsb, err := namespaceBucket(tx, ns)
@@ -114,10 +124,7 @@ func (db layoutStore) Index(ns string) ([]byte, error) {
 			return nil
 		})
 	})
-	if err != nil {
-		return nil, err
-	}
-	return encodeLayoutIndex(entries), nil
+	return entries, err
 }
 
 // encodeLayoutIndex writes index.json as containerd's exporter does: an
@@ -338,26 +345,15 @@ func (db layoutStore) pinLayoutClaims(tx *bolt.Tx, nsb *bolt.Bucket, ns string, 
 
 // currentTargets maps each ref of the namespace to its target.
 func (db layoutStore) currentTargets(ns string) (map[string]ocispec.Descriptor, error) {
-	current := map[string]ocispec.Descriptor{}
-	err := db.bolt.View(func(tx *bolt.Tx) error {
-		nsb, err := namespaceBucket(tx, ns)
-		if err != nil {
-			return err
-		}
-		images, err := subBucket(nsb, bucketImages)
-		if err != nil {
-			return err
-		}
-		return images.ForEach(func(k, v []byte) error {
-			rec, err := decodeImageRecord(v)
-			if err != nil {
-				return errors.WithMessagef(err, "image %q in namespace %q", k, ns)
-			}
-			current[string(k)] = rec.target
-			return nil
-		})
-	})
-	return current, err
+	entries, err := db.entries(ns)
+	if err != nil {
+		return nil, err
+	}
+	current := make(map[string]ocispec.Descriptor, len(entries))
+	for _, e := range entries {
+		current[e.ref] = e.target
+	}
+	return current, nil
 }
 
 // readLayoutTarget reads and checks the manifest or index ref is to point
