@@ -247,7 +247,7 @@ func (fsys *filesystem) commitIndex(op string, p process, ns nsRef, nsDir *gofs.
 	if bases != nil {
 		base = bases.of(p)
 	}
-	skipped, err := fsys.db.Layout().PutIndex(ns.name, base, data)
+	skipped, err := fsys.db.Layout().PutIndex(ns.name, ns.id, base, data)
 	if err != nil {
 		return toErrno(op, errors.WithMessagef(err, "namespace %q", ns.name))
 	}
@@ -420,6 +420,11 @@ func (w *layoutWriter) commit(now bool) syscall.Errno {
 	defer w.mu.Unlock()
 	if !w.written {
 		return 0
+	}
+	// The namespace the file was opened in, not one made since under its
+	// name (PutIndex checks the ID in its transaction too).
+	if errno := w.file.fsys.enter(&w.file.ns); errno != 0 {
+		return errno
 	}
 	if errno := w.file.commit(w.owner, w.buf, now); errno != 0 {
 		return errno

@@ -79,8 +79,10 @@ type LayoutStore interface {
 	// skipped) and keeps what it had: no image can be made of bytes that
 	// are not there, and a restore (cp -a of a namespace) may write
 	// index.json before the blobs and images it names, which then make
-	// the same refs.
-	PutIndex(ns string, base, data []byte) (skipped []string, err error)
+	// the same refs. nsID, if not zero, must be the ID of namespace ns
+	// (ErrNotFound otherwise), so that a writer of a deleted namespace's
+	// index.json never rewrites a new namespace of the same name.
+	PutIndex(ns string, nsID uint64, base, data []byte) (skipped []string, err error)
 }
 
 // Layout is the store's LayoutStore.
@@ -217,7 +219,7 @@ func emptyLayoutIndex(data []byte) bool {
 	return json.Unmarshal(data, &idx) == nil && idx.SchemaVersion == 2 && string(idx.Manifests) == "null"
 }
 
-func (db layoutStore) PutIndex(ns string, base, data []byte) (skipped []string, err error) {
+func (db layoutStore) PutIndex(ns string, nsID uint64, base, data []byte) (skipped []string, err error) {
 	refs, err := ParseLayoutIndex(data)
 	if err != nil {
 		return nil, err
@@ -275,7 +277,7 @@ func (db layoutStore) PutIndex(ns string, base, data []byte) (skipped []string, 
 		return skipped, nil
 	}
 	return skipped, db.commitReleasing(ns, db.batch, func(tx *bolt.Tx, rel *releases) error {
-		nsb, err := namespaceBucket(tx, ns)
+		nsb, err := namespaceWithID(tx, ns, nsID)
 		if err != nil {
 			return err
 		}
@@ -288,7 +290,7 @@ func (db layoutStore) PutIndex(ns string, base, data []byte) (skipped []string, 
 			return err
 		}
 		for _, w := range writes {
-			write := ImageWrite{Namespace: ns, Ref: w.ref}
+			write := ImageWrite{Namespace: ns, NamespaceID: nsID, Ref: w.ref}
 			if _, err := db.putImage(tx, write, w.target, w.doc, w.children, rel); err != nil {
 				return errors.WithMessage(err, "index.json")
 			}
