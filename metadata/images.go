@@ -397,7 +397,7 @@ func (db *DB) putImage(tx *bolt.Tx, w ImageWrite, target ocispec.Descriptor, pm 
 	if err := clearMissing(tx, ns, data, rec.id); err != nil {
 		return Image{}, err
 	}
-	if err := putClaims(tx, nsb, ns, data, claims, t); err != nil {
+	if err := db.putClaims(tx, nsb, ns, data, claims, t); err != nil {
 		return Image{}, err
 	}
 	if err := putMissing(tx, ns, data, rec.id, missing); err != nil {
@@ -530,16 +530,21 @@ func putImageRecord(tx *bolt.Tx, nsb *bolt.Bucket, w ImageWrite, old *imageRecor
 
 // putClaims records claims as the image's (in data) and as the
 // namespace's holds.
-func putClaims(tx *bolt.Tx, nsb *bolt.Bucket, ns string, data *bolt.Bucket, claims map[digest.Digest]int64, t time.Time) error {
+func (db *DB) putClaims(tx *bolt.Tx, nsb *bolt.Bucket, ns string, data *bolt.Bucket, claims map[digest.Digest]int64, t time.Time) error {
 	cb, err := data.CreateBucket(bucketBlobs)
 	if err != nil {
 		return err
 	}
-	for d, size := range claims {
+	for _, d := range sortedKeysOf(claims) {
+		size := claims[d]
 		if err := cb.Put([]byte(d), member); err != nil {
 			return err
 		}
+		newHold := heldBlob(nsb, d) == nil
 		if err := claim(tx, nsb, ns, d, size, t); err != nil {
+			return err
+		}
+		if err := db.shareableHoldArrived(tx, nsb, d, size, newHold); err != nil {
 			return err
 		}
 	}

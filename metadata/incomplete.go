@@ -258,8 +258,23 @@ func sortedKeysOf(m map[digest.Digest]int64) []digest.Digest {
 // that a label can be set on it (LabelStore.Set).
 func (db *DB) holdToLabel(tx *bolt.Tx, nsb *bolt.Bucket, o Object) (*bolt.Bucket, func() error, error) {
 	size, _ := db.visible(tx, o.Namespace, o.Blob)
+	newHold := heldBlob(nsb, o.Blob) == nil
 	rec, err := hold(tx, nsb, o.Namespace, o.Blob, size, now())
+	if err == nil {
+		err = db.shareableHoldArrived(tx, nsb, o.Blob, size, newHold)
+	}
 	return rec, func() error { return nil }, err
+}
+
+// shareableHoldArrived follows a hold of blob d by namespace nsb made
+// without its bytes being written (an image's claim, a label): when the
+// hold is new and nsb is labelled shareable, namespaces under isolated
+// content see d now, and their images that miss it claim it.
+func (db *DB) shareableHoldArrived(tx *bolt.Tx, nsb *bolt.Bucket, d digest.Digest, size int64, newHold bool) error {
+	if !newHold || !isShareable(nsb) {
+		return nil
+	}
+	return db.claimArrived(tx, d, size)
 }
 
 // claimNowVisible makes the images of namespace ns (nsb) that miss blobs

@@ -266,3 +266,40 @@ func TestIncompleteImageFollowsRootsSettings(t *testing.T) {
 	}
 	checkInvariants(t, db)
 }
+
+// A namespace labelled shareable that comes to hold a blob without
+// writing it (its image claims what it sees under shared content) makes
+// the blob visible to isolated namespaces: their images that miss it
+// claim it in that transaction.
+func TestIncompleteImageClaimsWhatAShareableImageHolds(t *testing.T) {
+	db := openTestDB(t, Options{})
+	if _, err := db.Namespaces().Create("i", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Namespaces().SetSetting("i", Root, SettingSharing, string(SharingIsolated)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Namespaces().Create("q", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Namespaces().Create("p", map[string]string{"containerd.io/namespace.shareable": "true"}); err != nil {
+		t.Fatal(err)
+	}
+	img := seedImage(t, db, "q", "app") // q, private, holds the blobs
+	if _, err := db.Images().Put(ImageWrite{Namespace: "i", Ref: "app", Manifest: img.manifest}); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := db.GetBlob("i", img.layer.Digest); err == nil && b.Held {
+		t.Fatalf("isolated i holds a private namespace's layer: %+v", b)
+	}
+	// p sees q's blobs (shared) and claims them without writing them.
+	if _, err := db.Images().Put(ImageWrite{Namespace: "p", Ref: "app", Manifest: img.manifest}); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []digest.Digest{img.config.Digest, img.layer.Digest} {
+		if b, err := db.GetBlob("i", d); err != nil || !b.InUse {
+			t.Fatalf("i's blob %s once shareable p holds it: %+v %v, want claimed", d, b, err)
+		}
+	}
+	checkInvariants(t, db)
+}
