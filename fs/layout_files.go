@@ -204,15 +204,30 @@ func (f *layoutFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, u
 	if errno != 0 {
 		return nil, 0, errno
 	}
+	// Each handle holds its bytes in the daemon: it takes a handle slot
+	// and counts them, as an image's handles do (limits.go).
+	slot, errno := f.fsys.handles.acquire(ctx, "open "+f.display())
+	if errno != 0 {
+		return nil, 0, errno
+	}
+	defer slot.releaseIfPanicking()
 	owner := processOf(ctx)
 	if flags&syscall.O_TRUNC == 0 && f.name == layoutIndexName {
 		f.bases.remember(owner, data)
 	}
 	if flags&syscall.O_ACCMODE == syscall.O_RDONLY {
-		return &layoutReader{data: data}, fuse.FOPEN_DIRECT_IO, 0
+		if errno := slot.setBuffered(int64(len(data)), "open "+f.display()); errno != 0 {
+			slot.release()
+			return nil, 0, errno
+		}
+		return &layoutReader{data: data, slot: slot}, fuse.FOPEN_DIRECT_IO, 0
 	}
-	w := &layoutWriter{file: f, owner: owner}
+	w := &layoutWriter{file: f, owner: owner, slot: slot}
 	if flags&syscall.O_TRUNC == 0 {
+		if errno := slot.setBuffered(int64(len(data)), "open "+f.display()); errno != 0 {
+			slot.release()
+			return nil, 0, errno
+		}
 		w.buf = append([]byte(nil), data...)
 	} else {
 		w.written = true
@@ -297,9 +312,20 @@ func forgetNamesBelow(n *gofs.Inode) {
 }
 
 // layoutReader serves the bytes the file had at open.
-type layoutReader struct{ data []byte }
+type layoutReader struct {
+	data []byte
+	slot *handleSlot // nil for a writer's reads
+}
 
-var _ = (gofs.FileReader)((*layoutReader)(nil))
+var (
+	_ = (gofs.FileReader)((*layoutReader)(nil))
+	_ = (gofs.FileReleaser)((*layoutReader)(nil))
+)
+
+func (r *layoutReader) Release(ctx context.Context) syscall.Errno {
+	r.slot.release()
+	return 0
+}
 
 func (r *layoutReader) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	if off < 0 {
@@ -318,6 +344,7 @@ func (r *layoutReader) Read(ctx context.Context, dest []byte, off int64) (fuse.R
 type layoutWriter struct {
 	file  *layoutFile
 	owner process
+	slot  *handleSlot
 
 	mu      sync.Mutex
 	buf     []byte
@@ -391,6 +418,9 @@ func (w *layoutWriter) Write(ctx context.Context, data []byte, off int64) (uint3
 	} else {
 		copy(next[off:], data)
 	}
+	if errno := w.slot.setBuffered(int64(cap(next)), "write "+w.file.display()); errno != 0 {
+		return 0, errno
+	}
 	w.buf, w.written = next, true
 	return uint32(len(data)), 0
 }
@@ -407,6 +437,7 @@ func (w *layoutWriter) Flush(ctx context.Context) syscall.Errno {
 
 // Release commits what no close committed.
 func (w *layoutWriter) Release(ctx context.Context) syscall.Errno {
+	defer w.slot.release()
 	if errno := w.commit(false); errno != 0 {
 		log.Printf("release %s: the bytes written were not kept", w.file.display())
 	}
@@ -469,9 +500,15 @@ func (d *namespaceDir) layoutEntries() []fuse.DirEntry {
 // createLayoutFile answers a create of oci-layout or index.json (after an
 // rm, or by a kernel that thought it absent): a write of it, from empty.
 func (d *namespaceDir) createLayoutFile(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
-	d.fsys.scratch.unhide(scratchKey{d.ns.id, name})
 	f := newLayoutFile(d.fsys, d.ns, name)
+	slot, errno := d.fsys.handles.acquire(ctx, "create "+f.display())
+	if errno != 0 {
+		return nil, nil, 0, errno
+	}
+	defer slot.releaseIfPanicking()
+	d.fsys.scratch.unhide(scratchKey{d.ns.id, name})
 	if errno := f.fill(&out.Attr, 0); errno != 0 {
+		slot.release()
 		return nil, nil, 0, errno
 	}
 	n := d.NewInode(ctx, f, fileAttr(f.ino()))
@@ -480,7 +517,7 @@ func (d *namespaceDir) createLayoutFile(ctx context.Context, name string, out *f
 	if file == nil {
 		file = f
 	}
-	return n, &layoutWriter{file: file, owner: processOf(ctx), written: true}, fuse.FOPEN_DIRECT_IO, 0
+	return n, &layoutWriter{file: file, owner: processOf(ctx), slot: slot, written: true}, fuse.FOPEN_DIRECT_IO, 0
 }
 
 // Unlink: rm of oci-layout or index.json succeeds and changes nothing in

@@ -227,6 +227,7 @@ func TestOpenHandlesAreBoundedPerUser(t *testing.T) {
 	mustRun(t, m, "mkdir", "ns/other")
 	blobsDir := openDir(t, d.path("ns", "default", "blobs", "sha256"))
 	imagesDir := openDir(t, d.path("ns", "default", "images"))
+	nsDir := openDir(t, d.path("ns", "default"))
 
 	var held []int
 	defer func() { closeAll(t, held) }()
@@ -247,6 +248,9 @@ func TestOpenHandlesAreBoundedPerUser(t *testing.T) {
 		assertRefused(t, "a blob reader (a descriptor) of a user at its limit", fd, err, syscall.EMFILE)
 		fd, err = unix.Openat(imagesDir, "new", unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_CLOEXEC, 0o644)
 		assertRefused(t, "an image writer of a user at its limit", fd, err, syscall.EMFILE)
+		// index.json's handles hold their bytes in the daemon.
+		fd, err = unix.Openat(nsDir, "index.json", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		assertRefused(t, "a reader of index.json of a user at its limit", fd, err, syscall.EMFILE)
 		// An image reader holds nothing in the daemon: not refused.
 		fd, err = unix.Openat(imagesDir, "app", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
