@@ -3,15 +3,18 @@ package client
 import (
 	"context"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/nsfs/nsfs/imagegraph"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/pkg/errors"
+	"golang.org/x/sync/errgroup"
 	"oras.land/oras-go/v2"
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/errdef"
@@ -56,6 +59,9 @@ type PullOptions struct {
 	Concurrency int
 	// Observer, if set, hears about every blob.
 	Observer PullObserver
+	// Root, when set, is what srcRef resolves to (the caller resolved
+	// it already): the pull does not ask the source again.
+	Root *ocispec.Descriptor
 }
 
 // Pull copies image srcRef (a tag or digest of src, a registry repository
@@ -86,6 +92,7 @@ func (n Namespace) Pull(ctx context.Context, src oras.ReadOnlyTarget, srcRef, re
 		obs:       opts.Observer,
 		blobKinds: newBlobKinds(),
 		local:     map[digest.Digest]bool{},
+		documents: map[digest.Digest][]byte{},
 	}
 	copyOpts := oras.CopyOptions{
 		MapRoot: p.mapRoot(p.obs),
@@ -145,6 +152,22 @@ type puller struct {
 	local map[digest.Digest]bool // bytes read from the namespace, not the registry
 	// stored are the blobs this pull wrote into the namespace.
 	stored []digest.Digest
+	// documents are the manifests and indexes read so far (verified),
+	// so that each is read once: to list its children, then to write
+	// the image.
+	documents map[digest.Digest][]byte
+}
+
+func (p *puller) document(d digest.Digest) []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.documents[d]
+}
+
+func (p *puller) keepDocument(d digest.Digest, data []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.documents[d] = data
 }
 
 func (p *puller) markStored(desc ocispec.Descriptor) {
@@ -190,10 +213,19 @@ func (p *puller) successors(ctx context.Context, fetcher content.Fetcher, desc o
 	if !imagegraph.IsDocument(desc.MediaType) {
 		return nil, nil
 	}
-	data, err := imagegraph.Fetch(ctx, fetcher, desc)
-	if err != nil {
-		return nil, errors.Wrapf(err, "%s %s", p.kind(desc), desc.Digest)
+	data := p.document(desc.Digest)
+	if data == nil {
+		var err error
+		if data, err = imagegraph.Fetch(ctx, fetcher, desc); err != nil {
+			return nil, errors.Wrapf(err, "%s %s", p.kind(desc), desc.Digest)
+		}
+		p.keepDocument(desc.Digest, data)
 	}
+	return p.successorsOf(desc, data)
+}
+
+// successorsOf is successors of document desc, whose bytes are data.
+func (p *puller) successorsOf(desc ocispec.Descriptor, data []byte) ([]ocispec.Descriptor, error) {
 	doc, err := imagegraph.Parse(data)
 	if err != nil {
 		return nil, errors.Errorf("%s %s: %v", p.kind(desc), desc.Digest, err)
@@ -292,7 +324,10 @@ type pullTarget struct {
 }
 
 func (t pullTarget) Exists(ctx context.Context, desc ocispec.Descriptor) (bool, error) {
-	ok, err := t.Target.Exists(ctx, desc)
+	if !imagegraph.IsDocument(desc.MediaType) {
+		return t.Target.Exists(ctx, desc)
+	}
+	ok, err := t.readDocument(ctx, desc)
 	if err != nil || !ok {
 		return ok, err
 	}
@@ -300,12 +335,76 @@ func (t pullTarget) Exists(ctx context.Context, desc ocispec.Descriptor) (bool, 
 	if err != nil {
 		return false, err
 	}
+	// The children at once: each check is a few round trips to the
+	// daemon, which answers them in parallel.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(existsConcurrency)
+	var missing atomic.Bool
 	for _, c := range children {
-		if ok, err := t.Exists(ctx, c); err != nil || !ok {
-			return false, err
+		g.Go(func() error {
+			ok, err := t.Exists(gctx, c)
+			if err == nil && !ok {
+				missing.Store(true)
+				cancel() // one is enough to answer
+			}
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil && !missing.Load() {
+		return false, err
+	}
+	return !missing.Load(), nil
+}
+
+// existsConcurrency bounds the blobs Exists checks at once.
+const existsConcurrency = 8
+
+// readDocument reads document desc from the namespace when the namespace
+// can see it, as Target.Exists tells, with one open: it keeps its bytes
+// for successors and Tag.
+func (t pullTarget) readDocument(ctx context.Context, desc ocispec.Descriptor) (bool, error) {
+	if t.p.document(desc.Digest) != nil {
+		return t.Target.Exists(ctx, desc)
+	}
+	rc, err := t.Target.Fetch(ctx, desc)
+	if errors.Is(err, errdef.ErrNotFound) {
+		return false, nil // absent, or being written: it does not open until committed
+	}
+	if err != nil {
+		return false, err
+	}
+	defer rc.Close()
+	if f, ok := rc.(*os.File); ok {
+		if fi, err := f.Stat(); err != nil {
+			return false, errors.Wrapf(err, "blob %s in namespace %q", desc.Digest, t.ns.Name)
+		} else if fi.Size() != desc.Size {
+			return false, nil // as Target.Exists: Push says what is wrong
 		}
 	}
+	if desc.Size > imagegraph.MaxDocumentSize {
+		return true, nil // successors says it is too big
+	}
+	data, err := content.ReadAll(rc, desc)
+	if err != nil {
+		return false, errors.Wrapf(err, "%s %s in namespace %q", t.p.kind(desc), desc.Digest, t.ns.Name)
+	}
+	t.p.keepDocument(desc.Digest, data)
 	return true, nil
+}
+
+// Tag writes the image from the bytes the pull read already, verified.
+func (t pullTarget) Tag(ctx context.Context, desc ocispec.Descriptor, ref string) error {
+	data := t.p.document(desc.Digest)
+	if data == nil {
+		return t.Target.Tag(ctx, desc, ref)
+	}
+	path, err := t.ImagePath(ref)
+	if err != nil {
+		return err
+	}
+	return t.WriteImage(ref, path, data)
 }
 
 // Push stores desc. A blob that another process stored meanwhile (a
@@ -329,6 +428,15 @@ func (t pullTarget) Push(ctx context.Context, desc ocispec.Descriptor, r io.Read
 type pullSource struct {
 	oras.ReadOnlyTarget
 	p *puller
+}
+
+// Resolve answers srcRef without asking the source when the caller
+// resolved it already (PullOptions.Root).
+func (s pullSource) Resolve(ctx context.Context, ref string) (ocispec.Descriptor, error) {
+	if root := s.p.opts.Root; root != nil && ref == root.Digest.String() {
+		return *root, nil
+	}
+	return s.ReadOnlyTarget.Resolve(ctx, ref)
 }
 
 func (s pullSource) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {

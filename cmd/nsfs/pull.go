@@ -101,7 +101,8 @@ func pullAction(c *cli.Context) error {
 	}
 	progress := newPullProgress(os.Stdout, name, c.Bool("quiet"))
 	opts.Observer = progress
-	// Copy resolves object again; asking by digest pins what we resolved.
+	// By digest, which pins what we resolved, without asking again.
+	opts.Root = &desc
 	_, err = ns.Pull(ctx, repo, desc.Digest.String(), name, opts)
 	progress.finish(err == nil)
 	switch {
