@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -86,16 +87,25 @@ func (n Namespace) Pull(ctx context.Context, src oras.ReadOnlyTarget, srcRef, re
 	if opts.Observer == nil {
 		opts.Observer = nopObserver{}
 	}
+	imagePath, err := n.Target().ImagePath(ref)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
 	p := &puller{
 		dst:       n.Target(),
+		dirs:      refDirs{path: filepath.Dir(imagePath), done: make(chan struct{})},
 		opts:      opts,
 		obs:       opts.Observer,
 		blobKinds: newBlobKinds(),
 		local:     map[digest.Digest]bool{},
 		documents: map[digest.Digest][]byte{},
 	}
+	mapRoot := p.mapRoot(p.obs)
 	copyOpts := oras.CopyOptions{
-		MapRoot: p.mapRoot(p.obs),
+		MapRoot: func(ctx context.Context, src content.ReadOnlyStorage, root ocispec.Descriptor) (ocispec.Descriptor, error) {
+			p.root = root.Digest // before the graph is walked
+			return mapRoot(ctx, src, root)
+		},
 		CopyGraphOptions: oras.CopyGraphOptions{
 			Concurrency:    opts.Concurrency,
 			FindSuccessors: p.findSuccessors,
@@ -117,12 +127,14 @@ func (n Namespace) Pull(ctx context.Context, src oras.ReadOnlyTarget, srcRef, re
 	newDirs := n.missingRefDirs(ref)
 	root, err := oras.Copy(ctx, pullSource{ReadOnlyTarget: src, p: p}, srcRef, pullTarget{Target: p.dst, p: p}, ref, copyOpts)
 	if err != nil {
+		// No image: the directories made for it go.
+		p.dirs.waitIfStarted()
+		removeEmptyDirs(newDirs)
 		// A daemon killed mid-pull fails the write in flight with
 		// ECONNABORTED and what follows with ENOTCONN: say so.
 		err = unwrapCopyError(err)
 		if errors.Is(err, syscall.EDQUOT) {
 			n.dropStored(p.storedBlobs()) // the namespace stays as it was
-			removeEmptyDirs(newDirs)
 			return ocispec.Descriptor{}, n.overQuota(err, p.wanted())
 		}
 		return ocispec.Descriptor{}, DaemonGone(err, n.Mount.Dir)
@@ -145,6 +157,8 @@ type puller struct {
 	dst  *Target
 	opts PullOptions
 	obs  PullObserver
+	root digest.Digest // the image's manifest or index
+	dirs refDirs
 
 	blobKinds // with the size of every blob of the image this pull wants
 
@@ -331,6 +345,11 @@ func (t pullTarget) Exists(ctx context.Context, desc ocispec.Descriptor) (bool, 
 	if err != nil || !ok {
 		return ok, err
 	}
+	if desc.Digest == t.p.root {
+		// Likely a namespace that holds the image already, but for its
+		// name: make the name's directories meanwhile.
+		t.p.dirs.start()
+	}
 	children, err := t.p.successors(ctx, t.Target, desc)
 	if err != nil {
 		return false, err
@@ -356,6 +375,42 @@ func (t pullTarget) Exists(ctx context.Context, desc ocispec.Descriptor) (bool, 
 		return false, err
 	}
 	return !missing.Load(), nil
+}
+
+// refDirs makes an image's directories (images/<prefix>/...), two
+// durable commits for images/host/repo:tag, while the pull checks the
+// blobs it already holds.
+type refDirs struct {
+	path    string
+	once    sync.Once
+	started atomic.Bool
+	done    chan struct{}
+	err     error
+}
+
+// start makes them in the background, once.
+func (d *refDirs) start() {
+	d.once.Do(func() {
+		d.started.Store(true)
+		go func() {
+			defer close(d.done)
+			d.err = os.MkdirAll(d.path, 0o755)
+		}()
+	})
+}
+
+// wait makes them, if start did not, and says whether that failed.
+func (d *refDirs) wait() error {
+	d.start()
+	<-d.done
+	return d.err
+}
+
+// waitIfStarted waits for a start under way.
+func (d *refDirs) waitIfStarted() {
+	if d.started.Load() {
+		<-d.done
+	}
 }
 
 // existsConcurrency bounds the blobs Exists checks at once.
@@ -396,6 +451,9 @@ func (t pullTarget) readDocument(ctx context.Context, desc ocispec.Descriptor) (
 
 // Tag writes the image from the bytes the pull read already, verified.
 func (t pullTarget) Tag(ctx context.Context, desc ocispec.Descriptor, ref string) error {
+	if err := t.p.dirs.wait(); err != nil {
+		return errors.Wrapf(err, "image %q in namespace %q: creating its directory", ref, t.ns.Name)
+	}
 	data := t.p.document(desc.Digest)
 	if data == nil {
 		return t.Target.Tag(ctx, desc, ref)
