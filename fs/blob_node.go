@@ -153,7 +153,7 @@ func (f *blobFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 			}
 			return nil, 0, toErrno("open "+f.display(), err)
 		}
-		return f.startIngest(ctx, w, slot), 0, 0
+		return f.startIngest(ctx, w, slot), ingestOpenFlags, 0
 	}
 	slot, errno := f.fsys.handles.acquire(ctx, "open "+f.display())
 	if errno != 0 {

@@ -169,7 +169,7 @@ func (d *sha256Dir) Create(ctx context.Context, name string, flags uint32, mode 
 	node := d.blobNode(ctx, name, dg)
 	ing := node.Operations().(*blobFile).startIngest(ctx, w, slot)
 	d.fsys.fillFile(&out.Attr, d.ns, blobPerm, 0, ing.started, ing.started)
-	return node, ing, 0, 0
+	return node, ing, ingestOpenFlags, 0
 }
 
 // Unlink makes the namespace drop the blob (EBUSY while one of its images
