@@ -29,6 +29,7 @@ type Writer struct {
 	tempName string   // in ingest/; "" once published or removed
 	digester digest.Digester
 	size     int64
+	unsynced int64 // bytes written since the last early writeback
 	prepared bool  // verified: no more writes
 	synced   bool  // 0444 and fsynced
 	failed   error // the I/O error that ended the ingest
@@ -122,7 +123,25 @@ func (w *Writer) writeLocked(p []byte) (int, error) {
 	if err != nil {
 		return n, w.fail(err)
 	}
+	w.startWriteback(int64(n))
 	return n, nil
+}
+
+// earlyWriteback is how many bytes an ingest writes before it asks the
+// kernel to start writing them to disk, so that the disk works while
+// the rest arrives and the fsync at commit has little left to wait for.
+const earlyWriteback = 8 << 20
+
+// startWriteback starts writeback of the last earlyWriteback bytes once
+// that many were written (sync_file_range without waiting: no
+// durability is promised here, Prepare's fsync does that).
+func (w *Writer) startWriteback(n int64) {
+	w.unsynced += n
+	if w.unsynced < earlyWriteback {
+		return
+	}
+	_ = unix.SyncFileRange(int(w.file.Fd()), w.size-w.unsynced, w.unsynced, unix.SYNC_FILE_RANGE_WRITE)
+	w.unsynced = 0
 }
 
 // fail ends the ingest with an I/O error (which keeps its errno for
