@@ -310,7 +310,8 @@ func (d *imageDir) Create(ctx context.Context, name string, flags uint32, mode u
 	}
 	f := newImageFile(d.fsys, d.ns, path, id, true)
 	w := f.newWriter(ctx, slot, nil, true)
-	d.fsys.fillFile(&out.Attr, d.ns, imagePerm, 0, f.created, f.created)
+	created := f.creationTime()
+	d.fsys.fillFile(&out.Attr, d.ns, imagePerm, 0, created, created)
 	cacheName(out)
 	return d.NewInode(ctx, f, fileAttr(recordIno(id))), w, 0, 0
 }

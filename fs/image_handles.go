@@ -242,8 +242,8 @@ func (w *imageWriter) commit(op string) syscall.Errno {
 	f.mu.Lock()
 	ref, life := f.ref, f.life
 	var labels map[string]string
-	if life.unborn() {
-		labels = f.labels.Labels()
+	if life.unborn() && f.writes != nil {
+		labels = f.writes.labels.Labels()
 	}
 	f.mu.Unlock()
 	var err error

@@ -50,7 +50,6 @@ import (
 type imageFile struct {
 	gofs.Inode
 	nodeBase
-	labelXattrs
 	ns nsRef
 	id uint64 // the image's ID (reserved at create for a new one); the inode is recordIno(id)
 
@@ -61,9 +60,17 @@ type imageFile struct {
 	// set while a commit creates the image are not lost. Taken before mu.
 	nameMu sync.Mutex
 
-	mu      sync.Mutex
-	life    imageLife
-	ref     string                 // the image's ref; once removed, its last one (what a later commit names)
+	mu     sync.Mutex
+	life   imageLife
+	ref    string       // the image's ref; once removed, its last one (what a later commit names)
+	writes *imageWrites // while it is created or written; nil otherwise
+}
+
+// imageWrites is what an image node holds only while the image is being
+// created or written. Most nodes (the kernel can hold one for each of
+// 100,000 images listed with ls -l) are only looked up and read, and
+// carry a nil pointer instead: a node is 224 bytes, not 320.
+type imageWrites struct {
 	created time.Time              // when its creation began
 	labels  metadata.PendingLabels // labels set while being created, stored by the first commit
 	writers map[*imageWriter]bool
@@ -71,6 +78,38 @@ type imageFile struct {
 	// pendingMtime: a utimes while bytes were not committed, stored after
 	// the commit (times.go)
 	pendingMtime time.Time
+}
+
+// writesLocked is f.writes, made when first needed; under f.mu.
+func (f *imageFile) writesLocked() *imageWrites {
+	if f.writes == nil {
+		f.writes = &imageWrites{}
+	}
+	return f.writes
+}
+
+// dropWritesLocked lets go of f.writes once nothing in it is needed: no
+// writer, no pending creation, labels or times; under f.mu.
+func (f *imageFile) dropWritesLocked() {
+	w := f.writes
+	if w != nil && len(w.writers) == 0 && w.pendingMtime.IsZero() && (f.life == stored || f.life == removed) {
+		f.writes = nil
+	}
+}
+
+// creationTime is when the image's creation began (zero for a stored one).
+func (f *imageFile) creationTime() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.writes == nil {
+		return time.Time{}
+	}
+	return f.writes.created
+}
+
+// storedLabels are the xattrs of an image the store has.
+func (f *imageFile) storedLabels() *labelXattrs {
+	return &labelXattrs{db: f.fsys.db, subject: f}
 }
 
 // imageLife is where an image node is in its life; only the methods of
@@ -129,9 +168,8 @@ func newImageFile(fsys *filesystem, ns nsRef, ref string, id uint64, pending boo
 	// ever looked up, and 100,000 of them should not carry empty maps.
 	f := &imageFile{nodeBase: nodeBase{fsys}, ns: ns, id: id, ref: ref}
 	if pending {
-		f.life, f.created = creating, time.Now()
+		f.life, f.writes = creating, &imageWrites{created: time.Now()}
 	}
-	f.labelXattrs = labelXattrs{db: fsys.db, subject: f}
 	return f
 }
 
@@ -166,7 +204,9 @@ func (f *imageFile) detach() {
 	case creating, abandoned:
 		f.life = removedUnborn
 	}
-	f.labels = metadata.PendingLabels{}
+	if f.writes != nil {
+		f.writes.labels = metadata.PendingLabels{}
+	}
 }
 
 // isPending says the image is being created.
@@ -213,7 +253,11 @@ type imageState struct {
 func (f *imageFile) state() imageState {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return imageState{f.currentRefLocked(), f.life, f.created, f.latest}
+	s := imageState{ref: f.currentRefLocked(), life: f.life}
+	if f.writes != nil {
+		s.created, s.latest = f.writes.created, f.writes.latest
+	}
+	return s
 }
 
 // Getattr shows the buffered bytes while a handle holds uncommitted ones
@@ -280,10 +324,13 @@ func (f *imageFile) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.Se
 func (f *imageFile) anyWriter() *imageWriter {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.latest != nil {
-		return f.latest
+	if f.writes == nil {
+		return nil
 	}
-	for w := range f.writers {
+	if f.writes.latest != nil {
+		return f.writes.latest
+	}
+	for w := range f.writes.writers {
 		return w
 	}
 	return nil
@@ -385,9 +432,14 @@ func (f *imageFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, ui
 	if recreated {
 		// The kernel may still hold the name of a creation that failed:
 		// opening it for writing begins the creation again.
-		f.life, f.created = creating, time.Now()
+		f.life = creating
+		f.writesLocked().created = time.Now()
 	}
-	ref, pending, latest := f.currentRefLocked(), f.life == creating, f.latest
+	ref, pending := f.currentRefLocked(), f.life == creating
+	var latest *imageWriter
+	if f.writes != nil {
+		latest = f.writes.latest
+	}
 	f.mu.Unlock()
 	if ref == "" {
 		return nil, 0, syscall.ENOENT
@@ -447,12 +499,13 @@ func (f *imageFile) committedTarget() (ocispec.Descriptor, syscall.Errno) {
 func (f *imageFile) newWriter(ctx context.Context, slot *handleSlot, initial []byte, changed bool) *imageWriter {
 	w := &imageWriter{file: f, slot: slot, owner: processOf(ctx), buf: initial, dirty: changed, written: changed, mtime: time.Now()}
 	f.mu.Lock()
-	if f.writers == nil {
-		f.writers = map[*imageWriter]bool{}
+	writes := f.writesLocked()
+	if writes.writers == nil {
+		writes.writers = map[*imageWriter]bool{}
 	}
-	f.writers[w] = true
+	writes.writers[w] = true
 	if changed {
-		f.latest = w
+		writes.latest = w
 	}
 	f.mu.Unlock()
 	return w
@@ -460,7 +513,7 @@ func (f *imageFile) newWriter(ctx context.Context, slot *handleSlot, initial []b
 
 func (f *imageFile) wrote(w *imageWriter) {
 	f.mu.Lock()
-	f.latest = w
+	f.writesLocked().latest = w
 	f.mu.Unlock()
 }
 
@@ -474,7 +527,9 @@ func (f *imageFile) committed() {
 	case removedUnborn:
 		f.life = removed // removed while the commit stored it
 	}
-	f.labels = metadata.PendingLabels{}
+	if f.writes != nil {
+		f.writes.labels = metadata.PendingLabels{}
+	}
 	f.mu.Unlock()
 }
 
@@ -499,14 +554,19 @@ func (f *imageFile) commitFailed(now bool) {
 // released records that handle w is gone.
 func (f *imageFile) released(w *imageWriter, dirty bool) {
 	f.mu.Lock()
-	delete(f.writers, w)
-	if f.latest == w {
-		f.latest = nil
+	writers := 0
+	if f.writes != nil {
+		delete(f.writes.writers, w)
+		if f.writes.latest == w {
+			f.writes.latest = nil
+		}
+		writers = len(f.writes.writers)
 	}
-	left := (f.life == creating || f.life == removedUnborn) && len(f.writers) == 0
+	left := (f.life == creating || f.life == removedUnborn) && writers == 0
 	if left && f.life == creating {
 		f.life = abandoned
 	}
+	f.dropWritesLocked()
 	f.mu.Unlock()
 	switch {
 	case left:
@@ -537,7 +597,7 @@ func (f *imageFile) withPendingLabels(fn func(o metadata.Object, labels *metadat
 	if f.life != creating && f.life != removedUnborn {
 		return false
 	}
-	fn(metadata.Object{Namespace: f.ns.name, Image: f.ref}, &f.labels)
+	fn(metadata.Object{Namespace: f.ns.name, Image: f.ref}, &f.writesLocked().labels)
 	return true
 }
 
@@ -549,7 +609,7 @@ func (f *imageFile) Getxattr(ctx context.Context, attr string, dest []byte) (uin
 	var value string
 	var err error
 	if !f.withPendingLabels(func(o metadata.Object, labels *metadata.PendingLabels) { value, err = labels.Label(o, key) }) {
-		return f.labelXattrs.Getxattr(ctx, attr, dest)
+		return f.storedLabels().Getxattr(ctx, attr, dest)
 	}
 	if err != nil {
 		return 0, toErrno("getxattr "+f.display()+" "+attr, err)
@@ -567,7 +627,7 @@ func (f *imageFile) Setxattr(ctx context.Context, attr string, data []byte, flag
 		// string(data) copies: go-fuse reuses the buffer.
 		err = labels.Set(o, key, string(data), cond.Check)
 	}) {
-		return f.labelXattrs.Setxattr(ctx, attr, data, flags)
+		return f.storedLabels().Setxattr(ctx, attr, data, flags)
 	}
 	if err != nil {
 		return toErrno("setxattr "+f.display()+" "+attr, err)
@@ -582,7 +642,7 @@ func (f *imageFile) Removexattr(ctx context.Context, attr string) syscall.Errno 
 	}
 	var err error
 	if !f.withPendingLabels(func(o metadata.Object, labels *metadata.PendingLabels) { err = labels.Remove(o, key) }) {
-		return f.labelXattrs.Removexattr(ctx, attr)
+		return f.storedLabels().Removexattr(ctx, attr)
 	}
 	if err != nil {
 		return toErrno("removexattr "+f.display()+" "+attr, err)
@@ -593,7 +653,7 @@ func (f *imageFile) Removexattr(ctx context.Context, attr string) syscall.Errno 
 func (f *imageFile) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
 	var labels map[string]string
 	if !f.withPendingLabels(func(_ metadata.Object, pending *metadata.PendingLabels) { labels = pending.Labels() }) {
-		return f.labelXattrs.Listxattr(ctx, dest)
+		return f.storedLabels().Listxattr(ctx, dest)
 	}
 	return listLabels(labels, dest)
 }

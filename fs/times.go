@@ -63,9 +63,11 @@ func setattrStoredDir(fsys *filesystem, in *fuse.SetAttrIn, out *fuse.AttrOut, n
 func (f *imageFile) setModified(mtime time.Time) syscall.Errno {
 	f.mu.Lock()
 	ref, pending := f.currentRefLocked(), f.life == creating || f.life == abandoned
-	writers := make([]*imageWriter, 0, len(f.writers))
-	for w := range f.writers {
-		writers = append(writers, w)
+	var writers []*imageWriter
+	if f.writes != nil {
+		for w := range f.writes.writers {
+			writers = append(writers, w)
+		}
 	}
 	f.mu.Unlock()
 	if ref == "" {
@@ -81,7 +83,7 @@ func (f *imageFile) setModified(mtime time.Time) syscall.Errno {
 	}
 	if pending {
 		f.mu.Lock()
-		f.pendingMtime = mtime
+		f.writesLocked().pendingMtime = mtime
 		f.mu.Unlock()
 		return 0
 	}
@@ -97,8 +99,12 @@ func (f *imageFile) setModified(mtime time.Time) syscall.Errno {
 // filesystem.notify.
 func (f *imageFile) committedTimes(now bool) {
 	f.mu.Lock()
-	mtime, ref := f.pendingMtime, f.currentRefLocked()
-	f.pendingMtime = time.Time{}
+	var mtime time.Time
+	if f.writes != nil {
+		mtime, f.writes.pendingMtime = f.writes.pendingMtime, time.Time{}
+	}
+	ref := f.currentRefLocked()
+	f.dropWritesLocked()
 	f.mu.Unlock()
 	if !mtime.IsZero() && ref != "" {
 		if err := f.fsys.db.SetModified(metadata.Object{Namespace: f.ns.name, Image: ref}, mtime); err != nil {
