@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nsfs/nsfs/client"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/pkg/errors"
 	"github.com/urfave/cli/v2"
 	"oras.land/oras-go/v2/errdef"
@@ -71,13 +72,6 @@ func pullAction(c *cli.Context) error {
 	if opts.AllPlatforms && len(opts.Platforms) > 0 {
 		return errors.New("--platform and --all-platforms exclude each other")
 	}
-	ns, err := namespaceOf(c)
-	if err != nil {
-		return err
-	}
-	if err := ns.Check(); err != nil {
-		return err
-	}
 	repo, object, creds, err := openRepository(name, c.Bool("plain-http"))
 	if err != nil {
 		return err
@@ -89,9 +83,29 @@ func pullAction(c *cli.Context) error {
 	ctx, stop := interruptible(c)
 	defer stop()
 
-	desc, err := repo.Resolve(ctx, object)
+	// The registry's answer is a round trip: ask while the mount is found.
+	type resolved struct {
+		desc ocispec.Descriptor
+		err  error
+	}
+	resolving := make(chan resolved, 1)
+	resolveCtx, cancelResolve := context.WithCancel(ctx)
+	defer cancelResolve()
+	go func() {
+		desc, err := repo.Resolve(resolveCtx, object)
+		resolving <- resolved{desc, err}
+	}()
+	ns, err := namespaceOf(c)
+	if err == nil {
+		err = ns.Check()
+	}
 	if err != nil {
-		return resolveError(ctx, name, repo, creds, err)
+		return err
+	}
+	r := <-resolving
+	desc := r.desc
+	if r.err != nil {
+		return resolveError(ctx, name, repo, creds, r.err)
 	}
 	// Created only once there is something to pull: a typo in the ref or
 	// a wrong password leaves the store as it was. (main says a dead
