@@ -45,6 +45,7 @@ func (f *filesystem) namespaceDeleted(ns metadata.Namespace) {
 		f.deleted.Store(ns.Name, ns.ID)
 	}
 	f.temps.removeNamespace(ns.ID)
+	f.scratch.removeNamespace(ns.ID)
 }
 
 // refuse answers a mutation a directory does not allow: EPERM, as for a

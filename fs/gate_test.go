@@ -53,3 +53,22 @@ func TestEnterGate(t *testing.T) {
 		t.Fatalf("refuse in the namespace made again: %v, want EPERM", errno)
 	}
 }
+
+// A deleted namespace's scratch directories and removed layout files go
+// with it: the daemon keeps nothing of it until a remount.
+func TestNamespaceDeletedForgetsScratch(t *testing.T) {
+	f := &filesystem{}
+	f.scratch.add(scratchKey{3, "ingest"})
+	f.scratch.add(scratchKey{4, "ingest"})
+	f.scratch.hide(scratchKey{3, "index.json"})
+	f.namespaceDeleted(metadata.Namespace{Name: "dev", ID: 3})
+	if got := f.scratch.list(3); len(got) != 0 {
+		t.Fatalf("scratch dirs of the deleted namespace: %v", got)
+	}
+	if f.scratch.isHidden(scratchKey{3, "index.json"}) {
+		t.Fatal("a removed index.json of the deleted namespace is still remembered")
+	}
+	if got := f.scratch.list(4); len(got) != 1 {
+		t.Fatalf("another namespace's scratch dirs: %v, want [ingest]", got)
+	}
+}

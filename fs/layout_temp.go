@@ -98,6 +98,24 @@ func (r *scratchDirs) remove(k scratchKey) {
 	delete(r.byName, k)
 }
 
+// removeNamespace forgets the scratch directories and removed layout
+// files of a deleted namespace (IDs are never reused, so they could never
+// be reached again, only kept in memory until a remount).
+func (r *scratchDirs) removeNamespace(ns uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k := range r.byName {
+		if k.ns == ns {
+			delete(r.byName, k)
+		}
+	}
+	for k := range r.hidden {
+		if k.ns == ns {
+			delete(r.hidden, k)
+		}
+	}
+}
+
 func (r *scratchDirs) list(ns uint64) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
