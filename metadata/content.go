@@ -155,9 +155,6 @@ func hold(tx *bolt.Tx, nsb *bolt.Bucket, ns string, d digest.Digest, size int64,
 	if err := putUint64(rec, keyImages, 0); err != nil {
 		return nil, err
 	}
-	if _, err := rec.CreateBucket(bucketLabels); err != nil {
-		return nil, err
-	}
 	if isShareable(nsb) {
 		if err := countShareable(tx, d, +1); err != nil {
 			return nil, err
@@ -338,7 +335,7 @@ func readHold(b *Blob, rec *bolt.Bucket, withLabels bool) {
 	b.Held = true
 	b.InUse = getUint64(rec, keyImages) > 0
 	if withLabels {
-		b.Labels = readLabels(rec.Bucket(bucketLabels))
+		b.Labels = readLabels(labelsOf(rec))
 	}
 	b.CreatedAt = getTime(rec, keyCreatedAt)
 	b.Times = holdTimes(rec)

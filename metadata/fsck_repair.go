@@ -305,7 +305,7 @@ func repairShape(tx *bolt.Tx, did func(string, ...any)) error {
 		} else {
 			nsIDs[id] = true
 		}
-		for _, sub := range [][]byte{bucketImages, bucketImageData, bucketDirs, bucketBlobs, bucketLabels} {
+		for _, sub := range [][]byte{bucketImages, bucketImageData, bucketDirs, bucketBlobs} {
 			if made, err := remakeBucket(nsb, sub); err != nil {
 				return err
 			} else if made {
@@ -428,7 +428,7 @@ func idOwners(all []repairImage, data *bolt.Bucket) map[uint64]int {
 	owner := map[uint64]int{}
 	for i, e := range all {
 		idb := data.Bucket(encodeUint64(e.rec.id))
-		if _, taken := owner[e.rec.id]; !taken && idb != nil && hasKey(idb.Bucket(bucketBlobs), []byte(e.rec.target.Digest)) {
+		if _, taken := owner[e.rec.id]; !taken && idb != nil && claimsOf(idb).has([]byte(e.rec.target.Digest)) {
 			owner[e.rec.id] = i
 		}
 	}
@@ -611,10 +611,7 @@ func (r *nsRepair) reclaim(keep []repairImage) (map[digest.Digest]uint64, map[di
 	for _, img := range keep {
 		owned[img.rec.id] = true
 		idb := data.Bucket(encodeUint64(img.rec.id))
-		cb, err := idb.CreateBucketIfNotExists(bucketBlobs)
-		if err != nil {
-			return nil, nil, err
-		}
+		cb := claimsOf(idb)
 		want := []digest.Digest{img.rec.target.Digest}
 		if pm, err := db.parseBlob(img.rec.target.Digest); err == nil && !pm.IsIndex() {
 			for _, r := range pm.Children {
@@ -627,7 +624,7 @@ func (r *nsRepair) reclaim(keep []repairImage) (map[digest.Digest]uint64, map[di
 			if err := r.noLongerMissing(idb, img.rec.id, d); err != nil {
 				return nil, nil, err
 			}
-			if !hasKey(cb, []byte(d)) {
+			if !cb.has([]byte(d)) {
 				if err := cb.Put([]byte(d), member); err != nil {
 					return nil, nil, err
 				}
@@ -645,8 +642,8 @@ func (r *nsRepair) reclaim(keep []repairImage) (map[digest.Digest]uint64, map[di
 // noLongerMissing takes d out of what image id (idb) misses, now that it
 // claims it.
 func (r *nsRepair) noLongerMissing(idb *bolt.Bucket, id uint64, d digest.Digest) error {
-	mb := idb.Bucket(bucketMissing)
-	if mb == nil || mb.Get([]byte(d)) == nil {
+	mb := missingOf(idb)
+	if mb.Get([]byte(d)) == nil {
 		return nil
 	}
 	if err := mb.Delete([]byte(d)); err != nil {

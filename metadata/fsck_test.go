@@ -359,7 +359,7 @@ func TestRepairLeavesWhatNeedsAHuman(t *testing.T) {
 	s := newFsckStore(t)
 	long := strings.Repeat("v", MaxLabelSize)
 	update(t, s.db, func(tx *bolt.Tx) error {
-		return namespacesBucket(tx).Bucket([]byte("foo")).Bucket(bucketLabels).Put([]byte("k"), []byte(long))
+		return labelsOf(namespacesBucket(tx).Bucket([]byte("foo"))).Put([]byte("k"), []byte(long))
 	})
 	stray := filepath.Join(filepath.Dir(blobPath(s.db, s.extra)), "not-a-blob")
 	if err := os.WriteFile(stray, nil, 0o644); err != nil {

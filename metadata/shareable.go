@@ -29,8 +29,7 @@ func shareableBucket(tx *bolt.Tx) *bolt.Bucket { return root(tx).Bucket(bucketSh
 
 // isShareable reports whether a namespace is labelled ShareableLabel=true.
 func isShareable(nsb *bolt.Bucket) bool {
-	lb := nsb.Bucket(bucketLabels)
-	return lb != nil && string(lb.Get([]byte(ShareableLabel))) == "true"
+	return string(labelsOf(nsb).Get([]byte(ShareableLabel))) == "true"
 }
 
 // heldByShareable reports whether some namespace labelled shareable holds
