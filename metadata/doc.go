@@ -100,10 +100,9 @@
 //	    <digest>/                       some namespace holds this blob; the
 //	                                    record goes when the last holder does,
 //	                                    and then the file leaves the disk
-//	      size -> int64
+//	      size -> int64                 (no nested bucket: inline in content/)
 //	      createdat -> time
-//	      namespaces/
-//	        <name> -> ""                the holders
+//	      namespaces/<name> -> ""       the holders
 //	  dirtimes/
 //	    ns -> mtime, ctime              ns/: moved when namespaces come and go
 //	  unheld/

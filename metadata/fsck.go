@@ -612,7 +612,7 @@ func (s *recordScan) scanContentRecord(k, v []byte) error {
 	size := getInt64(cb, keySize)
 	s.content[d] = size
 	n := 0
-	if hb := cb.Bucket(bucketHolders); hb != nil {
+	if hb := holdersOf(cb); !hb.empty() {
 		_ = hb.ForEach(func(ns, _ []byte) error {
 			n++
 			s.holders[holdKey{string(ns), d}] = true

@@ -816,10 +816,7 @@ func pruneContentRecords(content *bolt.Bucket, holders map[digest.Digest]map[str
 // dropStaleHolders removes the holder entries of blob d's record (cb)
 // that name a namespace not among those holding it.
 func dropStaleHolders(cb *bolt.Bucket, d digest.Digest, holding map[string]bool, did func(string, ...any)) error {
-	hb, err := cb.CreateBucketIfNotExists(bucketHolders)
-	if err != nil {
-		return err
-	}
+	hb := holdersOf(cb)
 	var stale [][]byte
 	_ = hb.ForEach(func(ns, _ []byte) error {
 		if !holding[string(ns)] {
@@ -857,17 +854,14 @@ func recordHeldBlobs(content *bolt.Bucket, holders map[digest.Digest]map[string]
 			}
 			did("blob %s: recorded again, namespaces hold it and its file is there", d)
 		}
-		hb, err := cb.CreateBucketIfNotExists(bucketHolders)
-		if err != nil {
-			return err
-		}
+		hb := holdersOf(cb)
 		names := make([]string, 0, len(nss))
 		for ns := range nss {
 			names = append(names, ns)
 		}
 		sort.Strings(names)
 		for _, ns := range names {
-			if !hasKey(hb, []byte(ns)) {
+			if !hb.has([]byte(ns)) {
 				if err := hb.Put([]byte(ns), member); err != nil {
 					return err
 				}

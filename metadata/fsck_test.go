@@ -277,7 +277,7 @@ func TestCheckAndRepair(t *testing.T) {
 			c := s.img.config.Digest
 			update(t, s.db, func(tx *bolt.Tx) error {
 				// foo's holder entry lost, default's images count wrong.
-				if err := contentBucket(tx).Bucket([]byte(c)).Bucket(bucketHolders).Delete([]byte("foo")); err != nil {
+				if err := holdersOf(contentBucket(tx).Bucket([]byte(c))).Delete([]byte("foo")); err != nil {
 					return err
 				}
 				return putUint64(namespacesBucket(tx).Bucket([]byte("default")).Bucket(bucketBlobs).Bucket([]byte(c)), keyImages, 7)

@@ -316,7 +316,12 @@ func checkInvariants(t testing.TB, db *DB) {
 		cb := contentBucket(tx)
 		return cb.ForEachBucket(func(d []byte) error {
 			content[string(d)] = true
-			hb := cb.Bucket(d).Bucket(bucketHolders)
+			hb := holdersOf(cb.Bucket(d))
+			// No nested bucket: bbolt keeps a content record inline.
+			_ = cb.Bucket(d).ForEachBucket(func(sub []byte) error {
+				t.Errorf("content record %s has a nested bucket %q", d, sub)
+				return nil
+			})
 			n := 0
 			_ = hb.ForEach(func(ns, _ []byte) error {
 				holders[key{string(ns), string(d)}] = true

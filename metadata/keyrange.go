@@ -8,11 +8,13 @@ import (
 
 // keyRange is the keys of one bucket that start with a prefix, used as a
 // small bucket of its own: an object's labels ("labels/<key>"), an image's
-// claim set ("blobs/<digest>") and missing set ("missing/<digest>"). They
+// claim set ("blobs/<digest>") and missing set ("missing/<digest>"), a
+// blob's holders ("namespaces/<ns>"). They
 // are flat keys rather than nested buckets because bbolt keeps a bucket
 // inline in its parent's page only while it has no nested bucket and
 // stays under a quarter page: a nested labels/ or blobs/ bucket cost every
-// image and every hold a 4 KiB page of its own (doc.go, schema version 2).
+// image, every hold and every content record a 4 KiB page of its own
+// (doc.go, schema version 2).
 // The zero keyRange (nil bucket) is empty and refuses writes.
 //
 // A store of schema version 1 opened read-only (nsfs fsck) is not
@@ -28,6 +30,7 @@ var (
 	prefixLabels  = []byte("labels/")
 	prefixClaims  = []byte("blobs/")
 	prefixMissing = []byte("missing/")
+	prefixHolders = []byte("namespaces/")
 )
 
 // labelsOf is the labels of a namespace, a blob hold, an image's data or a
@@ -36,6 +39,10 @@ func labelsOf(owner *bolt.Bucket) keyRange { return keyRange{owner, prefixLabels
 
 // claimsOf is the claim set of an image (its imagedata bucket).
 func claimsOf(data *bolt.Bucket) keyRange { return keyRange{data, prefixClaims} }
+
+// holdersOf is the namespaces holding a blob (its content record cb; nil:
+// none).
+func holdersOf(cb *bolt.Bucket) keyRange { return keyRange{cb, prefixHolders} }
 
 // missingOf is the missing set of an image (its imagedata bucket).
 func missingOf(data *bolt.Bucket) keyRange { return keyRange{data, prefixMissing} }

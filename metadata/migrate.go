@@ -21,11 +21,12 @@ func checkVersion(v1 *bolt.Bucket, readOnly bool) error {
 // the transaction that opens it (all or nothing).
 //
 // Version 1 to 2: the labels/ bucket of every namespace, blob hold and
-// image, and an image's blobs/ (claims) and missing/ buckets become flat
-// keys "labels/<key>", "blobs/<digest>", "missing/<digest>" of the bucket
-// that held them (keyRange). Without a nested bucket, an image's data
-// bucket and a hold are small enough for bbolt to keep inline in their
-// parent's page; their pages are freed and reused.
+// image, an image's blobs/ (claims) and missing/ buckets, and a content
+// record's namespaces/ (holders) become flat keys "labels/<key>",
+// "blobs/<digest>", "missing/<digest>", "namespaces/<ns>" of the bucket
+// that held them (keyRange). Without a nested bucket, an image's data, a
+// hold and a content record are small enough for bbolt to keep inline in
+// their parent's page; their pages are freed and reused.
 func migrate(tx *bolt.Tx, v1 *bolt.Bucket) error {
 	if getUint64(v1, keyVersion) != 1 {
 		return nil
@@ -53,6 +54,11 @@ func migrate(tx *bolt.Tx, v1 *bolt.Bucket) error {
 			return nil
 		})
 	})
+	if err == nil {
+		err = forEachBucket(contentBucket(tx), func(cb *bolt.Bucket) error {
+			return flatten(cb, bucketHolders)
+		})
+	}
 	if err != nil {
 		return errors.WithMessage(err, "migrate schema version 1 to 2")
 	}

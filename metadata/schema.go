@@ -25,7 +25,7 @@ var (
 	bucketImageData  = []byte("imagedata")
 	bucketDirs       = []byte("dirs")
 	bucketBlobs      = []byte("blobs")
-	bucketHolders    = []byte("namespaces")
+	bucketHolders    = []byte("namespaces") // schema version 1's (migrate.go)
 	bucketUnheld     = []byte("unheld")
 	bucketShareable  = []byte("shareable")
 

@@ -43,18 +43,16 @@ func heldByShareable(tx *bolt.Tx, d digest.Digest) bool {
 	if cb == nil {
 		return false
 	}
-	holders := cb.Bucket(bucketHolders)
-	if holders == nil {
-		return false
-	}
 	all := namespacesBucket(tx)
-	c := holders.Cursor()
-	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+	found := false
+	_ = holdersOf(cb).ForEach(func(k, _ []byte) error {
 		if nsb := all.Bucket(k); nsb != nil && isShareable(nsb) {
-			return true
+			found = true
+			return errStopWalk
 		}
-	}
-	return false
+		return nil
+	})
+	return found
 }
 
 // countShareable adds delta (+1 or -1) to d's count; a count that reaches
