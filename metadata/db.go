@@ -144,7 +144,7 @@ func Open(root string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, errors.WithMessagef(err, "open blob directory of store %s", root)
 	}
-	bdb, err := openCurrentBolt(root, dbpath, &bolt.Options{Timeout: lockTimeout, ReadOnly: opts.ReadOnly})
+	bdb, err := openCurrentBolt(root, dbpath, boltOptions(opts.ReadOnly))
 	if err != nil {
 		bs.Close()
 		return nil, err
