@@ -320,7 +320,9 @@ func repairShape(tx *bolt.Tx, did func(string, ...any)) error {
 // need, empty where they were lost.
 func repairTop(v1 *bolt.Bucket, did func(string, ...any)) error {
 	if getUint64(v1, keyVersion) == 0 {
-		if err := putUint64(v1, keyVersion, schemaVersion); err != nil {
+		// Version 1, whatever the layout: the migration at the next
+		// open moves what is nested and finds nothing else to do.
+		if err := putUint64(v1, keyVersion, 1); err != nil {
 			return err
 		}
 	}
