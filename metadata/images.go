@@ -507,7 +507,7 @@ func putImageRecord(tx *bolt.Tx, nsb *bolt.Bucket, w ImageWrite, old *imageRecor
 				return rec, nil, nil, err
 			}
 		}
-		if data, err = createImageData(allData, rec.id); err != nil {
+		if data, err = allData.CreateBucket(encodeUint64(rec.id)); err != nil {
 			return rec, nil, nil, err
 		}
 		kept := nonEmptyLabels(w.Labels)
@@ -610,18 +610,6 @@ func (db *DB) readSmallBlob(d digest.Digest) ([]byte, error) {
 	}
 	return data, nil
 }
-
-// createImageData makes image id's data bucket in imagedata/ (all). IDs
-// grow, so new buckets land at the end of imagedata/: its pages are
-// filled before they split, not left half empty (fillDense).
-func createImageData(all *bolt.Bucket, id uint64) (*bolt.Bucket, error) {
-	all.FillPercent = appendFillPercent
-	return all.CreateBucket(encodeUint64(id))
-}
-
-// appendFillPercent is how full bbolt fills a page before splitting it, in
-// a bucket whose keys are mostly appended in order.
-const appendFillPercent = 0.9
 
 // claimSet lists the digests an image claims, from its imagedata bucket.
 func claimSet(data *bolt.Bucket) []digest.Digest {
@@ -824,7 +812,7 @@ func (db imageStore) Link(fromNS, from, toNS, to string) (Image, error) {
 		if rec.id, err = nextID(tx); err != nil {
 			return err
 		}
-		data, err := createImageData(nsb.Bucket(bucketImageData), rec.id)
+		data, err := nsb.Bucket(bucketImageData).CreateBucket(encodeUint64(rec.id))
 		if err != nil {
 			return err
 		}

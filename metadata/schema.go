@@ -198,6 +198,10 @@ func subBucket(b *bolt.Bucket, name []byte) (*bolt.Bucket, error) {
 	return nil, errors.WithMessagef(errCorrupt, "bucket %q is missing", name)
 }
 
+// appendFillPercent is how full bbolt fills a page before splitting it, in
+// a bucket whose keys are mostly appended in order.
+const appendFillPercent = 0.9
+
 // fillDense has bbolt fill the pages of a namespace's images/ and
 // imagedata/ to appendFillPercent before splitting them, in this write
 // transaction (bbolt keeps the setting on the bucket it hands out, for the
