@@ -80,8 +80,10 @@ func Compact(root string) (CompactStats, error) {
 }
 
 // openCurrentBolt is openBolt of the file that is meta.db once its lock is
-// held: an open that waited for the lock of a file Compact then replaced
-// opens the new one instead of serving the unlinked old one.
+// held, so that no daemon serves an unlinked file Compact replaced.
+// openBolt waits for the lock read-only, then opens meta.db again by name
+// to write: a Compact that took the lock between the two would leave the
+// second open waiting on the old file, and then holding it.
 func openCurrentBolt(root, dbpath string, opts *bolt.Options) (*bolt.DB, error) {
 	for try := 0; ; try++ {
 		before, statErr := os.Stat(dbpath)

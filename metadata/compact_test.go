@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -136,4 +137,71 @@ func TestCompactRefusesAnOpenStore(t *testing.T) {
 	if got := dump(t, db); got != before {
 		t.Errorf("the store changed:\n%s\nwant:\n%s", got, before)
 	}
+}
+
+// An Open that waits for the lock of a meta.db that Compact then replaces
+// opens the new file, never the unlinked old one (whose changes would be
+// lost): here the wait of openBolt's read-only open (openCurrentBolt
+// covers the one of its second open).
+func TestOpenWaitingWhileMetaIsReplaced(t *testing.T) {
+	dir, other := t.TempDir(), t.TempDir()
+	for _, c := range []struct{ root, ns string }{{dir, "old-file"}, {other, "new-file"}} {
+		db, err := Open(c.root, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Namespaces().Create(c.ns, nil); err != nil {
+			t.Fatal(err)
+		}
+		db.Close()
+	}
+	holder, err := bolt.Open(metaPath(dir), 0o600, nil) // what Compact holds
+	if err != nil {
+		t.Fatal(err)
+	}
+	type opened struct {
+		db  *DB
+		err error
+	}
+	done := make(chan opened, 1)
+	go func() {
+		db, err := Open(dir, Options{})
+		done <- opened{db, err}
+	}()
+	// Once the Open has meta.db open too, it waits for the lock.
+	deadline := time.Now().Add(lockTimeout / 2)
+	for openFiles(t, metaPath(dir)) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the Open never opened meta.db")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := os.Rename(metaPath(other), metaPath(dir)); err != nil {
+		t.Fatal(err)
+	}
+	holder.Close()
+	got := <-done
+	if got.err != nil {
+		t.Fatalf("Open while meta.db was replaced: %v", got.err)
+	}
+	defer got.db.Close()
+	if _, err := got.db.Namespaces().Stat("new-file"); err != nil {
+		t.Errorf("the Open serves the replaced file: %v", err)
+	}
+}
+
+// openFiles counts this process's descriptors open on path.
+func openFiles(t *testing.T, path string) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, fd := range fds {
+		if target, err := os.Readlink("/proc/self/fd/" + fd.Name()); err == nil && target == path {
+			n++
+		}
+	}
+	return n
 }
