@@ -357,9 +357,9 @@ func TestRulesLabelsOverTheLimitFromBefore(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		lb := tx.Bucket([]byte("v1")).Bucket([]byte("namespaces")).Bucket([]byte("old")).Bucket([]byte("labels"))
-		for i := 0; i < 300; i++ {
-			if err := lb.Put([]byte(fmt.Sprintf("%0250d", i)), []byte("v")); err != nil {
+		nsb := tx.Bucket([]byte("v1")).Bucket([]byte("namespaces")).Bucket([]byte("old"))
+		for i := 0; i < 300; i++ { // a label is the key "labels/<key>" (metadata/doc.go)
+			if err := nsb.Put([]byte(fmt.Sprintf("labels/%0250d", i)), []byte("v")); err != nil {
 				return err
 			}
 		}

@@ -135,10 +135,7 @@ func hold(tx *bolt.Tx, nsb *bolt.Bucket, ns string, d digest.Digest, size int64,
 	if err := checkQuota(nsb, ns, d, size); err != nil {
 		return nil, err
 	}
-	var before *bolt.Bucket // the holders before ns
-	if cb := contentBucket(tx).Bucket([]byte(d)); cb != nil {
-		before = cb.Bucket(bucketHolders)
-	}
+	before := holdersOf(contentBucket(tx).Bucket([]byte(d))) // before ns
 	if err := usageOnHold(tx, nsb, before, size); err != nil {
 		return nil, err
 	}
@@ -153,9 +150,6 @@ func hold(tx *bolt.Tx, nsb *bolt.Bucket, ns string, d digest.Digest, size int64,
 		return nil, err
 	}
 	if err := putUint64(rec, keyImages, 0); err != nil {
-		return nil, err
-	}
-	if _, err := rec.CreateBucket(bucketLabels); err != nil {
 		return nil, err
 	}
 	if isShareable(nsb) {
@@ -185,11 +179,7 @@ func hold(tx *bolt.Tx, nsb *bolt.Bucket, ns string, d digest.Digest, size int64,
 	if err := putTime(rec, keyMtime, getTime(cb, keyCreatedAt)); err != nil {
 		return nil, err
 	}
-	holders, err := cb.CreateBucketIfNotExists(bucketHolders)
-	if err != nil {
-		return nil, err
-	}
-	return rec, holders.Put([]byte(ns), member)
+	return rec, holdersOf(cb).Put([]byte(ns), member)
 }
 
 // drop makes ns stop holding d; when ns was its last holder the global
@@ -213,16 +203,14 @@ func drop(tx *bolt.Tx, nsb *bolt.Bucket, d digest.Digest, rel *releases) error {
 	if cb == nil {
 		return errors.WithMessagef(errCorrupt, "blob %s is held by namespace %q but has no content record", d, rel.ns)
 	}
-	holders := cb.Bucket(bucketHolders)
-	if holders != nil {
-		if err := holders.Delete([]byte(rel.ns)); err != nil {
-			return err
-		}
+	holders := holdersOf(cb)
+	if err := holders.Delete([]byte(rel.ns)); err != nil {
+		return err
 	}
 	if err := usageOnDrop(tx, nsb, holders, size); err != nil {
 		return err
 	}
-	if isEmptyBucket(holders) {
+	if holders.empty() {
 		if err := content.DeleteBucket([]byte(d)); err != nil {
 			return err
 		}
@@ -338,7 +326,7 @@ func readHold(b *Blob, rec *bolt.Bucket, withLabels bool) {
 	b.Held = true
 	b.InUse = getUint64(rec, keyImages) > 0
 	if withLabels {
-		b.Labels = readLabels(rec.Bucket(bucketLabels))
+		b.Labels = readLabels(labelsOf(rec))
 	}
 	b.CreatedAt = getTime(rec, keyCreatedAt)
 	b.Times = holdTimes(rec)

@@ -144,7 +144,7 @@ func Open(root string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, errors.WithMessagef(err, "open blob directory of store %s", root)
 	}
-	bdb, err := openBolt(root, dbpath, &bolt.Options{Timeout: lockTimeout, ReadOnly: opts.ReadOnly})
+	bdb, err := openCurrentBolt(root, dbpath, boltOptions(opts.ReadOnly))
 	if err != nil {
 		bs.Close()
 		return nil, err
@@ -181,8 +181,11 @@ func Open(root string, opts Options) (*DB, error) {
 // and checks the version of an existing one.
 func (db *DB) initSchema(tx *bolt.Tx) error {
 	if v1 := tx.Bucket(bucketV1); v1 != nil {
-		if v := getUint64(v1, keyVersion); v != schemaVersion {
-			return errors.WithMessagef(errCorrupt, "schema version %d, this nsfs reads version %d", v, schemaVersion)
+		if err := migrate(tx, v1); err != nil {
+			return err
+		}
+		if err := checkVersion(v1, false); err != nil {
+			return err
 		}
 		// Stores written before unheld/ existed get it empty. A crash
 		// of the nsfs that wrote them may have left a blob file no
@@ -233,10 +236,7 @@ func (db *DB) checkSchema(tx *bolt.Tx) error {
 	if v1 == nil {
 		return errors.WithMessage(errCorrupt, "meta.db has no v1/ bucket: not an nsfs store")
 	}
-	if v := getUint64(v1, keyVersion); v != schemaVersion {
-		return errors.WithMessagef(errCorrupt, "schema version %d, this nsfs reads version %d", v, schemaVersion)
-	}
-	return nil
+	return checkVersion(v1, db.opts.ReadOnly)
 }
 
 // Close closes the bbolt file, releasing its lock, and the blob store's

@@ -23,10 +23,13 @@
 // gc); Repair (nsfs fsck --repair) works on a closed store.
 //
 // The schema, in <root>/meta.db (keys are bytes; "->" is a key with a value,
-// "/" a bucket):
+// a name ending in "/" a bucket; "labels/<key> -> <value>" is one flat key
+// per label, its name starting with "labels/"):
 //
-//	v1/                                 schema version 1
-//	  version -> uint64 (1)             written when the store is created
+//	v1/                                 the records (the name is not the version)
+//	  version -> uint64 (2)             written when the store is created;
+//	                                    a store of version 1 is migrated at
+//	                                    its first writable open (migrate.go)
 //	  (sequence)                        the one ID counter: namespaces and
 //	                                    images take IDs from it, never reused;
 //	                                    ImageStore.ReserveID takes blocks of
@@ -53,8 +56,7 @@
 //	                                    namespace holds; counted from the
 //	                                    holds at the first open of a store
 //	                                    from before them
-//	      labels/
-//	        <key> -> <value>
+//	      labels/<key> -> <value>       flat keys, as every labels/ below
 //	      images/
 //	        <ref> -> image record       a ref is a clean relative path; keys
 //	                                    sort bytewise, so everything below the
@@ -66,14 +68,15 @@
 //	      imagedata/
 //	        <id>/                       what an image has beyond its record,
 //	                                    keyed by its ID: rename moves only the
-//	                                    record, replace keeps both
-//	          labels/
-//	            <key> -> <value>
-//	          blobs/
-//	            <digest> -> ""          the claim set: the manifest itself and
+//	                                    record, replace keeps both. Flat keys,
+//	                                    no nested bucket (keyrange.go), so
+//	                                    bbolt keeps it inline in imagedata/'s
+//	                                    page while under 1 KiB: an image costs
+//	                                    a few hundred bytes, not a page
+//	          labels/<key> -> <value>
+//	          blobs/<digest> -> ""      the claim set: the manifest itself and
 //	                                    every visible blob it references
-//	          missing/
-//	            <digest> -> int64       a blob its manifest names that the
+//	          missing/<digest> -> int64 a blob its manifest names that the
 //	                                    namespace could not see yet, with the
 //	                                    size named: claimed once visible
 //	                                    (incomplete.go)
@@ -85,22 +88,21 @@
 //	                                    "blobs/sha256": moved by what is done in
 //	                                    them, or set by utimes (times.go)
 //	      blobs/
-//	        <digest>/                   the namespace holds this blob
+//	        <digest>/                   the namespace holds this blob; no
+//	                                    nested bucket: inline in blobs/
 //	          size -> int64
 //	          createdat -> time
 //	          images -> uint64          how many images of this namespace
 //	                                    claim it; 0 → only the write holds it
 //	          mtime, ctime -> time      its times (times.go)
-//	          labels/
-//	            <key> -> <value>        content labels are per namespace
+//	          labels/<key> -> <value>   content labels are per namespace
 //	  content/
 //	    <digest>/                       some namespace holds this blob; the
 //	                                    record goes when the last holder does,
 //	                                    and then the file leaves the disk
-//	      size -> int64
+//	      size -> int64                 (no nested bucket: inline in content/)
 //	      createdat -> time
-//	      namespaces/
-//	        <name> -> ""                the holders
+//	      namespaces/<name> -> ""       the holders
 //	  dirtimes/
 //	    ns -> mtime, ctime              ns/: moved when namespaces come and go
 //	  unheld/
@@ -122,6 +124,11 @@
 //	                                    (shareable.go); built at the first
 //	                                    open of a store from before it
 //
+// bbolt fills the pages of images/ and imagedata/ to 90% before it splits
+// them (fillDense), not half: refs and IDs are mostly appended. Deleted
+// records free pages that later writes reuse; the file never shrinks by
+// itself, and nsfs gc --compact (Compact) rewrites it without them.
+//
 // uint64 and int64 are 8 bytes big-endian; times are time.MarshalBinary,
 // except inside an image record (imageRecord.encode: a version byte, id,
 // createdat and updatedat in Unix nanoseconds, target size, then the media
@@ -138,7 +145,8 @@
 // misses a blob its namespace can see with the size it names; a held
 // blob's images count
 // is the number of images of the namespace whose claim set names it; image
-// records and imagedata buckets pair one to one by ID; every content record
+// records and imagedata buckets pair one to one by ID; no image's data and
+// no hold has a nested bucket; every content record
 // has its file in the blob directory, and every blob file a content record
 // (but for a crash, see below).
 //

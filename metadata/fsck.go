@@ -424,7 +424,7 @@ func (s *recordScan) scanNamespace(all *bolt.Bucket, name, v []byte) {
 	}
 	s.useID(obj, getUint64(nsb, keyID))
 	missing := false
-	for _, sub := range [][]byte{bucketImages, bucketImageData, bucketDirs, bucketBlobs, bucketLabels} {
+	for _, sub := range [][]byte{bucketImages, bucketImageData, bucketDirs, bucketBlobs} {
 		if nsb.Bucket(sub) == nil {
 			s.add(obj, "its %s/ bucket is missing", sub)
 			missing = true
@@ -433,7 +433,7 @@ func (s *recordScan) scanNamespace(all *bolt.Bucket, name, v []byte) {
 	if missing {
 		return
 	}
-	s.checkLabels(obj, nsb.Bucket(bucketLabels))
+	s.checkLabels(obj, labelsOf(nsb))
 	s.scanHolds(ns, nsb.Bucket(bucketBlobs))
 	owned := map[uint64]bool{}
 	_ = nsb.Bucket(bucketImages).ForEach(func(k, v []byte) error {
@@ -463,7 +463,7 @@ func (s *recordScan) scanHolds(ns string, bb *bolt.Bucket) {
 		}
 		rec := bb.Bucket(k)
 		s.holds[holdKey{ns, d}] = holdInfo{size: getInt64(rec, keySize), images: getUint64(rec, keyImages)}
-		s.checkLabels(bobj, rec.Bucket(bucketLabels))
+		s.checkLabels(bobj, labelsOf(rec))
 		return nil
 	})
 }
@@ -500,7 +500,7 @@ func (s *recordScan) scanImage(ns string, nsb *bolt.Bucket, k, v []byte) (uint64
 		s.add(iobj, "its imagedata/%d bucket is missing", rec.id)
 		return rec.id, true
 	}
-	s.checkLabels(iobj, idb.Bucket(bucketLabels))
+	s.checkLabels(iobj, labelsOf(idb))
 	t := rec.target
 	if !imagegraph.IsDocument(t.MediaType) {
 		s.add(iobj, "target media type %q is not a manifest or index", t.MediaType)
@@ -612,7 +612,7 @@ func (s *recordScan) scanContentRecord(k, v []byte) error {
 	size := getInt64(cb, keySize)
 	s.content[d] = size
 	n := 0
-	if hb := cb.Bucket(bucketHolders); hb != nil {
+	if hb := holdersOf(cb); !hb.empty() {
 		_ = hb.ForEach(func(ns, _ []byte) error {
 			n++
 			s.holders[holdKey{string(ns), d}] = true
@@ -666,10 +666,7 @@ func (s *recordScan) checkHolds() {
 }
 
 // checkLabels checks the limits of one labels bucket.
-func (s *fsckState) checkLabels(object string, lb *bolt.Bucket) {
-	if lb == nil {
-		return
-	}
+func (s *fsckState) checkLabels(object string, lb keyRange) {
 	_ = lb.ForEach(func(k, v []byte) error {
 		switch {
 		case v == nil:

@@ -305,7 +305,7 @@ func repairShape(tx *bolt.Tx, did func(string, ...any)) error {
 		} else {
 			nsIDs[id] = true
 		}
-		for _, sub := range [][]byte{bucketImages, bucketImageData, bucketDirs, bucketBlobs, bucketLabels} {
+		for _, sub := range [][]byte{bucketImages, bucketImageData, bucketDirs, bucketBlobs} {
 			if made, err := remakeBucket(nsb, sub); err != nil {
 				return err
 			} else if made {
@@ -320,7 +320,9 @@ func repairShape(tx *bolt.Tx, did func(string, ...any)) error {
 // need, empty where they were lost.
 func repairTop(v1 *bolt.Bucket, did func(string, ...any)) error {
 	if getUint64(v1, keyVersion) == 0 {
-		if err := putUint64(v1, keyVersion, schemaVersion); err != nil {
+		// Version 1, whatever the layout: the migration at the next
+		// open moves what is nested and finds nothing else to do.
+		if err := putUint64(v1, keyVersion, 1); err != nil {
 			return err
 		}
 	}
@@ -428,7 +430,7 @@ func idOwners(all []repairImage, data *bolt.Bucket) map[uint64]int {
 	owner := map[uint64]int{}
 	for i, e := range all {
 		idb := data.Bucket(encodeUint64(e.rec.id))
-		if _, taken := owner[e.rec.id]; !taken && idb != nil && hasKey(idb.Bucket(bucketBlobs), []byte(e.rec.target.Digest)) {
+		if _, taken := owner[e.rec.id]; !taken && idb != nil && claimsOf(idb).has([]byte(e.rec.target.Digest)) {
 			owner[e.rec.id] = i
 		}
 	}
@@ -611,10 +613,7 @@ func (r *nsRepair) reclaim(keep []repairImage) (map[digest.Digest]uint64, map[di
 	for _, img := range keep {
 		owned[img.rec.id] = true
 		idb := data.Bucket(encodeUint64(img.rec.id))
-		cb, err := idb.CreateBucketIfNotExists(bucketBlobs)
-		if err != nil {
-			return nil, nil, err
-		}
+		cb := claimsOf(idb)
 		want := []digest.Digest{img.rec.target.Digest}
 		if pm, err := db.parseBlob(img.rec.target.Digest); err == nil && !pm.IsIndex() {
 			for _, r := range pm.Children {
@@ -627,7 +626,7 @@ func (r *nsRepair) reclaim(keep []repairImage) (map[digest.Digest]uint64, map[di
 			if err := r.noLongerMissing(idb, img.rec.id, d); err != nil {
 				return nil, nil, err
 			}
-			if !hasKey(cb, []byte(d)) {
+			if !cb.has([]byte(d)) {
 				if err := cb.Put([]byte(d), member); err != nil {
 					return nil, nil, err
 				}
@@ -645,8 +644,8 @@ func (r *nsRepair) reclaim(keep []repairImage) (map[digest.Digest]uint64, map[di
 // noLongerMissing takes d out of what image id (idb) misses, now that it
 // claims it.
 func (r *nsRepair) noLongerMissing(idb *bolt.Bucket, id uint64, d digest.Digest) error {
-	mb := idb.Bucket(bucketMissing)
-	if mb == nil || mb.Get([]byte(d)) == nil {
+	mb := missingOf(idb)
+	if mb.Get([]byte(d)) == nil {
 		return nil
 	}
 	if err := mb.Delete([]byte(d)); err != nil {
@@ -819,10 +818,7 @@ func pruneContentRecords(content *bolt.Bucket, holders map[digest.Digest]map[str
 // dropStaleHolders removes the holder entries of blob d's record (cb)
 // that name a namespace not among those holding it.
 func dropStaleHolders(cb *bolt.Bucket, d digest.Digest, holding map[string]bool, did func(string, ...any)) error {
-	hb, err := cb.CreateBucketIfNotExists(bucketHolders)
-	if err != nil {
-		return err
-	}
+	hb := holdersOf(cb)
 	var stale [][]byte
 	_ = hb.ForEach(func(ns, _ []byte) error {
 		if !holding[string(ns)] {
@@ -860,17 +856,14 @@ func recordHeldBlobs(content *bolt.Bucket, holders map[digest.Digest]map[string]
 			}
 			did("blob %s: recorded again, namespaces hold it and its file is there", d)
 		}
-		hb, err := cb.CreateBucketIfNotExists(bucketHolders)
-		if err != nil {
-			return err
-		}
+		hb := holdersOf(cb)
 		names := make([]string, 0, len(nss))
 		for ns := range nss {
 			names = append(names, ns)
 		}
 		sort.Strings(names)
 		for _, ns := range names {
-			if !hasKey(hb, []byte(ns)) {
+			if !hb.has([]byte(ns)) {
 				if err := hb.Put([]byte(ns), member); err != nil {
 					return err
 				}

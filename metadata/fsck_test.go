@@ -277,7 +277,7 @@ func TestCheckAndRepair(t *testing.T) {
 			c := s.img.config.Digest
 			update(t, s.db, func(tx *bolt.Tx) error {
 				// foo's holder entry lost, default's images count wrong.
-				if err := contentBucket(tx).Bucket([]byte(c)).Bucket(bucketHolders).Delete([]byte("foo")); err != nil {
+				if err := holdersOf(contentBucket(tx).Bucket([]byte(c))).Delete([]byte("foo")); err != nil {
 					return err
 				}
 				return putUint64(namespacesBucket(tx).Bucket([]byte("default")).Bucket(bucketBlobs).Bucket([]byte(c)), keyImages, 7)
@@ -359,7 +359,7 @@ func TestRepairLeavesWhatNeedsAHuman(t *testing.T) {
 	s := newFsckStore(t)
 	long := strings.Repeat("v", MaxLabelSize)
 	update(t, s.db, func(tx *bolt.Tx) error {
-		return namespacesBucket(tx).Bucket([]byte("foo")).Bucket(bucketLabels).Put([]byte("k"), []byte(long))
+		return labelsOf(namespacesBucket(tx).Bucket([]byte("foo"))).Put([]byte("k"), []byte(long))
 	})
 	stray := filepath.Join(filepath.Dir(blobPath(s.db, s.extra)), "not-a-blob")
 	if err := os.WriteFile(stray, nil, 0o644); err != nil {

@@ -248,14 +248,22 @@ func checkInvariants(t testing.TB, db *DB) {
 		if err := all.ForEachBucket(func(name []byte) error {
 			ns := string(name)
 			nsb := all.Bucket(name)
-			for _, sub := range [][]byte{bucketImages, bucketImageData, bucketDirs, bucketBlobs, bucketLabels} {
+			for _, sub := range [][]byte{bucketImages, bucketImageData, bucketDirs, bucketBlobs} {
 				if nsb.Bucket(sub) == nil {
 					t.Errorf("namespace %s has no %s bucket", ns, sub)
 				}
 			}
+			if nsb.Bucket(bucketLabels) != nil {
+				t.Errorf("namespace %s has a labels bucket of schema version 1", ns)
+			}
 			bb := nsb.Bucket(bucketBlobs)
 			_ = bb.ForEachBucket(func(d []byte) error {
 				held[key{ns, string(d)}] = getUint64(bb.Bucket(d), keyImages)
+				// No nested bucket: bbolt keeps a hold inline.
+				_ = bb.Bucket(d).ForEachBucket(func(sub []byte) error {
+					t.Errorf("namespace %s: hold of %s has a nested bucket %q", ns, d, sub)
+					return nil
+				})
 				return nil
 			})
 			// Every image record names its own imagedata bucket, and every
@@ -279,7 +287,12 @@ func checkInvariants(t testing.TB, db *DB) {
 				for _, d := range claimSet(idb) {
 					claimed[key{ns, string(d)}]++
 				}
-				if !hasKey(idb.Bucket(bucketBlobs), []byte(rec.target.Digest)) {
+				// No nested bucket: bbolt keeps an image's data inline.
+				_ = idb.ForEachBucket(func(sub []byte) error {
+					t.Errorf("image %s/%s: its data has a nested bucket %q", ns, ref, sub)
+					return nil
+				})
+				if !claimsOf(idb).has([]byte(rec.target.Digest)) {
 					t.Errorf("image %s/%s does not claim its own manifest %s", ns, ref, rec.target.Digest)
 				}
 				return nil
@@ -303,7 +316,12 @@ func checkInvariants(t testing.TB, db *DB) {
 		cb := contentBucket(tx)
 		return cb.ForEachBucket(func(d []byte) error {
 			content[string(d)] = true
-			hb := cb.Bucket(d).Bucket(bucketHolders)
+			hb := holdersOf(cb.Bucket(d))
+			// No nested bucket: bbolt keeps a content record inline.
+			_ = cb.Bucket(d).ForEachBucket(func(sub []byte) error {
+				t.Errorf("content record %s has a nested bucket %q", d, sub)
+				return nil
+			})
 			n := 0
 			_ = hb.ForEach(func(ns, _ []byte) error {
 				holders[key{string(ns), string(d)}] = true

@@ -204,7 +204,8 @@ func isImage(nsb *bolt.Bucket, ref string) bool {
 	return nsb.Bucket(bucketImages).Get([]byte(ref)) != nil
 }
 
-// imageData returns namespaces/<ns>/imagedata/<id>/ (labels/, blobs/).
+// imageData returns namespaces/<ns>/imagedata/<id>/ (its labels/, blobs/
+// and missing/ keys).
 func imageData(nsb *bolt.Bucket, id uint64) (*bolt.Bucket, error) {
 	all, err := subBucket(nsb, bucketImageData)
 	if err != nil {
@@ -226,11 +227,11 @@ func toImage(nsb *bolt.Bucket, ns, ref string, r imageRecord, withLabels bool) I
 		ChangedAt: r.times().Changed,
 	}
 	if withLabels {
-		var lb *bolt.Bucket
-		if data, err := imageData(nsb, r.id); err == nil {
-			lb = data.Bucket(bucketLabels)
+		var data *bolt.Bucket
+		if d, err := imageData(nsb, r.id); err == nil {
+			data = d
 		}
-		img.Labels = readLabels(lb)
+		img.Labels = readLabels(labelsOf(data))
 	}
 	return img
 }
@@ -497,7 +498,7 @@ func putImageRecord(tx *bolt.Tx, nsb *bolt.Bucket, w ImageWrite, old *imageRecor
 			return rec, nil, nil, err
 		}
 		oldClaims = claimSet(data)
-		if err := data.DeleteBucket(bucketBlobs); err != nil {
+		if err := claimsOf(data).clear(); err != nil {
 			return rec, nil, nil, err
 		}
 	} else {
@@ -531,10 +532,7 @@ func putImageRecord(tx *bolt.Tx, nsb *bolt.Bucket, w ImageWrite, old *imageRecor
 // putClaims records claims as the image's (in data) and as the
 // namespace's holds.
 func (db *DB) putClaims(tx *bolt.Tx, nsb *bolt.Bucket, ns string, data *bolt.Bucket, claims map[digest.Digest]int64, t time.Time) error {
-	cb, err := data.CreateBucket(bucketBlobs)
-	if err != nil {
-		return err
-	}
+	cb := claimsOf(data)
 	for _, d := range sortedKeysOf(claims) {
 		size := claims[d]
 		if err := cb.Put([]byte(d), member); err != nil {
@@ -616,12 +614,10 @@ func (db *DB) readSmallBlob(d digest.Digest) ([]byte, error) {
 // claimSet lists the digests an image claims, from its imagedata bucket.
 func claimSet(data *bolt.Bucket) []digest.Digest {
 	var set []digest.Digest
-	if cb := data.Bucket(bucketBlobs); cb != nil {
-		_ = cb.ForEach(func(k, _ []byte) error {
-			set = append(set, digest.Digest(k))
-			return nil
-		})
-	}
+	_ = claimsOf(data).ForEach(func(k, _ []byte) error {
+		set = append(set, digest.Digest(k))
+		return nil
+	})
 	return set
 }
 

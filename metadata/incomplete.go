@@ -19,8 +19,8 @@ import (
 //
 // Schema (doc.go):
 //
-//	namespaces/<ns>/imagedata/<id>/missing/
-//	  <digest> -> int64              a blob the image names and does not claim
+//	namespaces/<ns>/imagedata/<id>/
+//	  missing/<digest> -> int64      a blob the image names and does not claim
 //	                                 yet, with the size its manifest names
 //	wanted/
 //	  <digest>/                      the images missing the blob, by
@@ -28,15 +28,15 @@ import (
 //	      <id> -> ""                 of a blob nobody misses costs one keyed
 //	                                 read
 var (
-	bucketMissing = []byte("missing")
+	bucketMissing = []byte("missing") // schema version 1's bucket (migrate.go)
 	bucketWanted  = []byte("wanted")
 )
 
 // missingSet lists the blobs an image (its imagedata bucket) misses, with
 // the sizes its manifest names.
 func missingSet(data *bolt.Bucket) map[digest.Digest]int64 {
-	mb := data.Bucket(bucketMissing)
-	if mb == nil {
+	mb := missingOf(data)
+	if mb.empty() {
 		return nil
 	}
 	set := map[digest.Digest]int64{}
@@ -53,12 +53,9 @@ func putMissing(tx *bolt.Tx, ns string, data *bolt.Bucket, id uint64, missing ma
 	if len(missing) == 0 {
 		return nil
 	}
-	mb, err := data.CreateBucketIfNotExists(bucketMissing)
-	if err != nil {
-		return err
-	}
+	mb := missingOf(data)
 	for d, size := range missing {
-		if err := putInt64(mb, []byte(d), size); err != nil {
+		if err := mb.Put([]byte(d), encodeUint64(uint64(size))); err != nil {
 			return err
 		}
 	}
@@ -99,7 +96,7 @@ func clearMissing(tx *bolt.Tx, ns string, data *bolt.Bucket, id uint64) error {
 	if missing == nil {
 		return nil
 	}
-	if err := data.DeleteBucket(bucketMissing); err != nil {
+	if err := missingOf(data).clear(); err != nil {
 		return err
 	}
 	for d := range missing {
@@ -178,11 +175,8 @@ func claimWanted(tx *bolt.Tx, nsb *bolt.Bucket, ns string, d digest.Digest, size
 	t := now()
 	for _, id := range ids {
 		data := nsb.Bucket(bucketImageData).Bucket(encodeUint64(id))
-		var mb *bolt.Bucket
-		if data != nil {
-			mb = data.Bucket(bucketMissing)
-		}
-		if mb == nil || mb.Get([]byte(d)) == nil {
+		mb := missingOf(data)
+		if mb.Get([]byte(d)) == nil {
 			// A stale entry (a repair removed the image): only the index
 			// says it.
 			if err := unwant(tx, ns, d, id); err != nil {
@@ -190,7 +184,7 @@ func claimWanted(tx *bolt.Tx, nsb *bolt.Bucket, ns string, d digest.Digest, size
 			}
 			continue
 		}
-		if getInt64(mb, []byte(d)) != size {
+		if int64(decodeUint64(mb.Get([]byte(d)))) != size {
 			continue // a lying size: the image stays incomplete
 		}
 		// Claimed first: a namespace the blob would take past its quota
@@ -205,11 +199,7 @@ func claimWanted(tx *bolt.Tx, nsb *bolt.Bucket, ns string, d digest.Digest, size
 		if err := mb.Delete([]byte(d)); err != nil {
 			return err
 		}
-		cb, err := data.CreateBucketIfNotExists(bucketBlobs)
-		if err != nil {
-			return err
-		}
-		if err := cb.Put([]byte(d), member); err != nil {
+		if err := claimsOf(data).Put([]byte(d), member); err != nil {
 			return err
 		}
 		if err := unwant(tx, ns, d, id); err != nil {

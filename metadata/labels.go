@@ -9,15 +9,13 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// bucketLabelsSize is names.LabelsSize of a labels bucket (nil: 0).
-func bucketLabelsSize(lb *bolt.Bucket) int {
+// bucketLabelsSize is names.LabelsSize of an object's labels (labelsOf).
+func bucketLabelsSize(lb keyRange) int {
 	n := 0
-	if lb != nil {
-		_ = lb.ForEach(func(k, v []byte) error {
-			n += names.LabelSize(string(k), string(v))
-			return nil
-		})
-	}
+	_ = lb.ForEach(func(k, v []byte) error {
+		n += names.LabelSize(string(k), string(v))
+		return nil
+	})
 	return n
 }
 
@@ -97,7 +95,7 @@ func (db labelStore) All(o Object) (map[string]string, error) {
 			labels = map[string]string{}
 			return nil
 		}
-		labels = readLabels(owner.Bucket(bucketLabels))
+		labels = readLabels(labelsOf(owner))
 		return nil
 	})
 	return labels, err
@@ -110,12 +108,7 @@ func (db labelStore) Get(o Object, key string) (string, error) {
 		if err != nil {
 			return err
 		}
-		var v []byte
-		if owner != nil { // nil: a visible blob the namespace does not hold
-			if lb := owner.Bucket(bucketLabels); lb != nil {
-				v = lb.Get([]byte(key))
-			}
-		}
+		v := labelsOf(owner).Get([]byte(key)) // owner nil: a visible blob the namespace does not hold
 		if v == nil {
 			return noLabel(o, key)
 		}
@@ -134,10 +127,7 @@ func (db labelStore) Set(o Object, key, value string, check func(exists bool) er
 		if err != nil {
 			return err
 		}
-		lb, err := owner.CreateBucketIfNotExists(bucketLabels)
-		if err != nil {
-			return err
-		}
+		lb := labelsOf(owner)
 		wasShareable := o.isNamespace() && isShareable(owner)
 		old := lb.Get([]byte(key))
 		exists := old != nil
@@ -205,11 +195,8 @@ func (db labelStore) Remove(o Object, key string) error {
 		if err != nil {
 			return err
 		}
-		var lb *bolt.Bucket
-		if owner != nil {
-			lb = owner.Bucket(bucketLabels)
-		}
-		if lb == nil || lb.Get([]byte(key)) == nil {
+		lb := labelsOf(owner)
+		if lb.Get([]byte(key)) == nil {
 			return noLabel(o, key)
 		}
 		wasShareable := o.isNamespace() && isShareable(owner)
@@ -225,7 +212,7 @@ func (db labelStore) Remove(o Object, key string) error {
 	})
 }
 
-// labelOwner finds the bucket whose labels/ belongs to o, and a function
+// labelOwner finds the bucket whose labels/ keys are o's, and a function
 // that bumps o's updatedat (a blob's hold has none). For a blob the
 // namespace can see without holding it, the bucket is nil (mustHold false)
 // or the error ErrNotFound (mustHold true).

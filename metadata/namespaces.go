@@ -161,7 +161,7 @@ func readNamespace(name string, nsb *bolt.Bucket, withLabels bool) Namespace {
 		Usage:     readUsage(nsb),
 	}
 	if withLabels {
-		ns.Labels = readLabels(nsb.Bucket(bucketLabels))
+		ns.Labels = readLabels(labelsOf(nsb))
 	}
 	return ns
 }

@@ -358,7 +358,7 @@ func schemaShape(tx *bolt.Tx) []Problem {
 				return nil
 			})
 		}
-		for _, sub := range [][]byte{bucketImages, bucketImageData, bucketDirs, bucketBlobs, bucketLabels} {
+		for _, sub := range [][]byte{bucketImages, bucketImageData, bucketDirs, bucketBlobs} {
 			if nsb.Bucket(sub) == nil {
 				problems = append(problems, Problem{Object: obj, What: fmt.Sprintf("has no %s/ bucket", sub)})
 			}

@@ -10,8 +10,10 @@ import (
 )
 
 // schemaVersion is stored in v1/version; a store written by a newer nsfs is
-// refused rather than misread.
-const schemaVersion = 1
+// refused rather than misread, one written by an older one migrated at its
+// first writable open (migrate.go). The bucket stays v1/: its name is not
+// the version.
+const schemaVersion = 2
 
 // Bucket and key names; the tree is drawn in doc.go.
 var (
@@ -23,7 +25,7 @@ var (
 	bucketImageData  = []byte("imagedata")
 	bucketDirs       = []byte("dirs")
 	bucketBlobs      = []byte("blobs")
-	bucketHolders    = []byte("namespaces")
+	bucketHolders    = []byte("namespaces") // schema version 1's (migrate.go)
 	bucketUnheld     = []byte("unheld")
 	bucketShareable  = []byte("shareable")
 
@@ -107,12 +109,9 @@ func getTime(b *bolt.Bucket, key []byte) time.Time {
 // print the same wherever the store is opened.
 func now() time.Time { return time.Now().UTC() }
 
-// readLabels copies a labels bucket (nil → empty map).
-func readLabels(b *bolt.Bucket) map[string]string {
+// readLabels copies an object's labels (labelsOf; nil owner → empty map).
+func readLabels(b keyRange) map[string]string {
 	labels := map[string]string{}
-	if b == nil {
-		return labels
-	}
 	_ = b.ForEach(func(k, v []byte) error {
 		labels[string(k)] = string(v)
 		return nil
@@ -132,12 +131,9 @@ func nonEmptyLabels(labels map[string]string) map[string]string {
 	return kept
 }
 
-// writeLabels stores labels into a fresh labels bucket below parent.
+// writeLabels stores labels as parent's, which has none yet.
 func writeLabels(parent *bolt.Bucket, labels map[string]string) error {
-	lb, err := parent.CreateBucketIfNotExists(bucketLabels)
-	if err != nil {
-		return err
-	}
+	lb := labelsOf(parent)
 	for k, v := range labels {
 		if err := lb.Put([]byte(k), []byte(v)); err != nil {
 			return err
@@ -183,6 +179,9 @@ func unheldBucket(tx *bolt.Tx) *bolt.Bucket { return root(tx).Bucket(bucketUnhel
 // namespaceBucket returns v1/namespaces/<name>/ or ErrNotFound.
 func namespaceBucket(tx *bolt.Tx, name string) (*bolt.Bucket, error) {
 	if b := namespacesBucket(tx).Bucket([]byte(name)); b != nil {
+		if tx.Writable() {
+			fillDense(b)
+		}
 		return b, nil
 	}
 	return nil, errors.WithMessagef(ErrNotFound, "namespace %q not found", name)
@@ -197,4 +196,22 @@ func subBucket(b *bolt.Bucket, name []byte) (*bolt.Bucket, error) {
 		return sb, nil
 	}
 	return nil, errors.WithMessagef(errCorrupt, "bucket %q is missing", name)
+}
+
+// appendFillPercent is how full bbolt fills a page before splitting it, in
+// a bucket whose keys are mostly appended in order.
+const appendFillPercent = 0.9
+
+// fillDense has bbolt fill the pages of a namespace's images/ and
+// imagedata/ to appendFillPercent before splitting them, in this write
+// transaction (bbolt keeps the setting on the bucket it hands out, for the
+// transaction). New IDs are appended to imagedata/, and refs are often
+// written in order (a pull of tags, a copy of a tree): at bbolt's default
+// of half a page, every page they fill stays half empty.
+func fillDense(nsb *bolt.Bucket) {
+	for _, name := range [][]byte{bucketImages, bucketImageData} {
+		if b := nsb.Bucket(name); b != nil {
+			b.FillPercent = appendFillPercent
+		}
+	}
 }

@@ -29,8 +29,7 @@ func shareableBucket(tx *bolt.Tx) *bolt.Bucket { return root(tx).Bucket(bucketSh
 
 // isShareable reports whether a namespace is labelled ShareableLabel=true.
 func isShareable(nsb *bolt.Bucket) bool {
-	lb := nsb.Bucket(bucketLabels)
-	return lb != nil && string(lb.Get([]byte(ShareableLabel))) == "true"
+	return string(labelsOf(nsb).Get([]byte(ShareableLabel))) == "true"
 }
 
 // heldByShareable reports whether some namespace labelled shareable holds
@@ -44,18 +43,16 @@ func heldByShareable(tx *bolt.Tx, d digest.Digest) bool {
 	if cb == nil {
 		return false
 	}
-	holders := cb.Bucket(bucketHolders)
-	if holders == nil {
-		return false
-	}
 	all := namespacesBucket(tx)
-	c := holders.Cursor()
-	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+	found := false
+	_ = holdersOf(cb).ForEach(func(k, _ []byte) error {
 		if nsb := all.Bucket(k); nsb != nil && isShareable(nsb) {
-			return true
+			found = true
+			return errStopWalk
 		}
-	}
-	return false
+		return nil
+	})
+	return found
 }
 
 // countShareable adds delta (+1 or -1) to d's count; a count that reaches

@@ -81,10 +81,7 @@ func mergeLabels(rec *bolt.Bucket, o Object, labels map[string]string) error {
 	if len(labels) == 0 {
 		return nil
 	}
-	lb, err := rec.CreateBucketIfNotExists(bucketLabels)
-	if err != nil {
-		return err
-	}
+	lb := labelsOf(rec)
 	for key, value := range labels {
 		old := lb.Get([]byte(key))
 		if err := checkLabelChange(o, key, value, string(old), old != nil, func() int { return bucketLabelsSize(lb) }, nil); err != nil {

@@ -24,20 +24,19 @@ func startUsage(nsb *bolt.Bucket) error {
 
 // holderCount is how many namespaces hold a blob, as far as 2: the
 // counters only need to know none, one or more.
-func holderCount(holders *bolt.Bucket) (n int, first []byte) {
-	if holders == nil {
-		return 0, nil
-	}
-	c := holders.Cursor()
-	k, _ := c.First()
-	if k == nil {
-		return 0, nil
-	}
-	if k2, _ := c.Next(); k2 != nil {
-		return 2, k
-	}
-	return 1, k
+func holderCount(holders keyRange) (n int, first []byte) {
+	_ = holders.ForEach(func(k, _ []byte) error {
+		if n++; n == 1 {
+			first = append([]byte(nil), k...)
+			return nil
+		}
+		return errStopWalk
+	})
+	return n, first
 }
+
+// errStopWalk ends a ForEach early.
+var errStopWalk = errors.New("stop")
 
 // checkQuota refuses a new hold of size bytes that would take namespace
 // ns past its quota; it runs before hold writes anything.
@@ -54,8 +53,8 @@ func checkQuota(nsb *bolt.Bucket, ns string, d digest.Digest, size int64) error 
 }
 
 // usageOnHold counts a new hold of size bytes by nsb; holders is the
-// blob's holder set before nsb joined (nil: none).
-func usageOnHold(tx *bolt.Tx, nsb, holders *bolt.Bucket, size int64) error {
+// blob's holder set before nsb joined.
+func usageOnHold(tx *bolt.Tx, nsb *bolt.Bucket, holders keyRange, size int64) error {
 	if err := addInt64(nsb, keyHeld, size); err != nil {
 		return err
 	}
@@ -71,8 +70,8 @@ func usageOnHold(tx *bolt.Tx, nsb, holders *bolt.Bucket, size int64) error {
 }
 
 // usageOnDrop counts nsb's drop of a blob of size bytes; holders is the
-// blob's holder set after nsb left it (nil: none).
-func usageOnDrop(tx *bolt.Tx, nsb, holders *bolt.Bucket, size int64) error {
+// blob's holder set after nsb left it.
+func usageOnDrop(tx *bolt.Tx, nsb *bolt.Bucket, holders keyRange, size int64) error {
 	if err := addInt64(nsb, keyHeld, -size); err != nil {
 		return err
 	}
@@ -110,11 +109,7 @@ func countUsage(tx *bolt.Tx, nsb *bolt.Bucket) Usage {
 	_ = bb.ForEachBucket(func(d []byte) error {
 		size := getInt64(bb.Bucket(d), keySize)
 		u.Held += size
-		var holders *bolt.Bucket
-		if cb := content.Bucket(d); cb != nil {
-			holders = cb.Bucket(bucketHolders)
-		}
-		if n, _ := holderCount(holders); n <= 1 {
+		if n, _ := holderCount(holdersOf(content.Bucket(d))); n <= 1 {
 			u.Only += size
 		}
 		return nil

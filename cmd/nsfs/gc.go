@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"log"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -20,6 +21,9 @@ import (
 //	removed blob file blobs/sha256/2b2d… (7 bytes, last written 2026-11-27T04:48:28Z): no namespace holds it
 //	removed ingest/4f1c…-2749 (1048576 bytes, last written 2026-11-27T04:47:01Z): an unfinished ingest
 //	removed 2 files (1048583 bytes) from /var/lib/nsfs
+//	$ nsfs gc --root /var/lib/nsfs --compact
+//	no garbage in /var/lib/nsfs
+//	compacted /var/lib/nsfs/meta.db: 475201536 bytes before, 68304896 after
 var gcCommand = &cli.Command{
 	Name:      "gc",
 	Usage:     "remove the garbage of an unmounted store: blob files no namespace holds, unfinished ingests",
@@ -28,12 +32,21 @@ var gcCommand = &cli.Command{
 finished. A mounted store removes them itself (before it serves, and then
 every --gc-grace); nsfs gc does it for a store that is not mounted, and
 prints each file it removes. Records are never changed (nsfs fsck --repair
-does that). With --grace, only garbage last written longer ago goes.`,
+does that). With --grace, only garbage last written longer ago goes.
+
+meta.db reuses the space of deleted records but never gives it back to the
+filesystem; --compact then rewrites it without the free space (a copy in
+the same directory, synced, then renamed over it) and says its size before
+and after.`,
 	Flags: []cli.Flag{
 		rootFlag(),
 		&cli.DurationFlag{
 			Name:  "grace",
 			Usage: "remove only garbage last written longer than `DURATION` ago (0: all of it; nothing can be writing to an unmounted store)",
+		},
+		&cli.BoolFlag{
+			Name:  "compact",
+			Usage: "then rewrite meta.db without its free space (it needs room for the copy)",
 		},
 	},
 	Action: runGC,
@@ -50,6 +63,25 @@ func runGC(c *cli.Context) error {
 	if c.Duration("grace") < 0 {
 		return errors.Errorf("gc: --grace %v: must not be negative", c.Duration("grace"))
 	}
+	if err := collectStoreGarbage(root, c.Duration("grace")); err != nil {
+		return err
+	}
+	if !c.Bool("compact") {
+		return nil
+	}
+	stats, err := metadata.Compact(root)
+	if metadata.IsLocked(err) {
+		return errors.Errorf("%v; unmount it first (nsfs umount MOUNTPOINT)", err)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Printf("compacted %s: %d bytes before, %d after\n", filepath.Join(root, "meta.db"), stats.Before, stats.After)
+	return nil
+}
+
+// collectStoreGarbage is nsfs gc without --compact.
+func collectStoreGarbage(root string, grace time.Duration) error {
 	db, err := openStore(root, metadata.Options{})
 	if err != nil {
 		return err
@@ -60,7 +92,7 @@ func runGC(c *cli.Context) error {
 	if err := db.CheckFiles(); err != nil {
 		return err
 	}
-	stats, err := db.CollectGarbage(metadata.GCOptions{Grace: c.Duration("grace")})
+	stats, err := db.CollectGarbage(metadata.GCOptions{Grace: grace})
 	for _, g := range stats.Removed {
 		fmt.Printf("removed %s\n", describeGarbage(g))
 	}
