@@ -94,6 +94,7 @@ func (n Namespace) Pull(ctx context.Context, src oras.ReadOnlyTarget, srcRef, re
 	p := &puller{
 		dst:       n.Target(),
 		dirs:      refDirs{path: filepath.Dir(imagePath), done: make(chan struct{})},
+		checks:    make(chan struct{}, existsConcurrency),
 		opts:      opts,
 		obs:       opts.Observer,
 		blobKinds: newBlobKinds(),
@@ -159,6 +160,8 @@ type puller struct {
 	obs  PullObserver
 	root digest.Digest // the image's manifest or index
 	dirs refDirs
+	// checks holds a token per Exists check under way (checking).
+	checks chan struct{}
 
 	blobKinds // with the size of every blob of the image this pull wants
 
@@ -339,9 +342,19 @@ type pullTarget struct {
 
 func (t pullTarget) Exists(ctx context.Context, desc ocispec.Descriptor) (bool, error) {
 	if !imagegraph.IsDocument(desc.MediaType) {
+		release, err := t.p.checking(ctx)
+		if err != nil {
+			return false, err
+		}
+		defer release()
 		return t.Target.Exists(ctx, desc)
 	}
+	release, err := t.p.checking(ctx)
+	if err != nil {
+		return false, err
+	}
 	ok, err := t.readDocument(ctx, desc)
+	release()
 	if err != nil || !ok {
 		return ok, err
 	}
@@ -413,8 +426,22 @@ func (d *refDirs) waitIfStarted() {
 	}
 }
 
-// existsConcurrency bounds the blobs Exists checks at once.
+// existsConcurrency bounds the blobs Exists checks at once: the
+// goroutines of one level of the graph, and the files the whole pull has
+// open for them (the levels nest: an index's manifests check their
+// blobs), which count against the caller's open-file limit of the mount.
 const existsConcurrency = 8
+
+// checking takes one of the pull's existsConcurrency slots for a check
+// that opens a file of the namespace; release gives it back.
+func (p *puller) checking(ctx context.Context) (release func(), err error) {
+	select {
+	case p.checks <- struct{}{}:
+		return func() { <-p.checks }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
 
 // readDocument reads document desc from the namespace when the namespace
 // can see it, as Target.Exists tells, with one open: it keeps its bytes

@@ -306,12 +306,22 @@ func (t *Target) Tag(ctx context.Context, desc ocispec.Descriptor, ref string) e
 // filesystem refusing the image.
 func (t *Target) WriteImage(ref, path string, data []byte) error {
 	what := "image " + strconv.Quote(ref) + " in namespace " + strconv.Quote(t.ns.Name)
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return errors.Wrapf(err, "%s: creating its directory", what)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return errors.Wrapf(err, "%s", what)
+	var f *os.File
+	// A pull of another ref under the same prefix that fails removes the
+	// empty directories it made, which may be ours between the two calls:
+	// make them again.
+	for attempt := 0; ; attempt++ {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return errors.Wrapf(err, "%s: creating its directory", what)
+		}
+		var err error
+		f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.ENOENT) || attempt == 2 {
+			return errors.Wrapf(err, "%s", what)
+		}
 	}
 	if _, err := f.Write(data); err != nil {
 		f.Close()
