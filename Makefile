@@ -5,7 +5,8 @@ GO ?= go
 
 # build: the nsfs binary. urfave_cli_no_docs leaves out urfave/cli's
 # man-page and markdown generators (blackfriday), whose package init
-# every CLI process paid (about 1 ms of a 15 ms pull).
+# every CLI process paid (about 1 ms of a 15 ms pull). The integration
+# harness (integration/harness_test.go) builds with the same tags.
 NSFS_TAGS = urfave_cli_no_docs
 build:
 	$(GO) build -tags $(NSFS_TAGS) -o bin/nsfs ./cmd/nsfs

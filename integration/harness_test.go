@@ -117,7 +117,9 @@ func runSuite(m *testing.M) int {
 	nsfsBin = filepath.Join(dir, "nsfs")
 	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
 	defer cancel()
-	build := command(ctx, "go", "build", "-o", nsfsBin, "./cmd/nsfs")
+	// The tags of `make build` (the Makefile's NSFS_TAGS), so that the
+	// binary tested is the one users run.
+	build := command(ctx, "go", "build", "-tags", "urfave_cli_no_docs", "-o", nsfsBin, "./cmd/nsfs")
 	build.Dir = ".." // the module root: go test runs in the package directory
 	if out, err := combinedOutput(nil, build); err != nil {
 		fmt.Fprintf(os.Stderr, "integration: go build ./cmd/nsfs: %v\n%s", err, out)
