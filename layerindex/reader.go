@@ -233,7 +233,7 @@ func (r *Reader) chunk(off int64) (*chunk, error) {
 	}
 	var stream io.Reader
 	if cp != nil {
-		s, err := resumeGzip(r.blob, r.idx.Size, cp)
+		s, err := r.resume(r.blob, cp)
 		if err != nil {
 			return nil, errors.WithMessagef(err, "layer %s", r.idx.Digest)
 		}
@@ -253,6 +253,18 @@ func (r *Reader) chunk(off int64) (*chunk, error) {
 	}
 	r.pool.putChunk(c)
 	return c, nil
+}
+
+// resume starts inflating blob at checkpoint cp, its window read from
+// the index file if the index does not hold it.
+func (r *Reader) resume(blob io.ReaderAt, cp *Checkpoint) (io.Reader, error) {
+	w, err := r.idx.window(cp)
+	if err != nil {
+		return nil, err
+	}
+	withWindow := *cp
+	withWindow.Window = w
+	return resumeGzip(blob, r.idx.Size, &withWindow)
 }
 
 // restartCost is what starting afresh to reach off decompresses.
@@ -315,7 +327,7 @@ func (r *Reader) start(off int64) (*cursor, error) {
 	switch r.idx.Compression {
 	case Gzip:
 		if cp := r.idx.checkpointBefore(off); cp != nil {
-			s, err := resumeGzip(blob, r.idx.Size, cp)
+			s, err := r.resume(blob, cp)
 			if err != nil {
 				return fail(err)
 			}
