@@ -23,7 +23,8 @@ import (
 //	nsfs-layerindex 2 <sha256 of the head, hex> <head bytes>\n
 //	head:     digest, compression, blob size, tar size, refused (each
 //	          a uvarint or a uvarint length and bytes), entries (uvarint
-//	          count, uvarint length, the records: see table.go), and
+//	          count, uvarint length of the records with whole names,
+//	          uvarint length, the records: see table.go), and
 //	          checkpoints (uvarint count, then per checkpoint In, Bits
 //	          (a byte), Out, the length of its window as stored and the
 //	          window's CRC-32 (4 bytes, little-endian))
@@ -103,6 +104,7 @@ func encodeFile(idx *Index) (data []byte, fileCheckpoints []Checkpoint, windowsS
 	head = binary.AppendUvarint(head, uint64(idx.TarSize))
 	head = appendString(head, idx.Refused)
 	head = binary.AppendUvarint(head, uint64(idx.Len()))
+	head = binary.AppendUvarint(head, uint64(len(idx.table.data)))
 	records := idx.table.encode(nil)
 	head = binary.AppendUvarint(head, uint64(len(records)))
 	head = append(head, records...)
@@ -163,11 +165,12 @@ func decodeFile(f *os.File, path string, size int64) (*Index, error) {
 	refused, _ := d.bytes()
 	idx.Refused = string(refused)
 	n := d.uvarint()
+	whole := d.uvarint()
 	records, _ := d.bytes()
-	if d.err != nil || n > uint64(len(records)) {
+	if d.err != nil || n > uint64(len(records)) || whole > 1<<32 {
 		return nil, errors.New("damaged head")
 	}
-	t, err := decodeTable(records, int(n))
+	t, err := decodeTable(records, int(n), int(whole))
 	if err != nil {
 		return nil, err
 	}

@@ -124,6 +124,11 @@ type merger struct {
 	nodes  []mergeNode
 	inodes []mergeInode
 	madeUp []nameRef
+	// The directory the last entry went into: a tar holds a directory's
+	// entries one after another. Forgotten when a name is removed or
+	// replaced.
+	lastPath string
+	lastDir  int32
 }
 
 type mergeNode struct {
@@ -147,7 +152,11 @@ type mergeInode struct {
 // the tar, or one that is not a directory, becomes a directory 0755 of
 // root (a symlink is never followed).
 func Merge(layers []*Index) (*Tree, error) {
-	m := &merger{layers: layers}
+	entries := 1
+	for _, idx := range layers {
+		entries += idx.Len()
+	}
+	m := &merger{layers: layers, lastDir: -1, nodes: make([]mergeNode, 0, entries), inodes: make([]mergeInode, 0, entries)}
 	m.madeUp = append(m.madeUp, nameRef{layer: -1})
 	m.inodes = append(m.inodes, mergeInode{layer: -1, entry: -1, dir: true})
 	m.nodes = append(m.nodes, mergeNode{name: nameRef{layer: -1}, layer: -1, children: map[string]int32{}})
@@ -184,6 +193,15 @@ func (m *merger) newInode(layer, entry int32, dir bool) int32 {
 // dir returns the directory at path, a prefix of a name of layer that
 // starts at byte nameAt of its table, making what is missing.
 func (m *merger) dir(path string, layer int32, nameAt uint32) int32 {
+	if m.lastDir >= 0 && path == m.lastPath {
+		return m.lastDir
+	}
+	n := m.dirWalk(path, layer, nameAt)
+	m.lastPath, m.lastDir = path, n
+	return n
+}
+
+func (m *merger) dirWalk(path string, layer int32, nameAt uint32) int32 {
 	n := int32(0)
 	for start := 0; start < len(path); {
 		end := strings.IndexByte(path[start:], '/')
@@ -238,6 +256,7 @@ func (m *merger) apply(layer, entry int32, e *Entry, nameAt uint32) error {
 		parentPath, name = e.Name[:i], e.Name[i+1:]
 	}
 	if name == opaqueName {
+		m.lastDir = -1
 		parent := m.dir(parentPath, layer, nameAt)
 		for k, c := range m.nodes[parent].children {
 			if m.nodes[c].layer < layer {
@@ -247,6 +266,7 @@ func (m *merger) apply(layer, entry int32, e *Entry, nameAt uint32) error {
 		return nil
 	}
 	if hidden, ok := strings.CutPrefix(name, whiteoutPrefix); ok {
+		m.lastDir = -1
 		if parent := m.find(parentPath); parent >= 0 && m.nodes[parent].children != nil {
 			if c, ok := m.nodes[parent].children[hidden]; ok && m.nodes[c].layer < layer {
 				delete(m.nodes[parent].children, hidden)
@@ -257,6 +277,9 @@ func (m *merger) apply(layer, entry int32, e *Entry, nameAt uint32) error {
 	parent := m.dir(parentPath, layer, nameAt)
 	ref := nameRef{layer: layer, off: nameAt + uint32(len(e.Name)-len(name)), len: uint32(len(name))}
 	old, exists := m.nodes[parent].children[name]
+	if exists {
+		m.lastDir = -1
+	}
 	switch e.Kind {
 	case Dir:
 		if exists && m.isDir(old) {

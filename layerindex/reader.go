@@ -59,43 +59,16 @@ type Pool struct {
 	// find, grep -r and diff -r read in name order, not the tar's.
 	chunks    []*chunk
 	maxChunks int
-}
-
-// chunk is the uncompressed bytes of a gzip layer from one checkpoint
-// (or the start) to the next (or the end).
-type chunk struct {
-	digest digest.Digest
-	start  int64
-	data   []byte
+	// free are the buffers of spans evicted, for the next ones: spans
+	// are made and dropped all along a tar -c, and the garbage of each
+	// would grow the heap by its size.
+	free [][]byte
 }
 
 // NewPool keeps up to max decompressors (each up to a zstd window or a
 // 32 KiB inflate window, and a 64 KiB read buffer), and up to max
 // decompressed gzip spans (about a span each, 4 MiB by default).
 func NewPool(max int) *Pool { return &Pool{max: max, maxChunks: max} }
-
-func (p *Pool) chunkAt(d digest.Digest, start int64) *chunk {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for i, c := range p.chunks {
-		if c.digest == d && c.start == start {
-			// The most recently used goes last.
-			p.chunks = append(append(p.chunks[:i:i], p.chunks[i+1:]...), c)
-			return c
-		}
-	}
-	return nil
-}
-
-func (p *Pool) putChunk(c *chunk) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.chunks = append(p.chunks, c)
-	for len(p.chunks) > p.maxChunks {
-		p.chunks[0] = nil
-		p.chunks = p.chunks[1:]
-	}
-}
 
 // take removes the cursor of layer d that reaches off by decompressing
 // the fewest bytes, fewer than limit; nil if none does.
@@ -196,63 +169,6 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 		r.cur = nil
 	}
 	return n, err
-}
-
-// readChunks reads a gzip layer span by span: each span decompressed
-// once (from its checkpoint, whole) and kept in the pool.
-func (r *Reader) readChunks(p []byte, off int64) (int, error) {
-	n := 0
-	for n < len(p) {
-		if off >= r.idx.TarSize {
-			return n, io.EOF
-		}
-		c, err := r.chunk(off)
-		if err != nil {
-			return n, err
-		}
-		m := copy(p[n:], c.data[off-c.start:])
-		n += m
-		off += int64(m)
-	}
-	return n, nil
-}
-
-// chunk returns the span holding off, decompressing it if no reader
-// has lately.
-func (r *Reader) chunk(off int64) (*chunk, error) {
-	start, end := int64(0), r.idx.TarSize
-	cp := r.idx.checkpointBefore(off)
-	if cp != nil {
-		start = cp.Out
-	}
-	if i := r.idx.checkpointAfter(start); i >= 0 {
-		end = r.idx.Checkpoints[i].Out
-	}
-	if c := r.pool.chunkAt(r.idx.Digest, start); c != nil {
-		return c, nil
-	}
-	var stream io.Reader
-	if cp != nil {
-		s, err := r.resume(r.blob, cp)
-		if err != nil {
-			return nil, errors.WithMessagef(err, "layer %s", r.idx.Digest)
-		}
-		stream = s
-	} else {
-		s, err := newGzipStream(bufio.NewReaderSize(io.NewSectionReader(r.blob, 0, r.idx.Size), 64<<10), 0)
-		if err != nil {
-			return nil, errors.Wrapf(err, "layer %s: gzip", r.idx.Digest)
-		}
-		stream = s
-	}
-	c := &chunk{digest: r.idx.Digest, start: start, data: make([]byte, end-start)}
-	n, err := io.ReadFull(stream, c.data)
-	r.inflated += int64(n)
-	if err != nil {
-		return nil, errors.Wrapf(err, "layer %s: span at %d", r.idx.Digest, start)
-	}
-	r.pool.putChunk(c)
-	return c, nil
 }
 
 // resume starts inflating blob at checkpoint cp, its window read from

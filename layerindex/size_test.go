@@ -5,14 +5,16 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"runtime"
 	"testing"
-	"time"
 
 	"github.com/opencontainers/go-digest"
 )
 
-// manyEntriesTar is a tar of n small files spread over a few levels of
-// directories, with names as long as a real tree's.
+// manyEntriesTar is a tar of n small files spread over directories of
+// 20, with names as long as a real tree's (about 60 bytes).
 func manyEntriesTar(t testing.TB, n int) []byte {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -28,34 +30,142 @@ func manyEntriesTar(t testing.TB, n int) []byte {
 	return buf.Bytes()
 }
 
-func TestTimeLoad(t *testing.T) {
-	blob := gz(t, manyEntriesTar(t, 50000))
+func heapInUse() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// An index read from its file and the merged tree of its layer hold a
+// bounded number of bytes per entry (names included), whatever the
+// layer's size: no struct or string per entry, no windows.
+func TestMemoryPerEntryIsBounded(t *testing.T) {
+	const n = 50000
+	blob := gz(t, manyEntriesTar(t, n))
 	d := digest.FromBytes(blob)
 	dir := t.TempDir()
-	c, _ := OpenCache(dir, BuildOptions{})
+	c, _ := OpenCache(dir, BuildOptions{Span: 64 << 10}) // many checkpoints
 	open := func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(blob)), nil }
-	start := time.Now()
 	if _, err := c.Get(d, int64(len(blob)), open); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("build %v", time.Since(start))
+	before := heapInUse()
 	c2, _ := OpenCache(dir, BuildOptions{})
-	start = time.Now()
 	idx, err := c2.Get(d, int64(len(blob)), open)
+	if err != nil || c2.Builds.Load() != 0 {
+		t.Fatalf("Get from the file: %v, %d builds", err, c2.Builds.Load())
+	}
+	if len(idx.Checkpoints) < 20 {
+		t.Fatalf("%d checkpoints, want many", len(idx.Checkpoints))
+	}
+	tree, err := Merge([]*Index{idx})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("load %v", time.Since(start))
-	start = time.Now()
-	Merge([]*Index{idx})
-	t.Logf("merge %v", time.Since(start))
+	held := heapInUse() - before
+	entries := uint64(idx.Len())
+	// The table: about 25 bytes and the name (60) per entry, its offset
+	// 4; the tree: 24 per name and 12 per inode.
+	const bound = 150
+	t.Logf("%d entries, %d checkpoints: %d bytes held, %d per entry", entries, len(idx.Checkpoints), held, held/entries)
+	if held/entries > bound {
+		t.Fatalf("an index and tree of %d entries hold %d bytes, %d per entry; want at most %d", entries, held, held/entries, bound)
+	}
+	if tree.Inodes < uint64(n) {
+		t.Fatalf("%d inodes, want at least %d", tree.Inodes, n)
+	}
+	runtime.KeepAlive(tree)
+	runtime.KeepAlive(c2)
 }
 
-func BenchmarkMerge(b *testing.B) {
+// Loading an index after a remount reads its table, not its windows:
+// a file read after another file decompresses from the checkpoint
+// before it, its window read from the index file then.
+func TestLoadReadsWindowsOnlyWhenAReadStartsThere(t *testing.T) {
+	tarBytes, files := testTar(t, 60)
+	blob := gz(t, tarBytes)
+	d := digest.FromBytes(blob)
+	dir := t.TempDir()
+	c, _ := OpenCache(dir, BuildOptions{Span: 1 << 20})
+	open := func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(blob)), nil }
+	built, err := c.Get(d, int64(len(blob)), open)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, cp := range built.Checkpoints {
+		if cp.Window != nil {
+			t.Fatalf("checkpoint %d keeps its window in memory after the file is written", i)
+		}
+	}
+	c2, _ := OpenCache(dir, BuildOptions{})
+	idx, err := c2.Get(d, int64(len(blob)), open)
+	if err != nil || c2.Builds.Load() != 0 {
+		t.Fatalf("Get from the file: %v, %d builds", err, c2.Builds.Load())
+	}
+	for i, cp := range idx.Checkpoints {
+		if cp.Window != nil {
+			t.Fatalf("checkpoint %d of a loaded index holds its window", i)
+		}
+	}
+	checkFiles(t, idx, blob, files)
+	// A window damaged on disk is known when the file is read again:
+	// the index is rebuilt.
+	p := filepath.Join(dir, "sha256", d.Encoded())
+	data, _ := os.ReadFile(p)
+	data[len(data)-10] ^= 0x40
+	os.WriteFile(p, data, 0o600)
+	c3, _ := OpenCache(dir, BuildOptions{})
+	if _, err := c3.Get(d, int64(len(blob)), open); err != nil || c3.Builds.Load() != 1 {
+		t.Fatalf("Get of a file with a damaged window: %v, %d builds, want 1", err, c3.Builds.Load())
+	}
+}
+
+// A file of the earlier format (gzipped JSON), or one cut short, is
+// built again.
+func TestOldOrCutFileIsRebuilt(t *testing.T) {
+	tarBytes, files := testTar(t, 20)
+	blob := gz(t, tarBytes)
+	d := digest.FromBytes(blob)
+	dir := t.TempDir()
+	open := func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(blob)), nil }
+	p := filepath.Join(dir, "sha256", d.Encoded())
+	c, _ := OpenCache(dir, BuildOptions{})
+	os.WriteFile(p, []byte("nsfs-layerindex 1 0000\n\x1f\x8b"), 0o600)
+	if _, err := c.Get(d, int64(len(blob)), open); err != nil || c.Builds.Load() != 1 {
+		t.Fatalf("Get over a version 1 file: %v, %d builds, want 1", err, c.Builds.Load())
+	}
+	data, _ := os.ReadFile(p)
+	for _, cut := range []int{len(data) - 1, len(data) / 2, 30} {
+		os.WriteFile(p, data[:cut], 0o600)
+		c, _ := OpenCache(dir, BuildOptions{})
+		idx, err := c.Get(d, int64(len(blob)), open)
+		if err != nil || c.Builds.Load() != 1 {
+			t.Fatalf("Get of a file cut at %d of %d: %v, %d builds, want 1", cut, len(data), err, c.Builds.Load())
+		}
+		checkFiles(t, idx, blob, files)
+	}
+}
+
+func BenchmarkLoadAndMerge(b *testing.B) {
 	blob := gz(b, manyEntriesTar(b, 50000))
-	idx := build(b, blob, 0)
+	d := digest.FromBytes(blob)
+	dir := b.TempDir()
+	c, _ := OpenCache(dir, BuildOptions{})
+	open := func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(blob)), nil }
+	if _, err := c.Get(d, int64(len(blob)), open); err != nil {
+		b.Fatal(err)
+	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		Merge([]*Index{idx})
+		c, _ := OpenCache(dir, BuildOptions{})
+		idx, err := c.Get(d, int64(len(blob)), open)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := Merge([]*Index{idx}); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -248,9 +248,9 @@ func (t *table) encode(dst []byte) []byte {
 }
 
 // decodeTable reads n records as a file holds them into a table of whole
-// names.
-func decodeTable(b []byte, n int) (*table, error) {
-	t := &table{data: make([]byte, 0, len(b)+len(b)/2), offsets: make([]uint32, 0, n)}
+// names, whole bytes long.
+func decodeTable(b []byte, n, whole int) (*table, error) {
+	t := &table{data: make([]byte, 0, whole), offsets: make([]uint32, 0, n)}
 	d := recordDecoder{b: b}
 	var name []byte // the whole name of the record before, then this one's
 	var e Entry
@@ -268,8 +268,8 @@ func decodeTable(b []byte, n int) (*table, error) {
 			return nil, err
 		}
 	}
-	if d.pos != len(b) {
-		return nil, errors.Errorf("%d bytes after the last record", len(b)-d.pos)
+	if d.pos != len(b) || len(t.data) != whole {
+		return nil, errors.Errorf("records of %d bytes (%d whole), not %d (%d)", d.pos, len(t.data), len(b), whole)
 	}
 	return t, nil
 }
