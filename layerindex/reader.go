@@ -25,8 +25,9 @@ type Reader struct {
 	blob io.ReaderAt
 	// With a pool, reopen gives a cursor its own handle of the blob
 	// (the pool keeps it after this Reader's blob is closed).
-	pool   *Pool
-	reopen func() (io.ReaderAt, io.Closer, error)
+	pool    *Pool
+	ownPool bool // NewReader's, emptied at Close
+	reopen  func() (io.ReaderAt, io.Closer, error)
 
 	mu  sync.Mutex
 	cur *cursor
@@ -106,7 +107,7 @@ func (p *Pool) put(c *cursor) {
 // NewReader reads the layer of idx from blob, its bytes (with a pool of
 // its own, for one decompressed span).
 func NewReader(idx *Index, blob io.ReaderAt) *Reader {
-	return &Reader{idx: idx, blob: blob, pool: NewPool(1), reopen: func() (io.ReaderAt, io.Closer, error) {
+	return &Reader{idx: idx, blob: blob, pool: NewPool(1), ownPool: true, reopen: func() (io.ReaderAt, io.Closer, error) {
 		return blob, io.NopCloser(nil), nil
 	}}
 }
@@ -130,6 +131,9 @@ func (r *Reader) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.release()
+	if r.ownPool {
+		r.pool.empty()
+	}
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"github.com/pkg/errors"
+	"golang.org/x/sys/unix"
 )
 
 // chunk is the uncompressed bytes of a gzip layer from one checkpoint
@@ -31,6 +32,9 @@ type chunk struct {
 // next files of the tar are read next by tar -c or grep -r.
 const spanReadahead = 256 << 10
 
+// spanRounding is what span buffers are a multiple of.
+const spanRounding = 256 << 10
+
 // acquireChunk returns the span of layer d at start (to end), made
 // empty if no reader has it; releaseChunk gives it back.
 func (p *Pool) acquireChunk(d digest.Digest, start, end int64) *chunk {
@@ -53,7 +57,9 @@ func (p *Pool) acquireChunk(d digest.Digest, start, end int64) *chunk {
 		}
 	}
 	if c.data == nil {
-		c.data = make([]byte, 0, end-start)
+		// Spans differ by up to a deflate block: buffers a little
+		// larger than the first serve the next.
+		c.data = allocSpan(int((end - start + spanRounding - 1) / spanRounding * spanRounding))
 	}
 	p.chunks = append(p.chunks, c)
 	for len(p.chunks) > p.maxChunks {
@@ -88,6 +94,24 @@ func (p *Pool) releaseChunk(c *chunk, drop bool) {
 	}
 }
 
+// empty drops every span (their buffers freed once no reader holds
+// them) and the buffers kept for the next.
+func (p *Pool) empty() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.chunks {
+		c.evicted = true
+		if c.refs == 0 {
+			p.recycle(c)
+		}
+	}
+	p.chunks = nil
+	for _, b := range p.free {
+		freeSpan(b)
+	}
+	p.free = nil
+}
+
 // recycle keeps the buffer of chunk c, which no reader uses any more,
 // for the next span (under p.mu).
 func (p *Pool) recycle(c *chunk) {
@@ -98,6 +122,28 @@ func (p *Pool) recycle(c *chunk) {
 	c.mu.Unlock()
 	if len(p.free) < 2 {
 		p.free = append(p.free, buf[:0])
+	} else {
+		freeSpan(buf)
+	}
+}
+
+// allocSpan returns an empty buffer of capacity n outside the Go heap:
+// the spans are a fixed few MiB whose lifetime the pool knows (freeSpan
+// when no reader holds them), and in the heap the garbage collector
+// would let it grow by their size again before collecting.
+func allocSpan(n int) []byte {
+	b, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return make([]byte, 0, n)
+	}
+	return b[:0]
+}
+
+// freeSpan gives a buffer of allocSpan back (one from make is left to
+// the collector: unix.Munmap knows only its own mappings).
+func freeSpan(b []byte) {
+	if cap(b) > 0 {
+		unix.Munmap(b[:cap(b)])
 	}
 }
 
