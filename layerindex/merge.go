@@ -1,6 +1,7 @@
 package layerindex
 
 import (
+	"slices"
 	"sort"
 	"strings"
 
@@ -132,10 +133,17 @@ type merger struct {
 }
 
 type mergeNode struct {
-	name     nameRef
-	inode    int32
-	layer    int32            // the layer that put this name here
-	children map[string]int32 // a directory's, by name (nil: not one)
+	name  nameRef
+	inode int32
+	layer int32 // the layer that put this name here
+	// order is a directory's children as they were added. A tar lists
+	// a directory's names sorted, as a walk of the tree finds them:
+	// while they come so, order is all there is (a name is found by
+	// binary search, and finish need not sort). A name out of order, or
+	// one removed or replaced, makes the map, and order then keeps
+	// names since removed or replaced too.
+	order    []int32
+	children map[string]int32
 }
 
 type mergeInode struct {
@@ -159,7 +167,7 @@ func Merge(layers []*Index) (*Tree, error) {
 	m := &merger{layers: layers, lastDir: -1, nodes: make([]mergeNode, 0, entries), inodes: make([]mergeInode, 0, entries)}
 	m.madeUp = append(m.madeUp, nameRef{layer: -1})
 	m.inodes = append(m.inodes, mergeInode{layer: -1, entry: -1, dir: true})
-	m.nodes = append(m.nodes, mergeNode{name: nameRef{layer: -1}, layer: -1, children: map[string]int32{}})
+	m.nodes = append(m.nodes, mergeNode{name: nameRef{layer: -1}, layer: -1})
 	for li, idx := range layers {
 		if idx.Refused != "" {
 			return nil, errors.Errorf("layer %d (%s) is not shown: %s", li+1, idx.Digest, idx.Refused)
@@ -174,14 +182,67 @@ func Merge(layers []*Index) (*Tree, error) {
 	return m.finish(), nil
 }
 
+func (m *merger) nameOf(c int32) string {
+	r := m.nodes[c].name
+	if r.len == 0 {
+		return ""
+	}
+	return str(m.layers[r.layer].table.data[r.off : r.off+r.len])
+}
+
+// child is the child called name of directory dir, if it has one.
+func (m *merger) child(dir int32, name string) (int32, bool) {
+	n := &m.nodes[dir]
+	if n.children != nil {
+		c, ok := n.children[name]
+		return c, ok
+	}
+	k := len(n.order)
+	if k == 0 || m.nameOf(n.order[k-1]) < name {
+		return -1, false
+	}
+	i := sort.Search(k, func(i int) bool { return m.nameOf(n.order[i]) >= name })
+	if i < k && m.nameOf(n.order[i]) == name {
+		return n.order[i], true
+	}
+	return -1, false
+}
+
+// addChild makes c the child called name of directory dir, in place of
+// any child of that name.
+func (m *merger) addChild(dir int32, name string, c int32) {
+	n := &m.nodes[dir]
+	if n.children == nil {
+		if k := len(n.order); k == 0 || m.nameOf(n.order[k-1]) < name {
+			n.order = append(n.order, c)
+			return
+		}
+		m.toMap(dir)
+	}
+	n.children[name] = c
+	n.order = append(n.order, c)
+}
+
+func (m *merger) removeChild(dir int32, name string) {
+	m.toMap(dir)
+	delete(m.nodes[dir].children, name)
+}
+
+func (m *merger) toMap(dir int32) {
+	n := &m.nodes[dir]
+	if n.children != nil {
+		return
+	}
+	n.children = make(map[string]int32, len(n.order))
+	for _, c := range n.order {
+		n.children[m.nameOf(c)] = c
+	}
+}
+
 func (m *merger) isDir(n int32) bool { return m.inodes[m.nodes[n].inode].dir }
 
 func (m *merger) newNode(name nameRef, layer int32, inode int32) int32 {
-	n := mergeNode{name: name, inode: inode, layer: layer}
-	if m.inodes[inode].dir {
-		n.children = map[string]int32{}
-	}
-	m.nodes = append(m.nodes, n)
+	m.nodes = append(m.nodes, mergeNode{name: name, inode: inode, layer: layer})
 	return int32(len(m.nodes) - 1)
 }
 
@@ -211,12 +272,12 @@ func (m *merger) dirWalk(path string, layer int32, nameAt uint32) int32 {
 			end += start
 		}
 		name := path[start:end]
-		c, ok := m.nodes[n].children[name]
+		c, ok := m.child(n, name)
 		if !ok || !m.isDir(c) {
 			m.madeUp = append(m.madeUp, nameRef{layer: layer, off: nameAt, len: uint32(end)})
 			inode := m.newInode(layer, int32(-len(m.madeUp)), true)
 			c = m.newNode(nameRef{layer: layer, off: nameAt + uint32(start), len: uint32(len(name))}, layer, inode)
-			m.nodes[n].children[name] = c
+			m.addChild(n, name, c)
 		}
 		n = c
 		start = end + 1
@@ -234,7 +295,10 @@ func (m *merger) find(path string) int32 {
 		} else {
 			end += start
 		}
-		c, ok := m.nodes[n].children[path[start:end]]
+		if !m.isDir(n) {
+			return -1
+		}
+		c, ok := m.child(n, path[start:end])
 		if !ok {
 			return -1
 		}
@@ -258,6 +322,7 @@ func (m *merger) apply(layer, entry int32, e *Entry, nameAt uint32) error {
 	if name == opaqueName {
 		m.lastDir = -1
 		parent := m.dir(parentPath, layer, nameAt)
+		m.toMap(parent)
 		for k, c := range m.nodes[parent].children {
 			if m.nodes[c].layer < layer {
 				delete(m.nodes[parent].children, k)
@@ -267,16 +332,16 @@ func (m *merger) apply(layer, entry int32, e *Entry, nameAt uint32) error {
 	}
 	if hidden, ok := strings.CutPrefix(name, whiteoutPrefix); ok {
 		m.lastDir = -1
-		if parent := m.find(parentPath); parent >= 0 && m.nodes[parent].children != nil {
-			if c, ok := m.nodes[parent].children[hidden]; ok && m.nodes[c].layer < layer {
-				delete(m.nodes[parent].children, hidden)
+		if parent := m.find(parentPath); parent >= 0 && m.isDir(parent) {
+			if c, ok := m.child(parent, hidden); ok && m.nodes[c].layer < layer {
+				m.removeChild(parent, hidden)
 			}
 		}
 		return nil
 	}
 	parent := m.dir(parentPath, layer, nameAt)
 	ref := nameRef{layer: layer, off: nameAt + uint32(len(e.Name)-len(name)), len: uint32(len(name))}
-	old, exists := m.nodes[parent].children[name]
+	old, exists := m.child(parent, name)
 	if exists {
 		m.lastDir = -1
 	}
@@ -289,7 +354,7 @@ func (m *merger) apply(layer, entry int32, e *Entry, nameAt uint32) error {
 			m.nodes[old].layer = layer
 			return nil
 		}
-		m.nodes[parent].children[name] = m.newNode(ref, layer, m.newInode(layer, entry, true))
+		m.addChild(parent, name, m.newNode(ref, layer, m.newInode(layer, entry, true)))
 	case HardLink:
 		target := m.find(e.Link)
 		if target < 0 || m.isDir(target) {
@@ -298,11 +363,16 @@ func (m *merger) apply(layer, entry int32, e *Entry, nameAt uint32) error {
 		if exists && target == old {
 			return nil
 		}
-		m.nodes[parent].children[name] = m.newNode(ref, layer, m.nodes[target].inode)
+		m.addChild(parent, name, m.newNode(ref, layer, m.nodes[target].inode))
 	default:
-		m.nodes[parent].children[name] = m.newNode(ref, layer, m.newInode(layer, entry, false))
+		m.addChild(parent, name, m.newNode(ref, layer, m.newInode(layer, entry, false)))
 	}
 	return nil
+}
+
+type namedKid struct {
+	name string
+	node int32
 }
 
 // finish lays the tree out in arrays: children sorted, inodes numbered
@@ -323,15 +393,29 @@ func (m *merger) finish() *Tree {
 		ti := &t.inodes[num-1]
 		ti.nlink++
 		t.nodes[tn].name, t.nodes[tn].inode = n.name, num-1
-		if n.children == nil {
+		if !m.isDir(mn) {
 			return
 		}
-		kids := make([]int32, 0, len(n.children))
-		for _, c := range n.children {
-			kids = append(kids, c)
+		named := make([]namedKid, 0, len(n.order))
+		sorted := true
+		for _, c := range n.order {
+			name := t.name(m.nodes[c].name)
+			if n.children != nil && n.children[name] != c {
+				continue // removed or replaced since
+			}
+			if len(named) > 0 && named[len(named)-1].name >= name {
+				sorted = false
+			}
+			named = append(named, namedKid{name, c})
 		}
-		n.children = nil
-		sort.Slice(kids, func(i, j int) bool { return t.name(m.nodes[kids[i]].name) < t.name(m.nodes[kids[j]].name) })
+		n.children, n.order = nil, nil
+		if !sorted {
+			slices.SortFunc(named, func(a, b namedKid) int { return strings.Compare(a.name, b.name) })
+		}
+		kids := make([]int32, len(named))
+		for i, k := range named {
+			kids[i] = k.node
+		}
 		base := uint32(len(t.nodes))
 		t.nodes[tn].kids, t.nodes[tn].nkids = base, uint32(len(kids))
 		ti.nlink++ // "." and the parent's entry

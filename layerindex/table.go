@@ -92,10 +92,11 @@ func appendString(dst []byte, s string) []byte {
 // recordDecoder reads records; a damaged one sets err (a file's is
 // checked by its checksum first, so this is a second guard).
 type recordDecoder struct {
-	b      []byte
-	pos    int
-	err    error
-	nameAt int // where the last record's name starts in b
+	b        []byte
+	pos      int
+	err      error
+	nameAt   int // where the last record's name starts in b
+	sharedAt int // and its shared count
 }
 
 func (d *recordDecoder) fail() {
@@ -175,6 +176,7 @@ func (d *recordDecoder) record(e *Entry, xattrs bool) (shared int) {
 	if e.Kind == Regular && !e.Sparse {
 		e.Data = e.Header + int64(d.uvarint())
 	}
+	d.sharedAt = d.pos
 	shared = int(min(d.uvarint(), 1<<31))
 	name, at := d.bytes()
 	e.Name, d.nameAt = str(name), at
@@ -255,7 +257,8 @@ func decodeTable(b []byte, n, whole int) (*table, error) {
 	var name []byte // the whole name of the record before, then this one's
 	var e Entry
 	for i := 0; i < n; i++ {
-		shared := d.record(&e, true)
+		start := d.pos
+		shared := d.record(&e, false)
 		if d.err != nil {
 			return nil, d.err
 		}
@@ -263,10 +266,15 @@ func decodeTable(b []byte, n, whole int) (*table, error) {
 			return nil, errors.Errorf("record %d shares %d bytes of a %d-byte name", i, shared, len(name))
 		}
 		name = append(name[:shared], e.Name...)
-		e.Name = str(name)
-		if err := t.add(&e); err != nil {
-			return nil, err
+		if len(t.data) > 1<<32-1 {
+			return nil, errors.New("the table of entries passes 4 GiB")
 		}
+		// The record as it was, but for its name, now whole.
+		t.offsets = append(t.offsets, uint32(len(t.data)))
+		t.data = append(t.data, b[start:d.sharedAt]...)
+		t.data = append(t.data, 0)
+		t.data = appendString(t.data, str(name))
+		t.data = append(t.data, b[d.nameAt+len(e.Name):d.pos]...)
 	}
 	if d.pos != len(b) || len(t.data) != whole {
 		return nil, errors.Errorf("records of %d bytes (%d whole), not %d (%d)", d.pos, len(t.data), len(b), whole)
