@@ -154,8 +154,9 @@ func (n *rootfsNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno
 	if n.entry().Kind != layerindex.Dir {
 		return nil, syscall.ENOTDIR
 	}
-	entries := dirEntries(n.EmbeddedInode(), len(n.node.Children))
-	for _, c := range n.node.Children {
+	children := n.node.Children()
+	entries := dirEntries(n.EmbeddedInode(), len(children))
+	for _, c := range children {
 		entries = append(entries, fuse.DirEntry{Name: c.Name, Mode: typeBits(c.Inode.Entry), Ino: n.ino(c.Inode)})
 	}
 	return gofs.NewListDirStream(entries), 0

@@ -56,7 +56,7 @@ func (f *filesystem) layerCache() (*layerindex.Cache, error) {
 		if v.err == nil {
 			v.cache.Built = func(idx *layerindex.Index, took time.Duration) {
 				log.Printf("rootfs: indexed layer %s (%s, %d bytes, %d entries, %d checkpoints) in %v",
-					idx.Digest, idx.Compression, idx.Size, len(idx.Entries), len(idx.Checkpoints), took.Round(time.Millisecond))
+					idx.Digest, idx.Compression, idx.Size, idx.Len(), len(idx.Checkpoints), took.Round(time.Millisecond))
 			}
 		}
 		v.cursors = layerindex.NewPool(rootfsCursors)

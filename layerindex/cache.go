@@ -1,15 +1,9 @@
 package layerindex
 
 import (
-	"bytes"
-	"compress/gzip"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -20,10 +14,6 @@ import (
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
 )
-
-// fileMagic starts every index file; the sha256 of the rest follows it
-// on the same line, so a damaged or cut file is known and rebuilt.
-const fileMagic = "nsfs-layerindex 1 "
 
 // Cache keeps the index of each layer in a directory, one file per
 // digest (sha256/<hex>), and the indexes in use in memory. A missing or
@@ -173,56 +163,37 @@ func (c *Cache) load(d digest.Digest, size int64, open func() (io.ReadCloser, er
 
 // readFile reads and checks the index file of d.
 func (c *Cache) readFile(d digest.Digest) (*Index, error) {
-	f, err := os.OpenFile(c.path(d), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	path := c.path(d)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
 		return nil, errors.Errorf("layer index %s: not a regular file", d)
 	}
-	data, err := io.ReadAll(f)
+	idx, err := decodeFile(f, path, st.Size())
 	if err != nil {
-		return nil, err
-	}
-	line, body, ok := bytes.Cut(data, []byte("\n"))
-	sum, found := strings.CutPrefix(string(line), fileMagic)
-	got := sha256.Sum256(body)
-	if !ok || !found || sum != hex.EncodeToString(got[:]) {
-		return nil, errors.Errorf("layer index %s: damaged", d)
-	}
-	zr, err := gzip.NewReader(bytes.NewReader(body))
-	if err != nil {
-		return nil, errors.Wrapf(err, "layer index %s", d)
-	}
-	idx := &Index{}
-	if err := json.NewDecoder(zr).Decode(idx); err != nil {
-		return nil, errors.Wrapf(err, "layer index %s", d)
+		return nil, errors.WithMessagef(err, "layer index %s", d)
 	}
 	return idx, nil
 }
 
 // writeFile stores idx durably: a temporary file, fsynced, renamed.
+// The windows are then read from the file, not kept in memory.
 func (c *Cache) writeFile(idx *Index) error {
-	var body bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&body, gzip.BestSpeed)
-	if err := json.NewEncoder(zw).Encode(idx); err != nil {
+	data, checkpoints, windowsStart, err := encodeFile(idx)
+	if err != nil {
 		return err
 	}
-	if err := zw.Close(); err != nil {
-		return err
-	}
-	sum := sha256.Sum256(body.Bytes())
 	dir := filepath.Join(c.dir, "sha256")
 	tmp, err := os.CreateTemp(dir, ".tmp-")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	_, err = tmp.WriteString(fileMagic + hex.EncodeToString(sum[:]) + "\n")
-	if err == nil {
-		_, err = tmp.Write(body.Bytes())
-	}
+	_, err = tmp.Write(data)
 	if err == nil {
 		err = tmp.Sync()
 	}
@@ -232,13 +203,15 @@ func (c *Cache) writeFile(idx *Index) error {
 	if err != nil {
 		return err
 	}
-	if err := os.Rename(tmp.Name(), c.path(idx.Digest)); err != nil {
+	path := c.path(idx.Digest)
+	if err := os.Rename(tmp.Name(), path); err != nil {
 		return err
 	}
 	if d, err := os.Open(dir); err == nil {
 		unix.Fsync(int(d.Fd()))
 		d.Close()
 	}
+	idx.Checkpoints, idx.windows = checkpoints, &windowFile{path: path, start: windowsStart}
 	return nil
 }
 

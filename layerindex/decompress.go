@@ -27,12 +27,16 @@ func (o BuildOptions) span() int64 {
 // Checkpoint is a place in a gzip stream where inflating can start
 // again: the compressed offset In (Bits of the byte before it still
 // unread), the uncompressed offset Out, and the 32 KiB that came before
-// it, which the next blocks may copy from.
+// it, which the next blocks may copy from (an index read from its file
+// reads the window from there when a read starts at the checkpoint:
+// Window is then nil).
 type Checkpoint struct {
-	In     int64  `json:"in"`
-	Bits   uint8  `json:"bits,omitempty"`
-	Out    int64  `json:"out"`
-	Window []byte `json:"window,omitempty"`
+	In     int64
+	Bits   uint8
+	Out    int64
+	Window []byte
+
+	file fileWindow
 }
 
 // zstdReader is a zstd decoder that frees its goroutines at Close.

@@ -44,41 +44,51 @@ const (
 type Entry struct {
 	// Name is the cleaned path ("etc/os-release"; "" is the root): no
 	// leading "/" or "./", no "." components.
-	Name string `json:"n"`
-	Kind Kind   `json:"k,omitempty"`
+	Name string
+	Kind Kind
 	// Mode is the permission bits with setuid, setgid and sticky.
-	Mode    uint32 `json:"m"`
-	UID     int    `json:"u,omitempty"`
-	GID     int    `json:"g,omitempty"`
-	Size    int64  `json:"s,omitempty"`
-	ModTime int64  `json:"t"` // Unix nanoseconds
+	Mode    uint32
+	UID     int
+	GID     int
+	Size    int64
+	ModTime int64 // Unix nanoseconds
 	// Link is a symlink's target as stored, or a hard link's target
 	// path, cleaned as Name is.
-	Link     string            `json:"l,omitempty"`
-	DevMajor int64             `json:"ma,omitempty"`
-	DevMinor int64             `json:"mi,omitempty"`
-	Xattrs   map[string]string `json:"x,omitempty"` // PAX SCHILY.xattr.<name>
+	Link     string
+	DevMajor int64
+	DevMinor int64
+	Xattrs   map[string]string // PAX SCHILY.xattr.<name>
 	// Header is the offset of the entry's first header block (its PAX
 	// or GNU long-name headers included), Data that of its bytes.
-	Header int64 `json:"h"`
-	Data   int64 `json:"d,omitempty"`
+	Header int64
+	Data   int64
 	// Sparse files are read by decoding their headers again from Header.
-	Sparse bool `json:"sp,omitempty"`
+	Sparse bool
 }
 
 // Index is the table of one layer.
 type Index struct {
-	Digest      digest.Digest `json:"digest"`
-	Compression Compression   `json:"compression"`
-	Size        int64         `json:"size"`    // of the blob
-	TarSize     int64         `json:"tarSize"` // of the uncompressed stream
-	Entries     []Entry       `json:"entries"`
+	Digest      digest.Digest
+	Compression Compression
+	Size        int64 // of the blob
+	TarSize     int64 // of the uncompressed stream
 	// Refused says why the layer's files cannot be shown (an entry whose
-	// name climbs out of the root); Entries then stops before it.
-	Refused string `json:"refused,omitempty"`
+	// name climbs out of the root); the entries then stop before it.
+	Refused string
 	// Checkpoints let a read start decompressing near its offset.
-	Checkpoints []Checkpoint `json:"checkpoints,omitempty"`
+	Checkpoints []Checkpoint
+
+	table table
+	// windows reads a checkpoint's window from the index file when the
+	// checkpoint does not hold it (an index read from its file).
+	windows *windowFile
 }
+
+// Len is the number of entries.
+func (idx *Index) Len() int { return len(idx.table.offsets) }
+
+// Entry decodes entry i (0 <= i < Len()), in tar order.
+func (idx *Index) Entry(i int) Entry { return idx.table.entry(i, true) }
 
 // countingReader counts what is read through it.
 type countingReader struct {
@@ -146,7 +156,7 @@ func Build(blob io.Reader, d digest.Digest, size int64, opts BuildOptions) (*Ind
 	return idx, nil
 }
 
-// readTable fills idx.Entries from the tar stream r.
+// readTable fills idx's table from the tar stream r.
 func readTable(idx *Index, r *countingReader) error {
 	tr := tar.NewReader(r)
 	next := int64(0) // where the next entry's first header starts
@@ -212,7 +222,9 @@ func readTable(idx *Index, r *countingReader) error {
 				e.Xattrs[name] = v
 			}
 		}
-		idx.Entries = append(idx.Entries, e)
+		if err := idx.table.add(&e); err != nil {
+			return err
+		}
 		// The data is decompressed either way; reading it through the tar
 		// reader leaves r at its end, so the next header's offset is
 		// known before Next skips the padding.

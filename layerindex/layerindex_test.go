@@ -70,17 +70,18 @@ func build(t testing.TB, blob []byte, span int64) *Index {
 // and compares it with files.
 func checkFiles(t *testing.T, idx *Index, blob []byte, files map[string][]byte) {
 	t.Helper()
-	if len(idx.Entries) != len(files) {
-		t.Fatalf("%d entries, want %d", len(idx.Entries), len(files))
+	if idx.Len() != len(files) {
+		t.Fatalf("%d entries, want %d", idx.Len(), len(files))
 	}
 	r := NewReader(idx, bytes.NewReader(blob))
 	defer r.Close()
-	order := rand.New(rand.NewSource(2)).Perm(len(idx.Entries))
+	order := rand.New(rand.NewSource(2)).Perm(idx.Len())
 	if idx.Compression == Zstd {
 		sort.Ints(order)
 	}
 	for _, i := range order {
-		e := &idx.Entries[i]
+		entry := idx.Entry(i)
+		e := &entry
 		got := make([]byte, e.Size)
 		n, err := r.File(e).ReadAt(got, 0)
 		if err != nil && err != io.EOF {
@@ -131,9 +132,10 @@ func TestGzipReadCostsOneSpan(t *testing.T) {
 	blob := gz(t, tarBytes)
 	const span = 1 << 20
 	idx := build(t, blob, span)
-	last := &idx.Entries[len(idx.Entries)-1]
-	for i := len(idx.Entries) - 1; last.Size == 0; i-- {
-		last = &idx.Entries[i]
+	entry := idx.Entry(idx.Len() - 1)
+	last := &entry
+	for i := idx.Len() - 1; last.Size == 0; i-- {
+		entry = idx.Entry(i)
 	}
 	r := NewReader(idx, bytes.NewReader(blob))
 	defer r.Close()
@@ -217,8 +219,9 @@ func TestPoolGoesOnWhereAReaderStopped(t *testing.T) {
 	pool := NewPool(2)
 	reopen := func() (io.ReaderAt, io.Closer, error) { return bytes.NewReader(blob), io.NopCloser(nil), nil }
 	var inflated int64
-	for i := range idx.Entries {
-		e := &idx.Entries[i]
+	for i := 0; i < idx.Len(); i++ {
+		entry := idx.Entry(i)
+		e := &entry
 		r := NewPooledReader(idx, bytes.NewReader(blob), pool, reopen)
 		got := make([]byte, e.Size)
 		if n, err := r.File(e).ReadAt(got, 0); (err != nil && err != io.EOF) || !bytes.Equal(got[:n], files[e.Name]) {

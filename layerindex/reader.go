@@ -25,8 +25,9 @@ type Reader struct {
 	blob io.ReaderAt
 	// With a pool, reopen gives a cursor its own handle of the blob
 	// (the pool keeps it after this Reader's blob is closed).
-	pool   *Pool
-	reopen func() (io.ReaderAt, io.Closer, error)
+	pool    *Pool
+	ownPool bool // NewReader's, emptied at Close
+	reopen  func() (io.ReaderAt, io.Closer, error)
 
 	mu  sync.Mutex
 	cur *cursor
@@ -59,43 +60,16 @@ type Pool struct {
 	// find, grep -r and diff -r read in name order, not the tar's.
 	chunks    []*chunk
 	maxChunks int
-}
-
-// chunk is the uncompressed bytes of a gzip layer from one checkpoint
-// (or the start) to the next (or the end).
-type chunk struct {
-	digest digest.Digest
-	start  int64
-	data   []byte
+	// free are the buffers of spans evicted, for the next ones: spans
+	// are made and dropped all along a tar -c, and the garbage of each
+	// would grow the heap by its size.
+	free [][]byte
 }
 
 // NewPool keeps up to max decompressors (each up to a zstd window or a
 // 32 KiB inflate window, and a 64 KiB read buffer), and up to max
 // decompressed gzip spans (about a span each, 4 MiB by default).
 func NewPool(max int) *Pool { return &Pool{max: max, maxChunks: max} }
-
-func (p *Pool) chunkAt(d digest.Digest, start int64) *chunk {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for i, c := range p.chunks {
-		if c.digest == d && c.start == start {
-			// The most recently used goes last.
-			p.chunks = append(append(p.chunks[:i:i], p.chunks[i+1:]...), c)
-			return c
-		}
-	}
-	return nil
-}
-
-func (p *Pool) putChunk(c *chunk) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.chunks = append(p.chunks, c)
-	for len(p.chunks) > p.maxChunks {
-		p.chunks[0] = nil
-		p.chunks = p.chunks[1:]
-	}
-}
 
 // take removes the cursor of layer d that reaches off by decompressing
 // the fewest bytes, fewer than limit; nil if none does.
@@ -133,7 +107,7 @@ func (p *Pool) put(c *cursor) {
 // NewReader reads the layer of idx from blob, its bytes (with a pool of
 // its own, for one decompressed span).
 func NewReader(idx *Index, blob io.ReaderAt) *Reader {
-	return &Reader{idx: idx, blob: blob, pool: NewPool(1), reopen: func() (io.ReaderAt, io.Closer, error) {
+	return &Reader{idx: idx, blob: blob, pool: NewPool(1), ownPool: true, reopen: func() (io.ReaderAt, io.Closer, error) {
 		return blob, io.NopCloser(nil), nil
 	}}
 }
@@ -157,6 +131,9 @@ func (r *Reader) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.release()
+	if r.ownPool {
+		r.pool.empty()
+	}
 	return nil
 }
 
@@ -198,61 +175,16 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 	return n, err
 }
 
-// readChunks reads a gzip layer span by span: each span decompressed
-// once (from its checkpoint, whole) and kept in the pool.
-func (r *Reader) readChunks(p []byte, off int64) (int, error) {
-	n := 0
-	for n < len(p) {
-		if off >= r.idx.TarSize {
-			return n, io.EOF
-		}
-		c, err := r.chunk(off)
-		if err != nil {
-			return n, err
-		}
-		m := copy(p[n:], c.data[off-c.start:])
-		n += m
-		off += int64(m)
-	}
-	return n, nil
-}
-
-// chunk returns the span holding off, decompressing it if no reader
-// has lately.
-func (r *Reader) chunk(off int64) (*chunk, error) {
-	start, end := int64(0), r.idx.TarSize
-	cp := r.idx.checkpointBefore(off)
-	if cp != nil {
-		start = cp.Out
-	}
-	if i := r.idx.checkpointAfter(start); i >= 0 {
-		end = r.idx.Checkpoints[i].Out
-	}
-	if c := r.pool.chunkAt(r.idx.Digest, start); c != nil {
-		return c, nil
-	}
-	var stream io.Reader
-	if cp != nil {
-		s, err := resumeGzip(r.blob, r.idx.Size, cp)
-		if err != nil {
-			return nil, errors.WithMessagef(err, "layer %s", r.idx.Digest)
-		}
-		stream = s
-	} else {
-		s, err := newGzipStream(bufio.NewReaderSize(io.NewSectionReader(r.blob, 0, r.idx.Size), 64<<10), 0)
-		if err != nil {
-			return nil, errors.Wrapf(err, "layer %s: gzip", r.idx.Digest)
-		}
-		stream = s
-	}
-	c := &chunk{digest: r.idx.Digest, start: start, data: make([]byte, end-start)}
-	n, err := io.ReadFull(stream, c.data)
-	r.inflated += int64(n)
+// resume starts inflating blob at checkpoint cp, its window read from
+// the index file if the index does not hold it.
+func (r *Reader) resume(blob io.ReaderAt, cp *Checkpoint) (io.Reader, error) {
+	w, err := r.idx.window(cp)
 	if err != nil {
-		return nil, errors.Wrapf(err, "layer %s: span at %d", r.idx.Digest, start)
+		return nil, err
 	}
-	r.pool.putChunk(c)
-	return c, nil
+	withWindow := *cp
+	withWindow.Window = w
+	return resumeGzip(blob, r.idx.Size, &withWindow)
 }
 
 // restartCost is what starting afresh to reach off decompresses.
@@ -315,7 +247,7 @@ func (r *Reader) start(off int64) (*cursor, error) {
 	switch r.idx.Compression {
 	case Gzip:
 		if cp := r.idx.checkpointBefore(off); cp != nil {
-			s, err := resumeGzip(blob, r.idx.Size, cp)
+			s, err := r.resume(blob, cp)
 			if err != nil {
 				return fail(err)
 			}
