@@ -352,7 +352,17 @@ func (h *rootfsHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.R
 			return nil, toErrno("read "+h.node.display(), err)
 		}
 	}
+	e := h.node.entry()
+	layer := h.node.tree.Layers[h.node.node.Inode.Layer]
+	if !e.Sparse && off < e.Size {
+		// The spans it reads may be under way in the background.
+		h.node.fsys.rootfs.prefetch.wait(ctx, layer, e.Data+off)
+		h.node.fsys.rootfs.prefetch.wait(ctx, layer, e.Data+min(off+int64(len(dest)), e.Size)-1)
+	}
 	n, err := h.file.ReadAt(dest, off)
+	if !e.Sparse && n > 0 {
+		h.node.fsys.rootfs.prefetch.read(layer, e.Data+off, h.blob, h.node.fsys.rootfs.cursors)
+	}
 	if err != nil && !isEOF(err) {
 		return nil, toErrno("read "+h.node.display(), err)
 	}
