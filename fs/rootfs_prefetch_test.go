@@ -26,11 +26,13 @@ func TestPrefetchReadsInOrderFromTheBackground(t *testing.T) {
 	tw := tar.NewWriter(&tarBuf)
 	var names []string
 	files := map[string][]byte{}
-	for i := 0; i < 200; i++ {
-		data := make([]byte, rng.Intn(48<<10))
-		for j := range data {
-			data[j] = "abcdefgh\n"[rng.Intn(9)]
-		}
+	text := make([]byte, 64<<10)
+	for j := range text {
+		text[j] = "abcdefgh\n"[rng.Intn(9)]
+	}
+	for i := 0; i < 120; i++ {
+		at := rng.Intn(len(text) / 2)
+		data := text[at : at+rng.Intn(24<<10)]
 		name := fmt.Sprintf("d/f%03d", i)
 		names, files[name] = append(names, name), data
 		if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(data))}); err != nil {
@@ -44,11 +46,11 @@ func TestPrefetchReadsInOrderFromTheBackground(t *testing.T) {
 	zw.Write(tarBuf.Bytes())
 	zw.Close()
 	blobBytes := gzBuf.Bytes()
-	idx, err := layerindex.Build(bytes.NewReader(blobBytes), digest.FromBytes(blobBytes), int64(len(blobBytes)), layerindex.BuildOptions{Span: 64 << 10})
+	idx, err := layerindex.Build(bytes.NewReader(blobBytes), digest.FromBytes(blobBytes), int64(len(blobBytes)), layerindex.BuildOptions{Span: 16 << 10})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(idx.Checkpoints) < 20 {
+	if len(idx.Checkpoints) < 10 {
 		t.Fatalf("%d checkpoints: the test wants many spans", len(idx.Checkpoints))
 	}
 	path := filepath.Join(t.TempDir(), "blob")
@@ -74,7 +76,7 @@ func TestPrefetchReadsInOrderFromTheBackground(t *testing.T) {
 		r := layerindex.NewPooledReader(idx, blob, pool, noCursor)
 		f := r.File(e)
 		got := make([]byte, 0, e.Size)
-		buf := make([]byte, 16<<10) // reads smaller than a span, as the kernel's
+		buf := make([]byte, 4<<10) // reads smaller than a span, as the kernel's
 		for off := int64(0); off < e.Size; {
 			p.wait(context.Background(), idx, e.Data+off)
 			p.wait(context.Background(), idx, e.Data+min(off+int64(len(buf)), e.Size)-1)
