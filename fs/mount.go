@@ -192,6 +192,9 @@ func MountOptions(fsName string, cfg Config) *gofs.Options {
 		// for every name outside user. (go-fuse would answer ENODATA,
 		// which makes ls -l ask again for every file).
 		IgnoreSecurityLabels: false,
+		// The kernel keeps symlink targets in its page cache: the only
+		// symlinks are below rootfs/<ref>/, which never change.
+		EnableSymlinkCaching: true,
 		Debug:                cfg.Debug,
 	}
 	if cfg.AllowOther {

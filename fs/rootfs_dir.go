@@ -153,8 +153,8 @@ func (d *rootfsDir) imageRoot(ctx context.Context, ref string, out *fuse.EntryOu
 	if err != nil {
 		return nil, toErrno("lookup "+d.display(ref), rootfsUnavailable(err))
 	}
-	n := &rootfsNode{readOnly: d.readOnly, tree: tree, node: tree.Root, image: img.ID, target: img.Target.Digest,
-		imagePath: d.display(ref)}
+	n := &rootfsNode{node: tree.Root, rootfsImage: &rootfsImage{readOnly: d.readOnly, tree: tree,
+		image: img.ID, target: img.Target.Digest, imagePath: d.display(ref)}}
 	n.fill(&out.Attr)
 	cacheName(out)
 	return d.NewInode(ctx, n, n.stableAttr()), 0

@@ -31,14 +31,23 @@ import (
 //	rootfs/app:v1/usr/bin/su
 //	$ chmod 600 rootfs/app:v1/etc/passwd
 //	chmod: changing permissions of 'rootfs/app:v1/etc/passwd': Read-only file system
+//
+// The kernel keeps one per file it knows (tens of thousands for a walk of
+// an image), so it holds only the tree's node and what the whole image
+// shares.
 type rootfsNode struct {
 	gofs.Inode
+	*rootfsImage
+	node *layerindex.Node // the name it was looked up by
+}
+
+// rootfsImage is what every node of one image's tree shares.
+type rootfsImage struct {
 	readOnly
 	tree      *layerindex.Tree
-	node      *layerindex.Node // the name it was looked up by
-	image     uint64           // the image's ID
-	target    digest.Digest    // and its target, which the numbers derive from
-	imagePath string           // "ns/foo/rootfs/app:v1", for log lines (one string for the tree)
+	image     uint64        // the image's ID
+	target    digest.Digest // and its target, which the numbers derive from
+	imagePath string        // "ns/foo/rootfs/app:v1", for log lines
 }
 
 // display names the node in log lines (a hard link by its first name).
@@ -57,10 +66,10 @@ var (
 	_ = (gofs.NodeGetxattrer)((*rootfsNode)(nil))
 	_ = (gofs.NodeListxattrer)((*rootfsNode)(nil))
 	_ = (gofs.NodeLookuper)((*rootfsNode)(nil))
-	_ = (gofs.NodeReaddirer)((*rootfsNode)(nil))
 	_ = (gofs.NodeReadlinker)((*rootfsNode)(nil))
 	_ = (gofs.NodeOpener)((*rootfsNode)(nil))
 	_ = (gofs.NodeOpendirHandler)((*rootfsNode)(nil))
+	_ = (gofs.NodeMkdirer)((*rootfsNode)(nil)) // and every other change, EROFS (readOnly)
 )
 
 // rootfsTimeout is how long the kernel keeps what it learnt below an
@@ -129,7 +138,7 @@ func (n *rootfsNode) fill(a *fuse.Attr) {
 }
 
 func (n *rootfsNode) child(c *layerindex.Node) *rootfsNode {
-	return &rootfsNode{readOnly: n.readOnly, tree: n.tree, node: c, image: n.image, target: n.target, imagePath: n.imagePath}
+	return &rootfsNode{rootfsImage: n.rootfsImage, node: c}
 }
 
 func (n *rootfsNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
@@ -147,21 +156,6 @@ func (n *rootfsNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut
 	return n.NewInode(ctx, ch, ch.stableAttr()), 0
 }
 
-func (n *rootfsNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	if errno := n.fsys.enter(&n.ns); errno != 0 {
-		return nil, errno
-	}
-	if n.entry().Kind != layerindex.Dir {
-		return nil, syscall.ENOTDIR
-	}
-	children := n.node.Children()
-	entries := dirEntries(n.EmbeddedInode(), len(children))
-	for _, c := range children {
-		entries = append(entries, fuse.DirEntry{Name: c.Name, Mode: typeBits(c.Inode.Entry), Ino: n.ino(c.Inode)})
-	}
-	return gofs.NewListDirStream(entries), 0
-}
-
 func (n *rootfsNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	if errno := n.fsys.enter(&n.ns); errno != 0 {
 		return errno
@@ -172,25 +166,26 @@ func (n *rootfsNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.A
 }
 
 // OpendirHandle lets the kernel keep a directory's listing (it never
-// changes, see rootfsTimeout): find and ls -R of a tree read it once.
+// changes, see rootfsTimeout): find and ls -R of a tree read it once, and
+// every later opendir costs only its own round trip (the handle lists
+// nothing until asked).
 func (n *rootfsNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	stream, errno := n.Readdir(ctx)
-	if errno != 0 {
+	if errno := n.fsys.enter(&n.ns); errno != 0 {
 		return nil, 0, errno
 	}
-	h := &rootfsDirHandle{}
-	for stream.HasNext() {
-		e, _ := stream.Next()
-		h.entries = append(h.entries, e)
+	if n.entry().Kind != layerindex.Dir {
+		return nil, 0, syscall.ENOTDIR
 	}
-	return h, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
+	return &rootfsDirHandle{node: n}, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
 }
 
-// rootfsDirHandle lists a directory below rootfs/<ref>/; go-fuse numbers
-// the entries' offsets 1, 2, ... in order, so an offset is a position.
+// rootfsDirHandle lists a directory below rootfs/<ref>/ from its tree
+// node: ".", "..", then the children. go-fuse numbers the entries'
+// offsets 1, 2, ... in order, so an offset is a position.
 type rootfsDirHandle struct {
-	entries []fuse.DirEntry
-	pos     int
+	node *rootfsNode
+	pos  int
+	cur  fuse.DirEntry // what Readdirent returned last (go-fuse copies it)
 }
 
 var (
@@ -199,16 +194,28 @@ var (
 )
 
 func (h *rootfsDirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
-	if h.pos >= len(h.entries) {
+	n := h.node
+	switch {
+	case h.pos == 0:
+		h.cur = fuse.DirEntry{Name: ".", Mode: syscall.S_IFDIR, Ino: n.StableAttr().Ino}
+	case h.pos == 1:
+		parent := n.EmbeddedInode()
+		if _, p := parent.Parent(); p != nil {
+			parent = p
+		}
+		h.cur = fuse.DirEntry{Name: "..", Mode: syscall.S_IFDIR, Ino: parent.StableAttr().Ino}
+	case h.pos-2 < n.node.NumChildren():
+		c := n.node.Child(h.pos - 2)
+		h.cur = fuse.DirEntry{Name: c.Name, Mode: typeBits(c.Inode.Entry), Ino: n.ino(c.Inode)}
+	default:
 		return nil, 0
 	}
-	e := h.entries[h.pos]
 	h.pos++
-	return &e, 0
+	return &h.cur, 0
 }
 
 func (h *rootfsDirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
-	h.pos = int(min(off, uint64(len(h.entries))))
+	h.pos = int(min(off, uint64(h.node.node.NumChildren()+2)))
 	return 0
 }
 
@@ -286,8 +293,13 @@ func (n *rootfsNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, u
 	if n.entry().Kind != layerindex.Regular {
 		return nil, 0, syscall.EACCES
 	}
-	return &rootfsHandle{node: n}, fuse.FOPEN_KEEP_CACHE, 0
+	return &rootfsHandle{node: n}, rootfsOpenFlags, 0
 }
+
+// rootfsOpenFlags: the kernel keeps a file's pages across opens (its
+// bytes never change), and a close, which has nothing to flush, makes no
+// round trip to the daemon (tar -c of an image closes every file).
+const rootfsOpenFlags = fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH
 
 // rootfsHandle reads one open file of a rootfs, through a decompressor
 // that goes on where the last read of the layer stopped.
@@ -339,7 +351,17 @@ func (h *rootfsHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.R
 			return nil, toErrno("read "+h.node.display(), err)
 		}
 	}
+	e := h.node.entry()
+	layer := h.node.tree.Layers[h.node.node.Inode.Layer]
+	if !e.Sparse && off < e.Size {
+		// The spans it reads may be under way in the background.
+		h.node.fsys.rootfs.prefetch.wait(ctx, layer, e.Data+off)
+		h.node.fsys.rootfs.prefetch.wait(ctx, layer, e.Data+min(off+int64(len(dest)), e.Size)-1)
+	}
 	n, err := h.file.ReadAt(dest, off)
+	if !e.Sparse && n > 0 {
+		h.node.fsys.rootfs.prefetch.read(layer, e.Data+off, h.blob, h.node.fsys.rootfs.cursors)
+	}
 	if err != nil && !isEOF(err) {
 		return nil, toErrno("read "+h.node.display(), err)
 	}

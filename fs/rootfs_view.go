@@ -27,6 +27,8 @@ type rootfsView struct {
 	// cursors are the decompressors reads left, shared by every open
 	// file: tar -c or grep -r of a layer decompresses it about once.
 	cursors *layerindex.Pool
+	// prefetch decompresses ahead of a read through a layer in order.
+	prefetch spanPrefetch
 
 	mu    sync.Mutex
 	trees map[digest.Digest]*layerindex.Tree // by manifest digest

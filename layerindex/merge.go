@@ -119,6 +119,17 @@ func (n *Node) Children() []*Node {
 	return out
 }
 
+// NumChildren is the number of names in directory n.
+func (n *Node) NumChildren() int { return int(n.tree.nodes[n.index].nkids) }
+
+// Child is the i-th name of directory n in name order (0 <= i <
+// NumChildren), for a listing that goes entry by entry without making
+// them all.
+func (n *Node) Child(i int) *Node {
+	tn := n.tree.nodes[n.index]
+	return n.tree.fill(&nodeAlloc{}, tn.kids+uint32(i))
+}
+
 // merger is a tree while layers are applied: a map per directory.
 type merger struct {
 	layers []*Index
