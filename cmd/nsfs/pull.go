@@ -83,6 +83,10 @@ func pullAction(c *cli.Context) error {
 	ctx, stop := interruptible(c)
 	defer stop()
 
+	// A bad namespace name asks nothing of the registry.
+	if err := (client.Namespace{Name: c.String("namespace")}).Check(); err != nil {
+		return err
+	}
 	// The registry's answer is a round trip: ask while the mount is found.
 	type resolved struct {
 		desc ocispec.Descriptor
@@ -96,9 +100,6 @@ func pullAction(c *cli.Context) error {
 		resolving <- resolved{desc, err}
 	}()
 	ns, err := namespaceOf(c)
-	if err == nil {
-		err = ns.Check()
-	}
 	if err != nil {
 		return err
 	}
