@@ -143,7 +143,7 @@ type rawVisit func(path [][]byte, key, value []byte, bucket bool, seq uint64)
 func (r *rawFile) walk(visit rawVisit, bad func(string)) {
 	w := rawWalk{r: r, seen: map[uint64]bool{}, visit: visit, bad: bad}
 	w.enter(0)
-	w.tree(nil, r.root, 0)
+	w.tree(nil, r.root, 0, nil, nil)
 	if r.freelist == noFreelist {
 		return
 	}
@@ -220,44 +220,101 @@ func (w *rawWalk) enter(depth int) {
 	w.last[depth] = nil
 }
 
-func (w *rawWalk) tree(path [][]byte, id uint64, depth int) {
+// tree walks the page id and what it leads to. Its keys must lie in [lo,
+// hi) (nil: no bound), the range its parent branch gives it: bbolt checks
+// that when it rebuilds the free page list at open (a store written
+// without one), and panics on the first key out of place. It returns the
+// last key below the page.
+func (w *rawWalk) tree(path [][]byte, id uint64, depth int, lo, hi []byte) []byte {
 	switch {
 	case depth > maxRawDepth:
 		w.bad(fmt.Sprintf("page %d: more than %d levels deep", id, maxRawDepth))
-		return
+		return nil
 	case w.seen[id]:
 		w.bad(fmt.Sprintf("page %d: reached twice (a cycle, or two parents)", id))
-		return
+		return nil
 	}
 	w.seen[id] = true
 	buf, err := w.r.page(id)
 	if err != nil {
 		w.bad(err.Error())
-		return
+		return nil
 	}
-	w.elements(path, fmt.Sprintf("page %d", id), buf, depth)
+	return w.elements(path, fmt.Sprintf("page %d", id), buf, depth, lo, hi)
+}
+
+// inRange reports whether the i-th key of a page, after prev (the last
+// key before it on the page or below its previous branch), lies in [lo,
+// hi), as bbolt's page check wants.
+func (w *rawWalk) inRange(where string, i int, key, prev, lo, hi []byte) bool {
+	switch {
+	case i == 0 && lo != nil && bytes.Compare(key, lo) < 0:
+		w.bad(fmt.Sprintf("%s: first key %q comes before its parent branch's %q", where, key, lo))
+		return false
+	case i > 0 && prev != nil && bytes.Compare(key, prev) <= 0:
+		w.bad(fmt.Sprintf("%s: key %q is out of order after %q", where, key, prev))
+		return false
+	case hi != nil && bytes.Compare(key, hi) >= 0:
+		w.bad(fmt.Sprintf("%s: key %q is not before its parent branch's next key %q", where, key, hi))
+		return false
+	}
+	return true
+}
+
+// branchKey is the key of element i of branch page buf, nil when it runs
+// past the page.
+func branchKey(buf []byte, i int) []byte {
+	el := rawHeaderSize + rawElementSize*i
+	if el+rawElementSize > len(buf) {
+		return nil
+	}
+	pos, ksize := uint64(binary.LittleEndian.Uint32(buf[el:])), uint64(binary.LittleEndian.Uint32(buf[el+4:]))
+	if k := uint64(el) + pos; k+ksize <= uint64(len(buf)) {
+		return buf[k : k+ksize]
+	}
+	return nil
 }
 
 // elements walks the elements of one page, or of a bucket's page inline
-// in its parent's value; where names it in problems.
-func (w *rawWalk) elements(path [][]byte, where string, buf []byte, depth int) {
+// in its parent's value; where names it in problems. Its keys must lie in
+// [lo, hi) (tree); it returns the last one below it.
+func (w *rawWalk) elements(path [][]byte, where string, buf []byte, depth int, lo, hi []byte) (last []byte) {
 	if len(buf) < rawHeaderSize {
 		w.bad(fmt.Sprintf("%s: shorter than a page header", where))
-		return
+		return nil
 	}
 	flags, count := binary.LittleEndian.Uint16(buf[8:]), int(binary.LittleEndian.Uint16(buf[10:]))
 	if flags != rawBranchPage && flags != rawLeafPage {
 		w.bad(fmt.Sprintf("%s: flags %#x, not a branch or leaf page", where, flags))
-		return
+		return nil
 	}
+	prev := lo
 	for i := 0; i < count; i++ {
 		el := rawHeaderSize + rawElementSize*i
 		if el+rawElementSize > len(buf) {
 			w.bad(fmt.Sprintf("%s: element %d of %d runs past the page", where, i, count))
-			return
+			return last
 		}
 		if flags == rawBranchPage {
-			w.tree(path, binary.LittleEndian.Uint64(buf[el+8:]), depth+1)
+			key := branchKey(buf, i)
+			if key == nil {
+				w.bad(fmt.Sprintf("%s: element %d's key runs past the page", where, i))
+				continue
+			}
+			// Walked even when out of place: a salvage still reads
+			// what lies below.
+			w.inRange(where, i, key, prev, lo, hi)
+			next := hi
+			if i+1 < count {
+				if k := branchKey(buf, i+1); k != nil {
+					next = k
+				}
+			}
+			if below := w.tree(path, binary.LittleEndian.Uint64(buf[el+8:]), depth+1, key, next); below != nil {
+				prev, last = below, below
+			} else {
+				prev = key
+			}
 			continue
 		}
 		eflags := binary.LittleEndian.Uint32(buf[el:])
@@ -271,6 +328,10 @@ func (w *rawWalk) elements(path [][]byte, where string, buf []byte, depth int) {
 		if !w.inOrder(len(path), key, where) {
 			continue
 		}
+		if i == 0 || hi != nil {
+			w.inRange(where, i, key, nil, lo, hi) // the order within is inOrder's
+		}
+		last = key
 		if eflags&rawBucketFlag == 0 {
 			w.visit(path, key, value, false, 0)
 			continue
@@ -283,9 +344,10 @@ func (w *rawWalk) elements(path [][]byte, where string, buf []byte, depth int) {
 		sub := append(append([][]byte(nil), path...), key)
 		w.enter(len(sub))
 		if root := binary.LittleEndian.Uint64(value); root != 0 {
-			w.tree(sub, root, depth+1)
+			w.tree(sub, root, depth+1, nil, nil)
 		} else {
-			w.elements(sub, fmt.Sprintf("bucket %q (inline in %s)", key, where), value[16:], depth+1)
+			w.elements(sub, fmt.Sprintf("bucket %q (inline in %s)", key, where), value[16:], depth+1, nil, nil)
 		}
 	}
+	return last
 }

@@ -1,6 +1,7 @@
 package metadata
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -270,4 +271,73 @@ func TestRepairWorksOnACopy(t *testing.T) {
 	if rep := mustCheck(t, db, CheckOptions{VerifyBlobs: true}); len(rep.Problems) != 0 {
 		t.Fatalf("after Repair: %s", problemLines(rep.Problems))
 	}
+}
+
+// A branch page whose key no longer bounds its child (one byte changed):
+// bbolt, rebuilding the free page list of a store written without one,
+// panics on it inside Open. Open refuses the store as damaged first, and
+// a salvage reads every record back, the keys of the leaves being sound.
+func TestOpenRefusesABranchKeyOutOfPlace(t *testing.T) {
+	root := t.TempDir()
+	db, err := Open(root, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Namespaces().Create("b", nil); err != nil {
+		t.Fatal(err)
+	}
+	img := seedImage(t, db, "b", "app")
+	const refs = 400
+	for i := 0; i < refs; i++ {
+		ref := fmt.Sprintf("registry.example/app:%03d-%s", i, strings.Repeat("x", 40))
+		if _, err := db.Images().Put(ImageWrite{Namespace: "b", Ref: ref, Manifest: img.manifest}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, err := db.ListImages("b")
+	if err != nil || len(before) < refs {
+		t.Fatalf("b's images: %d, %v", len(before), err)
+	}
+	var page uint64
+	if err := db.bolt.View(func(tx *bolt.Tx) error {
+		page = uint64(namespacesBucket(tx).Bucket([]byte("b")).Bucket(bucketImages).Root())
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	path := filepath.Join(root, "meta.db")
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	if _, err := f.ReadAt(buf, int64(page)*4096); err != nil {
+		t.Fatal(err)
+	}
+	if flags := binary.LittleEndian.Uint16(buf[8:]); flags != rawBranchPage || binary.LittleEndian.Uint16(buf[10:]) < 3 {
+		t.Fatalf("images/ of b is no branch page of 3 children or more (flags %#x)", flags)
+	}
+	key := branchKey(buf, 1)
+	key[len(key)-1]++ // after the first key of its child now
+	if _, err := f.WriteAt(buf, int64(page)*4096); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	if _, err := Open(root, Options{}); !IsDamaged(err) || !strings.Contains(err.Error(), "parent branch") {
+		t.Fatalf("Open with a branch key out of place: %v, want ErrDamaged naming the branch", err)
+	}
+	if _, err := salvageStore(root); err != nil {
+		t.Fatal(err)
+	}
+	db, err = Open(root, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if images, err := db.ListImages("b"); err != nil || len(images) != len(before) {
+		t.Fatalf("b's images after the salvage: %d, %v; want all %d", len(images), err, len(before))
+	}
+	checkInvariants(t, db)
 }
