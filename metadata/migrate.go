@@ -31,7 +31,11 @@ func migrate(tx *bolt.Tx, v1 *bolt.Bucket) error {
 	if getUint64(v1, keyVersion) != 1 {
 		return nil
 	}
-	err := namespacesBucket(tx).ForEach(func(name, v []byte) error {
+	namespaces := namespacesBucket(tx)
+	if namespaces == nil {
+		return nil // fsck says so; --repair makes it again
+	}
+	err := namespaces.ForEach(func(name, v []byte) error {
 		nsb := namespacesBucket(tx).Bucket(name)
 		if v != nil || nsb == nil {
 			return nil // fsck says so
@@ -44,8 +48,12 @@ func migrate(tx *bolt.Tx, v1 *bolt.Bucket) error {
 		}); err != nil {
 			return err
 		}
-		nsb.Bucket(bucketImageData).FillPercent = appendFillPercent
-		return forEachBucket(nsb.Bucket(bucketImageData), func(data *bolt.Bucket) error {
+		imageData := nsb.Bucket(bucketImageData)
+		if imageData == nil {
+			return nil // fsck says so; --repair makes it again
+		}
+		imageData.FillPercent = appendFillPercent
+		return forEachBucket(imageData, func(data *bolt.Bucket) error {
 			for _, name := range [][]byte{bucketLabels, bucketBlobs, bucketMissing} {
 				if err := flatten(data, name); err != nil {
 					return err

@@ -104,3 +104,34 @@ func readFile(t *testing.T, path string) []byte {
 	}
 	return b
 }
+
+// A version 1 store with a namespace that lost its imagedata/ bucket
+// opens (the migration leaves the hole to fsck), and fsck --repair
+// makes the bucket again.
+func TestMigrateSchemaVersion1WithABucketLost(t *testing.T) {
+	dir := copyDir(t, "testdata/store-05c230c")
+	bdb, err := bolt.Open(dir+"/meta.db", 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bdb.Update(func(tx *bolt.Tx) error {
+		return namespacesBucket(tx).Bucket([]byte("default")).DeleteBucket(bucketImageData)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	bdb.Close()
+	db, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatalf("open the version 1 store without default's imagedata/: %v", err)
+	}
+	defer db.Close()
+	if rep := mustCheck(t, db, CheckOptions{}); len(rep.Problems) == 0 {
+		t.Fatal("fsck finds nothing missing")
+	}
+	if _, err := db.Check(CheckOptions{Repair: true}); err != nil {
+		t.Fatal(err)
+	}
+	if rep := mustCheck(t, db, CheckOptions{}); len(rep.Problems) != 0 {
+		t.Fatalf("fsck after the repair:\n%s", problemLines(rep.Problems))
+	}
+}
