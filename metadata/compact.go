@@ -43,7 +43,7 @@ func Compact(root string) (CompactStats, error) {
 		return stats, errors.WithMessagef(err, "compact store %s", root)
 	}
 	stats.Before = fi.Size()
-	tmp := dbpath + ".compact"
+	tmp := filepath.Join(root, CompactLeftover)
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return stats, errors.WithMessagef(err, "compact store %s: remove a leftover %s", root, filepath.Base(tmp))
 	}

@@ -3,6 +3,7 @@ package metadata
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -204,4 +205,28 @@ func openFiles(t *testing.T, path string) int {
 		}
 	}
 	return n
+}
+
+// The copy a killed gc --compact left is garbage: the next collection
+// removes it and says so.
+func TestGCRemovesACompactLeftover(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := os.WriteFile(filepath.Join(dir, CompactLeftover), make([]byte, 8192), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stats, err := db.CollectGarbage(GCOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stats.Removed) != 1 || stats.Removed[0].Path != CompactLeftover || stats.Bytes != 8192 {
+		t.Fatalf("collected %+v, want the leftover %s of 8192 bytes", stats, CompactLeftover)
+	}
+	if _, err := os.Stat(filepath.Join(dir, CompactLeftover)); !os.IsNotExist(err) {
+		t.Fatalf("the leftover is still there: %v", err)
+	}
 }

@@ -2,6 +2,7 @@ package metadata
 
 import (
 	"os"
+	"path/filepath"
 	"sort"
 	"time"
 
@@ -65,6 +66,7 @@ func (db *DB) CollectGarbage(opts GCOptions) (GCStats, error) {
 		return stats, err
 	}
 	err := db.collectIngests(cutoff, &stats)
+	db.collectCompactLeftover(&stats)
 	if stats.Bytes > 0 {
 		// Room again, perhaps: a reserve a full disk used comes back.
 		db.restoreReserve()
@@ -288,4 +290,24 @@ func (db *DB) collectIngests(cutoff time.Time, stats *GCStats) error {
 		stats.Removed = append(stats.Removed, Garbage{Path: blobs.IngestRelPath(info.Name), Size: info.Size, ModTime: info.ModTime})
 	}
 	return nil
+}
+
+// CompactLeftover is the path, relative to the root, of the copy a killed
+// nsfs gc --compact left behind (Compact).
+const CompactLeftover = "meta.db.compact"
+
+// collectCompactLeftover removes the copy of meta.db a killed Compact
+// left: no Compact can be running, this store holding meta.db's lock
+// (Compact holds it from before it creates the copy until the copy is
+// renamed or removed).
+func (db *DB) collectCompactLeftover(stats *GCStats) {
+	path := filepath.Join(db.root, CompactLeftover)
+	fi, err := os.Lstat(path)
+	if err != nil || !fi.Mode().IsRegular() {
+		return
+	}
+	if os.Remove(path) == nil {
+		stats.Bytes += fi.Size()
+		stats.Removed = append(stats.Removed, Garbage{Path: CompactLeftover, Size: fi.Size(), ModTime: fi.ModTime()})
+	}
 }

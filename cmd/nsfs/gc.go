@@ -111,8 +111,11 @@ func collectStoreGarbage(root string, grace time.Duration) error {
 // describeGarbage says what a removed file was.
 func describeGarbage(g metadata.Garbage) string {
 	what := "no namespace holds it"
-	if strings.HasPrefix(g.Path, "ingest/") {
+	switch {
+	case strings.HasPrefix(g.Path, "ingest/"):
 		what = "an unfinished ingest"
+	case g.Path == metadata.CompactLeftover:
+		what = "the copy of a gc --compact that did not finish"
 	}
 	return fmt.Sprintf("%s (%d bytes, last written %s): %s", g.Path, g.Size, g.ModTime.UTC().Format(time.RFC3339), what)
 }
