@@ -140,8 +140,26 @@ func (f *layoutFile) fill(a *fuse.Attr, size int) syscall.Errno {
 	if err != nil {
 		return lookupErrno("getattr "+f.display(), err)
 	}
+	f.fillWith(a, size, times)
+	return 0
+}
+
+func (f *layoutFile) fillWith(a *fuse.Attr, size int, times metadata.Times) {
 	f.fsys.fillFile(a, f.ns, imagePerm, int64(size), times.Modified, times.Changed)
 	a.Ino = f.ino()
+}
+
+// stat answers the attributes of the file as it is now: for index.json,
+// its size and times come from one pass over the namespace's images.
+func (f *layoutFile) stat(a *fuse.Attr) syscall.Errno {
+	if f.name == ociLayoutName {
+		return f.fill(a, len(metadata.OCILayout))
+	}
+	data, times, err := f.fsys.db.Layout().IndexAndTimes(f.ns.name)
+	if err != nil {
+		return lookupErrno("getattr "+f.display(), err)
+	}
+	f.fillWith(a, len(data), times)
 	return 0
 }
 
@@ -154,14 +172,10 @@ func (f *layoutFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.
 	if w, ok := fh.(*layoutWriter); ok {
 		return f.fill(&out.Attr, w.size())
 	}
-	data, errno := f.content()
-	if errno != 0 {
-		return errno
-	}
 	if f.name == layoutIndexName {
 		out.SetTimeout(uncachedAttr)
 	}
-	return f.fill(&out.Attr, len(data))
+	return f.stat(&out.Attr)
 }
 
 // Setattr: a truncate is what starts a rewrite (O_TRUNC, or ftruncate
@@ -471,11 +485,7 @@ func (d *namespaceDir) lookupLayoutFile(ctx context.Context, name string, out *f
 		return nil, syscall.ENOENT
 	}
 	f := newLayoutFile(d.fsys, d.ns, name)
-	data, errno := f.content()
-	if errno != 0 {
-		return nil, errno
-	}
-	if errno := f.fill(&out.Attr, len(data)); errno != 0 {
+	if errno := f.stat(&out.Attr); errno != 0 {
 		return nil, errno
 	}
 	cacheName(out)

@@ -57,6 +57,9 @@ type LayoutStore interface {
 	// as a descriptor of its target annotated with the ref, all read in
 	// one snapshot. ErrNotFound when the namespace does not exist.
 	Index(ns string) ([]byte, error)
+	// IndexAndTimes is Index with index.json's times (as DirTimes gives
+	// them for FileLayoutIndex), from the same snapshot.
+	IndexAndTimes(ns string) ([]byte, Times, error)
 	// PutIndex makes the namespace's refs those index data names: refs
 	// new or pointing elsewhere are created or replaced, refs absent from
 	// data are removed, refs unchanged are left alone, in one transaction.
@@ -97,17 +100,29 @@ type layoutEntry struct {
 }
 
 func (db layoutStore) Index(ns string) ([]byte, error) {
-	entries, err := db.entries(ns)
+	entries, _, err := db.entries(ns)
 	if err != nil {
 		return nil, err
 	}
 	return encodeLayoutIndex(entries), nil
 }
 
+// IndexAndTimes is Index with index.json's times (DirTimes of
+// FileLayoutIndex), read in the same pass over the images: a stat of
+// index.json needs both.
+func (db layoutStore) IndexAndTimes(ns string) ([]byte, Times, error) {
+	entries, t, err := db.entries(ns)
+	if err != nil {
+		return nil, Times{}, err
+	}
+	return encodeLayoutIndex(entries), t, nil
+}
+
 // entries are the refs of namespace ns with their targets, in ref order,
-// from one snapshot.
-func (db layoutStore) entries(ns string) ([]layoutEntry, error) {
+// and index.json's times, from one snapshot.
+func (db layoutStore) entries(ns string) ([]layoutEntry, Times, error) {
 	var entries []layoutEntry
+	var t Times
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		nsb, err := namespaceBucket(tx, ns)
 		if err != nil {
@@ -117,16 +132,18 @@ func (db layoutStore) entries(ns string) ([]layoutEntry, error) {
 		if err != nil {
 			return err
 		}
+		t = ownDirTimes(nsb, FileLayoutIndex)
 		return images.ForEach(func(k, v []byte) error {
 			rec, err := decodeImageRecord(v)
 			if err != nil {
 				return errors.WithMessagef(err, "image %q in namespace %q", k, ns)
 			}
 			entries = append(entries, layoutEntry{ref: string(k), target: rec.target})
+			t = t.orLater(rec.times())
 			return nil
 		})
 	})
-	return entries, err
+	return entries, t, err
 }
 
 // encodeLayoutIndex writes index.json as containerd's exporter does: an
@@ -347,7 +364,7 @@ func (db layoutStore) pinLayoutClaims(tx *bolt.Tx, nsb *bolt.Bucket, ns string, 
 
 // currentTargets maps each ref of the namespace to its target.
 func (db layoutStore) currentTargets(ns string) (map[string]ocispec.Descriptor, error) {
-	entries, err := db.entries(ns)
+	entries, _, err := db.entries(ns)
 	if err != nil {
 		return nil, err
 	}

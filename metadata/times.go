@@ -197,21 +197,31 @@ func (db *DB) DirTimes(ns, dir string) (t Times, ok bool, err error) {
 		if err != nil {
 			return err
 		}
-		created := getTime(nsb, keyCreatedAt)
-		if t, ok = getDirTimes(nsb, dir); !ok {
-			t, ok = Times{created, created}, true
-		}
-		if dir == DirNamespace {
-			if labelled := getTime(nsb, keyUpdatedAt); labelled.After(t.Changed) {
-				t.Changed = labelled
-			}
-		}
+		t, ok = ownDirTimes(nsb, dir), true
 		if dir == FileLayoutIndex {
 			t = latestImageTimes(nsb, t)
 		}
 		return nil
 	})
 	return t, ok, err
+}
+
+// ownDirTimes are the times of directory dir of namespace nsb (DirTimes)
+// as recorded, without the images index.json changes with: the
+// namespace's creation when none are; ns/<name> changes with its labels
+// too.
+func ownDirTimes(nsb *bolt.Bucket, dir string) Times {
+	created := getTime(nsb, keyCreatedAt)
+	t, ok := getDirTimes(nsb, dir)
+	if !ok {
+		t = Times{created, created}
+	}
+	if dir == DirNamespace {
+		if labelled := getTime(nsb, keyUpdatedAt); labelled.After(t.Changed) {
+			t.Changed = labelled
+		}
+	}
+	return t
 }
 
 // latestImageTimes is t, or the times of the namespace's most recently
@@ -222,19 +232,22 @@ func latestImageTimes(nsb *bolt.Bucket, t Times) Times {
 		return t
 	}
 	_ = images.ForEach(func(_, v []byte) error {
-		rec, err := decodeImageRecord(v)
-		if err != nil {
-			return nil // fsck's to report
-		}
-		it := rec.times()
-		if it.Modified.After(t.Modified) {
-			t.Modified = it.Modified
-		}
-		if it.Changed.After(t.Changed) {
-			t.Changed = it.Changed
+		if rec, err := decodeImageRecord(v); err == nil { // else fsck's to report
+			t = t.orLater(rec.times())
 		}
 		return nil
 	})
+	return t
+}
+
+// orLater is t with each time of o that is later.
+func (t Times) orLater(o Times) Times {
+	if o.Modified.After(t.Modified) {
+		t.Modified = o.Modified
+	}
+	if o.Changed.After(t.Changed) {
+		t.Changed = o.Changed
+	}
 	return t
 }
 

@@ -17,6 +17,14 @@ func TestTimes(t *testing.T) {
 		if err != nil || !ok {
 			t.Fatalf("DirTimes(%q, %q) = %v, %v", ns, dir, ok, err)
 		}
+		if dir == FileLayoutIndex {
+			// A stat of index.json reads its bytes and times at once.
+			data, both, err := db.Layout().IndexAndTimes(ns)
+			index, _ := db.Layout().Index(ns)
+			if err != nil || both != times || string(data) != string(index) {
+				t.Fatalf("IndexAndTimes(%q) = %d bytes, %+v, %v; want Index's %d bytes and DirTimes' %+v", ns, len(data), both, err, len(index), times)
+			}
+		}
 		return times
 	}
 	// moved reports whether dir's times moved across fn.
