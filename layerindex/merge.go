@@ -276,12 +276,7 @@ func (m *merger) dir(path string, layer int32, nameAt uint32) int32 {
 func (m *merger) dirWalk(path string, layer int32, nameAt uint32) int32 {
 	n := int32(0)
 	for start := 0; start < len(path); {
-		end := strings.IndexByte(path[start:], '/')
-		if end < 0 {
-			end = len(path)
-		} else {
-			end += start
-		}
+		end := componentEnd(path, start)
 		name := path[start:end]
 		c, ok := m.child(n, name)
 		if !ok || !m.isDir(c) {
@@ -296,16 +291,20 @@ func (m *merger) dirWalk(path string, layer int32, nameAt uint32) int32 {
 	return n
 }
 
+// componentEnd is where the name of path that starts at start ends: at
+// the next '/', or the path's end.
+func componentEnd(path string, start int) int {
+	if end := strings.IndexByte(path[start:], '/'); end >= 0 {
+		return start + end
+	}
+	return len(path)
+}
+
 // find returns the node at path, -1 if there is none (nothing made).
 func (m *merger) find(path string) int32 {
 	n := int32(0)
 	for start := 0; start < len(path); {
-		end := strings.IndexByte(path[start:], '/')
-		if end < 0 {
-			end = len(path)
-		} else {
-			end += start
-		}
+		end := componentEnd(path, start)
 		if !m.isDir(n) {
 			return -1
 		}
