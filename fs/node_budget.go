@@ -55,7 +55,11 @@ type nodeBudget struct {
 	ring []budgetEntry
 	free []int32 // unused slots of ring
 	held int     // slots in use
-	hand int     // where the clock's hand is
+	// asked counts the nodes the kernel was asked to forget and whose
+	// FORGET has not come: they no longer count against the budget (the
+	// kernel sends FORGETs between requests, well after the prune).
+	asked int
+	hand  int // where the clock's hand is
 	// pruned counts the requests to forget a node sent to the kernel.
 	pruned uint64
 	off    bool // the kernel has no prune notification
@@ -66,8 +70,11 @@ type nodeBudget struct {
 type budgetEntry struct {
 	file *imageFile
 	// used is when (in milliseconds since the budget's start) the kernel
-	// was last given the node, its entry then valid for entryTimeout.
+	// was last given the node, its entry then valid for entryTimeout, or
+	// when the kernel was asked to forget it.
 	used uint32
+	// asked: the kernel was asked to forget the node at used.
+	asked bool
 }
 
 // noSlot marks a node the budget does not count (not yet, or no longer).
@@ -89,7 +96,13 @@ func (b *nodeBudget) used(f *imageFile) {
 	now := b.now()
 	b.mu.Lock()
 	if f.budgetSlot != noSlot && int(f.budgetSlot) < len(b.ring) && b.ring[f.budgetSlot].file == f {
-		b.ring[f.budgetSlot].used = now
+		e := &b.ring[f.budgetSlot]
+		e.used = now
+		if e.asked {
+			// The kernel kept it (in use) and gave it out again.
+			e.asked = false
+			b.asked--
+		}
 		b.mu.Unlock()
 		return
 	}
@@ -125,6 +138,9 @@ func (b *nodeBudget) dropLocked(f *imageFile) {
 	slot := f.budgetSlot
 	if slot == noSlot || int(slot) >= len(b.ring) || b.ring[slot].file != f {
 		return
+	}
+	if b.ring[slot].asked {
+		b.asked--
 	}
 	b.ring[slot] = budgetEntry{}
 	b.free = append(b.free, slot)
@@ -163,18 +179,20 @@ func (b *nodeBudget) run(root *gofs.Inode, stop <-chan struct{}) {
 }
 
 // prune asks the kernel to forget, in batches, as many nodes as are over
-// the budget (the FORGETs come later, so the excess is taken once); it
-// says whether the nodes are still over it.
+// the budget, not counting those it was asked to forget already; it says
+// whether the nodes are still over it.
 func (b *nodeBudget) prune(root *gofs.Inode) (over bool) {
-	b.mu.Lock()
-	excess := b.held - b.limit
-	b.mu.Unlock()
-	for excess > 0 {
+	for {
+		b.mu.Lock()
+		excess := b.held - b.asked - b.limit
+		b.mu.Unlock()
+		if excess <= 0 {
+			break
+		}
 		nodes := b.candidates(min(pruneBatch, excess))
 		if len(nodes) == 0 {
 			break
 		}
-		excess -= len(nodes)
 		if errno := root.NotifyPrune(nodes); errno != 0 {
 			b.mu.Lock()
 			b.off = true
@@ -189,9 +207,9 @@ func (b *nodeBudget) prune(root *gofs.Inode) (over bool) {
 }
 
 // candidates takes up to max nodes, in the clock's order, whose kernel
-// entry has expired and that hold nothing of a writer. Each is marked as
-// just used, so that one the kernel keeps (in use) is asked again only
-// entryTimeout later.
+// entry has expired and that hold nothing of a writer, and marks them
+// asked. A node still there entryTimeout after it was asked was kept by
+// the kernel (in use): it is a candidate again.
 func (b *nodeBudget) candidates(max int) []*gofs.Inode {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -210,6 +228,10 @@ func (b *nodeBudget) candidates(max int) []*gofs.Inode {
 		if e.file == nil || now-e.used < expired {
 			continue
 		}
+		if e.asked {
+			e.asked = false
+			b.asked--
+		}
 		f := e.file
 		n := f.EmbeddedInode()
 		if _, parent := n.Parent(); parent == nil {
@@ -222,7 +244,8 @@ func (b *nodeBudget) candidates(max int) []*gofs.Inode {
 		if !f.idle() {
 			continue
 		}
-		e.used = now
+		e.used, e.asked = now, true
+		b.asked++
 		nodes = append(nodes, n)
 	}
 	b.pruned += uint64(len(nodes))
