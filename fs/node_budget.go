@@ -37,7 +37,7 @@ const DefaultNodeBudget = 16384
 //
 //	$ ls -lR /mnt > /dev/null        # 100,000 images: 100,000 lookups
 //	$ kill -USR1 $(pidof nsfs)       # the daemon's log then says:
-//	node budget: 16384 image nodes held (budget 16384); the kernel was asked to forget 83616
+//	node budget: 16384 image nodes held (budget 16384, at most 38102); the kernel was asked to forget 83616
 //
 // The prune notification takes no directory lock in the kernel (an entry
 // notification does, and waits uninterruptibly for a request on that
@@ -55,6 +55,7 @@ type nodeBudget struct {
 	ring []budgetEntry
 	free []int32 // unused slots of ring
 	held int     // slots in use
+	peak int     // the most held at once
 	// asked counts the nodes the kernel was asked to forget and whose
 	// FORGET has not come: they no longer count against the budget (the
 	// kernel sends FORGETs between requests, well after the prune).
@@ -117,6 +118,7 @@ func (b *nodeBudget) used(f *imageFile) {
 	b.ring[slot] = budgetEntry{file: f, used: now}
 	f.budgetSlot = slot
 	b.held++
+	b.peak = max(b.peak, b.held)
 	over := b.held > b.limit
 	b.mu.Unlock()
 	if over {
@@ -148,11 +150,12 @@ func (b *nodeBudget) dropLocked(f *imageFile) {
 	b.held--
 }
 
-// counts are the nodes held and those the kernel was asked to forget.
-func (b *nodeBudget) counts() (held int, pruned uint64) {
+// counts are the nodes held, the most held at once, and how often the
+// kernel was asked to forget one.
+func (b *nodeBudget) counts() (held, peak int, pruned uint64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.held, b.pruned
+	return b.held, b.peak, b.pruned
 }
 
 // pruneBatch is how many nodes one notification names.
@@ -278,8 +281,8 @@ func (b *nodeBudget) logNodesOnSignal(stop <-chan struct{}) {
 			case <-stop:
 				return
 			case <-usr1:
-				held, pruned := b.counts()
-				log.Printf("node budget: %d image nodes held (budget %d); the kernel was asked to forget %d", held, b.limit, pruned)
+				held, peak, pruned := b.counts()
+				log.Printf("node budget: %d image nodes held (budget %d, at most %d); the kernel was asked to forget %d", held, b.limit, peak, pruned)
 			}
 		}
 	}()

@@ -17,7 +17,7 @@ import (
 // asked the kernel to forget.
 func nodesHeld(t *testing.T, d *daemon) (held, asked int) {
 	t.Helper()
-	re := regexp.MustCompile(`node budget: (\d+) image nodes held \(budget \d+\); the kernel was asked to forget (\d+)`)
+	re := regexp.MustCompile(`node budget: (\d+) image nodes held \(budget \d+, at most \d+\); the kernel was asked to forget (\d+)`)
 	before := len(re.FindAllString(d.logs.String(), -1))
 	if err := d.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
 		t.Fatalf("SIGUSR1 to the daemon: %v", err)
@@ -127,5 +127,31 @@ func TestNodeBudgetBoundsImageNodes(t *testing.T) {
 	out = mustRun(t, d.mnt, "ls", "-l", dir)
 	if got := strings.Count(out, "\n-rw-r--r-- 1 "); got != n {
 		t.Errorf("ls -l %s after eviction: %d images, want %d", dir, got, n)
+	}
+
+	// Forgotten images are renamed and removed as any other.
+	waitEvicted := func() {
+		deadline := time.Now().Add(15 * time.Second)
+		for held, _ := nodesHeld(t, d); held > budget; held, _ = nodesHeld(t, d) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the daemon still holds %d image nodes (budget %d)", held, budget)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	waitEvicted()
+	mustRun(t, d.mnt, "mv", dir+"/app:10", dir+"/renamed")
+	mustRun(t, d.mnt, "rm", dir+"/app:11")
+	waitEvicted()
+	if got := mustRun(t, d.mnt, "cat", dir+"/renamed"); got != string(want) {
+		t.Errorf("cat %s/renamed: %d bytes, not the image's %d", dir, len(got), len(want))
+	}
+	for _, gone := range []string{"app:10", "app:11"} {
+		_, err := os.Lstat(d.path(dir, gone))
+		assertErrno(t, "lstat "+dir+"/"+gone, err, syscall.ENOENT)
+	}
+	entries, err = os.ReadDir(d.path(dir))
+	if err != nil || len(entries) != n-1 {
+		t.Errorf("readdir %s after mv and rm: %d entries (%v), want %d", dir, len(entries), err, n-1)
 	}
 }
