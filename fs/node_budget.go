@@ -42,11 +42,12 @@ const DefaultNodeBudget = 16384
 // The prune notification takes no directory lock in the kernel (an entry
 // notification does, and waits uninterruptibly for a request on that
 // directory: a daemon killed then could never exit), so it is safe from
-// this goroutine at any time. Kernels older than FUSE 7.45 (Linux 6.18)
-// have none: the budget is then off, and the log says so once.
+// this goroutine at any time. A kernel without it (FUSE protocol before
+// 7.45; this machine's 6.18 has it) refuses the first: the budget is then
+// off, and the log says so once.
 //
-// What it keeps per node: a slot in ring (8 bytes) and the slot's number,
-// in padding of imageFile.
+// What it keeps per node: a slot in ring (16 bytes) and the slot's
+// number, in padding of imageFile (still 224 bytes).
 type nodeBudget struct {
 	limit int
 	kick  chan struct{} // a node over the budget was added
