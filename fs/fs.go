@@ -86,6 +86,7 @@ type filesystem struct {
 	temps   tempIngests    // temporary ingests (temp_ingest.go)
 	scratch scratchDirs    // scratch directories of namespaces (layout_temp.go)
 	rootfs  rootfsView     // rootfs/: layer indexes and merged trees
+	nodes   *nodeBudget    // how many image nodes the daemon keeps (node_budget.go)
 
 	// deleted maps a namespace name to the highest ID of a namespace of
 	// that name deleted while mounted (uint64): see enter. One entry per

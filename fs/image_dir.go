@@ -91,10 +91,11 @@ func (d *imageDir) imageNode(ctx context.Context, name string, img *metadata.Ima
 	if ch := d.GetChild(name); ch != nil && ch.StableAttr().Ino == recordIno(img.ID) {
 		if f, ok := ch.Operations().(*imageFile); ok {
 			f.setRef(img.Name)
+			d.fsys.nodes.used(f)
 			return ch
 		}
 	}
-	return d.NewInode(ctx, newImageFile(d.fsys, d.ns, img.Name, img.ID, false), fileAttr(recordIno(img.ID)))
+	return d.newImageNode(ctx, newImageFile(d.fsys, d.ns, img.Name, img.ID, false))
 }
 
 func (d *imageDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
@@ -268,7 +269,7 @@ func (d *imageDir) Link(ctx context.Context, target gofs.InodeEmbedder, name str
 	}
 	fillImage(d.fsys, d.ns, &out.Attr, &img)
 	cacheName(out)
-	return d.NewInode(ctx, newImageFile(d.fsys, d.ns, to, img.ID, false), fileAttr(recordIno(img.ID))), 0
+	return d.newImageNode(ctx, newImageFile(d.fsys, d.ns, to, img.ID, false)), 0
 }
 
 // Create opens an image for writing: an existing one (unless O_EXCL), or a
@@ -313,7 +314,7 @@ func (d *imageDir) Create(ctx context.Context, name string, flags uint32, mode u
 	created := f.creationTime()
 	d.fsys.fillFile(&out.Attr, d.ns, imagePerm, 0, created, created)
 	cacheName(out)
-	return d.NewInode(ctx, f, fileAttr(recordIno(id))), w, 0, 0
+	return d.newImageNode(ctx, f), w, 0, 0
 }
 
 // fillImage fills the attributes of an image file.

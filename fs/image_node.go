@@ -60,10 +60,11 @@ type imageFile struct {
 	// set while a commit creates the image are not lost. Taken before mu.
 	nameMu sync.Mutex
 
-	mu     sync.Mutex
-	life   imageLife
-	ref    string       // the image's ref; once removed, its last one (what a later commit names)
-	writes *imageWrites // while it is created or written; nil otherwise
+	mu         sync.Mutex
+	life       imageLife
+	budgetSlot int32        // its slot in the node budget, or noSlot (node_budget.go); under the budget's lock
+	ref        string       // the image's ref; once removed, its last one (what a later commit names)
+	writes     *imageWrites // while it is created or written; nil otherwise
 }
 
 // imageWrites is what an image node holds only while the image is being
@@ -166,7 +167,7 @@ var (
 func newImageFile(fsys *filesystem, ns nsRef, ref string, id uint64, pending bool) *imageFile {
 	// writers is made by the first open for writing: most nodes are only
 	// ever looked up, and 100,000 of them should not carry empty maps.
-	f := &imageFile{nodeBase: nodeBase{fsys}, ns: ns, id: id, ref: ref}
+	f := &imageFile{nodeBase: nodeBase{fsys}, ns: ns, id: id, ref: ref, budgetSlot: noSlot}
 	if pending {
 		f.life, f.writes = creating, &imageWrites{created: time.Now()}
 	}

@@ -20,6 +20,9 @@ type Config struct {
 	// Limits bound what users' open handles hold in the daemon; zero
 	// fields are DefaultLimits of the daemon's RLIMIT_NOFILE.
 	Limits Limits
+	// NodeBudget is how many image nodes the daemon keeps once their
+	// kernel entries expired (node_budget.go); 0 is DefaultNodeBudget.
+	NodeBudget int
 }
 
 // invalidator tells the kernel about changes that do not come through it:
@@ -111,6 +114,7 @@ func (f *filesystem) notify(now bool, fn func()) {
 func Mount(mountpoint string, db *metadata.DB, cfg Config) (*fuse.Server, error) {
 	inval := newInvalidator()
 	root := newRoot(db, inval, cfg.Limits.withDefaults(openFileLimit()))
+	root.fsys.nodes = newNodeBudget(cfg.NodeBudget)
 	// What gofs.Mount does, with the negative entries cacheMiss marks.
 	opts := MountOptions(db.Root(), cfg)
 	server, err := fuse.NewServer(negativeEntries{gofs.NewNodeFS(root, opts)}, mountpoint, &opts.MountOptions)
@@ -122,6 +126,7 @@ func Mount(mountpoint string, db *metadata.DB, cfg Config) (*fuse.Server, error)
 		close(inval.stop)
 		return nil, err
 	}
+	startNodeBudget(root, inval.stop)
 	go func() {
 		server.Wait()
 		close(inval.stop)
@@ -137,6 +142,7 @@ func newRoot(db *metadata.DB, inval *invalidator, limits Limits) *rootDir {
 		uid:     uint32(os.Getuid()),
 		gid:     uint32(os.Getgid()),
 		started: time.Now(),
+		nodes:   newNodeBudget(0),
 	}
 	fsys.handles = newHandleLimiter(limits, func(uid uint32) bool { return uid == 0 || uid == fsys.uid })
 	return &rootDir{dirBase: dirBase{nodeBase: nodeBase{fsys}}}

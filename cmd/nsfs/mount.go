@@ -45,6 +45,10 @@ var mountCommand = &cli.Command{
 			Name:  "debug",
 			Usage: "log every FUSE request",
 		},
+		&cli.IntFlag{
+			Name:  "node-budget",
+			Usage: "keep at most `N` image nodes in the daemon once the kernel's entries for them expired; the kernel is asked to forget the least recently used others (0: 16384)",
+		},
 		gcGraceFlag,
 		&cli.IntFlag{
 			Name:  "max-open-per-user",
@@ -119,6 +123,7 @@ func runMount(c *cli.Context) error {
 		AllowOther: c.Bool("allow-other"),
 		Debug:      c.Bool("debug"),
 		Limits:     limits,
+		NodeBudget: c.Int("node-budget"),
 	})
 	if err != nil {
 		return errors.Wrapf(fusermountError(err), "mount %s at %s", root, mountpoint)
