@@ -42,6 +42,10 @@ type imageDirHandle struct {
 	// last is the entry Readdirent returned last: go-fuse looks up only
 	// that one.
 	last *metadata.Entry
+	// told is the snapshot the directory's kernelListing was told this
+	// handle lists, if toldAny.
+	told    uint64
+	toldAny bool
 }
 
 var (
@@ -57,12 +61,17 @@ const dotEntries = 2
 
 // OpendirHandle opens the directory for listing; the snapshot waits for
 // the first read, as a listing taken at open would show what changed in
-// between as missing.
+// between as missing. The kernel may serve the listing from its cache
+// instead, if nothing changed since it read it (kernel_listing.go).
 func (d *imageDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	if errno := d.fsys.enter(&d.ns); errno != 0 {
 		return nil, 0, errno
 	}
-	return &imageDirHandle{dir: d}, 0, 0
+	now, err := d.fsys.db.CommittedTx()
+	if err != nil {
+		return nil, 0, toErrno("opendir "+d.display(d.path), err)
+	}
+	return &imageDirHandle{dir: d}, d.listing.open(now), 0
 }
 
 // dirListing is a snapshot of one directory below images/, read when the
@@ -85,7 +94,7 @@ func (h *imageDirHandle) load() syscall.Errno {
 		return toErrno("readdir "+d.display(d.path), err)
 	}
 	if l := d.fsys.lastListing.Load(); l != nil && l.ns == d.ns.id && l.path == d.path && l.asOf == asOf {
-		h.entries, h.loaded, h.asOf = l.entries, true, asOf
+		h.use(l.entries, asOf)
 		return 0
 	}
 	list, err := d.fsys.db.Images().ReadDir(d.ns.name, d.path)
@@ -93,8 +102,16 @@ func (h *imageDirHandle) load() syscall.Errno {
 		return toErrno("readdir "+d.display(d.path), err)
 	}
 	d.fsys.lastListing.Store(&dirListing{ns: d.ns.id, path: d.path, asOf: asOf, entries: list})
-	h.entries, h.loaded, h.asOf = list, true, asOf
+	h.use(list, asOf)
 	return 0
+}
+
+// use makes entries, read at asOf, the handle's snapshot, and tells
+// the directory's kernelListing: the kernel may keep what it lists.
+func (h *imageDirHandle) use(entries []metadata.Entry, asOf uint64) {
+	h.entries, h.loaded, h.asOf = entries, true, asOf
+	h.dir.listing.listed(asOf, h.told, h.toldAny)
+	h.told, h.toldAny = asOf, true
 }
 
 // Readdirent returns ".", "..", then the snapshot's entries; the offset of
@@ -170,5 +187,6 @@ func (h *imageDirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno 
 }
 
 func (h *imageDirHandle) Releasedir(ctx context.Context, releaseFlags uint32) {
+	h.dir.listing.released(h.told, h.toldAny)
 	h.entries, h.last = nil, nil
 }
