@@ -42,6 +42,10 @@ type imageDirHandle struct {
 	// last is the entry Readdirent returned last: go-fuse looks up only
 	// that one.
 	last *metadata.Entry
+	// current says whether the snapshot was current when checked in the
+	// request whose context is checkedIn (see currentIn).
+	current   bool
+	checkedIn context.Context
 	// told is the snapshot the directory's kernelListing was told this
 	// handle lists, if toldAny.
 	told    uint64
@@ -109,7 +113,7 @@ func (h *imageDirHandle) load() syscall.Errno {
 // use makes entries, read at asOf, the handle's snapshot, and tells
 // the directory's kernelListing: the kernel may keep what it lists.
 func (h *imageDirHandle) use(entries []metadata.Entry, asOf uint64) {
-	h.entries, h.loaded, h.asOf = entries, true, asOf
+	h.entries, h.loaded, h.asOf, h.checkedIn = entries, true, asOf, nil
 	h.dir.listing.listed(asOf, h.told, h.toldAny)
 	h.told, h.toldAny = asOf, true
 }
@@ -153,10 +157,7 @@ func (h *imageDirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscal
 func (h *imageDirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	d := h.dir
 	e := h.last
-	if e == nil || e.Name != name {
-		return d.Lookup(ctx, name, out)
-	}
-	if now, err := d.fsys.db.CommittedTx(); err != nil || now != h.asOf {
+	if e == nil || e.Name != name || !h.currentIn(ctx) {
 		return d.Lookup(ctx, name, out)
 	}
 	if errno := d.fsys.enter(&d.ns, name); errno != 0 {
@@ -166,6 +167,24 @@ func (h *imageDirHandle) Lookup(ctx context.Context, name string, out *fuse.Entr
 		return d.dirNode(ctx, e.Path, out), 0
 	}
 	return d.imageNode(ctx, name, e.Image, out), 0
+}
+
+// currentIn says whether the snapshot is current, as of the start of
+// the READDIRPLUS request whose context ctx is: go-fuse gives each
+// request a context of its own and the lookups of all its entries, so
+// the store is asked once per batch. Once per batch is enough: the
+// kernel holds the directory's lock shared while it waits for the batch,
+// and a change through it in this directory waits for that lock; a
+// change that comes otherwise (a write of index.json) tells the kernel
+// afterwards (its notification waits for the same lock), and an image
+// rewritten meanwhile has the kernel discard the older attributes the
+// batch brings (it counts attribute versions).
+func (h *imageDirHandle) currentIn(ctx context.Context) bool {
+	if ctx != h.checkedIn {
+		now, err := h.dir.fsys.db.CommittedTx()
+		h.current, h.checkedIn = err == nil && now == h.asOf, ctx
+	}
+	return h.current
 }
 
 // Seekdir moves to offset off (an index plus one, as Readdirent numbers
