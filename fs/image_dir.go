@@ -31,6 +31,8 @@ type imageDir struct {
 	dirBase // with ns, the namespace
 	noXattrs
 	path string // below images/; fixed, since directories are never renamed
+
+	listing kernelListing // the kernel's cache of its listing: kernel_listing.go
 }
 
 var (

@@ -42,6 +42,14 @@ type imageDirHandle struct {
 	// last is the entry Readdirent returned last: go-fuse looks up only
 	// that one.
 	last *metadata.Entry
+	// current says whether the snapshot was current when checked in the
+	// request whose context is checkedIn (see currentIn).
+	current   bool
+	checkedIn context.Context
+	// told is the snapshot the directory's kernelListing was told this
+	// handle lists, if toldAny.
+	told    uint64
+	toldAny bool
 }
 
 var (
@@ -57,12 +65,17 @@ const dotEntries = 2
 
 // OpendirHandle opens the directory for listing; the snapshot waits for
 // the first read, as a listing taken at open would show what changed in
-// between as missing.
+// between as missing. The kernel may serve the listing from its cache
+// instead, if nothing changed since it read it (kernel_listing.go).
 func (d *imageDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	if errno := d.fsys.enter(&d.ns); errno != 0 {
 		return nil, 0, errno
 	}
-	return &imageDirHandle{dir: d}, 0, 0
+	now, err := d.fsys.db.CommittedTx()
+	if err != nil {
+		return nil, 0, toErrno("opendir "+d.display(d.path), err)
+	}
+	return &imageDirHandle{dir: d}, d.listing.open(now), 0
 }
 
 // dirListing is a snapshot of one directory below images/, read when the
@@ -85,7 +98,7 @@ func (h *imageDirHandle) load() syscall.Errno {
 		return toErrno("readdir "+d.display(d.path), err)
 	}
 	if l := d.fsys.lastListing.Load(); l != nil && l.ns == d.ns.id && l.path == d.path && l.asOf == asOf {
-		h.entries, h.loaded, h.asOf = l.entries, true, asOf
+		h.use(l.entries, asOf)
 		return 0
 	}
 	list, err := d.fsys.db.Images().ReadDir(d.ns.name, d.path)
@@ -93,8 +106,16 @@ func (h *imageDirHandle) load() syscall.Errno {
 		return toErrno("readdir "+d.display(d.path), err)
 	}
 	d.fsys.lastListing.Store(&dirListing{ns: d.ns.id, path: d.path, asOf: asOf, entries: list})
-	h.entries, h.loaded, h.asOf = list, true, asOf
+	h.use(list, asOf)
 	return 0
+}
+
+// use makes entries, read at asOf, the handle's snapshot, and tells
+// the directory's kernelListing: the kernel may keep what it lists.
+func (h *imageDirHandle) use(entries []metadata.Entry, asOf uint64) {
+	h.entries, h.loaded, h.asOf, h.checkedIn = entries, true, asOf, nil
+	h.dir.listing.listed(asOf, h.told, h.toldAny)
+	h.told, h.toldAny = asOf, true
 }
 
 // Readdirent returns ".", "..", then the snapshot's entries; the offset of
@@ -136,10 +157,7 @@ func (h *imageDirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscal
 func (h *imageDirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	d := h.dir
 	e := h.last
-	if e == nil || e.Name != name {
-		return d.Lookup(ctx, name, out)
-	}
-	if now, err := d.fsys.db.CommittedTx(); err != nil || now != h.asOf {
+	if e == nil || e.Name != name || !h.currentIn(ctx) {
 		return d.Lookup(ctx, name, out)
 	}
 	if errno := d.fsys.enter(&d.ns, name); errno != 0 {
@@ -149,6 +167,24 @@ func (h *imageDirHandle) Lookup(ctx context.Context, name string, out *fuse.Entr
 		return d.dirNode(ctx, e.Path, out), 0
 	}
 	return d.imageNode(ctx, name, e.Image, out), 0
+}
+
+// currentIn says whether the snapshot is current, as of the start of
+// the READDIRPLUS request whose context ctx is: go-fuse gives each
+// request a context of its own and the lookups of all its entries, so
+// the store is asked once per batch. Once per batch is enough: the
+// kernel holds the directory's lock shared while it waits for the batch,
+// and a change through it in this directory waits for that lock; a
+// change that comes otherwise (a write of index.json) tells the kernel
+// afterwards (its notification waits for the same lock), and an image
+// rewritten meanwhile has the kernel discard the older attributes the
+// batch brings (it counts attribute versions).
+func (h *imageDirHandle) currentIn(ctx context.Context) bool {
+	if ctx != h.checkedIn {
+		now, err := h.dir.fsys.db.CommittedTx()
+		h.current, h.checkedIn = err == nil && now == h.asOf, ctx
+	}
+	return h.current
 }
 
 // Seekdir moves to offset off (an index plus one, as Readdirent numbers
@@ -170,5 +206,6 @@ func (h *imageDirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno 
 }
 
 func (h *imageDirHandle) Releasedir(ctx context.Context, releaseFlags uint32) {
+	h.dir.listing.released(h.told, h.toldAny)
 	h.entries, h.last = nil, nil
 }

@@ -117,7 +117,7 @@ func Mount(mountpoint string, db *metadata.DB, cfg Config) (*fuse.Server, error)
 	root.fsys.nodes = newNodeBudget(cfg.NodeBudget)
 	// What gofs.Mount does, with the negative entries cacheMiss marks.
 	opts := MountOptions(db.Root(), cfg)
-	server, err := fuse.NewServer(negativeEntries{gofs.NewNodeFS(root, opts)}, mountpoint, &opts.MountOptions)
+	server, err := fuse.NewServer(negativeEntries{dirCacheFlags{gofs.NewNodeFS(root, opts)}}, mountpoint, &opts.MountOptions)
 	if err == nil {
 		go server.Serve()
 		err = server.WaitMount()
@@ -171,13 +171,16 @@ func MountOptions(fsName string, cfg Config) *gofs.Options {
 	opts.MountOptions = fuse.MountOptions{
 		Name:   "nsfs", // /proc/mounts shows fuse.nsfs
 		FsName: fsName,
-		// READDIRPLUS answers ls -l's stats with the listing. With
-		// READDIRPLUS_AUTO the kernel asks for it only for a
+		// READDIRPLUS answers the stats that follow a listing (ls -l, a
+		// program's loop of lstats) with the listing, for every batch:
+		// without READDIRPLUS_AUTO, which asks for it only for a
 		// directory's first batch and after batches whose entries were
-		// then looked up (ls -l), so a names-only listing stays a plain
-		// READDIR; the directories that list many entries answer the
-		// batch's lookups from the listing's own snapshot
-		// (imageDirHandle).
+		// looked up before the next batch was read. What a names-only
+		// listing then costs, a node and a kernel inode per entry, an
+		// images/ directory saves by letting the kernel keep its
+		// listing (kernel_listing.go) and answering the lookups from
+		// the listing's own snapshot (imageDirHandle); directories
+		// whose lookups cost more list names only (namesOnlyHandle).
 		DisableReadDirPlus: false,
 		// A record the start-up checks could not see is damaged (bbolt
 		// panics on it): that request fails, the daemon serves on, and
@@ -193,7 +196,7 @@ func MountOptions(fsName string, cfg Config) *gofs.Options {
 		// no handle, so that a handle knows it starts empty. Image readers
 		// use direct I/O (imageFile.Open), which refuses shared mmap
 		// without DIRECT_IO_ALLOW_MMAP.
-		ExtraCapabilities: fuse.CAP_ATOMIC_O_TRUNC | fuse.CAP_DIRECT_IO_ALLOW_MMAP | fuse.CAP_READDIRPLUS_AUTO,
+		ExtraCapabilities: fuse.CAP_ATOMIC_O_TRUNC | fuse.CAP_DIRECT_IO_ALLOW_MMAP,
 		// security.* xattrs reach the nodes, which answer EOPNOTSUPP as
 		// for every name outside user. (go-fuse would answer ENODATA,
 		// which makes ls -l ask again for every file).

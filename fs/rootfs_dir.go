@@ -107,6 +107,7 @@ var (
 	_ = (gofs.NodeListxattrer)((*rootfsDir)(nil))
 	_ = (gofs.NodeLookuper)((*rootfsDir)(nil))
 	_ = (gofs.NodeReaddirer)((*rootfsDir)(nil))
+	_ = (gofs.NodeOpendirHandler)((*rootfsDir)(nil)) // names_only_dir.go
 )
 
 func newRootfsDir(fsys *filesystem, ns nsRef, path string) *rootfsDir {

@@ -36,6 +36,7 @@ var (
 	_ = (gofs.NodeFsyncer)((*sha256Dir)(nil))
 	_ = (gofs.NodeLookuper)((*sha256Dir)(nil))
 	_ = (gofs.NodeReaddirer)((*sha256Dir)(nil))
+	_ = (gofs.NodeOpendirHandler)((*sha256Dir)(nil)) // names_only_dir.go
 	_ = (gofs.NodeMkdirer)((*sha256Dir)(nil))
 	_ = (gofs.NodeMknoder)((*sha256Dir)(nil))
 	_ = (gofs.NodeLinker)((*sha256Dir)(nil))

@@ -28,8 +28,7 @@ func linkImages(t *testing.T, d *daemon, n int) string {
 // ls -l of a big directory costs a few requests per batch of entries, not
 // one per entry: the stats come with the listing (READDIRPLUS, answered
 // from the listing's snapshot), and ls stops probing xattrs after the
-// first EOPNOTSUPP. A names-only ls stays a plain READDIR after the first
-// batch (READDIRPLUS_AUTO).
+// first EOPNOTSUPP.
 func TestLsLStatsComeWithTheListing(t *testing.T) {
 	t.Parallel()
 	d := startNsfs(t, withFlags("--debug"))
