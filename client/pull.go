@@ -93,7 +93,7 @@ func (n Namespace) Pull(ctx context.Context, src oras.ReadOnlyTarget, srcRef, re
 	}
 	p := &puller{
 		dst:       n.Target(),
-		dirs:      refDirs{path: filepath.Dir(imagePath), done: make(chan struct{})},
+		dirs:      refDirs{images: n.ImagesDir(), path: filepath.Dir(imagePath), done: make(chan struct{})},
 		checks:    make(chan struct{}, existsConcurrency),
 		opts:      opts,
 		obs:       opts.Observer,
@@ -125,12 +125,14 @@ func (n Namespace) Pull(ctx context.Context, src oras.ReadOnlyTarget, srcRef, re
 			},
 		},
 	}
-	newDirs := n.missingRefDirs(ref)
+	// The ref's directories are durable commits of their own, one after
+	// another: made meanwhile, they cost a pull that finds every blob in
+	// the store nothing but the wait for the last.
+	p.dirs.start()
 	root, err := oras.Copy(ctx, pullSource{ReadOnlyTarget: src, p: p}, srcRef, pullTarget{Target: p.dst, p: p}, ref, copyOpts)
 	if err != nil {
 		// No image: the directories made for it go.
-		p.dirs.waitIfStarted()
-		removeEmptyDirs(newDirs)
+		p.dirs.remove()
 		// A daemon killed mid-pull fails the write in flight with
 		// ECONNABORTED and what follows with ENOTCONN: say so.
 		err = unwrapCopyError(err)
@@ -358,11 +360,6 @@ func (t pullTarget) Exists(ctx context.Context, desc ocispec.Descriptor) (bool, 
 	if err != nil || !ok {
 		return ok, err
 	}
-	if desc.Digest == t.p.root {
-		// Likely a namespace that holds the image already, but for its
-		// name: make the name's directories meanwhile.
-		t.p.dirs.start()
-	}
 	children, err := t.p.successors(ctx, t.Target, desc)
 	if err != nil {
 		return false, err
@@ -390,24 +387,42 @@ func (t pullTarget) Exists(ctx context.Context, desc ocispec.Descriptor) (bool, 
 	return !missing.Load(), nil
 }
 
-// refDirs makes an image's directories (images/<prefix>/...), two
-// durable commits for images/host/repo:tag, while the pull checks the
-// blobs it already holds.
+// refDirs makes an image's directories (images/<prefix>/...), one
+// durable commit each (two for images/host/repo:tag), while the pull
+// reads and checks what the namespace holds already.
 type refDirs struct {
-	path    string
-	once    sync.Once
-	started atomic.Bool
-	done    chan struct{}
-	err     error
+	images string // the namespace's images/
+	path   string // the image's directory, below images
+	once   sync.Once
+	done   chan struct{}
+	err    error
+	made   []string // the directories this pull made, deepest first
 }
 
-// start makes them in the background, once.
+// start makes them in the background, once: each by mkdir from the
+// top, an existing one (EEXIST) left as it is. No stat asks first: a
+// new namespace has none of them, and mkdir says which exist.
 func (d *refDirs) start() {
 	d.once.Do(func() {
-		d.started.Store(true)
 		go func() {
 			defer close(d.done)
-			d.err = os.MkdirAll(d.path, 0o755)
+			rel, err := filepath.Rel(d.images, d.path)
+			if err != nil || rel == "." || strings.HasPrefix(rel, "..") {
+				return // images/ itself, or no ref (ImagePath refused it)
+			}
+			dir := d.images
+			for _, name := range strings.Split(rel, string(filepath.Separator)) {
+				dir = filepath.Join(dir, name)
+				err := os.Mkdir(dir, 0o755)
+				switch {
+				case err == nil:
+					d.made = append([]string{dir}, d.made...)
+				case errors.Is(err, os.ErrExist):
+				default:
+					d.err = err
+					return
+				}
+			}
 		}()
 	})
 }
@@ -419,11 +434,11 @@ func (d *refDirs) wait() error {
 	return d.err
 }
 
-// waitIfStarted waits for a start under way.
-func (d *refDirs) waitIfStarted() {
-	if d.started.Load() {
-		<-d.done
-	}
+// remove takes away, once made, those of them this pull made that are
+// still empty.
+func (d *refDirs) remove() {
+	_ = d.wait()
+	removeEmptyDirs(d.made)
 }
 
 // existsConcurrency bounds the blobs Exists checks at once: the

@@ -2,7 +2,6 @@ package client
 
 import (
 	"net/url"
-	"regexp"
 	"strings"
 
 	"github.com/pkg/errors"
@@ -20,23 +19,9 @@ const (
 	nameTotalLengthMax  = 255
 )
 
-var (
-	// The grammar of github.com/distribution/reference (regexp.go).
-	alphanumeric    = `[a-z0-9]+`
-	separator       = `(?:[._]|__|[-]+)`
-	pathComponent   = alphanumeric + `(?:` + separator + alphanumeric + `)*`
-	domainComponent = `(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])`
-	domainName      = domainComponent + `(?:\.` + domainComponent + `)*`
-	ipv6address     = `\[(?:[a-fA-F0-9:]+)\]`
-	domainAndPort   = `(?:` + domainName + `|` + ipv6address + `)(?::[0-9]+)?`
-	tagPattern      = `[\w][\w.-]{0,127}`
-	digestPattern   = `[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][[:xdigit:]]{32,}`
-	namePattern     = `(?:` + domainAndPort + `/)?` + pathComponent + `(?:/` + pathComponent + `)*`
-
-	referenceRegexp  = regexp.MustCompile(`^(` + namePattern + `)(?::(` + tagPattern + `))?(?:@(` + digestPattern + `))?$`)
-	hexIdentifierRe  = regexp.MustCompile(`^[a-f0-9]{64}$`)
-	digestHexLengths = map[string]int{"sha256": 64, "sha384": 96, "sha512": 128}
-)
+// digestHexLengths are the digest algorithms a reference may pin, with
+// the length of their hex.
+var digestHexLengths = map[string]int{"sha256": 64, "sha384": 96, "sha512": 128}
 
 // dockerRef is a parsed Docker reference: domain/path[:tag][@digest].
 type dockerRef struct {
@@ -75,7 +60,7 @@ func (r dockerRef) familiar() string {
 // Docker Hub's defaults, as reference.ParseNormalizedNamed does: "redis"
 // → docker.io/library/redis, "foo/bar" → docker.io/foo/bar. It adds no tag.
 func parseNormalizedNamed(s string) (dockerRef, error) {
-	if hexIdentifierRe.MatchString(s) {
+	if isHexIdentifier(s) {
 		return dockerRef{}, errors.Errorf("invalid repository name %q: cannot specify 64-byte hexadecimal strings", s)
 	}
 	domain, remainder := splitDockerDomain(s)
@@ -86,15 +71,15 @@ func parseNormalizedNamed(s string) (dockerRef, error) {
 	if strings.ToLower(remoteName) != remoteName {
 		return dockerRef{}, errors.Errorf("invalid reference %q: repository name %q must be lowercase", s, remoteName)
 	}
-	m := referenceRegexp.FindStringSubmatch(domain + "/" + remainder)
-	if m == nil {
+	name, tag, dgst, ok := matchReference(domain + "/" + remainder)
+	if !ok {
 		return dockerRef{}, errors.Errorf("invalid reference %q: not a valid image reference", s)
 	}
-	if len(m[1]) > nameTotalLengthMax {
+	if len(name) > nameTotalLengthMax {
 		return dockerRef{}, errors.Errorf("invalid reference %q: repository name over %d characters", s, nameTotalLengthMax)
 	}
-	r := dockerRef{tag: m[2], digest: m[3]}
-	r.domain, r.path, _ = strings.Cut(m[1], "/")
+	r := dockerRef{tag: tag, digest: dgst}
+	r.domain, r.path, _ = strings.Cut(name, "/")
 	if r.digest != "" {
 		alg, hex, _ := strings.Cut(r.digest, ":")
 		if n, ok := digestHexLengths[alg]; !ok || len(hex) != n || strings.ToLower(hex) != hex {

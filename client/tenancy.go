@@ -6,7 +6,6 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"strings"
 
 	"github.com/nsfs/nsfs/errdefs"
 	"github.com/opencontainers/go-digest"
@@ -107,24 +106,6 @@ func sizeString(n int64) string {
 		return strconv.FormatInt(n, 10) + " B"
 	}
 	return fmt.Sprintf("%.1f %s (%d bytes)", f, units[i], n)
-}
-
-// missingRefDirs are the directories of ref's path below images/ that do
-// not exist yet, deepest first: the ones writing the image makes.
-func (n Namespace) missingRefDirs(ref string) []string {
-	path, err := n.Target().ImagePath(ref)
-	if err != nil {
-		return nil
-	}
-	images := filepath.Join(n.Dir(), "images")
-	var dirs []string
-	for dir := filepath.Dir(path); strings.HasPrefix(dir, images+string(filepath.Separator)); dir = filepath.Dir(dir) {
-		if _, err := os.Lstat(dir); err == nil {
-			break
-		}
-		dirs = append(dirs, dir)
-	}
-	return dirs
 }
 
 // removeEmptyDirs removes what it can of dirs, in order (deepest first):

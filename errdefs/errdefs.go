@@ -11,11 +11,13 @@
 package errdefs
 
 import (
+	"errors"
 	"fmt"
-
-	"github.com/pkg/errors"
 )
 
+// The kinds are plain values, made without the stack trace
+// github.com/pkg/errors.New records (nothing prints one): every nsfs
+// process makes them before main.
 var (
 	ErrNotFound        = errors.New("not found")         // ENOENT
 	ErrExists          = errors.New("already exists")    // EEXIST

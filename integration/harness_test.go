@@ -119,7 +119,7 @@ func runSuite(m *testing.M) int {
 	defer cancel()
 	// The tags of `make build` (the Makefile's NSFS_TAGS), so that the
 	// binary tested is the one users run.
-	build := command(ctx, "go", "build", "-tags", "urfave_cli_no_docs", "-o", nsfsBin, "./cmd/nsfs")
+	build := command(ctx, "go", "build", "-tags", "urfave_cli_no_docs,netgo,osusergo", "-o", nsfsBin, "./cmd/nsfs")
 	build.Dir = ".." // the module root: go test runs in the package directory
 	if out, err := combinedOutput(nil, build); err != nil {
 		fmt.Fprintf(os.Stderr, "integration: go build ./cmd/nsfs: %v\n%s", err, out)

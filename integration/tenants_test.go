@@ -460,6 +460,9 @@ func TestTenantPullOverQuotaKeepsNothing(t *testing.T) {
 	pushImage(t, reg.addr+"/test/app", "v1", app, nil)
 	ref := reg.addr + "/test/app:v1"
 	mustRun(t, d.mnt, "mkdir", "ns/q")
+	// The ref's first directory is there already: it stays, and the one
+	// the pull made below it (test/) goes.
+	mustRun(t, d.mnt, "mkdir", "ns/q/images/"+reg.addr)
 	mustPullCLI(t, d, nil, "namespaces", "quota", "q", "200K")
 	before := tenantState(t, d)
 	r := failPullCLI(t, d, []string{"NSFS_NAMESPACE=q"}, `namespace "q": disk quota exceeded`, "pull", "--plain-http", "--quiet", ref)

@@ -8,6 +8,7 @@
 package xattr
 
 import (
+	stderrors "errors"
 	"sort"
 	"strconv"
 	"strings"
@@ -27,14 +28,16 @@ const (
 // MaxNameLen is XATTR_NAME_MAX.
 const MaxNameLen = 255
 
+// Plain values, without the stack trace github.com/pkg/errors.New
+// records, made before main by every nsfs process.
 var (
-	ErrNotSupported = errors.New("only user.* extended attributes are supported")
-	ErrInvalidName  = errors.New("invalid extended attribute name")
-	ErrNameTooLong  = errors.New("extended attribute name too long")
-	ErrRange        = errors.New("buffer too small")
-	ErrExists       = errors.New("extended attribute exists")
-	ErrNoData       = errors.New("no such extended attribute")
-	ErrInvalidFlags = errors.New("invalid setxattr flags")
+	ErrNotSupported = stderrors.New("only user.* extended attributes are supported")
+	ErrInvalidName  = stderrors.New("invalid extended attribute name")
+	ErrNameTooLong  = stderrors.New("extended attribute name too long")
+	ErrRange        = stderrors.New("buffer too small")
+	ErrExists       = stderrors.New("extended attribute exists")
+	ErrNoData       = stderrors.New("no such extended attribute")
+	ErrInvalidFlags = stderrors.New("invalid setxattr flags")
 )
 
 // Key returns the label key for an xattr name ("user.team" → "team").

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"sync"
 	"syscall"
 
 	"github.com/pkg/errors"
@@ -11,7 +12,10 @@ import (
 
 // fusermountCode is go-fuse's message when fusermount fails at mount: it
 // prints the raw wait status ("exited with code 256" for exit status 1).
-var fusermountCode = regexp.MustCompile(`fusermount exited with code (\d+)\s*`)
+// Compiled at the first failed mount, not by every CLI process.
+var fusermountCode = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`fusermount exited with code (\d+)\s*`)
+})
 
 // fusermountError says a failed fusermount's exit status (or signal) as
 // a shell would, instead of the wait status go-fuse prints; any other
@@ -20,7 +24,7 @@ func fusermountError(err error) error {
 	if err == nil {
 		return nil
 	}
-	m := fusermountCode.FindStringSubmatch(err.Error())
+	m := fusermountCode().FindStringSubmatch(err.Error())
 	if m == nil {
 		return err
 	}
@@ -38,5 +42,5 @@ func fusermountError(err error) error {
 	default:
 		return err
 	}
-	return errors.New(fusermountCode.ReplaceAllLiteralString(err.Error(), said))
+	return errors.New(fusermountCode().ReplaceAllLiteralString(err.Error(), said))
 }
