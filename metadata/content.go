@@ -106,7 +106,7 @@ func (db *DB) visible(tx *bolt.Tx, ns string, d digest.Digest) (int64, bool) {
 	return getInt64(cb, keySize), true
 }
 
-// heldBlob returns namespaces/<ns>/blobs/<d>/ or nil.
+// heldBlob returns ns/<ns>/blobs/<d>/ or nil.
 func heldBlob(nsb *bolt.Bucket, d digest.Digest) *bolt.Bucket {
 	bb := nsb.Bucket(bucketBlobs)
 	if bb == nil {

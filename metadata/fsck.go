@@ -312,17 +312,20 @@ type holdKey struct {
 // the content records are compared with at the end.
 func (s *fsckState) scanRecords(tx *bolt.Tx) error {
 	v1 := root(tx)
-	all, content := v1.Bucket(bucketNamespaces), v1.Bucket(bucketContent)
-	if all == nil || content == nil {
-		s.add("meta.db", "the namespaces/ or content/ bucket is missing; the store cannot be checked further")
+	all, content := namespacesBucket(tx), v1.Bucket(bucketContent)
+	if content == nil {
+		s.add("meta.db", "the content/ bucket is missing; the store cannot be checked further")
 		return nil
+	}
+	if idsBucket(tx) == nil {
+		s.add("meta.db", "the nsdir/ bucket (the ID sequence) is missing")
 	}
 	s.readUnheld(v1)
 	s.judgeFileSizes(content)
 	r := &recordScan{
 		fsckState: s,
 		records:   content,
-		seq:       v1.Sequence(),
+		seq:       idSequence(tx),
 		ids:       map[uint64]string{},
 		holds:     map[holdKey]holdInfo{},
 		claims:    map[holdKey]uint64{},
@@ -410,7 +413,7 @@ func (s *recordScan) useID(object string, id uint64) {
 // scanNamespace checks one entry of namespaces/ (v is its value: nil for
 // a bucket): its name, ID and buckets, then its labels, holds, images,
 // imagedata and directories.
-func (s *recordScan) scanNamespace(all *bolt.Bucket, name, v []byte) {
+func (s *recordScan) scanNamespace(all namespaceSet, name, v []byte) {
 	ns := string(name)
 	obj := nsObject(ns)
 	if v != nil {

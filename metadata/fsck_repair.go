@@ -273,6 +273,10 @@ func repairShape(tx *bolt.Tx, did func(string, ...any)) error {
 	if err := repairTop(v1, did); err != nil {
 		return err
 	}
+	ids, err := repairIDs(tx, did)
+	if err != nil {
+		return err
+	}
 	all := namespacesBucket(tx)
 	var keys, names [][]byte
 	_ = all.ForEach(func(k, v []byte) error {
@@ -292,9 +296,9 @@ func repairShape(tx *bolt.Tx, did func(string, ...any)) error {
 	nsIDs := map[uint64]bool{}
 	for _, name := range names {
 		nsb := all.Bucket(name)
-		if id := getUint64(nsb, keyID); len(nsb.Get(keyID)) != 8 || id == 0 || id > v1.Sequence() || nsIDs[id] {
-			newID := v1.Sequence() + 1
-			if err := v1.SetSequence(newID); err != nil {
+		if id := getUint64(nsb, keyID); len(nsb.Get(keyID)) != 8 || id == 0 || id > ids.Sequence() || nsIDs[id] {
+			newID := ids.Sequence() + 1
+			if err := ids.SetSequence(newID); err != nil {
 				return err
 			}
 			if err := putUint64(nsb, keyID, newID); err != nil {
@@ -326,7 +330,7 @@ func repairTop(v1 *bolt.Bucket, did func(string, ...any)) error {
 			return err
 		}
 	}
-	for _, b := range [][]byte{bucketNamespaces, bucketContent, bucketUnheld} {
+	for _, b := range [][]byte{bucketContent, bucketUnheld} {
 		if made, err := remakeBucket(v1, b); err != nil {
 			return err
 		} else if made {
@@ -334,6 +338,46 @@ func repairTop(v1 *bolt.Bucket, did func(string, ...any)) error {
 		}
 	}
 	return nil
+}
+
+// repairIDs gives a store that lost nsdir/ (version 3) a new one, its
+// sequence the highest ID a namespace or an image has (the IDs given
+// since are lost with it, and none is reused), and returns the bucket of
+// the ID sequence.
+func repairIDs(tx *bolt.Tx, did func(string, ...any)) (*bolt.Bucket, error) {
+	if ids := idsBucket(tx); ids != nil {
+		return ids, nil
+	}
+	ids, err := tx.CreateBucket(bucketNSDir)
+	if err != nil {
+		return nil, err
+	}
+	highest := uint64(0)
+	all := namespacesBucket(tx)
+	_ = all.ForEachBucket(func(name []byte) error {
+		nsb := all.Bucket(name)
+		highest = max(highest, getUint64(nsb, keyID))
+		if images := nsb.Bucket(bucketImages); images != nil {
+			_ = images.ForEach(func(_, v []byte) error {
+				if rec, err := decodeImageRecord(v); err == nil {
+					highest = max(highest, rec.id)
+				}
+				return nil
+			})
+		}
+		if data := nsb.Bucket(bucketImageData); data != nil {
+			_ = data.ForEachBucket(func(k []byte) error {
+				highest = max(highest, decodeUint64(k))
+				return nil
+			})
+		}
+		return nil
+	})
+	if err := ids.SetSequence(highest); err != nil {
+		return nil, err
+	}
+	did("%s/ was missing: made anew, its ID sequence at %d, the highest ID in use", bucketNSDir, highest)
+	return ids, nil
 }
 
 // remakeBucket makes parent's bucket name, empty, unless it exists (a key
@@ -353,7 +397,7 @@ func remakeBucket(parent *bolt.Bucket, name []byte) (bool, error) {
 
 // usedNamespaceIDs is the set of the namespaces' IDs: image IDs come from
 // the same sequence and must not repeat them (fs/ makes inodes of both).
-func usedNamespaceIDs(all *bolt.Bucket) map[uint64]bool {
+func usedNamespaceIDs(all namespaceSet) map[uint64]bool {
 	used := map[uint64]bool{}
 	_ = all.ForEachBucket(func(name []byte) error {
 		used[getUint64(all.Bucket(name), keyID)] = true
@@ -383,7 +427,7 @@ func repairImageRecords(tx *bolt.Tx, ns string, images, data *bolt.Bucket, used 
 		return nil
 	})
 	changed := correctTargets(ns, all, available, parse, did)
-	if err := reassignImageIDs(root(tx), ns, all, data, used, changed, did); err != nil {
+	if err := reassignImageIDs(idsBucket(tx), ns, all, data, used, changed, did); err != nil {
 		return err
 	}
 	for i, e := range all {
@@ -443,15 +487,15 @@ func idOwners(all []repairImage, data *bolt.Bucket) map[uint64]int {
 }
 
 // reassignImageIDs gives every image that cannot keep its ID (see
-// repairImageRecords) a new one from the sequence (of v1), and every
+// repairImageRecords) a new one from the ID sequence (ids), and every
 // image that keeps it its imagedata; changed gets the images it changed.
-func reassignImageIDs(v1 *bolt.Bucket, ns string, all []repairImage, data *bolt.Bucket, used map[uint64]bool, changed map[int]bool, did func(string, ...any)) error {
+func reassignImageIDs(ids *bolt.Bucket, ns string, all []repairImage, data *bolt.Bucket, used map[uint64]bool, changed map[int]bool, did func(string, ...any)) error {
 	owner := idOwners(all, data)
 	for i := range all {
 		e := &all[i]
 		id := e.rec.id
 		keeps := owner[id] == i
-		if keeps && id != 0 && id <= v1.Sequence() && !used[id] {
+		if keeps && id != 0 && id <= ids.Sequence() && !used[id] {
 			used[id] = true
 			if data.Bucket(encodeUint64(id)) == nil {
 				if _, err := data.CreateBucket(encodeUint64(id)); err != nil {
@@ -461,8 +505,8 @@ func reassignImageIDs(v1 *bolt.Bucket, ns string, all []repairImage, data *bolt.
 			}
 			continue
 		}
-		newID := v1.Sequence() + 1
-		if err := v1.SetSequence(newID); err != nil {
+		newID := ids.Sequence() + 1
+		if err := ids.SetSequence(newID); err != nil {
 			return err
 		}
 		dst, err := data.CreateBucket(encodeUint64(newID))
@@ -761,7 +805,7 @@ func repairContent(tx *bolt.Tx, available func(digest.Digest) (int64, string), d
 
 // holdersByBlob is, for every blob a namespace holds, the namespaces
 // that hold it.
-func holdersByBlob(all *bolt.Bucket) map[digest.Digest]map[string]bool {
+func holdersByBlob(all namespaceSet) map[digest.Digest]map[string]bool {
 	holders := map[digest.Digest]map[string]bool{}
 	_ = all.ForEachBucket(func(name []byte) error {
 		if bb := all.Bucket(name).Bucket(bucketBlobs); bb != nil {

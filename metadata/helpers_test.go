@@ -244,6 +244,7 @@ func checkInvariants(t testing.TB, db *DB) {
 	holders := map[key]bool{}   // global holder entries
 	content := map[string]bool{}
 	err := db.bolt.View(func(tx *bolt.Tx) error {
+		checkTopLayout(t, tx)
 		all := namespacesBucket(tx)
 		if err := all.ForEachBucket(func(name []byte) error {
 			ns := string(name)
@@ -375,4 +376,28 @@ func checkInvariants(t testing.TB, db *DB) {
 	for _, p := range rep.Problems {
 		t.Errorf("fsck: %s", p)
 	}
+}
+
+// checkTopLayout checks schema version 3's top level (nstop.go): v1/ has
+// no namespaces/ and no sequence or dirtimes/ of its own any more, and
+// nsdir/ has no nested bucket, so bbolt keeps it inline in the top page.
+func checkTopLayout(t testing.TB, tx *bolt.Tx) {
+	t.Helper()
+	v1 := root(tx)
+	if v1.Bucket(bucketNamespaces) != nil || v1.Bucket(bucketDirTimes) != nil || v1.Sequence() != 0 {
+		t.Errorf("v1/ still has namespaces/ (%v), dirtimes/ (%v) or a sequence (%d)",
+			v1.Bucket(bucketNamespaces) != nil, v1.Bucket(bucketDirTimes) != nil, v1.Sequence())
+	}
+	nsdir := tx.Bucket(bucketNSDir)
+	if nsdir == nil {
+		t.Errorf("no %s/ bucket", bucketNSDir)
+		return
+	}
+	if nsdir.Root() != 0 {
+		t.Errorf("%s/ is not inline (its root is page %d)", bucketNSDir, nsdir.Root())
+	}
+	_ = nsdir.ForEachBucket(func(k []byte) error {
+		t.Errorf("%s/ has a nested bucket %q", bucketNSDir, k)
+		return nil
+	})
 }

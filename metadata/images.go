@@ -122,7 +122,7 @@ func (db *DB) Images() ImageStore { return imageStore{db} }
 // imageStore is the DB seen as its ImageStore.
 type imageStore struct{ *DB }
 
-// imageRecord is the value of namespaces/<ns>/images/<ref>: everything a
+// imageRecord is the value of ns/<ns>/images/<ref>: everything a
 // listing shows, so that listing a directory reads one value per entry.
 type imageRecord struct {
 	id        uint64
@@ -204,7 +204,7 @@ func isImage(nsb *bolt.Bucket, ref string) bool {
 	return nsb.Bucket(bucketImages).Get([]byte(ref)) != nil
 }
 
-// imageData returns namespaces/<ns>/imagedata/<id>/ (its labels/, blobs/
+// imageData returns ns/<ns>/imagedata/<id>/ (its labels/, blobs/
 // and missing/ keys).
 func imageData(nsb *bolt.Bucket, id uint64) (*bolt.Bucket, error) {
 	all, err := subBucket(nsb, bucketImageData)
@@ -449,7 +449,7 @@ func imageBeingWritten(tx *bolt.Tx, nsb *bolt.Bucket, w ImageWrite) (*imageRecor
 		return nil, errors.WithMessagef(ErrImageGone, "image %q in namespace %q was renamed or removed meanwhile", shorten(ref), ns)
 	case old == nil && allData.Bucket(encodeUint64(w.ID)) != nil:
 		return nil, errors.WithMessagef(ErrImageGone, "image %q in namespace %q: the image being created was renamed meanwhile", shorten(ref), ns)
-	case old == nil && w.ID > root(tx).Sequence():
+	case old == nil && w.ID > idSequence(tx):
 		return nil, errors.WithMessagef(ErrInvalidArgument, "image %q in namespace %q: ID %d was not reserved", shorten(ref), ns, w.ID)
 	}
 	return old, nil

@@ -19,7 +19,7 @@ import (
 //
 // Schema (doc.go):
 //
-//	namespaces/<ns>/imagedata/<id>/
+//	ns/<ns>/imagedata/<id>/
 //	  missing/<digest> -> int64      a blob the image names and does not claim
 //	                                 yet, with the size its manifest names
 //	wanted/

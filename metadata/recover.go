@@ -309,14 +309,12 @@ func schemaShape(tx *bolt.Tx) []Problem {
 		return []Problem{{Object: "meta.db", What: "has no v1/ bucket"}}
 	}
 	var problems []Problem
-	for _, b := range [][]byte{bucketNamespaces, bucketContent} {
-		if v1.Bucket(b) == nil {
-			problems = append(problems, Problem{Object: "meta.db", What: fmt.Sprintf("has no v1/%s/ bucket", b)})
-		}
+	if v1.Bucket(bucketContent) == nil {
+		problems = append(problems, Problem{Object: "meta.db", What: fmt.Sprintf("has no v1/%s/ bucket", bucketContent)})
 	}
 	all := namespacesBucket(tx)
-	if all == nil {
-		return problems
+	if idsBucket(tx) == nil {
+		problems = append(problems, Problem{Object: "meta.db", What: fmt.Sprintf("has no %s/ bucket (the ID sequence)", bucketNSDir)})
 	}
 	// IDs are inode numbers in fs/: two objects with one would be one
 	// file to the kernel, and a delete of one would take the other's

@@ -18,8 +18,8 @@ import (
 //
 // Where they are kept:
 //
-//	v1/dirtimes/ns -> times             ns/ (namespaces come and go)
-//	v1/namespaces/<name>/dirtimes/
+//	nsdir/times -> times                ns/ (namespaces come and go)
+//	ns/<name>/dirtimes/
 //	  .            -> times             ns/<name> (set by utimes only; its
 //	                                    ctime also moves with its labels,
 //	                                    updatedat)
@@ -39,7 +39,7 @@ import (
 //	                                    blobs/sha256, finds it as it left it)
 //	image record: updatedat is the mtime; an optional changedat after
 //	  the digest is the ctime when it is later (labels, utimes)
-//	hold (namespaces/<name>/blobs/<d>/): mtime -> time (the content
+//	hold (ns/<name>/blobs/<d>/): mtime -> time (the content
 //	  record's createdat, so the same in every namespace, or set by
 //	  utimes), ctime -> time (labels, utimes), when set
 //
@@ -129,7 +129,7 @@ func touchDir(nsb *bolt.Bucket, key string, t time.Time) error {
 
 // namespacesChanged records that a namespace came or went at t (ns/).
 func namespacesChanged(tx *bolt.Tx, t time.Time) error {
-	return putDirTimes(root(tx), string(keyNamespaces), Times{t, t})
+	return putNamespacesTimes(tx, Times{t, t})
 }
 
 // imageEntryAdding records that path (a ref or a directory of images/)
@@ -190,7 +190,7 @@ func imageDirRemoved(nsb *bolt.Bucket, dir string, t time.Time) error {
 func (db *DB) DirTimes(ns, dir string) (t Times, ok bool, err error) {
 	err = db.bolt.View(func(tx *bolt.Tx) error {
 		if ns == "" {
-			t, ok = getDirTimes(root(tx), string(keyNamespaces))
+			t, ok = namespacesTimes(tx)
 			return nil
 		}
 		nsb, err := namespaceBucket(tx, ns)
@@ -257,7 +257,7 @@ func (t Times) orLater(o Times) Times {
 func (db *DB) SetDirModified(ns, dir string, mtime time.Time) error {
 	return db.batch(func(tx *bolt.Tx) error {
 		if ns == "" {
-			return putDirTimes(root(tx), string(keyNamespaces), Times{mtime.UTC(), now()})
+			return putNamespacesTimes(tx, Times{mtime.UTC(), now()})
 		}
 		nsb, err := namespaceBucket(tx, ns)
 		if err != nil {
