@@ -221,6 +221,9 @@ func (db *DB) initSchema(tx *bolt.Tx) error {
 	if _, err := tx.CreateBucket(bucketNSDir); err != nil {
 		return err
 	}
+	if _, err := createData(tx, noDataID); err != nil {
+		return err
+	}
 	if _, err := v1.CreateBucket(bucketContent); err != nil {
 		return err
 	}

@@ -35,10 +35,11 @@
 //	                                    and what a block leaves unused is
 //	                                    never used
 //	  times -> mtime, ctime             ns/: moved when namespaces come and go
-//	ns/<name>/                          a namespace (containerd's name rule),
-//	                                    a top-level bucket of its own: a
-//	                                    commit that changes only it writes its
-//	                                    pages and the top page (nstop.go)
+//	ns/<name>/                          a namespace's record (containerd's name
+//	                                    rule): flat keys, no nested bucket, so
+//	                                    inline in the top page while under
+//	                                    1 KiB; a label, a mkdir or an rmdir
+//	                                    commits that one page (nstop.go)
 //	  id -> uint64                      fs/ inode of ns/<name>
 //	  createdat -> time
 //	  updatedat -> time                 bumped by label changes
@@ -58,6 +59,10 @@
 //	                                    holds at the first open of a store
 //	                                    from before them
 //	  labels/<key> -> <value>           flat keys, as every labels/ below
+//	nsdata/<id>/                        a namespace's data, named by its ID
+//	                                    (8 bytes); made by the first write that
+//	                                    needs it: until then the namespace
+//	                                    reads nsdata/0/, always empty
 //	  images/
 //	    <ref> -> image record           a ref is a clean relative path; keys
 //	                                    sort bytewise, so everything below the
@@ -139,8 +144,8 @@
 // type and the digest as uvarint-length-prefixed strings).
 //
 // Invariants (checked by the tests after concurrent random operations):
-// content/<d>/namespaces/<ns> exists exactly when ns/<ns>/blobs/<d>
-// does; a content record has at least one holder; a namespace's held is
+// content/<d>/namespaces/<ns> exists exactly when the data of namespace
+// <ns> has blobs/<d>; a content record has at least one holder; a namespace's held is
 // the sum of the sizes of its holds, and only the sum over those whose
 // content record names it alone; shareable/<d> is the
 // number of namespaces labelled shareable that hold d; every digest in an
@@ -149,8 +154,10 @@
 // misses a blob its namespace can see with the size it names; a held
 // blob's images count
 // is the number of images of the namespace whose claim set names it; image
-// records and imagedata buckets pair one to one by ID; no image's data and
-// no hold has a nested bucket; every content record
+// records and imagedata buckets pair one to one by ID; no image's data, no
+// hold and no namespace record has a nested bucket; every nsdata/<id>
+// belongs to the namespace record with ID <id>, and nsdata/0 is empty;
+// every content record
 // has its file in the blob directory, and every blob file a content record
 // (but for a crash, see below).
 //

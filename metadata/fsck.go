@@ -1,6 +1,7 @@
 package metadata
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"sort"
@@ -337,6 +338,7 @@ func (s *fsckState) scanRecords(tx *bolt.Tx) error {
 	}); err != nil {
 		return err
 	}
+	s.scanDataBuckets(tx)
 	if err := content.ForEach(r.scanContentRecord); err != nil {
 		return err
 	}
@@ -428,7 +430,7 @@ func (s *recordScan) scanNamespace(all namespaceSet, name, v []byte) {
 	s.useID(obj, getUint64(nsb, keyID))
 	missing := false
 	for _, sub := range [][]byte{bucketImages, bucketImageData, bucketDirs, bucketBlobs} {
-		if nsb.Bucket(sub) == nil {
+		if nsSub(nsb, sub) == nil {
 			s.add(obj, "its %s/ bucket is missing", sub)
 			missing = true
 		}
@@ -437,15 +439,15 @@ func (s *recordScan) scanNamespace(all namespaceSet, name, v []byte) {
 		return
 	}
 	s.checkLabels(obj, labelsOf(nsb))
-	s.scanHolds(ns, nsb.Bucket(bucketBlobs))
+	s.scanHolds(ns, nsSub(nsb, bucketBlobs))
 	owned := map[uint64]bool{}
-	_ = nsb.Bucket(bucketImages).ForEach(func(k, v []byte) error {
+	_ = nsSub(nsb, bucketImages).ForEach(func(k, v []byte) error {
 		if id, ok := s.scanImage(ns, nsb, k, v); ok {
 			owned[id] = true
 		}
 		return nil
 	})
-	s.scanImageData(obj, nsb.Bucket(bucketImageData), owned)
+	s.scanImageData(obj, nsSub(nsb, bucketImageData), owned)
 	s.scanDirs(obj, nsb)
 }
 
@@ -475,7 +477,7 @@ func (s *recordScan) scanHolds(ns string, bb *bolt.Bucket) {
 // namespace ns (nsb): its ref, its record, its imagedata, its claims and
 // its target. It returns the image's ID once its record decodes.
 func (s *recordScan) scanImage(ns string, nsb *bolt.Bucket, k, v []byte) (uint64, bool) {
-	data, dirs := nsb.Bucket(bucketImageData), nsb.Bucket(bucketDirs)
+	data, dirs := nsSub(nsb, bucketImageData), nsSub(nsb, bucketDirs)
 	ref := string(k)
 	iobj := imageObject(ns, ref)
 	if v == nil {
@@ -512,8 +514,8 @@ func (s *recordScan) scanImage(ns string, nsb *bolt.Bucket, k, v []byte) (uint64
 		s.add(iobj, "target digest %q is invalid", shorten(string(t.Digest)))
 		return rec.id, true
 	}
-	set := s.scanClaims(ns, iobj, idb, nsb.Bucket(bucketBlobs), t.Digest)
-	s.checkTarget(iobj, rec, set, nsb.Bucket(bucketBlobs), missingSet(idb))
+	set := s.scanClaims(ns, iobj, idb, nsSub(nsb, bucketBlobs), t.Digest)
+	s.checkTarget(iobj, rec, set, nsSub(nsb, bucketBlobs), missingSet(idb))
 	return rec.id, true
 }
 
@@ -586,7 +588,7 @@ func (s *recordScan) scanImageData(obj string, data *bolt.Bucket, owned map[uint
 // scanDirs checks the explicit directories of a namespace (obj, nsb):
 // valid paths, none below an image.
 func (s *recordScan) scanDirs(obj string, nsb *bolt.Bucket) {
-	_ = nsb.Bucket(bucketDirs).ForEach(func(k, _ []byte) error {
+	_ = nsSub(nsb, bucketDirs).ForEach(func(k, _ []byte) error {
 		path := string(k)
 		dobj := fmt.Sprintf("%s: directory images/%s", obj, shorten(path))
 		if err := names.ValidateRef(path); err != nil {
@@ -731,6 +733,47 @@ func (s *fsckState) checkManifest(object string, rec imageRecord, claimed map[di
 			if size := getInt64(cb, keySize); size != r.Size {
 				s.add(object, "%s blob %s is %d bytes, but the manifest says %d", r.Role, r.Digest, size, r.Size)
 			}
+		}
+	}
+}
+
+// scanDataBuckets checks schema version 3's top level (nstop.go): every
+// data bucket nsdata/<id>/ belongs to the namespace record with that ID,
+// no record has a nested bucket, and the data of ID 0 (what a namespace
+// without data of its own reads) is there and empty.
+func (s *fsckState) scanDataBuckets(tx *bolt.Tx) {
+	if legacyLayout(tx) {
+		return
+	}
+	owners := map[uint64]bool{}
+	all := namespacesBucket(tx)
+	_ = all.ForEachBucket(func(name []byte) error {
+		nsb := all.Bucket(name)
+		owners[getUint64(nsb, keyID)] = true
+		_ = nsb.ForEachBucket(func(k []byte) error {
+			s.add(nsObject(string(name)), "its record has a nested bucket %q", k)
+			return nil
+		})
+		return nil
+	})
+	empty := tx.Bucket(noData)
+	if empty == nil {
+		s.add("meta.db", "the nsdata/0/ bucket (the data of a namespace that has none yet) is missing")
+	} else {
+		_ = empty.ForEach(func(k, v []byte) error {
+			if b := empty.Bucket(k); v != nil || b == nil || !isEmptyBucket(b) {
+				s.add("meta.db", "nsdata/0/ (the data of a namespace that has none yet) is not empty: it has %q", k)
+			}
+			return nil
+		})
+	}
+	c := tx.Cursor()
+	for k, _ := c.Seek(prefixData); k != nil && bytes.HasPrefix(k, prefixData); k, _ = c.Next() {
+		id := k[len(prefixData):]
+		if len(id) != 8 {
+			s.add(fmt.Sprintf("data bucket %q", k), "is not named by an ID")
+		} else if n := decodeUint64(id); n != 0 && !owners[n] {
+			s.add(fmt.Sprintf("data bucket nsdata/%d", n), "belongs to no namespace (no record has ID %d)", n)
 		}
 	}
 }

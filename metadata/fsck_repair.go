@@ -277,6 +277,12 @@ func repairShape(tx *bolt.Tx, did func(string, ...any)) error {
 	if err != nil {
 		return err
 	}
+	if !legacyLayout(tx) && tx.Bucket(noData) == nil {
+		if _, err := createData(tx, noDataID); err != nil {
+			return err
+		}
+		did("nsdata/0/ (the empty data of a namespace that has none yet) was missing: made anew")
+	}
 	all := namespacesBucket(tx)
 	var keys, names [][]byte
 	_ = all.ForEach(func(k, v []byte) error {
@@ -310,7 +316,11 @@ func repairShape(tx *bolt.Tx, did func(string, ...any)) error {
 			nsIDs[id] = true
 		}
 		for _, sub := range [][]byte{bucketImages, bucketImageData, bucketDirs, bucketBlobs} {
-			if made, err := remakeBucket(nsb, sub); err != nil {
+			data := nsData(nsb)
+			if data == nil {
+				return errors.WithMessagef(errCorrupt, "namespace %q: its data bucket cannot be made", name)
+			}
+			if made, err := remakeBucket(data, sub); err != nil {
 				return err
 			} else if made {
 				did("namespace %q: its %s/ bucket was missing: made anew, empty", name, sub)
@@ -357,7 +367,7 @@ func repairIDs(tx *bolt.Tx, did func(string, ...any)) (*bolt.Bucket, error) {
 	_ = all.ForEachBucket(func(name []byte) error {
 		nsb := all.Bucket(name)
 		highest = max(highest, getUint64(nsb, keyID))
-		if images := nsb.Bucket(bucketImages); images != nil {
+		if images := nsSub(nsb, bucketImages); images != nil {
 			_ = images.ForEach(func(_, v []byte) error {
 				if rec, err := decodeImageRecord(v); err == nil {
 					highest = max(highest, rec.id)
@@ -365,7 +375,7 @@ func repairIDs(tx *bolt.Tx, did func(string, ...any)) (*bolt.Bucket, error) {
 				return nil
 			})
 		}
-		if data := nsb.Bucket(bucketImageData); data != nil {
+		if data := nsSub(nsb, bucketImageData); data != nil {
 			_ = data.ForEachBucket(func(k []byte) error {
 				highest = max(highest, decodeUint64(k))
 				return nil
@@ -536,7 +546,7 @@ func reassignImageIDs(ids *bolt.Bucket, ns string, all []repairImage, data *bolt
 // buckets is left to a human.
 func (db *DB) repairNamespace(tx *bolt.Tx, ns string, used map[uint64]bool, available func(digest.Digest) (int64, string), did func(string, ...any)) error {
 	nsb := namespacesBucket(tx).Bucket([]byte(ns))
-	images, data, bb := nsb.Bucket(bucketImages), nsb.Bucket(bucketImageData), nsb.Bucket(bucketBlobs)
+	images, data, bb := nsSub(nsb, bucketImages), nsSub(nsb, bucketImageData), nsSub(nsb, bucketBlobs)
 	if images == nil || data == nil || bb == nil {
 		return nil
 	}
@@ -808,7 +818,7 @@ func repairContent(tx *bolt.Tx, available func(digest.Digest) (int64, string), d
 func holdersByBlob(all namespaceSet) map[digest.Digest]map[string]bool {
 	holders := map[digest.Digest]map[string]bool{}
 	_ = all.ForEachBucket(func(name []byte) error {
-		if bb := all.Bucket(name).Bucket(bucketBlobs); bb != nil {
+		if bb := nsSub(all.Bucket(name), bucketBlobs); bb != nil {
 			_ = bb.ForEachBucket(func(k []byte) error {
 				d := digest.Digest(k)
 				if holders[d] == nil {

@@ -1,6 +1,8 @@
 package metadata
 
 import (
+	"bytes"
+
 	"github.com/pkg/errors"
 	bolt "go.etcd.io/bbolt"
 )
@@ -52,12 +54,12 @@ func migrate1to2(tx *bolt.Tx, v1 *bolt.Bucket) error {
 		if err := flatten(nsb, bucketLabels); err != nil {
 			return err
 		}
-		if err := forEachBucket(nsb.Bucket(bucketBlobs), func(hold *bolt.Bucket) error {
+		if err := forEachBucket(nsSub(nsb, bucketBlobs), func(hold *bolt.Bucket) error {
 			return flatten(hold, bucketLabels)
 		}); err != nil {
 			return err
 		}
-		imageData := nsb.Bucket(bucketImageData)
+		imageData := nsSub(nsb, bucketImageData)
 		if imageData == nil {
 			return nil // fsck says so; --repair makes it again
 		}
@@ -82,12 +84,12 @@ func migrate1to2(tx *bolt.Tx, v1 *bolt.Bucket) error {
 	return putUint64(v1, keyVersion, 2)
 }
 
-// migrate2to3 is migrate's version 2 to 3 (nstop.go): every
-// v1/namespaces/<name>/ becomes the top-level bucket ns/<name>/, as it
-// was (images/ and imagedata/ filled densely, as fillDense fills them);
-// v1/'s sequence, the ID counter, becomes nsdir/'s, and v1/dirtimes/ns
-// (ns/'s times) nsdir/'s key times. A store already in that shape (a
-// repair set its lost version to 1) keeps its nsdir/.
+// migrate2to3 is migrate's version 2 to 3 (nstop.go): the keys of every
+// v1/namespaces/<name>/ become its record ns/<name>/, its nested buckets
+// its data nsdata/<id>/ (images/ and imagedata/ filled densely, as
+// fillDense fills them); v1/'s sequence, the ID counter, becomes nsdir/'s,
+// and v1/dirtimes/ns (ns/'s times) nsdir/'s key times. A store already in
+// that shape (a repair set its lost version to 1) keeps its nsdir/.
 func migrate2to3(tx *bolt.Tx, v1 *bolt.Bucket) error {
 	err := func() error {
 		if tx.Bucket(bucketNSDir) == nil {
@@ -102,6 +104,11 @@ func migrate2to3(tx *bolt.Tx, v1 *bolt.Bucket) error {
 				if err := nsdir.Put(keyTimes, encodeTimes(t)); err != nil {
 					return err
 				}
+			}
+		}
+		if tx.Bucket(noData) == nil {
+			if _, err := createData(tx, noDataID); err != nil {
+				return err
 			}
 		}
 		if err := v1.SetSequence(0); err != nil {
@@ -121,11 +128,11 @@ func migrate2to3(tx *bolt.Tx, v1 *bolt.Bucket) error {
 			if v != nil || src == nil {
 				return nil // a key where a namespace should be: nothing to move
 			}
-			dst, err := tx.CreateBucket(namespaceKey(name))
+			rec, err := tx.CreateBucket(namespaceKey(name))
 			if err != nil {
 				return errors.WithMessagef(err, "namespace %q", shorten(string(name)))
 			}
-			return copyNamespace(dst, src)
+			return splitNamespace(tx, rec, src)
 		})
 		if err != nil {
 			return err
@@ -138,36 +145,34 @@ func migrate2to3(tx *bolt.Tx, v1 *bolt.Bucket) error {
 	return putUint64(v1, keyVersion, 3)
 }
 
-// copyNamespace copies namespace bucket src into the new dst, its
-// images/ and imagedata/ filled to appendFillPercent.
-func copyNamespace(dst, src *bolt.Bucket) error {
-	for _, name := range [][]byte{bucketImages, bucketImageData} {
-		if sb := src.Bucket(name); sb != nil {
-			child, err := dst.CreateBucket(name)
-			if err != nil {
-				return err
-			}
-			child.FillPercent = appendFillPercent
-			if err := copyBucket(child, sb); err != nil {
-				return err
-			}
+// splitNamespace copies the keys of version 2's namespace bucket src into
+// its new record rec, and its nested buckets into its new data bucket
+// (none when its ID is not one: fsck reports the record, and --repair
+// gives it an ID and empty buckets), images/ and imagedata/ filled to
+// appendFillPercent.
+func splitNamespace(tx *bolt.Tx, rec, src *bolt.Bucket) error {
+	var data *bolt.Bucket
+	if id := src.Get(keyID); len(id) == 8 && decodeUint64(id) != 0 && tx.Bucket(dataKey(id)) == nil {
+		var err error
+		if data, err = tx.CreateBucket(dataKey(id)); err != nil {
+			return err
 		}
-	}
-	if err := dst.SetSequence(src.Sequence()); err != nil {
-		return err
 	}
 	return src.ForEach(func(k, v []byte) error {
-		if dst.Bucket(k) != nil {
-			return nil // copied above
-		}
 		k = append([]byte(nil), k...)
 		nested := src.Bucket(k)
 		if nested == nil {
-			return dst.Put(k, append([]byte{}, v...))
+			return rec.Put(k, append([]byte{}, v...))
 		}
-		child, err := dst.CreateBucket(k)
+		if data == nil {
+			return nil
+		}
+		child, err := data.CreateBucket(k)
 		if err != nil {
 			return err
+		}
+		if bytes.Equal(k, bucketImages) || bytes.Equal(k, bucketImageData) {
+			child.FillPercent = appendFillPercent
 		}
 		return copyBucket(child, nested)
 	})

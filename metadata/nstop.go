@@ -7,21 +7,115 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Schema version 3 keeps each namespace in a top-level bucket of its own,
-// "ns/<name>", and what changes when namespaces come and go (the ID
-// sequence, ns/'s times) in the small top-level bucket nsdir/, which bbolt
-// keeps inline in the page of the top-level bucket headers. bbolt rewrites
-// every page from a changed key up to that page at each commit, one
-// write each before the commit's fdatasync: under v1/namespaces/ a label
-// of a namespace rewrote its page, namespaces/'s, v1/'s and the top page
-// (4 pages and the meta page); now its page and the top page. A mkdir
-// writes its new page and the top page (was 4), an rmdir the top page
-// alone (was 3).
+// Schema version 3 splits a namespace in two top-level buckets: its
+// record "ns/<name>" (ID, times, owner, settings, counters, labels: flat
+// keys, no nested bucket) and its data "nsdata/<id>" (images/,
+// imagedata/, dirs/, dirtimes/, blobs/). What changes when namespaces
+// come and go (the ID sequence, ns/'s times) is in the top-level bucket
+// nsdir/. Without a nested bucket, bbolt keeps a bucket under 1 KiB
+// inline in its parent's page: nsdir/ and every record live in the page
+// of the top-level bucket headers (the top page).
+//
+// bbolt rewrites, at every commit, each page from a changed key up to the
+// top page, one write each before the commit's first fdatasync; pages far
+// apart in the file cost a disk request each. Under v1/namespaces/<name>/
+// a namespace label rewrote 4 pages (its own, namespaces/'s, v1/'s, the
+// top page), a mkdir 4 and an rmdir 3. Now a label of a namespace, a
+// mkdir and an rmdir rewrite the top page alone. A namespace gets its
+// data bucket from the first write transaction that reaches its data
+// (nsData); until then it reads the data of ID 0, never an ID of
+// anything, which is always empty.
 var (
 	prefixNamespace = []byte("ns/")
+	prefixData      = []byte("nsdata/")
 	bucketNSDir     = []byte("nsdir")
 	keyTimes        = []byte("times")
+	// noData is the key of the data of ID 0: empty, never written.
+	noDataID = make([]byte, 8)
+	noData   = dataKey(noDataID)
 )
+
+// dataKey is the top-level bucket name of the data of the namespace whose
+// ID is id (8 bytes).
+func dataKey(id []byte) []byte {
+	return append(append([]byte(nil), prefixData...), id...)
+}
+
+// legacyLayout reports whether tx's store keeps its namespaces in
+// v1/namespaces/ (version 1 or 2, opened read-only, or being migrated).
+func legacyLayout(tx *bolt.Tx) bool {
+	v1 := root(tx)
+	return v1 != nil && v1.Bucket(bucketNamespaces) != nil
+}
+
+// nsDataIfAny is the bucket holding namespace nsb's images/, imagedata/,
+// dirs/, dirtimes/ and blobs/: its data bucket, or nil when it has none
+// yet; in a store of version 1 or 2, nsb itself.
+func nsDataIfAny(nsb *bolt.Bucket) *bolt.Bucket {
+	tx := nsb.Tx()
+	if legacyLayout(tx) {
+		return nsb
+	}
+	id := nsb.Get(keyID)
+	if len(id) != 8 {
+		return nil // fsck's to report
+	}
+	return tx.Bucket(dataKey(id))
+}
+
+// nsData is nsDataIfAny, made (empty) in a write transaction when the
+// namespace has none yet: a write transaction never sees the empty data of
+// ID 0, so nothing is ever written there. A read sees that data for a
+// namespace with none (nil if the store lost it: Recover refuses such a
+// store).
+func nsData(nsb *bolt.Bucket) *bolt.Bucket {
+	if data := nsDataIfAny(nsb); data != nil {
+		return data
+	}
+	tx := nsb.Tx()
+	if !tx.Writable() {
+		return tx.Bucket(noData)
+	}
+	id := nsb.Get(keyID)
+	if len(id) != 8 || decodeUint64(id) == 0 {
+		// A record without an ID: Recover refuses the store, fsck
+		// --repair gives it one.
+		return nil
+	}
+	data, err := createData(tx, id)
+	if err != nil {
+		return nil
+	}
+	return data
+}
+
+// createData makes the empty data bucket of the namespace with ID id.
+func createData(tx *bolt.Tx, id []byte) (*bolt.Bucket, error) {
+	data, err := tx.CreateBucket(dataKey(id))
+	if err != nil {
+		return nil, err
+	}
+	for _, sub := range [][]byte{bucketImages, bucketImageData, bucketDirs, bucketBlobs} {
+		b, err := data.CreateBucket(sub)
+		if err != nil {
+			return nil, err
+		}
+		if bytes.Equal(sub, bucketImages) || bytes.Equal(sub, bucketImageData) {
+			b.FillPercent = appendFillPercent
+		}
+	}
+	return data, nil
+}
+
+// nsSub is namespace nsb's bucket name (images/, imagedata/, dirs/,
+// dirtimes/ or blobs/), nil when it has none (nsData).
+func nsSub(nsb *bolt.Bucket, name []byte) *bolt.Bucket {
+	data := nsData(nsb)
+	if data == nil {
+		return nil
+	}
+	return data.Bucket(name)
+}
 
 // namespaceKey is the top-level bucket name of namespace name.
 func namespaceKey(name []byte) []byte {
@@ -58,10 +152,17 @@ func (s namespaceSet) CreateBucket(name []byte) (*bolt.Bucket, error) {
 	return s.tx.CreateBucket(namespaceKey(name))
 }
 
-// DeleteBucket deletes namespace name's bucket and all it has.
+// DeleteBucket deletes namespace name's record and data.
 func (s namespaceSet) DeleteBucket(name []byte) error {
 	if s.legacy != nil {
 		return s.legacy.DeleteBucket(name)
+	}
+	if nsb := s.Bucket(name); nsb != nil {
+		if id := nsb.Get(keyID); len(id) == 8 && decodeUint64(id) != 0 && s.tx.Bucket(dataKey(id)) != nil {
+			if err := s.tx.DeleteBucket(dataKey(id)); err != nil {
+				return err
+			}
+		}
 	}
 	return s.tx.DeleteBucket(namespaceKey(name))
 }

@@ -200,7 +200,7 @@ func TestSalvageKeepsTheUndamagedRecords(t *testing.T) {
 	}
 	var page uint64
 	if err := db.bolt.View(func(tx *bolt.Tx) error {
-		page = uint64(namespacesBucket(tx).Bucket([]byte("b")).Bucket(bucketImages).Root())
+		page = uint64(nsSub(namespacesBucket(tx).Bucket([]byte("b")), bucketImages).Root())
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -300,7 +300,7 @@ func TestOpenRefusesABranchKeyOutOfPlace(t *testing.T) {
 	}
 	var page uint64
 	if err := db.bolt.View(func(tx *bolt.Tx) error {
-		page = uint64(namespacesBucket(tx).Bucket([]byte("b")).Bucket(bucketImages).Root())
+		page = uint64(nsSub(namespacesBucket(tx).Bucket([]byte("b")), bucketImages).Root())
 		return nil
 	}); err != nil {
 		t.Fatal(err)

@@ -130,11 +130,12 @@ func copyReadable(dbpath string, exists bool, fresh *bolt.DB, did func(string, .
 }
 
 // renameToV1 gives a copy without v1/ its one other top bucket (not
-// nsdir/ nor a namespace's ns/<name>/) as v1/: v1/ may have lost its name.
+// nsdir/, nor a namespace's ns/<name>/ or nsdata/<id>/) as v1/: v1/ may
+// have lost its name.
 func renameToV1(tx *bolt.Tx, did func(string, ...any)) error {
 	var others [][]byte
 	_ = tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
-		if !bytes.Equal(name, bucketNSDir) && !bytes.HasPrefix(name, prefixNamespace) {
+		if !bytes.Equal(name, bucketNSDir) && !bytes.HasPrefix(name, prefixNamespace) && !bytes.HasPrefix(name, prefixData) {
 			others = append(others, append([]byte(nil), name...))
 		}
 		return nil

@@ -225,8 +225,12 @@ const appendFillPercent = 0.9
 // written in order (a pull of tags, a copy of a tree): at bbolt's default
 // of half a page, every page they fill stays half empty.
 func fillDense(nsb *bolt.Bucket) {
+	data := nsDataIfAny(nsb)
+	if data == nil {
+		return // made by the first write that needs it, dense then
+	}
 	for _, name := range [][]byte{bucketImages, bucketImageData} {
-		if b := nsb.Bucket(name); b != nil {
+		if b := data.Bucket(name); b != nil {
 			b.FillPercent = appendFillPercent
 		}
 	}

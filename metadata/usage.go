@@ -102,7 +102,7 @@ func addInt64(b *bolt.Bucket, key []byte, delta int64) error {
 func countUsage(tx *bolt.Tx, nsb *bolt.Bucket) Usage {
 	var u Usage
 	content := contentBucket(tx)
-	bb := nsb.Bucket(bucketBlobs)
+	bb := nsSub(nsb, bucketBlobs)
 	if bb == nil {
 		return u
 	}
