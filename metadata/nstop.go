@@ -53,14 +53,17 @@ func legacyLayout(tx *bolt.Tx) bool {
 // yet; in a store of version 1 or 2, nsb itself.
 func nsDataIfAny(nsb *bolt.Bucket) *bolt.Bucket {
 	tx := nsb.Tx()
+	if id := nsb.Get(keyID); len(id) == 8 {
+		var key [len("nsdata/") + 8]byte
+		copy(key[copy(key[:], prefixData):], id)
+		if data := tx.Bucket(key[:]); data != nil {
+			return data
+		}
+	}
 	if legacyLayout(tx) {
 		return nsb
 	}
-	id := nsb.Get(keyID)
-	if len(id) != 8 {
-		return nil // fsck's to report
-	}
-	return tx.Bucket(dataKey(id))
+	return nil
 }
 
 // nsData is nsDataIfAny, made (empty) in a write transaction when the
