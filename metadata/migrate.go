@@ -132,7 +132,7 @@ func migrate2to3(tx *bolt.Tx, v1 *bolt.Bucket) error {
 			if err != nil {
 				return errors.WithMessagef(err, "namespace %q", shorten(string(name)))
 			}
-			return splitNamespace(tx, rec, src)
+			return errors.WithMessagef(splitNamespace(tx, rec, src), "namespace %q", shorten(string(name)))
 		})
 		if err != nil {
 			return err
@@ -146,26 +146,29 @@ func migrate2to3(tx *bolt.Tx, v1 *bolt.Bucket) error {
 }
 
 // splitNamespace copies the keys of version 2's namespace bucket src into
-// its new record rec, and its nested buckets into its new data bucket
-// (none when its ID is not one: fsck reports the record, and --repair
-// gives it an ID and empty buckets), images/ and imagedata/ filled to
-// appendFillPercent.
+// its new record rec, and its nested buckets into its new data bucket,
+// named by its ID, images/ and imagedata/ filled to appendFillPercent. A
+// namespace without an ID of its own (damage fsck would report) takes a
+// new one from the sequence, as fsck --repair gives it, rather than lose
+// its data or share another's.
 func splitNamespace(tx *bolt.Tx, rec, src *bolt.Bucket) error {
-	var data *bolt.Bucket
-	if id := src.Get(keyID); len(id) == 8 && decodeUint64(id) != 0 && tx.Bucket(dataKey(id)) == nil {
-		var err error
-		if data, err = tx.CreateBucket(dataKey(id)); err != nil {
+	id := append([]byte(nil), src.Get(keyID)...)
+	if len(id) != 8 || decodeUint64(id) == 0 || tx.Bucket(dataKey(id)) != nil {
+		n, err := nextID(tx)
+		if err != nil {
 			return err
 		}
+		id = encodeUint64(n)
 	}
-	return src.ForEach(func(k, v []byte) error {
+	data, err := tx.CreateBucket(dataKey(id))
+	if err != nil {
+		return err
+	}
+	err = src.ForEach(func(k, v []byte) error {
 		k = append([]byte(nil), k...)
 		nested := src.Bucket(k)
 		if nested == nil {
 			return rec.Put(k, append([]byte{}, v...))
-		}
-		if data == nil {
-			return nil
 		}
 		child, err := data.CreateBucket(k)
 		if err != nil {
@@ -176,6 +179,10 @@ func splitNamespace(tx *bolt.Tx, rec, src *bolt.Bucket) error {
 		}
 		return copyBucket(child, nested)
 	})
+	if err != nil {
+		return err
+	}
+	return rec.Put(keyID, id)
 }
 
 // forEachBucket calls fn with every nested bucket of b (nil: none).

@@ -285,3 +285,39 @@ func namespacesByName(t *testing.T, db *DB) map[string]Namespace {
 	}
 	return byName
 }
+
+// A version 2 namespace without an ID of its own (one lost, one another
+// namespace's) takes a new one in the migration and keeps its data: a
+// data bucket is named by the ID.
+func TestMigrateSchemaVersion2GivesIDs(t *testing.T) {
+	dir := copyDir(t, "testdata/store-2154706")
+	bdb, err := bolt.Open(dir+"/meta.db", 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bdb.Update(func(tx *bolt.Tx) error {
+		all := namespacesBucket(tx)
+		if err := all.Bucket([]byte("old")).Delete(keyID); err != nil {
+			return err
+		}
+		return all.Bucket([]byte("other")).Put(keyID, all.Bucket([]byte("default")).Get(keyID))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	bdb.Close()
+	db, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	defer db.Close()
+	checkInvariants(t, db)
+	if rep := mustCheck(t, db, CheckOptions{VerifyBlobs: true}); len(rep.Problems) != 0 {
+		t.Fatalf("fsck of the migrated store:\n%s", problemLines(rep.Problems))
+	}
+	if img, err := db.GetImage("old", "registry.local/app:v1"); err != nil || img.Labels["owner"] != "ops" {
+		t.Errorf("old's image after the migration: %+v, %v", img, err)
+	}
+	if b, err := db.GetBlob("other", digest.FromBytes([]byte(`{"architecture":"amd64","os":"linux","name":"partial"}`))); err != nil || !b.Held {
+		t.Errorf("other's blob after the migration: %+v, %v", b, err)
+	}
+}
