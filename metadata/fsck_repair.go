@@ -1,6 +1,7 @@
 package metadata
 
 import (
+	"bytes"
 	"fmt"
 	"maps"
 	"os"
@@ -299,21 +300,43 @@ func repairShape(tx *bolt.Tx, did func(string, ...any)) error {
 		}
 		did("removed namespaces/%q: a key where a namespace bucket should be", k)
 	}
+	keeps := func(nsb *bolt.Bucket, taken map[uint64]bool) bool {
+		id := getUint64(nsb, keyID)
+		return len(nsb.Get(keyID)) == 8 && id != 0 && id <= ids.Sequence() && !taken[id]
+	}
+	// A namespace that lost its ID finds its data again when it is the
+	// only one, and one data bucket is the only one no namespace names.
+	var without []string
+	kept := map[uint64]bool{}
+	for _, name := range names {
+		if nsb := all.Bucket(name); keeps(nsb, kept) {
+			kept[getUint64(nsb, keyID)] = true
+		} else {
+			without = append(without, string(name))
+		}
+	}
+	var adopt uint64
+	if orphans := orphanData(tx, kept); len(without) == 1 && len(orphans) == 1 && orphans[0] <= ids.Sequence() {
+		adopt = orphans[0]
+	}
 	nsIDs := map[uint64]bool{}
 	for _, name := range names {
 		nsb := all.Bucket(name)
-		if id := getUint64(nsb, keyID); len(nsb.Get(keyID)) != 8 || id == 0 || id > ids.Sequence() || nsIDs[id] {
-			newID := ids.Sequence() + 1
-			if err := ids.SetSequence(newID); err != nil {
-				return err
+		if !keeps(nsb, nsIDs) {
+			newID, what := adopt, "the ID of the one data bucket no namespace named"
+			if newID == 0 {
+				newID, what = ids.Sequence()+1, "a new ID, and no data"
+				if err := ids.SetSequence(newID); err != nil {
+					return err
+				}
 			}
 			if err := putUint64(nsb, keyID, newID); err != nil {
 				return err
 			}
-			did("namespace %q had no ID it can keep: given ID %d", name, newID)
+			did("namespace %q had no ID it can keep: given ID %d (%s)", name, newID, what)
 			nsIDs[newID] = true
 		} else {
-			nsIDs[id] = true
+			nsIDs[getUint64(nsb, keyID)] = true
 		}
 		for _, sub := range [][]byte{bucketImages, bucketImageData, bucketDirs, bucketBlobs} {
 			data := nsData(nsb)
@@ -348,6 +371,22 @@ func repairTop(v1 *bolt.Bucket, did func(string, ...any)) error {
 		}
 	}
 	return nil
+}
+
+// orphanData is the IDs of the data buckets (nsdata/<id>, 0 aside) of no
+// namespace of named (version 3).
+func orphanData(tx *bolt.Tx, named map[uint64]bool) []uint64 {
+	var orphans []uint64
+	if legacyLayout(tx) {
+		return nil
+	}
+	c := tx.Cursor()
+	for k, _ := c.Seek(prefixData); k != nil && bytes.HasPrefix(k, prefixData); k, _ = c.Next() {
+		if id := k[len(prefixData):]; len(id) == 8 && decodeUint64(id) != 0 && !named[decodeUint64(id)] {
+			orphans = append(orphans, decodeUint64(id))
+		}
+	}
+	return orphans
 }
 
 // repairIDs gives a store that lost nsdir/ (version 3) a new one, its
