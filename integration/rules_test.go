@@ -358,7 +358,7 @@ func TestRulesLabelsOverTheLimitFromBefore(t *testing.T) {
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		nsb := tx.Bucket([]byte("ns/old")) // the namespace's record (metadata/doc.go)
-		for i := 0; i < 300; i++ { // a label is the key "labels/<key>"
+		for i := 0; i < 300; i++ {         // a label is the key "labels/<key>"
 			if err := nsb.Put([]byte(fmt.Sprintf("labels/%0250d", i)), []byte("v")); err != nil {
 				return err
 			}
