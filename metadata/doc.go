@@ -27,7 +27,8 @@
 // per label, its name starting with "labels/"):
 //
 //	nsdir/                              the directory ns/ (no nested bucket:
-//	                                    inline in the top page, nstop.go)
+//	                                    inline in the top page, the page of
+//	                                    the top-level buckets; nstop.go)
 //	  (sequence)                        the one ID counter: namespaces and
 //	                                    images take IDs from it, never reused;
 //	                                    ImageStore.ReserveID takes blocks of
