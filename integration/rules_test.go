@@ -357,8 +357,10 @@ func TestRulesLabelsOverTheLimitFromBefore(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		nsb := tx.Bucket([]byte("v1")).Bucket([]byte("namespaces")).Bucket([]byte("old"))
-		for i := 0; i < 300; i++ { // a label is the key "labels/<key>" (metadata/doc.go)
+		// The namespace's record; a label is its key "labels/<key>"
+		// (metadata/doc.go).
+		nsb := tx.Bucket([]byte("ns/old"))
+		for i := 0; i < 300; i++ {
 			if err := nsb.Put([]byte(fmt.Sprintf("labels/%0250d", i)), []byte("v")); err != nil {
 				return err
 			}

@@ -106,9 +106,9 @@ func (db *DB) visible(tx *bolt.Tx, ns string, d digest.Digest) (int64, bool) {
 	return getInt64(cb, keySize), true
 }
 
-// heldBlob returns namespaces/<ns>/blobs/<d>/ or nil.
+// heldBlob returns blobs/<d>/ of the namespace's data, or nil.
 func heldBlob(nsb *bolt.Bucket, d digest.Digest) *bolt.Bucket {
-	bb := nsb.Bucket(bucketBlobs)
+	bb := nsSub(nsb, bucketBlobs)
 	if bb == nil {
 		return nil
 	}
@@ -125,7 +125,7 @@ type releases struct {
 // hold makes ns hold d (size bytes), creating the namespace's record and
 // adding ns to the global holders. It does not touch the images count.
 func hold(tx *bolt.Tx, nsb *bolt.Bucket, ns string, d digest.Digest, size int64, t time.Time) (*bolt.Bucket, error) {
-	bb, err := nsb.CreateBucketIfNotExists(bucketBlobs)
+	bb, err := nsData(nsb).CreateBucketIfNotExists(bucketBlobs)
 	if err != nil {
 		return nil, err
 	}
@@ -190,7 +190,7 @@ func drop(tx *bolt.Tx, nsb *bolt.Bucket, d digest.Digest, rel *releases) error {
 		return errors.WithMessagef(errCorrupt, "namespace %q drops blob %s, which it does not hold", rel.ns, d)
 	}
 	size := getInt64(rec, keySize)
-	if err := nsb.Bucket(bucketBlobs).DeleteBucket([]byte(d)); err != nil {
+	if err := nsSub(nsb, bucketBlobs).DeleteBucket([]byte(d)); err != nil {
 		return err
 	}
 	if isShareable(nsb) {
@@ -339,7 +339,7 @@ func (db contentStore) List(ns string) ([]Blob, error) {
 		if err != nil {
 			return err
 		}
-		bb, err := subBucket(nsb, bucketBlobs)
+		bb, err := subBucket(nsData(nsb), bucketBlobs)
 		if err != nil {
 			return err
 		}
@@ -605,7 +605,7 @@ func (db contentStore) RemoveDir(ns string) error {
 		if err != nil {
 			return err
 		}
-		if !isEmptyBucket(nsb.Bucket(bucketBlobs)) {
+		if !isEmptyBucket(nsSub(nsb, bucketBlobs)) {
 			return errors.WithMessagef(ErrNotEmpty, "blobs/ of namespace %q is not empty", ns)
 		}
 		return nil

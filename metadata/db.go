@@ -88,8 +88,12 @@ func (db imageStore) ReserveID() (uint64, error) {
 	defer db.idMu.Unlock()
 	if db.idNext == db.idEnd {
 		err := db.bolt.Update(func(tx *bolt.Tx) error {
-			seq := root(tx).Sequence()
-			if err := root(tx).SetSequence(seq + idBlock); err != nil {
+			ids := idsBucket(tx)
+			if ids == nil {
+				return errors.WithMessagef(errCorrupt, "bucket %q is missing", bucketNSDir)
+			}
+			seq := ids.Sequence()
+			if err := ids.SetSequence(seq + idBlock); err != nil {
 				return err
 			}
 			db.idNext, db.idEnd = seq+1, seq+idBlock+1
@@ -214,7 +218,10 @@ func (db *DB) initSchema(tx *bolt.Tx) error {
 	if err := putUint64(v1, keyVersion, schemaVersion); err != nil {
 		return err
 	}
-	if _, err := v1.CreateBucket(bucketNamespaces); err != nil {
+	if _, err := tx.CreateBucket(bucketNSDir); err != nil {
+		return err
+	}
+	if _, err := createData(tx, noDataID); err != nil {
 		return err
 	}
 	if _, err := v1.CreateBucket(bucketContent); err != nil {

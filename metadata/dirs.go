@@ -43,12 +43,12 @@ func isDir(nsb *bolt.Bucket, path string) bool {
 	if path == "" {
 		return true
 	}
-	dirs := nsb.Bucket(bucketDirs)
+	dirs := nsSub(nsb, bucketDirs)
 	if hasKey(dirs, []byte(path)) {
 		return true
 	}
 	prefix := []byte(path + "/")
-	return hasPrefixKey(nsb.Bucket(bucketImages), prefix) || hasPrefixKey(dirs, prefix)
+	return hasPrefixKey(nsSub(nsb, bucketImages), prefix) || hasPrefixKey(dirs, prefix)
 }
 
 // baseName is the last component of a path below images/.
@@ -70,7 +70,7 @@ func keepParentDir(nsb *bolt.Bucket, path string) error {
 	if parent == "" {
 		return nil
 	}
-	dirs, err := nsb.CreateBucketIfNotExists(bucketDirs)
+	dirs, err := nsData(nsb).CreateBucketIfNotExists(bucketDirs)
 	if err != nil {
 		return err
 	}
@@ -94,7 +94,7 @@ func (db imageStore) Lookup(ns, path string) (Entry, error) {
 			return nil
 		}
 		// One read of the record answers both "is it an image" and "which".
-		if v := nsb.Bucket(bucketImages).Get([]byte(path)); v != nil {
+		if v := nsSub(nsb, bucketImages).Get([]byte(path)); v != nil {
 			rec, err := decodeImageRecord(v)
 			if err != nil {
 				return errors.WithMessagef(err, "image %q in namespace %q", shorten(path), ns)
@@ -172,11 +172,11 @@ func (db imageStore) ReadDir(ns, dir string) ([]Entry, error) {
 		if err != nil {
 			return err
 		}
-		images, err := subBucket(nsb, bucketImages)
+		images, err := subBucket(nsData(nsb), bucketImages)
 		if err != nil {
 			return err
 		}
-		dirs, err := subBucket(nsb, bucketDirs)
+		dirs, err := subBucket(nsData(nsb), bucketDirs)
 		if err != nil {
 			return err
 		}
@@ -260,7 +260,7 @@ func (db imageStore) MakeDir(ns, dir string) error {
 		if err := imageDirAdding(nsb, dir, now()); err != nil {
 			return err
 		}
-		dirs, err := nsb.CreateBucketIfNotExists(bucketDirs)
+		dirs, err := nsData(nsb).CreateBucketIfNotExists(bucketDirs)
 		if err != nil {
 			return err
 		}
@@ -279,8 +279,8 @@ func (db imageStore) RemoveDir(ns, dir string) error {
 		if err != nil {
 			return err
 		}
-		images := nsb.Bucket(bucketImages)
-		dirs := nsb.Bucket(bucketDirs)
+		images := nsSub(nsb, bucketImages)
+		dirs := nsSub(nsb, bucketDirs)
 		if dir == "" {
 			if !isEmptyBucket(images) || !isEmptyBucket(dirs) {
 				return errors.WithMessagef(ErrNotEmpty, "images/ of namespace %q is not empty", ns)

@@ -26,76 +26,88 @@
 // a name ending in "/" a bucket; "labels/<key> -> <value>" is one flat key
 // per label, its name starting with "labels/"):
 //
-//	v1/                                 the records (the name is not the version)
-//	  version -> uint64 (2)             written when the store is created;
-//	                                    a store of version 1 is migrated at
-//	                                    its first writable open (migrate.go)
+//	nsdir/                              the directory ns/ (no nested bucket:
+//	                                    inline in the top page, the page of
+//	                                    the top-level buckets; nstop.go)
 //	  (sequence)                        the one ID counter: namespaces and
 //	                                    images take IDs from it, never reused;
 //	                                    ImageStore.ReserveID takes blocks of
 //	                                    1024 ahead (for images fs/ creates),
 //	                                    and what a block leaves unused is
 //	                                    never used
-//	  namespaces/
-//	    <name>/                         a namespace (containerd's name rule)
-//	      id -> uint64                  fs/ inode of ns/<name>
-//	      createdat -> time
-//	      updatedat -> time             bumped by label changes
-//	      uid -> uint64                 the owner (tenants.go): uid, gid and
-//	      gid -> uint64                 permission bits of the mkdir; a
-//	      mode -> uint64                namespace without them (written before
+//	  times -> mtime, ctime             ns/: moved when namespaces come and go
+//	ns/<name>/                          a namespace's record (containerd's name
+//	                                    rule): flat keys, no nested bucket, so
+//	                                    inline in the top page while under
+//	                                    1 KiB; a label, a mkdir or an rmdir
+//	                                    commits that one page (nstop.go)
+//	  id -> uint64                      fs/ inode of ns/<name>
+//	  createdat -> time
+//	  updatedat -> time                 bumped by label changes
+//	  uid -> uint64                     the owner (tenants.go): uid, gid and
+//	  gid -> uint64                     permission bits of the mkdir; a
+//	  mode -> uint64                    namespace without them (written before
 //	                                    owners) is root:root 0755
-//	      quota -> int64                trusted.nsfs.quota: bytes it may hold;
+//	  quota -> int64                    trusted.nsfs.quota: bytes it may hold;
 //	                                    no key: no quota
-//	      sharing -> "shared"|"isolated"
+//	  sharing -> "shared"|"isolated"
 //	                                    trusted.nsfs.sharing; no key: the
 //	                                    mount's policy
-//	      held -> int64                 usage counters (usage.go), kept by
-//	      only -> int64                 every hold and drop: bytes of the
+//	  held -> int64                     usage counters (usage.go), kept by
+//	  only -> int64                     every hold and drop: bytes of the
 //	                                    blobs it holds, and of those no other
 //	                                    namespace holds; counted from the
 //	                                    holds at the first open of a store
 //	                                    from before them
-//	      labels/<key> -> <value>       flat keys, as every labels/ below
-//	      images/
-//	        <ref> -> image record       a ref is a clean relative path; keys
+//	  labels/<key> -> <value>           flat keys, as every labels/ below
+//	nsdata/<id>/                        a namespace's data, named by its ID
+//	                                    (8 bytes); made by the first write that
+//	                                    needs it: until then the namespace
+//	                                    reads nsdata/0/, always empty
+//	  images/
+//	    <ref> -> image record           a ref is a clean relative path; keys
 //	                                    sort bytewise, so everything below the
 //	                                    directory "a/b" is the key range "a/b/..."
 //	                                    record: id, createdat, updatedat, target
 //	                                    {mediatype, digest, size}, then changedat
 //	                                    (ctime) when later; one value, so a
 //	                                    listing reads one value per entry
-//	      imagedata/
-//	        <id>/                       what an image has beyond its record,
+//	  imagedata/
+//	    <id>/                           what an image has beyond its record,
 //	                                    keyed by its ID: rename moves only the
 //	                                    record, replace keeps both. Flat keys,
 //	                                    no nested bucket (keyrange.go), so
 //	                                    bbolt keeps it inline in imagedata/'s
 //	                                    page while under 1 KiB: an image costs
 //	                                    a few hundred bytes, not a page
-//	          labels/<key> -> <value>
-//	          blobs/<digest> -> ""      the claim set: the manifest itself and
+//	      labels/<key> -> <value>
+//	      blobs/<digest> -> ""          the claim set: the manifest itself and
 //	                                    every visible blob it references
-//	          missing/<digest> -> int64 a blob its manifest names that the
+//	      missing/<digest> -> int64     a blob its manifest names that the
 //	                                    namespace could not see yet, with the
 //	                                    size named: claimed once visible
 //	                                    (incomplete.go)
-//	      dirs/
-//	        <path> -> ""                explicit directories (mkdir in images/);
+//	  dirs/
+//	    <path> -> ""                    explicit directories (mkdir in images/);
 //	                                    implicit ones are the prefixes of refs
-//	      dirtimes/
-//	        <dir> -> mtime, ctime       ".", "images", "images/<path>", "blobs",
+//	  dirtimes/
+//	    <dir> -> mtime, ctime           ".", "images", "images/<path>", "blobs",
 //	                                    "blobs/sha256": moved by what is done in
 //	                                    them, or set by utimes (times.go)
-//	      blobs/
-//	        <digest>/                   the namespace holds this blob; no
+//	  blobs/
+//	    <digest>/                       the namespace holds this blob; no
 //	                                    nested bucket: inline in blobs/
-//	          size -> int64
-//	          createdat -> time
-//	          images -> uint64          how many images of this namespace
+//	      size -> int64
+//	      createdat -> time
+//	      images -> uint64              how many images of this namespace
 //	                                    claim it; 0 → only the write holds it
-//	          mtime, ctime -> time      its times (times.go)
-//	          labels/<key> -> <value>   content labels are per namespace
+//	      mtime, ctime -> time          its times (times.go)
+//	      labels/<key> -> <value>       content labels are per namespace
+//	v1/                                 what namespaces share (the name is not
+//	                                    the version)
+//	  version -> uint64 (3)             written when the store is created;
+//	                                    a store of version 1 or 2 is migrated
+//	                                    at its first writable open (migrate.go)
 //	  content/
 //	    <digest>/                       some namespace holds this blob; the
 //	                                    record goes when the last holder does,
@@ -103,8 +115,6 @@
 //	      size -> int64                 (no nested bucket: inline in content/)
 //	      createdat -> time
 //	      namespaces/<name> -> ""       the holders
-//	  dirtimes/
-//	    ns -> mtime, ctime              ns/: moved when namespaces come and go
 //	  unheld/
 //	    <digest> -> time                this store may have a file of the blob
 //	                                    that no namespace holds: written before
@@ -135,8 +145,8 @@
 // type and the digest as uvarint-length-prefixed strings).
 //
 // Invariants (checked by the tests after concurrent random operations):
-// content/<d>/namespaces/<ns> exists exactly when namespaces/<ns>/blobs/<d>
-// does; a content record has at least one holder; a namespace's held is
+// content/<d>/namespaces/<ns> exists exactly when the data of namespace
+// <ns> has blobs/<d>; a content record has at least one holder; a namespace's held is
 // the sum of the sizes of its holds, and only the sum over those whose
 // content record names it alone; shareable/<d> is the
 // number of namespaces labelled shareable that hold d; every digest in an
@@ -145,8 +155,10 @@
 // misses a blob its namespace can see with the size it names; a held
 // blob's images count
 // is the number of images of the namespace whose claim set names it; image
-// records and imagedata buckets pair one to one by ID; no image's data and
-// no hold has a nested bucket; every content record
+// records and imagedata buckets pair one to one by ID; no image's data, no
+// hold and no namespace record has a nested bucket; every nsdata/<id>
+// belongs to the namespace record with ID <id>, and nsdata/0 is empty;
+// every content record
 // has its file in the blob directory, and every blob file a content record
 // (but for a crash, see below).
 //

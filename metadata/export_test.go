@@ -52,7 +52,7 @@ func (db *DB) ListImages(ns string) ([]Image, error) {
 		if err != nil {
 			return err
 		}
-		images, err := subBucket(nsb, bucketImages)
+		images, err := subBucket(nsData(nsb), bucketImages)
 		if err != nil {
 			return err
 		}

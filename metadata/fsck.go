@@ -1,6 +1,7 @@
 package metadata
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"sort"
@@ -312,17 +313,20 @@ type holdKey struct {
 // the content records are compared with at the end.
 func (s *fsckState) scanRecords(tx *bolt.Tx) error {
 	v1 := root(tx)
-	all, content := v1.Bucket(bucketNamespaces), v1.Bucket(bucketContent)
-	if all == nil || content == nil {
-		s.add("meta.db", "the namespaces/ or content/ bucket is missing; the store cannot be checked further")
+	all, content := namespacesBucket(tx), v1.Bucket(bucketContent)
+	if content == nil {
+		s.add("meta.db", "the content/ bucket is missing; the store cannot be checked further")
 		return nil
+	}
+	if idsBucket(tx) == nil {
+		s.add("meta.db", "the nsdir/ bucket (the ID sequence) is missing")
 	}
 	s.readUnheld(v1)
 	s.judgeFileSizes(content)
 	r := &recordScan{
 		fsckState: s,
 		records:   content,
-		seq:       v1.Sequence(),
+		seq:       idSequence(tx),
 		ids:       map[uint64]string{},
 		holds:     map[holdKey]holdInfo{},
 		claims:    map[holdKey]uint64{},
@@ -334,6 +338,7 @@ func (s *fsckState) scanRecords(tx *bolt.Tx) error {
 	}); err != nil {
 		return err
 	}
+	s.scanDataBuckets(tx)
 	if err := content.ForEach(r.scanContentRecord); err != nil {
 		return err
 	}
@@ -410,7 +415,7 @@ func (s *recordScan) useID(object string, id uint64) {
 // scanNamespace checks one entry of namespaces/ (v is its value: nil for
 // a bucket): its name, ID and buckets, then its labels, holds, images,
 // imagedata and directories.
-func (s *recordScan) scanNamespace(all *bolt.Bucket, name, v []byte) {
+func (s *recordScan) scanNamespace(all namespaceSet, name, v []byte) {
 	ns := string(name)
 	obj := nsObject(ns)
 	if v != nil {
@@ -425,7 +430,7 @@ func (s *recordScan) scanNamespace(all *bolt.Bucket, name, v []byte) {
 	s.useID(obj, getUint64(nsb, keyID))
 	missing := false
 	for _, sub := range [][]byte{bucketImages, bucketImageData, bucketDirs, bucketBlobs} {
-		if nsb.Bucket(sub) == nil {
+		if nsSub(nsb, sub) == nil {
 			s.add(obj, "its %s/ bucket is missing", sub)
 			missing = true
 		}
@@ -434,15 +439,15 @@ func (s *recordScan) scanNamespace(all *bolt.Bucket, name, v []byte) {
 		return
 	}
 	s.checkLabels(obj, labelsOf(nsb))
-	s.scanHolds(ns, nsb.Bucket(bucketBlobs))
+	s.scanHolds(ns, nsSub(nsb, bucketBlobs))
 	owned := map[uint64]bool{}
-	_ = nsb.Bucket(bucketImages).ForEach(func(k, v []byte) error {
+	_ = nsSub(nsb, bucketImages).ForEach(func(k, v []byte) error {
 		if id, ok := s.scanImage(ns, nsb, k, v); ok {
 			owned[id] = true
 		}
 		return nil
 	})
-	s.scanImageData(obj, nsb.Bucket(bucketImageData), owned)
+	s.scanImageData(obj, nsSub(nsb, bucketImageData), owned)
 	s.scanDirs(obj, nsb)
 }
 
@@ -472,7 +477,7 @@ func (s *recordScan) scanHolds(ns string, bb *bolt.Bucket) {
 // namespace ns (nsb): its ref, its record, its imagedata, its claims and
 // its target. It returns the image's ID once its record decodes.
 func (s *recordScan) scanImage(ns string, nsb *bolt.Bucket, k, v []byte) (uint64, bool) {
-	data, dirs := nsb.Bucket(bucketImageData), nsb.Bucket(bucketDirs)
+	data, dirs := nsSub(nsb, bucketImageData), nsSub(nsb, bucketDirs)
 	ref := string(k)
 	iobj := imageObject(ns, ref)
 	if v == nil {
@@ -509,8 +514,8 @@ func (s *recordScan) scanImage(ns string, nsb *bolt.Bucket, k, v []byte) (uint64
 		s.add(iobj, "target digest %q is invalid", shorten(string(t.Digest)))
 		return rec.id, true
 	}
-	set := s.scanClaims(ns, iobj, idb, nsb.Bucket(bucketBlobs), t.Digest)
-	s.checkTarget(iobj, rec, set, nsb.Bucket(bucketBlobs), missingSet(idb))
+	set := s.scanClaims(ns, iobj, idb, nsSub(nsb, bucketBlobs), t.Digest)
+	s.checkTarget(iobj, rec, set, nsSub(nsb, bucketBlobs), missingSet(idb))
 	return rec.id, true
 }
 
@@ -583,7 +588,7 @@ func (s *recordScan) scanImageData(obj string, data *bolt.Bucket, owned map[uint
 // scanDirs checks the explicit directories of a namespace (obj, nsb):
 // valid paths, none below an image.
 func (s *recordScan) scanDirs(obj string, nsb *bolt.Bucket) {
-	_ = nsb.Bucket(bucketDirs).ForEach(func(k, _ []byte) error {
+	_ = nsSub(nsb, bucketDirs).ForEach(func(k, _ []byte) error {
 		path := string(k)
 		dobj := fmt.Sprintf("%s: directory images/%s", obj, shorten(path))
 		if err := names.ValidateRef(path); err != nil {
@@ -728,6 +733,47 @@ func (s *fsckState) checkManifest(object string, rec imageRecord, claimed map[di
 			if size := getInt64(cb, keySize); size != r.Size {
 				s.add(object, "%s blob %s is %d bytes, but the manifest says %d", r.Role, r.Digest, size, r.Size)
 			}
+		}
+	}
+}
+
+// scanDataBuckets checks schema version 3's top level (nstop.go): every
+// data bucket nsdata/<id>/ belongs to the namespace record with that ID,
+// no record has a nested bucket, and the data of ID 0 (what a namespace
+// without data of its own reads) is there and empty.
+func (s *fsckState) scanDataBuckets(tx *bolt.Tx) {
+	if legacyLayout(tx) {
+		return
+	}
+	owners := map[uint64]bool{}
+	all := namespacesBucket(tx)
+	_ = all.ForEachBucket(func(name []byte) error {
+		nsb := all.Bucket(name)
+		owners[getUint64(nsb, keyID)] = true
+		_ = nsb.ForEachBucket(func(k []byte) error {
+			s.add(nsObject(string(name)), "its record has a nested bucket %q", k)
+			return nil
+		})
+		return nil
+	})
+	empty := tx.Bucket(noData)
+	if empty == nil {
+		s.add("meta.db", "the nsdata/0/ bucket (the data of a namespace that has none yet) is missing")
+	} else {
+		_ = empty.ForEach(func(k, v []byte) error {
+			if b := empty.Bucket(k); v != nil || b == nil || !isEmptyBucket(b) {
+				s.add("meta.db", "nsdata/0/ (the data of a namespace that has none yet) is not empty: it has %q", k)
+			}
+			return nil
+		})
+	}
+	c := tx.Cursor()
+	for k, _ := c.Seek(prefixData); k != nil && bytes.HasPrefix(k, prefixData); k, _ = c.Next() {
+		id := k[len(prefixData):]
+		if len(id) != 8 {
+			s.add(fmt.Sprintf("data bucket %q", k), "is not named by an ID")
+		} else if n := decodeUint64(id); n != 0 && !owners[n] {
+			s.add(fmt.Sprintf("data bucket nsdata/%d", n), "belongs to no namespace (no record has ID %d)", n)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package metadata
 
 import (
+	"bytes"
 	"fmt"
 	"maps"
 	"os"
@@ -273,6 +274,16 @@ func repairShape(tx *bolt.Tx, did func(string, ...any)) error {
 	if err := repairTop(v1, did); err != nil {
 		return err
 	}
+	ids, err := repairIDs(tx, did)
+	if err != nil {
+		return err
+	}
+	if !legacyLayout(tx) && tx.Bucket(noData) == nil {
+		if _, err := createData(tx, noDataID); err != nil {
+			return err
+		}
+		did("nsdata/0/ (the empty data of a namespace that has none yet) was missing: made anew")
+	}
 	all := namespacesBucket(tx)
 	var keys, names [][]byte
 	_ = all.ForEach(func(k, v []byte) error {
@@ -289,24 +300,50 @@ func repairShape(tx *bolt.Tx, did func(string, ...any)) error {
 		}
 		did("removed namespaces/%q: a key where a namespace bucket should be", k)
 	}
+	keeps := func(nsb *bolt.Bucket, taken map[uint64]bool) bool {
+		id := getUint64(nsb, keyID)
+		return len(nsb.Get(keyID)) == 8 && id != 0 && id <= ids.Sequence() && !taken[id]
+	}
+	// A namespace that lost its ID finds its data again when it is the
+	// only one, and one data bucket is the only one no namespace names.
+	var without []string
+	kept := map[uint64]bool{}
+	for _, name := range names {
+		if nsb := all.Bucket(name); keeps(nsb, kept) {
+			kept[getUint64(nsb, keyID)] = true
+		} else {
+			without = append(without, string(name))
+		}
+	}
+	var adopt uint64
+	if orphans := orphanData(tx, kept); len(without) == 1 && len(orphans) == 1 && orphans[0] <= ids.Sequence() {
+		adopt = orphans[0]
+	}
 	nsIDs := map[uint64]bool{}
 	for _, name := range names {
 		nsb := all.Bucket(name)
-		if id := getUint64(nsb, keyID); len(nsb.Get(keyID)) != 8 || id == 0 || id > v1.Sequence() || nsIDs[id] {
-			newID := v1.Sequence() + 1
-			if err := v1.SetSequence(newID); err != nil {
-				return err
+		if !keeps(nsb, nsIDs) {
+			newID, what := adopt, "the ID of the one data bucket no namespace named"
+			if newID == 0 {
+				newID, what = ids.Sequence()+1, "a new ID, and no data"
+				if err := ids.SetSequence(newID); err != nil {
+					return err
+				}
 			}
 			if err := putUint64(nsb, keyID, newID); err != nil {
 				return err
 			}
-			did("namespace %q had no ID it can keep: given ID %d", name, newID)
+			did("namespace %q had no ID it can keep: given ID %d (%s)", name, newID, what)
 			nsIDs[newID] = true
 		} else {
-			nsIDs[id] = true
+			nsIDs[getUint64(nsb, keyID)] = true
 		}
 		for _, sub := range [][]byte{bucketImages, bucketImageData, bucketDirs, bucketBlobs} {
-			if made, err := remakeBucket(nsb, sub); err != nil {
+			data := nsData(nsb)
+			if data == nil {
+				return errors.WithMessagef(errCorrupt, "namespace %q: its data bucket cannot be made", name)
+			}
+			if made, err := remakeBucket(data, sub); err != nil {
 				return err
 			} else if made {
 				did("namespace %q: its %s/ bucket was missing: made anew, empty", name, sub)
@@ -326,7 +363,7 @@ func repairTop(v1 *bolt.Bucket, did func(string, ...any)) error {
 			return err
 		}
 	}
-	for _, b := range [][]byte{bucketNamespaces, bucketContent, bucketUnheld} {
+	for _, b := range [][]byte{bucketContent, bucketUnheld} {
 		if made, err := remakeBucket(v1, b); err != nil {
 			return err
 		} else if made {
@@ -334,6 +371,62 @@ func repairTop(v1 *bolt.Bucket, did func(string, ...any)) error {
 		}
 	}
 	return nil
+}
+
+// orphanData is the IDs of the data buckets (nsdata/<id>, 0 aside) of no
+// namespace of named (version 3).
+func orphanData(tx *bolt.Tx, named map[uint64]bool) []uint64 {
+	var orphans []uint64
+	if legacyLayout(tx) {
+		return nil
+	}
+	c := tx.Cursor()
+	for k, _ := c.Seek(prefixData); k != nil && bytes.HasPrefix(k, prefixData); k, _ = c.Next() {
+		if id := k[len(prefixData):]; len(id) == 8 && decodeUint64(id) != 0 && !named[decodeUint64(id)] {
+			orphans = append(orphans, decodeUint64(id))
+		}
+	}
+	return orphans
+}
+
+// repairIDs gives a store that lost nsdir/ (version 3) a new one, its
+// sequence the highest ID a namespace or an image has (the IDs given
+// since are lost with it, and none is reused), and returns the bucket of
+// the ID sequence.
+func repairIDs(tx *bolt.Tx, did func(string, ...any)) (*bolt.Bucket, error) {
+	if ids := idsBucket(tx); ids != nil {
+		return ids, nil
+	}
+	ids, err := tx.CreateBucket(bucketNSDir)
+	if err != nil {
+		return nil, err
+	}
+	highest := uint64(0)
+	all := namespacesBucket(tx)
+	_ = all.ForEachBucket(func(name []byte) error {
+		nsb := all.Bucket(name)
+		highest = max(highest, getUint64(nsb, keyID))
+		if images := nsSub(nsb, bucketImages); images != nil {
+			_ = images.ForEach(func(_, v []byte) error {
+				if rec, err := decodeImageRecord(v); err == nil {
+					highest = max(highest, rec.id)
+				}
+				return nil
+			})
+		}
+		if data := nsSub(nsb, bucketImageData); data != nil {
+			_ = data.ForEachBucket(func(k []byte) error {
+				highest = max(highest, decodeUint64(k))
+				return nil
+			})
+		}
+		return nil
+	})
+	if err := ids.SetSequence(highest); err != nil {
+		return nil, err
+	}
+	did("%s/ was missing: made anew, its ID sequence at %d, the highest ID in use", bucketNSDir, highest)
+	return ids, nil
 }
 
 // remakeBucket makes parent's bucket name, empty, unless it exists (a key
@@ -353,7 +446,7 @@ func remakeBucket(parent *bolt.Bucket, name []byte) (bool, error) {
 
 // usedNamespaceIDs is the set of the namespaces' IDs: image IDs come from
 // the same sequence and must not repeat them (fs/ makes inodes of both).
-func usedNamespaceIDs(all *bolt.Bucket) map[uint64]bool {
+func usedNamespaceIDs(all namespaceSet) map[uint64]bool {
 	used := map[uint64]bool{}
 	_ = all.ForEachBucket(func(name []byte) error {
 		used[getUint64(all.Bucket(name), keyID)] = true
@@ -383,7 +476,7 @@ func repairImageRecords(tx *bolt.Tx, ns string, images, data *bolt.Bucket, used 
 		return nil
 	})
 	changed := correctTargets(ns, all, available, parse, did)
-	if err := reassignImageIDs(root(tx), ns, all, data, used, changed, did); err != nil {
+	if err := reassignImageIDs(idsBucket(tx), ns, all, data, used, changed, did); err != nil {
 		return err
 	}
 	for i, e := range all {
@@ -443,15 +536,15 @@ func idOwners(all []repairImage, data *bolt.Bucket) map[uint64]int {
 }
 
 // reassignImageIDs gives every image that cannot keep its ID (see
-// repairImageRecords) a new one from the sequence (of v1), and every
+// repairImageRecords) a new one from the ID sequence (ids), and every
 // image that keeps it its imagedata; changed gets the images it changed.
-func reassignImageIDs(v1 *bolt.Bucket, ns string, all []repairImage, data *bolt.Bucket, used map[uint64]bool, changed map[int]bool, did func(string, ...any)) error {
+func reassignImageIDs(ids *bolt.Bucket, ns string, all []repairImage, data *bolt.Bucket, used map[uint64]bool, changed map[int]bool, did func(string, ...any)) error {
 	owner := idOwners(all, data)
 	for i := range all {
 		e := &all[i]
 		id := e.rec.id
 		keeps := owner[id] == i
-		if keeps && id != 0 && id <= v1.Sequence() && !used[id] {
+		if keeps && id != 0 && id <= ids.Sequence() && !used[id] {
 			used[id] = true
 			if data.Bucket(encodeUint64(id)) == nil {
 				if _, err := data.CreateBucket(encodeUint64(id)); err != nil {
@@ -461,8 +554,8 @@ func reassignImageIDs(v1 *bolt.Bucket, ns string, all []repairImage, data *bolt.
 			}
 			continue
 		}
-		newID := v1.Sequence() + 1
-		if err := v1.SetSequence(newID); err != nil {
+		newID := ids.Sequence() + 1
+		if err := ids.SetSequence(newID); err != nil {
 			return err
 		}
 		dst, err := data.CreateBucket(encodeUint64(newID))
@@ -492,7 +585,7 @@ func reassignImageIDs(v1 *bolt.Bucket, ns string, all []repairImage, data *bolt.
 // buckets is left to a human.
 func (db *DB) repairNamespace(tx *bolt.Tx, ns string, used map[uint64]bool, available func(digest.Digest) (int64, string), did func(string, ...any)) error {
 	nsb := namespacesBucket(tx).Bucket([]byte(ns))
-	images, data, bb := nsb.Bucket(bucketImages), nsb.Bucket(bucketImageData), nsb.Bucket(bucketBlobs)
+	images, data, bb := nsSub(nsb, bucketImages), nsSub(nsb, bucketImageData), nsSub(nsb, bucketBlobs)
 	if images == nil || data == nil || bb == nil {
 		return nil
 	}
@@ -761,10 +854,10 @@ func repairContent(tx *bolt.Tx, available func(digest.Digest) (int64, string), d
 
 // holdersByBlob is, for every blob a namespace holds, the namespaces
 // that hold it.
-func holdersByBlob(all *bolt.Bucket) map[digest.Digest]map[string]bool {
+func holdersByBlob(all namespaceSet) map[digest.Digest]map[string]bool {
 	holders := map[digest.Digest]map[string]bool{}
 	_ = all.ForEachBucket(func(name []byte) error {
-		if bb := all.Bucket(name).Bucket(bucketBlobs); bb != nil {
+		if bb := nsSub(all.Bucket(name), bucketBlobs); bb != nil {
 			_ = bb.ForEachBucket(func(k []byte) error {
 				d := digest.Digest(k)
 				if holders[d] == nil {

@@ -280,7 +280,7 @@ func TestCheckAndRepair(t *testing.T) {
 				if err := holdersOf(contentBucket(tx).Bucket([]byte(c))).Delete([]byte("foo")); err != nil {
 					return err
 				}
-				return putUint64(namespacesBucket(tx).Bucket([]byte("default")).Bucket(bucketBlobs).Bucket([]byte(c)), keyImages, 7)
+				return putUint64(nsSub(namespacesBucket(tx).Bucket([]byte("default")), bucketBlobs).Bucket([]byte(c)), keyImages, 7)
 			})
 			return expect{
 				problems: []string{
@@ -452,7 +452,7 @@ func TestRepairMendsDamagedImageRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	update(t, s.db, func(tx *bolt.Tx) error {
-		images := namespacesBucket(tx).Bucket([]byte("default")).Bucket(bucketImages)
+		images := nsSub(namespacesBucket(tx).Bucket([]byte("default")), bucketImages)
 		v1, err := decodeImageRecord(images.Get([]byte("app:v1")))
 		if err != nil {
 			return err

@@ -1,6 +1,7 @@
 package metadata
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -244,19 +245,20 @@ func checkInvariants(t testing.TB, db *DB) {
 	holders := map[key]bool{}   // global holder entries
 	content := map[string]bool{}
 	err := db.bolt.View(func(tx *bolt.Tx) error {
+		checkTopLayout(t, tx)
 		all := namespacesBucket(tx)
 		if err := all.ForEachBucket(func(name []byte) error {
 			ns := string(name)
 			nsb := all.Bucket(name)
 			for _, sub := range [][]byte{bucketImages, bucketImageData, bucketDirs, bucketBlobs} {
-				if nsb.Bucket(sub) == nil {
+				if nsSub(nsb, sub) == nil {
 					t.Errorf("namespace %s has no %s bucket", ns, sub)
 				}
 			}
 			if nsb.Bucket(bucketLabels) != nil {
 				t.Errorf("namespace %s has a labels bucket of schema version 1", ns)
 			}
-			bb := nsb.Bucket(bucketBlobs)
+			bb := nsSub(nsb, bucketBlobs)
 			_ = bb.ForEachBucket(func(d []byte) error {
 				held[key{ns, string(d)}] = getUint64(bb.Bucket(d), keyImages)
 				// No nested bucket: bbolt keeps a hold inline.
@@ -268,9 +270,9 @@ func checkInvariants(t testing.TB, db *DB) {
 			})
 			// Every image record names its own imagedata bucket, and every
 			// imagedata bucket belongs to one image.
-			data := nsb.Bucket(bucketImageData)
+			data := nsSub(nsb, bucketImageData)
 			owners := map[uint64]string{}
-			if err := nsb.Bucket(bucketImages).ForEach(func(ref, v []byte) error {
+			if err := nsSub(nsb, bucketImages).ForEach(func(ref, v []byte) error {
 				rec, err := decodeImageRecord(v)
 				if err != nil {
 					return fmt.Errorf("image %s/%s: %w", ns, ref, err)
@@ -374,5 +376,59 @@ func checkInvariants(t testing.TB, db *DB) {
 	}
 	for _, p := range rep.Problems {
 		t.Errorf("fsck: %s", p)
+	}
+}
+
+// checkTopLayout checks schema version 3's top level (nstop.go): v1/ has
+// no namespaces/ and no sequence or dirtimes/ of its own any more, and
+// nsdir/ has no nested bucket, so bbolt keeps it inline in the top page.
+func checkTopLayout(t testing.TB, tx *bolt.Tx) {
+	t.Helper()
+	v1 := root(tx)
+	if v1.Bucket(bucketNamespaces) != nil || v1.Bucket(bucketDirTimes) != nil || v1.Sequence() != 0 {
+		t.Errorf("v1/ still has namespaces/ (%v), dirtimes/ (%v) or a sequence (%d)",
+			v1.Bucket(bucketNamespaces) != nil, v1.Bucket(bucketDirTimes) != nil, v1.Sequence())
+	}
+	nsdir := tx.Bucket(bucketNSDir)
+	if nsdir == nil {
+		t.Errorf("no %s/ bucket", bucketNSDir)
+		return
+	}
+	if nsdir.Root() != 0 {
+		t.Errorf("%s/ is not inline (its root is page %d)", bucketNSDir, nsdir.Root())
+	}
+	_ = nsdir.ForEachBucket(func(k []byte) error {
+		t.Errorf("%s/ has a nested bucket %q", bucketNSDir, k)
+		return nil
+	})
+	// A namespace's record has no nested bucket (inline while small);
+	// its data, if any, is nsdata/<its ID>; nsdata/0 stays empty.
+	owners := map[string]bool{}
+	all := namespacesBucket(tx)
+	_ = all.ForEachBucket(func(name []byte) error {
+		nsb := all.Bucket(name)
+		owners[string(nsb.Get(keyID))] = true
+		_ = nsb.ForEachBucket(func(k []byte) error {
+			t.Errorf("namespace %s: its record has a nested bucket %q", name, k)
+			return nil
+		})
+		return nil
+	})
+	empty := tx.Bucket(noData)
+	if empty == nil {
+		t.Errorf("no nsdata/0")
+		return
+	}
+	_ = empty.ForEachBucket(func(k []byte) error {
+		if !isEmptyBucket(empty.Bucket(k)) {
+			t.Errorf("nsdata/0/%s is not empty", k)
+		}
+		return nil
+	})
+	c := tx.Cursor()
+	for k, _ := c.Seek(prefixData); k != nil && bytes.HasPrefix(k, prefixData); k, _ = c.Next() {
+		if id := k[len(prefixData):]; decodeUint64(id) != 0 && !owners[string(id)] {
+			t.Errorf("data bucket nsdata/%d belongs to no namespace", decodeUint64(id))
+		}
 	}
 }

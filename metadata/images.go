@@ -122,7 +122,7 @@ func (db *DB) Images() ImageStore { return imageStore{db} }
 // imageStore is the DB seen as its ImageStore.
 type imageStore struct{ *DB }
 
-// imageRecord is the value of namespaces/<ns>/images/<ref>: everything a
+// imageRecord is the value of nsdata/<ns id>/images/<ref>: everything a
 // listing shows, so that listing a directory reads one value per entry.
 type imageRecord struct {
 	id        uint64
@@ -188,7 +188,7 @@ func decodeImageRecord(b []byte) (imageRecord, error) {
 
 // getImageRecord reads image ref's record or returns ErrNotFound.
 func getImageRecord(nsb *bolt.Bucket, ns, ref string) (imageRecord, error) {
-	images, err := subBucket(nsb, bucketImages)
+	images, err := subBucket(nsData(nsb), bucketImages)
 	if err != nil {
 		return imageRecord{}, err
 	}
@@ -201,13 +201,13 @@ func getImageRecord(nsb *bolt.Bucket, ns, ref string) (imageRecord, error) {
 
 // isImage reports whether ref is an image of the namespace.
 func isImage(nsb *bolt.Bucket, ref string) bool {
-	return nsb.Bucket(bucketImages).Get([]byte(ref)) != nil
+	return nsSub(nsb, bucketImages).Get([]byte(ref)) != nil
 }
 
-// imageData returns namespaces/<ns>/imagedata/<id>/ (its labels/, blobs/
+// imageData returns nsdata/<ns id>/imagedata/<id>/ (its labels/, blobs/
 // and missing/ keys).
 func imageData(nsb *bolt.Bucket, id uint64) (*bolt.Bucket, error) {
-	all, err := subBucket(nsb, bucketImageData)
+	all, err := subBucket(nsData(nsb), bucketImageData)
 	if err != nil {
 		return nil, err
 	}
@@ -251,7 +251,7 @@ func checkRefPlacement(nsb *bolt.Bucket, ns, ref string) error {
 
 // imageAbove returns the first proper prefix of path that is an image.
 func imageAbove(nsb *bolt.Bucket, path string) (string, bool) {
-	images := nsb.Bucket(bucketImages)
+	images := nsSub(nsb, bucketImages)
 	for i := 0; i < len(path); i++ {
 		if path[i] == '/' && images.Get([]byte(path[:i])) != nil {
 			return path[:i], true
@@ -423,11 +423,11 @@ func (db *DB) putImage(tx *bolt.Tx, w ImageWrite, target ocispec.Descriptor, pm 
 // image was renamed, removed or replaced meanwhile.
 func imageBeingWritten(tx *bolt.Tx, nsb *bolt.Bucket, w ImageWrite) (*imageRecord, error) {
 	ns, ref := w.Namespace, w.Ref
-	images, err := subBucket(nsb, bucketImages)
+	images, err := subBucket(nsData(nsb), bucketImages)
 	if err != nil {
 		return nil, err
 	}
-	allData, err := subBucket(nsb, bucketImageData)
+	allData, err := subBucket(nsData(nsb), bucketImageData)
 	if err != nil {
 		return nil, err
 	}
@@ -449,7 +449,7 @@ func imageBeingWritten(tx *bolt.Tx, nsb *bolt.Bucket, w ImageWrite) (*imageRecor
 		return nil, errors.WithMessagef(ErrImageGone, "image %q in namespace %q was renamed or removed meanwhile", shorten(ref), ns)
 	case old == nil && allData.Bucket(encodeUint64(w.ID)) != nil:
 		return nil, errors.WithMessagef(ErrImageGone, "image %q in namespace %q: the image being created was renamed meanwhile", shorten(ref), ns)
-	case old == nil && w.ID > root(tx).Sequence():
+	case old == nil && w.ID > idSequence(tx):
 		return nil, errors.WithMessagef(ErrInvalidArgument, "image %q in namespace %q: ID %d was not reserved", shorten(ref), ns, w.ID)
 	}
 	return old, nil
@@ -490,7 +490,7 @@ func (db *DB) manifestClaims(tx *bolt.Tx, ns, ref string, target ocispec.Descrip
 // returns the claims it had; a new image gets w.ID or a new one, and
 // w.Labels. data is the image's data bucket, without claims.
 func putImageRecord(tx *bolt.Tx, nsb *bolt.Bucket, w ImageWrite, old *imageRecord, target ocispec.Descriptor, t time.Time) (rec imageRecord, data *bolt.Bucket, oldClaims []digest.Digest, err error) {
-	allData := nsb.Bucket(bucketImageData)
+	allData := nsSub(nsb, bucketImageData)
 	rec = imageRecord{createdAt: t, updatedAt: t, target: target}
 	if old != nil {
 		rec.id, rec.createdAt = old.id, old.createdAt
@@ -523,7 +523,7 @@ func putImageRecord(tx *bolt.Tx, nsb *bolt.Bucket, w ImageWrite, old *imageRecor
 			return rec, nil, nil, err
 		}
 	}
-	if err := nsb.Bucket(bucketImages).Put([]byte(w.Ref), rec.encode()); err != nil {
+	if err := nsSub(nsb, bucketImages).Put([]byte(w.Ref), rec.encode()); err != nil {
 		return rec, nil, nil, err
 	}
 	return rec, data, oldClaims, nil
@@ -636,10 +636,10 @@ func releaseImage(tx *bolt.Tx, nsb *bolt.Bucket, ns, ref string, rel *releases) 
 	if err := clearMissing(tx, ns, data, rec.id); err != nil {
 		return err
 	}
-	if err := nsb.Bucket(bucketImageData).DeleteBucket(encodeUint64(rec.id)); err != nil {
+	if err := nsSub(nsb, bucketImageData).DeleteBucket(encodeUint64(rec.id)); err != nil {
 		return err
 	}
-	if err := nsb.Bucket(bucketImages).Delete([]byte(ref)); err != nil {
+	if err := nsSub(nsb, bucketImages).Delete([]byte(ref)); err != nil {
 		return err
 	}
 	if err := imageEntryRemoved(nsb, ref, now()); err != nil {
@@ -765,7 +765,7 @@ func (db *DB) renameImage(fromNS, from, toNS, to string, noReplace bool, absent 
 			}
 		}
 		// Labels and claims live under the ID, which moves with the record.
-		images := nsb.Bucket(bucketImages)
+		images := nsSub(nsb, bucketImages)
 		if err := images.Put([]byte(to), rec.encode()); err != nil {
 			return err
 		}
@@ -812,7 +812,7 @@ func (db imageStore) Link(fromNS, from, toNS, to string) (Image, error) {
 		if rec.id, err = nextID(tx); err != nil {
 			return err
 		}
-		data, err := nsb.Bucket(bucketImageData).CreateBucket(encodeUint64(rec.id))
+		data, err := nsSub(nsb, bucketImageData).CreateBucket(encodeUint64(rec.id))
 		if err != nil {
 			return err
 		}
@@ -830,7 +830,7 @@ func (db imageStore) Link(fromNS, from, toNS, to string) (Image, error) {
 		if err := imageEntryAdding(nsb, to, t); err != nil {
 			return err
 		}
-		if err := nsb.Bucket(bucketImages).Put([]byte(to), rec.encode()); err != nil {
+		if err := nsSub(nsb, bucketImages).Put([]byte(to), rec.encode()); err != nil {
 			return err
 		}
 		// The new image claims what from claims; ns holds all of it

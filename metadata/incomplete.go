@@ -19,7 +19,7 @@ import (
 //
 // Schema (doc.go):
 //
-//	namespaces/<ns>/imagedata/<id>/
+//	nsdata/<ns id>/imagedata/<id>/
 //	  missing/<digest> -> int64      a blob the image names and does not claim
 //	                                 yet, with the size its manifest names
 //	wanted/
@@ -174,7 +174,7 @@ func claimWanted(tx *bolt.Tx, nsb *bolt.Bucket, ns string, d digest.Digest, size
 	})
 	t := now()
 	for _, id := range ids {
-		data := nsb.Bucket(bucketImageData).Bucket(encodeUint64(id))
+		data := nsSub(nsb, bucketImageData).Bucket(encodeUint64(id))
 		mb := missingOf(data)
 		if mb.Get([]byte(d)) == nil {
 			// A stale entry (a repair removed the image): only the index

@@ -32,12 +32,12 @@ func checkWantedIndex(t testing.TB, db *DB, tx *bolt.Tx) {
 		ns := string(name)
 		nsb := all.Bucket(name)
 		want := map[digest.Digest]map[uint64]bool{}
-		_ = nsb.Bucket(bucketImages).ForEach(func(ref, v []byte) error {
+		_ = nsSub(nsb, bucketImages).ForEach(func(ref, v []byte) error {
 			rec, err := decodeImageRecord(v)
 			if err != nil {
 				return nil
 			}
-			idb := nsb.Bucket(bucketImageData).Bucket(encodeUint64(rec.id))
+			idb := nsSub(nsb, bucketImageData).Bucket(encodeUint64(rec.id))
 			if idb == nil {
 				return nil
 			}

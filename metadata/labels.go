@@ -237,7 +237,7 @@ func (db *DB) labelOwner(tx *bolt.Tx, o Object, mustHold bool) (*bolt.Bucket, fu
 		}
 		touch := func() error {
 			rec.changedAt = now() // ctime only: the image's bytes did not change
-			return nsb.Bucket(bucketImages).Put([]byte(o.Image), rec.encode())
+			return nsSub(nsb, bucketImages).Put([]byte(o.Image), rec.encode())
 		}
 		return data, touch, nil
 	case o.Blob != "":

@@ -128,7 +128,7 @@ func (db layoutStore) entries(ns string) ([]layoutEntry, Times, error) {
 		if err != nil {
 			return err
 		}
-		images, err := subBucket(nsb, bucketImages)
+		images, err := subBucket(nsData(nsb), bucketImages)
 		if err != nil {
 			return err
 		}

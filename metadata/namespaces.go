@@ -88,7 +88,8 @@ func (db namespaceStore) create(name string, owner *Owner, labels map[string]str
 	return ns, nil
 }
 
-// createNamespace writes a new namespace with all its sub-buckets.
+// createNamespace writes a new namespace: its record; its data bucket
+// comes with the first write that needs it (nsData).
 func createNamespace(tx *bolt.Tx, name string, labels map[string]string) (Namespace, error) {
 	nsb, err := namespacesBucket(tx).CreateBucket([]byte(name))
 	if err != nil {
@@ -114,9 +115,11 @@ func createNamespace(tx *bolt.Tx, name string, labels map[string]string) (Namesp
 	if err := startUsage(nsb); err != nil {
 		return Namespace{}, err
 	}
-	for _, sub := range [][]byte{bucketImages, bucketImageData, bucketDirs, bucketBlobs} {
-		if _, err := nsb.CreateBucket(sub); err != nil {
-			return Namespace{}, err
+	if legacyLayout(tx) { // fsck --repair of a store it has not migrated
+		for _, sub := range [][]byte{bucketImages, bucketImageData, bucketDirs, bucketBlobs} {
+			if _, err := nsb.CreateBucket(sub); err != nil {
+				return Namespace{}, err
+			}
 		}
 	}
 	if err := namespacesChanged(tx, t); err != nil {
@@ -186,10 +189,10 @@ func (db namespaceStore) Delete(name string) (Namespace, error) {
 			return err
 		}
 		var still []string
-		if !isEmptyBucket(nsb.Bucket(bucketImages)) {
+		if !isEmptyBucket(nsSub(nsb, bucketImages)) {
 			still = append(still, "images")
 		}
-		if !isEmptyBucket(nsb.Bucket(bucketBlobs)) {
+		if !isEmptyBucket(nsSub(nsb, bucketBlobs)) {
 			still = append(still, "blobs")
 		}
 		if len(still) > 0 {

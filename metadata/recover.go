@@ -309,14 +309,15 @@ func schemaShape(tx *bolt.Tx) []Problem {
 		return []Problem{{Object: "meta.db", What: "has no v1/ bucket"}}
 	}
 	var problems []Problem
-	for _, b := range [][]byte{bucketNamespaces, bucketContent} {
-		if v1.Bucket(b) == nil {
-			problems = append(problems, Problem{Object: "meta.db", What: fmt.Sprintf("has no v1/%s/ bucket", b)})
-		}
+	if v1.Bucket(bucketContent) == nil {
+		problems = append(problems, Problem{Object: "meta.db", What: fmt.Sprintf("has no v1/%s/ bucket", bucketContent)})
 	}
 	all := namespacesBucket(tx)
-	if all == nil {
-		return problems
+	if idsBucket(tx) == nil {
+		problems = append(problems, Problem{Object: "meta.db", What: fmt.Sprintf("has no %s/ bucket (the ID sequence)", bucketNSDir)})
+	}
+	if !legacyLayout(tx) && tx.Bucket(noData) == nil {
+		problems = append(problems, Problem{Object: "meta.db", What: "has no nsdata/0/ bucket (the data of a namespace that has none yet)"})
 	}
 	// IDs are inode numbers in fs/: two objects with one would be one
 	// file to the kernel, and a delete of one would take the other's
@@ -340,7 +341,7 @@ func schemaShape(tx *bolt.Tx) []Problem {
 		} else {
 			useID(obj, getUint64(nsb, keyID))
 		}
-		if images := nsb.Bucket(bucketImages); images != nil {
+		if images := nsSub(nsb, bucketImages); images != nil {
 			_ = images.ForEach(func(ref, rec []byte) error {
 				obj := fmt.Sprintf("image record %q of namespace %q", shorten(string(ref)), shorten(string(name)))
 				r, err := decodeImageRecord(rec)
@@ -359,7 +360,7 @@ func schemaShape(tx *bolt.Tx) []Problem {
 			})
 		}
 		for _, sub := range [][]byte{bucketImages, bucketImageData, bucketDirs, bucketBlobs} {
-			if nsb.Bucket(sub) == nil {
+			if nsSub(nsb, sub) == nil {
 				problems = append(problems, Problem{Object: obj, What: fmt.Sprintf("has no %s/ bucket", sub)})
 			}
 		}

@@ -200,7 +200,7 @@ func TestSalvageKeepsTheUndamagedRecords(t *testing.T) {
 	}
 	var page uint64
 	if err := db.bolt.View(func(tx *bolt.Tx) error {
-		page = uint64(namespacesBucket(tx).Bucket([]byte("b")).Bucket(bucketImages).Root())
+		page = uint64(nsSub(namespacesBucket(tx).Bucket([]byte("b")), bucketImages).Root())
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -300,7 +300,7 @@ func TestOpenRefusesABranchKeyOutOfPlace(t *testing.T) {
 	}
 	var page uint64
 	if err := db.bolt.View(func(tx *bolt.Tx) error {
-		page = uint64(namespacesBucket(tx).Bucket([]byte("b")).Bucket(bucketImages).Root())
+		page = uint64(nsSub(namespacesBucket(tx).Bucket([]byte("b")), bucketImages).Root())
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -338,6 +338,43 @@ func TestOpenRefusesABranchKeyOutOfPlace(t *testing.T) {
 	defer db.Close()
 	if images, err := db.ListImages("b"); err != nil || len(images) != len(before) {
 		t.Fatalf("b's images after the salvage: %d, %v; want all %d", len(images), err, len(before))
+	}
+	checkInvariants(t, db)
+}
+
+// A namespace record that lost its ID is refused at mount; fsck --repair
+// gives it back the ID of the one data bucket no namespace names, and with
+// it its images and blobs.
+func TestRepairGivesALostNamespaceIDItsData(t *testing.T) {
+	root, kept := storeWithBlob(t)
+	bdb, err := bolt.Open(filepath.Join(root, "meta.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bdb.Update(func(tx *bolt.Tx) error {
+		return namespacesBucket(tx).Bucket([]byte(defaultNamespace)).Delete(keyID)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	bdb.Close()
+	db, err := Open(root, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Recover(); !IsDamaged(err) {
+		t.Errorf("Recover of a namespace without an ID: %v, want ErrDamaged", err)
+	}
+	db.Close()
+	rep, err := Repair(root, CheckOptions{})
+	if err != nil || !rep.Clean() {
+		t.Fatalf("Repair: %+v, %v", rep, err)
+	}
+	if db, err = Open(root, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if b, err := db.GetBlob(defaultNamespace, kept); err != nil || !b.Held {
+		t.Fatalf("default's blob after the repair: %+v, %v (repairs %q)", b, err, rep.Repairs)
 	}
 	checkInvariants(t, db)
 }

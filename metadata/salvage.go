@@ -1,6 +1,7 @@
 package metadata
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -128,12 +129,15 @@ func copyReadable(dbpath string, exists bool, fresh *bolt.DB, did func(string, .
 	})
 }
 
-// renameToV1 gives a copy without v1/ its one other top bucket as v1/:
-// v1/ may have lost its name.
+// renameToV1 gives a copy without v1/ its one other top bucket (not
+// nsdir/, nor a namespace's ns/<name>/ or nsdata/<id>/) as v1/: v1/ may
+// have lost its name.
 func renameToV1(tx *bolt.Tx, did func(string, ...any)) error {
 	var others [][]byte
 	_ = tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
-		others = append(others, append([]byte(nil), name...))
+		if !bytes.Equal(name, bucketNSDir) && !bytes.HasPrefix(name, prefixNamespace) && !bytes.HasPrefix(name, prefixData) {
+			others = append(others, append([]byte(nil), name...))
+		}
 		return nil
 	})
 	if len(others) != 1 {

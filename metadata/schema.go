@@ -13,7 +13,7 @@ import (
 // refused rather than misread, one written by an older one migrated at its
 // first writable open (migrate.go). The bucket stays v1/: its name is not
 // the version.
-const schemaVersion = 2
+const schemaVersion = 3
 
 // Bucket and key names; the tree is drawn in doc.go.
 var (
@@ -146,28 +146,38 @@ func writeLabels(parent *bolt.Bucket, labels map[string]string) error {
 // no rename of a bucket key; ImageStore.Rename needs one). Keys and values are
 // copied out of the memory map first: bbolt wants them valid for the
 // whole transaction, and a write transaction that grows the file remaps it.
+// A nested bucket is told from a key by src.Bucket: in a write
+// transaction ForEach gives an empty value as nil too.
 func copyBucket(dst, src *bolt.Bucket) error {
 	if err := dst.SetSequence(src.Sequence()); err != nil {
 		return err
 	}
 	return src.ForEach(func(k, v []byte) error {
 		k = append([]byte(nil), k...)
-		if v != nil {
-			return dst.Put(k, append([]byte(nil), v...))
+		nested := src.Bucket(k)
+		if nested == nil {
+			return dst.Put(k, append([]byte{}, v...))
 		}
 		child, err := dst.CreateBucket(k)
 		if err != nil {
 			return err
 		}
-		return copyBucket(child, src.Bucket(k))
+		return copyBucket(child, nested)
 	})
 }
 
 // root returns v1/ of a transaction, which Open guarantees exists.
 func root(tx *bolt.Tx) *bolt.Bucket { return tx.Bucket(bucketV1) }
 
-// namespacesBucket is v1/namespaces/.
-func namespacesBucket(tx *bolt.Tx) *bolt.Bucket { return root(tx).Bucket(bucketNamespaces) }
+// namespacesBucket is the store's namespaces (namespaceSet).
+func namespacesBucket(tx *bolt.Tx) namespaceSet {
+	if v1 := root(tx); v1 != nil {
+		if legacy := v1.Bucket(bucketNamespaces); legacy != nil {
+			return namespaceSet{tx: tx, legacy: legacy}
+		}
+	}
+	return namespaceSet{tx: tx}
+}
 
 // contentBucket is v1/content/.
 func contentBucket(tx *bolt.Tx) *bolt.Bucket { return root(tx).Bucket(bucketContent) }
@@ -176,7 +186,7 @@ func contentBucket(tx *bolt.Tx) *bolt.Bucket { return root(tx).Bucket(bucketCont
 // written before it existed.
 func unheldBucket(tx *bolt.Tx) *bolt.Bucket { return root(tx).Bucket(bucketUnheld) }
 
-// namespaceBucket returns v1/namespaces/<name>/ or ErrNotFound.
+// namespaceBucket returns the bucket of namespace name or ErrNotFound.
 func namespaceBucket(tx *bolt.Tx, name string) (*bolt.Bucket, error) {
 	if b := namespacesBucket(tx).Bucket([]byte(name)); b != nil {
 		if tx.Writable() {
@@ -188,7 +198,13 @@ func namespaceBucket(tx *bolt.Tx, name string) (*bolt.Bucket, error) {
 }
 
 // nextID takes the next number of the store's one ID sequence.
-func nextID(tx *bolt.Tx) (uint64, error) { return root(tx).NextSequence() }
+func nextID(tx *bolt.Tx) (uint64, error) {
+	b := idsBucket(tx)
+	if b == nil {
+		return 0, errors.WithMessagef(errCorrupt, "bucket %q is missing", bucketNSDir)
+	}
+	return b.NextSequence()
+}
 
 // subBucket returns a nested bucket that must exist in a well-formed store.
 func subBucket(b *bolt.Bucket, name []byte) (*bolt.Bucket, error) {
@@ -209,8 +225,12 @@ const appendFillPercent = 0.9
 // written in order (a pull of tags, a copy of a tree): at bbolt's default
 // of half a page, every page they fill stays half empty.
 func fillDense(nsb *bolt.Bucket) {
+	data := nsDataIfAny(nsb)
+	if data == nil {
+		return // made by the first write that needs it, dense then
+	}
 	for _, name := range [][]byte{bucketImages, bucketImageData} {
-		if b := nsb.Bucket(name); b != nil {
+		if b := data.Bucket(name); b != nil {
 			b.FillPercent = appendFillPercent
 		}
 	}

@@ -75,7 +75,7 @@ func countShareable(tx *bolt.Tx, d digest.Digest, delta int) error {
 // countHolds counts every blob namespace nsb holds in (+1) or out (-1) of
 // the index: nsb was labelled shareable, or stopped being.
 func countHolds(tx *bolt.Tx, nsb *bolt.Bucket, delta int) error {
-	bb := nsb.Bucket(bucketBlobs)
+	bb := nsSub(nsb, bucketBlobs)
 	if bb == nil {
 		return nil
 	}
@@ -143,7 +143,7 @@ func recountShareable(tx *bolt.Tx) map[digest.Digest]uint64 {
 		if !isShareable(nsb) {
 			return nil
 		}
-		if bb := nsb.Bucket(bucketBlobs); bb != nil {
+		if bb := nsSub(nsb, bucketBlobs); bb != nil {
 			_ = bb.ForEachBucket(func(k []byte) error {
 				counts[digest.Digest(k)]++
 				return nil

@@ -18,8 +18,8 @@ import (
 //
 // Where they are kept:
 //
-//	v1/dirtimes/ns -> times             ns/ (namespaces come and go)
-//	v1/namespaces/<name>/dirtimes/
+//	nsdir/times -> times                ns/ (namespaces come and go)
+//	nsdata/<ns id>/dirtimes/
 //	  .            -> times             ns/<name> (set by utimes only; its
 //	                                    ctime also moves with its labels,
 //	                                    updatedat)
@@ -39,7 +39,7 @@ import (
 //	                                    blobs/sha256, finds it as it left it)
 //	image record: updatedat is the mtime; an optional changedat after
 //	  the digest is the ctime when it is later (labels, utimes)
-//	hold (namespaces/<name>/blobs/<d>/): mtime -> time (the content
+//	hold (nsdata/<ns id>/blobs/<d>/): mtime -> time (the content
 //	  record's createdat, so the same in every namespace, or set by
 //	  utimes), ctime -> time (labels, utimes), when set
 //
@@ -124,12 +124,12 @@ func getDirTimes(parent *bolt.Bucket, key string) (Times, bool) {
 // touchDir records that an entry of directory key (of namespace nsb)
 // came or went at t.
 func touchDir(nsb *bolt.Bucket, key string, t time.Time) error {
-	return putDirTimes(nsb, key, Times{t, t})
+	return putDirTimes(nsData(nsb), key, Times{t, t})
 }
 
 // namespacesChanged records that a namespace came or went at t (ns/).
 func namespacesChanged(tx *bolt.Tx, t time.Time) error {
-	return putDirTimes(root(tx), string(keyNamespaces), Times{t, t})
+	return putNamespacesTimes(tx, Times{t, t})
 }
 
 // imageEntryAdding records that path (a ref or a directory of images/)
@@ -173,7 +173,7 @@ func imageDirAdding(nsb *bolt.Bucket, dir string, t time.Time) error {
 
 // imageDirRemoved is imageEntryRemoved for a directory: its own times go.
 func imageDirRemoved(nsb *bolt.Bucket, dir string, t time.Time) error {
-	if b := nsb.Bucket(bucketDirTimes); b != nil {
+	if b := nsSub(nsb, bucketDirTimes); b != nil {
 		if err := b.Delete([]byte(ImagesDir(dir))); err != nil {
 			return err
 		}
@@ -190,7 +190,7 @@ func imageDirRemoved(nsb *bolt.Bucket, dir string, t time.Time) error {
 func (db *DB) DirTimes(ns, dir string) (t Times, ok bool, err error) {
 	err = db.bolt.View(func(tx *bolt.Tx) error {
 		if ns == "" {
-			t, ok = getDirTimes(root(tx), string(keyNamespaces))
+			t, ok = namespacesTimes(tx)
 			return nil
 		}
 		nsb, err := namespaceBucket(tx, ns)
@@ -212,7 +212,7 @@ func (db *DB) DirTimes(ns, dir string) (t Times, ok bool, err error) {
 // too.
 func ownDirTimes(nsb *bolt.Bucket, dir string) Times {
 	created := getTime(nsb, keyCreatedAt)
-	t, ok := getDirTimes(nsb, dir)
+	t, ok := getDirTimes(nsData(nsb), dir)
 	if !ok {
 		t = Times{created, created}
 	}
@@ -227,7 +227,7 @@ func ownDirTimes(nsb *bolt.Bucket, dir string) Times {
 // latestImageTimes is t, or the times of the namespace's most recently
 // changed image when later: index.json changes with its images.
 func latestImageTimes(nsb *bolt.Bucket, t Times) Times {
-	images := nsb.Bucket(bucketImages)
+	images := nsSub(nsb, bucketImages)
 	if images == nil {
 		return t
 	}
@@ -257,7 +257,7 @@ func (t Times) orLater(o Times) Times {
 func (db *DB) SetDirModified(ns, dir string, mtime time.Time) error {
 	return db.batch(func(tx *bolt.Tx) error {
 		if ns == "" {
-			return putDirTimes(root(tx), string(keyNamespaces), Times{mtime.UTC(), now()})
+			return putNamespacesTimes(tx, Times{mtime.UTC(), now()})
 		}
 		nsb, err := namespaceBucket(tx, ns)
 		if err != nil {
@@ -266,7 +266,7 @@ func (db *DB) SetDirModified(ns, dir string, mtime time.Time) error {
 		if path, below := cutImagesDir(dir); below && !isDir(nsb, path) {
 			return pathError(nsb, ns, path)
 		}
-		return putDirTimes(nsb, dir, Times{mtime.UTC(), now()})
+		return putDirTimes(nsData(nsb), dir, Times{mtime.UTC(), now()})
 	})
 }
 
@@ -300,7 +300,7 @@ func (db *DB) SetModified(o Object, mtime time.Time) error {
 				return err
 			}
 			rec.updatedAt, rec.changedAt = mtime.UTC(), t
-			return nsb.Bucket(bucketImages).Put([]byte(o.Image), rec.encode())
+			return nsSub(nsb, bucketImages).Put([]byte(o.Image), rec.encode())
 		case o.Blob != "":
 			if err := names.ValidateDigest(o.Blob); err != nil {
 				return err

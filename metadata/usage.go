@@ -6,7 +6,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Usage counters, namespaces/<ns>/held and namespaces/<ns>/only (int64):
+// Usage counters, ns/<ns>/held and ns/<ns>/only (int64):
 // the bytes of the blobs the namespace holds, and of those no other
 // namespace holds. They change in the transaction of every hold and drop
 // (usageOnHold, usageOnDrop), which also checks the quota, so df, the
@@ -102,7 +102,7 @@ func addInt64(b *bolt.Bucket, key []byte, delta int64) error {
 func countUsage(tx *bolt.Tx, nsb *bolt.Bucket) Usage {
 	var u Usage
 	content := contentBucket(tx)
-	bb := nsb.Bucket(bucketBlobs)
+	bb := nsSub(nsb, bucketBlobs)
 	if bb == nil {
 		return u
 	}
@@ -122,9 +122,6 @@ func countUsage(tx *bolt.Tx, nsb *bolt.Bucket) Usage {
 // transaction of every open; a namespace that has them is left alone.
 func ensureUsage(tx *bolt.Tx) error {
 	all := namespacesBucket(tx)
-	if all == nil {
-		return nil
-	}
 	var missing [][]byte
 	_ = all.ForEachBucket(func(name []byte) error {
 		if all.Bucket(name).Get(keyHeld) == nil {
@@ -144,9 +141,6 @@ func ensureUsage(tx *bolt.Tx) error {
 // writes only to a store that needs it).
 func usageCurrent(tx *bolt.Tx) bool {
 	all := namespacesBucket(tx)
-	if all == nil {
-		return true
-	}
 	return all.ForEachBucket(func(name []byte) error {
 		if all.Bucket(name).Get(keyHeld) == nil {
 			return errCorrupt
