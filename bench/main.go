@@ -201,6 +201,7 @@ func run() error {
 	for _, t := range targets {
 		t.stop()
 	}
+	committing.stop()
 	printTable(os.Stdout, rows, pulls, time.Since(started))
 	rootfs.print(os.Stdout)
 	return nil
@@ -232,6 +233,16 @@ func startTargets(dir string) ([]*target, error) {
 		return nil, err
 	}
 	targets := []*target{nsfs, tmpfs, bare}
+	// barefs again, its mkdir, rmdir and xattr changes each making the
+	// disk writes of a one-page bbolt commit in the store's directory: the
+	// commit rows' floor, measured as one (see workload.fsyncs).
+	committing = &target{name: "barefs+commits", mnt: filepath.Join(dir, "barefs-commits")}
+	if err := committing.start([]string{*barefsBin, "-commits", store, committing.mnt}, filepath.Join(dir, "barefs-commits.log")); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(committing.path("default"), 0o755); err != nil {
+		return nil, err
+	}
 
 	manifest, err := os.ReadFile(nsfs.path("default/images/src"))
 	if err != nil {
@@ -255,6 +266,9 @@ func populate(root, what string) error {
 	}
 	return nil
 }
+
+// committing is barefs with -commits: the commit rows' floor.
+var committing *target
 
 // storeDir is the nsfs store's directory: fdatasync is timed there, on
 // the filesystem meta.db lives on.
@@ -484,6 +498,11 @@ func (w *workload) measure(targets []*target) (row, error) {
 			samples[t.name] = append(samples[t.name], v)
 		}
 		if w.fsyncs > 0 {
+			d, err := w.run(committing, round)
+			if err != nil {
+				return row{}, fmt.Errorf("%s: %v", committing.name, err)
+			}
+			samples[committing.name] = append(samples[committing.name], float64(d.Nanoseconds())/float64(w.ops))
 			v, err := fdatasyncTime(50)
 			if err != nil {
 				return row{}, fmt.Errorf("fdatasync in %s: %v", storeDir, err)
@@ -496,10 +515,16 @@ func (w *workload) measure(targets []*target) (row, error) {
 		r.medians[name] = median(s)
 	}
 	if w.fsyncs > 0 {
-		floor := r.medians["barefs"] + float64(w.fsyncs)*r.medians["fdatasync"]
+		// The floor is barefs making the commits' disk writes in line
+		// (barefs+commits), never less than its parts timed apart: an
+		// fdatasync right after another costs less than one after a FUSE
+		// request, so the parts' sum alone would be below any durable
+		// FUSE filesystem.
+		parts := r.medians["barefs"] + float64(w.fsyncs)*r.medians["fdatasync"]
+		floor := max(parts, r.medians[committing.name])
 		r.medians["floor"] = floor
-		r.note = fmt.Sprintf("%s: floor = barefs %s + %d × fdatasync %s (4 KiB, the store's disk) = %s; nsfs/floor %.2f×",
-			w.name, formatNs(r.medians["barefs"]), w.fsyncs, formatNs(r.medians["fdatasync"]), formatNs(floor), r.medians["nsfs"]/floor)
+		r.note = fmt.Sprintf("%s: floor = barefs making the %d fdatasyncs in line %s (its parts timed apart: barefs %s + %d × fdatasync %s, 4 KiB on the store's disk, = %s); nsfs/floor %.2f×",
+			w.name, w.fsyncs, formatNs(r.medians[committing.name]), formatNs(r.medians["barefs"]), w.fsyncs, formatNs(r.medians["fdatasync"]), formatNs(parts), r.medians["nsfs"]/floor)
 	}
 	fmt.Fprintf(os.Stderr, "  %-44s nsfs %s  tmpfs %s  barefs %s\n", w.name,
 		w.format(r.medians["nsfs"]), w.format(r.medians["tmpfs"]), w.format(r.medians["barefs"]))
@@ -972,7 +997,7 @@ func printTable(out io.Writer, rows []row, pulls pullRows, took time.Duration) {
 			}
 		}
 		if floor, ok := r.medians["floor"]; ok {
-			target = fmt.Sprintf("≤ %.2f× (barefs + %d fdatasyncs) = %s", floorRatio, w.fsyncs, formatNs(floorRatio*floor))
+			target = fmt.Sprintf("≤ %.2f× (barefs with %d fdatasyncs) = %s", floorRatio, w.fsyncs, formatNs(floorRatio*floor))
 			met = "no"
 			if r.medians["nsfs"] <= floorRatio*floor {
 				met = "yes"

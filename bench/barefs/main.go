@@ -6,7 +6,9 @@
 //	$ kill %1          # unmounts, then exits
 //
 // Directories, files and extended attributes live in memory only; nothing
-// is checked and nothing is durable. It mounts with exactly nsfs's options
+// is checked, and nothing is durable unless -commits DIR asks each mkdir,
+// rmdir and xattr change for the disk writes of a one-page bbolt commit
+// (commits.go), the floor of make bench's commit rows. It mounts with exactly nsfs's options
 // (fs.MountOptions, with the 1 s entry timeout nsfs's nodes give their
 // names: 1 s entry and attribute timeouts, no negative caching,
 // the same capabilities), so that the ratio nsfs/barefs of a workload is
@@ -35,14 +37,21 @@ func main() {
 	log.SetFlags(0)
 	log.SetPrefix("barefs: ")
 	flag.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: barefs MOUNTPOINT  (serves until SIGINT/SIGTERM or an unmount)")
+		fmt.Fprintln(os.Stderr, "usage: barefs [-commits DIR] MOUNTPOINT  (serves until SIGINT/SIGTERM or an unmount)")
+		flag.PrintDefaults()
 	}
+	commitDir := flag.String("commits", "", "make every mkdir, rmdir and xattr change write and fdatasync a data page and a meta page in a file in `DIR`, as a one-page bbolt commit does")
 	flag.Parse()
 	if flag.NArg() != 1 {
 		flag.Usage()
 		os.Exit(2)
 	}
 	mountpoint := flag.Arg(0)
+	if *commitDir != "" {
+		if err := openCommits(*commitDir); err != nil {
+			log.Fatalf("-commits: %v", err)
+		}
+	}
 	opts := nsfs.MountOptions("barefs", nsfs.Config{})
 	// nsfs's nodes give each name they answer a 1 s entry timeout
 	// (blob names none); barefs has no blobs, so the default does it.
@@ -107,7 +116,7 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.xattrs[attr] = append([]byte(nil), data...) // go-fuse reuses data
-	return 0
+	return commit()
 }
 
 func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
@@ -120,7 +129,7 @@ func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 		return syscall.ENODATA
 	}
 	delete(n.xattrs, attr)
-	return 0
+	return commit()
 }
 
 func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
@@ -184,6 +193,9 @@ func (d *dir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.Ent
 	// Persistent: go-fuse drops a node the kernel forgot, and the tree
 	// is the only copy of this filesystem (an entry READDIRPLUS handed
 	// the kernel, evicted later, would be gone).
+	if errno := commit(); errno != 0 {
+		return nil, errno
+	}
 	return d.NewPersistentInode(ctx, child, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: inodes.Add(1), Gen: 1}), 0
 }
 
@@ -197,7 +209,7 @@ func (d *dir) Rmdir(ctx context.Context, name string) syscall.Errno {
 	if len(child.Children()) > 0 {
 		return syscall.ENOTEMPTY
 	}
-	return 0
+	return commit()
 }
 
 func (d *dir) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
