@@ -5,6 +5,7 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -33,7 +34,12 @@ const DefaultNodeBudget = 16384
 // (FUSE_NOTIFY_PRUNE): the kernel drops the inode if nothing uses it (no
 // open file, no cwd, no dentry in use) and sends FORGET, and go-fuse
 // drops the node. An image in use is left alone by the kernel; its node
-// is asked again on a later round.
+// is asked again on a later round. Past hardLimit (a walk that looks up
+// tens of thousands of images a second makes that many in the second an
+// entry lasts), nodes whose entry is still fresh go too: the kernel then
+// looks their names up again, as it would a second later. After a prune
+// of many nodes the freed heap is handed back to the system at once
+// rather than by the collector's pace (returnMemory).
 //
 //	$ ls -lR /mnt > /dev/null        # 100,000 images: 100,000 lookups
 //	$ kill -USR1 $(pidof nsfs)       # the daemon's log then says:
@@ -66,7 +72,14 @@ type nodeBudget struct {
 	pruned uint64
 	off    bool // the kernel has no prune notification
 	start  time.Time
+	// returned is when freed memory was last handed back, and
+	// returnPending that it is about to be again (returnMemory).
+	returned      time.Time
+	returnPending bool
 }
+
+// hardLimit is how far over its budget b may go with fresh nodes.
+func (b *nodeBudget) hardLimit() int { return b.limit + b.limit/2 }
 
 // budgetEntry is a node and when the kernel was last given its name.
 type budgetEntry struct {
@@ -186,17 +199,24 @@ func (b *nodeBudget) run(root *gofs.Inode, stop <-chan struct{}) {
 // the budget, not counting those it was asked to forget already; it says
 // whether the nodes are still over it.
 func (b *nodeBudget) prune(root *gofs.Inode) (over bool) {
+	var asked int
+	defer func() { b.returnMemory(asked) }()
+	b.mu.Lock()
+	b.forgetOldAsksLocked()
+	b.mu.Unlock()
 	for {
 		b.mu.Lock()
 		excess := b.held - b.asked - b.limit
+		fresh := b.held-b.asked > b.hardLimit()
 		b.mu.Unlock()
 		if excess <= 0 {
 			break
 		}
-		nodes := b.candidates(min(pruneBatch, excess))
+		nodes := b.candidates(min(pruneBatch, excess), fresh)
 		if len(nodes) == 0 {
 			break
 		}
+		asked += len(nodes)
 		if errno := root.NotifyPrune(nodes); errno != 0 {
 			b.mu.Lock()
 			b.off = true
@@ -210,11 +230,30 @@ func (b *nodeBudget) prune(root *gofs.Inode) (over bool) {
 	return b.held > b.limit && !b.off
 }
 
+// forgetOldAsksLocked counts again, against the budget, the nodes asked
+// for longer than entryTimeout ago whose FORGET has not come: the kernel
+// kept them (in use when asked, or looked up again since). Without it
+// they would count as leaving for good, and a budget whose nodes were all
+// asked would never ask again.
+func (b *nodeBudget) forgetOldAsksLocked() {
+	if b.asked == 0 {
+		return
+	}
+	now := b.now()
+	expired := uint32(entryTimeout / time.Millisecond)
+	for i := range b.ring {
+		if e := &b.ring[i]; e.asked && now-e.used >= expired {
+			e.asked = false
+			b.asked--
+		}
+	}
+}
+
 // candidates takes up to max nodes, in the clock's order, whose kernel
-// entry has expired and that hold nothing of a writer, and marks them
-// asked. A node still there entryTimeout after it was asked was kept by
-// the kernel (in use): it is a candidate again.
-func (b *nodeBudget) candidates(max int) []*gofs.Inode {
+// entry has expired (with fresh, any) and that hold nothing of a writer,
+// and marks them asked. A node still there entryTimeout after it was
+// asked was kept by the kernel (in use): it is a candidate again.
+func (b *nodeBudget) candidates(max int, fresh bool) []*gofs.Inode {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.off {
@@ -229,8 +268,11 @@ func (b *nodeBudget) candidates(max int) []*gofs.Inode {
 		}
 		e := &b.ring[b.hand]
 		b.hand++
-		if e.file == nil || now-e.used < expired {
+		if e.file == nil || (!fresh && now-e.used < expired) {
 			continue
+		}
+		if e.asked && now-e.used < expired {
+			continue // asked already; its FORGET may still come
 		}
 		if e.asked {
 			e.asked = false
@@ -254,6 +296,32 @@ func (b *nodeBudget) candidates(max int) []*gofs.Inode {
 	}
 	b.pruned += uint64(len(nodes))
 	return nodes
+}
+
+// returnMemory hands the heap that the nodes just forgotten held back to
+// the system after a prune that asked for at least a quarter of the
+// budget: the collector would keep it for the daemon's next growth, and
+// the daemon's memory is what the budget is for. It runs a little later
+// (the kernel sends its FORGETs between requests), at most once every few
+// seconds (it is a full collection), and once more after the last of a
+// series of prunes.
+func (b *nodeBudget) returnMemory(asked int) {
+	const every = 2 * time.Second
+	if asked < b.limit/4 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.returnPending {
+		return
+	}
+	b.returnPending = true
+	time.AfterFunc(max(200*time.Millisecond, time.Until(b.returned.Add(every))), func() {
+		b.mu.Lock()
+		b.returnPending, b.returned = false, time.Now()
+		b.mu.Unlock()
+		debug.FreeOSMemory()
+	})
 }
 
 // idle says the node holds nothing that must outlive it: a stored image
