@@ -336,7 +336,7 @@ func schemaShape(tx *bolt.Tx) []Problem {
 			problems = append(problems, Problem{Object: obj, What: "is a key, not a bucket"})
 			return nil
 		}
-		if len(nsb.Get(keyID)) != 8 {
+		if id := nsb.Get(keyID); len(id) != 8 || decodeUint64(id) == 0 {
 			problems = append(problems, Problem{Object: obj, What: "has no ID"})
 		} else {
 			useID(obj, getUint64(nsb, keyID))
