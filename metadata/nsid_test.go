@@ -1,6 +1,7 @@
 package metadata
 
 import (
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -128,4 +129,99 @@ func TestZeroNamespaceIDHasNoData(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// storeWithImage makes a store at a new root whose namespace default holds
+// the image app:v1 and whose namespace other never wrote (each name of
+// extra is made too), closes it, and returns the root.
+func storeWithImage(t *testing.T, extra ...string) string {
+	t.Helper()
+	root := t.TempDir()
+	db, err := Open(root, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := seedImage(t, db, defaultNamespace, "redis")
+	if _, err := db.Images().Put(ImageWrite{Namespace: defaultNamespace, Ref: "app:v1", Manifest: img.manifest}); err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range extra {
+		if _, err := db.Namespaces().Create(ns, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// changeDefaultID gives default's record an unused ID of the sequence, as
+// a damaged value would, and returns the ID it had: its data bucket is left
+// to no namespace.
+func changeDefaultID(t *testing.T, root string) uint64 {
+	t.Helper()
+	var old uint64
+	damageNamespaceRecords(t, root, func(tx *bolt.Tx) error {
+		nsb := namespacesBucket(tx).Bucket([]byte(defaultNamespace))
+		old = getUint64(nsb, keyID)
+		id, err := nextID(tx)
+		if err != nil {
+			return err
+		}
+		return putUint64(nsb, keyID, id)
+	})
+	return old
+}
+
+// assertImages asserts that namespace ns lists exactly the images refs.
+func assertImages(t *testing.T, db *DB, ns string, refs ...string) {
+	t.Helper()
+	imgs, err := db.ListImages(ns)
+	if err != nil {
+		t.Fatalf("namespace %q: %v", ns, err)
+	}
+	var got []string
+	for _, img := range imgs {
+		got = append(got, img.Name)
+	}
+	if strings.Join(got, " ") != strings.Join(refs, " ") {
+		t.Errorf("namespace %q lists %q, want %q", ns, got, refs)
+	}
+}
+
+// A namespace record whose ID changed names no data bucket and would be
+// served empty, its data stranded: the mount refuses the data bucket no
+// namespace names, and fsck --repair gives it back to the one namespace
+// without data.
+func TestChangedNamespaceIDIsRefusedAndRepaired(t *testing.T) {
+	root := storeWithImage(t)
+	old := changeDefaultID(t, root)
+	recoverRefuses(t, root, fmt.Sprintf("data bucket nsdata/%d: belongs to no namespace", old))
+
+	db, rep := repairCleanly(t, root)
+	assertImages(t, db, defaultNamespace, "app:v1")
+	if nss, err := db.Namespaces().List(); err != nil || len(nss) != 1 {
+		t.Errorf("namespaces after the repair: %+v, %v, want default alone (repairs %q)", nss, err, rep.Repairs)
+	}
+	checkInvariants(t, db)
+}
+
+// With two namespaces without data (one never wrote) and one data bucket
+// no namespace names, which one lost it is a guess: fsck --repair makes
+// the data a namespace of its own, lost-found-<id>, and the store mounts.
+func TestRepairGivesAnOrphanDataBucketItsOwnNamespace(t *testing.T) {
+	root := storeWithImage(t, "other")
+	old := changeDefaultID(t, root)
+	recoverRefuses(t, root, fmt.Sprintf("data bucket nsdata/%d: belongs to no namespace", old))
+
+	db, rep := repairCleanly(t, root)
+	orphan := fmt.Sprintf("lost-found-%d", old)
+	assertImages(t, db, orphan, "app:v1")
+	assertImages(t, db, defaultNamespace)
+	assertImages(t, db, "other")
+	if !strings.Contains(strings.Join(rep.Repairs, "\n"), "no guess") {
+		t.Errorf("repairs %q do not say why nothing was adopted", rep.Repairs)
+	}
+	checkInvariants(t, db)
 }
