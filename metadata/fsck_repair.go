@@ -402,7 +402,12 @@ func orphanNamespaces(tx *bolt.Tx, ids *bolt.Bucket, orphans []uint64, candidate
 	var made [][]byte
 	for _, id := range orphans {
 		name := fmt.Sprintf("%s-%d", lostFoundNamespace, id)
-		if _, err := createNamespace(tx, name, nil); err != nil {
+		_, err := createNamespace(tx, name, nil)
+		for n := 2; errors.Is(err, ErrExists); n++ { // a namespace of that name is not this one
+			name = fmt.Sprintf("%s-%d-%d", lostFoundNamespace, id, n)
+			_, err = createNamespace(tx, name, nil)
+		}
+		if err != nil {
 			return nil, errors.WithMessagef(err, "data bucket nsdata/%d belongs to no namespace", id)
 		}
 		if id > ids.Sequence() {

@@ -225,3 +225,19 @@ func TestRepairGivesAnOrphanDataBucketItsOwnNamespace(t *testing.T) {
 	}
 	checkInvariants(t, db)
 }
+
+// The namespace an orphan data bucket gets never takes over one that
+// already has the name lost-found-<id>.
+func TestRepairNeverGivesAnOrphanDataBucketATakenName(t *testing.T) {
+	root := storeWithImage(t)
+	old := changeDefaultID(t, root)
+	taken := fmt.Sprintf("lost-found-%d", old)
+	damageNamespaceRecords(t, root, func(tx *bolt.Tx) error {
+		_, err := createNamespace(tx, taken, nil)
+		return err
+	})
+	db, _ := repairCleanly(t, root)
+	assertImages(t, db, taken)
+	assertImages(t, db, taken+"-2", "app:v1")
+	checkInvariants(t, db)
+}
