@@ -772,8 +772,9 @@ func (s *fsckState) scanDataBuckets(tx *bolt.Tx) {
 		id := k[len(prefixData):]
 		if len(id) != 8 {
 			s.add(fmt.Sprintf("data bucket %q", k), "is not named by an ID")
-		} else if n := decodeUint64(id); n != 0 && !owners[n] {
-			s.add(fmt.Sprintf("data bucket nsdata/%d", n), "belongs to no namespace (no record has ID %d)", n)
 		}
+	}
+	for _, n := range orphanData(tx, owners) {
+		s.add(fmt.Sprintf("data bucket nsdata/%d", n), "belongs to no namespace (no record has ID %d)", n)
 	}
 }

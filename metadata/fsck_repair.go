@@ -304,27 +304,47 @@ func repairShape(tx *bolt.Tx, did func(string, ...any)) error {
 		id := getUint64(nsb, keyID)
 		return len(nsb.Get(keyID)) == 8 && id != 0 && id <= ids.Sequence() && !taken[id]
 	}
-	// A namespace that lost its ID finds its data again when it is the
-	// only one, and one data bucket is the only one no namespace names.
-	var without []string
+	// A namespace that lost its ID, or else one whose ID names no data
+	// bucket (the ID changed), finds its data again when it is the only
+	// one, and one data bucket is the only one no namespace names. A
+	// namespace that never wrote has no data bucket either, so with more
+	// candidates or orphans nothing is guessed.
+	var without, dataless []string
 	kept := map[uint64]bool{}
 	for _, name := range names {
-		if nsb := all.Bucket(name); keeps(nsb, kept) {
-			kept[getUint64(nsb, keyID)] = true
-		} else {
+		nsb := all.Bucket(name)
+		if !keeps(nsb, kept) {
 			without = append(without, string(name))
+			continue
+		}
+		kept[getUint64(nsb, keyID)] = true
+		if !legacyLayout(tx) && tx.Bucket(dataKey(nsb.Get(keyID))) == nil {
+			dataless = append(dataless, string(name))
 		}
 	}
 	var adopt uint64
-	if orphans := orphanData(tx, kept); len(without) == 1 && len(orphans) == 1 && orphans[0] <= ids.Sequence() {
-		adopt = orphans[0]
+	var adopter string
+	orphans := orphanData(tx, kept)
+	// A record without an ID surely lost its data; one without data may
+	// never have written.
+	candidates := without
+	if len(without) == 0 {
+		candidates = dataless
 	}
+	if len(candidates) == 1 && len(orphans) == 1 && orphans[0] <= ids.Sequence() {
+		adopt, adopter, orphans = orphans[0], candidates[0], nil
+	}
+	made, err := orphanNamespaces(tx, ids, orphans, len(candidates), did)
+	if err != nil {
+		return err
+	}
+	names = append(names, made...)
 	nsIDs := map[uint64]bool{}
 	for _, name := range names {
 		nsb := all.Bucket(name)
-		if !keeps(nsb, nsIDs) {
+		if string(name) == adopter || !keeps(nsb, nsIDs) {
 			newID, what := adopt, "the ID of the one data bucket no namespace named"
-			if newID == 0 {
+			if string(name) != adopter {
 				newID, what = ids.Sequence()+1, "a new ID, and no data"
 				if err := ids.SetSequence(newID); err != nil {
 					return err
@@ -333,7 +353,7 @@ func repairShape(tx *bolt.Tx, did func(string, ...any)) error {
 			if err := putUint64(nsb, keyID, newID); err != nil {
 				return err
 			}
-			did("namespace %q had no ID it can keep: given ID %d (%s)", name, newID, what)
+			did("namespace %q had no ID it can keep or its ID named no data: given ID %d (%s)", name, newID, what)
 			nsIDs[newID] = true
 		} else {
 			nsIDs[getUint64(nsb, keyID)] = true
@@ -371,6 +391,37 @@ func repairTop(v1 *bolt.Bucket, did func(string, ...any)) error {
 		}
 	}
 	return nil
+}
+
+// orphanNamespaces gives each data bucket of orphans (IDs no namespace
+// names) a namespace of its own, lost-found-<id>, that no request can reach
+// otherwise: which namespace lost it is a guess when several could have
+// (candidates), and a data bucket without a namespace is refused at mount.
+// It returns the names it made.
+func orphanNamespaces(tx *bolt.Tx, ids *bolt.Bucket, orphans []uint64, candidates int, did func(string, ...any)) ([][]byte, error) {
+	var made [][]byte
+	for _, id := range orphans {
+		name := fmt.Sprintf("%s-%d", lostFoundNamespace, id)
+		_, err := createNamespace(tx, name, nil)
+		for n := 2; errors.Is(err, ErrExists); n++ { // a namespace of that name is not this one
+			name = fmt.Sprintf("%s-%d-%d", lostFoundNamespace, id, n)
+			_, err = createNamespace(tx, name, nil)
+		}
+		if err != nil {
+			return nil, errors.WithMessagef(err, "data bucket nsdata/%d belongs to no namespace", id)
+		}
+		if id > ids.Sequence() {
+			if err := ids.SetSequence(id); err != nil {
+				return nil, err
+			}
+		}
+		if err := putUint64(namespacesBucket(tx).Bucket([]byte(name)), keyID, id); err != nil {
+			return nil, err
+		}
+		did("data bucket nsdata/%d belonged to no namespace (%d data buckets and %d namespaces without data: no guess): given the new namespace %q", id, len(orphans), candidates, name)
+		made = append(made, []byte(name))
+	}
+	return made, nil
 }
 
 // orphanData is the IDs of the data buckets (nsdata/<id>, 0 aside) of no

@@ -53,7 +53,9 @@ func legacyLayout(tx *bolt.Tx) bool {
 // yet; in a store of version 1 or 2, nsb itself.
 func nsDataIfAny(nsb *bolt.Bucket) *bolt.Bucket {
 	tx := nsb.Tx()
-	if id := nsb.Get(keyID); len(id) == 8 {
+	// ID 0 names the empty data every namespace without its own reads:
+	// a record whose ID reads 0 has none (Recover refuses it).
+	if id := nsb.Get(keyID); len(id) == 8 && decodeUint64(id) != 0 {
 		var key [len("nsdata/") + 8]byte
 		copy(key[copy(key[:], prefixData):], id)
 		if data := tx.Bucket(key[:]); data != nil {

@@ -329,6 +329,7 @@ func schemaShape(tx *bolt.Tx) []Problem {
 		}
 		ids[id] = struct{}{}
 	}
+	owners := map[uint64]bool{}
 	_ = all.ForEach(func(name, v []byte) error {
 		obj := fmt.Sprintf("namespace record %q", shorten(string(name)))
 		nsb := all.Bucket(name)
@@ -336,10 +337,11 @@ func schemaShape(tx *bolt.Tx) []Problem {
 			problems = append(problems, Problem{Object: obj, What: "is a key, not a bucket"})
 			return nil
 		}
-		if len(nsb.Get(keyID)) != 8 {
+		if id := nsb.Get(keyID); len(id) != 8 || decodeUint64(id) == 0 {
 			problems = append(problems, Problem{Object: obj, What: "has no ID"})
 		} else {
 			useID(obj, getUint64(nsb, keyID))
+			owners[getUint64(nsb, keyID)] = true
 		}
 		if images := nsSub(nsb, bucketImages); images != nil {
 			_ = images.ForEach(func(ref, rec []byte) error {
@@ -366,6 +368,10 @@ func schemaShape(tx *bolt.Tx) []Problem {
 		}
 		return nil
 	})
+	// A record whose ID changed would read as empty, its data stranded.
+	for _, id := range orphanData(tx, owners) {
+		problems = append(problems, Problem{Object: fmt.Sprintf("data bucket nsdata/%d", id), What: fmt.Sprintf("belongs to no namespace (no record has ID %d)", id)})
+	}
 	return problems
 }
 
