@@ -401,7 +401,12 @@ type refDirs struct {
 
 // start makes them in the background, once: each by mkdir from the
 // top, an existing one (EEXIST) left as it is. No stat asks first: a
-// new namespace has none of them, and mkdir says which exist.
+// new namespace has none of them, and mkdir says which exist. A failed
+// pull of another ref under the same prefix removes the empty ones it
+// made, which may be ones this chain found: a mkdir then fails with
+// ENOENT, and the chain is made again from the top. That pull removes
+// each directory once, so one more try per directory of the chain is
+// enough for it.
 func (d *refDirs) start() {
 	d.once.Do(func() {
 		go func() {
@@ -410,21 +415,31 @@ func (d *refDirs) start() {
 			if err != nil || rel == "." || strings.HasPrefix(rel, "..") {
 				return // images/ itself, or no ref (ImagePath refused it)
 			}
-			dir := d.images
-			for _, name := range strings.Split(rel, string(filepath.Separator)) {
-				dir = filepath.Join(dir, name)
-				err := os.Mkdir(dir, 0o755)
-				switch {
-				case err == nil:
-					d.made = append([]string{dir}, d.made...)
-				case errors.Is(err, os.ErrExist):
-				default:
-					d.err = err
-					return
-				}
+			names := strings.Split(rel, string(filepath.Separator))
+			d.err = d.mkdirChain(names)
+			for try := 0; try < len(names) && errors.Is(d.err, os.ErrNotExist); try++ {
+				d.err = d.mkdirChain(names)
 			}
 		}()
 	})
+}
+
+// mkdirChain makes the directories names below images, from the top,
+// and remembers those it made.
+func (d *refDirs) mkdirChain(names []string) error {
+	dir := d.images
+	for _, name := range names {
+		dir = filepath.Join(dir, name)
+		err := os.Mkdir(dir, 0o755)
+		switch {
+		case err == nil:
+			d.made = append([]string{dir}, d.made...)
+		case errors.Is(err, os.ErrExist):
+		default:
+			return err
+		}
+	}
+	return nil
 }
 
 // wait makes them, if start did not, and says whether that failed.

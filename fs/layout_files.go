@@ -276,7 +276,7 @@ func (fsys *filesystem) commitIndex(op string, p process, ns nsRef, nsDir *gofs.
 	if bases != nil {
 		base = bases.of(p)
 	}
-	skipped, err := fsys.db.Layout().PutIndex(ns.name, ns.id, base, data)
+	skipped, changed, err := fsys.db.Layout().PutIndexChanged(ns.name, ns.id, base, data)
 	if err != nil {
 		return toErrno(op, errors.WithMessagef(err, "namespace %q", ns.name))
 	}
@@ -297,6 +297,12 @@ func (fsys *filesystem) commitIndex(op string, p process, ns nsRef, nsDir *gofs.
 		for ref := range refs {
 			forgetMissingName(images, ref)
 		}
+		// A changed or dropped ref may have got its node after
+		// forgetNamesBelow looked (a listing's batch, from the
+		// snapshot before the write): name it anyway.
+		for _, ref := range changed {
+			forgetRefName(images, ref)
+		}
 	})
 	return 0
 }
@@ -305,6 +311,27 @@ func (fsys *filesystem) commitIndex(op string, p process, ns nsRef, nsDir *gofs.
 // of path below n that the tree knows no node of.
 func forgetMissingName(n *gofs.Inode, path string) {
 	for _, name := range strings.Split(path, "/") {
+		child := n.GetChild(name)
+		if child == nil {
+			n.NotifyEntry(name)
+			return
+		}
+		n = child
+	}
+}
+
+// forgetRefName sends an entry notification for path below n: for its
+// first component the tree knows no node of, or else for its last
+// component on its parent, whether or not the tree knows that node. The
+// notification waits for the directory's lock, so it lands after any
+// listing batch that is making the name's node.
+func forgetRefName(n *gofs.Inode, path string) {
+	names := strings.Split(path, "/")
+	for i, name := range names {
+		if i == len(names)-1 {
+			n.NotifyEntry(name)
+			return
+		}
 		child := n.GetChild(name)
 		if child == nil {
 			n.NotifyEntry(name)

@@ -86,6 +86,10 @@ type LayoutStore interface {
 	// (ErrNotFound otherwise), so that a writer of a deleted namespace's
 	// index.json never rewrites a new namespace of the same name.
 	PutIndex(ns string, nsID uint64, base, data []byte) (skipped []string, err error)
+	// PutIndexChanged is PutIndex that also returns the refs it made,
+	// retargeted or removed, so that a caller can tell a cache about
+	// names the new index no longer has.
+	PutIndexChanged(ns string, nsID uint64, base, data []byte) (skipped, changed []string, err error)
 }
 
 // Layout is the store's LayoutStore.
@@ -237,9 +241,14 @@ func emptyLayoutIndex(data []byte) bool {
 }
 
 func (db layoutStore) PutIndex(ns string, nsID uint64, base, data []byte) (skipped []string, err error) {
+	skipped, _, err = db.PutIndexChanged(ns, nsID, base, data)
+	return skipped, err
+}
+
+func (db layoutStore) PutIndexChanged(ns string, nsID uint64, base, data []byte) (skipped, changed []string, err error) {
 	refs, err := ParseLayoutIndex(data)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var baseRefs map[string]ocispec.Descriptor
 	if base != nil {
@@ -264,7 +273,7 @@ func (db layoutStore) PutIndex(ns string, nsID uint64, base, data []byte) (skipp
 	// against its descriptor, parsed, with the documents below an index.
 	current, err := db.currentTargets(ns)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var writes []layoutWrite
 	for ref, target := range refs {
@@ -277,7 +286,7 @@ func (db layoutStore) PutIndex(ns string, nsID uint64, base, data []byte) (skipp
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		writes = append(writes, w)
 	}
@@ -291,9 +300,13 @@ func (db layoutStore) PutIndex(ns string, nsID uint64, base, data []byte) (skipp
 	}
 	sort.Strings(removed)
 	if len(writes) == 0 && len(removed) == 0 {
-		return skipped, nil
+		return skipped, nil, nil
 	}
-	return skipped, db.commitReleasing(ns, db.batch, func(tx *bolt.Tx, rel *releases) error {
+	for _, w := range writes {
+		changed = append(changed, w.ref)
+	}
+	changed = append(changed, removed...)
+	err = db.commitReleasing(ns, db.batch, func(tx *bolt.Tx, rel *releases) error {
 		nsb, err := namespaceWithID(tx, ns, nsID)
 		if err != nil {
 			return err
@@ -327,6 +340,10 @@ func (db layoutStore) PutIndex(ns string, nsID uint64, base, data []byte) (skipp
 		}
 		return nil
 	})
+	if err != nil {
+		return skipped, nil, err
+	}
+	return skipped, changed, nil
 }
 
 // pinLayoutClaims adds one claim to every blob the namespace holds for
