@@ -1066,4 +1066,5 @@ func (p pullRows) print(out io.Writer) {
 		formatNs(float64(r.cold)), speed(r.cold), formatNs(float64(r.oras)), speed(r.oras), ratio, yes(ratio >= 0.9))
 	fmt.Fprintf(out, "| second-namespace pull | %s, %d blob bytes from the registry | — | — | ≤ 15 ms median, 0 blob bytes | %s |\n",
 		formatNs(float64(r.second)), r.secondBytes, yes(r.second <= 15*time.Millisecond && r.secondBytes == 0))
+	fmt.Fprintf(out, "\nCPU time of a cold pull (medians): %s; of oras-go's copy: %s.\n", r.coldCPU, r.orasCPU)
 }

@@ -53,10 +53,13 @@ const (
 
 // pullResult is what the pull table shows.
 type pullResult struct {
-	imageBytes  int64
-	cold, oras  time.Duration // medians
-	second      time.Duration // median
-	secondBytes int64         // blob bytes the registry sent during the second pulls (all rounds)
+	imageBytes int64
+	cold, oras time.Duration // medians
+	// CPU time (user+system) of each process during the cold pulls and
+	// the oras-go copies, medians: where the time goes, on 2 CPUs.
+	coldCPU, orasCPU cpuShare
+	second           time.Duration // median
+	secondBytes      int64         // blob bytes the registry sent during the second pulls (all rounds)
 }
 
 type registry struct {
@@ -249,13 +252,16 @@ func measurePulls(dir string, nsfs *target) (*pullResult, error) {
 	ref := reg.addr + "/bench/big:v1"
 	res := &pullResult{imageBytes: size}
 	var cold, second, orasTimes []time.Duration
+	var coldCPU, orasCPU []cpuShare
 	for round := 0; round < pullRounds; round++ {
 		coldNS := fmt.Sprintf("pull%d", round)
-		d, err := runPull(nsfs, coldNS, ref)
+		before := sampleCPU(nsfs.daemon.Process.Pid, reg.cmd.Process.Pid)
+		d, client, err := runPullCPU(nsfs, coldNS, ref)
 		if err != nil {
 			return nil, err
 		}
 		cold = append(cold, d)
+		coldCPU = append(coldCPU, sampleCPU(nsfs.daemon.Process.Pid, reg.cmd.Process.Pid).since(before, client))
 		namespaces := []string{coldNS}
 
 		from, err := reg.mark()
@@ -277,6 +283,8 @@ func measurePulls(dir string, nsfs *target) (*pullResult, error) {
 		res.secondBytes += reg.blobBytes(from, to)
 
 		layout := filepath.Join(dir, fmt.Sprintf("oci-%d", round))
+		before = sampleCPU(nsfs.daemon.Process.Pid, reg.cmd.Process.Pid)
+		selfBefore := selfCPU()
 		start := time.Now()
 		store, err := oci.New(layout)
 		if err == nil {
@@ -286,6 +294,7 @@ func measurePulls(dir string, nsfs *target) (*pullResult, error) {
 			return nil, fmt.Errorf("oras-go copy into %s: %v", layout, err)
 		}
 		orasTimes = append(orasTimes, time.Since(start))
+		orasCPU = append(orasCPU, sampleCPU(nsfs.daemon.Process.Pid, reg.cmd.Process.Pid).since(before, selfCPU()-selfBefore))
 		os.RemoveAll(layout)
 
 		for _, ns := range namespaces {
@@ -297,12 +306,19 @@ func measurePulls(dir string, nsfs *target) (*pullResult, error) {
 			formatNs(float64(cold[round])), secondPulls, formatNs(float64(median(second[len(second)-secondPulls:]))), formatNs(float64(orasTimes[round])))
 	}
 	res.cold, res.second, res.oras = median(cold), median(second), median(orasTimes)
+	res.coldCPU, res.orasCPU = medianCPU(coldCPU), medianCPU(orasCPU)
 	return res, nil
 }
 
 // runPull runs `nsfs --mount MNT -n ns pull --plain-http -q ref` and
 // returns how long the process took.
 func runPull(nsfs *target, ns, ref string) (time.Duration, error) {
+	d, _, err := runPullCPU(nsfs, ns, ref)
+	return d, err
+}
+
+// runPullCPU is runPull that also returns the process's CPU time.
+func runPullCPU(nsfs *target, ns, ref string) (time.Duration, time.Duration, error) {
 	cmd := exec.Command(*nsfsBin, "--mount", nsfs.mnt, "-n", ns, "pull", "--plain-http", "-q", ref)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -310,7 +326,61 @@ func runPull(nsfs *target, ns, ref string) (time.Duration, error) {
 	err := cmd.Run()
 	d := time.Since(start)
 	if err != nil {
-		return 0, fmt.Errorf("nsfs -n %s pull %s: %v\n%s", ns, ref, err, out.Bytes())
+		return 0, 0, fmt.Errorf("nsfs -n %s pull %s: %v\n%s", ns, ref, err, out.Bytes())
 	}
-	return d, nil
+	return d, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), nil
+}
+
+// cpuShare is the CPU time (user+system) the processes of a pull spent:
+// the puller (the nsfs CLI, or oras-go in this process), the nsfs daemon
+// and the registry.
+type cpuShare struct{ puller, daemon, registry time.Duration }
+
+func (c cpuShare) String() string {
+	return fmt.Sprintf("puller %s, nsfs daemon %s, registry %s", formatNs(float64(c.puller)), formatNs(float64(c.daemon)), formatNs(float64(c.registry)))
+}
+
+// sampleCPU reads the daemon's and the registry's CPU time so far.
+func sampleCPU(daemon, registry int) cpuShare {
+	return cpuShare{daemon: procCPU(daemon), registry: procCPU(registry)}
+}
+
+// since is the CPU the daemon and registry spent after before, with the
+// puller's own.
+func (c cpuShare) since(before cpuShare, puller time.Duration) cpuShare {
+	return cpuShare{puller: puller, daemon: c.daemon - before.daemon, registry: c.registry - before.registry}
+}
+
+// procCPU is a process's utime+stime from /proc/PID/stat (clock ticks of
+// 10 ms: coarse, but a pull takes hundreds).
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which ends at the last ')'.
+	fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(fields) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// selfCPU is this process's CPU time so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func medianCPU(s []cpuShare) cpuShare {
+	var p, d, r []time.Duration
+	for _, c := range s {
+		p, d, r = append(p, c.puller), append(d, c.daemon), append(r, c.registry)
+	}
+	return cpuShare{median(p), median(d), median(r)}
 }
