@@ -193,16 +193,14 @@ func (t *Target) push(ctx context.Context, desc ocispec.Descriptor, r io.Reader,
 	// match its name: the filesystem keeps nothing (EBADMSG at close, which
 	// says nothing more than the first error).
 	src := &ctxReader{ctx: ctx, r: io.LimitReader(r, desc.Size+1)}
-	// Writes of 1 MiB (the mount's MaxWrite), not io.Copy's 32 KiB: each
-	// write is a round trip to the daemon.
-	n, err := io.CopyBuffer(writerOnly{f}, src, make([]byte, 1<<20))
+	n, rerr, werr := copyInFullWrites(f, src)
 	switch {
-	case err != nil && err == src.err:
+	case rerr != nil:
 		f.Close()
-		return errors.Wrapf(err, "receiving %s (got %d of %d bytes)", what(), n, desc.Size)
-	case err != nil:
+		return errors.Wrapf(rerr, "receiving %s (got %d of %d bytes)", what(), n, desc.Size)
+	case werr != nil:
 		f.Close()
-		return errors.Wrapf(err, "writing %s", what())
+		return errors.Wrapf(werr, "writing %s", what())
 	case n != desc.Size:
 		f.Close()
 		return errors.Errorf("%s: got %d bytes, but its descriptor says %d", what(), n, desc.Size)
@@ -217,9 +215,71 @@ func (t *Target) push(ctx context.Context, desc ocispec.Descriptor, r io.Reader,
 	return nil
 }
 
-// writerOnly hides the file's ReadFrom, which would copy through its own
-// 32 KiB buffer instead of CopyBuffer's.
-type writerOnly struct{ io.Writer }
+// fullWriteSize is the mount's MaxWrite: the most one FUSE WRITE carries.
+const fullWriteSize = 1 << 20
+
+// copyInFullWrites copies src to w in writes of fullWriteSize bytes (the
+// last may be shorter), reading the next chunk from src while w takes the
+// last one. Each write to the mount is a round trip to the daemon, which
+// hashes and stores the chunk before it answers: a socket's reads return
+// what has arrived, often 64 KiB, and io.Copy would pass each on as a
+// write of its own and leave the socket unread while the daemon works.
+// It returns the bytes written and src's error (not io.EOF) or w's.
+func copyInFullWrites(w io.Writer, src io.Reader) (written int64, readErr, writeErr error) {
+	type chunk struct {
+		buf []byte
+		err error // src's error after buf: io.EOF at the end
+	}
+	const depth = 2 // chunks read ahead of the one being written
+	filled := make(chan chunk, depth)
+	free := make(chan []byte, depth+1)
+	for i := 0; i < depth+1; i++ {
+		free <- make([]byte, fullWriteSize)
+	}
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			var buf []byte
+			select {
+			case buf = <-free:
+			case <-done:
+				return
+			}
+			n, err := 0, error(nil)
+			for n < len(buf) && err == nil {
+				var k int
+				k, err = src.Read(buf[n:])
+				n += k
+			}
+			select {
+			case filled <- chunk{buf[:n], err}:
+			case <-done:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for c := range filled {
+		if len(c.buf) > 0 {
+			n, err := w.Write(c.buf)
+			written += int64(n)
+			if err != nil {
+				return written, nil, err
+			}
+		}
+		if c.err == io.EOF {
+			return written, nil, nil
+		}
+		if c.err != nil {
+			return written, c.err, nil
+		}
+		free <- c.buf[:cap(c.buf)]
+	}
+	panic("unreachable: the reader ends with an error")
+}
 
 // Polling bounds of awaitWriter: a small blob is committed within
 // milliseconds; a big one may take minutes, and needs no faster answer
@@ -366,22 +426,15 @@ func (t *Target) Resolve(_ context.Context, ref string) (ocispec.Descriptor, err
 }
 
 // ctxReader stops a copy once ctx is done, so that an interrupted pull
-// stops writing at once, and keeps the error of the source (a broken
-// connection) apart from the filesystem's.
+// stops writing at once.
 type ctxReader struct {
 	ctx context.Context
 	r   io.Reader
-	err error // the last error other than io.EOF
 }
 
 func (c *ctxReader) Read(p []byte) (int, error) {
 	if err := c.ctx.Err(); err != nil {
-		c.err = err
 		return 0, err
 	}
-	n, err := c.r.Read(p)
-	if err != nil && err != io.EOF {
-		c.err = err
-	}
-	return n, err
+	return c.r.Read(p)
 }
