@@ -434,8 +434,15 @@ func errnoOf(err error) syscall.Errno {
 }
 
 // A full disk ends the ingest with ENOSPC, and every later call says so
-// too: never a digest mismatch of the bytes that did not arrive.
+// too: never a digest mismatch of the bytes that did not arrive. Writes of
+// 64 KiB are hashed in line, writes of 512 KiB while they are written.
 func TestFullDiskIsStickyENOSPC(t *testing.T) {
+	for _, chunk := range []int64{64 << 10, 512 << 10} {
+		t.Run(strconv.FormatInt(chunk>>10, 10)+"KiB", func(t *testing.T) { fullDiskIsStickyENOSPC(t, chunk) })
+	}
+}
+
+func fullDiskIsStickyENOSPC(t *testing.T, chunk int64) {
 	root := smallTmpfs(t)
 	s, err := Open(root)
 	if err != nil {
@@ -453,7 +460,7 @@ func TestFullDiskIsStickyENOSPC(t *testing.T) {
 	var off int64
 	for off < int64(len(data)) && writeErr == nil {
 		var n int
-		n, writeErr = w.WriteAt(data[off:min(off+64<<10, int64(len(data)))], off)
+		n, writeErr = w.WriteAt(data[off:min(off+chunk, int64(len(data)))], off)
 		off += int64(n)
 	}
 	if errnoOf(writeErr) != syscall.ENOSPC {

@@ -1,6 +1,7 @@
 package blobs
 
 import (
+	"io"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -115,10 +116,28 @@ func (w *Writer) writeLocked(p []byte) (int, error) {
 	if w.file == nil || w.prepared {
 		return 0, errors.WithMessagef(os.ErrClosed, "blob %s: ingest already committed or aborted", w.expected)
 	}
-	n, err := w.file.Write(p)
-	// Hash exactly what reached the file, so Size and Digest stay true
-	// to it even after a short write.
-	w.digester.Hash().Write(p[:n])
+	var n int
+	var err error
+	if len(p) >= parallelHashSize {
+		// Hash while the kernel copies the bytes into the file: the two
+		// take about the same time, and a lone stream (the last layer of
+		// a pull) waits for both.
+		hashed := make(chan struct{})
+		go func() {
+			w.digester.Hash().Write(p)
+			close(hashed)
+		}()
+		n, err = w.file.Write(p)
+		<-hashed
+		if n < len(p) && err == nil {
+			err = io.ErrShortWrite
+		}
+		// A short write hashed bytes the file does not hold: the ingest
+		// fails below, and a failed ingest's digest is never used.
+	} else {
+		n, err = w.file.Write(p)
+		w.digester.Hash().Write(p[:n])
+	}
 	w.size += int64(n)
 	if err != nil {
 		return n, w.fail(err)
@@ -126,6 +145,10 @@ func (w *Writer) writeLocked(p []byte) (int, error) {
 	w.startWriteback(int64(n))
 	return n, nil
 }
+
+// parallelHashSize is the smallest write hashed on another goroutine
+// while it is written: below it, the hand-off costs more than it saves.
+const parallelHashSize = 128 << 10
 
 // earlyWriteback is how many bytes an ingest writes before it asks the
 // kernel to start writing them to disk, so that the disk works while
