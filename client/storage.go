@@ -224,7 +224,9 @@ const fullWriteSize = 1 << 20
 // hashes and stores the chunk before it answers: a socket's reads return
 // what has arrived, often 64 KiB, and io.Copy would pass each on as a
 // write of its own and leave the socket unread while the daemon works.
-// It returns the bytes written and src's error (not io.EOF) or w's.
+// It returns the bytes written and src's error (not io.EOF) or w's. After
+// w fails it returns at once: a read in progress ends on its own (at the
+// latest when the caller closes src) and its goroutine then exits.
 func copyInFullWrites(w io.Writer, src io.Reader) (written int64, readErr, writeErr error) {
 	type chunk struct {
 		buf []byte
