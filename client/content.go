@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/nsfs/nsfs/names"
 	"github.com/opencontainers/go-digest"
 	"github.com/pkg/errors"
 )
@@ -23,7 +24,8 @@ type Blob struct {
 }
 
 // Blobs lists the blobs namespace n holds (`ls -l blobs/sha256`), sorted
-// by digest. A namespace that does not exist holds none.
+// by digest: only committed blobs, not the temporary ingests being
+// written there under names that are no digest (`.tmp.XXXXXX`).
 func (n Namespace) Blobs() ([]Blob, error) {
 	if err := n.Check(); err != nil {
 		return nil, err
@@ -37,6 +39,10 @@ func (n Namespace) Blobs() ([]Blob, error) {
 	}
 	var blobs []Blob
 	for _, e := range entries {
+		d, ok := blobFileDigest(e.Name())
+		if !ok {
+			continue // a temporary ingest
+		}
 		info, err := e.Info()
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // dropped since the listing
@@ -52,13 +58,21 @@ func (n Namespace) Blobs() ([]Blob, error) {
 			return nil, errors.Wrapf(err, "blob %s", e.Name())
 		}
 		blobs = append(blobs, Blob{
-			Digest:  digest.NewDigestFromEncoded(digest.SHA256, e.Name()),
+			Digest:  d,
 			Size:    info.Size(),
 			Created: info.ModTime(),
 			Labels:  labels,
 		})
 	}
 	return blobs, nil
+}
+
+// blobFileDigest is the digest a file of blobs/sha256 is named after;
+// false when the name is no digest by the store's rule
+// (names.ValidateDigest): the file is a temporary ingest.
+func blobFileDigest(name string) (digest.Digest, bool) {
+	d := digest.NewDigestFromEncoded(digest.SHA256, name)
+	return d, names.ValidateDigest(d) == nil
 }
 
 // OpenBlob opens blob dgst for reading (`cat blobs/sha256/<hex>`). What the
