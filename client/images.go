@@ -81,6 +81,15 @@ func (n Namespace) Images() ([]Image, error) {
 	return images, nil
 }
 
+// Refs lists the refs of namespace n, sorted, without opening an image
+// (`nsfs images ls -q`: a walk of images/ only).
+func (n Namespace) Refs() ([]string, error) {
+	if err := n.Check(); err != nil {
+		return nil, err
+	}
+	return n.refs()
+}
+
 // refs lists the refs below images/, sorted as strings (a walk's order
 // puts "a/b" before "a-c").
 func (n Namespace) refs() ([]string, error) {

@@ -672,3 +672,42 @@ func TestCLIImagesOfDockerMediaTypes(t *testing.T) {
 		[]string{"docker/arm", mediaTypeDockerSchema2, arm.manifest.digest(), cliKiB(t, size(arm)), "linux/arm64", "-"},
 		[]string{"docker/list", mediaTypeDockerList, list.digest(), cliKiB(t, len(list.data)+size(amd)+size(arm)), "linux/amd64,linux/arm64", "-"}))
 }
+
+// TestCLIImagesListQuietOpensNoImage: `images ls -q` prints the refs from
+// the listing of images/ alone (s14, finding 15: 1.2 s for 1000 refs).
+// The daemon's writes to /dev/fuse show it: images ls reads every
+// manifest through the mount (image reads bypass the page cache), -q
+// reads none.
+func TestCLIImagesListQuietOpensNoImage(t *testing.T) {
+	t.Parallel()
+	d := startNsfs(t)
+	img := newImage(71, "amd64", 100)
+	for _, b := range append([]blob{img.config}, img.layers...) {
+		d.putBlob(t, "default", b)
+	}
+	// A manifest of 1 MiB (an annotation pads it), under four refs.
+	big := mustJSON(map[string]any{
+		"schemaVersion": 2,
+		"mediaType":     mediaTypeOCIManifest,
+		"config":        img.config.descriptor(),
+		"layers":        []descriptor{img.layers[0].descriptor()},
+		"annotations":   map[string]string{"pad": strings.Repeat("x", 1<<20)},
+	})
+	refs := []string{"a:1", "b:1", "c:1", "d:1"}
+	d.putManifest(t, "default", refs[0], big)
+	for _, ref := range refs[1:] {
+		mustRun(t, d.mnt, "ln", imagePath("default", refs[0]), imagePath("default", ref))
+	}
+
+	written := d.wchar(t)
+	assertOutput(t, "images ls -q", d.cli(t, "images", "ls", "-q"), lines(refs...))
+	if delta := d.wchar(t) - written; delta >= 256<<10 {
+		t.Errorf("the daemon wrote %d bytes to the kernel for images ls -q: it read the %d manifests of 1 MiB", delta, len(refs))
+	}
+	// The measure can see a read: images ls reads each manifest.
+	written = d.wchar(t)
+	d.cli(t, "images", "ls")
+	if delta := d.wchar(t) - written; delta < int64(len(refs))<<20 {
+		t.Errorf("the daemon wrote only %d bytes for images ls, which reads %d manifests of 1 MiB", delta, len(refs))
+	}
+}
