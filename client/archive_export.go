@@ -68,8 +68,8 @@ func (n Namespace) Export(ctx context.Context, w io.Writer, refs []string, opts 
 	if len(refs) == 0 {
 		return errors.New("no image to export: name at least one ref")
 	}
-	if _, err := os.Stat(n.Dir()); err != nil {
-		return namespaceError(n.Name, err)
+	if err := n.CheckExists(); err != nil {
+		return err
 	}
 	g := &exportGraph{t: n.Target(), blobs: map[digest.Digest]ocispec.Descriptor{}, parsed: map[digest.Digest]exportManifest{}, missing: map[digest.Digest]bool{}}
 	plan, err := g.plan(ctx, refs, opts)

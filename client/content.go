@@ -27,7 +27,7 @@ type Blob struct {
 // by digest: only committed blobs, not the temporary ingests being
 // written there under names that are no digest (`.tmp.XXXXXX`).
 func (n Namespace) Blobs() ([]Blob, error) {
-	if err := n.Check(); err != nil {
+	if err := n.CheckExists(); err != nil {
 		return nil, err
 	}
 	entries, err := os.ReadDir(n.BlobsDir())
@@ -79,7 +79,7 @@ func blobFileDigest(name string) (digest.Digest, bool) {
 // namespace can read follows the mount's content sharing: under shared,
 // any blob of the store. A blob it cannot see is ErrNotFound.
 func (n Namespace) OpenBlob(dgst string) (*os.File, error) {
-	if err := n.Check(); err != nil {
+	if err := n.CheckExists(); err != nil {
 		return nil, err
 	}
 	d, err := digest.Parse(dgst)

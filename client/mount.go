@@ -247,6 +247,22 @@ func (n Namespace) Check() error {
 	return nil
 }
 
+// CheckExists is the one place that decides whether a command may read
+// namespace n: its name must be valid (Check) and the namespace must
+// exist, else `namespace "NAME": not found`. Every command that reads a
+// namespace calls it first, so that a mistyped -n is said to be one
+// instead of showing as a missing image or blob, or as an empty listing.
+// (Commands that write create the namespace instead: Ensure.)
+func (n Namespace) CheckExists() error {
+	if err := n.Check(); err != nil {
+		return err
+	}
+	if _, err := os.Stat(n.Dir()); err != nil {
+		return namespaceError(n.Name, DaemonGone(err, n.Mount.Dir))
+	}
+	return nil
+}
+
 // mountAt is the topmost mount at dir in a mountinfo file: its filesystem
 // type and its source (for nsfs, the store root); "" when nothing is
 // mounted at dir itself.

@@ -236,14 +236,11 @@ func TestCLIImages(t *testing.T) {
 	assertOutput(t, "images ls when another namespace has the arm64 blobs", d.cli(t, "images", "ls"), cliTable(true, header, appRow, multiRow))
 	mustRun(t, d.mnt, "rm", "-r", "ns/other")
 
-	// Another namespace: empty, then the same image costs it nothing and
-	// lists the same.
+	// Another namespace: missing (an error, TestCLIMissingNamespace),
+	// then the same image costs it nothing and lists the same.
 	for _, env := range [][]string{{"NSFS_NAMESPACE=foo"}, {"CONTAINERD_NAMESPACE=foo"}} {
 		r := runCLI(t, append(env, "NSFS_MOUNT="+d.mnt), "images", "ls")
-		if r.code != 0 || r.stderr != "" {
-			t.Fatalf("images ls in a missing namespace: %s", r)
-		}
-		assertOutput(t, "images ls of a missing namespace", r.stdout, cliTable(true, header))
+		assertCLIFailure(t, r, "nsfs: namespace \"foo\": not found\n")
 	}
 	if _, err := os.Stat(d.path("ns", "foo")); !os.IsNotExist(err) {
 		t.Errorf("images ls created the namespace it listed: stat ns/foo: %v", err)
@@ -276,8 +273,8 @@ func TestCLIImages(t *testing.T) {
 		"images", "tag", "docker.io/library/app:v1", "multi:latest/x")
 	d.cliFails(t, "nsfs: images tag: a SRC and at least one DST are required (usage: nsfs images tag SRC DST... [--force])\n",
 		"images", "tag", "multi:latest")
-	// A tag in a namespace that does not have SRC creates nothing.
-	d.cliFails(t, "nsfs: image \"multi:latest\": not found\n", "-n", "newns", "images", "tag", "multi:latest", "x")
+	// A tag in a namespace that does not exist creates nothing.
+	d.cliFails(t, "nsfs: namespace \"newns\": not found\n", "-n", "newns", "images", "tag", "multi:latest", "x")
 	d.assertUnchanged(t, "the refused tags", before)
 
 	assertOutput(t, "images tag --force", d.cli(t, "images", "tag", "docker.io/library/app:v1", "multi:latest", "--force"), lines("multi:latest"))
@@ -370,8 +367,44 @@ func TestCLIContent(t *testing.T) {
 	d.cliFails(t, "nsfs: content get: one DIGEST is required (usage: nsfs content get DIGEST)\n", "content", "get")
 	d.assertUnchanged(t, "the refused content get", before)
 
-	// A namespace that does not exist holds nothing.
-	assertOutput(t, "content ls -n nope", d.cli(t, "-n", "nope", "content", "ls"), "DIGEST SIZE AGE LABELS\n")
+}
+
+// TestCLIMissingNamespace: every command that reads a namespace says
+// that a namespace which does not exist is missing (s14, finding 10: a
+// mistyped -n answered `image "x:1": not found`, or an empty table with
+// exit 0), and creates nothing.
+func TestCLIMissingNamespace(t *testing.T) {
+	t.Parallel()
+	d := startNsfs(t)
+	img := newImage(81, "amd64", 100)
+	d.putImage(t, "default", "app:v1", img)
+	out := filepath.Join(t.TempDir(), "out.tar")
+	before := d.state(t)
+	const missing = "nsfs: namespace \"nonexist\": not found\n"
+	for _, args := range [][]string{
+		{"images", "ls"},
+		{"images", "ls", "-q"},
+		{"images", "rm", "app:v1"},
+		{"images", "tag", "app:v1", "app:v2"},
+		{"images", "check"},
+		{"images", "check", "-q"},
+		{"images", "check", "app:v1"},
+		{"content", "ls"},
+		{"content", "ls", "-q"},
+		{"content", "get", img.config.digest()},
+		{"push", "127.0.0.1:1/app:v1"},
+		{"namespaces", "label", "nonexist", "a=b"},
+	} {
+		r := d.cliFails(t, missing, append([]string{"-n", "nonexist"}, args...)...)
+		if r.stdout != "" {
+			t.Errorf("%s printed %q", r.cmdline, r.stdout)
+		}
+	}
+	d.cliFails(t, "nsfs: export "+out+": namespace \"nonexist\": not found\n", "-n", "nonexist", "images", "export", out, "app:v1")
+	d.assertUnchanged(t, "commands on a missing namespace", before)
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("the refused export left %s: %v", out, err)
+	}
 }
 
 // TestCLIResolution: -n over NSFS_NAMESPACE over CONTAINERD_NAMESPACE
