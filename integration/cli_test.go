@@ -441,9 +441,9 @@ func TestCLIResolution(t *testing.T) {
 	// A directory that is no mount.
 	empty := t.TempDir()
 	r := runCLI(t, nil, "--mount", empty, "images", "ls")
-	assertCLIFailure(t, r, fmt.Sprintf("nsfs: %s is not a mounted nsfs store (no nsfs filesystem is mounted there): start one with `nsfs mount %s`\n", empty, empty))
+	assertCLIFailure(t, r, fmt.Sprintf("nsfs: %s is not an nsfs mount (nothing is mounted there): name the mountpoint of a running nsfs, or start one with `nsfs mount [--root STORE] MOUNTPOINT`\n", empty))
 	r = runCLI(t, []string{"NSFS_MOUNT=" + empty}, "namespaces", "ls")
-	assertCLIFailure(t, r, fmt.Sprintf("nsfs: %s is not a mounted nsfs store (no nsfs filesystem is mounted there): start one with `nsfs mount %s`\n", empty, empty))
+	assertCLIFailure(t, r, fmt.Sprintf("nsfs: %s is not an nsfs mount (nothing is mounted there): name the mountpoint of a running nsfs, or start one with `nsfs mount [--root STORE] MOUNTPOINT`\n", empty))
 }
 
 // TestCLIMountMustBeAnNsfsMountpoint: --mount and NSFS_MOUNT name the
@@ -465,7 +465,7 @@ func TestCLIMountMustBeAnNsfsMountpoint(t *testing.T) {
 			args = append([]string{"--mount", fake}, args...)
 		}
 		r := runCLI(t, env, args...)
-		assertCLIFailure(t, r, fmt.Sprintf("nsfs: %s is not a mounted nsfs store (no nsfs filesystem is mounted there): start one with `nsfs mount %s`\n", fake, fake))
+		assertCLIFailure(t, r, fmt.Sprintf("nsfs: %s is not an nsfs mount (nothing is mounted there): name the mountpoint of a running nsfs, or start one with `nsfs mount [--root STORE] MOUNTPOINT`\n", fake))
 	}
 	if entries, err := os.ReadDir(filepath.Join(fake, "ns")); err != nil || len(entries) != 0 {
 		t.Errorf("a refused command wrote into the fake store: %v %v", entries, err)
@@ -476,7 +476,7 @@ func TestCLIMountMustBeAnNsfsMountpoint(t *testing.T) {
 	assertCLIFailure(t, r, fmt.Sprintf("nsfs: %s is not an nsfs mountpoint but a path inside the nsfs mount %s: name the mountpoint, --mount %s\n", inside, d.mnt, d.mnt))
 	missing := filepath.Join(fake, "missing")
 	r = runCLI(t, nil, "--mount", missing, "images", "ls")
-	assertCLIFailure(t, r, fmt.Sprintf("nsfs: %s is not a mounted nsfs store (it does not exist): start one with `nsfs mount %s`\n", missing, missing))
+	assertCLIFailure(t, r, fmt.Sprintf("nsfs: %s is not an nsfs mount (it does not exist): name the mountpoint of a running nsfs, or start one with `nsfs mount [--root STORE] MOUNTPOINT`\n", missing))
 	r = runCLI(t, nil, "--mount", "/proc", "images", "ls")
 	assertCLIFailure(t, r, "nsfs: /proc is not a mounted nsfs store (its filesystem is proc): name an nsfs mountpoint with --mount or NSFS_MOUNT\n")
 	d.assertUnchanged(t, "commands refused for their --mount", before)
@@ -643,7 +643,7 @@ exit 99`
 		t.Errorf("with one mount, want it found, got %s", r)
 	}
 	r = onlyMounts(nil, "images", "ls")
-	assertCLIFailure(t, r, "nsfs: no nsfs mount found: start one with `nsfs mount MOUNTPOINT`, or name one with --mount or NSFS_MOUNT\n")
+	assertCLIFailure(t, r, "nsfs: no nsfs mount found: name one with --mount or NSFS_MOUNT, or start one with `nsfs mount [--root STORE] MOUNTPOINT`\n")
 	r = onlyMounts([]string{d.mnt, second.mnt}, "images", "ls")
 	mounts := []string{d.mnt, second.mnt}
 	if cliMountIndex(t, second.mnt) < cliMountIndex(t, d.mnt) {
