@@ -25,7 +25,7 @@ import (
 //	nsfs: serving /var/lib/nsfs at /mnt (content sharing: shared)
 //	^C
 //	$ nsfs mount /mnt & nsfs mount /mnt2
-//	nsfs: store /var/lib/nsfs is already in use by another nsfs (/var/lib/nsfs/meta.db is locked)
+//	nsfs: store /var/lib/nsfs is already in use by another nsfs (/var/lib/nsfs/meta.db is locked): held by PID 4242, mounted at /mnt; unmount it first (nsfs umount /mnt)
 var mountCommand = &cli.Command{
 	Name:      "mount",
 	Usage:     "serve a store at MOUNTPOINT until unmounted or interrupted",
@@ -104,6 +104,9 @@ func runMount(c *cli.Context) error {
 		return err
 	}
 	db, err := metadata.Open(root, metadata.Options{Sharing: sharing})
+	if metadata.IsLocked(err) {
+		return lockedStoreError(root, err)
+	}
 	if err != nil {
 		return err
 	}
