@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/nsfs/nsfs/imagegraph"
@@ -25,9 +26,12 @@ import (
 // ExportOptions are the choices of an export.
 type ExportOptions struct {
 	// Platform picks, for an image that is an index, the manifest that
-	// Docker's manifest.json names (Docker cannot name an index); empty
-	// means the host's (runtime.GOOS/GOARCH). When no manifest of the
-	// index matches, the first one the namespace holds is named.
+	// Docker's manifest.json names (Docker cannot name an index). Given,
+	// the index must have a manifest for it that the namespace holds
+	// whole, else the export fails (as ctr's does), naming the platform
+	// and the image. Empty means the host's (runtime.GOOS/GOARCH), and
+	// when no manifest of the index matches, the first one the namespace
+	// holds is named.
 	Platform ocispec.Platform
 }
 
@@ -47,6 +51,7 @@ type exportManifest struct {
 	config    *ocispec.Descriptor
 	layers    []ocispec.Descriptor
 	manifests []ocispec.Descriptor // of an index: those exported
+	named     []ocispec.Descriptor // of an index: every manifest it names, exported or not
 }
 
 // Export writes images refs of the namespace to w as an OCI image-layout
@@ -63,8 +68,8 @@ func (n Namespace) Export(ctx context.Context, w io.Writer, refs []string, opts 
 	if len(refs) == 0 {
 		return errors.New("no image to export: name at least one ref")
 	}
-	if _, err := os.Stat(n.Dir()); err != nil {
-		return namespaceError(n.Name, err)
+	if err := n.CheckExists(); err != nil {
+		return err
 	}
 	g := &exportGraph{t: n.Target(), blobs: map[digest.Digest]ocispec.Descriptor{}, parsed: map[digest.Digest]exportManifest{}, missing: map[digest.Digest]bool{}}
 	plan, err := g.plan(ctx, refs, opts)
@@ -117,7 +122,13 @@ func (g *exportGraph) plan(ctx context.Context, refs []string, opts ExportOption
 		// Docker's manifest.json: the manifest itself, or the index's
 		// manifest for the platform.
 		m := desc
-		if imagegraph.IsIndex(desc.MediaType) {
+		switch {
+		case !imagegraph.IsIndex(desc.MediaType):
+		case opts.Platform.OS != "":
+			if m, err = g.platformManifest(ref, desc, opts.Platform); err != nil {
+				return nil, err
+			}
+		default:
 			var ok bool
 			if m, ok = g.dockerManifest(desc, opts.Platform, 0); !ok {
 				continue
@@ -340,6 +351,7 @@ func (g *exportGraph) addManifest(ctx context.Context, doc imagegraph.Document, 
 func (g *exportGraph) addIndex(desc ocispec.Descriptor, doc imagegraph.Document) {
 	var pm exportManifest
 	for _, c := range doc.Children {
+		pm.named = append(pm.named, c.Descriptor)
 		if _, ok := g.blobs[c.Digest]; ok {
 			pm.manifests = append(pm.manifests, c.Descriptor)
 		}
@@ -389,6 +401,60 @@ func (g *exportGraph) dockerManifest(desc ocispec.Descriptor, want ocispec.Platf
 		return ocispec.Descriptor{}, false
 	}
 	return *first, true
+}
+
+// platformManifest is the manifest for platform want (given with
+// --platform) of index desc, image ref, or nested indexes below it, that
+// the export holds; none is an error that names the platform and the
+// image, and says whether the index names no such manifest or the
+// namespace does not hold it (a pull of another platform only).
+//
+//	image "app:multi" has no manifest for platform linux/s390x (its index names linux/amd64, linux/arm64)
+func (g *exportGraph) platformManifest(ref string, desc ocispec.Descriptor, want ocispec.Platform) (ocispec.Descriptor, error) {
+	if m, ok := g.matchingManifest(desc, want, 0); ok {
+		return m, nil
+	}
+	var named []string
+	for _, c := range g.parsed[desc.Digest].named {
+		if c.Platform == nil {
+			continue
+		}
+		if platformMatches(want, *c.Platform) {
+			return ocispec.Descriptor{}, withKind(ErrNotFound, "image %q: the manifest for platform %s is not in the namespace (pull it with --platform %s)",
+				ref, FormatPlatform(want), FormatPlatform(want))
+		}
+		named = append(named, FormatPlatform(*c.Platform))
+	}
+	return ocispec.Descriptor{}, withKind(ErrNotFound, "image %q has no manifest for platform %s (its index names %s)",
+		ref, FormatPlatform(want), orNone(strings.Join(named, ", ")))
+}
+
+// matchingManifest is the first manifest exported below index desc (its
+// own entries first, then those of nested indexes, in order) whose
+// descriptor names a platform matching want.
+func (g *exportGraph) matchingManifest(desc ocispec.Descriptor, want ocispec.Platform, depth int) (ocispec.Descriptor, bool) {
+	manifests := g.parsed[desc.Digest].manifests
+	for _, c := range manifests {
+		if imagegraph.IsManifest(c.MediaType) && c.Platform != nil && platformMatches(want, *c.Platform) {
+			return c, true
+		}
+	}
+	for _, c := range manifests {
+		if imagegraph.IsIndex(c.MediaType) && depth < imagegraph.MaxIndexDepth {
+			if m, ok := g.matchingManifest(c, want, depth+1); ok {
+				return m, true
+			}
+		}
+	}
+	return ocispec.Descriptor{}, false
+}
+
+// orNone is s, or "no platform" when s is empty.
+func orNone(s string) string {
+	if s == "" {
+		return "no platform"
+	}
+	return s
 }
 
 // writeBlob copies blob desc from the namespace into the tar, checking

@@ -38,7 +38,7 @@ func (s ImageStatus) Complete() bool { return len(s.Missing) == 0 }
 // entries for platform count (nil: every entry), as a pull of that
 // platform fetches them.
 func (n Namespace) CheckImages(refs []string, platform *ocispec.Platform) ([]ImageStatus, error) {
-	if err := n.Check(); err != nil {
+	if err := n.CheckExists(); err != nil {
 		return nil, err
 	}
 	if len(refs) == 0 {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/nsfs/nsfs/names"
 	"github.com/opencontainers/go-digest"
 	"github.com/pkg/errors"
 )
@@ -23,9 +24,10 @@ type Blob struct {
 }
 
 // Blobs lists the blobs namespace n holds (`ls -l blobs/sha256`), sorted
-// by digest. A namespace that does not exist holds none.
+// by digest: only committed blobs, not the temporary ingests being
+// written there under names that are no digest (`.tmp.XXXXXX`).
 func (n Namespace) Blobs() ([]Blob, error) {
-	if err := n.Check(); err != nil {
+	if err := n.CheckExists(); err != nil {
 		return nil, err
 	}
 	entries, err := os.ReadDir(n.BlobsDir())
@@ -37,6 +39,10 @@ func (n Namespace) Blobs() ([]Blob, error) {
 	}
 	var blobs []Blob
 	for _, e := range entries {
+		d, ok := blobFileDigest(e.Name())
+		if !ok {
+			continue // a temporary ingest
+		}
 		info, err := e.Info()
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // dropped since the listing
@@ -52,7 +58,7 @@ func (n Namespace) Blobs() ([]Blob, error) {
 			return nil, errors.Wrapf(err, "blob %s", e.Name())
 		}
 		blobs = append(blobs, Blob{
-			Digest:  digest.NewDigestFromEncoded(digest.SHA256, e.Name()),
+			Digest:  d,
 			Size:    info.Size(),
 			Created: info.ModTime(),
 			Labels:  labels,
@@ -61,11 +67,19 @@ func (n Namespace) Blobs() ([]Blob, error) {
 	return blobs, nil
 }
 
+// blobFileDigest is the digest a file of blobs/sha256 is named after;
+// false when the name is no digest by the store's rule
+// (names.ValidateDigest): the file is a temporary ingest.
+func blobFileDigest(name string) (digest.Digest, bool) {
+	d := digest.NewDigestFromEncoded(digest.SHA256, name)
+	return d, names.ValidateDigest(d) == nil
+}
+
 // OpenBlob opens blob dgst for reading (`cat blobs/sha256/<hex>`). What the
 // namespace can read follows the mount's content sharing: under shared,
 // any blob of the store. A blob it cannot see is ErrNotFound.
 func (n Namespace) OpenBlob(dgst string) (*os.File, error) {
-	if err := n.Check(); err != nil {
+	if err := n.CheckExists(); err != nil {
 		return nil, err
 	}
 	d, err := digest.Parse(dgst)

@@ -46,9 +46,9 @@ type Image struct {
 const maxConfigSize = 16 << 20
 
 // Images lists the images of namespace n, sorted by ref. A namespace that
-// does not exist has none (as `ctr images ls` in a new namespace).
+// does not exist is an error (CheckExists).
 func (n Namespace) Images() ([]Image, error) {
-	if err := n.Check(); err != nil {
+	if err := n.CheckExists(); err != nil {
 		return nil, err
 	}
 	refs, err := n.refs()
@@ -79,6 +79,15 @@ func (n Namespace) Images() ([]Image, error) {
 		images = append(images, img)
 	}
 	return images, nil
+}
+
+// Refs lists the refs of namespace n, sorted, without opening an image
+// (`nsfs images ls -q`: a walk of images/ only).
+func (n Namespace) Refs() ([]string, error) {
+	if err := n.CheckExists(); err != nil {
+		return nil, err
+	}
+	return n.refs()
 }
 
 // refs lists the refs below images/, sorted as strings (a walk's order
@@ -236,7 +245,7 @@ func isCleanRelative(ref string) bool {
 // drops the blobs only it held. A missing ref is ErrNotFound, and so is a
 // ref-prefix directory, said as such.
 func (n Namespace) RemoveImage(ref string) error {
-	if err := n.Check(); err != nil {
+	if err := n.CheckExists(); err != nil {
 		return err
 	}
 	p, err := n.RefPath(ref)
@@ -253,7 +262,7 @@ func (n Namespace) RemoveImage(ref string) error {
 // atomically: the link goes to a temporary ref that is renamed over dst.
 // A ref-prefix directory is neither a src nor a dst, even with force.
 func (n Namespace) TagImage(src, dst string, force bool) error {
-	if err := n.Check(); err != nil {
+	if err := n.CheckExists(); err != nil {
 		return err
 	}
 	srcPath, err := n.RefPath(src)

@@ -48,7 +48,7 @@ func FindMount(dir string) (Mount, error) {
 		}
 		switch len(mounts) {
 		case 0:
-			return Mount{}, errors.New("no nsfs mount found: start one with `nsfs mount MOUNTPOINT`, or name one with --mount or NSFS_MOUNT")
+			return Mount{}, errors.New("no nsfs mount found: name one with --mount or NSFS_MOUNT, or start one with " + startHint)
 		case 1:
 			return checkAlive(Mount{Dir: mounts[0]})
 		default:
@@ -102,12 +102,18 @@ func notAMount(table, dir string) error {
 	}
 	if _, err := os.Stat(dir); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return errors.Errorf("%s is not a mounted nsfs store (it does not exist): start one with `nsfs mount %s`", dir, dir)
+			return errors.Errorf("%s is not an nsfs mount (it does not exist): name the mountpoint of a running nsfs, or start one with %s", dir, startHint)
 		}
 		return errors.Wrapf(err, "%s is not a mounted nsfs store", dir)
 	}
-	return errors.Errorf("%s is not a mounted nsfs store (no nsfs filesystem is mounted there): start one with `nsfs mount %s`", dir, dir)
+	return errors.Errorf("%s is not an nsfs mount (nothing is mounted there): name the mountpoint of a running nsfs, or start one with %s", dir, startHint)
 }
+
+// startHint is how a message says to start a mount. It names no
+// directory: the one the user gave may be a typo, or hold files a mount
+// would hide, and without --root the mount would serve the default store,
+// which may not be the one meant.
+const startHint = "`nsfs mount [--root STORE] MOUNTPOINT`"
 
 // enclosingMount is the innermost of mounts that path lies strictly
 // inside, "" when none.
@@ -243,6 +249,22 @@ func (n Namespace) Ensure() error {
 func (n Namespace) Check() error {
 	if names.ValidateNamespace(n.Name) != nil {
 		return invalidNamespaceName(n.Name)
+	}
+	return nil
+}
+
+// CheckExists is the one place that decides whether a command may read
+// namespace n: its name must be valid (Check) and the namespace must
+// exist, else `namespace "NAME": not found`. Every command that reads a
+// namespace calls it first, so that a mistyped -n is said to be one
+// instead of showing as a missing image or blob, or as an empty listing.
+// (Commands that write create the namespace instead: Ensure.)
+func (n Namespace) CheckExists() error {
+	if err := n.Check(); err != nil {
+		return err
+	}
+	if _, err := os.Stat(n.Dir()); err != nil {
+		return namespaceError(n.Name, DaemonGone(err, n.Mount.Dir))
 	}
 	return nil
 }

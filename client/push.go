@@ -40,7 +40,7 @@ type PushResult struct {
 // then). Blobs dst already has are not sent: a push to a registry that
 // has every blob sends only the manifest.
 func (n Namespace) Push(ctx context.Context, ref string, dst oras.Target, dstRef string, opts PushOptions) (PushResult, error) {
-	if err := n.Check(); err != nil {
+	if err := n.CheckExists(); err != nil {
 		return PushResult{}, err
 	}
 	if opts.Concurrency <= 0 {

@@ -93,7 +93,7 @@ func (d *blobsDir) Mkdir(ctx context.Context, name string, mode uint32, out *fus
 	if name == sha256Name {
 		return nil, syscall.EEXIST
 	}
-	return nil, d.refuse(name)
+	return nil, d.refuse("mkdir", name)
 }
 
 // Rmdir of sha256/ succeeds once the namespace holds no blob; it stays.
@@ -104,5 +104,5 @@ func (d *blobsDir) Rmdir(ctx context.Context, name string) syscall.Errno {
 	if name == sha256Name {
 		return d.fsys.rmdirBlobs(d.ns, "ns/"+d.ns.name+"/blobs/sha256", sha256Key)
 	}
-	return d.refuse(name)
+	return d.refuse("rmdir", name)
 }

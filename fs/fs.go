@@ -198,33 +198,37 @@ var (
 )
 
 func (d *dirBase) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	return nil, d.refuse(name)
+	return nil, d.refuse("mkdir", name)
 }
 
-func (d *dirBase) Rmdir(ctx context.Context, name string) syscall.Errno { return d.refuse(name) }
+func (d *dirBase) Rmdir(ctx context.Context, name string) syscall.Errno {
+	return d.refuse("rmdir", name)
+}
 
-func (d *dirBase) Unlink(ctx context.Context, name string) syscall.Errno { return d.refuse(name) }
+func (d *dirBase) Unlink(ctx context.Context, name string) syscall.Errno {
+	return d.refuse("unlink", name)
+}
 
 func (d *dirBase) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
-	return d.refuse(name, newName)
+	return d.refuse("rename", name, newName)
 }
 
 func (d *dirBase) Link(ctx context.Context, target gofs.InodeEmbedder, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	return nil, d.refuse(name)
+	return nil, d.refuse("link", name)
 }
 
 // Symlink is refused everywhere: nothing in the store is a symlink.
 func (d *dirBase) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	return nil, d.refuse(name)
+	return nil, d.refuse("symlink", name)
 }
 
 func (d *dirBase) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
-	return nil, nil, 0, d.refuse(name)
+	return nil, nil, 0, d.refuse("create", name)
 }
 
 // Mknod is refused everywhere: images and blobs are made by writing them.
 func (d *dirBase) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	return nil, d.refuse(name)
+	return nil, d.refuse("mknod", name)
 }
 
 // Fsync of a directory succeeds: every change was durable when it returned.

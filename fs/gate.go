@@ -1,6 +1,10 @@
 package fs
 
 import (
+	"fmt"
+	"log"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/nsfs/nsfs/metadata"
@@ -48,16 +52,27 @@ func (f *filesystem) namespaceDeleted(ns metadata.Namespace) {
 	f.scratch.removeNamespace(ns.ID)
 }
 
-// refuse answers a mutation a directory does not allow: EPERM, as for a
-// directory the user may not change, once the directory's namespace and
-// the names passed the gate.
-func (d *dirBase) refuse(names ...string) syscall.Errno {
+// refuse answers a mutation op (mkdir, rename, symlink, ...) a directory
+// does not allow: EPERM, as for a directory the user may not change, once
+// the directory's namespace and the names passed the gate. It is logged,
+// naming the operation, the names and the namespace: EPERM alone does not
+// say that the tree allows no such entry there.
+//
+//	nsfs: mkdir "d" in namespace "foo": not permitted: this directory takes no such entry (EPERM)
+func (d *dirBase) refuse(op string, names ...string) syscall.Errno {
 	var ns *nsRef
+	where := "above the namespaces"
 	if d.ns.name != "" { // no namespace is named ""
 		ns = &d.ns
+		where = fmt.Sprintf("in namespace %q", d.ns.name)
 	}
 	if errno := d.fsys.enter(ns, names...); errno != 0 {
 		return errno
 	}
+	quoted := make([]string, len(names))
+	for i, name := range names {
+		quoted[i] = strconv.Quote(name)
+	}
+	log.Printf("%s %s %s: not permitted: this directory takes no such entry (EPERM)", op, strings.Join(quoted, " to "), where)
 	return syscall.EPERM
 }

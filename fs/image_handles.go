@@ -3,6 +3,8 @@ package fs
 import (
 	"context"
 	"io"
+	"log"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -308,8 +310,14 @@ func (w *imageWriter) Release(ctx context.Context) syscall.Errno {
 	}
 	w.mu.Lock()
 	dirty := w.dirty
+	// Left empty (touch, `: >`): the commits' EINVAL was not logged, as
+	// a shell's close before its command writes makes one every time.
+	leftEmpty := w.written && w.failed && len(w.buf) == 0
 	w.buf = nil
 	w.mu.Unlock()
+	if leftEmpty {
+		log.Printf("close %s: the file was left empty, and an empty file is no manifest: nothing was stored (EINVAL)", strconv.Quote(w.file.display()))
+	}
 	w.slot.release()
 	w.file.released(w, dirty)
 	return 0

@@ -238,7 +238,7 @@ func (d *namespaceDir) Rename(ctx context.Context, name string, newParent gofs.I
 	}
 	t := d.fsys.temps.get(d.tempKey(name))
 	if t == nil {
-		return d.refuse(name, newName)
+		return d.refuse("rename", name, newName)
 	}
 	return d.fsys.renameTemp(processOf(ctx), d.ns, t, newParent, newName, flags)
 }

@@ -72,7 +72,7 @@ func (d *sha256Dir) Rename(ctx context.Context, name string, newParent gofs.Inod
 		return errno
 	}
 	if isBlobName(name) {
-		return d.refuse(name, newName)
+		return d.refuse("rename", name, newName)
 	}
 	t := d.fsys.temps.get(d.tempKey(name))
 	if t == nil {

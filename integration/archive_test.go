@@ -703,6 +703,26 @@ func TestExportIndex(t *testing.T) {
 	assertSkopeoDir(t, "oci-archive:"+file+":1", host.manifest, host.config, host.layers...)
 	assertSkopeoDir(t, "docker-archive:"+file, blob{}, host.config, host.layers...)
 
+	// --platform P names P's manifest, or fails naming P and the image
+	// when the index has none or the namespace does not hold it (s14,
+	// finding 5: it exported the host's instead); no file is left.
+	hostFile := filepath.Join(t.TempDir(), "host.tar")
+	d.mustArchiveCLI(t, "images", "export", "--platform", "linux/"+runtime.GOARCH, hostFile, "docker.io/library/multi:1")
+	if !bytes.Equal(readArchiveFile(t, hostFile), readArchiveFile(t, file)) {
+		t.Errorf("export --platform linux/%s differs from the export for the host's platform", runtime.GOARCH)
+	}
+	dir := t.TempDir()
+	refused := filepath.Join(dir, "refused.tar")
+	before := d.state(t)
+	failArchiveCLI(t, d, fmt.Sprintf(`nsfs: export %s: image "docker.io/library/multi:1" has no manifest for platform linux/s390x (its index names linux/%s, linux/%s)`, refused, other, runtime.GOARCH),
+		"images", "export", "--platform", "linux/s390x", refused, "docker.io/library/multi:1")
+	failArchiveCLI(t, d, fmt.Sprintf(`nsfs: export %s: image "docker.io/library/multi:1": the manifest for platform linux/%s is not in the namespace (pull it with --platform linux/%s)`, refused, other, other),
+		"images", "export", "--platform", "linux/"+other, refused, "docker.io/library/multi:1")
+	d.assertUnchanged(t, "the refused exports", before)
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("refused exports left %v in %s", entries, dir)
+	}
+
 	out := d.mustArchiveCLI(t, "-n", "copy", "images", "import", file)
 	assertImportOutput(t, out, []string{"docker.io/library/multi:1"}, []blob{idx}, "0.0 B")
 	d.assertArchiveImage(t, "copy", "docker.io/library/multi:1", idx)

@@ -30,12 +30,19 @@ func TestCLIImagesCheck(t *testing.T) {
 		return []string{"multi:latest", mediaTypeOCIIndex, idx.digest(), status, have + "/" + cliKiB(t, idxTotal), missing}
 	}
 	layer := "sha256:" + img.layers[1].hex()
-	assertOutput(t, "images check", d.cli(t, "images", "check"), cliTable(true, header,
+	// An incomplete image makes the check exit 1 (s14, finding 4: `nsfs
+	// images check && deploy`), after the table.
+	before := d.state(t)
+	r := d.cliFails(t, "nsfs: 2 of 2 images checked are incomplete\n", "images", "check")
+	assertOutput(t, "images check", r.stdout, cliTable(true, header,
 		appRow("incomplete (3/4)", cliKiB(t, present), layer),
 		multiRow("incomplete (4/5)", cliKiB(t, len(idx.data)+present), layer)))
-	assertOutput(t, "images check -q", d.cli(t, "images", "check", "-q"), lines("app:v1", "multi:latest"))
-	assertOutput(t, "images check of one ref", d.cli(t, "images", "check", "app:v1"), cliTable(true, header,
+	r = d.cliFails(t, "nsfs: 2 of 2 images checked are incomplete\n", "images", "check", "-q")
+	assertOutput(t, "images check -q", r.stdout, lines("app:v1", "multi:latest"))
+	r = d.cliFails(t, "nsfs: 1 of 1 images checked is incomplete\n", "images", "check", "app:v1")
+	assertOutput(t, "images check of one ref", r.stdout, cliTable(true, header,
 		appRow("incomplete (3/4)", cliKiB(t, present), layer)))
+	d.assertUnchanged(t, "images check", before)
 	ls := d.cli(t, "images", "ls")
 	want := cliTable(true, []string{"REF", "TYPE", "DIGEST", "SIZE", "PLATFORMS", "LABELS"},
 		[]string{"app:v1", mediaTypeOCIManifest, img.manifest.digest(), cliKiB(t, present) + " (incomplete)", "linux/amd64", "-"},
@@ -50,7 +57,7 @@ func TestCLIImagesCheck(t *testing.T) {
 	assertOutput(t, "images check -q of complete images", d.cli(t, "images", "check", "-q"), "")
 
 	// Every platform of the index: arm64's manifest is missing.
-	all := d.cli(t, "images", "check", "--all-platforms", "multi:latest")
+	all := d.cliFails(t, "nsfs: 1 of 1 images checked is incomplete\n", "images", "check", "--all-platforms", "multi:latest").stdout
 	armTotal := idxTotal + len(arm.manifest.data)
 	wantAll := cliTable(true, header, []string{"multi:latest", mediaTypeOCIIndex, idx.digest(), "incomplete (5/6)",
 		cliKiB(t, idxTotal) + "/" + cliKiB(t, armTotal), "sha256:" + arm.manifest.hex()})

@@ -126,7 +126,8 @@ func TestMountRefusesALiveNsfsMountpoint(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cmd := command(ctx, nsfsBin, "mount", "--root", filepath.Join(t.TempDir(), "other"), d.mnt)
+	otherRoot := filepath.Join(t.TempDir(), "other")
+	cmd := command(ctx, nsfsBin, "mount", "--root", otherRoot, d.mnt)
 	var stderr syncBuffer
 	cmd.Stderr = &stderr
 	err := runChild(t, cmd)
@@ -148,7 +149,53 @@ func TestMountRefusesALiveNsfsMountpoint(t *testing.T) {
 		t.Errorf("stderr of mounting over a live nsfs mount:\n got: %q\nwant: %q", got, want)
 	}
 	d.assertUnchanged(t, "a mount refused over a live one", before)
+	// The mountpoint is checked before the store is made (s14, finding 7).
+	if _, err := os.Lstat(otherRoot); !os.IsNotExist(err) {
+		t.Errorf("the refused mount made its store %s: %v", otherRoot, err)
+	}
 	mustRun(t, d.mnt, "mkdir", "ns/bar")
+}
+
+// A mountpoint that is no directory, or a directory that holds files
+// (which the mount would hide), is refused before the store is made
+// (s14, findings 7 and 8); --nonempty mounts over the latter.
+func TestMountRefusesAFileOrANonEmptyDirectory(t *testing.T) {
+	t.Parallel()
+	requireMount(t)
+	base := t.TempDir()
+	file := filepath.Join(base, "file")
+	full := filepath.Join(base, "full")
+	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(full, "kept"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(base, "root")
+	for _, tc := range []struct{ mnt, want string }{
+		{file, fmt.Sprintf("nsfs: mount: %s is not a directory: name a directory (one that does not exist is made)\n", file)},
+		{full, fmt.Sprintf("nsfs: mount: %s is not empty (it holds kept): a mount would hide what it holds; "+
+			"name an empty directory, or mount over it with --nonempty\n", full)},
+	} {
+		suiteReaper.mount(tc.mnt)
+		r := run(t, base, nsfsBin, "mount", "--root", root, tc.mnt)
+		if r.code != 1 || r.stderr != tc.want {
+			t.Errorf("mount at %s: want exit 1 and %q, got %s", tc.mnt, tc.want, r)
+		}
+		if mountedAt(t, tc.mnt) > 0 {
+			t.Errorf("nsfs mounted %s", tc.mnt)
+			_, _ = runWithin(t, toolTimeout, "umount", "-l", tc.mnt)
+		}
+		if _, err := os.Lstat(root); !os.IsNotExist(err) {
+			t.Errorf("the refused mount at %s made its store %s: %v", tc.mnt, root, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(full, "kept")); err != nil {
+		t.Errorf("the refused mount hid %s/kept: %v", full, err)
+	}
+
+	d := startNsfs(t, withStore(root, full), withFlags("--nonempty"))
+	assertOutput(t, "ls of a mount made with --nonempty", mustRun(t, d.mnt, "ls"), lines("ns"))
 }
 
 // Dead mounts stacked at the mountpoint (here: a bind mount of the mount

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -154,5 +155,52 @@ func TestMountRecoversAHungMount(t *testing.T) {
 	hung.cmd.Process.Signal(syscall.SIGCONT)
 	if code, _ := hung.waitExit(t, exitTimeout); code != 0 {
 		t.Errorf("the hung daemon exited %d once it ran again, want 0\nstderr:\n%s", code, hung.logs)
+	}
+}
+
+// A store whose mount was detached lazily is still locked by its daemon,
+// which serves the users left; mount and fsck of it say so, with the
+// daemon's PID, instead of asking to unmount a mountpoint that is in no
+// mount table any more (s14, finding 6). While mounted, they name the
+// mountpoint.
+func TestLockedStoreNamesItsDaemon(t *testing.T) {
+	d := startNsfs(t)
+	locked := fmt.Sprintf("nsfs: store %s is already in use by another nsfs (%s is locked): store in use, by PID %d",
+		d.root, filepath.Join(d.root, "meta.db"), d.pid())
+	mounted := fmt.Sprintf("%s; it is mounted at %s: unmount it first (nsfs umount %s)\n", locked, d.mnt, d.mnt)
+	if r := run(t, "/", nsfsBin, "fsck", "--root", d.root); r.code != 1 || r.stderr != mounted {
+		t.Errorf("fsck of a mounted store: want exit 1 and %q, got %s", mounted, r)
+	}
+
+	// A shell inside the mount, waiting for a line on stdin.
+	shell := childCommand("sh", "-c", "read line")
+	shell.Dir = d.path("ns", "default")
+	stdin, err := shell.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exited := startBackground(t, shell)
+	assertOutput(t, "nsfs umount of a busy mount", mustRun(t, "/", nsfsBin, "umount", d.mnt),
+		lines(d.mnt+" was busy: detached lazily; it goes away when the last user leaves"))
+	d.finished = true
+
+	detached := fmt.Sprintf("%s, whose mount is in no mount table: a lazily unmounted (detached) mount is served until its last user leaves "+
+		"(a working directory or an open file in it); the daemon exits then, or kill %d ends it now\n", locked, d.pid())
+	mnt2 := filepath.Join(t.TempDir(), "mnt2")
+	suiteReaper.mount(mnt2)
+	for _, args := range [][]string{{"fsck", "--root", d.root}, {"mount", "--root", d.root, mnt2}} {
+		if r := run(t, "/", nsfsBin, args...); r.code != 1 || r.stderr != detached {
+			t.Errorf("want exit 1 and %q, got %s", detached, r)
+		}
+	}
+	if mountedAt(t, mnt2) > 0 {
+		t.Errorf("the refused mount mounted %s", mnt2)
+		_, _ = runWithin(t, toolTimeout, "umount", "-l", mnt2)
+	}
+
+	stdin.Write([]byte("go\n"))
+	<-exited
+	if code, _ := d.waitExit(t, exitTimeout); code != 0 {
+		t.Errorf("the daemon exited %d once its last user left, want 0\nstderr:\n%s", code, d.logs)
 	}
 }

@@ -27,7 +27,10 @@ tar's order writes images before blobs): it is incomplete until they arrive,
 and claims each one as it does. STATUS counts the blobs the image needs (its
 manifest or index included; below an index, those of the platform, the
 host's by default) and those present; SIZE adds up their bytes; MISSING
-names the digests the namespace cannot see. Without REF, every image.`,
+names the digests the namespace cannot see. Without REF, every image.
+
+The exit status is 1 when an image checked is incomplete (after the
+table, and one line on stderr), or cannot be read; 0 when all are complete.`,
 	Flags: []cli.Flag{
 		&cli.StringFlag{Name: "platform", Usage: "below an index, check the manifest of platform `P` (default: the host's, " + client.FormatPlatform(client.HostPlatform()) + ")"},
 		&cli.BoolFlag{Name: "all-platforms", Usage: "below an index, check every platform"},
@@ -63,7 +66,7 @@ names the digests the namespace cannot see. Without REF, every image.`,
 					fmt.Fprintln(out, quoteName(st.Ref))
 				}
 			}
-			return nil
+			return incompleteError(statuses)
 		}
 		tw := newTable(out)
 		fmt.Fprintln(tw, "REF\tTYPE\tDIGEST\tSTATUS\tSIZE\tMISSING\t")
@@ -80,8 +83,32 @@ names the digests the namespace cannot see. Without REF, every image.`,
 				quoteName(st.Ref), st.MediaType, st.Digest, status, st.Present, st.Required,
 				formatBytes(st.PresentSize), formatBytes(st.RequiredSize), orDash(strings.Join(missing, ",")))
 		}
-		return tw.Flush()
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		return incompleteError(statuses)
 	},
+}
+
+// incompleteError makes `nsfs images check` exit 1 when an image it
+// checked is incomplete, after the table, so that `nsfs images check &&
+// deploy` stops there (an image that cannot be read is an error already):
+//
+//	nsfs: 1 of 2 images checked is incomplete
+func incompleteError(statuses []client.ImageStatus) error {
+	incomplete := 0
+	for _, st := range statuses {
+		if !st.Complete() {
+			incomplete++
+		}
+	}
+	switch {
+	case incomplete == 0:
+		return nil
+	case incomplete == 1:
+		return fmt.Errorf("1 of %d images checked is incomplete", len(statuses))
+	}
+	return fmt.Errorf("%d of %d images checked are incomplete", incomplete, len(statuses))
 }
 
 // formatImageSize is the SIZE of `nsfs images ls`: what the namespace

@@ -23,7 +23,9 @@ oci-archive: and docker-archive: all read it. index.json names each image
 as containerd does: io.containerd.image.name is the ref,
 org.opencontainers.image.ref.name its tag. An index goes with the
 manifests of it the namespace holds; manifest.json names the one for
---platform (default: this host's). FILE is written whole or not at all.`,
+--platform, and an index with no manifest for it that the namespace holds
+is an error; without --platform, this host's, else the first one the
+namespace holds. FILE is written whole or not at all.`,
 	Flags: []cli.Flag{
 		&cli.StringFlag{
 			Name:  "platform",

@@ -61,7 +61,7 @@ func runFsck(c *cli.Context) error {
 		}
 		rep, err = metadata.Repair(root, opts)
 		if metadata.IsLocked(err) {
-			return errors.Errorf("%v; unmount it first (nsfs umount MOUNTPOINT)", err)
+			return lockedStoreError(root, err)
 		}
 	} else {
 		var db *metadata.DB
@@ -131,7 +131,7 @@ func openStore(root string, opts metadata.Options) (*metadata.DB, error) {
 	}
 	db, err := metadata.Open(root, opts)
 	if metadata.IsLocked(err) {
-		return nil, errors.Errorf("%v; unmount it first (nsfs umount MOUNTPOINT)", err)
+		return nil, lockedStoreError(root, err)
 	}
 	return db, err
 }

@@ -71,7 +71,7 @@ func runGC(c *cli.Context) error {
 	}
 	stats, err := metadata.Compact(root)
 	if metadata.IsLocked(err) {
-		return errors.Errorf("%v; unmount it first (nsfs umount MOUNTPOINT)", err)
+		return lockedStoreError(root, err)
 	}
 	if err != nil {
 		return err

@@ -57,16 +57,21 @@ file names ('app: v1 ', 'it'\''s'), also with -q.`,
 		if err != nil {
 			return err
 		}
+		out := c.App.Writer
+		if c.Bool("quiet") {
+			// Names only: the images are not opened.
+			refs, err := ns.Refs()
+			if err != nil {
+				return err
+			}
+			for _, ref := range refs {
+				fmt.Fprintln(out, quoteName(ref))
+			}
+			return nil
+		}
 		images, err := ns.Images()
 		if err != nil {
 			return err
-		}
-		out := c.App.Writer
-		if c.Bool("quiet") {
-			for _, img := range images {
-				fmt.Fprintln(out, quoteName(img.Ref))
-			}
-			return nil
 		}
 		tw := newTable(out)
 		fmt.Fprintln(tw, "REF\tTYPE\tDIGEST\tSIZE\tPLATFORMS\tLABELS\t")

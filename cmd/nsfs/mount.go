@@ -25,7 +25,7 @@ import (
 //	nsfs: serving /var/lib/nsfs at /mnt (content sharing: shared)
 //	^C
 //	$ nsfs mount /mnt & nsfs mount /mnt2
-//	nsfs: store /var/lib/nsfs is already in use by another nsfs (/var/lib/nsfs/meta.db is locked)
+//	nsfs: store /var/lib/nsfs is already in use by another nsfs (/var/lib/nsfs/meta.db is locked): held by PID 4242, mounted at /mnt; unmount it first (nsfs umount /mnt)
 var mountCommand = &cli.Command{
 	Name:      "mount",
 	Usage:     "serve a store at MOUNTPOINT until unmounted or interrupted",
@@ -44,6 +44,10 @@ var mountCommand = &cli.Command{
 		&cli.BoolFlag{
 			Name:  "debug",
 			Usage: "log every FUSE request",
+		},
+		&cli.BoolFlag{
+			Name:  "nonempty",
+			Usage: "mount even over a directory that is not empty, hiding what it holds",
 		},
 		&cli.IntFlag{
 			Name:  "node-budget",
@@ -92,9 +96,17 @@ func runMount(c *cli.Context) error {
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(signals)
 
-	// The store is opened first, so that a locked one never mounts and
-	// leaves the mountpoint alone.
+	// The mountpoint is checked first, so that a refused one leaves no
+	// store behind; then the store is opened, so that a locked one never
+	// mounts and leaves the mountpoint alone.
+	probed, err := checkMountpoint(mountpoint, c.Bool("nonempty"))
+	if err != nil {
+		return err
+	}
 	db, err := metadata.Open(root, metadata.Options{Sharing: sharing})
+	if metadata.IsLocked(err) {
+		return lockedStoreError(root, err)
+	}
 	if err != nil {
 		return err
 	}
@@ -116,7 +128,7 @@ func runMount(c *cli.Context) error {
 	// The checks read every page of meta.db into short-lived buffers: give
 	// that memory back before serving, rather than at the next collection.
 	debug.FreeOSMemory()
-	if err := prepareMountpoint(mountpoint); err != nil {
+	if err := prepareMountpoint(mountpoint, probed, c.Bool("nonempty")); err != nil {
 		return err
 	}
 	server, err := fs.Mount(mountpoint, db, fs.Config{
@@ -256,27 +268,24 @@ func defaultRoot(command string) (string, error) {
 // this mount would wait for it forever. A mount that answers and is
 // nsfs's is another daemon's, serving: mounting on top would hide it
 // (and the store it serves) from everyone, so it is refused. Another
-// filesystem that answers may be covered, as mount(8) would.
-func prepareMountpoint(mountpoint string) error {
+// filesystem that answers may be covered, as mount(8) would, when it is
+// empty or allowNonEmpty (refuseMountpoint). probed is the dead or hung
+// mount checkMountpoint's probe found, if any: it is not waited for twice.
+func prepareMountpoint(mountpoint string, probed error, allowNonEmpty bool) error {
 	for recovered := 0; ; recovered++ {
 		// statfs, not stat: the kernel answers stat of a mount's root
 		// from its attribute cache for a while after the daemon died,
 		// but always asks the daemon for statfs.
-		err := client.Probe(mountpoint, client.AnswerWait)
+		err := probed
+		if recovered > 0 || err == nil {
+			err = client.Probe(mountpoint, client.AnswerWait)
+		}
 		if err == nil {
 			_, err = os.Stat(mountpoint)
 		}
 		switch {
 		case err == nil:
-			top, terr := topMount(mountpoint)
-			if terr != nil {
-				return terr
-			}
-			if top.FSType == client.FSType {
-				return errors.Errorf("mount: %s is already an nsfs mount, of store %s, and its daemon is serving it: "+
-					"mounting on top would hide it; unmount it first (nsfs umount %s)", mountpoint, top.Source, mountpoint)
-			}
-			return nil
+			return refuseMountpoint(mountpoint, allowNonEmpty)
 		case errors.Is(err, syscall.ENOTCONN), errors.Is(err, syscall.ETIMEDOUT):
 			if recovered == maxStaleMounts {
 				return errors.Errorf("mount: %s: %d dead mounts recovered and still one more under them; unmount them with umount -l %s", mountpoint, recovered, mountpoint)

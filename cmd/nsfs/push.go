@@ -65,7 +65,7 @@ func pushAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := ns.Check(); err != nil {
+	if err := ns.CheckExists(); err != nil {
 		return err
 	}
 	ref, err = localRef(ns, ref)
