@@ -16,7 +16,7 @@ NSFS_TAGS = urfave_cli_no_docs,netgo,osusergo
 build:
 	$(GO) build -tags $(NSFS_TAGS) -o bin/nsfs ./cmd/nsfs
 
-# run: mount the embedded default store (./.nsfs, with namespace default)
+# run: serve the store ./.nsfs (made on first use, with namespace default)
 # at ./mnt in the foreground; Ctrl-C unmounts. ARGS go to nsfs mount
 # (make run ARGS=--allow-other). nsfs mount makes ./mnt, and recovers it
 # when a killed daemon left it a dead mount (where mkdir -p would fail,
