@@ -74,6 +74,16 @@ func (db *DB) CollectGarbage(opts GCOptions) (GCStats, error) {
 	return stats, err
 }
 
+// RemoveIngests removes every unfinished ingest of the store, for a
+// mount whose server has stopped: nothing writes them any more (the
+// store's lock keeps every other process out), and what they were, a
+// temporary file in blobs/sha256 or a scratch file, a remount forgets.
+func (db *DB) RemoveIngests() (GCStats, error) {
+	var stats GCStats
+	err := db.collectIngests(time.Time{}, &stats)
+	return stats, err
+}
+
 // olderThan reports whether a file last modified at mtime is garbage by
 // cutoff (the zero cutoff: everything is).
 func olderThan(mtime, cutoff time.Time) bool {
