@@ -104,6 +104,9 @@ func (n *rootfsNotShown) Opendir(ctx context.Context) syscall.Errno {
 }
 
 func (n *rootfsNotShown) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	if errno := n.fsys.enter(&n.ns); errno != 0 {
+		return nil, errno
+	}
 	return nil, n.refuse("readdir " + n.display)
 }
 
