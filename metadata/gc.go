@@ -1,6 +1,7 @@
 package metadata
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -82,6 +83,17 @@ func (db *DB) RemoveIngests() (GCStats, error) {
 	var stats GCStats
 	err := db.collectIngests(time.Time{}, &stats)
 	return stats, err
+}
+
+// removeIngestsReported is RemoveIngests for a repair: one line per
+// ingest it removed.
+func (db *DB) removeIngestsReported() ([]string, error) {
+	stats, err := db.RemoveIngests()
+	var lines []string
+	for _, g := range stats.Removed {
+		lines = append(lines, fmt.Sprintf("removed unfinished ingest %s (%d bytes)", g.Path, g.Size))
+	}
+	return lines, err
 }
 
 // olderThan reports whether a file last modified at mtime is garbage by

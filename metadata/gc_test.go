@@ -2,6 +2,7 @@ package metadata
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -193,5 +194,33 @@ func TestLeftIngestIsANoteAndRemoveIngests(t *testing.T) {
 	}
 	if rep := mustCheck(t, db, CheckOptions{VerifyBlobs: true}); !rep.Clean() || len(rep.Notes) != 0 {
 		t.Fatalf("after RemoveIngests: problems %v, notes %v", rep.Problems, rep.Notes)
+	}
+}
+
+// fsck --repair of a store whose only finding is a left ingest removes
+// it, without salvaging meta.db into a copy.
+func TestRepairRemovesLeftIngestsOnly(t *testing.T) {
+	root := t.TempDir()
+	db, err := Open(root, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := db.blobs.NewWriter(digest.FromString("left"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("left"))
+	name := ingestNames(t, db)[0]
+	db.Close()
+	rep, err := Repair(root, CheckOptions{VerifyBlobs: true})
+	if err != nil || !rep.Clean() || len(rep.Problems) != 0 || len(rep.Notes) != 1 ||
+		strings.Join(rep.Repairs, "\n") != "removed unfinished ingest ingest/"+name+" (4 bytes)" {
+		t.Fatalf("Repair: %v; problems %v, notes %v, repairs %q", err, rep.Problems, rep.Notes, rep.Repairs)
+	}
+	if left, _ := filepath.Glob(filepath.Join(root, "ingest", "*")); len(left) != 0 {
+		t.Fatalf("ingests left: %v", left)
+	}
+	if copies, _ := filepath.Glob(filepath.Join(root, "meta.db.*")); len(copies) != 0 {
+		t.Fatalf("the repair salvaged meta.db: %v", copies)
 	}
 }
