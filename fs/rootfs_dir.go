@@ -148,11 +148,11 @@ func (d *rootfsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 // imageRoot is the root of image ref's files. An image rootfsShown
 // refuses has no entry (ENOENT, and the log says why); one whose files
 // still cannot be shown (a layer that climbs out of its root, a tar cut
-// short) answers EIO, and the log says why.
+// short) is a directory that says why (rootfsNotShown).
 func (d *rootfsDir) imageRoot(ctx context.Context, ref string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	tree, img, err := d.fsys.imageTree(ctx, d.ns, ref)
 	if err != nil {
-		return nil, toErrno("lookup "+d.display(ref), rootfsUnavailable(err))
+		return d.unavailableRoot(ctx, ref, err, out) // rootfs_not_shown.go
 	}
 	n := &rootfsNode{node: tree.Root, rootfsImage: &rootfsImage{readOnly: d.readOnly, tree: tree,
 		image: img.ID, target: img.Target.Digest, imagePath: d.display(ref)}}

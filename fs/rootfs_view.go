@@ -191,7 +191,7 @@ func (f *filesystem) imageTree(ctx context.Context, ns nsRef, ref string) (*laye
 		d := l.Digest
 		idxs[i], err = cache.Get(d, l.Size, func() (io.ReadCloser, error) { return f.db.Content().Open(ns.name, d) })
 		if err != nil {
-			return nil, metadata.Image{}, err
+			return nil, metadata.Image{}, layerindex.AtLayer(err, i+1)
 		}
 	}
 	t, err = layerindex.Merge(idxs)

@@ -732,7 +732,7 @@ func fsckProblemsBesidesCrashLeftovers(out string) []string {
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		switch {
 		case line == "",
-			strings.HasPrefix(line, "ingest/") && strings.Contains(line, ": unfinished ingest ("),
+			strings.HasPrefix(line, "note: ingest/") && strings.Contains(line, ": unfinished ingest ("),
 			strings.HasPrefix(line, "blob file blobs/sha256/") && strings.Contains(line, ": no namespace holds it (orphan"),
 			strings.HasPrefix(line, "nsfs: store ") && strings.Contains(line, " problem"),
 			strings.HasPrefix(line, "store ") && strings.Contains(line, " is clean"):

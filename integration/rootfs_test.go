@@ -199,9 +199,16 @@ func unpackWithUmoci(t *testing.T, img testImage) string {
 	desc := map[string]any{"mediaType": mediaTypeOCIManifest, "digest": img.manifest.digest(), "size": len(img.manifest.data),
 		"annotations": map[string]string{"org.opencontainers.image.ref.name": "v1"}}
 	os.WriteFile(filepath.Join(layout, "index.json"), mustJSON(map[string]any{"schemaVersion": 2, "manifests": []any{desc}}), 0o644)
+	return umociRawUnpack(t, layout+":v1")
+}
+
+// umociRawUnpack unpacks image (LAYOUT:TAG) with `umoci raw unpack` into
+// a new directory on the store's disk.
+func umociRawUnpack(t *testing.T, image string) string {
+	t.Helper()
 	out := filepath.Join(t.TempDir(), "rootfs")
 	// umoci reports its progress on stderr.
-	if r := run(t, "", "umoci", "raw", "unpack", "--image", layout+":v1", out); r.code != 0 {
+	if r := run(t, "", "umoci", "raw", "unpack", "--image", image, out); r.code != 0 {
 		t.Fatalf("%v", r)
 	}
 	return out
@@ -301,6 +308,42 @@ func TestRootfsEqualsUnpack(t *testing.T) {
 	zimg := layerImage(tars, []blob{layers[0], layers[1], {mediaType: mediaTypeOCILayerZstd, data: zstdBytes(t, tars[2])}})
 	d.putImage(t, "default", "app:zstd", zimg)
 	assertOutput(t, "rootfs/app:zstd", treeListing(t, d.path("ns/default/rootfs/app:zstd")), want)
+
+	// Names from the root: a layer whose names start with "/" (its root
+	// "/" sets the root's mode and owner as "./" does), then umoci's own
+	// insert of a directory at "/", which writes such a layer, made in
+	// place in the namespace. Both tools read the same image.
+	abs := tarLayer(t, []rootfsEntry{
+		{name: "/", typ: tar.TypeDir, mode: 0o751, uid: 7, gid: 7},
+		{name: "/abs/", typ: tar.TypeDir, mode: 0o700, uid: 5},
+		{name: "/abs/path", typ: tar.TypeReg, data: "from /abs/path\n"},
+		{name: "//two/slashes", typ: tar.TypeReg, data: "two slashes\n"},
+		{name: "/etc/os-release", typ: tar.TypeReg, data: "NAME=absolute\n"},
+		{name: "x/../inner", typ: tar.TypeReg, data: "a .. that stays inside\n"},
+		{name: "/hl", typ: tar.TypeLink, link: "/abs/path"},
+		{name: "/bin/.wh.su", typ: tar.TypeReg},
+	})
+	aimg := layerImage(append(tars[:3:3], abs), append(layers[:3:3], blob{mediaType: mediaTypeOCILayer, data: gzipBytes(t, abs)}))
+	d.putImage(t, "default", "abs", aimg)
+	src := t.TempDir()
+	os.MkdirAll(filepath.Join(src, "inserted", "sub"), 0o755)
+	os.WriteFile(filepath.Join(src, "inserted", "sub", "f"), []byte("inserted by umoci\n"), 0o644)
+	os.WriteFile(filepath.Join(src, "top"), []byte("at the root\n"), 0o600)
+	os.Chmod(src, 0o750)
+	layout := d.path("ns", "default")
+	mustTool(t, "umoci", "insert", "--image", layout+":abs", "--tag", "inserted", src, "/")
+	for _, ref := range []string{"abs", "inserted"} {
+		want := treeListing(t, umociRawUnpack(t, layout+":"+ref))
+		for _, line := range []string{"abs/path ", "two/slashes ", "inner ", "linked: abs/path hl"} {
+			if !strings.Contains(want, line) {
+				t.Fatalf("umoci's unpack of %s has no %q:\n%s", ref, line, want)
+			}
+		}
+		assertOutput(t, "rootfs/"+ref+" against umoci raw unpack", treeListing(t, d.path("ns/default/rootfs", ref)), want)
+	}
+	if _, err := os.Stat(d.path("ns/default/rootfs/inserted/inserted/sub/f")); err != nil {
+		t.Errorf("the file umoci inserted: %v", err)
+	}
 }
 
 // simpleRootfsImage is one gzip layer with a few files.
@@ -375,23 +418,60 @@ func TestRootfsReadOnly(t *testing.T) {
 	assertOutput(t, "ls ns", mustRun(t, d.mnt, "ls", "ns"), lines("default"))
 }
 
+// A layer with a name that climbs out of the root, even after its
+// leading "/" is stripped, is refused whole, never followed; so is a tar
+// cut short. rootfs/<ref> is then a directory that cannot be opened and
+// whose xattr user.nsfs.error says why (ls -l shows it, not d?????????),
+// and the log names the layer, the entry and the reason at each access.
 func TestRootfsRefusesEscapes(t *testing.T) {
 	d := startNsfs(t)
-	for _, c := range []struct{ ref, name, link, why string }{
-		{"dotdot", "../../etc/evil", "", "climbs out of the root"},
-		{"absolute", "/etc/evil", "", "is an absolute path"},
-		{"inner", "a/../../evil", "", "climbs out of the root"},
-		{"hardlink", "a", "../../etc/shadow", "climbs out of the root"},
+	ok := rootfsEntry{name: "ok", typ: tar.TypeReg, data: "ok\n"}
+	cut := tarLayer(t, []rootfsEntry{ok, {name: "big", typ: tar.TypeReg, data: strings.Repeat("x", 4096)}})
+	cut = cut[:len(cut)-3000] // inside big's bytes
+	layers := map[string]string{}
+	for _, c := range []struct {
+		ref string
+		img testImage
+		why string
+	}{
+		{"dotdot", simpleRootfsImage(t, ok, rootfsEntry{name: "../../etc/evil", typ: tar.TypeReg, data: "evil\n"}),
+			`tar entry "../../etc/evil" climbs out of the root`},
+		{"absolute", simpleRootfsImage(t, ok, rootfsEntry{name: "/../etc/evil", typ: tar.TypeReg, data: "evil\n"}),
+			`tar entry "/../etc/evil" climbs out of the root`},
+		{"inner", simpleRootfsImage(t, ok, rootfsEntry{name: "a/../../evil", typ: tar.TypeReg, data: "evil\n"}),
+			`tar entry "a/../../evil" climbs out of the root`},
+		{"hardlink", simpleRootfsImage(t, ok, rootfsEntry{name: "a", typ: tar.TypeLink, link: "/../../etc/shadow"}),
+			`tar entry "a": hard link target "/../../etc/shadow" climbs out of the root`},
+		{"cut", layerImage([][]byte{cut}, []blob{{mediaType: mediaTypeOCILayer, data: gzipBytes(t, cut)}}),
+			`tar entry "big": unexpected EOF`},
 	} {
-		e := rootfsEntry{name: c.name, typ: tar.TypeReg, data: "evil\n"}
-		if c.link != "" {
-			e = rootfsEntry{name: c.name, typ: tar.TypeLink, link: c.link}
-		}
-		img := simpleRootfsImage(t, rootfsEntry{name: "ok", typ: tar.TypeReg, data: "ok\n"}, e)
-		d.putImage(t, "default", c.ref, img)
-		_, err := os.Stat(d.path("ns/default/rootfs", c.ref, "ok"))
+		d.putImage(t, "default", c.ref, c.img)
+		layer := c.img.layers[0].digest()
+		layers[c.ref] = layer
+		before := d.state(t)
+		dir := d.path("ns/default/rootfs", c.ref)
+		_, err := os.Stat(filepath.Join(dir, "ok"))
 		assertErrno(t, "stat rootfs/"+c.ref+"/ok", err, unix.EIO)
-		d.waitForLog(t, c.why)
+		_, err = os.ReadDir(dir)
+		assertErrno(t, "ls rootfs/"+c.ref, err, unix.EIO)
+		if st, err := os.Lstat(dir); err != nil || !st.IsDir() || st.Mode().Perm()&0o222 != 0 {
+			t.Errorf("lstat rootfs/%s: %v, %v; want a read-only directory", c.ref, st, err)
+		}
+		buf := make([]byte, 4096)
+		n, err := unix.Getxattr(dir, "user.nsfs.error", buf)
+		if err != nil || !strings.Contains(string(buf[:max(n, 0)]), layer+") is not shown: ") || !strings.Contains(string(buf[:max(n, 0)]), c.why) {
+			t.Errorf("getxattr user.nsfs.error of rootfs/%s: %q, %v; want the layer and %q", c.ref, buf[:max(n, 0)], err, c.why)
+		}
+		assertErrno(t, "mkdir in rootfs/"+c.ref, os.Mkdir(filepath.Join(dir, "x"), 0o755), unix.EIO)
+		assertErrno(t, "setfattr rootfs/"+c.ref, unix.Setxattr(dir, "user.x", []byte("1"), 0), unix.EROFS)
+		d.assertUnchanged(t, "refusals below rootfs/"+c.ref, before)
+		d.waitForLog(t, "lookup ns/default/rootfs/"+c.ref+": no rootfs: layer 1 ("+layer+") is not shown: "+c.why)
+	}
+	// getfattr -d shows the reason, ls -l the entries (no "?").
+	assertOutput(t, "getfattr -d rootfs/dotdot", mustRun(t, d.path("ns/default/rootfs"), "getfattr", "--absolute-names", "-d", "dotdot"),
+		"# file: dotdot\nuser.nsfs.error=\"layer 1 ("+layers["dotdot"]+") is not shown: tar entry \\\"../../etc/evil\\\" climbs out of the root (a \\\"..\\\" above it)\"\n\n")
+	if out := mustRun(t, d.path("ns/default/rootfs"), "ls", "-l"); strings.Contains(out, "?") {
+		t.Errorf("ls -l rootfs:\n%s", out)
 	}
 }
 

@@ -182,3 +182,45 @@ func TestTempIngestGoesWithItsNamespace(t *testing.T) {
 	assertOutput(t, "ls -A of the namespace made again", mustRun(t, m, "ls", "-A", blobPath("foo", "")), "")
 	assertOutput(t, "ls -A of default", mustRun(t, m, "ls", "-A", blobPath("default", "")), lines("crane-tmp"))
 }
+
+// A clean unmount removes the ingests the mount had (a temporary file
+// never renamed, a scratch file): nothing can write them once it stopped
+// serving, and nsfs fsck then finds the store clean. What a kill -9
+// leaves is a note of nsfs fsck, no problem (exit 0), until the next
+// mount (or nsfs gc) removes it.
+func TestCleanUnmountRemovesIngests(t *testing.T) {
+	t.Parallel()
+	d := startNsfs(t)
+	m := d.mnt
+	mustRun(t, m, "mkdir", "ns/t")
+	mustSh(t, m, "echo upload >"+blobPath("default", "upload.tmp")+" && echo scratch >ns/t/scratchfile")
+	if got := ingestFiles(t, d.root); len(got) != 2 {
+		t.Fatalf("ROOT/ingest = %v, want the temporary file and the scratch file", got)
+	}
+	d.stop(t)
+	if got := ingestFiles(t, d.root); len(got) != 0 {
+		t.Errorf("ROOT/ingest = %v after a clean unmount, want it empty", got)
+	}
+	d.waitForLog(t, "removed 2 unfinished ingests the mount had (15 bytes: ")
+	mustFsckClean(t, d.root)
+
+	d = startNsfs(t, withStore(d.root, d.mnt), after(d))
+	assertOutput(t, "ls -A ns/t", mustRun(t, d.mnt, "ls", "-A", "ns/t"), lines("blobs", "images", "index.json", "oci-layout"))
+	mustSh(t, d.mnt, "echo upload >"+blobPath("default", "upload.tmp"))
+	d.kill9(t)
+	left := ingestFiles(t, d.root)
+	if len(left) != 1 {
+		t.Fatalf("ROOT/ingest = %v after kill -9, want the temporary file", left)
+	}
+	out, code := runFsck(t, d.root)
+	if code != 0 || !strings.Contains(out, "note: ingest/"+left[0]+": unfinished ingest (7 bytes, last written ") ||
+		!strings.Contains(out, "): no damage; nsfs gc or the next mount removes it\n") ||
+		!strings.HasSuffix(out, "\nstore "+d.root+" is clean: 2 namespaces, 0 images, 0 blobs, 0 blob files\n") {
+		t.Errorf("nsfs fsck of what kill -9 left: exit %d\n%s\nwant exit 0, a note of the ingest, clean", code, out)
+	}
+	d = d.restart(t)
+	d.waitForLog(t, "removed what a crash left in "+d.root+": 0 blob files no namespace holds, 1 unfinished ingests")
+	if got := ingestFiles(t, d.root); len(got) != 0 {
+		t.Errorf("ROOT/ingest = %v once the next mount served", got)
+	}
+}

@@ -137,7 +137,10 @@ func (c *Cache) remember(d digest.Digest, idx *Index) {
 }
 
 func (c *Cache) load(d digest.Digest, size int64, open func() (io.ReadCloser, error)) (*Index, error) {
-	if idx, err := c.readFile(d); err == nil && idx.Digest == d && (size < 0 || idx.Size == size) {
+	// A layer its file refuses is judged again by the rules of this
+	// nsfs, which may show it (earlier ones refused names with a leading
+	// "/"); refused layers are rare, and kept in memory once built.
+	if idx, err := c.readFile(d); err == nil && idx.Digest == d && (size < 0 || idx.Size == size) && idx.Refused == "" {
 		return idx, nil
 	}
 	rc, err := open()

@@ -104,8 +104,17 @@ func (c *countingReader) Read(p []byte) (int, error) {
 
 // Build reads a whole layer blob of digest d once and returns its table.
 // The bytes must hash to d and be size long (size < 0: any), or Build
-// fails: a table is only ever made of the blob it names.
+// fails: a table is only ever made of the blob it names. Its errors are
+// NotShownErrors: they say what is wrong with the blob.
 func Build(blob io.Reader, d digest.Digest, size int64, opts BuildOptions) (*Index, error) {
+	idx, err := buildIndex(blob, d, size, opts)
+	if err != nil {
+		return nil, &NotShownError{Digest: d, Err: err}
+	}
+	return idx, nil
+}
+
+func buildIndex(blob io.Reader, d digest.Digest, size int64, opts BuildOptions) (*Index, error) {
 	verifier := d.Verifier()
 	compressed := &countingReader{r: io.TeeReader(blob, verifier)}
 	buffered := bufio.NewReaderSize(compressed, 64<<10)
@@ -118,29 +127,29 @@ func Build(blob io.Reader, d digest.Digest, size int64, opts BuildOptions) (*Ind
 		idx.Compression = Gzip
 		gz, err := newGzipStream(buffered, opts.span())
 		if err != nil {
-			return nil, errors.Wrapf(err, "layer %s: gzip", d)
+			return nil, errors.Wrap(err, "gzip")
 		}
 		tarStream, stop = gz, func() { idx.Checkpoints = gz.checkpoints }
 	case bytes.HasPrefix(magic, zstdMagic):
 		idx.Compression = Zstd
 		zr, err := newZstdReader(buffered)
 		if err != nil {
-			return nil, errors.Wrapf(err, "layer %s: zstd", d)
+			return nil, errors.Wrap(err, "zstd")
 		}
 		defer zr.Close()
 		tarStream = zr
 	}
 	counted := &countingReader{r: tarStream}
 	if err := readTable(idx, counted); err != nil {
-		return nil, errors.WithMessagef(err, "layer %s", d)
+		return nil, err
 	}
 	// The rest of the blob (tar padding, a gzip trailer) counts in the
 	// digest.
 	if _, err := io.Copy(io.Discard, counted); err != nil {
-		return nil, errors.Wrapf(err, "layer %s: reading past the tar's end", d)
+		return nil, errors.Wrap(err, "reading past the tar's end")
 	}
 	if _, err := io.Copy(io.Discard, buffered); err != nil {
-		return nil, errors.Wrapf(err, "layer %s", d)
+		return nil, err
 	}
 	if stop != nil {
 		stop()
@@ -148,10 +157,10 @@ func Build(blob io.Reader, d digest.Digest, size int64, opts BuildOptions) (*Ind
 	idx.TarSize = counted.n
 	idx.Size = compressed.n
 	if size >= 0 && compressed.n != size {
-		return nil, errors.Errorf("layer %s: the blob is %d bytes, its descriptor says %d", d, compressed.n, size)
+		return nil, errors.Errorf("the blob is %d bytes, its descriptor says %d", compressed.n, size)
 	}
 	if !verifier.Verified() {
-		return nil, errors.Errorf("layer %s: the blob's bytes do not hash to its digest", d)
+		return nil, errors.New("the blob's bytes do not hash to its digest")
 	}
 	return idx, nil
 }
@@ -244,26 +253,6 @@ func hasSparseRecords(hdr *tar.Header) bool {
 		}
 	}
 	return false
-}
-
-// cleanName makes a tar name a path below the root ("" for the root
-// itself), or says why it is refused: an absolute name, or one with a
-// ".." component, is never followed.
-func cleanName(name string) (string, string) {
-	if strings.HasPrefix(name, "/") {
-		return "", "is an absolute path"
-	}
-	var parts []string
-	for _, p := range strings.Split(name, "/") {
-		switch p {
-		case "", ".":
-		case "..":
-			return "", "climbs out of the root (a \"..\" component)"
-		default:
-			parts = append(parts, p)
-		}
-	}
-	return strings.Join(parts, "/"), ""
 }
 
 func quote(s string) string {

@@ -181,12 +181,12 @@ func Merge(layers []*Index) (*Tree, error) {
 	m.nodes = append(m.nodes, mergeNode{name: nameRef{layer: -1}, layer: -1})
 	for li, idx := range layers {
 		if idx.Refused != "" {
-			return nil, errors.Errorf("layer %d (%s) is not shown: %s", li+1, idx.Digest, idx.Refused)
+			return nil, &NotShownError{Layer: li + 1, Digest: idx.Digest, Err: errors.New(idx.Refused)}
 		}
 		for i := 0; i < idx.Len(); i++ {
 			e, nameAt := idx.table.entryAt(i, false)
 			if err := m.apply(int32(li), int32(i), &e, uint32(nameAt)); err != nil {
-				return nil, errors.WithMessagef(err, "layer %d (%s)", li+1, idx.Digest)
+				return nil, &NotShownError{Layer: li + 1, Digest: idx.Digest, Err: err}
 			}
 		}
 	}

@@ -79,6 +79,11 @@ type Report struct {
 	Namespaces, Images, Blobs, Files int
 	// Problems found by the first pass, one per broken invariant.
 	Problems []Problem
+	// Notes are what the first pass found that is no damage, one per
+	// object: unfinished ingests (a mount killed while writing, or an
+	// nsfs from before clean unmounts removed them), which nsfs gc and
+	// the next mount remove, and a repair too.
+	Notes []Problem
 	// Repairs are the actions a repair took, one line each ("removed
 	// orphan blob file blobs/sha256/…"); empty without CheckOptions.Repair.
 	Repairs []string
@@ -117,7 +122,8 @@ func (r Report) Clean() bool {
 //     the images of the namespace that claim the blob;
 //   - every content record has a holder and its file, of its size; with
 //     VerifyBlobs, the file's bytes hash to its name;
-//   - every blob file has a content record; no ingest file is left.
+//   - every blob file has a content record. An ingest file left is no
+//     broken invariant: it is a note (Report.Notes).
 //
 // With Repair, what cannot be repaired is removed: orphan blob files,
 // ingest leftovers, corrupt blob files (wrong size, or wrong digest with
@@ -160,6 +166,7 @@ func (db *DB) Check(opts CheckOptions) (Report, error) {
 type fsckState struct {
 	db       *DB
 	problems []Problem
+	notes    []Problem
 
 	namespaces, images int
 	files              map[digest.Digest]int64  // blob files and their sizes
@@ -191,6 +198,7 @@ func (s *fsckState) report() Report {
 		Blobs:      len(s.content),
 		Files:      len(s.files),
 		Problems:   s.problems,
+		Notes:      s.notes,
 	}
 }
 
@@ -252,7 +260,9 @@ func (db *DB) scan(opts CheckOptions) (*fsckState, error) {
 		}
 	}
 	for _, in := range s.ingests {
-		s.add(blobs.IngestRelPath(in.Name), "unfinished ingest (%d bytes, last written %s)", in.Size, in.ModTime.UTC().Format(time.RFC3339))
+		s.notes = append(s.notes, Problem{Object: blobs.IngestRelPath(in.Name),
+			What: fmt.Sprintf("unfinished ingest (%d bytes, last written %s): no damage; nsfs gc or the next mount removes it",
+				in.Size, in.ModTime.UTC().Format(time.RFC3339))})
 	}
 	return s, nil
 }

@@ -1,6 +1,7 @@
 package metadata
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -72,6 +73,27 @@ func (db *DB) CollectGarbage(opts GCOptions) (GCStats, error) {
 		db.restoreReserve()
 	}
 	return stats, err
+}
+
+// RemoveIngests removes every unfinished ingest of the store, for a
+// mount whose server has stopped: nothing writes them any more (the
+// store's lock keeps every other process out), and what they were, a
+// temporary file in blobs/sha256 or a scratch file, a remount forgets.
+func (db *DB) RemoveIngests() (GCStats, error) {
+	var stats GCStats
+	err := db.collectIngests(time.Time{}, &stats)
+	return stats, err
+}
+
+// removeIngestsReported is RemoveIngests for a repair: one line per
+// ingest it removed.
+func (db *DB) removeIngestsReported() ([]string, error) {
+	stats, err := db.RemoveIngests()
+	var lines []string
+	for _, g := range stats.Removed {
+		lines = append(lines, fmt.Sprintf("removed unfinished ingest %s (%d bytes)", g.Path, g.Size))
+	}
+	return lines, err
 }
 
 // olderThan reports whether a file last modified at mtime is garbage by

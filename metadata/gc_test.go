@@ -2,6 +2,7 @@ package metadata
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -147,5 +148,79 @@ func TestCollectGarbageSparesAPublish(t *testing.T) {
 		if fileExists(db, d) {
 			t.Fatal("the file of a blob no one holds stayed")
 		}
+	}
+}
+
+// An ingest left in the store is a note of Check, no problem: the store
+// is clean. RemoveIngests (a clean unmount) removes every ingest, and
+// leaves the blobs alone.
+func TestLeftIngestIsANoteAndRemoveIngests(t *testing.T) {
+	s := newFsckStore(t)
+	db := s.db
+	for _, what := range []string{"temporary", "scratch"} {
+		w, err := db.blobs.NewWriter(digest.FromString(what))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write([]byte(what))
+	}
+	rep := mustCheck(t, db, CheckOptions{VerifyBlobs: true})
+	if !rep.Clean() || len(rep.Problems) != 0 || len(rep.Notes) != 2 {
+		t.Fatalf("Check: clean %v, problems %v, notes %v; want clean with 2 notes", rep.Clean(), rep.Problems, rep.Notes)
+	}
+	if n := rep.Notes[0].String(); !strings.HasPrefix(n, "ingest/") || !strings.Contains(n, ": unfinished ingest (") ||
+		!strings.HasSuffix(n, "): no damage; nsfs gc or the next mount removes it") {
+		t.Errorf("note %q", n)
+	}
+	records := func() string { // and blob files: all but the ingests
+		var keep []string
+		for _, line := range strings.Split(dump(t, db), "\n") {
+			if !strings.HasPrefix(line, "ingest ") {
+				keep = append(keep, line)
+			}
+		}
+		return strings.Join(keep, "\n")
+	}
+	before := records()
+	stats, err := db.RemoveIngests()
+	if err != nil || stats.Ingests != 2 || stats.Blobs != 0 || stats.Bytes != int64(len("temporary")+len("scratch")) {
+		t.Fatalf("RemoveIngests: %+v, %v; want the 2 ingests", stats, err)
+	}
+	if names := ingestNames(t, db); len(names) != 0 {
+		t.Fatalf("ingests left: %v", names)
+	}
+	if after := records(); after != before {
+		t.Fatalf("RemoveIngests changed the records or blob files:\n%s\nwant:\n%s", after, before)
+	}
+	if rep := mustCheck(t, db, CheckOptions{VerifyBlobs: true}); !rep.Clean() || len(rep.Notes) != 0 {
+		t.Fatalf("after RemoveIngests: problems %v, notes %v", rep.Problems, rep.Notes)
+	}
+}
+
+// fsck --repair of a store whose only finding is a left ingest removes
+// it, without salvaging meta.db into a copy.
+func TestRepairRemovesLeftIngestsOnly(t *testing.T) {
+	root := t.TempDir()
+	db, err := Open(root, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := db.blobs.NewWriter(digest.FromString("left"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("left"))
+	name := ingestNames(t, db)[0]
+	db.Close()
+	rep, err := Repair(root, CheckOptions{VerifyBlobs: true})
+	if err != nil || !rep.Clean() || len(rep.Problems) != 0 || len(rep.Notes) != 1 ||
+		strings.Join(rep.Repairs, "\n") != "removed unfinished ingest ingest/"+name+" (4 bytes)" {
+		t.Fatalf("Repair: %v; problems %v, notes %v, repairs %q", err, rep.Problems, rep.Notes, rep.Repairs)
+	}
+	if left, _ := filepath.Glob(filepath.Join(root, "ingest", "*")); len(left) != 0 {
+		t.Fatalf("ingests left: %v", left)
+	}
+	if copies, _ := filepath.Glob(filepath.Join(root, "meta.db.*")); len(copies) != 0 {
+		t.Fatalf("the repair salvaged meta.db: %v", copies)
 	}
 }

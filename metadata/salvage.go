@@ -321,6 +321,12 @@ func Repair(root string, opts CheckOptions) (Report, error) {
 				return first, errors.WithMessagef(qerr, "repair store %s", root)
 			}
 		}
+		if err == nil && len(first.Problems) == 0 && len(first.Notes) > 0 {
+			// Nothing to salvage: the ingests a kill left go, as a
+			// repair of a damaged store removes them.
+			first.Repairs, err = db.removeIngestsReported()
+			first.Remaining = []Problem{}
+		}
 		db.Close()
 		if err == nil && len(first.Problems) == 0 {
 			return first, nil

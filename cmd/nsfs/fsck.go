@@ -26,7 +26,9 @@ var fsckCommand = &cli.Command{
 	ArgsUsage: " ",
 	Description: `Checks every record of meta.db against the others and against the blob files:
 one line per problem, naming the object, then exit status 1; a clean store
-prints one line and exits 0. --verify-blobs also hashes every blob file.
+prints one line and exits 0. An unfinished ingest (what a killed daemon was
+writing) is no problem: a "note:" line, which nsfs gc or the next mount
+removes. --verify-blobs also hashes every blob file.
 --repair works on a copy: it reads every record it can into a new meta.db
 (the one it started from is kept as meta.db.before-repair-TIME), then removes the records of blobs whose file is gone
 and the images that need them, rebuilds what can be derived (holder
@@ -79,6 +81,9 @@ func runFsck(c *cli.Context) error {
 	}
 	for _, p := range rep.Problems {
 		fmt.Println(p)
+	}
+	for _, n := range rep.Notes {
+		fmt.Println("note: " + n.String())
 	}
 	for _, a := range rep.Repairs {
 		fmt.Println(metadata.Printable(a))

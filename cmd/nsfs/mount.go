@@ -169,6 +169,7 @@ func runMount(c *cli.Context) error {
 	}
 	signal.Stop(signals)
 	stopCollector()
+	removeIngestsAtUnmount(db)
 	closed = true
 	if err := db.Close(); err != nil {
 		return errors.Wrapf(err, "close store %s", root)
@@ -328,4 +329,20 @@ func topMount(dir string) (mountinfo.Entry, error) {
 	}
 	top, _ := mountinfo.At(entries, dir)
 	return top, nil
+}
+
+// removeIngestsAtUnmount removes the ingests the mount still had once its
+// server stopped (the temporary files a tool left in blobs/sha256, the
+// files of scratch directories): nothing can write them any more, a
+// remount would forget them, and nsfs fsck would list them. A kill -9
+// never gets here: the next mount removes them before it serves.
+func removeIngestsAtUnmount(db *metadata.DB) {
+	stats, err := db.RemoveIngests()
+	if err != nil {
+		log.Printf("unmount: %v", err)
+	}
+	if stats.Ingests > 0 {
+		log.Printf("removed %d unfinished ingests the mount had (%d bytes: temporary files never renamed to a digest, scratch files)",
+			stats.Ingests, stats.Bytes)
+	}
 }
