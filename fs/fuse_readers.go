@@ -5,7 +5,7 @@ import (
 	"sync"
 )
 
-// spareProcs leaves the Go scheduler a P to spare while go-fuse's readers
+// SpareProcs leaves the Go scheduler a P to spare while go-fuse's readers
 // wait in read(2) on /dev/fuse, and is called once a server exists.
 //
 // go-fuse v2.12 keeps up to GOMAXPROCS+1 goroutines (at least 3, at most
@@ -21,8 +21,9 @@ import (
 // readers, one is idle whenever every reader waits, and the monitor
 // leaves a waiting reader its P (for up to 10 ms). Compute-bound work
 // (decompressing a layer) still runs on as many threads as before plus
-// two, which the kernel shares out among the CPUs.
-func spareProcs() {
+// two, which the kernel shares out among the CPUs. Exported for the
+// benchmark's bare filesystem (bench/barefs), which serves as nsfs does.
+func SpareProcs() {
 	spareProcsOnce.Do(func() {
 		// go-fuse's Server.maxReaders, from the GOMAXPROCS it saw.
 		readers := min(max(runtime.GOMAXPROCS(0), 2), 16)
