@@ -14,7 +14,7 @@ import (
 // runtime's monitor takes the P of a reader that has waited over 20 µs
 // (runtime.retake), hands it to a new thread that finds nothing to do
 // and sleeps again, and the reader, woken by the next request, must
-// find a P elsewhere: two thread wakeups beside every request, and the
+// find a P elsewhere: thread wakeups that serve no request, and the
 // monitor itself polling every 20 µs. On this 2-CPU machine that was a
 // third of the daemon's CPU during `tar -c` of an image (an open and a
 // release per file), time taken from tar. With two Ps more than go-fuse's
@@ -26,8 +26,11 @@ import (
 func SpareProcs() {
 	spareProcsOnce.Do(func() {
 		// go-fuse's Server.maxReaders, from the GOMAXPROCS it saw.
-		readers := min(max(runtime.GOMAXPROCS(0), 2), 16)
-		runtime.GOMAXPROCS(readers + 2)
+		procs := runtime.GOMAXPROCS(0)
+		readers := min(max(procs, 2), 16)
+		// Never fewer than it had (over 16 CPUs, go-fuse's readers
+		// leave Ps to spare already).
+		runtime.GOMAXPROCS(max(procs, readers+2))
 	})
 }
 
