@@ -37,6 +37,7 @@ import (
 var (
 	rootfsSrc  = flag.String("rootfs-src", "/usr/share", "the tree the rootfs rows make their layer of")
 	skipRootfs = flag.Bool("skip-rootfs", false, "skip the rootfs rows")
+	rootfsRuns = flag.Int("rootfs-rounds", 3, "rounds of each rootfs comparison on each side (medians are shown)")
 )
 
 // rootfsRow is one line of the rootfs table.
@@ -212,11 +213,11 @@ func measureRootfs(dir string) (rootfsRows, error) {
 		os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0)
 	}
 	compare := func(name, script string, target string, ok func(ratio float64) bool, speed, cold bool) error {
-		// Both sides alike, alternating, the median of three: warm
+		// Both sides alike, alternating, the median of -rootfs-rounds: warm
 		// (after a first run of each that is not counted), or cold (the
 		// kernel's caches dropped before every run).
 		var a, b []time.Duration
-		for i := 0; i < 4; i++ {
+		for i := 0; i <= *rootfsRuns; i++ {
 			if cold && i == 0 {
 				continue
 			}

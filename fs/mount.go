@@ -126,6 +126,7 @@ func Mount(mountpoint string, db *metadata.DB, cfg Config) (*fuse.Server, error)
 		close(inval.stop)
 		return nil, err
 	}
+	SpareProcs()
 	startNodeBudget(root, inval.stop)
 	go func() {
 		server.Wait()

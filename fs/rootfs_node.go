@@ -48,6 +48,7 @@ type rootfsImage struct {
 	image     uint64        // the image's ID
 	target    digest.Digest // and its target, which the numbers derive from
 	imagePath string        // "ns/foo/rootfs/app:v1", for log lines
+	blobs     layerBlobs    // its layers' open blobs (rootfs_blob.go)
 }
 
 // display names the node in log lines (a hard link by its first name).
@@ -308,6 +309,7 @@ type rootfsHandle struct {
 
 	mu     sync.Mutex
 	blob   *os.File // nil until the first read
+	shared *sharedBlob
 	reader *layerindex.Reader
 	file   *layerindex.FileReader
 }
@@ -323,10 +325,13 @@ func (h *rootfsHandle) open() error {
 	n := h.node
 	i := n.node.Inode
 	layer := n.tree.Layers[i.Layer]
-	blob, err := n.fsys.db.Content().Open(n.ns.name, layer.Digest)
+	shared, err := n.blobs.acquire(layer.Digest, func() (*os.File, error) {
+		return n.fsys.db.Content().Open(n.ns.name, layer.Digest)
+	})
 	if err != nil {
 		return err
 	}
+	blob := shared.file
 	reopen := func() (io.ReaderAt, io.Closer, error) {
 		// The pool keeps a decompressor after this handle closes: it
 		// reads through a descriptor of its own.
@@ -337,7 +342,7 @@ func (h *rootfsHandle) open() error {
 		f := os.NewFile(uintptr(fd), blob.Name())
 		return f, f, nil
 	}
-	h.blob = blob
+	h.blob, h.shared = blob, shared
 	h.reader = layerindex.NewPooledReader(layer, blob, n.fsys.rootfs.cursors, reopen)
 	h.file = h.reader.File(i.Entry)
 	return nil
@@ -373,7 +378,7 @@ func (h *rootfsHandle) Release(ctx context.Context) syscall.Errno {
 	defer h.mu.Unlock()
 	if h.blob != nil {
 		h.reader.Close()
-		h.blob.Close()
+		h.node.blobs.release(h.shared)
 	}
 	return 0
 }

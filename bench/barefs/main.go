@@ -41,6 +41,7 @@ func main() {
 		flag.PrintDefaults()
 	}
 	commitDir := flag.String("commits", "", "make every mkdir, rmdir and xattr change write and fdatasync a data page and a meta page in a file in `DIR`, as a one-page bbolt commit does")
+	flag.BoolVar(&rootfsLike, "rootfs", false, "serve as nsfs serves rootfs/<ref>/: names and attributes kept an hour, opens that keep the page cache and send no FLUSH")
 	flag.Parse()
 	if flag.NArg() != 1 {
 		flag.Usage()
@@ -56,7 +57,11 @@ func main() {
 	// nsfs's nodes give each name they answer a 1 s entry timeout
 	// (blob names none); barefs has no blobs, so the default does it.
 	second := time.Second
+	if rootfsLike {
+		second = time.Hour
+	}
 	opts.EntryTimeout = &second
+	opts.AttrTimeout = &second
 	// Not fuse.nsfs: the nsfs CLI finds its mount by that type.
 	opts.MountOptions.Name = "barefs"
 	root := &dir{node: newNode()}
@@ -64,6 +69,7 @@ func main() {
 	if err != nil {
 		log.Fatalf("mount %s: %v", mountpoint, err)
 	}
+	nsfs.SpareProcs()
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
@@ -270,8 +276,14 @@ func (f *file) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 		f.data = f.data[:0]
 		f.mu.Unlock()
 	}
+	if rootfsLike {
+		return nil, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
+	}
 	return nil, 0, 0
 }
+
+// rootfsLike: -rootfs.
+var rootfsLike bool
 
 func (f *file) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	f.mu.Lock()
