@@ -69,5 +69,6 @@ clean:
 bench: build
 	$(GO) build -o bin/barefs ./bench/barefs
 	$(GO) build -o bin/nsfs-bench ./bench
+	$(GO) build -o bin/fusetrace ./bench/fusetrace
 	$(GO) test -c -o bin/metadata.test ./metadata
 	bin/nsfs-bench $(BENCHFLAGS)
