@@ -63,3 +63,63 @@ func TestListingAcrossRemovalsEndsNormally(t *testing.T) {
 		}
 	}
 }
+
+// A rewind (rewinddir, lseek 0) of an open images/ directory lists every
+// change made through another path before it, at once, though the kernel
+// may have kept the listing it read: refs a write of index.json adds to a
+// directory or removes from it, and a ref removed with rm.
+func TestRewindShowsChangesAtOnce(t *testing.T) {
+	t.Parallel()
+	d := startNsfs(t)
+	dir := linkImages(t, d, 20)
+	empty := imagePath("default", "lib/empty")
+	mustRun(t, d.mnt, "mkdir", d.path(empty))
+	buf := make([]byte, 32<<10)
+	open := func(dir string) int {
+		fd, err := unix.Open(d.path(dir), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { unix.Close(fd) })
+		return fd
+	}
+	rewound := func(fd int) map[string]bool {
+		t.Helper()
+		if _, err := unix.Seek(fd, 0, io.SeekStart); err != nil {
+			t.Fatalf("rewinddir: %v", err)
+		}
+		names := map[string]bool{}
+		for _, name := range readNames(t, fd, buf, nil) {
+			names[name] = true
+		}
+		return names
+	}
+
+	// A directory whose names the kernel knows none of: nothing tells
+	// the kernel of a name a write of index.json makes in it.
+	fd := open(empty)
+	if names := rewound(fd); len(names) != 0 {
+		t.Fatalf("ls %s: %v, want nothing", empty, names)
+	}
+	rewriteIndex(t, d, "", "lib/empty/new")
+	if names := rewound(fd); !names["new"] || len(names) != 1 {
+		t.Errorf("ls %s after rewinddir, right after a write of index.json made new there: %v", empty, names)
+	}
+	rewriteIndex(t, d, "lib/empty/new", "")
+	if names := rewound(fd); len(names) != 0 {
+		t.Errorf("ls %s after rewinddir, right after a write of index.json removed new: %v", empty, names)
+	}
+
+	fd = open(dir)
+	if names := rewound(fd); !names["app:7"] || !names["app:8"] || len(names) != 21 {
+		t.Fatalf("ls %s: %v", dir, names)
+	}
+	rewriteIndex(t, d, "lib/app:7", "lib/added")
+	if names := rewound(fd); names["app:7"] || !names["added"] || len(names) != 21 {
+		t.Errorf("ls %s after rewinddir, right after a write of index.json removed app:7 and made added: %v", dir, names)
+	}
+	mustRun(t, d.mnt, "rm", dir+"/app:8")
+	if names := rewound(fd); names["app:8"] || len(names) != 20 {
+		t.Errorf("ls %s after rewinddir, right after rm app:8: %v", dir, names)
+	}
+}
