@@ -26,7 +26,10 @@ import (
 //	$ ls /proc/self/fd/3/                        # rewinds: shows new
 //
 // An inode notification drops the directory's page cache, where the
-// kernel keeps the listing, and its attributes. Unlike an entry
+// kernel keeps the listing, and its attributes: the write moved the
+// mtime of the directories it added names to, and a stat must show it
+// (rsync -a sets a directory's time, then sets it again only if a stat
+// shows it moved). Unlike an entry
 // notification it takes no inode lock in the kernel (only the pages'
 // locks, held briefly by a listing copying out of the cache), so it may
 // be sent from any request handler, before the operation returns.

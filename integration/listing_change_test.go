@@ -3,6 +3,8 @@ package integration
 import (
 	"fmt"
 	"io"
+	"os"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -121,5 +123,58 @@ func TestRewindShowsChangesAtOnce(t *testing.T) {
 	mustRun(t, d.mnt, "rm", dir+"/app:8")
 	if names := rewound(fd); names["app:8"] || len(names) != 20 {
 		t.Errorf("ls %s after rewinddir, right after rm app:8: %v", dir, names)
+	}
+}
+
+// A write of index.json that makes a ref below a new directory moves
+// images/'s mtime, and a stat right after shows it, though the kernel
+// holds images/'s attributes from a utimes a moment before. rsync -a
+// sets a directory's time, and once the directory is done sets it again
+// only if a stat shows it differs: into a namespace, its generator sets
+// images/'s time while its receiver renames index.json into place, and
+// when the rename came second the store kept the rename's time, which
+// the next rsync found changed (TestRsyncTwiceWritesNothing, rarely).
+func TestIndexWriteShowsDirectoryTimesAtOnce(t *testing.T) {
+	t.Parallel()
+	d := startNsfs(t)
+	mustRun(t, d.mnt, "mkdir", "ns/new")
+	img := newImage(140, "amd64", 100)
+	for _, b := range img.blobs() {
+		d.putBlob(t, "new", b)
+	}
+	images := imagePath("new", "")
+	const touched = "1577836800\n" // 2020-01-01 UTC
+	// writeIndex names img as ref in index.json, written in place or by a
+	// rename onto it, as rsync does.
+	writeIndex := func(ref string, rename bool) {
+		t.Helper()
+		desc := map[string]any{"mediaType": img.manifest.mediaType, "digest": img.manifest.digest(), "size": len(img.manifest.data),
+			"annotations": map[string]string{"org.opencontainers.image.ref.name": ref}}
+		data := mustJSON(map[string]any{"schemaVersion": 2, "mediaType": mediaTypeOCIIndex, "manifests": []any{desc}})
+		index := d.path("ns", "new", "index.json")
+		if !rename {
+			if err := os.WriteFile(index, data, 0o644); err != nil {
+				t.Fatalf("write index.json: %v", err)
+			}
+			return
+		}
+		temp := d.path("ns", "new", ".index.json.tmp")
+		if err := os.WriteFile(temp, data, 0o644); err != nil {
+			t.Fatalf("write %s: %v", temp, err)
+		}
+		if err := os.Rename(temp, index); err != nil {
+			t.Fatalf("mv %s index.json: %v", temp, err)
+		}
+	}
+	for _, rename := range []bool{false, true} {
+		ref := fmt.Sprintf("dir%v/app", rename)
+		mustRun(t, d.mnt, "touch", "-d", "@1577836800", images)
+		if got := mustRun(t, d.mnt, "stat", "-c", "%Y", images); got != touched {
+			t.Fatalf("stat -c %%Y %s after touch: %s", images, got)
+		}
+		writeIndex(ref, rename)
+		if got := mustRun(t, d.mnt, "stat", "-c", "%Y", images); got == touched {
+			t.Errorf("stat -c %%Y %s right after a write of index.json (rename %v) made %s: %s, the time before", images, rename, ref, strings.TrimSpace(got))
+		}
 	}
 }
