@@ -132,17 +132,7 @@ func TestListThenLstatAfterEntriesExpired(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer unix.Close(fd)
-		buf := make([]byte, 32<<10)
-		for {
-			nb, err := unix.Getdents(fd, buf)
-			if err != nil {
-				t.Fatalf("getdents: %v", err)
-			}
-			if nb == 0 {
-				break
-			}
-			_, _, names = unix.ParseDirent(buf[:nb], -1, names)
-		}
+		names = readNames(t, fd, make([]byte, 32<<10), nil)
 		var st unix.Stat_t
 		for _, name := range names {
 			if err := unix.Lstat(d.path(dir, name), &st); err != nil {

@@ -128,17 +128,7 @@ func TestListingInProgressNeverRevivesARemovedImage(t *testing.T) {
 	mustRun(t, d.mnt, "rm", filepath.Join(dir, removed))
 	mustRun(t, d.mnt, "cp", imagePath("default", "other"), filepath.Join(dir, replaced))
 
-	names := first
-	for {
-		nb, err := unix.Getdents(fd, buf)
-		if err != nil {
-			t.Fatalf("getdents: %v", err)
-		}
-		if nb == 0 {
-			break
-		}
-		_, _, names = unix.ParseDirent(buf[:nb], -1, names)
-	}
+	names := readNames(t, fd, buf, first)
 	if len(names) < n-1 {
 		t.Fatalf("the listing had %d names, want at least %d", len(names), n-1)
 	}
