@@ -21,19 +21,22 @@ import (
 // nothing, so without this a rewind within the attributes' second would
 // be served the listing from before the change:
 //
-//	$ exec 3< images/lib; ls /proc/self/fd/3/   # the kernel keeps it
-//	$ skopeo copy ... oci:ns/default:lib/new    # writes index.json
-//	$ ls /proc/self/fd/3/                        # rewinds: shows new
+//	d = opendir("images/lib"); readdir(d) to its end  # the kernel keeps it
+//	$ skopeo copy ... oci:ns/default:lib/new          # writes index.json
+//	rewinddir(d); readdir(d)                          # shows new
 //
 // An inode notification drops the directory's page cache, where the
 // kernel keeps the listing, and its attributes: the write moved the
 // mtime of the directories it added names to, and a stat must show it
 // (rsync -a sets a directory's time, then sets it again only if a stat
-// shows it moved). Unlike an entry
-// notification it takes no inode lock in the kernel (only the pages'
-// locks, held briefly by a listing copying out of the cache), so it may
-// be sent from any request handler, before the operation returns.
+// shows it moved). Unlike an entry notification it takes no inode lock
+// in the kernel (only the pages' locks, held briefly by a listing
+// copying out of the cache), so it may be sent from any request handler,
+// before the operation returns.
 func forgetListings(images *gofs.Inode, refs []string) {
+	if len(refs) == 0 {
+		return // a write that changed nothing (a tool rewrites index.json as it was)
+	}
 	dirs := map[*gofs.Inode]bool{images: true}
 	for _, ref := range refs {
 		n := images
