@@ -294,8 +294,13 @@ func (b *nodeBudget) candidates(max int, fresh bool) []*gofs.Inode {
 		if _, parent := n.Parent(); parent == nil {
 			// Not in the tree: unlinked (its handles keep it), or a node
 			// a concurrent lookup of the same image made in vain. Not
-			// ours to count; if it comes back, used counts it again.
-			b.dropLocked(f)
+			// ours to count; if it comes back, used counts it again. A
+			// node used just now may be one go-fuse has yet to link
+			// (used runs before the lookup returns): dropped then, it
+			// would stay in the tree uncounted, and keep its directories.
+			if now-e.used >= expired {
+				b.dropLocked(f)
+			}
 			continue
 		}
 		if !f.idle() {
