@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"strings"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -33,6 +34,8 @@ type imageDir struct {
 	path string // below images/; fixed, since directories are never renamed
 
 	listing kernelListing // the kernel's cache of its listing: kernel_listing.go
+	// budgetSlot is the node's slot in the node budget (node_budget.go).
+	budgetSlot int32
 }
 
 var (
@@ -58,7 +61,7 @@ var (
 )
 
 func newImageDir(fsys *filesystem, ns nsRef, path string) *imageDir {
-	return &imageDir{dirBase: dirBase{nodeBase{fsys}, ns}, path: path}
+	return &imageDir{dirBase: dirBase{nodeBase{fsys}, ns}, path: path, budgetSlot: noSlot}
 }
 
 // imageDirKey is the inode-table key of directory path below images/.
@@ -78,11 +81,22 @@ func imagePath(ns nsRef, path string) string {
 	return "ns/" + ns.name + "/images/" + path
 }
 
+// dirNode returns the node of directory path, a child of d: the one the
+// tree already holds if it is that directory. The budget counts it.
 func (d *imageDir) dirNode(ctx context.Context, path string, out *fuse.EntryOut) *gofs.Inode {
 	d.fsys.fillStoredDir(&out.Attr, d.ns, metadata.ImagesDir(path))
 	cacheName(out)
 	ino := d.fsys.inodes.dir(d.ns.id, imageDirKey(path))
-	return d.NewInode(ctx, newImageDir(d.fsys, d.ns, path), dirAttr(ino))
+	if ch := d.GetChild(path[strings.LastIndexByte(path, '/')+1:]); ch != nil && ch.StableAttr().Ino == ino {
+		if sub, ok := ch.Operations().(*imageDir); ok {
+			d.fsys.nodes.used(sub)
+			return ch
+		}
+	}
+	sub := newImageDir(d.fsys, d.ns, path)
+	n := d.NewInode(ctx, sub, dirAttr(ino))
+	d.fsys.nodes.used(sub)
+	return n
 }
 
 // imageNode returns the node of img, named name in d: the one the tree

@@ -189,7 +189,10 @@ func (h *imageDirHandle) currentIn(ctx context.Context) bool {
 
 // Seekdir moves to offset off (an index plus one, as Readdirent numbers
 // them); 0 is a rewind, which takes a new snapshot, as rewinddir(3) must
-// show entries made since the directory was opened.
+// show entries made since the directory was opened. An offset past the
+// snapshot's end is its end: it was read from an older snapshot (a
+// telldir before a rewind, the kernel's own listing before its cache was
+// dropped), and a listing that runs across a removal must end, not fail.
 func (h *imageDirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
 	if off == 0 {
 		h.loaded, h.entries = false, nil
@@ -198,10 +201,7 @@ func (h *imageDirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno 
 			return errno
 		}
 	}
-	if off > uint64(dotEntries+len(h.entries)) {
-		return syscall.EINVAL
-	}
-	h.next, h.last = int(off), nil
+	h.next, h.last = int(min(off, uint64(dotEntries+len(h.entries)))), nil
 	return 0
 }
 

@@ -29,7 +29,9 @@ import (
 // opendir. And only while the entries the listing handed the kernel are
 // fresh: served from the cache, a listing refreshes no entry, and the
 // lstats that follow would each be a LOOKUP once they expired; a listing
-// the daemon answers again refreshes them all with READDIRPLUS.
+// the daemon answers again refreshes them all with READDIRPLUS. A rewind
+// of a directory already open sends no OPENDIR: for it, a write of
+// index.json drops the kernel's listing itself (forgetListings).
 
 // keptListingWindow is how long after it was read a listing may be
 // served from the kernel's cache: its entries live entryTimeout from the

@@ -270,7 +270,9 @@ func (f *layoutFile) commit(p process, data []byte, now bool) syscall.Errno {
 // nsDir's images/ that the rewrite may have changed without going
 // through them: every name the tree knows there, and for each ref the
 // index names the first component the tree does not know (the kernel may
-// remember it as missing, cacheMiss). now as for filesystem.notify.
+// remember it as missing, cacheMiss); the kernel's kept listings of the
+// directories on the changed refs' paths are dropped before it returns
+// (forgetListings). now as for filesystem.notify.
 func (fsys *filesystem) commitIndex(op string, p process, ns nsRef, nsDir *gofs.Inode, bases *layoutBases, data []byte, now bool) syscall.Errno {
 	var base []byte
 	if bases != nil {
@@ -292,6 +294,7 @@ func (fsys *filesystem) commitIndex(op string, p process, ns nsRef, nsDir *gofs.
 	if images == nil {
 		return 0
 	}
+	forgetListings(images, changed)
 	fsys.notify(now, func() {
 		forgetNamesBelow(images)
 		for ref := range refs {

@@ -27,8 +27,9 @@ const DefaultNodeBudget = 16384
 // kernel's entry for an image expires entryTimeout after its lookup: from
 // then on the node buys nothing, as its next use is a LOOKUP anyway.
 //
-// Each image node is counted from its creation (a lookup, READDIRPLUS,
-// create, link) to go-fuse's OnForget. Over the budget, a background
+// Each image node (an image file, or a directory below images/: a tree
+// of many ref prefixes has as many of those) is counted from its creation
+// (a lookup, READDIRPLUS, create, link, mkdir) to go-fuse's OnForget. Over the budget, a background
 // goroutine picks, clock-wise, nodes whose kernel entry expired and that
 // hold nothing of a writer, and asks the kernel to forget them
 // (FUSE_NOTIFY_PRUNE): the kernel drops the inode if nothing uses it (no
@@ -52,8 +53,8 @@ const DefaultNodeBudget = 16384
 // 7.45; this machine's 6.18 has it) refuses the first: the budget is then
 // off, and the log says so once.
 //
-// What it keeps per node: a slot in ring (16 bytes) and the slot's
-// number, in padding of imageFile (still 224 bytes).
+// What it keeps per node: a slot in ring (24 bytes) and the slot's
+// number, in padding of imageFile (still 224 bytes) and in imageDir.
 type nodeBudget struct {
 	limit int
 	kick  chan struct{} // a node over the budget was added
@@ -81,9 +82,19 @@ type nodeBudget struct {
 // hardLimit is how far over its budget b may go with fresh nodes.
 func (b *nodeBudget) hardLimit() int { return b.limit + b.limit/2 }
 
+// budgeted is a node the budget counts: an image file, or a directory
+// below images/ (a ref prefix), of which a tree of many prefixes makes as
+// many as images.
+type budgeted interface {
+	gofs.InodeEmbedder
+	// slot is where the node keeps the number of its slot in the ring.
+	slot() *int32
+	idle() bool
+}
+
 // budgetEntry is a node and when the kernel was last given its name.
 type budgetEntry struct {
-	file *imageFile
+	node budgeted
 	// used is when (in milliseconds since the budget's start) the kernel
 	// was last given the node, its entry then valid for entryTimeout, or
 	// when the kernel was asked to forget it.
@@ -107,11 +118,11 @@ func (b *nodeBudget) now() uint32 { return uint32(time.Since(b.start).Millisecon
 // used records that the kernel was just given f's name (a lookup answered
 // with it, a create, a link): f is counted from now on, and its entry is
 // fresh. Called by the request handlers; never blocks.
-func (b *nodeBudget) used(f *imageFile) {
+func (b *nodeBudget) used(f budgeted) {
 	now := b.now()
 	b.mu.Lock()
-	if f.budgetSlot != noSlot && int(f.budgetSlot) < len(b.ring) && b.ring[f.budgetSlot].file == f {
-		e := &b.ring[f.budgetSlot]
+	if at := *f.slot(); at != noSlot && int(at) < len(b.ring) && b.ring[at].node == f {
+		e := &b.ring[at]
 		e.used = now
 		if e.asked {
 			// The kernel kept it (in use) and gave it out again.
@@ -129,8 +140,8 @@ func (b *nodeBudget) used(f *imageFile) {
 		slot = int32(len(b.ring))
 		b.ring = append(b.ring, budgetEntry{})
 	}
-	b.ring[slot] = budgetEntry{file: f, used: now}
-	f.budgetSlot = slot
+	b.ring[slot] = budgetEntry{node: f, used: now}
+	*f.slot() = slot
 	b.held++
 	b.peak = max(b.peak, b.held)
 	over := b.held > b.limit
@@ -144,15 +155,15 @@ func (b *nodeBudget) used(f *imageFile) {
 }
 
 // forgotten records that go-fuse dropped f's node.
-func (b *nodeBudget) forgotten(f *imageFile) {
+func (b *nodeBudget) forgotten(f budgeted) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.dropLocked(f)
 }
 
-func (b *nodeBudget) dropLocked(f *imageFile) {
-	slot := f.budgetSlot
-	if slot == noSlot || int(slot) >= len(b.ring) || b.ring[slot].file != f {
+func (b *nodeBudget) dropLocked(f budgeted) {
+	slot := *f.slot()
+	if slot == noSlot || int(slot) >= len(b.ring) || b.ring[slot].node != f {
 		return
 	}
 	if b.ring[slot].asked {
@@ -160,7 +171,7 @@ func (b *nodeBudget) dropLocked(f *imageFile) {
 	}
 	b.ring[slot] = budgetEntry{}
 	b.free = append(b.free, slot)
-	f.budgetSlot = noSlot
+	*f.slot() = noSlot
 	b.held--
 }
 
@@ -268,7 +279,7 @@ func (b *nodeBudget) candidates(max int, fresh bool) []*gofs.Inode {
 		}
 		e := &b.ring[b.hand]
 		b.hand++
-		if e.file == nil || (!fresh && now-e.used < expired) {
+		if e.node == nil || (!fresh && now-e.used < expired) {
 			continue
 		}
 		if e.asked && now-e.used < expired {
@@ -278,13 +289,18 @@ func (b *nodeBudget) candidates(max int, fresh bool) []*gofs.Inode {
 			e.asked = false
 			b.asked--
 		}
-		f := e.file
+		f := e.node
 		n := f.EmbeddedInode()
 		if _, parent := n.Parent(); parent == nil {
 			// Not in the tree: unlinked (its handles keep it), or a node
 			// a concurrent lookup of the same image made in vain. Not
-			// ours to count; if it comes back, used counts it again.
-			b.dropLocked(f)
+			// ours to count; if it comes back, used counts it again. A
+			// node used just now may be one go-fuse has yet to link
+			// (used runs before the lookup returns): dropped then, it
+			// would stay in the tree uncounted, and keep its directories.
+			if now-e.used >= expired {
+				b.dropLocked(f)
+			}
 			continue
 		}
 		if !f.idle() {
@@ -332,10 +348,25 @@ func (f *imageFile) idle() bool {
 	return f.life == stored && f.writes == nil
 }
 
-var _ = (gofs.NodeOnForgetter)((*imageFile)(nil))
+var (
+	_ = (gofs.NodeOnForgetter)((*imageFile)(nil))
+	_ = (gofs.NodeOnForgetter)((*imageDir)(nil))
+)
 
 // OnForget: go-fuse dropped the node (the kernel forgot the inode).
 func (f *imageFile) OnForget() { f.fsys.nodes.forgotten(f) }
+
+func (f *imageFile) slot() *int32 { return &f.budgetSlot }
+
+// OnForget: go-fuse dropped the node (the kernel forgot the inode).
+func (d *imageDir) OnForget() { d.fsys.nodes.forgotten(d) }
+
+func (d *imageDir) slot() *int32 { return &d.budgetSlot }
+
+// idle: a directory holds nothing that must outlive its node (what its
+// kernelListing knows goes with the kernel's inode, and the kernel keeps
+// a directory that is open, a working directory, or holds a name in use).
+func (d *imageDir) idle() bool { return true }
 
 // logNodesOnSignal writes the budget's counts to the log on every
 // SIGUSR1, until stop is closed (what a test or an operator can read

@@ -48,6 +48,39 @@ func keptListing(t *testing.T, d *daemon, dir string) string {
 	return ""
 }
 
+// rewriteIndex writes namespace default's index.json with every ref it
+// has but drop, plus add (of lib/app:0's target) unless add is "".
+func rewriteIndex(t *testing.T, d *daemon, drop, add string) {
+	t.Helper()
+	data, err := os.ReadFile(d.path("ns", "default", "index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx map[string]any
+	if err := json.Unmarshal(data, &idx); err != nil {
+		t.Fatalf("index.json: %v", err)
+	}
+	var kept []any
+	for _, m := range idx["manifests"].([]any) {
+		entry := m.(map[string]any)
+		if entry["annotations"].(map[string]any)["org.opencontainers.image.ref.name"] != drop {
+			kept = append(kept, m)
+		}
+		if entry["annotations"].(map[string]any)["org.opencontainers.image.ref.name"] == "lib/app:0" && add != "" {
+			added := map[string]any{}
+			for k, v := range entry {
+				added[k] = v
+			}
+			added["annotations"] = map[string]any{"org.opencontainers.image.ref.name": add}
+			kept = append(kept, added)
+		}
+	}
+	idx["manifests"] = kept
+	if err := os.WriteFile(d.path("ns", "default", "index.json"), mustJSON(idx), 0o644); err != nil {
+		t.Fatalf("write index.json: %v", err)
+	}
+}
+
 // A write of index.json changes images/ without a request on that
 // directory: a listing the kernel keeps must not survive it. The kernel
 // drops its cached listing itself when told that a name it holds went
@@ -57,43 +90,10 @@ func TestListingAfterIndexWriteShowsItAtOnce(t *testing.T) {
 	t.Parallel()
 	d := startNsfs(t, withFlags("--debug"))
 	dir := linkImages(t, d, 50)
-	// writeIndex writes index.json with every ref it has but drop, plus
-	// add (of drop's target).
-	writeIndex := func(drop, add string) {
-		t.Helper()
-		data, err := os.ReadFile(d.path("ns", "default", "index.json"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var idx map[string]any
-		if err := json.Unmarshal(data, &idx); err != nil {
-			t.Fatalf("index.json: %v", err)
-		}
-		var kept []any
-		for _, m := range idx["manifests"].([]any) {
-			entry := m.(map[string]any)
-			if entry["annotations"].(map[string]any)["org.opencontainers.image.ref.name"] != drop {
-				kept = append(kept, m)
-			}
-			if entry["annotations"].(map[string]any)["org.opencontainers.image.ref.name"] == "lib/app:0" && add != "" {
-				added := map[string]any{}
-				for k, v := range entry {
-					added[k] = v
-				}
-				added["annotations"] = map[string]any{"org.opencontainers.image.ref.name": add}
-				kept = append(kept, added)
-			}
-		}
-		idx["manifests"] = kept
-		if err := os.WriteFile(d.path("ns", "default", "index.json"), mustJSON(idx), 0o644); err != nil {
-			t.Fatalf("write index.json: %v", err)
-		}
-	}
-
 	if out := keptListing(t, d, dir); !strings.Contains(out, "app:7\n") || strings.Contains(out, "new") {
 		t.Fatalf("ls %s:\n%s", dir, out)
 	}
-	writeIndex("", "lib/new")
+	rewriteIndex(t, d, "", "lib/new")
 	if out := mustRun(t, d.mnt, "ls", dir); !strings.Contains(out, "new\n") || strings.Count(out, "\n") != 51 {
 		t.Errorf("ls %s right after the write of index.json that added new:\n%s", dir, out)
 	}
@@ -101,7 +101,7 @@ func TestListingAfterIndexWriteShowsItAtOnce(t *testing.T) {
 	if out := keptListing(t, d, dir); !strings.Contains(out, "app:7\n") {
 		t.Fatalf("ls %s:\n%s", dir, out)
 	}
-	writeIndex("lib/app:7", "")
+	rewriteIndex(t, d, "lib/app:7", "")
 	if out := mustRun(t, d.mnt, "ls", dir); strings.Contains(out, "app:7\n") || strings.Count(out, "\n") != 50 {
 		t.Errorf("ls %s right after the write of index.json that removed app:7:\n%s", dir, out)
 	}
@@ -132,17 +132,7 @@ func TestListThenLstatAfterEntriesExpired(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer unix.Close(fd)
-		buf := make([]byte, 32<<10)
-		for {
-			nb, err := unix.Getdents(fd, buf)
-			if err != nil {
-				t.Fatalf("getdents: %v", err)
-			}
-			if nb == 0 {
-				break
-			}
-			_, _, names = unix.ParseDirent(buf[:nb], -1, names)
-		}
+		names = readNames(t, fd, make([]byte, 32<<10), nil)
 		var st unix.Stat_t
 		for _, name := range names {
 			if err := unix.Lstat(d.path(dir, name), &st); err != nil {

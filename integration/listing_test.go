@@ -25,6 +25,22 @@ func linkImages(t *testing.T, d *daemon, n int) string {
 	return imagePath("default", "lib")
 }
 
+// readNames reads directory fd to its end with getdents into buf and
+// returns names with the names read appended ("." and ".." left out).
+func readNames(t *testing.T, fd int, buf []byte, names []string) []string {
+	t.Helper()
+	for {
+		nb, err := unix.Getdents(fd, buf)
+		if err != nil {
+			t.Fatalf("getdents after %d names: %v", len(names), err)
+		}
+		if nb == 0 {
+			return names
+		}
+		_, _, names = unix.ParseDirent(buf[:nb], -1, names)
+	}
+}
+
 // ls -l of a big directory costs a few requests per batch of entries, not
 // one per entry: the stats come with the listing (READDIRPLUS, answered
 // from the listing's snapshot), and ls stops probing xattrs after the
@@ -112,17 +128,7 @@ func TestListingInProgressNeverRevivesARemovedImage(t *testing.T) {
 	mustRun(t, d.mnt, "rm", filepath.Join(dir, removed))
 	mustRun(t, d.mnt, "cp", imagePath("default", "other"), filepath.Join(dir, replaced))
 
-	names := first
-	for {
-		nb, err := unix.Getdents(fd, buf)
-		if err != nil {
-			t.Fatalf("getdents: %v", err)
-		}
-		if nb == 0 {
-			break
-		}
-		_, _, names = unix.ParseDirent(buf[:nb], -1, names)
-	}
+	names := readNames(t, fd, buf, first)
 	if len(names) < n-1 {
 		t.Fatalf("the listing had %d names, want at least %d", len(names), n-1)
 	}

@@ -1,7 +1,9 @@
 package integration
 
 import (
+	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -153,5 +155,67 @@ func TestNodeBudgetBoundsImageNodes(t *testing.T) {
 	entries, err = os.ReadDir(d.path(dir))
 	if err != nil || len(entries) != n-1 {
 		t.Errorf("readdir %s after mv and rm: %d entries (%v), want %d", dir, len(entries), err, n-1)
+	}
+}
+
+// The directories below images/ count against the node budget as images
+// do: a tree of many ref prefixes, listed with ls -lR, leaves at most the
+// budget's nodes, and the kernel is asked to forget the directories too;
+// a forgotten directory reads as before (its inode number, its refs) and
+// takes changes.
+func TestNodeBudgetBoundsPrefixDirectories(t *testing.T) {
+	t.Parallel()
+	const budget = 2
+	const n = 150
+	d := startNsfs(t, withFlags("--node-budget", strconv.Itoa(budget)))
+	d.putImage(t, "default", "p0/sub/app", newImage(112, "amd64", 100))
+	for i := 1; i < n; i++ {
+		sub := d.path(imagePath("default", fmt.Sprintf("p%d/sub", i)))
+		if err := os.MkdirAll(sub, 0o755); err != nil {
+			t.Fatalf("mkdir -p %s: %v", sub, err)
+		}
+		if err := os.Link(d.path(imagePath("default", "p0/sub/app")), filepath.Join(sub, "app")); err != nil {
+			t.Fatalf("ln: %v", err)
+		}
+	}
+	d = d.remount(t) // the kernel knows none of the directories
+	images := imagePath("default", "")
+	early := imagePath("default", "p1/sub")
+	ino := d.inode(t, early)
+	lsR := func() {
+		t.Helper()
+		out := mustRun(t, d.mnt, "ls", "-lR", images)
+		if got := strings.Count(out, " app\n"); got != n {
+			t.Fatalf("ls -lR %s: %d images, want %d:\n%s", images, got, n, out)
+		}
+	}
+	lsR()
+
+	// Each directory's node goes once the kernel forgot the names below it.
+	deadline := time.Now().Add(20 * time.Second)
+	held, asked := nodesHeld(t, d)
+	for held > budget {
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon still holds %d nodes below images/ (budget %d) after ls -lR of %d images in %d directories; it asked the kernel to forget %d", held, budget, n, 2*n, asked)
+		}
+		time.Sleep(200 * time.Millisecond)
+		held, asked = nodesHeld(t, d)
+	}
+	// Some go without being asked (a node a concurrent lookup made in
+	// vain); the images alone are n.
+	if asked < 2*n {
+		t.Errorf("the daemon asked the kernel to forget %d nodes, want at least %d: most of its %d images and %d directories", asked, 2*n, n, 2*n)
+	}
+
+	if got := d.inode(t, early); got != ino {
+		t.Errorf("stat -c %%i %s after eviction: %s, want %s as before", early, got, ino)
+	}
+	lsR()
+	mustRun(t, d.mnt, "rm", imagePath("default", "p5/sub/app"))
+	mustRun(t, d.mnt, "rmdir", imagePath("default", "p5/sub"), imagePath("default", "p5"))
+	_, err := os.Lstat(d.path(imagePath("default", "p5")))
+	assertErrno(t, "lstat "+imagePath("default", "p5")+" after rmdir", err, syscall.ENOENT)
+	if out := mustRun(t, d.mnt, "ls", imagePath("default", "p6/sub")); out != "app\n" {
+		t.Errorf("ls %s after eviction: %q, want app", imagePath("default", "p6/sub"), out)
 	}
 }

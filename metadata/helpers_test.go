@@ -28,6 +28,23 @@ func openTestDB(t testing.TB, opts Options) *DB {
 	return db
 }
 
+// mutateStore opens the closed store at root with bbolt alone and lets
+// mutate change it in one transaction: a store of an older schema, or a
+// damage such as a flipped bit in meta.db would make.
+func mutateStore(t *testing.T, root string, mutate func(tx *bolt.Tx) error) {
+	t.Helper()
+	bdb, err := bolt.Open(metaPath(root), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bdb.Update(mutate); err != nil {
+		t.Fatal(err)
+	}
+	if err := bdb.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // mustWriteBlob ingests data into ns through ContentStore.Writer and Commit.
 func mustWriteBlob(t testing.TB, db *DB, ns string, data []byte) ocispec.Descriptor {
 	t.Helper()

@@ -114,16 +114,9 @@ func readFile(t *testing.T, path string) []byte {
 // makes the bucket again.
 func TestMigrateSchemaVersion1WithABucketLost(t *testing.T) {
 	dir := copyDir(t, "testdata/store-05c230c")
-	bdb, err := bolt.Open(dir+"/meta.db", 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := bdb.Update(func(tx *bolt.Tx) error {
+	mutateStore(t, dir, func(tx *bolt.Tx) error {
 		return namespacesBucket(tx).Bucket([]byte("default")).DeleteBucket(bucketImageData)
-	}); err != nil {
-		t.Fatal(err)
-	}
-	bdb.Close()
+	})
 	db, err := Open(dir, Options{})
 	if err != nil {
 		t.Fatalf("open the version 1 store without default's imagedata/: %v", err)
@@ -291,20 +284,13 @@ func namespacesByName(t *testing.T, db *DB) map[string]Namespace {
 // data bucket is named by the ID.
 func TestMigrateSchemaVersion2GivesIDs(t *testing.T) {
 	dir := copyDir(t, "testdata/store-2154706")
-	bdb, err := bolt.Open(dir+"/meta.db", 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := bdb.Update(func(tx *bolt.Tx) error {
+	mutateStore(t, dir, func(tx *bolt.Tx) error {
 		all := namespacesBucket(tx)
 		if err := all.Bucket([]byte("old")).Delete(keyID); err != nil {
 			return err
 		}
 		return all.Bucket([]byte("other")).Put(keyID, all.Bucket([]byte("default")).Get(keyID))
-	}); err != nil {
-		t.Fatal(err)
-	}
-	bdb.Close()
+	})
 	db, err := Open(dir, Options{})
 	if err != nil {
 		t.Fatalf("open: %v", err)

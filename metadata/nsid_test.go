@@ -2,28 +2,11 @@ package metadata
 
 import (
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
 )
-
-// damageNamespaceRecords opens the closed store at root with bbolt alone and
-// lets damage change its records, as a flipped bit in meta.db would.
-func damageNamespaceRecords(t *testing.T, root string, damage func(tx *bolt.Tx) error) {
-	t.Helper()
-	bdb, err := bolt.Open(filepath.Join(root, "meta.db"), 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := bdb.Update(damage); err != nil {
-		t.Fatal(err)
-	}
-	if err := bdb.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // recoverRefuses opens the store at root and asserts that Recover refuses
 // it with ErrDamaged, its message naming want.
@@ -77,7 +60,7 @@ func TestZeroNamespaceIDIsRefusedAndRepaired(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	damageNamespaceRecords(t, root, func(tx *bolt.Tx) error {
+	mutateStore(t, root, func(tx *bolt.Tx) error {
 		return putUint64(namespacesBucket(tx).Bucket([]byte(defaultNamespace)), keyID, 0)
 	})
 	recoverRefuses(t, root, `namespace record "default": has no ID`)
@@ -162,7 +145,7 @@ func storeWithImage(t *testing.T, extra ...string) string {
 func changeDefaultID(t *testing.T, root string) uint64 {
 	t.Helper()
 	var old uint64
-	damageNamespaceRecords(t, root, func(tx *bolt.Tx) error {
+	mutateStore(t, root, func(tx *bolt.Tx) error {
 		nsb := namespacesBucket(tx).Bucket([]byte(defaultNamespace))
 		old = getUint64(nsb, keyID)
 		id, err := nextID(tx)
@@ -232,7 +215,7 @@ func TestRepairNeverGivesAnOrphanDataBucketATakenName(t *testing.T) {
 	root := storeWithImage(t)
 	old := changeDefaultID(t, root)
 	taken := fmt.Sprintf("lost-found-%d", old)
-	damageNamespaceRecords(t, root, func(tx *bolt.Tx) error {
+	mutateStore(t, root, func(tx *bolt.Tx) error {
 		_, err := createNamespace(tx, taken, nil)
 		return err
 	})

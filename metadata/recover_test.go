@@ -144,22 +144,15 @@ func TestSalvageAndAdopt(t *testing.T) {
 // other top bucket for it, and the namespaces come back.
 func TestRenamedV1IsRefusedAndSalvaged(t *testing.T) {
 	root, kept := storeWithBlob(t)
-	bdb, err := bolt.Open(filepath.Join(root, "meta.db"), 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Rename v1 -> v3 by copying, as a flipped bit in its key would.
-	if err := bdb.Update(func(tx *bolt.Tx) error {
+	mutateStore(t, root, func(tx *bolt.Tx) error {
 		v3, err := tx.CreateBucket([]byte("v3"))
 		if err != nil {
 			return err
 		}
 		salvageBucket(tx.Bucket(bucketV1), v3, "v1", func(string, ...any) {})
 		return tx.DeleteBucket(bucketV1)
-	}); err != nil {
-		t.Fatal(err)
-	}
-	bdb.Close()
+	})
 	if _, err := Open(root, Options{}); !IsDamaged(err) {
 		t.Fatalf("Open of a store whose v1/ lost its name: %v, want ErrDamaged", err)
 	}
@@ -347,16 +340,9 @@ func TestOpenRefusesABranchKeyOutOfPlace(t *testing.T) {
 // it its images and blobs.
 func TestRepairGivesALostNamespaceIDItsData(t *testing.T) {
 	root, kept := storeWithBlob(t)
-	bdb, err := bolt.Open(filepath.Join(root, "meta.db"), 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := bdb.Update(func(tx *bolt.Tx) error {
+	mutateStore(t, root, func(tx *bolt.Tx) error {
 		return namespacesBucket(tx).Bucket([]byte(defaultNamespace)).Delete(keyID)
-	}); err != nil {
-		t.Fatal(err)
-	}
-	bdb.Close()
+	})
 	db, err := Open(root, Options{})
 	if err != nil {
 		t.Fatal(err)
