@@ -278,7 +278,7 @@ func (fsys *filesystem) commitIndex(op string, p process, ns nsRef, nsDir *gofs.
 	if bases != nil {
 		base = bases.of(p)
 	}
-	skipped, changed, err := fsys.db.Layout().PutIndexChanged(ns.name, ns.id, base, data)
+	skipped, changed, err := fsys.db.Layout().PutIndex(ns.name, ns.id, base, data)
 	if err != nil {
 		return toErrno(op, errors.WithMessagef(err, "namespace %q", ns.name))
 	}

@@ -85,11 +85,10 @@ type LayoutStore interface {
 	// the same refs. nsID, if not zero, must be the ID of namespace ns
 	// (ErrNotFound otherwise), so that a writer of a deleted namespace's
 	// index.json never rewrites a new namespace of the same name.
-	PutIndex(ns string, nsID uint64, base, data []byte) (skipped []string, err error)
-	// PutIndexChanged is PutIndex that also returns the refs it made,
-	// retargeted or removed, so that a caller can tell a cache about
-	// names the new index no longer has.
-	PutIndexChanged(ns string, nsID uint64, base, data []byte) (skipped, changed []string, err error)
+	//
+	// changed lists the refs it made, retargeted or removed, so that a
+	// caller can tell a cache about names the new index no longer has.
+	PutIndex(ns string, nsID uint64, base, data []byte) (skipped, changed []string, err error)
 }
 
 // Layout is the store's LayoutStore.
@@ -240,12 +239,7 @@ func emptyLayoutIndex(data []byte) bool {
 	return json.Unmarshal(data, &idx) == nil && idx.SchemaVersion == 2 && string(idx.Manifests) == "null"
 }
 
-func (db layoutStore) PutIndex(ns string, nsID uint64, base, data []byte) (skipped []string, err error) {
-	skipped, _, err = db.PutIndexChanged(ns, nsID, base, data)
-	return skipped, err
-}
-
-func (db layoutStore) PutIndexChanged(ns string, nsID uint64, base, data []byte) (skipped, changed []string, err error) {
+func (db layoutStore) PutIndex(ns string, nsID uint64, base, data []byte) (skipped, changed []string, err error) {
 	refs, err := ParseLayoutIndex(data)
 	if err != nil {
 		return nil, nil, err

@@ -62,7 +62,7 @@ func TestLayoutPutIndex(t *testing.T) {
 	// A writer of a namespace of this name that was deleted (another ID)
 	// changes nothing.
 	before := dump(t, db)
-	if _, err := db.Layout().PutIndex("foo", 1<<40, nil, layoutIndexJSON(t, nil)); !IsNotFound(err) {
+	if _, _, err := db.Layout().PutIndex("foo", 1<<40, nil, layoutIndexJSON(t, nil)); !IsNotFound(err) {
 		t.Fatalf("PutIndex for another namespace of the name: %v, want ErrNotFound", err)
 	}
 	if got := dump(t, db); got != before {
@@ -71,7 +71,7 @@ func TestLayoutPutIndex(t *testing.T) {
 
 	// a: one → two, b unchanged, c removed, d: one (whose other claimants
 	// a and c both leave it in the same transaction).
-	if _, err := db.Layout().PutIndex("foo", 0, nil, layoutIndexJSON(t, map[string][]byte{"a": two.manifest, "b": two.manifest, "d": one.manifest})); err != nil {
+	if _, _, err := db.Layout().PutIndex("foo", 0, nil, layoutIndexJSON(t, map[string][]byte{"a": two.manifest, "b": two.manifest, "d": one.manifest})); err != nil {
 		t.Fatalf("PutIndex: %v", err)
 	}
 	want := map[string]string{"a": string(two.digest), "b": string(two.digest), "d": string(one.digest)}
@@ -95,7 +95,7 @@ func TestLayoutPutIndex(t *testing.T) {
 		if data == nil {
 			ns, data = "nope", layoutIndexJSON(t, nil)
 		}
-		if _, err := db.Layout().PutIndex(ns, 0, nil, data); err == nil {
+		if _, _, err := db.Layout().PutIndex(ns, 0, nil, data); err == nil {
 			t.Errorf("PutIndex of %s: succeeded", what)
 		}
 	}
@@ -104,7 +104,7 @@ func TestLayoutPutIndex(t *testing.T) {
 	}
 	// A target the namespace cannot see: that ref is skipped, the rest
 	// applies (here: nothing to change).
-	skipped, err := db.Layout().PutIndex("foo", 0, nil, layoutIndexJSON(t, map[string][]byte{"a": two.manifest, "b": two.manifest, "d": one.manifest, "x": manifestJSON(one.config)}))
+	skipped, _, err := db.Layout().PutIndex("foo", 0, nil, layoutIndexJSON(t, map[string][]byte{"a": two.manifest, "b": two.manifest, "d": one.manifest, "x": manifestJSON(one.config)}))
 	if err != nil || len(skipped) != 1 || skipped[0] != "x" {
 		t.Errorf("PutIndex naming a target nobody has: skipped %v, err %v; want x skipped", skipped, err)
 	}
@@ -113,7 +113,7 @@ func TestLayoutPutIndex(t *testing.T) {
 	}
 
 	// An empty index removes every image; the blobs go with them.
-	if _, err := db.Layout().PutIndex("foo", 0, nil, layoutIndexJSON(t, nil)); err != nil {
+	if _, _, err := db.Layout().PutIndex("foo", 0, nil, layoutIndexJSON(t, nil)); err != nil {
 		t.Fatal(err)
 	}
 	if got := layoutRefs(t, db, "foo"); len(got) != 0 {
@@ -172,7 +172,7 @@ func TestLayoutPutIndexBase(t *testing.T) {
 	put("e", two.manifest)
 	put("b", two.manifest)
 	// The writer removes a, keeps b as it read it, adds f.
-	if _, err := db.Layout().PutIndex("foo", 0, base, layoutIndexJSON(t, map[string][]byte{"b": one.manifest, "f": two.manifest})); err != nil {
+	if _, _, err := db.Layout().PutIndex("foo", 0, base, layoutIndexJSON(t, map[string][]byte{"b": one.manifest, "f": two.manifest})); err != nil {
 		t.Fatalf("PutIndex: %v", err)
 	}
 	got := layoutRefs(t, db, "foo")
@@ -197,7 +197,7 @@ func TestLayoutPutIndexSwap(t *testing.T) {
 		}
 	}
 	held := heldDigests(t, db, "foo")
-	if _, err := db.Layout().PutIndex("foo", 0, nil, layoutIndexJSON(t, map[string][]byte{"a": two.manifest, "b": one.manifest})); err != nil {
+	if _, _, err := db.Layout().PutIndex("foo", 0, nil, layoutIndexJSON(t, map[string][]byte{"a": two.manifest, "b": one.manifest})); err != nil {
 		t.Fatalf("PutIndex swapping a and b: %v", err)
 	}
 	if got := layoutRefs(t, db, "foo"); got["a"] != string(two.digest) || got["b"] != string(one.digest) {
