@@ -187,10 +187,16 @@ func notAllowed(table, dir string, err error) error {
 // nsfsMounts lists the mountpoints of fuse.nsfs filesystems in a
 // mountinfo file.
 func nsfsMounts(path string) ([]string, error) {
+	return StoreMounts(path, "")
+}
+
+// StoreMounts lists the mountpoints of the fuse.nsfs filesystems in a
+// mountinfo file that serve store root (any store when root is "").
+func StoreMounts(path, root string) ([]string, error) {
 	entries, err := readMountinfo(path, "looking for nsfs mounts")
 	var mounts []string
 	for _, e := range entries {
-		if e.FSType == FSType {
+		if e.FSType == FSType && (root == "" || e.Source == root) {
 			mounts = append(mounts, e.Mountpoint)
 		}
 	}

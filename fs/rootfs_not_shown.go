@@ -7,11 +7,12 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/nsfs/nsfs/layerindex"
+	"github.com/nsfs/nsfs/xattr"
 )
 
-// notShownXattr names the xattr of rootfs/<ref> that says why the
-// image's files cannot be shown.
-const notShownXattr = "user.nsfs.error"
+// notShownKey is the key of the xattr (user.nsfs.error) of rootfs/<ref>
+// that says why the image's files cannot be shown.
+const notShownKey = "nsfs.error"
 
 // rootfsNotShown stands at rootfs/<ref> for an image whose layers cannot
 // be shown (layerindex.NotShownError: an entry that climbs out of the
@@ -116,7 +117,7 @@ func (n *rootfsNotShown) Getxattr(ctx context.Context, attr string, dest []byte)
 	if errno := n.fsys.enter(&n.ns); errno != 0 {
 		return 0, errno
 	}
-	if attr == notShownXattr {
+	if attr == xattr.UserPrefix+notShownKey {
 		return getValue(n.why.Error(), dest)
 	}
 	return noXattrs{}.Getxattr(ctx, attr, dest)
@@ -126,10 +127,9 @@ func (n *rootfsNotShown) Listxattr(ctx context.Context, dest []byte) (uint32, sy
 	if errno := n.fsys.enter(&n.ns); errno != 0 {
 		return 0, errno
 	}
-	size := uint32(len(notShownXattr) + 1)
-	if len(dest) < int(size) {
+	size, err := xattr.List(dest, []string{notShownKey})
+	if err != nil {
 		return size, syscall.ERANGE
 	}
-	copy(dest, notShownXattr+"\x00")
 	return size, 0
 }

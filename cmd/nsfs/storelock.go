@@ -30,7 +30,7 @@ func lockedStoreError(root string, err error) error {
 	if pid > 0 {
 		by = fmt.Sprintf(", by PID %d", pid)
 	}
-	if mounts := storeMounts(mountinfo.Self, root); len(mounts) > 0 {
+	if mounts, _ := client.StoreMounts(mountinfo.Self, root); len(mounts) > 0 {
 		return errors.Errorf("%v%s; it is mounted at %s: unmount it first (nsfs umount %s)", err, by, strings.Join(mounts, ", "), mounts[0])
 	}
 	if pid > 0 {
@@ -39,22 +39,6 @@ func lockedStoreError(root string, err error) error {
 	}
 	return errors.Errorf("%v; unmount it first (nsfs umount MOUNTPOINT); a lazily unmounted (detached) mount is in no mount table, "+
 		"but is served until its last user leaves", err)
-}
-
-// storeMounts lists the mountpoints of nsfs mounts of store root in the
-// mountinfo file table.
-func storeMounts(table, root string) []string {
-	entries, err := mountinfo.Read(table)
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, e := range entries {
-		if e.FSType == client.FSType && e.Source == root {
-			out = append(out, e.Mountpoint)
-		}
-	}
-	return out
 }
 
 // lockHolder is the PID of a process holding a lock on file path, as the
